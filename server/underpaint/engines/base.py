@@ -1,0 +1,108 @@
+"""The contract between the daemon and an engine.
+
+An engine only ever sees pixels at *model resolution*: the canvas pipeline (``underpaint.canvas``) has
+already cropped, scaled and pre-filled the input, and it alone maps the engine's output back onto the
+canvas. That keeps every engine free of placement math.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from underpaint.canvas.plan import ModelResolution
+from underpaint.modes import Mode
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model a client may name in a job, as the handshake reports it."""
+
+    id: str
+    engine: str
+    family: str
+    modes: tuple[Mode, ...]
+    description: str
+    default_steps: int
+    default_guidance: float
+    loaded: bool = False
+    capabilities: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class GenerationInput:
+    """One job as an engine sees it: everything already at model resolution."""
+
+    mode: Mode
+    model: str
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    strength: float
+    width: int
+    height: int
+    image: np.ndarray | None
+    """RGB uint8 (height, width, 3), pre-filled where the model must invent; None for txt2img."""
+    mask: np.ndarray | None
+    """uint8 (height, width), 255 where the model may change pixels; None means everywhere."""
+    previews: bool = True
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """Reported after every denoising step (``step`` counts from 1 across the whole batch)."""
+
+    step: int
+    total: int
+    preview: np.ndarray | None = None
+    """A small RGB uint8 image of the current state, or None when the engine has none."""
+
+
+ProgressCallback = Callable[[StepProgress], None]
+
+
+class JobCancelled(Exception):
+    """Raised inside an engine when the job's cancel event is set; the daemon reports `cancelled`."""
+
+
+class Engine(ABC):
+    """A way of turning a prepared job into pixels.
+
+    ``generate`` runs on the daemon's worker thread for ``device``, never on the event loop, and
+    may block for as long as the work takes.
+    """
+
+    name: str
+    device: str = "cpu"
+
+    @abstractmethod
+    def models(self) -> list[ModelInfo]:
+        """The models this engine can run now (ids are unique across the daemon)."""
+
+    @abstractmethod
+    def resolution(self, model: str) -> ModelResolution:
+        """The pixel budget and size rules the canvas pipeline must respect for ``model``."""
+
+    @abstractmethod
+    def generate(
+        self,
+        job: GenerationInput,
+        batch_count: int,
+        on_progress: ProgressCallback,
+        cancel: threading.Event,
+    ) -> Iterator[np.ndarray]:
+        """Yield ``batch_count`` RGB uint8 images of (job.height, job.width, 3), item k from seed + k.
+
+        Must check ``cancel`` at least once per step and raise :class:`JobCancelled` when it is set,
+        without decoding the cancelled work. Failures the client can act on raise
+        :class:`underpaint.errors.JobError`.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing
+        """Free what the engine holds (models, GPU memory)."""

@@ -1,0 +1,14 @@
+"""The kinds of job a host can ask for; shared by the canvas pipeline, the engines and the daemon."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Mode(str, Enum):
+    """What the user asked for. The value is the wire name."""
+
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+    OUTPAINT = "outpaint"
