@@ -1,0 +1,317 @@
+"""DiffusionEngine: the daemon's Engine for Stable Diffusion 1.x/2.x/SDXL through diffusers."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from underpaint.canvas.plan import ModelResolution
+from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.diffusion.device import Offload, pick_dtype, release_memory, resolve_device
+from underpaint.engines.diffusion.loading import LoadedModel, load_model
+from underpaint.engines.diffusion.previews import Previewer, make_previewer
+from underpaint.engines.diffusion.registry import ModelSpec, build_registry, model_info, resolution_for
+from underpaint.errors import JobError
+from underpaint.modes import Mode
+
+MAX_STEPS = 500
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """What one job actually runs with, after clamping: enough to reproduce it (item k uses seed + k)."""
+
+    model: str
+    source: str
+    family: str
+    mode: str
+    seed: int
+    steps: int
+    steps_run: int
+    guidance: float
+    strength: float
+    width: int
+    height: int
+    scheduler: str
+    device: str
+    dtype: str
+    adjustments: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DiffusionEngine(Engine):
+    """Runs diffusion jobs on one device, keeping one model loaded at a time.
+
+    Args:
+        sources: configured models: HF repo ids, diffusers folders, ``.safetensors`` files, or
+            ``tiny-random`` (random weights, draws noise). ``#lora=<file or repo>`` fuses a few-step LoRA.
+        models_dirs: folders scanned for more single files / diffusers folders.
+        device: ``auto`` | ``cuda`` | ``cuda:N`` | ``mps`` | ``cpu``.
+        offload: ``auto`` (model CPU offload when free GPU memory is short) | ``none`` | ``model`` | ``sequential``.
+        previews: ``auto`` | ``linear`` | ``taesd`` | ``none`` | a TAESD folder.
+        dtype: ``auto`` (fp16 on GPU, fp32 on CPU) | ``fp16`` | ``bf16`` | ``fp32``.
+    """
+
+    name = "diffusion"
+
+    def __init__(
+        self,
+        sources: list[str],
+        models_dirs: list[Path] | None = None,
+        device: str = "auto",
+        offload: Offload = "auto",
+        previews: str = "auto",
+        dtype: str = "auto",
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.offload: Offload = offload
+        self.previews = previews
+        self._specs: dict[str, ModelSpec] = build_registry(sources, [Path(p) for p in models_dirs or []])
+        self._loaded: LoadedModel | None = None
+        self._previewer: Previewer | None = None
+        self._lock = threading.Lock()
+        self.last_decode_redone = False
+        """True when the last image's fp16 VAE decode gave NaN/black and was redone in fp32."""
+
+    # --- Engine contract ----------------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        loaded_id = self._loaded.spec.id if self._loaded else None
+        return [model_info(s, loaded=s.id == loaded_id) for s in self._specs.values() if s.usable]
+
+    def resolution(self, model: str) -> ModelResolution:
+        return resolution_for(self._spec(model))
+
+    def generate(
+        self,
+        job: GenerationInput,
+        batch_count: int,
+        on_progress: ProgressCallback,
+        cancel: threading.Event,
+    ) -> Iterator[np.ndarray]:
+        spec = self._spec(job.model)
+        if not spec.usable:
+            raise JobError("unsafe_model_format", " ".join(spec.notes), "job.model")
+        self._check_inputs(job, batch_count)
+        if cancel.is_set():
+            raise JobCancelled()
+        with self._lock:
+            loaded = self._ensure_loaded(spec)
+            params = self.run_params(job)
+            kind, call_kwargs = self._call_kwargs(loaded, job, params)
+            pipe = loaded.pipeline_for(kind)
+            self._set_vae_tiling(pipe, spec, job)
+            for k in range(batch_count):
+                if cancel.is_set():
+                    raise JobCancelled()
+                latents = self._denoise(pipe, call_kwargs, job, params, k, batch_count, on_progress, cancel)
+                yield self._decode(pipe, latents)
+
+    def close(self) -> None:
+        with self._lock:
+            self._unload()
+
+    # --- public helpers for the daemon / CLI ----------------------------------------------------------
+
+    def run_params(self, job: GenerationInput) -> RunParams:
+        """Validate and clamp a job's numbers; raises JobError(invalid_value) for what cannot be fixed."""
+        spec = self._spec(job.model)
+        notes: list[str] = []
+        steps, guidance, strength = job.steps, job.guidance, job.strength
+        if spec.few_step:
+            if steps > spec.few_step.max_steps:
+                notes.append(f"steps {steps} -> {spec.few_step.max_steps} (few-step model)")
+                steps = spec.few_step.max_steps
+            if guidance != spec.few_step.guidance:
+                notes.append(f"guidance {guidance} -> {spec.few_step.guidance} ({spec.few_step.name} model)")
+                guidance = spec.few_step.guidance
+        if job.mode == Mode.TXT2IMG:
+            strength = 1.0
+        if int(steps * strength) < 1:
+            # int(steps * strength) steps run; 0 would be a silent no-op (img2img) or an exception (inpaint).
+            new_steps = math.ceil(1.0 / strength - 1e-9)
+            while int(new_steps * strength) < 1:
+                new_steps += 1
+            notes.append(f"steps {steps} -> {new_steps} so that strength {strength} runs at least one step")
+            steps = new_steps
+        loaded = self._loaded if self._loaded and self._loaded.spec.id == spec.id else None
+        scheduler = type(loaded.base.scheduler).__name__ if loaded else "default"
+        return RunParams(
+            model=spec.id,
+            source=spec.location,
+            family=spec.family,
+            mode=job.mode.value,
+            seed=job.seed,
+            steps=steps,
+            steps_run=max(1, int(steps * strength)),
+            guidance=guidance,
+            strength=strength,
+            width=job.width,
+            height=job.height,
+            scheduler=scheduler,
+            device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            adjustments=tuple(notes),
+        )
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The model in memory (None before the first job)."""
+        return self._loaded
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _spec(self, model: str) -> ModelSpec:
+        # The only place a client's model string is used: a dict lookup, never a path.
+        spec = self._specs.get(model) if isinstance(model, str) else None
+        if spec is None:
+            raise JobError(
+                "unknown_model",
+                f"no configured model is called {model!r}; ask the daemon for its model list",
+                "job.model",
+            )
+        return spec
+
+    def _check_inputs(self, job: GenerationInput, batch_count: int) -> None:
+        if not 1 <= job.steps <= MAX_STEPS:
+            raise JobError("invalid_value", f"steps must be 1..{MAX_STEPS}, got {job.steps}", "job.steps")
+        if job.mode != Mode.TXT2IMG and not 0.0 < job.strength <= 1.0:
+            raise JobError("invalid_value", f"strength must be in (0, 1], got {job.strength}", "job.strength")
+        if job.width % 8 or job.height % 8 or job.width < 64 or job.height < 64:
+            raise JobError("invalid_value", f"size {job.width}x{job.height} must be multiples of 8, >= 64", "job.size")
+        if batch_count < 1:
+            raise JobError("invalid_value", "batch_count must be >= 1", "job.batch_count")
+        if job.mode != Mode.TXT2IMG:
+            if job.image is None or job.image.shape != (job.height, job.width, 3) or job.image.dtype != np.uint8:
+                raise JobError("invalid_value", "image must be uint8 (height, width, 3)", "job.image")
+            if job.mask is not None and job.mask.shape != (job.height, job.width):
+                raise JobError("invalid_value", "mask must be (height, width)", "job.mask")
+
+    def _ensure_loaded(self, spec: ModelSpec) -> LoadedModel:
+        if self._loaded is not None and self._loaded.spec.id == spec.id:
+            return self._loaded
+        self._unload()  # free the old model before the new one takes its memory
+        self._loaded = load_model(spec, self.device, self.dtype, self.offload)
+        self._previewer = make_previewer(self.previews, spec.family, self.device, self.dtype)
+        return self._loaded
+
+    def _unload(self) -> None:
+        if self._loaded is None:
+            return
+        self._loaded.pipes.clear()
+        self._loaded = None
+        self._previewer = None
+        release_memory(self.device)
+
+    def _call_kwargs(self, loaded: LoadedModel, job: GenerationInput, params: RunParams) -> tuple[str, dict]:
+        """Which pipeline (txt2img/img2img/inpaint) and its arguments for this job.
+
+        A 9-channel inpaint UNet only runs the inpaint pipeline: txt2img is an inpaint of a grey image
+        under a full mask; img2img an inpaint of the image under a full mask at the job's strength.
+        """
+        kwargs: dict[str, Any] = {
+            "prompt": job.prompt,
+            "negative_prompt": job.negative_prompt or None,
+            "num_inference_steps": params.steps,
+            "guidance_scale": params.guidance,
+        }
+        full = np.full((job.height, job.width), 255, np.uint8)
+        kind = {Mode.TXT2IMG: "txt2img", Mode.IMG2IMG: "img2img"}.get(job.mode, "inpaint")
+        if loaded.spec.inpaint_unet and kind != "inpaint":
+            image = job.image if job.image is not None else np.full((job.height, job.width, 3), 127, np.uint8)
+            kwargs.update(image=Image.fromarray(image), mask_image=Image.fromarray(full), strength=params.strength)
+            kind = "inpaint"
+        elif kind == "txt2img":
+            pass
+        elif kind == "img2img":
+            assert job.image is not None  # checked in _check_inputs
+            kwargs.update(image=Image.fromarray(job.image), strength=params.strength)
+        else:
+            assert job.image is not None
+            mask = job.mask if job.mask is not None else full
+            kwargs.update(image=Image.fromarray(job.image), mask_image=Image.fromarray(mask), strength=params.strength)
+        if kind != "img2img":
+            kwargs.update(width=job.width, height=job.height)
+        return kind, kwargs
+
+    def _set_vae_tiling(self, pipe: Any, spec: ModelSpec, job: GenerationInput) -> None:
+        """Tile the VAE only beyond twice the native area, where the full decode would blow memory."""
+        if job.width * job.height > 2 * resolution_for(spec).pixel_budget:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+
+    def _denoise(
+        self,
+        pipe: Any,
+        call_kwargs: dict,
+        job: GenerationInput,
+        params: RunParams,
+        k: int,
+        batch_count: int,
+        on_progress: ProgressCallback,
+        cancel: threading.Event,
+    ) -> torch.Tensor:
+        """Run the denoising loop for item k; returns latents (decoding is ours, so cancel skips it)."""
+        total = params.steps_run * batch_count
+        previewer = self._previewer if job.previews else None
+
+        def on_step_end(p: Any, i: int, t: Any, tensors: dict) -> dict:
+            preview = previewer(tensors["latents"]) if previewer is not None else None
+            on_progress(StepProgress(step=min(k * params.steps_run + i + 1, total), total=total, preview=preview))
+            if cancel.is_set():
+                p._interrupt = True  # the loop skips the remaining steps; output_type="latent" skips decode
+            return {}
+
+        generator = torch.Generator("cpu").manual_seed(job.seed + k)
+        with torch.inference_mode():
+            latents = pipe(
+                **call_kwargs,
+                generator=generator,
+                output_type="latent",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
+            ).images
+        if cancel.is_set():
+            raise JobCancelled()
+        return latents
+
+    @torch.inference_mode()
+    def _decode(self, pipe: Any, latents: torch.Tensor) -> np.ndarray:
+        """VAE decode with a NaN/black guard: an fp16 overflow is redone in fp32, never returned."""
+        vae = pipe.vae
+        self.last_decode_redone = False
+        if not torch.isfinite(latents).all():
+            raise JobError("generation_failed", "the model produced NaN latents; try --dtype bf16 or fp32")
+        upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        image = self._vae_decode(vae, latents, torch.float32 if upcast else vae.dtype)
+        if not torch.isfinite(image).all() or bool((image <= -0.999).all()):
+            self.last_decode_redone = True
+            image = self._vae_decode(vae, latents, torch.float32)
+            if not torch.isfinite(image).all():
+                raise JobError("generation_failed", "the VAE decode produced NaN even in fp32")
+        rgb = ((image[0].float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        return rgb.permute(1, 2, 0).cpu().numpy()
+
+    @staticmethod
+    def _vae_decode(vae: Any, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        original = vae.dtype
+        if dtype != original:
+            vae.to(dtype=dtype)
+        try:
+            scaled = latents.to(dtype) / vae.config.scaling_factor
+            return vae.decode(scaled, return_dict=False)[0]
+        finally:
+            if dtype != original:
+                vae.to(dtype=original)

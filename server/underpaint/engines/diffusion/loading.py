@@ -1,0 +1,246 @@
+"""Turning a ModelSpec into a loaded pipeline, safely (safetensors only) and offline when possible.
+
+One model is loaded as its family's *inpaint* pipeline; the img2img and txt2img pipelines are made
+from it with ``from_pipe``, which shares every module (no second copy, no reload).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import (
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    LCMScheduler,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
+)
+
+from underpaint.engines.diffusion import tiny
+from underpaint.engines.diffusion.device import Offload, choose_offload, module_bytes
+from underpaint.engines.diffusion.registry import PICKLE_SUFFIXES, ModelSpec
+from underpaint.errors import JobError
+
+PIPELINES: dict[str, dict[str, Any]] = {
+    "sdxl": {
+        "txt2img": StableDiffusionXLPipeline,
+        "img2img": StableDiffusionXLImg2ImgPipeline,
+        "inpaint": StableDiffusionXLInpaintPipeline,
+    },
+    "sd": {
+        "txt2img": StableDiffusionPipeline,
+        "img2img": StableDiffusionImg2ImgPipeline,
+        "inpaint": StableDiffusionInpaintPipeline,
+    },
+}
+
+# Where a single-file checkpoint can find a real CLIP tokenizer (vocab.json + merges.txt, ~2 MB that
+# this package does not ship): repos a user may already have in the HF cache. (repo, subfolder)
+_TOKENIZER_CANDIDATES = {
+    "tokenizer": [
+        ("openai/clip-vit-large-patch14", ""),
+        ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer"),
+        ("stabilityai/stable-diffusion-xl-base-1.0", "tokenizer"),
+        ("stabilityai/sdxl-turbo", "tokenizer"),
+    ],
+    "tokenizer_2": [
+        ("stabilityai/stable-diffusion-xl-base-1.0", "tokenizer_2"),
+        ("stabilityai/sdxl-turbo", "tokenizer_2"),
+        ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", ""),
+    ],
+    "sd2": [
+        ("stabilityai/stable-diffusion-2-1", "tokenizer"),
+        ("stabilityai/sd-turbo", "tokenizer"),
+        ("stabilityai/stable-diffusion-2-inpainting", "tokenizer"),
+    ],
+}
+
+_TINY_CACHE: dict[str, Any] = {}
+
+Pipe = Any
+"""A diffusers pipeline: their attributes are set dynamically, so static typing cannot follow them."""
+
+
+@dataclass
+class LoadedModel:
+    """One model in memory, with its per-mode pipelines sharing the same modules."""
+
+    spec: ModelSpec
+    base: Pipe
+    device: str
+    dtype: torch.dtype
+    offload: Offload
+    load_seconds: float
+    pipes: dict[str, Pipe] = field(default_factory=dict)
+    _offload_owner: str | None = None
+
+    def pipeline_for(self, kind: str) -> Pipe:
+        """The pipeline for ``kind`` (txt2img/img2img/inpaint), made once with ``from_pipe`` (no reload)."""
+        pipe = self.pipes.get(kind)
+        if pipe is None:
+            cls = PIPELINES["sdxl" if self.spec.family == "sdxl" else "sd"][kind]
+            extra = {} if self.spec.family == "sdxl" else {"requires_safety_checker": False}
+            pipe = self.base if isinstance(self.base, cls) else cls.from_pipe(self.base, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            self.pipes[kind] = pipe
+        if self.offload != "none" and self._offload_owner != kind:
+            # Offload hooks live on the shared modules but are driven by one pipeline: re-arm on switch.
+            if self.offload == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe.enable_sequential_cpu_offload(device=self.device)
+            self._offload_owner = kind
+        return pipe
+
+
+def _family_key(spec: ModelSpec) -> str:
+    return "sdxl" if spec.family == "sdxl" else "sd"
+
+
+def _refuse_pickles_in_folder(folder: Path) -> None:
+    """A diffusers folder whose component weights exist only as pickles is refused, like a .ckpt."""
+    for sub in folder.iterdir():
+        if not sub.is_dir():
+            continue
+        weights = [p for p in sub.iterdir() if p.suffix in PICKLE_SUFFIXES or p.suffix == ".safetensors"]
+        if weights and not any(p.suffix == ".safetensors" for p in weights):
+            raise JobError(
+                "unsafe_model_format",
+                f"{sub.name}/ in {folder.name} has only pickle weights ({weights[0].name}); loading them can run "
+                "arbitrary code. Re-save the model with safetensors "
+                "(pipe.save_pretrained(dir, safe_serialization=True)) or download its safetensors version.",
+                "job.model",
+            )
+
+
+def _cached_tokenizer(candidates: list[tuple[str, str]]) -> Any | None:
+    from transformers import CLIPTokenizer
+
+    for repo, sub in candidates:
+        try:
+            return CLIPTokenizer.from_pretrained(repo, subfolder=sub, local_files_only=True)
+        except Exception:  # not in this cache: try the next
+            continue
+    return None
+
+
+def _single_file_tokenizers(spec: ModelSpec) -> dict[str, Any]:
+    """Tokenizers the shipped configs lack (no vocab shipped): found in the HF cache, else a clear error."""
+    assert spec.config_dir is not None
+    needed = ["tokenizer", "tokenizer_2"] if spec.family == "sdxl" else ["tokenizer"]
+    found: dict[str, Any] = {}
+    for name in needed:
+        if (spec.config_dir / name / "vocab.json").is_file():
+            continue  # the config folder has it; from_single_file loads it
+        key = "sd2" if spec.family == "sd2" else name
+        tok = _cached_tokenizer(_TOKENIZER_CANDIDATES[key])
+        if tok is None:
+            repos = ", ".join(r for r, _ in _TOKENIZER_CANDIDATES[key])
+            raise JobError(
+                "model_load_failed",
+                f"{Path(spec.location).name} needs the CLIP tokenizer files, which underpaint does not ship. "
+                f"Download one of {repos} once (e.g. `hf download {_TOKENIZER_CANDIDATES[key][0][0]} "
+                "--include '*tokenizer*/*' '*.json' '*.txt'`), or put vocab.json and merges.txt in "
+                f"{spec.config_dir / name}.",
+                "job.model",
+            )
+        found[name] = tok
+    return found
+
+
+def _build_tiny() -> Pipe:
+    """The built-in ``tiny-random`` model: built once per process, then shared."""
+    if "pipe" not in _TINY_CACHE:
+        tok_dir = tiny.write_tokenizer(Path(tempfile.mkdtemp(prefix="underpaint-tiny-")) / "tokenizer")
+        _TINY_CACHE["pipe"] = tiny.build_sd15(tok_dir, in_channels=4, seed=0)
+    cached = _TINY_CACHE["pipe"]
+    return StableDiffusionInpaintPipeline(**cached.components)
+
+
+def _load_raw(spec: ModelSpec, dtype: torch.dtype) -> Pipe:
+    cls = PIPELINES[_family_key(spec)]["inpaint"]
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    common: dict[str, Any] = {"dtype": dtype}
+    if spec.family != "sdxl":
+        common.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    if spec.kind == "tiny":
+        pipe = _build_tiny()
+        return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
+    if spec.kind == "single_file":
+        path = Path(spec.location)
+        if not path.is_file():
+            raise JobError("model_load_failed", f"{path.name} is missing from disk", "job.model")
+        common.update(_single_file_tokenizers(spec))
+        if spec.family == "unknown":
+            raise JobError("model_load_failed", f"{path.name} is not an SD1/SD2/SDXL checkpoint", "job.model")
+        return cls.from_single_file(str(path), config=str(spec.config_dir), local_files_only=True, **common)
+    if spec.kind == "folder":
+        _refuse_pickles_in_folder(Path(spec.location))
+        return cls.from_pretrained(spec.location, use_safetensors=True, local_files_only=True, **common)
+    # A hub repo: downloaded (with a progress bar) into the standard HF cache unless offline.
+    return cls.from_pretrained(spec.location, use_safetensors=True, local_files_only=offline, **common)
+
+
+def _apply_few_step(pipe: Pipe, spec: ModelSpec) -> None:
+    """Few-step LoRA fused in, and the scheduler the distillation was trained for."""
+    if spec.lora:
+        if importlib.util.find_spec("peft") is None:
+            raise JobError("model_load_failed", "LoRA sources need the `peft` package (pip install peft)", "job.model")
+        lora = Path(spec.lora).expanduser()
+        if lora.suffix.lower() in PICKLE_SUFFIXES:
+            raise JobError("unsafe_model_format", f"LoRA {lora.name} is a pickle; use its .safetensors", "job.model")
+        if lora.is_file():
+            pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
+        else:  # "owner/repo" or "owner/repo/file.safetensors"
+            parts = spec.lora.split("/")
+            repo, weight = "/".join(parts[:2]), "/".join(parts[2:]) or None
+            pipe.load_lora_weights(repo, weight_name=weight)
+        pipe.fuse_lora()
+    if spec.few_step is None:
+        return
+    config = pipe.scheduler.config
+    if spec.few_step.scheduler == "lcm":
+        pipe.scheduler = LCMScheduler.from_config(config)
+    elif spec.few_step.scheduler == "euler_a_trailing":
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(config, timestep_spacing="trailing")
+    else:
+        pipe.scheduler = EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing")
+
+
+def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, offload: Offload) -> LoadedModel:
+    """Load ``spec`` onto ``device``; client-actionable failures become :class:`JobError`."""
+    if not spec.usable:
+        raise JobError("unsafe_model_format", " ".join(spec.notes), "job.model")
+    start = time.perf_counter()
+    try:
+        pipe = _load_raw(spec, dtype)
+        _apply_few_step(pipe, spec)
+        modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+        chosen = choose_offload(offload, device, module_bytes(modules, dtype), spec.family)
+        if chosen == "none":
+            pipe.to(device)
+    except JobError:
+        raise
+    except torch.cuda.OutOfMemoryError as exc:
+        raise JobError("out_of_memory", f"not enough memory to load {spec.id}: {exc}", "job.model") from exc
+    except Exception as exc:
+        text = str(exc)
+        if "safetensors" in text.lower() and ("bin" in text or "pickle" in text.lower()):
+            raise JobError("unsafe_model_format", f"{spec.id} has no safetensors weights: {text}", "job.model") from exc
+        hint = " (offline: HF_HUB_OFFLINE is set and it is not in the local cache)" if spec.kind == "hub" else ""
+        raise JobError("model_load_failed", f"could not load {spec.id}{hint}: {text}", "job.model") from exc
+    pipe.set_progress_bar_config(disable=True)
+    loaded = LoadedModel(spec, pipe, device, dtype, chosen, time.perf_counter() - start)
+    loaded.pipes["inpaint"] = pipe
+    return loaded
