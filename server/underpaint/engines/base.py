@@ -80,6 +80,9 @@ class Engine(ABC):
 
     name: str
     device: str = "cpu"
+    uses_canvas_pipeline: bool = True
+    """False only for diagnostic engines: they get the uploaded RGBA region as ``image`` and each
+    yielded array becomes the layer as it is, placed at the uploaded region."""
 
     @abstractmethod
     def models(self) -> list[ModelInfo]:

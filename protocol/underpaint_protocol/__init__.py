@@ -1,0 +1,11 @@
+"""The underpaint wire protocol: message definitions, binary frames and the shared Python client.
+
+Only ``errors``, ``frames``, ``session`` and ``client`` are shipped inside host plugins: they need the
+standard library and ``websockets`` alone and run on Python 3.10+. ``messages`` and ``schema`` hold
+the authoritative pydantic definitions the daemon validates with and the JSON Schema is generated from.
+"""
+
+PROTOCOL_VERSION = 1
+"""Bumped on any change an older peer would misread; the handshake refuses a mismatch."""
+
+DEFAULT_PORT = 7860

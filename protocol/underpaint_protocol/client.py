@@ -1,0 +1,279 @@
+"""A threaded client for the daemon, shared by the CLI and the Krita and GIMP plugins.
+
+All network I/O happens on the client's own thread, so a host's UI thread never waits on the
+daemon: requests return ``concurrent.futures.Future`` objects and events arrive through the
+``on_event`` callback (on the client's thread; a Qt plugin re-emits them as signals). When the
+socket drops, the client reconnects with the same client id and fetches the results of jobs that
+finished meanwhile. Standard library plus ``websockets`` only; Python 3.10+.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.sync.client import ClientConnection, connect
+
+from underpaint_protocol.session import ClientSession, Event, ImageData, SessionError
+
+log = logging.getLogger("underpaint.client")
+
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class DaemonError(Exception):
+    """An ``error`` the daemon answered a request with."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(str(message.get("message", "daemon error")))
+        self.code = str(message.get("code", "internal_error"))
+        self.field = message.get("field")
+        self.message = message
+
+
+class NotConnected(Exception):
+    """The daemon cannot be reached (not running, wrong address, or refused us)."""
+
+
+class UnderpaintClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        client_name: str = "underpaint-client",
+        client_version: str = "",
+        host: tuple[str, str] | None = None,
+        client_id: str | None = None,
+        result_format: str = "rgba8",
+        previews: bool = True,
+        on_event: Callable[[Event], None] | None = None,
+        on_state: Callable[[str, str], None] | None = None,
+        reconnect: bool = True,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.client_name = client_name
+        self.client_version = client_version
+        self.host = host
+        self.client_id = client_id
+        self.result_format = result_format
+        self.previews = previews
+        self.on_event = on_event or (lambda event: None)
+        self.on_state = on_state or (lambda state, detail: None)
+        self.reconnect = reconnect
+        self.session = ClientSession()
+        self.welcome: dict[str, Any] | None = None
+        self._connection: ClientConnection | None = None
+        self._send_lock = threading.Lock()
+        self._futures: dict[str, tuple[str, Future[Any]]] = {}
+        self._connected = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._first_error: Exception | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def connect(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Connect and shake hands; raises NotConnected or DaemonError when that fails."""
+        self._thread = threading.Thread(target=self._run, name="underpaint-client", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._connected.wait(0.05):
+            if self._first_error is not None and not self.reconnect:
+                raise self._first_error
+            if time.monotonic() > deadline:
+                self.close()
+                raise self._first_error or NotConnected(f"no answer from {self.url}")
+        assert self.welcome is not None
+        return self.welcome
+
+    def close(self) -> None:
+        self._closing = True
+        connection = self._connection
+        if connection is not None:
+            connection.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _open(self) -> ClientConnection:
+        try:
+            connection = connect(self.url, compression=None, max_size=None, open_timeout=5, close_timeout=2)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
+            raise NotConnected(f"cannot reach the underpaint daemon at {self.url}: {error}") from None
+        connection.send(
+            self.session.hello(
+                self.client_name,
+                self.client_version,
+                self.host,
+                self.token,
+                self.client_id,
+                self.result_format,
+                self.previews,
+            )
+        )
+        reply = self.session.receive_text(_text(connection.recv(timeout=10)))
+        message = reply[0].message if reply else {}
+        if message.get("type") != "welcome":
+            connection.close()
+            raise DaemonError(message)
+        self.welcome = message
+        self.client_id = str(message["client_id"])
+        return connection
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                connection = self._open()
+            except (NotConnected, DaemonError, ConnectionClosed, SessionError) as error:
+                if self._first_error is None:
+                    self._first_error = error if not isinstance(error, ConnectionClosed) else NotConnected(str(error))
+                fatal = isinstance(error, DaemonError) and error.code in ("unauthorized", "unsupported_protocol")
+                self.on_state("disconnected", str(error))
+                if fatal or not self.reconnect or self._closing:
+                    return
+                time.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+                attempt += 1
+                continue
+            attempt = 0
+            self._connection = connection
+            self._connected.set()
+            self.on_state("connected", self.url)
+            if self.session.jobs:
+                threading.Thread(target=self._catch_up, name="underpaint-catch-up", daemon=True).start()
+            try:
+                self._receive(connection)
+            except (ConnectionClosed, SessionError, OSError) as error:
+                log.info("connection lost: %s", error)
+            finally:
+                self._connected.clear()
+                self._connection = None
+                self._fail_futures(NotConnected("the connection to the daemon was lost"))
+                if not self._closing:
+                    self.on_state("reconnecting" if self.reconnect else "disconnected", "connection lost")
+            if not self.reconnect:
+                return
+
+    def _receive(self, connection: ClientConnection) -> None:
+        for frame in connection:
+            events = self.session.receive_text(frame) if isinstance(frame, str) else self.session.receive_binary(frame)
+            for event in events:
+                self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        request_id = event.message.get("request_id")
+        pending = self._futures.pop(request_id, None) if isinstance(request_id, str) else None
+        if pending is not None:
+            expected, future = pending
+            if event.type == "error":
+                future.set_exception(DaemonError(event.message))
+            elif event.type == expected:
+                future.set_result(event.message)
+            else:
+                self._futures[request_id] = pending  # type: ignore[index]
+        try:
+            self.on_event(event)
+        except Exception:  # a host callback bug must not kill the connection
+            log.exception("on_event callback failed")
+
+    def _fail_futures(self, error: Exception) -> None:
+        pending, self._futures = self._futures, {}
+        for _, future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
+    def _catch_up(self) -> None:
+        """After a reconnect: fetch every job that finished (or produced results) while we were away."""
+        try:
+            summaries = self.list_jobs().result(timeout=30)
+        except Exception as error:
+            log.warning("could not list jobs after reconnecting: %s", error)
+            return
+        for job_id in self.session.jobs_to_fetch(summaries):
+            self.fetch(job_id)
+
+    # ---------------------------------------------------------------- requests
+
+    def _send(self, frames: list[Any]) -> None:
+        connection = self._connection
+        if connection is None:
+            raise NotConnected("not connected to the daemon")
+        with self._send_lock:
+            for frame in frames:
+                connection.send(frame)
+
+    def _request(self, request_id: str, expected: str, frames: list[Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._futures[request_id] = (expected, future)
+        try:
+            self._send(frames)
+        except (NotConnected, ConnectionClosed) as error:
+            self._futures.pop(request_id, None)
+            future.set_exception(NotConnected(str(error)))
+        return future
+
+    def plan(self, job: dict[str, Any]) -> Future[dict[str, Any]]:
+        """Ask which canvas region the job needs (resolves to the `planned` message)."""
+        request_id, text = self.session.plan(job)
+        return self._request(request_id, "planned", [text])
+
+    def submit(
+        self,
+        job: dict[str, Any],
+        region: dict[str, int] | None = None,
+        image: ImageData | None = None,
+        mask: ImageData | None = None,
+    ) -> Future[dict[str, Any]]:
+        """Queue a job (resolves to the `accepted` message with job_id and seed)."""
+        limit = int((self.welcome or {}).get("limits", {}).get("max_frame_bytes", 0))
+        for name, data in (("image", image), ("mask", mask)):
+            if data is not None and limit and memoryview(data.data).nbytes > limit:
+                future: Future[dict[str, Any]] = Future()
+                future.set_exception(
+                    DaemonError(
+                        {
+                            "code": "frame_too_large",
+                            "field": name,
+                            "message": f"{name} is larger than the daemon accepts",
+                        }
+                    )
+                )
+                return future
+        request_id, frames = self.session.submit(job, region, image, mask)
+        return self._request(request_id, "accepted", frames)
+
+    def cancel(self, job_id: str) -> None:
+        self._send([self.session.cancel(job_id)])
+
+    def list_jobs(self) -> Future[list[dict[str, Any]]]:
+        request_id, text = self.session.list_jobs()
+        outer: Future[list[dict[str, Any]]] = Future()
+        inner = self._request(request_id, "jobs", [text])
+        inner.add_done_callback(
+            lambda done: (
+                outer.set_exception(done.exception())  # type: ignore[arg-type]
+                if done.exception()
+                else outer.set_result(list(done.result()["jobs"]))
+            )
+        )
+        return outer
+
+    def fetch(self, job_id: str) -> None:
+        """Ask for a job's results again; they arrive as events like the first time."""
+        self._send([self.session.fetch(job_id)])
+
+
+def _text(frame: str | bytes) -> str:
+    if isinstance(frame, bytes):
+        raise SessionError("expected a text message, got a binary frame")
+    return frame

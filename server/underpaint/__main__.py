@@ -1,0 +1,5 @@
+import sys
+
+from underpaint.cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""The `underpaint` command: run the daemon, talk to it, and look after models and plugins."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from underpaint import __version__
+from underpaint_protocol import DEFAULT_PORT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="underpaint", description="AI inpainting for Krita, GIMP and Figma.")
+    parser.add_argument("--version", action="version", version=f"underpaint {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the daemon in the foreground")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
+    serve.add_argument(
+        "--engine",
+        choices=["classical", "diffusion", "echo"],
+        default="classical",
+        help="default engine: classical (no weights, default), diffusion, or echo (diagnostics)",
+    )
+    serve.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="diffusion model: a Hugging Face repo id, a diffusers folder, a .safetensors file, "
+        "or tiny-random (random weights, draws noise); repeatable",
+    )
+    serve.add_argument("--models-dir", action="append", type=Path, default=[], help="folder of models to offer")
+    serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    outputs = serve.add_mutually_exclusive_group()
+    outputs.add_argument("--outputs", type=Path, help="folder for every result (PNG + JSON sidecar)")
+    outputs.add_argument("--no-outputs", action="store_true", help="keep results in memory only")
+    serve.add_argument("--token-file", type=Path, help="where the access token is kept")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=_serve)
+
+    generate = commands.add_parser("generate", help="run one job through a daemon, like a plugin would")
+    generate.add_argument("mode", choices=["txt2img", "img2img", "inpaint", "outpaint"])
+    generate.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
+    generate.add_argument("--token", help="the daemon's token (default: read from this user's config)")
+    generate.add_argument("--image", type=Path, help="input image (the canvas)")
+    generate.add_argument("--mask", type=Path, help="selection as a grayscale image (white = selected)")
+    generate.add_argument("--width", type=int, default=512, help="canvas width for txt2img without --image")
+    generate.add_argument("--height", type=int, default=512, help="canvas height for txt2img without --image")
+    generate.add_argument("--prompt", default="")
+    generate.add_argument("--negative", default="", help="negative prompt")
+    generate.add_argument("--model", help="model id (default: the daemon's default)")
+    generate.add_argument("--strength", type=float)
+    generate.add_argument("--steps", type=int)
+    generate.add_argument("--guidance", type=float)
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--batch", type=int, default=1)
+    generate.add_argument("--extend", help="outpaint extents in pixels: LEFT,TOP,RIGHT,BOTTOM")
+    generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
+    generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")
+    generate.set_defaults(run=_generate)
+
+    token = commands.add_parser("token", help="print the token browser-based clients (Figma) must present")
+    token.add_argument("--token-file", type=Path)
+    token.set_defaults(run=_token)
+
+    models = commands.add_parser("models", help="list the models available on this machine")
+    models.add_argument("--model", action="append", default=[], metavar="SOURCE")
+    models.add_argument("--models-dir", action="append", type=Path, default=[])
+    models.set_defaults(run=_models)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from underpaint.daemon.config import DaemonConfig, config_dir, data_dir
+    from underpaint.daemon.server import Daemon, run_forever
+    from underpaint.engines.registry import build_engines
+    from underpaint.errors import JobError
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    outputs = None if args.no_outputs else (args.outputs or data_dir() / "outputs")
+    config = DaemonConfig(
+        host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs
+    )
+    try:
+        engines, default_model = build_engines(args.engine, args.model, args.models_dir, args.device)
+        daemon = Daemon(config, engines, default_model)
+    except JobError as error:
+        print(f"underpaint: {error}", file=sys.stderr)
+        return 2
+    except ImportError as error:
+        print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
+        return 2
+    run_forever(daemon)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from underpaint.generate import GenerateError, run_generate
+
+    try:
+        run_generate(args)
+    except GenerateError as error:
+        print(f"underpaint: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from underpaint.daemon.auth import load_or_create_token
+    from underpaint.daemon.config import config_dir
+
+    print(load_or_create_token(args.token_file or config_dir() / "token"))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from underpaint.engines.classical import ClassicalEngine
+
+    rows = [
+        (info.id, info.family, ", ".join(m.value for m in info.modes), info.description)
+        for info in ClassicalEngine().models()
+    ]
+    try:
+        from underpaint.engines.diffusion import list_local_models
+    except ImportError as error:
+        print(f"(diffusion engine unavailable: {error})", file=sys.stderr)
+    else:
+        for info in list_local_models(args.model, args.models_dir):
+            rows.append((info.id, info.family, ", ".join(m.value for m in info.modes), info.description))
+    widths = [max(len(row[i]) for row in [("MODEL", "FAMILY", "MODES", ""), *rows]) for i in range(3)]
+    print(f"{'MODEL':<{widths[0]}}  {'FAMILY':<{widths[1]}}  {'MODES':<{widths[2]}}  DESCRIPTION")
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

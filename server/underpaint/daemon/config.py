@@ -1,0 +1,48 @@
+"""Daemon settings and where underpaint keeps its files on each platform."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from underpaint_protocol import DEFAULT_PORT
+
+
+def config_dir() -> Path:
+    """The per-user config folder (token lives here)."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "underpaint"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "underpaint"
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "underpaint"
+
+
+def data_dir() -> Path:
+    """The per-user data folder (generated outputs live here by default)."""
+    if sys.platform in ("win32", "darwin"):
+        return config_dir()
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "underpaint"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may ask of the daemon; reported in the handshake."""
+
+    max_frame_bytes: int = 256 * 1024 * 1024
+    max_upload_pixels: int = 8192 * 8192
+    max_canvas_side: int = 32768
+    max_batch: int = 16
+    max_queued_jobs: int = 256
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    token_file: Path = field(default_factory=lambda: config_dir() / "token")
+    outputs: Path | None = field(default_factory=lambda: data_dir() / "outputs")
+    """None disables writing results to disk (they are still kept in memory for refetch)."""
+    memory_cache_bytes: int = 1024 * 1024 * 1024
+    limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,403 @@
+"""Jobs from every client: validation into a plan, fair queues per device, workers, events.
+
+The ``JobManager`` lives on the event loop's thread; only the worker threads it starts run engines.
+Workers hand events back with ``loop.call_soon_threadsafe`` so that every socket write stays on
+the loop. A job belongs to the client id that submitted it, not to a socket: it survives its
+connection dropping, and a reconnecting client with the same id lists and fetches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from underpaint import canvas
+from underpaint.canvas.geometry import Extents, Rect
+from underpaint.canvas.plan import BlendSettings, JobPlan
+from underpaint.daemon.config import Limits
+from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
+from underpaint.daemon.queue import FairQueue
+from underpaint.daemon.runner import run_job
+from underpaint.engines.base import Engine, JobCancelled, ModelInfo
+from underpaint.errors import JobError
+from underpaint.modes import Mode
+from underpaint_protocol import messages as wire
+
+log = logging.getLogger("underpaint.jobs")
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+KEPT_JOB_RECORDS = 1000
+DEFAULT_STRENGTH = {Mode.TXT2IMG: 1.0, Mode.IMG2IMG: 0.6, Mode.INPAINT: 1.0, Mode.OUTPAINT: 1.0}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message for a client, with the image it carries as an array (encoded per connection)."""
+
+    message: Any
+    pixels: np.ndarray | None = None
+
+
+Sink = Callable[[Outgoing], None]
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    owner: str
+    spec: wire.JobSpec
+    model: ModelInfo
+    engine: Engine
+    plan: JobPlan
+    seed: int
+    steps: int
+    guidance: float
+    strength: float
+    image: np.ndarray | None
+    mask: np.ndarray | None
+    created: float = field(default_factory=time.time)
+    state: str = "queued"
+    results: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    terminal_event: Any = None
+
+    @property
+    def device(self) -> str:
+        return self.engine.device
+
+    def summary(self, position: int | None) -> wire.JobSummary:
+        return wire.JobSummary(
+            job_id=self.id,
+            state=self.state,  # type: ignore[arg-type]
+            mode=self.spec.mode,
+            model=self.model.id,
+            prompt=self.spec.prompt,
+            created=self.created,
+            results=self.results,
+            position=position,
+        )
+
+
+def to_rect(rect: wire.Rect | None) -> Rect | None:
+    return None if rect is None else Rect(rect.x, rect.y, rect.width, rect.height)
+
+
+def blend_settings(spec: wire.JobSpec) -> BlendSettings:
+    if spec.blend is None:
+        return BlendSettings()
+    return BlendSettings(**spec.blend.model_dump())
+
+
+class JobManager:
+    def __init__(
+        self,
+        engines: list[Engine],
+        default_model: str,
+        store: OutputStore,
+        limits: Limits,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.engines = engines
+        self.default_model = default_model
+        self.store = store
+        self.limits = limits
+        self.loop = loop
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._sinks: dict[str, set[Sink]] = {}
+        self._queues: dict[str, FairQueue[Job]] = {}
+        self._workers: list[threading.Thread] = []
+        self._running: dict[str, Job] = {}
+        for device in sorted({engine.device for engine in engines}):
+            self._queues[device] = FairQueue()
+            worker = threading.Thread(target=self._work, args=(device,), name=f"worker-{device}", daemon=True)
+            self._workers.append(worker)
+            worker.start()
+
+    # ------------------------------------------------------------ models
+
+    def models(self) -> list[tuple[ModelInfo, Engine]]:
+        return [(info, engine) for engine in self.engines for info in engine.models()]
+
+    def resolve_model(self, name: str | None) -> tuple[ModelInfo, Engine]:
+        wanted = name or self.default_model
+        for info, engine in self.models():
+            if info.id == wanted:
+                return info, engine
+        known = ", ".join(info.id for info, _ in self.models())
+        raise JobError("unknown_model", f"unknown model {wanted!r}; this daemon has: {known}", "job.model")
+
+    # ------------------------------------------------------------ subscriptions
+
+    def subscribe(self, client_id: str, sink: Sink) -> None:
+        self._sinks.setdefault(client_id, set()).add(sink)
+
+    def unsubscribe(self, client_id: str, sink: Sink) -> None:
+        sinks = self._sinks.get(client_id)
+        if sinks is not None:
+            sinks.discard(sink)
+            if not sinks:
+                del self._sinks[client_id]
+
+    def _deliver(self, client_id: str, outgoing: Outgoing) -> None:
+        for sink in list(self._sinks.get(client_id, ())):
+            sink(outgoing)
+
+    def publish(self, job: Job, message: Any, pixels: np.ndarray | None = None) -> None:
+        """Send an event to every connection of the job's owner; callable from any thread."""
+        self.loop.call_soon_threadsafe(self._deliver, job.owner, Outgoing(message, pixels))
+
+    # ------------------------------------------------------------ planning and submitting
+
+    def plan(self, spec: wire.JobSpec) -> tuple[JobPlan, ModelInfo, Engine, float]:
+        info, engine = self.resolve_model(spec.model)
+        mode = Mode(spec.mode)
+        if mode not in info.modes:
+            can = ", ".join(m.value for m in info.modes)
+            hint = (
+                " (txt2img and img2img need a diffusion model: start the daemon with --model)"
+                if (info.engine == "classical")
+                else ""
+            )
+            raise JobError("unsupported_mode", f"model {info.id!r} cannot {mode.value}; it can {can}{hint}", "job.mode")
+        side = self.limits.max_canvas_side
+        if spec.canvas.width > side or spec.canvas.height > side:
+            raise JobError("too_many_pixels", f"canvas sides are limited to {side} pixels", "job.canvas")
+        strength = spec.strength if spec.strength is not None else DEFAULT_STRENGTH[mode]
+        extend = Extents(**spec.extend.model_dump()) if spec.extend else None
+        plan = canvas.plan_job(
+            mode,
+            spec.canvas.width,
+            spec.canvas.height,
+            to_rect(spec.selection),
+            extend,
+            strength,
+            engine.resolution(info.id),
+            blend_settings(spec),
+        )
+        return plan, info, engine, strength
+
+    def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
+        spec = submit.job
+        plan, info, engine, strength = self.plan(spec)
+        image, mask = self._crop_upload(plan, submit, image, mask)
+        queued = sum(len(q) for q in self._queues.values())
+        if queued >= self.limits.max_queued_jobs:
+            raise JobError("queue_full", f"{queued} jobs are queued; try again later")
+        job = Job(
+            id=uuid.uuid4().hex,
+            owner=client_id,
+            spec=spec,
+            model=info,
+            engine=engine,
+            plan=plan,
+            seed=spec.seed if spec.seed is not None else secrets.randbelow(2**32),
+            steps=spec.steps or info.default_steps,
+            guidance=spec.guidance if spec.guidance is not None else info.default_guidance,
+            strength=strength,
+            image=image,
+            mask=mask,
+        )
+        self.jobs[job.id] = job
+        self._forget_old_jobs()
+        self._queues[engine.device].put(job)
+        log.info(
+            "job %s queued: %s on %s, %dx%d work area, batch %d, from %s",
+            job.id[:8],
+            spec.mode,
+            info.id,
+            plan.work.width,
+            plan.work.height,
+            spec.batch,
+            client_id[:8],
+        )
+        return job
+
+    def _crop_upload(
+        self, plan: JobPlan, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Check the uploaded region covers ``plan.upload`` and cut both arrays to exactly it."""
+        if plan.upload.is_empty:
+            return None, None
+        if image is None:
+            raise JobError(
+                "region_mismatch",
+                f"this job needs the canvas pixels of {_rect_text(plan.upload)} as `image`",
+                "image",
+            )
+        region = to_rect(submit.region) or plan.upload
+        if not region.contains(plan.upload):
+            raise JobError(
+                "region_mismatch",
+                f"region {_rect_text(region)} does not cover the pixels the job needs, {_rect_text(plan.upload)}",
+                "region",
+            )
+        if not plan.canvas.contains(region):
+            raise JobError("region_mismatch", f"region {_rect_text(region)} leaves the canvas", "region")
+        for name, array in (("image", image), ("mask", mask)):
+            if array is not None and array.shape[:2] != (region.height, region.width):
+                raise JobError(
+                    "size_mismatch",
+                    f"{name} is {array.shape[1]}x{array.shape[0]} but region is {region.width}x{region.height}",
+                    name,
+                )
+        rows, cols = plan.upload.slices(region)
+        return image[rows, cols], None if mask is None else mask[rows, cols]
+
+    def _forget_old_jobs(self) -> None:
+        while len(self.jobs) > KEPT_JOB_RECORDS:
+            oldest = next((job for job in self.jobs.values() if job.terminal_event is not None), None)
+            if oldest is None:
+                return
+            del self.jobs[oldest.id]
+
+    # ------------------------------------------------------------ cancel, list, fetch
+
+    def _owned(self, client_id: str, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise JobError("unknown_job", f"no job {job_id}", "job_id")
+        if job.owner != client_id:
+            raise JobError("not_owner", f"job {job_id} belongs to another client", "job_id")
+        return job
+
+    def cancel(self, client_id: str, job_id: str) -> None:
+        job = self._owned(client_id, job_id)
+        if job.terminal_event is not None:
+            raise JobError("not_cancellable", f"job {job_id} is already {job.state}", "job_id")
+        job.cancel.set()
+        if self._queues[job.device].remove(job):
+            self._finish(job, "cancelled", wire.Cancelled(job_id=job.id))
+            log.info("job %s cancelled while queued", job.id[:8])
+            self._announce_positions(job.device)
+        # a running job stops after its current step; the worker reports `cancelled` then
+
+    def positions(self, device: str) -> dict[str, int]:
+        return {job.id: index + 1 for index, job in enumerate(self._queues[device].order())}
+
+    def list_jobs(self, client_id: str) -> list[wire.JobSummary]:
+        positions = {job_id: pos for device in self._queues for job_id, pos in self.positions(device).items()}
+        return [job.summary(positions.get(job.id)) for job in self.jobs.values() if job.owner == client_id]
+
+    def fetch(self, client_id: str, job_id: str) -> list[Outgoing]:
+        """Everything a reconnecting client needs to place a job's results, ending with its state."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            self._owned(client_id, job_id)
+            stored = self.store.load(job_id)
+            replay = [Outgoing(result_message(item), item.pixels) for item in stored]
+            if job.terminal_event is not None:
+                replay.append(Outgoing(job.terminal_event))
+            elif job.state == "queued":
+                replay.append(Outgoing(wire.Queued(job_id=job.id, position=self.positions(job.device)[job.id])))
+            else:
+                replay.append(Outgoing(wire.Started(job_id=job.id)))
+            return replay
+        if not JOB_ID.match(job_id):
+            raise JobError("unknown_job", f"no job {job_id}", "job_id")
+        stored = self.store.load(job_id)
+        if not stored:
+            raise JobError("unknown_job", f"no job {job_id}", "job_id")
+        if stored[0].owner_key != owner_key(client_id):
+            raise JobError("not_owner", f"job {job_id} belongs to another client", "job_id")
+        replay = [Outgoing(result_message(item), item.pixels) for item in stored]
+        return [*replay, Outgoing(wire.Finished(job_id=job_id, results=len(stored)))]
+
+    # ------------------------------------------------------------ workers
+
+    def _work(self, device: str) -> None:
+        queue = self._queues[device]
+        while True:
+            job = queue.take()
+            if job is None:
+                return
+            self.loop.call_soon_threadsafe(self._announce_positions, device)
+            if job.cancel.is_set():
+                continue
+            self._running[job.id] = job
+            try:
+                self._run(job)
+            finally:
+                self._running.pop(job.id, None)
+
+    def _run(self, job: Job) -> None:
+        job.state = "running"
+        self.publish(job, wire.Started(job_id=job.id))
+        started = time.perf_counter()
+        try:
+            count = run_job(job, self.store, lambda message, pixels=None: self.publish(job, message, pixels))
+        except JobCancelled:
+            self._finish_threadsafe(job, "cancelled", wire.Cancelled(job_id=job.id))
+            log.info("job %s cancelled while running", job.id[:8])
+        except JobError as error:
+            self._finish_threadsafe(
+                job, "failed", wire.Failed(job_id=job.id, code=error.code, message=error.message, field=error.field)
+            )
+            log.warning("job %s failed: %s (%s)", job.id[:8], error.message, error.code)
+        except MemoryError:
+            self._finish_threadsafe(
+                job, "failed", wire.Failed(job_id=job.id, code="out_of_memory", message="the daemon ran out of memory")
+            )
+        except Exception as error:  # an engine bug must not kill the worker
+            log.exception("job %s crashed", job.id[:8])
+            message = f"{type(error).__name__}: {error}"
+            self._finish_threadsafe(job, "failed", wire.Failed(job_id=job.id, code="engine_failed", message=message))
+        else:
+            self._finish_threadsafe(job, "finished", wire.Finished(job_id=job.id, results=count))
+            log.info("job %s finished: %d result(s) in %.2f s", job.id[:8], count, time.perf_counter() - started)
+
+    def _finish_threadsafe(self, job: Job, state: str, event: Any) -> None:
+        self.loop.call_soon_threadsafe(self._finish, job, state, event)
+
+    def _finish(self, job: Job, state: str, event: Any) -> None:
+        job.state = state
+        job.terminal_event = event
+        job.image = job.mask = None  # the pixels are no longer needed; results live in the store
+        self._deliver(job.owner, Outgoing(event))
+
+    def _announce_positions(self, device: str) -> None:
+        for job_id, position in self.positions(device).items():
+            job = self.jobs.get(job_id)
+            if job is not None:
+                self._deliver(job.owner, Outgoing(wire.Queued(job_id=job_id, position=position)))
+
+    def running(self) -> list[Job]:
+        return list(self._running.values())
+
+    def shutdown(self, timeout: float = 10.0) -> list[Job]:
+        """Cancel everything, wait for the workers, and return the jobs that were interrupted."""
+        interrupted = [job for queue in self._queues.values() for job in queue.close()]
+        for job in self.running():
+            job.cancel.set()
+            interrupted.append(job)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return interrupted
+
+
+def result_message(item: StoredResult) -> wire.Result:
+    height, width = item.pixels.shape[:2]
+    placeholder = wire.AttachmentRef(id="pending", format="rgba8", width=max(width, 1), height=max(height, 1))
+    return wire.Result(
+        job_id=item.job_id,
+        index=item.index,
+        layer=wire.Layer(name=item.name, x=item.x, y=item.y, width=width, height=height, image=placeholder),
+        canvas=wire.Rect(**item.canvas),
+        params=item.params,
+        output=item.output,
+    )
+
+
+def _rect_text(rect: Rect) -> str:
+    return f"x={rect.x} y={rect.y} {rect.width}x{rect.height}"

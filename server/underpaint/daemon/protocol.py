@@ -1,0 +1,213 @@
+"""The daemon's side of one connection, without any I/O (in the style of python-websockets).
+
+``ConnectionProtocol`` is fed the text and binary frames of one websocket and answers with
+events for the I/O shell (``connection.py``): replies to send, and validated requests to act on.
+It owns the rules a peer must follow on the wire — handshake first, JSON objects of known types,
+binary frames only where a message announced them and matching their declaration, size limits —
+so they can be tested, and fuzzed, without a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from underpaint_protocol import PROTOCOL_VERSION
+from underpaint_protocol.frames import Attachment, FrameError, decode_frame
+from underpaint_protocol.messages import AttachmentRef, Error, Hello, Submit, client_message_adapter
+
+
+class ProtocolError(Exception):
+    """A message that must be answered with an ``error`` and otherwise ignored."""
+
+    def __init__(self, code: str, message: str, field: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.error = Error(code=code, message=message, field=field, request_id=request_id)
+
+
+def parse_client_message(text: str) -> Any:
+    """Validate one text frame into a message model, or raise ProtocolError naming the field."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise ProtocolError("bad_json", f"message is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", "message must be a JSON object")
+    request_id = data.get("request_id") if isinstance(data.get("request_id"), str) else None
+    try:
+        return client_message_adapter.validate_python(data)
+    except ValidationError as error:
+        raise _protocol_error(error, request_id) from None
+
+
+def _protocol_error(error: ValidationError, request_id: str | None) -> ProtocolError:
+    first = error.errors(include_url=False)[0]
+    kind, location = first["type"], first["loc"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return ProtocolError(
+            "unknown_message_type",
+            f"unknown message type; expected one of {_expected_types()}",
+            "type",
+            request_id,
+        )
+    path = ".".join(str(part) for part in location[1:])
+    return ProtocolError("invalid_field", f"{path or 'message'}: {first['msg']}", path or None, request_id)
+
+
+def _expected_types() -> str:
+    return "hello, plan, submit, cancel, list_jobs, fetch"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Send this message to the peer."""
+
+    message: Any
+    close: bool = False
+
+
+@dataclass(frozen=True)
+class HelloReceived:
+    hello: Hello
+
+
+@dataclass(frozen=True)
+class RequestReceived:
+    """A validated request other than hello and submit (plan, cancel, list_jobs, fetch)."""
+
+    message: Any
+
+
+@dataclass(frozen=True)
+class SubmitReceived:
+    """A submit whose announced frames have all arrived, each checked against its declaration."""
+
+    submit: Submit
+    frames: dict[str, tuple[Attachment, memoryview]]
+
+
+Event = Reply | HelloReceived | RequestReceived | SubmitReceived
+
+
+@dataclass
+class _PendingSubmit:
+    submit: Submit
+    expected: list[tuple[str, AttachmentRef]]
+    frames: dict[str, tuple[Attachment, memoryview]] = field(default_factory=dict)
+    failed: bool = False
+
+
+class ConnectionProtocol:
+    """State of one connection: before or after the handshake, and which frames are owed."""
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.greeted = False
+        self._pending: _PendingSubmit | None = None
+
+    def handshake_done(self) -> None:
+        """Called by the shell once the hello was accepted (version and token checked)."""
+        self.greeted = True
+
+    def receive_text(self, text: str) -> list[Event]:
+        if self._pending is not None:
+            # The frames announced by the last submit never came: that submit is void.
+            events: list[Event] = [self._abandon("a text message arrived before all announced frames")]
+        else:
+            events = []
+        try:
+            message = parse_client_message(text)
+        except ProtocolError as error:
+            return [*events, Reply(error.error, close=not self.greeted)]
+        if isinstance(message, Hello):
+            if self.greeted:
+                return [*events, Reply(Error(code="invalid_field", message="hello was already received", field="type"))]
+            if message.protocol != PROTOCOL_VERSION:
+                return [
+                    *events,
+                    Reply(
+                        Error(
+                            code="unsupported_protocol",
+                            message=f"client speaks protocol {message.protocol}, daemon speaks {PROTOCOL_VERSION}",
+                            field="protocol",
+                        ),
+                        close=True,
+                    ),
+                ]
+            return [*events, HelloReceived(message)]
+        if not self.greeted:
+            error = Error(code="handshake_required", message="the first message must be hello", field="type")
+            return [*events, Reply(error, close=True)]
+        if isinstance(message, Submit):
+            expected = [(name, ref) for name, ref in (("image", message.image), ("mask", message.mask)) if ref]
+            ids = [ref.id for _, ref in expected]
+            if len(set(ids)) != len(ids):
+                error = Error(
+                    code="invalid_field",
+                    message="image and mask must have different attachment ids",
+                    field="mask.id",
+                    request_id=message.request_id,
+                )
+                return [*events, Reply(error)]
+            if not expected:
+                return [*events, SubmitReceived(message, {})]
+            self._pending = _PendingSubmit(message, expected)
+            return events
+        return [*events, RequestReceived(message)]
+
+    def receive_binary(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        pending = self._pending
+        if pending is None:
+            return [Reply(Error(code="unexpected_binary", message="binary frame without a submit announcing it"))]
+        request_id = pending.submit.request_id
+        name, declared = pending.expected[len(pending.frames)]
+        try:
+            attachment, payload = decode_frame(data)
+        except FrameError as error:
+            return self._fail_frame(
+                name, Error(code=error.code, message=str(error), field=name, request_id=request_id)
+            )
+        expected = Attachment(declared.id, declared.format, declared.width, declared.height)
+        if attachment != expected:
+            error = Error(
+                code="size_mismatch" if attachment.id == declared.id else "unexpected_binary",
+                message=f"frame header {attachment.as_dict()} differs from the declared {name} {expected.as_dict()}",
+                field=name,
+                request_id=request_id,
+            )
+            return self._fail_frame(name, error)
+        pending.frames[name] = (attachment, payload)
+        if len(pending.frames) < len(pending.expected):
+            return []
+        self._pending = None
+        if pending.failed:
+            return []
+        return [SubmitReceived(pending.submit, pending.frames)]
+
+    def _fail_frame(self, name: str, error: Error) -> list[Event]:
+        """Report the first bad frame of a submit, then swallow the rest of its frames quietly."""
+        pending = self._pending
+        assert pending is not None
+        already_failed = pending.failed
+        pending.failed = True
+        pending.frames[name] = (Attachment("", "", 0, 0), memoryview(b""))
+        if len(pending.frames) == len(pending.expected):
+            self._pending = None
+        return [] if already_failed else [Reply(error)]
+
+    def _abandon(self, reason: str) -> Reply:
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        missing = [name for name, _ in pending.expected if name not in pending.frames]
+        return Reply(
+            Error(
+                code="invalid_field",
+                message=f"submit {pending.submit.request_id} is void: {reason} (missing {', '.join(missing)})",
+                field=missing[0] if missing else None,
+                request_id=pending.submit.request_id,
+            )
+        )

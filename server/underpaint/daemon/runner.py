@@ -1,0 +1,129 @@
+"""Running one job on a worker thread: canvas pipeline in, engine, canvas pipeline out, store.
+
+This is the whole data path of a job after it was accepted: the uploaded region is prepared at
+model resolution, the engine generates each batch item, and every item is composited back into
+a layer, saved, and only then reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from underpaint import __version__, canvas
+from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
+from underpaint.engines.base import GenerationInput, JobCancelled, StepProgress
+from underpaint.modes import Mode
+from underpaint_protocol import PROTOCOL_VERSION
+from underpaint_protocol import messages as wire
+
+if TYPE_CHECKING:
+    from underpaint.daemon.jobs import Job
+
+Publish = Callable[..., None]
+
+
+def run_job(job: Job, store: OutputStore, publish: Publish) -> int:
+    """Generate, composite, store and report every batch item; returns how many were made."""
+    from underpaint.daemon.jobs import blend_settings, result_message
+
+    if job.cancel.is_set():
+        raise JobCancelled()
+    plan = job.plan
+    through_pipeline = job.engine.uses_canvas_pipeline
+    if through_pipeline:
+        prepared = canvas.prepare_job(plan, job.image, job.mask, blend_settings(job.spec), seed=job.seed)
+        model_image, model_mask = prepared.image if job.image is not None else None, prepared.denoise_mask
+    else:
+        model_image, model_mask = job.image, job.mask
+    generation = GenerationInput(
+        mode=Mode(job.spec.mode),
+        model=job.model.id,
+        prompt=job.spec.prompt,
+        negative_prompt=job.spec.negative_prompt,
+        seed=job.seed,
+        steps=job.steps,
+        guidance=job.guidance,
+        strength=job.strength,
+        width=plan.model_width,
+        height=plan.model_height,
+        image=model_image,
+        mask=model_mask,
+    )
+
+    def on_progress(progress: StepProgress) -> None:
+        message = wire.Progress(job_id=job.id, step=progress.step, total=progress.total)
+        publish(message, progress.preview)
+
+    count = 0
+    for index, generated in enumerate(job.engine.generate(generation, job.spec.batch, on_progress, job.cancel)):
+        if job.cancel.is_set():
+            raise JobCancelled()
+        if through_pipeline:
+            layer = canvas.finish_job(prepared, generated)
+        else:
+            layer = canvas.Layer(pixels=generated, x=plan.upload.x, y=plan.upload.y, canvas=plan.new_canvas)
+        item_seed = (job.seed + index) % 2**32
+        stored = store.save(
+            StoredResult(
+                job_id=job.id,
+                index=index,
+                owner_key=owner_key(job.owner),
+                name=layer_name(job.spec, job.model.id, item_seed),
+                x=layer.x,
+                y=layer.y,
+                canvas={
+                    "x": layer.canvas.x,
+                    "y": layer.canvas.y,
+                    "width": layer.canvas.width,
+                    "height": layer.canvas.height,
+                },
+                params=reproduction_params(job, index, item_seed),
+                pixels=np.ascontiguousarray(layer.pixels),
+                output=None,
+            )
+        )
+        job.results = count = index + 1
+        publish(result_message(stored), stored.pixels)
+    return count
+
+
+def layer_name(spec: wire.JobSpec, model: str, seed: int) -> str:
+    """What the host names the new layer: the prompt (or the mode) and the seed."""
+    words = " ".join(spec.prompt.split())
+    label = (words[:48] + "…") if len(words) > 48 else words
+    return f"{label or spec.mode.capitalize() + ' (' + model + ')'} [seed {seed}]"
+
+
+def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
+    """Everything needed to make this exact item again."""
+    spec = job.spec
+    return {
+        "mode": spec.mode,
+        "model": job.model.id,
+        "engine": job.model.engine,
+        "prompt": spec.prompt,
+        "negative_prompt": spec.negative_prompt,
+        "seed": item_seed,
+        "job_seed": job.seed,
+        "batch_index": index,
+        "batch": spec.batch,
+        "steps": job.steps,
+        "guidance": job.guidance,
+        "strength": job.strength,
+        "canvas": spec.canvas.model_dump(),
+        "selection": spec.selection.model_dump() if spec.selection else None,
+        "extend": spec.extend.model_dump() if spec.extend else None,
+        "blend": spec.blend.model_dump() if spec.blend else None,
+        "work": {
+            "x": job.plan.work.x,
+            "y": job.plan.work.y,
+            "width": job.plan.work.width,
+            "height": job.plan.work.height,
+        },
+        "model_size": {"width": job.plan.model_width, "height": job.plan.model_height},
+        "underpaint": __version__,
+        "protocol": PROTOCOL_VERSION,
+    }

@@ -1,0 +1,185 @@
+"""The daemon: one asyncio websocket server, one job manager, one worker per device."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+
+from underpaint import __version__
+from underpaint.daemon import auth
+from underpaint.daemon.config import DaemonConfig
+from underpaint.daemon.connection import ClientConnection
+from underpaint.daemon.jobs import JobManager
+from underpaint.daemon.outputs import OutputStore
+from underpaint.engines.base import Engine
+from underpaint.modes import Mode
+from underpaint_protocol import messages as wire
+from underpaint_protocol.frames import IMAGE_FORMATS
+
+log = logging.getLogger("underpaint.daemon")
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, engines: list[Engine], default_model: str) -> None:
+        self.config = config
+        self.engines = engines
+        self.default_model = default_model
+        self.loopback = auth.is_loopback_host(config.host)
+        # There is always a token: beyond loopback every client must present it.
+        self.token = auth.load_or_create_token(config.token_file)
+        self.store = OutputStore(config.outputs, config.memory_cache_bytes)
+        self._manager: JobManager | None = None
+        self._stop: asyncio.Event | None = None
+        self.port: int | None = None
+
+    @property
+    def manager(self) -> JobManager:
+        assert self._manager is not None, "the daemon is not running"
+        return self._manager
+
+    def welcome(self, client_id: str) -> wire.Welcome:
+        models = self.manager.models()
+        limits = self.config.limits
+        return wire.Welcome(
+            server=wire.Peer(name="underpaint", version=__version__),
+            client_id=client_id,
+            engines=[wire.EngineDescription(name=engine.name, device=engine.device) for engine in self.engines],
+            models=[
+                wire.ModelDescription(
+                    id=info.id,
+                    engine=info.engine,
+                    family=info.family,
+                    modes=[mode.value for mode in info.modes],  # type: ignore[misc]
+                    loaded=info.loaded,
+                    description=info.description,
+                    default_steps=info.default_steps,
+                    default_guidance=info.default_guidance,
+                )
+                for info, _ in models
+            ],
+            default_model=self.default_model,
+            modes=sorted({mode.value for info, _ in models for mode in info.modes}, key=_mode_order),  # type: ignore[misc]
+            model_loaded=any(info.loaded and info.engine != "classical" for info, _ in models),
+            limits=wire.Limits(
+                max_frame_bytes=limits.max_frame_bytes,
+                max_upload_pixels=limits.max_upload_pixels,
+                max_canvas_side=limits.max_canvas_side,
+                max_batch=limits.max_batch,
+                max_queued_jobs=limits.max_queued_jobs,
+            ),
+            image_formats=list(IMAGE_FORMATS),  # type: ignore[arg-type]
+        )
+
+    async def _handler(self, websocket: ServerConnection) -> None:
+        await ClientConnection(websocket, self).run()
+
+    async def run(self, ready: Callable[[Daemon], Any] | None = None) -> list[str]:
+        """Serve until ``stop()``; returns descriptions of the jobs that were interrupted."""
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._manager = JobManager(self.engines, self.default_model, self.store, self.config.limits, loop)
+        async with serve(
+            self._handler,
+            self.config.host,
+            self.config.port,
+            compression=None,  # raw pixels do not compress well and deflate costs ~30x on loopback
+            max_size=self.config.limits.max_frame_bytes + 65536,
+            max_queue=4,
+        ) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            where = "outputs in " + str(self.config.outputs) if self.config.outputs else "outputs not saved"
+            log.info(
+                "underpaint %s listening on ws://%s:%d (%s; models: %s; %s)",
+                __version__,
+                self.config.host,
+                self.port,
+                "loopback only" if self.loopback else "token required",
+                ", ".join(info.id for info, _ in self.manager.models()),
+                where,
+            )
+            if ready is not None:
+                ready(self)
+            await self._stop.wait()
+            log.info("shutting down")
+            server.close(close_connections=False)
+            interrupted = await asyncio.to_thread(self.manager.shutdown)
+            for job in interrupted:
+                self.manager.publish(
+                    job,
+                    wire.Failed(
+                        job_id=job.id, code="shutting_down", message="the daemon shut down; the job was interrupted"
+                    ),
+                )
+            await asyncio.sleep(0.05)  # let those last events reach the sockets
+            server.close()
+        for engine in self.engines:
+            engine.close()
+        return [f"job {job.id[:8]} ({job.spec.mode}, {job.state})" for job in interrupted]
+
+    def stop(self) -> None:
+        """Ask a running daemon to shut down; safe from any thread."""
+        if self._stop is not None and self._manager is not None:
+            self._manager.loop.call_soon_threadsafe(self._stop.set)
+
+
+def _mode_order(mode: str) -> int:
+    return [m.value for m in Mode].index(mode)
+
+
+def run_forever(daemon: Daemon) -> None:
+    """Run in the foreground until Ctrl-C or SIGTERM, then report what was interrupted."""
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, daemon.stop)
+        return await daemon.run()
+
+    try:
+        interrupted = asyncio.run(main())
+    except KeyboardInterrupt:  # platforms without signal handlers in the loop
+        interrupted = []
+    if interrupted:
+        log.warning("interrupted: %s", "; ".join(interrupted))
+    else:
+        log.info("stopped cleanly; no job was interrupted")
+
+
+class DaemonThread:
+    """A daemon on its own event loop in a background thread: for tests, benchmarks and embedding."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="underpaint-daemon", daemon=True)
+        self.interrupted: list[str] = []
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            self.interrupted = asyncio.run(self.daemon.run(ready=lambda _: self._ready.set()))
+        except BaseException as error:
+            self.error = error
+            self._ready.set()
+
+    def start(self, timeout: float = 30.0) -> DaemonThread:
+        self._thread.start()
+        if not self._ready.wait(timeout) or self.error is not None:
+            raise RuntimeError(f"daemon did not start: {self.error!r}")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.daemon.port}"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.daemon.stop()
+        self._thread.join(timeout)
