@@ -124,13 +124,26 @@ def _refuse_pickles_in_folder(folder: Path) -> None:
             )
 
 
+def _has_tokenizer_files(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file()
+
+
 def _cached_tokenizer(candidates: list[tuple[str, str]]) -> Any | None:
+    """A CLIP tokenizer from the HF cache, only where its vocabulary file really is there.
+
+    (transformers 5 quietly builds an empty tokenizer when the files are missing, so check first.)
+    """
+    from huggingface_hub import try_to_load_from_cache
     from transformers import CLIPTokenizer
 
     for repo, sub in candidates:
+        prefix = f"{sub}/" if sub else ""
+        found = [try_to_load_from_cache(repo, prefix + name) for name in ("vocab.json", "tokenizer.json")]
+        if not any(isinstance(f, str) for f in found):
+            continue
         try:
             return CLIPTokenizer.from_pretrained(repo, subfolder=sub, local_files_only=True)
-        except Exception:  # not in this cache: try the next
+        except Exception:  # a partial download: try the next
             continue
     return None
 
@@ -141,7 +154,7 @@ def _single_file_tokenizers(spec: ModelSpec) -> dict[str, Any]:
     needed = ["tokenizer", "tokenizer_2"] if spec.family == "sdxl" else ["tokenizer"]
     found: dict[str, Any] = {}
     for name in needed:
-        if (spec.config_dir / name / "vocab.json").is_file():
+        if _has_tokenizer_files(spec.config_dir / name):
             continue  # the config folder has it; from_single_file loads it
         key = "sd2" if spec.family == "sd2" else name
         tok = _cached_tokenizer(_TOKENIZER_CANDIDATES[key])
