@@ -259,13 +259,15 @@ class UnderpaintClient:
         request_id, text = self.session.list_jobs()
         outer: Future[list[dict[str, Any]]] = Future()
         inner = self._request(request_id, "jobs", [text])
-        inner.add_done_callback(
-            lambda done: (
-                outer.set_exception(done.exception())  # type: ignore[arg-type]
-                if done.exception()
-                else outer.set_result(list(done.result()["jobs"]))
-            )
-        )
+
+        def unwrap(done: Future[Any]) -> None:
+            error = done.exception()
+            if error is not None:
+                outer.set_exception(error)
+            else:
+                outer.set_result(list(done.result()["jobs"]))
+
+        inner.add_done_callback(unwrap)
         return outer
 
     def fetch(self, job_id: str) -> None:

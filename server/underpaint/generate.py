@@ -189,7 +189,7 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def _raw(array: np.ndarray, image_format: str) -> ImageData:
-    return ImageData(image_format, int(array.shape[1]), int(array.shape[0]), memoryview(array).cast("B"))
+    return ImageData(image_format, int(array.shape[1]), int(array.shape[0]), memoryview(array.tobytes()))
 
 
 def _layer_pixels(image: ImageData) -> np.ndarray:

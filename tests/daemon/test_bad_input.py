@@ -59,7 +59,15 @@ CASES: list[tuple[str, list[Any], str, str | None]] = [
     ("missing type", [json.dumps({"job_id": "x"})], "unknown_message_type", "type"),
     (
         "wrong field type",
-        [json.dumps({"type": "plan", "request_id": "p", "job": {"mode": "inpaint", "canvas": {"width": "wide", "height": 5}}})],
+        [
+            json.dumps(
+                {
+                    "type": "plan",
+                    "request_id": "p",
+                    "job": {"mode": "inpaint", "canvas": {"width": "wide", "height": 5}},
+                }
+            )
+        ],
         "invalid_field",
         "job.canvas.width",
     ),
@@ -83,7 +91,15 @@ CASES: list[tuple[str, list[Any], str, str | None]] = [
     ),
     (
         "empty selection",
-        [json.dumps({"type": "plan", "request_id": "p", "job": {**SMALL_JOB, "selection": {"x": 5, "y": 5, "width": 0, "height": 0}}})],
+        [
+            json.dumps(
+                {
+                    "type": "plan",
+                    "request_id": "p",
+                    "job": {**SMALL_JOB, "selection": {"x": 5, "y": 5, "width": 0, "height": 0}},
+                }
+            )
+        ],
         "empty_selection",
         "job.selection",
     ),
@@ -91,8 +107,10 @@ CASES: list[tuple[str, list[Any], str, str | None]] = [
     ("garbage binary frame", [b"\x00\x00"], "unexpected_binary", None),
     (
         "image that is not a PNG",
-        [submit_message({"id": "img", "format": "png", "width": 64, "height": 64}),
-         frame({"id": "img", "format": "png", "width": 64, "height": 64}, b"\x89PNG-but-not-really")],
+        [
+            submit_message({"id": "img", "format": "png", "width": 64, "height": 64}),
+            frame({"id": "img", "format": "png", "width": 64, "height": 64}, b"\x89PNG-but-not-really"),
+        ],
         "bad_image",
         "image",
     ),
@@ -110,32 +128,48 @@ CASES: list[tuple[str, list[Any], str, str | None]] = [
     ),
     (
         "mask size differs from the region",
-        [submit_message(IMAGE_DECL, {"id": "m", "format": "gray8", "width": 32, "height": 32}),
-         frame(IMAGE_DECL, RAW_IMAGE), frame({"id": "m", "format": "gray8", "width": 32, "height": 32}, bytes(32 * 32))],
+        [
+            submit_message(IMAGE_DECL, {"id": "m", "format": "gray8", "width": 32, "height": 32}),
+            frame(IMAGE_DECL, RAW_IMAGE),
+            frame({"id": "m", "format": "gray8", "width": 32, "height": 32}, bytes(32 * 32)),
+        ],
         "size_mismatch",
         "mask",
     ),
     (
         "mask in a colour format",
-        [submit_message(IMAGE_DECL, {"id": "m", "format": "rgba8", "width": 64, "height": 64}),
-         frame(IMAGE_DECL, RAW_IMAGE), frame({"id": "m", "format": "rgba8", "width": 64, "height": 64}, RAW_IMAGE)],
+        [
+            submit_message(IMAGE_DECL, {"id": "m", "format": "rgba8", "width": 64, "height": 64}),
+            frame(IMAGE_DECL, RAW_IMAGE),
+            frame({"id": "m", "format": "rgba8", "width": 64, "height": 64}, RAW_IMAGE),
+        ],
         "invalid_field",
         "mask.format",
     ),
     (
         "region that misses the selection",
-        [submit_message({**IMAGE_DECL, "width": 8, "height": 8}, region={"x": 0, "y": 0, "width": 8, "height": 8}),
-         frame({**IMAGE_DECL, "width": 8, "height": 8}, bytes(8 * 8 * 4))],
+        [
+            submit_message({**IMAGE_DECL, "width": 8, "height": 8}, region={"x": 0, "y": 0, "width": 8, "height": 8}),
+            frame({**IMAGE_DECL, "width": 8, "height": 8}, bytes(8 * 8 * 4)),
+        ],
         "region_mismatch",
         "region",
     ),
     ("submit without the pixels it needs", [submit_message()], "region_mismatch", "image"),
     (
         "PNG decompression bomb",
-        [json.dumps({"type": "submit", "request_id": "bad", "job": {**SMALL_JOB, "canvas": {"width": 4000, "height": 4000}},
-                     "region": {"x": 0, "y": 0, "width": 4000, "height": 4000},
-                     "image": {"id": "bomb", "format": "png", "width": 4000, "height": 4000}}),
-         frame({"id": "bomb", "format": "png", "width": 4000, "height": 4000}, png_bytes(4000, 4000, "L"))],
+        [
+            json.dumps(
+                {
+                    "type": "submit",
+                    "request_id": "bad",
+                    "job": {**SMALL_JOB, "canvas": {"width": 4000, "height": 4000}},
+                    "region": {"x": 0, "y": 0, "width": 4000, "height": 4000},
+                    "image": {"id": "bomb", "format": "png", "width": 4000, "height": 4000},
+                }
+            ),
+            frame({"id": "bomb", "format": "png", "width": 4000, "height": 4000}, png_bytes(4000, 4000, "L")),
+        ],
         "too_many_pixels",
         "image",
     ),
@@ -257,4 +291,7 @@ def test_png_image_and_mask_are_accepted(make_client) -> None:
     assert events.wait_outcome(accepted["job_id"]).type == "finished"
     (result,) = events.of(accepted["job_id"], "result")
     assert result.message["layer"]["width"] >= 20
-    assert np.frombuffer(result.image.data, np.uint8).size == result.message["layer"]["width"] * result.message["layer"]["height"] * 4
+    assert (
+        np.frombuffer(result.image.data, np.uint8).size
+        == result.message["layer"]["width"] * result.message["layer"]["height"] * 4
+    )

@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-import pytest
 
 from tests.daemon.conftest import RunningDaemon, photo_like, submit_job
 from tests.daemon.test_jobs import inpaint_job, rect_mask
-from underpaint_protocol.client import DaemonError, UnderpaintClient
+from underpaint_protocol.client import UnderpaintClient
 from underpaint_protocol.session import Event
 
 CANVAS = photo_like(200, 150)
@@ -81,6 +80,7 @@ def test_cancel_queued_job_never_starts(make_client, daemon: RunningDaemon) -> N
     client, events = make_client()
     running = submit_job(client, inpaint_job(model="paced", steps=10), CANVAS, MASK)["job_id"]
     queued = submit_job(client, inpaint_job(model="paced", steps=10), CANVAS, MASK)["job_id"]
+    events.wait_for(lambda: bool(events.of(queued, "queued")))
     assert events.of(queued, "queued")[0].message["position"] >= 1
     client.cancel(queued)
     assert events.wait_outcome(queued).type == "cancelled"
@@ -135,9 +135,7 @@ def test_client_reconnects_by_itself_and_catches_up(daemon: RunningDaemon) -> No
 
     states: list[str] = []
     events = Recorder()
-    client = UnderpaintClient(
-        daemon.url, client_name="pytest", on_event=events, on_state=lambda s, _: states.append(s)
-    )
+    client = UnderpaintClient(daemon.url, client_name="pytest", on_event=events, on_state=lambda s, _: states.append(s))
     client.connect()
     try:
         job_id = submit_job(client, inpaint_job(model="paced", steps=8), CANVAS, MASK)["job_id"]

@@ -77,7 +77,9 @@ def test_client_session_rejects_garbage_cleanly(frames: list[tuple[str, object]]
             session = ClientSession()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(st.lists(st.one_of(texts, binaries), min_size=1, max_size=6))
 def test_live_daemon_survives_garbage(daemon, frames: list[object]) -> None:
     connection = greeted(daemon.url)

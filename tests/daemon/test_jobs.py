@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_results_are_saved_before_they_are_reported(make_client, daemon: Running
     (result,) = events.of(accepted["job_id"], "result")
     output = result.message["output"]
     assert output is not None and output.endswith(".png")
-    sidecar = json.loads(open(output[:-4] + ".json").read())
+    sidecar = json.loads(Path(output).with_suffix(".json").read_text())
     assert sidecar["job_id"] == accepted["job_id"]
     assert sidecar["x"] == result.message["layer"]["x"]
     assert sidecar["params"]["seed"] == accepted["seed"]
@@ -90,7 +91,11 @@ def test_results_are_saved_before_they_are_reported(make_client, daemon: Running
 def test_classical_outpaint_grows_the_canvas(make_client) -> None:
     client, events = make_client()
     canvas = photo_like(120, 90)
-    job = {"mode": "outpaint", "canvas": {"width": 120, "height": 90}, "extend": {"left": 30, "top": 0, "right": 0, "bottom": 20}}
+    job = {
+        "mode": "outpaint",
+        "canvas": {"width": 120, "height": 90},
+        "extend": {"left": 30, "top": 0, "right": 0, "bottom": 20},
+    }
     accepted = submit_job(client, job, canvas)
     assert events.wait_outcome(accepted["job_id"]).type == "finished"
     (result,) = events.of(accepted["job_id"], "result")
@@ -146,10 +151,14 @@ def test_paced_engine_reports_every_step_with_previews(make_client) -> None:
 
 def test_previews_can_be_declined(make_client) -> None:
     client, events = make_client(previews=False)
-    accepted = submit_job(client, inpaint_job(model="paced", steps=2), photo_like(200, 150), rect_mask(200, 150, 40, 30, 37, 29))
+    accepted = submit_job(
+        client, inpaint_job(model="paced", steps=2), photo_like(200, 150), rect_mask(200, 150, 40, 30, 37, 29)
+    )
     events.wait_outcome(accepted["job_id"])
     progress = events.of(accepted["job_id"], "progress")
-    assert progress and all(p.image is None and "preview" not in p.message or p.message["preview"] is None for p in progress)
+    assert progress and all(
+        (p.image is None and "preview" not in p.message) or p.message["preview"] is None for p in progress
+    )
 
 
 def test_bgra_results_match_rgba_results(make_client) -> None:

@@ -120,8 +120,8 @@ class ConnectionProtocol:
             events = []
         try:
             message = parse_client_message(text)
-        except ProtocolError as error:
-            return [*events, Reply(error.error, close=not self.greeted)]
+        except ProtocolError as refused:
+            return [*events, Reply(refused.error, close=not self.greeted)]
         if isinstance(message, Hello):
             if self.greeted:
                 return [*events, Reply(Error(code="invalid_field", message="hello was already received", field="type"))]
@@ -139,19 +139,19 @@ class ConnectionProtocol:
                 ]
             return [*events, HelloReceived(message)]
         if not self.greeted:
-            error = Error(code="handshake_required", message="the first message must be hello", field="type")
-            return [*events, Reply(error, close=True)]
+            first = Error(code="handshake_required", message="the first message must be hello", field="type")
+            return [*events, Reply(first, close=True)]
         if isinstance(message, Submit):
             expected = [(name, ref) for name, ref in (("image", message.image), ("mask", message.mask)) if ref]
             ids = [ref.id for _, ref in expected]
             if len(set(ids)) != len(ids):
-                error = Error(
+                duplicate = Error(
                     code="invalid_field",
                     message="image and mask must have different attachment ids",
                     field="mask.id",
                     request_id=message.request_id,
                 )
-                return [*events, Reply(error)]
+                return [*events, Reply(duplicate)]
             if not expected:
                 return [*events, SubmitReceived(message, {})]
             self._pending = _PendingSubmit(message, expected)
@@ -172,13 +172,13 @@ class ConnectionProtocol:
             )
         expected = Attachment(declared.id, declared.format, declared.width, declared.height)
         if attachment != expected:
-            error = Error(
+            mismatch = Error(
                 code="size_mismatch" if attachment.id == declared.id else "unexpected_binary",
                 message=f"frame header {attachment.as_dict()} differs from the declared {name} {expected.as_dict()}",
                 field=name,
                 request_id=request_id,
             )
-            return self._fail_frame(name, error)
+            return self._fail_frame(name, mismatch)
         pending.frames[name] = (attachment, payload)
         if len(pending.frames) < len(pending.expected):
             return []

@@ -33,6 +33,8 @@ def run_job(job: Job, store: OutputStore, publish: Publish) -> int:
         raise JobCancelled()
     plan = job.plan
     through_pipeline = job.engine.uses_canvas_pipeline
+    model_image: np.ndarray | None
+    model_mask: np.ndarray | None
     if through_pipeline:
         prepared = canvas.prepare_job(plan, job.image, job.mask, blend_settings(job.spec), seed=job.seed)
         model_image, model_mask = prepared.image if job.image is not None else None, prepared.denoise_mask

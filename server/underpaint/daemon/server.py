@@ -56,7 +56,7 @@ class Daemon:
                     id=info.id,
                     engine=info.engine,
                     family=info.family,
-                    modes=[mode.value for mode in info.modes],  # type: ignore[misc]
+                    modes=[mode.value for mode in info.modes],
                     loaded=info.loaded,
                     description=info.description,
                     default_steps=info.default_steps,
@@ -65,7 +65,7 @@ class Daemon:
                 for info, _ in models
             ],
             default_model=self.default_model,
-            modes=sorted({mode.value for info, _ in models for mode in info.modes}, key=_mode_order),  # type: ignore[misc]
+            modes=sorted({mode.value for info, _ in models for mode in info.modes}, key=_mode_order),
             model_loaded=any(info.loaded and info.engine != "classical" for info, _ in models),
             limits=wire.Limits(
                 max_frame_bytes=limits.max_frame_bytes,
