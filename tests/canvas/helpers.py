@@ -111,19 +111,30 @@ def check_invariants(
     assert (full_alpha[new_area] == 255).all()
 
 
-def seam_ratio(before_rgb: np.ndarray, after_rgb: np.ndarray, selection: np.ndarray, band: int = 2) -> float:
-    """Mean gradient magnitude of ``after`` on the selection boundary (+-band px), relative to the
-    mean gradient magnitude of ``before`` over the whole region outside the selection."""
+def _gradient(rgb: np.ndarray) -> np.ndarray:
+    g = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
 
-    def grad(rgb: np.ndarray) -> np.ndarray:
-        g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
 
-    sel = selection.astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-    boundary = (cv2.dilate(sel, kernel) - cv2.erode(sel, kernel)) > 0
-    own = grad(before_rgb)[selection == 0].mean()
-    return float(grad(after_rgb)[boundary].mean() / max(own, 1e-6))
+def _edge_band(region: np.ndarray, width: int) -> np.ndarray:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+    r = region.astype(np.uint8)
+    return (cv2.dilate(r, kernel) - cv2.erode(r, kernel)) > 0
+
+
+def seam_ratio(
+    before: np.ndarray, after: np.ndarray, selection: np.ndarray, alpha: np.ndarray, width: int = 2
+) -> float:
+    """Seam metric: mean Sobel gradient magnitude of ``after`` across the edit's boundaries, relative to
+    the original image's own mean gradient magnitude on the same pixels.
+
+    Boundaries are the selection's edge and the edge of the layer's alpha support (where a paste
+    would show), each +-``width`` px. 1.0 means the edit left exactly as much edge energy there as
+    the photo had: nothing added. A hard seam adds a step and pushes it above 1.
+    """
+    band = _edge_band(selection, width) | _edge_band(alpha > 0, width)
+    own = float(_gradient(before)[band].mean())
+    return float(_gradient(after)[band].mean()) / max(own, 1e-6)
 
 
 def rect_mask(shape: tuple[int, int], rect: Rect, origin: Rect) -> np.ndarray:
