@@ -53,7 +53,8 @@ def test_100_cancelled_jobs_leave_memory_where_it_started(tiny_models: TinyModel
     tracemalloc.stop()
     rss_after = _rss_bytes()
     print(
-        f"RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB; python heap +{(py_after - py_before) / 1024:.1f} KiB"
+        f"RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB; "
+        f"python heap +{(py_after - py_before) / 1024:.1f} KiB"
     )
     # One cancelled 64 px job touches ~1-2 MiB of tensors; a leak of even one latent set per job would
     # add >= 100 x that. 16 MiB leaves room for glibc arena noise while catching any per-job leak.

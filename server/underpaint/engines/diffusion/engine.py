@@ -18,7 +18,7 @@ from underpaint.engines.base import Engine, GenerationInput, JobCancelled, Model
 from underpaint.engines.diffusion.device import Offload, pick_dtype, release_memory, resolve_device
 from underpaint.engines.diffusion.loading import LoadedModel, load_model
 from underpaint.engines.diffusion.previews import Previewer, make_previewer
-from underpaint.engines.diffusion.registry import ModelSpec, build_registry, model_info, resolution_for
+from underpaint.engines.diffusion.registry import Family, ModelSpec, build_registry, model_info, resolution_for
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
@@ -164,6 +164,19 @@ class DiffusionEngine(Engine):
             dtype=str(self.dtype).removeprefix("torch."),
             adjustments=tuple(notes),
         )
+
+    def adopt_pipeline(self, model_id: str, pipe: Any, family: Family, inpaint_unet: bool = False) -> None:
+        """Use an already built inpaint pipeline as model ``model_id`` (benchmarks with random weights).
+
+        The engine owns it from now on: it is freed when another model is loaded.
+        """
+        spec = ModelSpec(id=model_id, kind="tiny", location="<in memory>", family=family, inpaint_unet=inpaint_unet)
+        with self._lock:
+            self._unload()
+            self._specs[model_id] = spec
+            pipe.set_progress_bar_config(disable=True)
+            self._loaded = LoadedModel(spec, pipe, self.device, self.dtype, "none", 0.0, {"inpaint": pipe})
+            self._previewer = make_previewer(self.previews, family, self.device, self.dtype)
 
     @property
     def loaded(self) -> LoadedModel | None:
