@@ -35,6 +35,7 @@ ERROR_CODES: dict[str, str] = {
     "unsafe_model_format": "Only .safetensors checkpoints and diffusers folders are loaded.",
     "out_of_memory": "The device ran out of memory.",
     "engine_failed": "The engine failed while generating.",
+    "generation_failed": "The model produced an invalid image (NaN) even after a safe retry.",
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
 }

@@ -89,6 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    logging.getLogger("websockets").setLevel(max(logging.WARNING, logging.getLogger().level))
     outputs = None if args.no_outputs else (args.outputs or data_dir() / "outputs")
     config = DaemonConfig(
         host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs

@@ -167,9 +167,7 @@ class ConnectionProtocol:
         try:
             attachment, payload = decode_frame(data)
         except FrameError as error:
-            return self._fail_frame(
-                name, Error(code=error.code, message=str(error), field=name, request_id=request_id)
-            )
+            return self._fail_frame(name, Error(code=error.code, message=str(error), field=name, request_id=request_id))
         expected = Attachment(declared.id, declared.format, declared.width, declared.height)
         if attachment != expected:
             mismatch = Error(

@@ -59,6 +59,7 @@ def run_job(job: Job, store: OutputStore, publish: Publish) -> int:
         message = wire.Progress(job_id=job.id, step=progress.step, total=progress.total)
         publish(message, progress.preview)
 
+    engine_params = job.engine.reproduction_params(generation)
     count = 0
     for index, generated in enumerate(job.engine.generate(generation, job.spec.batch, on_progress, job.cancel)):
         if job.cancel.is_set():
@@ -82,7 +83,7 @@ def run_job(job: Job, store: OutputStore, publish: Publish) -> int:
                     "width": layer.canvas.width,
                     "height": layer.canvas.height,
                 },
-                params=reproduction_params(job, index, item_seed),
+                params={**reproduction_params(job, index, item_seed), "engine_params": engine_params},
                 pixels=np.ascontiguousarray(layer.pixels),
                 output=None,
             )

@@ -11,6 +11,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,13 @@ class Engine(ABC):
         without decoding the cancelled work. Failures the client can act on raise
         :class:`underpaint.errors.JobError`.
         """
+
+    def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
+        """What the engine resolved beyond the request (clamped steps, scheduler, dtype, ...).
+
+        Stored with every result so that it can be made again; engines without such choices add nothing.
+        """
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing
         """Free what the engine holds (models, GPU memory)."""

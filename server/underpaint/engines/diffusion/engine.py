@@ -122,6 +122,9 @@ class DiffusionEngine(Engine):
         with self._lock:
             self._unload()
 
+    def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
+        return self.run_params(job).as_dict()
+
     # --- public helpers for the daemon / CLI ----------------------------------------------------------
 
     def run_params(self, job: GenerationInput) -> RunParams:

@@ -1,0 +1,226 @@
+"""Round trip of one image through the daemon, against the floor and against the peer style.
+
+For 1, 4 and 16 megapixel RGBA images, measured side by side, interleaved, in one run:
+
+- floor:   a bare `websockets` echo server, compression off: the bytes go up and come back;
+- daemon:  `underpaint serve --engine echo --no-outputs`, driven by the shared client exactly as a
+           plugin drives it: plan, upload the region, the no-op job runs through the queue and a
+           worker, the result layer comes back;
+- peer:    the image as base64 PNG inside JSON over the same kind of socket (what the common HTTP
+           APIs do): encode, send, the server decodes and re-encodes, the client decodes.
+
+Each server runs in its own process. Prints medians and the two ratios the targets are about
+(daemon/floor <= 1.5 at 4 MP; peer/daemon >= 20 at 4 MP). Run: ``python bench/transfer.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from websockets.sync.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {1: (1024, 1024), 4: (2048, 2048), 16: (4096, 4096)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def photo(width: int, height: int) -> np.ndarray:
+    """A real photograph scaled to the size, so PNG costs what it costs on real images."""
+    with Image.open(ROOT / "tests" / "data" / "coffee.jpg") as file:
+        rgb = np.asarray(file.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))
+    return np.ascontiguousarray(np.dstack([rgb, np.full((height, width), 255, np.uint8)]))
+
+
+# ------------------------------------------------------------------ servers (run as subprocesses)
+
+
+async def serve_echo(port: int) -> None:
+    from websockets.asyncio.server import serve
+
+    async def echo(websocket) -> None:  # type: ignore[no-untyped-def]
+        async for message in websocket:
+            await websocket.send(message)
+
+    async with serve(echo, "127.0.0.1", port, compression=None, max_size=None):
+        await asyncio.Future()
+
+
+async def serve_base64_png(port: int) -> None:
+    from websockets.asyncio.server import serve
+
+    def handle(text: str) -> str:
+        request = json.loads(text)
+        with Image.open(io.BytesIO(base64.b64decode(request["image"]))) as file:
+            pixels = np.asarray(file.convert("RGBA"))
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, "RGBA").save(buffer, "PNG")
+        return json.dumps({"images": [base64.b64encode(buffer.getvalue()).decode()]})
+
+    async def api(websocket) -> None:  # type: ignore[no-untyped-def]
+        async for message in websocket:
+            await websocket.send(await asyncio.to_thread(handle, message))
+
+    async with serve(api, "127.0.0.1", port, compression=None, max_size=None):
+        await asyncio.Future()
+
+
+def start(args: list[str], port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server {args} did not start")
+
+
+# ------------------------------------------------------------------ one round trip each
+
+
+def round_trip_floor(websocket: ClientConnection, frame: bytes) -> float:
+    started = time.perf_counter()
+    websocket.send(frame)
+    echoed = websocket.recv()
+    elapsed = time.perf_counter() - started
+    assert len(echoed) == len(frame)
+    return elapsed
+
+
+def round_trip_peer(websocket: ClientConnection, pixels: np.ndarray) -> float:
+    started = time.perf_counter()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGBA").save(buffer, "PNG")
+    websocket.send(json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}))
+    reply = json.loads(websocket.recv())
+    with Image.open(io.BytesIO(base64.b64decode(reply["images"][0]))) as file:
+        back = np.asarray(file.convert("RGBA"))
+    elapsed = time.perf_counter() - started
+    assert back.shape == pixels.shape
+    return elapsed
+
+
+class DaemonRoundTrip:
+    """One connected plugin-style client; each call runs one full job."""
+
+    def __init__(self, url: str) -> None:
+        from underpaint_protocol.client import UnderpaintClient
+
+        self.done = threading.Event()
+        self.result: object = None
+        self.client = UnderpaintClient(url, client_name="bench", on_event=self._on_event, previews=False)
+        self.client.connect()
+
+    def _on_event(self, event) -> None:  # type: ignore[no-untyped-def]
+        if event.type == "result":
+            self.result = event.image
+        elif event.type in ("finished", "failed", "cancelled"):
+            self.outcome = event.message
+            self.done.set()
+
+    def __call__(self, pixels: np.ndarray) -> float:
+        from underpaint_protocol.session import ImageData
+
+        height, width = pixels.shape[:2]
+        job = {"mode": "img2img", "model": "echo", "canvas": {"width": width, "height": height}}
+        self.done.clear()
+        started = time.perf_counter()
+        planned = self.client.plan(job).result(timeout=60)
+        image = ImageData("rgba8", width, height, memoryview(pixels).cast("B"))
+        self.client.submit(job, planned["upload"], image).result(timeout=60)
+        if not self.done.wait(120):
+            raise RuntimeError("daemon job did not finish")
+        elapsed = time.perf_counter() - started
+        assert self.outcome["type"] == "finished", self.outcome
+        result = self.result
+        assert result is not None and len(result.data) == pixels.nbytes  # type: ignore[attr-defined]
+        return elapsed
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,4,16", help="megapixels to measure (of 1, 4, 16)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per size (16 MP: at most 3)")
+    parser.add_argument("--serve", choices=["echo", "peer"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve == "echo":
+        asyncio.run(serve_echo(args.port))
+        return
+    if args.serve == "peer":
+        asyncio.run(serve_base64_png(args.port))
+        return
+
+    ports = {name: free_port() for name in ("floor", "daemon", "peer")}
+    token_file = Path(tempfile.mkdtemp()) / "token"
+    servers = [
+        start([sys.executable, __file__, "--serve", "echo", "--port", str(ports["floor"])], ports["floor"]),
+        start([sys.executable, __file__, "--serve", "peer", "--port", str(ports["peer"])], ports["peer"]),
+        start(
+            [sys.executable, "-m", "underpaint", "serve", "--engine", "echo", "--no-outputs", "--port",
+             str(ports["daemon"]), "--token-file", str(token_file), "--log-level", "warning"],
+            ports["daemon"],
+        ),
+    ]
+    urls = {name: f"ws://127.0.0.1:{port}" for name, port in ports.items()}
+    # every path keeps one connection open, as a plugin does
+    daemon = DaemonRoundTrip(urls["daemon"])
+    floor_socket = connect(urls["floor"], compression=None, max_size=None)
+    peer_socket = connect(urls["peer"], compression=None, max_size=None)
+    print(f"underpaint transfer benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print("round trip of one RGBA image (median of interleaved rounds; lower is better)\n")
+    print(f"{'image':>7}  {'floor (raw echo)':>17}  {'daemon (no-op job)':>19}  {'peer (b64 PNG JSON)':>20}"
+          f"  {'daemon/floor':>12}  {'peer/daemon':>11}")
+    try:
+        for megapixels in (int(size) for size in args.sizes.split(",")):
+            width, height = SIZES[megapixels]
+            pixels = photo(width, height)
+            frame = pixels.tobytes()
+            times: dict[str, list[float]] = {"floor": [], "daemon": [], "peer": []}
+            round_trip_floor(floor_socket, frame)  # warm up every path once
+            daemon(pixels)
+            repeats = min(args.repeats, 3) if megapixels >= 16 else args.repeats
+            for _ in range(repeats):
+                times["floor"].append(round_trip_floor(floor_socket, frame))
+                times["daemon"].append(daemon(pixels))
+                times["peer"].append(round_trip_peer(peer_socket, pixels))
+            floor, ours, peer = (statistics.median(times[name]) for name in ("floor", "daemon", "peer"))
+            print(f"{megapixels:>5}MP  {floor * 1000:>14.1f} ms  {ours * 1000:>16.1f} ms  {peer * 1000:>17.1f} ms"
+                  f"  {ours / floor:>11.2f}x  {peer / ours:>10.1f}x", flush=True)
+    finally:
+        daemon.close()
+        floor_socket.close()
+        peer_socket.close()
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+    print("\ntargets at 4 MP: daemon/floor <= 1.5, peer/daemon >= 20")
+
+
+if __name__ == "__main__":
+    main()

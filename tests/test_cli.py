@@ -1,0 +1,130 @@
+"""The `underpaint` command as a user runs it: a real daemon process and real generate runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+DATA = Path(__file__).parent / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def underpaint(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "underpaint", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
+    port = free_port()
+    outputs = tmp_path / "outputs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "underpaint", "serve", "--port", str(port), "--outputs", str(outputs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(process.stdout.read() if process.stdout else "daemon did not start") from None
+            time.sleep(0.1)
+    yield f"ws://127.0.0.1:{port}", outputs, process
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def test_generate_inpaint_writes_composite_and_layer(served, tmp_path: Path) -> None:
+    url, outputs, _ = served
+    photo = np.asarray(Image.open(DATA / "coffee.jpg").convert("RGBA"))
+    height, width = photo.shape[:2]
+    mask = np.zeros((height, width), np.uint8)
+    mask[101:180, 233:311] = 255  # odd offsets and sizes
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    run = underpaint(
+        "generate", "inpaint", "--server", url, "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"),
+        "--seed", "5", "--out", str(tmp_path / "out.png"), "--layer-out", str(tmp_path / "layer.png"),
+    )
+    assert run.returncode == 0, run.stderr
+    out = np.asarray(Image.open(tmp_path / "out.png"))
+    assert out.shape == photo.shape
+    placement = json.loads((tmp_path / "layer.json").read_text())
+    layer = np.asarray(Image.open(tmp_path / "layer.png"))
+    assert layer.shape == (placement["height"], placement["width"], 4)
+    covered = np.zeros((height, width), bool)
+    covered[placement["y"] : placement["y"] + placement["height"], placement["x"] : placement["x"] + placement["width"]] = (
+        layer[..., 3] > 0
+    )
+    assert covered[101:180, 233:311].all()
+    assert np.array_equal(out[~covered], photo[~covered])  # untouched outside the layer
+    assert not np.array_equal(out[101:180, 233:311], photo[101:180, 233:311])  # the hole was filled
+    assert placement["params"]["seed"] == 5
+    assert list(outputs.glob("*/*.png")) and list(outputs.glob("*/*.json"))
+
+
+def test_generate_outpaint_grows_the_canvas(served, tmp_path: Path) -> None:
+    url, _, _ = served
+    Image.open(DATA / "chelsea.jpg").save(tmp_path / "cat.png")
+    run = underpaint(
+        "generate", "outpaint", "--server", url, "--image", str(tmp_path / "cat.png"), "--extend", "40,0,25,10",
+        "--out", str(tmp_path / "wide.png"),
+    )
+    assert run.returncode == 0, run.stderr
+    with Image.open(tmp_path / "wide.png") as wide, Image.open(DATA / "chelsea.jpg") as cat:
+        assert wide.size == (cat.width + 65, cat.height + 10)
+        grown = np.asarray(wide.convert("RGBA"))
+    assert (grown[..., 3] == 255).all()  # nothing left transparent in the new area
+
+
+def test_generate_txt2img_on_the_classical_engine_explains_itself(served, tmp_path: Path) -> None:
+    url, _, _ = served
+    run = underpaint("generate", "txt2img", "--server", url, "--prompt", "a cat", "--out", str(tmp_path / "x.png"))
+    assert run.returncode == 1
+    assert "unsupported_mode" in run.stderr and "diffusion model" in run.stderr
+
+
+def test_generate_without_a_daemon_says_how_to_start_one(tmp_path: Path) -> None:
+    run = underpaint(
+        "generate", "txt2img", "--server", f"ws://127.0.0.1:{free_port()}", "--out", str(tmp_path / "x.png"), timeout=60
+    )
+    assert run.returncode == 1
+    assert "underpaint serve" in run.stderr
+
+
+def test_ctrl_c_shuts_the_daemon_down_cleanly(served) -> None:
+    _, _, process = served
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "listening on ws://127.0.0.1" in output
+    assert "stopped cleanly" in output
+
+
+def test_models_lists_the_classical_engine() -> None:
+    run = underpaint("models")
+    assert run.returncode == 0, run.stderr
+    assert "classical" in run.stdout and "inpaint, outpaint" in run.stdout

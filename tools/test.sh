@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything the whole test suite needs on a Debian 12 or 13 machine, then runs it:
+# the Python environment (torch's CPU build), the real hosts the plugin tests drive, lint and types.
+# Usage: tools/test.sh [pytest arguments]     (as root, or with sudo for the system packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export HF_HUB_OFFLINE=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+# torch==2.13.0 is the CPU build on this machine kind; on a GPU machine see README for the CUDA build.
+.venv/bin/pip install --quiet torch==2.13.0 -e '.[test]'
+
+if [ -x tools/hosts/provision.sh ]; then
+    tools/hosts/provision.sh
+fi
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check server protocol tests bench
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"
