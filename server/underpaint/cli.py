@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--token-file", type=Path)
     token.set_defaults(run=_token)
 
+    install = commands.add_parser("install-plugin", help="install a host plugin (krita, gimp)")
+    install.add_argument("host", choices=["krita", "gimp"])
+    install.add_argument("--dest", type=Path, help="install into this folder instead of the host's default")
+    install.add_argument("--zip", type=Path, help="build a zip to import in the host instead of installing")
+    install.add_argument("--host-version", help="the host version to install for (default: detected)")
+    install.set_defaults(run=_install_plugin)
+
     models = commands.add_parser("models", help="list the models available on this machine")
     models.add_argument("--model", action="append", default=[], metavar="SOURCE")
     models.add_argument("--models-dir", action="append", type=Path, default=[])
@@ -123,6 +130,21 @@ def _token(args: argparse.Namespace) -> int:
     from underpaint.daemon.config import config_dir
 
     print(load_or_create_token(args.token_file or config_dir() / "token"))
+    return 0
+
+
+def _install_plugin(args: argparse.Namespace) -> int:
+    import importlib
+
+    from underpaint.install.bundle import InstallError
+
+    host = importlib.import_module(f"underpaint.install.{args.host}")
+    try:
+        where = host.install(args.dest, args.zip, args.host_version)
+    except InstallError as error:
+        print(f"underpaint: {error}", file=sys.stderr)
+        return 1
+    print(f"installed the {args.host} plugin: {where}")
     return 0
 
 
