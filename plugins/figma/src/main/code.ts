@@ -1,0 +1,80 @@
+/** The plugin's main thread: selection in, nodes out. The websocket lives in the UI iframe. */
+
+import { SelectionError } from "../shared/geometry";
+import type { JobContext, MainToUi, Settings, UiToMain } from "../shared/messages";
+import { placeResults } from "./place";
+import { classify, describe, prepareJob } from "./selection";
+
+const SETTINGS_KEY = "underpaint-settings";
+const PENDING_KEY = "underpaint-pending";
+export const DEFAULT_ADDRESS = "ws://localhost:7860";
+
+function post(message: MainToUi): void {
+  figma.ui.postMessage(message);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function sendSelection(): void {
+  try {
+    post({ type: "selection", summary: describe(classify(figma.currentPage.selection)), ok: true });
+  } catch (error) {
+    post({ type: "selection", summary: errorText(error), ok: false });
+  }
+}
+
+async function loadSettings(): Promise<void> {
+  const stored = ((await figma.clientStorage.getAsync(SETTINGS_KEY)) ?? {}) as Partial<Settings>;
+  const pending = ((await figma.clientStorage.getAsync(PENDING_KEY)) ?? {}) as Record<string, JobContext>;
+  post({
+    type: "settings",
+    settings: { address: stored.address || DEFAULT_ADDRESS, token: stored.token || "", clientId: stored.clientId || "" },
+    pending,
+  });
+}
+
+async function handle(message: UiToMain): Promise<void> {
+  switch (message.type) {
+    case "load-settings":
+      await loadSettings();
+      sendSelection();
+      return;
+    case "save-settings": {
+      const stored = ((await figma.clientStorage.getAsync(SETTINGS_KEY)) ?? {}) as Partial<Settings>;
+      await figma.clientStorage.setAsync(SETTINGS_KEY, { ...stored, ...message.settings });
+      return;
+    }
+    case "save-pending":
+      await figma.clientStorage.setAsync(PENDING_KEY, message.pending);
+      return;
+    case "prepare":
+      try {
+        const job = await prepareJob(figma.currentPage.selection, message.options);
+        post({ type: "prepared", requestId: message.requestId, job });
+      } catch (error) {
+        const text = error instanceof SelectionError ? error.message : `Could not read the selection: ${errorText(error)}`;
+        post({ type: "prepare-error", requestId: message.requestId, message: text });
+      }
+      return;
+    case "place":
+      try {
+        const placed = await placeResults(message.context, message.prompt, message.results);
+        for (const note of placed.notes) figma.notify(note, { timeout: 8000 });
+        post({ type: "placed", jobId: message.jobId, ...placed });
+      } catch (error) {
+        post({ type: "place-error", jobId: message.jobId, message: errorText(error) });
+      }
+      return;
+    case "notify":
+      figma.notify(message.message, { error: message.error === true });
+      return;
+  }
+}
+
+figma.showUI(__html__, { width: 340, height: 760, themeColors: true, title: "underpaint" });
+figma.ui.onmessage = (message: UiToMain) => {
+  void handle(message);
+};
+figma.on("selectionchange", sendSelection);

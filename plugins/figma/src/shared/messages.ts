@@ -1,0 +1,60 @@
+/** Messages between the UI iframe and the main thread (figma.ui.postMessage / parent.postMessage). */
+
+import type { Extents, JobGeometry, Placement } from "./geometry";
+
+export interface Settings {
+  address: string;
+  token: string;
+  clientId: string;
+}
+
+export interface PrepareOptions {
+  scale: 1 | 2;
+  /** Extents in design units for the Expand action (outpaint); absent for Generate. */
+  expand?: Extents;
+}
+
+/** Everything the main thread needs later to place a job's results. */
+export interface JobContext {
+  placement: Placement;
+  baseId: string;
+  baseName: string;
+  maskIds: string[];
+  mode: string;
+}
+
+export interface PreparedJob {
+  geometry: JobGeometry;
+  image?: Uint8Array;
+  mask?: Uint8Array;
+  context: JobContext;
+  summary: string;
+}
+
+export interface ResultItem {
+  index: number;
+  name: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  png: Uint8Array;
+  /** Set when the PNG was scaled down to fit Figma's 4096 px limit. */
+  scaledFrom?: { width: number; height: number };
+}
+
+export type UiToMain =
+  | { type: "load-settings" }
+  | { type: "save-settings"; settings: Partial<Settings> }
+  | { type: "prepare"; requestId: string; options: PrepareOptions }
+  | { type: "place"; jobId: string; context: JobContext; prompt: string; results: ResultItem[] }
+  | { type: "notify"; message: string; error?: boolean }
+  | { type: "save-pending"; pending: Record<string, JobContext> };
+
+export type MainToUi =
+  | { type: "settings"; settings: Settings; pending: Record<string, JobContext> }
+  | { type: "selection"; summary: string; ok: boolean }
+  | { type: "prepared"; requestId: string; job: PreparedJob }
+  | { type: "prepare-error"; requestId: string; message: string }
+  | { type: "placed"; jobId: string; nodeIds: string[]; notes: string[] }
+  | { type: "place-error"; jobId: string; message: string };
