@@ -32,7 +32,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from websockets.asyncio.server import ServerConnection
 from websockets.sync.client import ClientConnection, connect
+
+from underpaint_protocol.session import Event
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {1: (1024, 1024), 4: (2048, 2048), 16: (4096, 4096)}
@@ -57,7 +60,7 @@ def photo(width: int, height: int) -> np.ndarray:
 async def serve_echo(port: int) -> None:
     from websockets.asyncio.server import serve
 
-    async def echo(websocket) -> None:  # type: ignore[no-untyped-def]
+    async def echo(websocket: ServerConnection) -> None:
         async for message in websocket:
             await websocket.send(message)
 
@@ -76,9 +79,9 @@ async def serve_base64_png(port: int) -> None:
         Image.fromarray(pixels, "RGBA").save(buffer, "PNG")
         return json.dumps({"images": [base64.b64encode(buffer.getvalue()).decode()]})
 
-    async def api(websocket) -> None:  # type: ignore[no-untyped-def]
+    async def api(websocket: ServerConnection) -> None:
         async for message in websocket:
-            await websocket.send(await asyncio.to_thread(handle, message))
+            await websocket.send(await asyncio.to_thread(handle, str(message)))
 
     async with serve(api, "127.0.0.1", port, compression=None, max_size=None):
         await asyncio.Future()
@@ -133,7 +136,7 @@ class DaemonRoundTrip:
         self.client = UnderpaintClient(url, client_name="bench", on_event=self._on_event, previews=False)
         self.client.connect()
 
-    def _on_event(self, event) -> None:  # type: ignore[no-untyped-def]
+    def _on_event(self, event: Event) -> None:
         if event.type == "result":
             self.result = event.image
         elif event.type in ("finished", "failed", "cancelled"):
@@ -148,7 +151,7 @@ class DaemonRoundTrip:
         self.done.clear()
         started = time.perf_counter()
         planned = self.client.plan(job).result(timeout=60)
-        image = ImageData("rgba8", width, height, memoryview(pixels).cast("B"))
+        image = ImageData("rgba8", width, height, pixels.data.cast("B"))
         self.client.submit(job, planned["upload"], image).result(timeout=60)
         if not self.done.wait(120):
             raise RuntimeError("daemon job did not finish")
@@ -182,8 +185,21 @@ def main() -> None:
         start([sys.executable, __file__, "--serve", "echo", "--port", str(ports["floor"])], ports["floor"]),
         start([sys.executable, __file__, "--serve", "peer", "--port", str(ports["peer"])], ports["peer"]),
         start(
-            [sys.executable, "-m", "underpaint", "serve", "--engine", "echo", "--no-outputs", "--port",
-             str(ports["daemon"]), "--token-file", str(token_file), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "underpaint",
+                "serve",
+                "--engine",
+                "echo",
+                "--no-outputs",
+                "--port",
+                str(ports["daemon"]),
+                "--token-file",
+                str(token_file),
+                "--log-level",
+                "warning",
+            ],
             ports["daemon"],
         ),
     ]
@@ -194,8 +210,10 @@ def main() -> None:
     peer_socket = connect(urls["peer"], compression=None, max_size=None)
     print(f"underpaint transfer benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     print("round trip of one RGBA image (median of interleaved rounds; lower is better)\n")
-    print(f"{'image':>7}  {'floor (raw echo)':>17}  {'daemon (no-op job)':>19}  {'peer (b64 PNG JSON)':>20}"
-          f"  {'daemon/floor':>12}  {'peer/daemon':>11}")
+    print(
+        f"{'image':>7}  {'floor (raw echo)':>17}  {'daemon (no-op job)':>19}  {'peer (b64 PNG JSON)':>20}"
+        f"  {'daemon/floor':>12}  {'peer/daemon':>11}"
+    )
     try:
         for megapixels in (int(size) for size in args.sizes.split(",")):
             width, height = SIZES[megapixels]
@@ -210,8 +228,11 @@ def main() -> None:
                 times["daemon"].append(daemon(pixels))
                 times["peer"].append(round_trip_peer(peer_socket, pixels))
             floor, ours, peer = (statistics.median(times[name]) for name in ("floor", "daemon", "peer"))
-            print(f"{megapixels:>5}MP  {floor * 1000:>14.1f} ms  {ours * 1000:>16.1f} ms  {peer * 1000:>17.1f} ms"
-                  f"  {ours / floor:>11.2f}x  {peer / ours:>10.1f}x", flush=True)
+            print(
+                f"{megapixels:>5}MP  {floor * 1000:>14.1f} ms  {ours * 1000:>16.1f} ms  {peer * 1000:>17.1f} ms"
+                f"  {ours / floor:>11.2f}x  {peer / ours:>10.1f}x",
+                flush=True,
+            )
     finally:
         daemon.close()
         floor_socket.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from underpaint_protocol import DEFAULT_PORT
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "log_level", "info") != "debug":
+        # transformers and diffusers warn about optional extras and licences on every load: our log says
+        # what the daemon does; their chatter stays hidden unless asked for with --log-level debug.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     return int(args.run(args) or 0)
 
 
@@ -156,11 +162,12 @@ def _models(args: argparse.Namespace) -> int:
         for info in ClassicalEngine().models()
     ]
     try:
-        from underpaint.engines.diffusion import list_local_models
+        from underpaint.engines.diffusion import TINY_ID, list_local_models
     except ImportError as error:
         print(f"(diffusion engine unavailable: {error})", file=sys.stderr)
     else:
-        for info in list_local_models(args.model, args.models_dir):
+        sources = args.model if TINY_ID in args.model else [*args.model, TINY_ID]  # the built-in one is always there
+        for info in list_local_models(sources, args.models_dir):
             rows.append((info.id, info.family, ", ".join(m.value for m in info.modes), info.description))
     widths = [max(len(row[i]) for row in [("MODEL", "FAMILY", "MODES", ""), *rows]) for i in range(3)]
     print(f"{'MODEL':<{widths[0]}}  {'FAMILY':<{widths[1]}}  {'MODES':<{widths[2]}}  DESCRIPTION")
