@@ -34,6 +34,8 @@ export class FakeNode {
   clipsContent = false;
   removed = false;
   rotation = 0;
+  /** Only on the page node (defined there as an accessor that fires selectionchange). */
+  declare selection: FakeNode[];
   private pluginData = new Map<string, string>();
 
   constructor(

@@ -53,6 +53,15 @@ const jobs = new Map<string, RunningJob>();
 const preparing = new Map<string, (reply: MainToUi) => void>();
 let pending: Record<string, JobContext> = {};
 let events: Promise<void> = Promise.resolve();
+/** What tests and curious users can read from the console: the client, jobs, and results as received. */
+const debug = {
+  client: null as UnderpaintClient | null,
+  jobs,
+  results: [] as Message[],
+  /** Drop the socket right after the next job is accepted (tests reconnect + fetch). */
+  dropAfterAccept: false,
+};
+(window as unknown as { underpaint: typeof debug }).underpaint = debug;
 
 function toMain(message: UiToMain): void {
   parent.postMessage({ pluginMessage: message }, "*");
@@ -153,7 +162,7 @@ function connect(): void {
       if (state !== "connected" && currentJob !== null) setStatus("Waiting for the daemon to come back…");
     },
   });
-  (window as unknown as { underpaint: unknown }).underpaint = { client, jobs };
+  debug.client = client;
   client.connect();
 }
 
@@ -182,6 +191,7 @@ async function onEvent(event: SessionEvent): Promise<void> {
     case "result": {
       if (!job || !event.image) return;
       const layer = message.layer as Message;
+      debug.results.push({ job_id: jobId, index: message.index, layer, canvas: message.canvas });
       const png = event.image.data.slice();
       const fitted = await fitForFigma(png, event.image.width, event.image.height);
       job.results.push({
@@ -315,6 +325,10 @@ async function generate(expand: boolean): Promise<void> {
     if (ui.seedMode.value === "random") ui.seed.value = String(accepted.seed);
     setStatus(`Accepted (seed ${accepted.seed}).`, 0);
     updateButtons();
+    if (debug.dropAfterAccept) {
+      debug.dropAfterAccept = false;
+      client.dropForTest();
+    }
   } catch (error) {
     busy = false;
     updateButtons();

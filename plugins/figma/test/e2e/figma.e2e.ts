@@ -1,0 +1,305 @@
+/**
+ * End to end: the built ui.html in an <iframe sandbox="allow-scripts"> (origin "null", as in Figma) in
+ * headless Debian chromium, code.js against the fake figma in the host page, and a real underpaint
+ * daemon on a free port with the classical engine.
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { connect as tcpConnect, createServer as createTcpServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { type BrowserContext, chromium, type Frame, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pluginDir = resolve(here, "../..");
+const repo = resolve(pluginDir, "../..");
+const dist = join(pluginDir, "dist");
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const python = process.env.UNDERPAINT_PYTHON ?? (existsSync(join(repo, ".venv/bin/python")) ? join(repo, ".venv/bin/python") : "python3");
+
+let daemon: ChildProcess | undefined;
+let daemonLog = "";
+let http: Server | undefined;
+let browser: BrowserContext | undefined;
+let page: Page;
+let ui: Frame;
+let token = "";
+let daemonPort = 0;
+let tmp = "";
+
+async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const server = createTcpServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => ok(port));
+    });
+  });
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 30000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}\n--- daemon log ---\n${daemonLog.slice(-3000)}`);
+}
+
+const portOpen = (port: number): Promise<boolean> =>
+  new Promise((ok) => {
+    const socket = tcpConnect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      ok(true);
+    });
+    socket.once("error", () => ok(false));
+  });
+
+async function sidebar(): Promise<{ state: string; stateText: string; error: string; status: string; selection: string; models: string[] }> {
+  return ui.evaluate(() => {
+    const text = (id: string) => document.getElementById(id)?.textContent ?? "";
+    const error = document.getElementById("error")!;
+    return {
+      state: document.getElementById("state")!.dataset.state ?? "",
+      stateText: text("state-text"),
+      error: error.hidden ? "" : error.textContent ?? "",
+      status: text("status"),
+      selection: text("selection"),
+      models: Array.from((document.getElementById("model") as HTMLSelectElement).options).map((o) => o.value),
+    };
+  });
+}
+
+async function connectWith(address: string, tokenValue: string): Promise<void> {
+  await ui.fill("#address", address);
+  await ui.fill("#token", tokenValue);
+  await ui.click("#connect");
+}
+
+beforeAll(async () => {
+  for (const file of ["manifest.json", "code.js", "ui.html"]) {
+    if (!existsSync(join(dist, file))) throw new Error(`dist/${file} is missing: run \`npm run build\` first`);
+  }
+  if (!existsSync(chromiumPath)) throw new Error(`${chromiumPath} is missing: install Debian's chromium (apt-get install -y chromium)`);
+  tmp = mkdtempSync(join(tmpdir(), "underpaint-figma-e2e-"));
+  daemonPort = await freePort();
+  const tokenFile = join(tmp, "token");
+  daemon = spawn(python, ["-m", "underpaint", "serve", "--port", String(daemonPort), "--no-outputs", "--token-file", tokenFile], {
+    cwd: repo,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  daemon.stdout!.on("data", (d) => (daemonLog += d));
+  daemon.stderr!.on("data", (d) => (daemonLog += d));
+  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 60000);
+  token = readFileSync(tokenFile, "utf8").trim();
+
+  const host = await build({ entryPoints: [join(here, "host.ts")], bundle: true, format: "iife", target: "es2020", write: false, logLevel: "warning" });
+  const files: Record<string, [string, string | Buffer]> = {
+    "/host.html": ["text/html", '<!doctype html><html><head><meta charset="utf-8"><title>figma host</title></head><body style="margin:0;background:#eee"><script src="/host.js"></script><script src="/code.js"></script></body></html>'],
+    "/host.js": ["text/javascript", host.outputFiles[0].text],
+    "/code.js": ["text/javascript", readFileSync(join(dist, "code.js"))],
+    "/ui.html": ["text/html", readFileSync(join(dist, "ui.html"))],
+  };
+  http = createServer((req, res) => {
+    const file = files[(req.url ?? "").split("?")[0]];
+    if (!file) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": file[0] }).end(file[1]);
+  });
+  await new Promise<void>((ok) => http!.listen(0, "127.0.0.1", ok));
+  const httpPort = (http.address() as { port: number }).port;
+
+  // A persistent context is how playwright takes a fresh --user-data-dir.
+  browser = await chromium.launchPersistentContext(join(tmp, "chromium-profile"), {
+    executablePath: chromiumPath,
+    viewport: { width: 360, height: 1240 },
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  page = browser.pages()[0] ?? (await browser.newPage());
+  page.on("pageerror", (error) => console.error("page error:", error));
+  await page.goto(`http://127.0.0.1:${httpPort}/host.html`);
+  // Start with an address nothing listens on and no token, as a first-time user would.
+  const closedPort = await freePort();
+  await page.evaluate((settings) => (window as any).setupScene(settings), { address: `ws://localhost:${closedPort}`, token: "" });
+  await page.evaluate(() => (window as any).openUi());
+  await waitFor("the sidebar iframe", async () => page.frames().find((f) => f.url().endsWith("/ui.html")));
+  ui = page.frames().find((f) => f.url().endsWith("/ui.html"))!;
+  await ui.waitForSelector("#connect");
+}, 90000);
+
+afterAll(async () => {
+  await browser?.close();
+  http?.close();
+  daemon?.kill("SIGTERM");
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("figma plugin against a real daemon", () => {
+  it("runs in an opaque-origin sandboxed iframe", async () => {
+    expect(await ui.evaluate(() => window.origin)).toBe("null");
+  });
+
+  it("says how to start the daemon when nothing listens", async () => {
+    const state = await waitFor("the daemon-down message", async () => {
+      const s = await sidebar();
+      return s.state === "down" ? s : null;
+    });
+    expect(state.stateText).toContain("underpaint serve");
+  });
+
+  it("shows the daemon's unauthorized error for a missing and for a wrong token", async () => {
+    const address = `ws://localhost:${daemonPort}`;
+    await connectWith(address, "");
+    let state = await waitFor("unauthorized (no token)", async () => {
+      const s = await sidebar();
+      return s.state === "refused" ? s : null;
+    });
+    expect(state.error).toContain("unauthorized");
+    expect(state.error).toContain("token");
+    expect(state.error).toContain("field: token");
+    await connectWith(address, "not-the-token");
+    await new Promise((r) => setTimeout(r, 300));
+    state = await waitFor("unauthorized (wrong token)", async () => {
+      const s = await sidebar();
+      return s.state === "refused" ? s : null;
+    });
+    expect(state.error).toContain("unauthorized");
+  });
+
+  it("connects with the token, lists the models and keeps the settings in clientStorage", async () => {
+    await connectWith(`ws://localhost:${daemonPort}`, token);
+    const state = await waitFor("connected", async () => {
+      const s = await sidebar();
+      return s.state === "connected" && s.models.length > 0 ? s : null;
+    });
+    expect(state.models).toContain("classical");
+    expect(state.error).toBe("");
+    const stored = await page.evaluate(() => (window as any).fake.storage.get("underpaint-settings"));
+    expect(stored).toMatchObject({ address: `ws://localhost:${daemonPort}`, token });
+    expect(stored.clientId).toMatch(/^[A-Za-z0-9_-]{16,64}$/);
+  });
+
+  it("inpaints the image under the ellipse and places the result exactly over its region", async () => {
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("the selection summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.fill("#prompt", "a red ball");
+    await ui.click("#generate");
+    const created = await waitFor("the result node", async () => {
+      const nodes = await page.evaluate(() => (window as any).created());
+      return nodes.length > 0 ? nodes : null;
+    });
+    const results = await ui.evaluate(() => (window as any).underpaint.results);
+    expect(results).toHaveLength(1);
+    const layer = results[0].layer;
+    const [node] = created;
+    // same parent as the image, directly above it; position = image position + layer offset (1x)
+    expect(node.parent).toBe("Board");
+    expect([node.x, node.y, node.width, node.height]).toEqual([40 + layer.x, 60 + layer.y, layer.width, layer.height]);
+    expect(node.pixels).toEqual({ width: layer.width, height: layer.height });
+    expect(node.name).toContain("a red ball");
+    expect(node.name).toMatch(/seed \d+/);
+    // the result covers the ellipse (image coords 80..144 x 50..98) and stays on the image
+    expect(layer.x).toBeLessThanOrEqual(80);
+    expect(layer.y).toBeLessThanOrEqual(50);
+    expect(layer.x + layer.width).toBeGreaterThanOrEqual(144);
+    expect(layer.y + layer.height).toBeGreaterThanOrEqual(98);
+    expect(layer.x).toBeGreaterThanOrEqual(0);
+    expect(layer.x + layer.width).toBeLessThanOrEqual(256);
+    expect(results[0].canvas).toEqual({ x: 0, y: 0, width: 256, height: 192 });
+    expect(await page.evaluate(() => (window as any).nodeState("Mask"))).toMatchObject({ visible: false, exists: true });
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBe(1);
+    const order: string[] = await page.evaluate(() => (window as any).fake.page.children[0].children.map((n: any) => n.name));
+    expect(order[0]).toBe("Photo");
+    expect(order.indexOf(node.name)).toBe(order.indexOf("Photo") + 1);
+    await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed"));
+  });
+
+  it("outpaints with Expand at 2x, batch 2, across a dropped socket: reconnects, fetches, groups", async () => {
+    await page.evaluate(() => (window as any).select("Lone photo"));
+    await waitFor("img2img summary", async () => (await sidebar()).selection.startsWith("img2img"));
+    await ui.selectOption("#scale", "2");
+    await ui.fill("#batch", "2");
+    await ui.fill("#ext-left", "32");
+    await ui.fill("#ext-top", "0");
+    await ui.fill("#ext-right", "0");
+    await ui.fill("#ext-bottom", "16");
+    await ui.evaluate(() => {
+      (window as any).underpaint.dropAfterAccept = true;
+    });
+    const before = (await ui.evaluate(() => (window as any).underpaint.results)).length;
+    await ui.click("#expand");
+    const created = await waitFor(
+      "the grouped results",
+      async () => {
+        const nodes = await page.evaluate(() => (window as any).created());
+        const grouped = nodes.filter((n: any) => n.parentType === "GROUP");
+        return grouped.length === 2 ? grouped : null;
+      },
+      60000,
+    );
+    const results = (await ui.evaluate(() => (window as any).underpaint.results)).slice(before);
+    expect(results).toHaveLength(2);
+    for (const result of results) {
+      // 96x64 at 2x = 192x128, grown by 64 left and 32 bottom
+      expect(result.canvas).toEqual({ x: -64, y: 0, width: 256, height: 160 });
+      const node = created.find((n: any) => n.name === result.layer.name);
+      expect(node).toBeTruthy();
+      expect([node.x, node.y, node.width, node.height]).toEqual([
+        result.layer.x / 2,
+        result.layer.y / 2,
+        result.layer.width / 2,
+        result.layer.height / 2,
+      ]);
+      expect(node.grandparent).toBe("Page 1");
+      expect(node.x).toBeLessThan(0);
+    }
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBe(2);
+    // the drop really happened: the client reconnected (and fetched the job's results)
+    expect(daemonLog).toMatch(/underpaint-figma[^\n]*disconnected[\s\S]*underpaint-figma[^\n]*connected/);
+    expect((await sidebar()).state).toBe("connected");
+  });
+
+  it("shows daemon job errors with code, message and field", async () => {
+    // The classical engine cannot img2img: the daemon answers unsupported_mode on job.mode.
+    await page.evaluate(() => (window as any).select("Lone photo"));
+    await ui.selectOption("#scale", "1");
+    await ui.fill("#batch", "1");
+    await ui.click("#generate");
+    const state = await waitFor("the error box", async () => {
+      const s = await sidebar();
+      return s.error ? s : null;
+    });
+    expect(state.error).toContain("unsupported_mode");
+    expect(state.error).toContain("field: job.mode");
+  });
+
+  it("saves a screenshot of the sidebar", async () => {
+    mkdirSync(join(repo, "artifacts"), { recursive: true });
+    await page.locator("#plugin-ui").screenshot({ path: join(repo, "artifacts/figma-sidebar.png") });
+  });
+});

@@ -1,0 +1,79 @@
+/**
+ * The e2e host page's script: plays Figma. It installs the fake `figma` global for code.js, builds a
+ * scene with real PNG pixels, and bridges messages between the main thread and the sandboxed UI
+ * iframe exactly as Figma does ({pluginMessage} objects through postMessage).
+ */
+
+import { FakeFigma, type FakeNode } from "../fake-figma";
+import { decodePng } from "../../src/shared/png";
+import { testImage } from "../helpers";
+
+const fake = new FakeFigma();
+fake.install(window);
+const w = window as unknown as Record<string, unknown>;
+w.fake = fake;
+
+const byName = (name: string): FakeNode => {
+  const node = [...fake.nodes.values()].find((n) => n.name === name);
+  if (!node) throw new Error(`no node ${name}`);
+  return node;
+};
+
+w.setupScene = async (settings: unknown) => {
+  if (settings) await fake.figma.clientStorage.setAsync("underpaint-settings", settings);
+  const board = fake.frame("Board", 1000, 500, 400, 300);
+  fake.imageNode("Photo", await testImage(256, 192), 40, 60, 256, 192, board);
+  fake.shape("ELLIPSE", "Mask", 120, 110, 64, 48, board);
+  fake.imageNode("Lone photo", await testImage(96, 64), 0, 0, 96, 64);
+};
+
+w.select = (...names: string[]) => {
+  fake.figma.currentPage.selection = names.map(byName);
+};
+
+w.openUi = () => {
+  const iframe = document.createElement("iframe");
+  iframe.id = "plugin-ui";
+  iframe.setAttribute("sandbox", "allow-scripts");
+  iframe.src = "/ui.html";
+  iframe.style.cssText = "width:340px;height:1200px;border:1px solid #ccc;display:block";
+  fake.onUiMessage = (message) => iframe.contentWindow?.postMessage({ pluginMessage: message }, "*");
+  window.addEventListener("message", (event) => {
+    if (event.source !== iframe.contentWindow) return;
+    const data = event.data as { pluginMessage?: unknown } | null;
+    if (data && data.pluginMessage !== undefined) fake.fromUi(data.pluginMessage);
+  });
+  document.body.append(iframe);
+};
+
+/** The nodes the plugin created, with geometry and the decoded size of their image fill. */
+w.created = async () => {
+  const out = [];
+  for (const node of fake.nodes.values()) {
+    const fill = node.fills.find((f) => f.type === "IMAGE");
+    if (!fill || node.name === "Photo" || node.name === "Lone photo") continue;
+    const image = fake.images.get(fill.imageHash)!;
+    const decoded = await decodePng(image.bytes);
+    out.push({
+      id: node.id,
+      name: node.name,
+      parent: node.parent?.name,
+      parentType: node.parent?.type,
+      grandparent: node.parent?.parent?.name,
+      x: node.x,
+      y: node.y,
+      width: node.width,
+      height: node.height,
+      pixels: { width: decoded.width, height: decoded.height },
+    });
+  }
+  return out;
+};
+
+w.nodeState = (name: string) => {
+  const node = byName(name);
+  return { visible: node.visible, exists: !node.removed, x: node.x, y: node.y, width: node.width, height: node.height };
+};
+
+w.undoCommits = () => fake.undoCommits;
+w.pageNames = () => fake.page.children.map((n) => n.name);
