@@ -58,6 +58,7 @@ const debug = {
   client: null as UnderpaintClient | null,
   jobs,
   results: [] as Message[],
+  previews: 0,
   /** Drop the socket right after the next job is accepted (tests reconnect + fetch). */
   dropAfterAccept: false,
 };
@@ -186,7 +187,10 @@ async function onEvent(event: SessionEvent): Promise<void> {
       return;
     case "progress":
       if (jobId === currentJob) setStatus(`Step ${message.step} of ${message.total}`, message.step, message.total);
-      if (jobId === currentJob && event.image && event.image.format === "png") showPreview(event.image.data);
+      if (jobId === currentJob && event.image && event.image.format === "png") {
+        debug.previews += 1;
+        showPreview(event.image.data);
+      }
       return;
     case "result": {
       if (!job || !event.image) return;

@@ -97,7 +97,7 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "underpaint-figma-e2e-"));
   daemonPort = await freePort();
   const tokenFile = join(tmp, "token");
-  daemon = spawn(python, ["-m", "underpaint", "serve", "--port", String(daemonPort), "--no-outputs", "--token-file", tokenFile], {
+  daemon = spawn(python, ["-m", "underpaint", "serve", "--port", String(daemonPort), "--no-outputs", "--token-file", tokenFile, "--model", "tiny-random"], {
     cwd: repo,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -207,6 +207,7 @@ describe("figma plugin against a real daemon", () => {
   it("inpaints the image under the ellipse and places the result exactly over its region", async () => {
     await page.evaluate(() => (window as any).select("Photo", "Mask"));
     await waitFor("the selection summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "classical");
     await ui.fill("#prompt", "a red ball");
     await ui.click("#generate");
     const created = await waitFor("the result node", async () => {
@@ -287,6 +288,7 @@ describe("figma plugin against a real daemon", () => {
   it("shows daemon job errors with code, message and field", async () => {
     // The classical engine cannot img2img: the daemon answers unsupported_mode on job.mode.
     await page.evaluate(() => (window as any).select("Lone photo"));
+    await ui.selectOption("#model", "classical");
     await ui.selectOption("#scale", "1");
     await ui.fill("#batch", "1");
     await ui.click("#generate");
@@ -296,6 +298,25 @@ describe("figma plugin against a real daemon", () => {
     });
     expect(state.error).toContain("unsupported_mode");
     expect(state.error).toContain("field: job.mode");
+  });
+
+  it("txt2img into an empty frame with a diffusion model shows live previews and fills the frame", async () => {
+    await page.evaluate(() => (window as any).select("Empty"));
+    await waitFor("txt2img summary", async () => (await sidebar()).selection.startsWith("txt2img"));
+    await ui.selectOption("#model", "tiny-random");
+    await ui.fill("#prompt", "noise");
+    await ui.click("#generate");
+    const node = await waitFor(
+      "the txt2img result",
+      async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("noise")),
+      60000,
+    );
+    expect(node.parent).toBe("Page 1");
+    expect([node.x, node.y, node.width, node.height]).toEqual([600, 40, 64, 48]);
+    expect(node.pixels).toEqual({ width: 64, height: 48 });
+    expect(await ui.evaluate(() => (window as any).underpaint.previews)).toBeGreaterThan(0);
+    expect(await ui.evaluate(() => (document.getElementById("preview") as HTMLImageElement).src)).toMatch(/^blob:/);
+    await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed"));
   });
 
   it("saves a screenshot of the sidebar", async () => {

@@ -25,6 +25,7 @@ w.setupScene = async (settings: unknown) => {
   fake.imageNode("Photo", await testImage(256, 192), 40, 60, 256, 192, board);
   fake.shape("ELLIPSE", "Mask", 120, 110, 64, 48, board);
   fake.imageNode("Lone photo", await testImage(96, 64), 0, 0, 96, 64);
+  fake.frame("Empty", 600, 40, 64, 48);
 };
 
 w.select = (...names: string[]) => {
