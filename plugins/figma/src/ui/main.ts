@@ -61,6 +61,8 @@ const debug = {
   previews: 0,
   /** Drop the socket right after the next job is accepted (tests reconnect + fetch). */
   dropAfterAccept: false,
+  /** Close the client for good right after the next job is accepted (tests a plugin reopened later). */
+  closeAfterAccept: false,
 };
 (window as unknown as { underpaint: typeof debug }).underpaint = debug;
 
@@ -329,6 +331,10 @@ async function generate(expand: boolean): Promise<void> {
     if (ui.seedMode.value === "random") ui.seed.value = String(accepted.seed);
     setStatus(`Accepted (seed ${accepted.seed}).`, 0);
     updateButtons();
+    if (debug.closeAfterAccept) {
+      debug.closeAfterAccept = false;
+      client.close();
+    }
     if (debug.dropAfterAccept) {
       debug.dropAfterAccept = false;
       client.dropForTest();

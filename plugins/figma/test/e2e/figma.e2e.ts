@@ -285,6 +285,38 @@ describe("figma plugin against a real daemon", () => {
     expect((await sidebar()).state).toBe("connected");
   });
 
+  it("fetches a job's results after the sidebar was closed and reopened (pending jobs in clientStorage)", async () => {
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await ui.selectOption("#model", "classical");
+    await ui.selectOption("#scale", "1");
+    await ui.fill("#batch", "1");
+    await ui.fill("#prompt", "after reopening");
+    await ui.evaluate(() => {
+      (window as any).underpaint.closeAfterAccept = true;
+    });
+    await ui.click("#generate");
+    const pending = await waitFor("a pending job in clientStorage", async () => {
+      const stored = await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending"));
+      return stored && Object.keys(stored).length === 1 ? stored : null;
+    });
+    await new Promise((r) => setTimeout(r, 500)); // the job finishes while no sidebar listens
+    expect((await page.evaluate(() => (window as any).created())).filter((n: any) => n.name.startsWith("after reopening"))).toEqual([]);
+    await page.evaluate(() => (window as any).reopenUi());
+    await waitFor("the reopened sidebar", async () => {
+      const frame = page.frames().find((f) => f.url().endsWith("/ui.html"));
+      if (!frame) return null;
+      ui = frame;
+      return (await sidebar()).state === "connected";
+    });
+    const node = await waitFor("the fetched result", async () =>
+      (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("after reopening")),
+    );
+    expect(node.parent).toBe("Board");
+    const stored = await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending"));
+    expect(Object.keys(stored)).toEqual([]);
+    expect(Object.keys(pending)).toHaveLength(1);
+  });
+
   it("shows daemon job errors with code, message and field", async () => {
     // The classical engine cannot img2img: the daemon answers unsupported_mode on job.mode.
     await page.evaluate(() => (window as any).select("Lone photo"));

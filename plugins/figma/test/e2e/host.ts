@@ -47,6 +47,15 @@ w.openUi = () => {
   document.body.append(iframe);
 };
 
+/** Close the sidebar and open it again, as a user closing and relaunching the plugin would. */
+w.reopenUi = () => {
+  const iframe = document.getElementById("plugin-ui") as HTMLIFrameElement;
+  iframe.src = "about:blank";
+  setTimeout(() => {
+    iframe.src = "/ui.html";
+  }, 50);
+};
+
 /** The nodes the plugin created, with geometry and the decoded size of their image fill. */
 w.created = async () => {
   const out = [];
