@@ -66,8 +66,20 @@ def test_generate_inpaint_writes_composite_and_layer(served, tmp_path: Path) -> 
     Image.fromarray(photo).save(tmp_path / "in.png")
     Image.fromarray(mask).save(tmp_path / "mask.png")
     run = underpaint(
-        "generate", "inpaint", "--server", url, "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"),
-        "--seed", "5", "--out", str(tmp_path / "out.png"), "--layer-out", str(tmp_path / "layer.png"),
+        "generate",
+        "inpaint",
+        "--server",
+        url,
+        "--image",
+        str(tmp_path / "in.png"),
+        "--mask",
+        str(tmp_path / "mask.png"),
+        "--seed",
+        "5",
+        "--out",
+        str(tmp_path / "out.png"),
+        "--layer-out",
+        str(tmp_path / "layer.png"),
     )
     assert run.returncode == 0, run.stderr
     out = np.asarray(Image.open(tmp_path / "out.png"))
@@ -76,9 +88,9 @@ def test_generate_inpaint_writes_composite_and_layer(served, tmp_path: Path) -> 
     layer = np.asarray(Image.open(tmp_path / "layer.png"))
     assert layer.shape == (placement["height"], placement["width"], 4)
     covered = np.zeros((height, width), bool)
-    covered[placement["y"] : placement["y"] + placement["height"], placement["x"] : placement["x"] + placement["width"]] = (
-        layer[..., 3] > 0
-    )
+    covered[
+        placement["y"] : placement["y"] + placement["height"], placement["x"] : placement["x"] + placement["width"]
+    ] = layer[..., 3] > 0
     assert covered[101:180, 233:311].all()
     assert np.array_equal(out[~covered], photo[~covered])  # untouched outside the layer
     assert not np.array_equal(out[101:180, 233:311], photo[101:180, 233:311])  # the hole was filled
@@ -90,8 +102,16 @@ def test_generate_outpaint_grows_the_canvas(served, tmp_path: Path) -> None:
     url, _, _ = served
     Image.open(DATA / "chelsea.jpg").save(tmp_path / "cat.png")
     run = underpaint(
-        "generate", "outpaint", "--server", url, "--image", str(tmp_path / "cat.png"), "--extend", "40,0,25,10",
-        "--out", str(tmp_path / "wide.png"),
+        "generate",
+        "outpaint",
+        "--server",
+        url,
+        "--image",
+        str(tmp_path / "cat.png"),
+        "--extend",
+        "40,0,25,10",
+        "--out",
+        str(tmp_path / "wide.png"),
     )
     assert run.returncode == 0, run.stderr
     with Image.open(tmp_path / "wide.png") as wide, Image.open(DATA / "chelsea.jpg") as cat:
@@ -128,3 +148,60 @@ def test_models_lists_the_classical_engine() -> None:
     run = underpaint("models")
     assert run.returncode == 0, run.stderr
     assert "classical" in run.stdout and "inpaint, outpaint" in run.stdout
+
+
+def test_ctrl_c_says_which_jobs_were_interrupted(tmp_path: Path) -> None:
+    """A running diffusion job and a queued one are named in the log when the daemon stops."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "underpaint",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            "tiny-random",
+            "--outputs",
+            str(tmp_path / "outputs"),
+            "--token-file",
+            str(tmp_path / "token"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        from underpaint_protocol.client import UnderpaintClient
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "daemon did not start"
+                time.sleep(0.2)
+        started = []
+        client = UnderpaintClient(
+            f"ws://127.0.0.1:{port}",
+            on_event=lambda event: started.append(event.type) if event.type == "progress" else None,
+        )
+        client.connect()
+        job = {"mode": "txt2img", "model": "tiny-random", "steps": 200, "canvas": {"width": 64, "height": 64}}
+        running = client.submit(job).result(timeout=30)["job_id"]
+        queued = client.submit(job).result(timeout=30)["job_id"]
+        deadline = time.monotonic() + 120
+        while not started:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+        client.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "interrupted:" in output
+    assert f"job {running[:8]}" in output and f"job {queued[:8]}" in output

@@ -175,3 +175,24 @@ def test_fetch_from_disk_after_the_daemon_forgot_the_job(make_client, daemon: Ru
     stranger.fetch(job_id)
     stranger_events.wait_for(lambda: any(e.type == "error" for e in stranger_events.events))
     assert next(e for e in stranger_events.events if e.type == "error").message["code"] == "not_owner"
+
+
+def test_shutdown_tells_clients_which_jobs_were_interrupted(tmp_path) -> None:
+    from tests.daemon.conftest import Recorder, start_daemon
+
+    running_daemon = start_daemon(tmp_path)
+    running_daemon.paced.step_seconds = 0.05
+    events = Recorder()
+    client = UnderpaintClient(running_daemon.url, client_name="pytest", on_event=events, reconnect=False)
+    client.connect()
+    running = submit_job(client, inpaint_job(model="paced", steps=100), CANVAS, MASK)["job_id"]
+    queued = submit_job(client, inpaint_job(model="paced", steps=100), CANVAS, MASK)["job_id"]
+    events.wait_for(lambda: bool(events.of(running, "progress")))
+    running_daemon.thread.stop()
+    for job_id in (running, queued):
+        outcome = events.wait_outcome(job_id, timeout=5)
+        assert outcome.type == "failed" and outcome.message["code"] == "shutting_down"
+    assert len(running_daemon.thread.interrupted) == 2
+    assert any("running" in line and running[:8] in line for line in running_daemon.thread.interrupted)
+    assert any("queued" in line and queued[:8] in line for line in running_daemon.thread.interrupted)
+    client.close()

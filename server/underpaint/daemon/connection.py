@@ -174,12 +174,19 @@ class ClientConnection:
     async def _write_loop(self) -> None:
         try:
             while (item := await self.outgoing.get()) is not None:
-                if isinstance(item, _Close):
-                    await self.websocket.close(item.code, item.reason)
-                    return
-                await self._send(item)
+                try:
+                    if isinstance(item, _Close):
+                        await self.websocket.close(item.code, item.reason)
+                        return
+                    await self._send(item)
+                finally:
+                    self.outgoing.task_done()
         except ConnectionClosed:
             return
+
+    async def drained(self) -> None:
+        """Wait until everything queued for this client was written (or the socket is gone)."""
+        await self.outgoing.join()
 
     async def _send(self, outgoing: Outgoing) -> None:
         message, pixels = outgoing.message, outgoing.pixels

@@ -118,6 +118,7 @@ class JobManager:
         self._queues: dict[str, FairQueue[Job]] = {}
         self._workers: list[threading.Thread] = []
         self._running: dict[str, Job] = {}
+        self._shutting_down = False
         for device in sorted({engine.device for engine in engines}):
             self._queues[device] = FairQueue()
             worker = threading.Thread(target=self._work, args=(device,), name=f"worker-{device}", daemon=True)
@@ -337,8 +338,11 @@ class JobManager:
         try:
             count = run_job(job, self.store, lambda message, pixels=None: self.publish(job, message, pixels))
         except JobCancelled:
-            self._finish_threadsafe(job, "cancelled", wire.Cancelled(job_id=job.id))
-            log.info("job %s cancelled while running", job.id[:8])
+            if self._shutting_down:
+                self._finish_threadsafe(job, "failed", _shutting_down(job))
+            else:
+                self._finish_threadsafe(job, "cancelled", wire.Cancelled(job_id=job.id))
+                log.info("job %s cancelled while running", job.id[:8])
         except JobError as error:
             self._finish_threadsafe(
                 job, "failed", wire.Failed(job_id=job.id, code=error.code, message=error.message, field=error.field)
@@ -374,16 +378,25 @@ class JobManager:
     def running(self) -> list[Job]:
         return list(self._running.values())
 
-    def shutdown(self, timeout: float = 10.0) -> list[Job]:
-        """Cancel everything, wait for the workers, and return the jobs that were interrupted."""
-        interrupted = [job for queue in self._queues.values() for job in queue.close()]
+    def shutdown(self, timeout: float = 10.0) -> list[str]:
+        """Stop every job (each ends as `failed` with `shutting_down`), wait for the workers, say what stopped."""
+        self._shutting_down = True
+        interrupted = []
+        for queue in self._queues.values():
+            for job in queue.close():
+                interrupted.append(f"job {job.id[:8]} ({job.spec.mode}, queued)")
+                self._finish_threadsafe(job, "failed", _shutting_down(job))
         for job in self.running():
+            interrupted.append(f"job {job.id[:8]} ({job.spec.mode}, running, {job.results}/{job.spec.batch} done)")
             job.cancel.set()
-            interrupted.append(job)
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         return interrupted
+
+
+def _shutting_down(job: Job) -> wire.Failed:
+    return wire.Failed(job_id=job.id, code="shutting_down", message="the daemon shut down; the job was interrupted")
 
 
 def result_message(item: StoredResult) -> wire.Result:

@@ -37,6 +37,7 @@ class Daemon:
         self.store = OutputStore(config.outputs, config.memory_cache_bytes)
         self._manager: JobManager | None = None
         self._stop: asyncio.Event | None = None
+        self._connections: set[ClientConnection] = set()
         self.port: int | None = None
 
     @property
@@ -78,7 +79,12 @@ class Daemon:
         )
 
     async def _handler(self, websocket: ServerConnection) -> None:
-        await ClientConnection(websocket, self).run()
+        connection = ClientConnection(websocket, self)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
 
     async def run(self, ready: Callable[[Daemon], Any] | None = None) -> list[str]:
         """Serve until ``stop()``; returns descriptions of the jobs that were interrupted."""
@@ -108,20 +114,16 @@ class Daemon:
                 ready(self)
             await self._stop.wait()
             log.info("shutting down")
-            server.close(close_connections=False)
+            server.server.close()  # stop accepting; connections stay open to hear how their jobs ended
             interrupted = await asyncio.to_thread(self.manager.shutdown)
-            for job in interrupted:
-                self.manager.publish(
-                    job,
-                    wire.Failed(
-                        job_id=job.id, code="shutting_down", message="the daemon shut down; the job was interrupted"
-                    ),
-                )
-            await asyncio.sleep(0.05)  # let those last events reach the sockets
+            await asyncio.sleep(0)  # run the workers' last call_soon_threadsafe deliveries
+            drained = [asyncio.create_task(connection.drained()) for connection in self._connections]
+            if drained:
+                await asyncio.wait(drained, timeout=5)  # let the last events reach the sockets
             server.close()
         for engine in self.engines:
             engine.close()
-        return [f"job {job.id[:8]} ({job.spec.mode}, {job.state})" for job in interrupted]
+        return interrupted
 
     def stop(self) -> None:
         """Ask a running daemon to shut down; safe from any thread."""
@@ -181,5 +183,10 @@ class DaemonThread:
         return f"ws://127.0.0.1:{self.daemon.port}"
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the daemon and wait; a failure inside it is raised here rather than lost."""
         self.daemon.stop()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the daemon did not stop within {timeout} s")
+        if self.error is not None:
+            raise RuntimeError("the daemon failed") from self.error
