@@ -1,6 +1,31 @@
-/** Browser-side image helpers: Figma's createImage refuses sides over 4096 px, so scale first. */
+/**
+ * Browser-side image helpers: cut the planned region out of an exported PNG (canvas 2D), and scale
+ * results down first where Figma's createImage refuses sides over 4096 px.
+ */
 
-import { fitImageSize } from "../shared/geometry";
+import { type Box, fitImageSize } from "../shared/geometry";
+
+/**
+ * Straight RGBA pixels of `box` out of a PNG: the browser decodes (only the crop is drawn) and
+ * canvas 2D reads them back. No colour conversion. Canvas pixels are premultiplied inside, so colour
+ * under fully transparent pixels is lost (the daemon composites on its own); opaque pixels are exact.
+ */
+export async function cropPng(png: Uint8Array, box: Box): Promise<Uint8Array> {
+  const bitmap = await createImageBitmap(new Blob([png as BlobPart], { type: "image/png" }), box.x, box.y, box.width, box.height, {
+    premultiplyAlpha: "none",
+    colorSpaceConversion: "none",
+  });
+  try {
+    const canvas = new OffscreenCanvas(box.width, box.height);
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    if (context === null) throw new Error("no 2d canvas to read the exported image with");
+    context.drawImage(bitmap, 0, 0);
+    const data = context.getImageData(0, 0, box.width, box.height).data;
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  } finally {
+    bitmap.close();
+  }
+}
 
 export interface Fitted {
   png: Uint8Array;

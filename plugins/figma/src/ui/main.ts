@@ -2,7 +2,9 @@
 
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
 import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
-import { fitForFigma, randomClientId } from "./images";
+import { buildJob } from "../shared/job";
+import { buildUpload } from "../shared/upload";
+import { cropPng, fitForFigma, randomClientId } from "./images";
 import type { Message, SessionEvent } from "./session";
 
 declare const __VERSION__: string;
@@ -22,6 +24,7 @@ const ui = {
   strength: $<HTMLInputElement>("strength"),
   strengthAuto: $<HTMLInputElement>("strength-auto"),
   strengthValue: $<HTMLElement>("strength-value"),
+  steps: $<HTMLInputElement>("steps"),
   seedMode: $<HTMLSelectElement>("seed-mode"),
   seed: $<HTMLInputElement>("seed"),
   batch: $<HTMLInputElement>("batch"),
@@ -49,6 +52,8 @@ let selectionOk = false;
 let busy = false;
 let currentJob: string | null = null;
 let previewUrl: string | null = null;
+/** The job whose preview or result the sidebar shows. */
+let shownJob: string | null = null;
 const jobs = new Map<string, RunningJob>();
 const preparing = new Map<string, (reply: MainToUi) => void>();
 let pending: Record<string, JobContext> = {};
@@ -59,6 +64,8 @@ const debug = {
   jobs,
   results: [] as Message[],
   previews: 0,
+  /** Per submitted job: the plan's upload rectangle and what was sent (region, frame formats and sizes). */
+  uploads: [] as Message[],
   /** Drop the socket right after the next job is accepted (tests reconnect + fetch). */
   dropAfterAccept: false,
   /** Close the client for good right after the next job is accepted (tests a plugin reopened later). */
@@ -102,6 +109,13 @@ function setStatus(text: string, value?: number, max?: number): void {
   ui.status.textContent = text;
   if (max !== undefined) ui.progress.max = Math.max(1, max);
   if (value !== undefined) ui.progress.value = value;
+}
+
+function hidePreview(): void {
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = null;
+  ui.preview.removeAttribute("src");
+  ui.preview.hidden = true;
 }
 
 function showPreview(png: Uint8Array): void {
@@ -191,6 +205,7 @@ async function onEvent(event: SessionEvent): Promise<void> {
       if (jobId === currentJob) setStatus(`Step ${message.step} of ${message.total}`, message.step, message.total);
       if (jobId === currentJob && event.image && event.image.format === "png") {
         debug.previews += 1;
+        shownJob = jobId;
         showPreview(event.image.data);
       }
       return;
@@ -210,7 +225,10 @@ async function onEvent(event: SessionEvent): Promise<void> {
         png: fitted.png,
         scaledFrom: fitted.scaledFrom,
       });
-      if (jobId === currentJob) showPreview(png);
+      if (jobId === currentJob) {
+        shownJob = jobId;
+        showPreview(png);
+      }
       return;
     }
     case "finished":
@@ -252,7 +270,9 @@ function finishJob(jobId: string, message: Message): void {
     showError({ code: message.code, message: message.message, field: message.field });
     setStatus("Failed.", 0);
   } else if (message.type === "cancelled") {
-    setStatus("Cancelled.", 0);
+    setStatus(job && job.results.length > 0 ? `Cancelled after ${job.results.length} result(s).` : "Cancelled: nothing was placed.", 0);
+    // The preview showed unfinished work; a cancelled job leaves nothing to look at.
+    if (jobId === shownJob) hidePreview();
   } else {
     setStatus(`Done: ${message.results} result${message.results === 1 ? "" : "s"}. Placing…`, 1, 1);
   }
@@ -298,33 +318,42 @@ async function generate(expand: boolean): Promise<void> {
   try {
     const prepared = await prepare(expand);
     const geometry = prepared.geometry;
-    const job: Message = {
-      mode: geometry.mode,
+    const numberOrNull = (text: string): number | null => (text.trim() === "" ? null : Number(text));
+    const job: Message = buildJob(geometry, {
+      model: ui.model.value,
       prompt: ui.prompt.value,
-      negative_prompt: ui.negative.value,
-      batch: Math.min(16, Math.max(1, Math.round(Number(ui.batch.value) || 1))),
-      canvas: geometry.canvas,
-    };
-    if (ui.model.value) job.model = ui.model.value;
-    if (geometry.selection) job.selection = geometry.selection;
-    if (geometry.extend) job.extend = geometry.extend;
-    if (!ui.strengthAuto.checked && (geometry.mode === "img2img" || geometry.mode === "inpaint")) {
-      job.strength = Number(ui.strength.value);
-    }
-    if (ui.seedMode.value === "fixed") job.seed = Math.max(0, Math.min(2 ** 32 - 1, Math.round(Number(ui.seed.value) || 0)));
+      negativePrompt: ui.negative.value,
+      strength: ui.strengthAuto.checked ? null : Number(ui.strength.value),
+      steps: numberOrNull(ui.steps.value),
+      seed: ui.seedMode.value === "fixed" ? Number(ui.seed.value) || 0 : null,
+      batch: Number(ui.batch.value) || 1,
+    });
     setStatus(`${prepared.summary}: planning…`, 0);
     const planned = await client.plan(job);
-    const upload = planned.upload as Message;
-    const needsPixels = upload.width > 0 && upload.height > 0;
-    const { width, height } = geometry.canvas;
-    // The daemon crops: upload the whole exported canvas as the region (it covers `planned.upload`).
-    const region = needsPixels ? { x: 0, y: 0, width, height } : null;
-    const image = needsPixels && prepared.image ? { format: "png", width, height, data: prepared.image } : null;
-    const mask = needsPixels && prepared.mask ? { format: "png", width, height, data: prepared.mask } : null;
-    setStatus("Uploading…", 0);
+    setStatus("Cutting out the region the daemon needs…", 0);
+    // Only the pixels the daemon asked for: the planned region, cut from the export and sent raw.
+    const { region, image, mask } = await buildUpload(
+      {
+        upload: planned.upload,
+        canvas: geometry.canvas,
+        image: prepared.image,
+        mask: prepared.mask,
+        maxFrameBytes: Number(client.welcome?.limits?.max_frame_bytes ?? 0),
+      },
+      cropPng,
+    );
+    debug.uploads.push({
+      upload: planned.upload,
+      canvas: geometry.canvas,
+      region,
+      image: image && { format: image.format, width: image.width, height: image.height, bytes: image.data.byteLength },
+      mask: mask && { format: mask.format, width: mask.width, height: mask.height, bytes: mask.data.byteLength },
+    });
+    setStatus(region ? `Uploading ${region.width}×${region.height} px…` : "Submitting…", 0);
     const accepted = await client.submit(job, region, image, mask);
     const jobId = String(accepted.job_id);
     jobs.set(jobId, { context: prepared.context, prompt: ui.prompt.value, results: [] });
+    debug.uploads[debug.uploads.length - 1].job_id = jobId;
     pending[jobId] = prepared.context;
     savePending();
     currentJob = jobId;

@@ -14,6 +14,9 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { type BrowserContext, chromium, type Frame, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fitImageSize } from "../../src/shared/geometry";
+import { decodePng } from "../../src/shared/png";
+import { at, testImage } from "../helpers";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pluginDir = resolve(here, "../..");
@@ -81,6 +84,59 @@ async function sidebar(): Promise<{ state: string; stateText: string; error: str
       models: Array.from((document.getElementById("model") as HTMLSelectElement).options).map((o) => o.value),
     };
   });
+}
+
+/**
+ * Record what the sidebar puts on the wire, below the plugin's code: every WebSocket.send, text
+ * messages parsed, binary frames split into their header and payload (as the daemon reads them).
+ */
+async function recordWire(): Promise<void> {
+  await ui.evaluate(() => {
+    const w = window as any;
+    w.__wire = [];
+    if (w.__wirePatched) return;
+    w.__wirePatched = true;
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data: any) {
+      if (typeof data === "string") w.__wire.push({ text: JSON.parse(data) });
+      else {
+        const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+        const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
+        const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + length)));
+        w.__wire.push({ header, payload: bytes.slice(4 + length) });
+      }
+      return send.call(this, data);
+    };
+  });
+}
+
+interface Wire {
+  submit: any;
+  frames: { header: any; bytes: number }[];
+}
+
+/** The last submit on the wire and the binary frames that followed it. */
+async function lastSubmit(): Promise<Wire> {
+  return ui.evaluate(() => {
+    const wire = (window as any).__wire as any[];
+    const index = wire.map((m) => m.text?.type).lastIndexOf("submit");
+    const frames = [];
+    for (const item of wire.slice(index + 1)) {
+      if (!item.header) break;
+      frames.push({ header: item.header, bytes: item.payload.length });
+    }
+    return { submit: wire[index]?.text, frames };
+  });
+}
+
+/** Pixels of a binary frame of the last submit (its index among the frames). */
+async function framePayload(frame: number): Promise<Uint8Array> {
+  const values: number[] = await ui.evaluate((n) => {
+    const wire = (window as any).__wire as any[];
+    const index = wire.map((m) => m.text?.type).lastIndexOf("submit");
+    return Array.from(wire[index + 1 + n].payload as Uint8Array);
+  }, frame);
+  return Uint8Array.from(values);
 }
 
 async function connectWith(address: string, tokenValue: string): Promise<void> {
@@ -349,6 +405,141 @@ describe("figma plugin against a real daemon", () => {
     expect(await ui.evaluate(() => (window as any).underpaint.previews)).toBeGreaterThan(0);
     expect(await ui.evaluate(() => (document.getElementById("preview") as HTMLImageElement).src)).toMatch(/^blob:/);
     await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed"));
+  });
+
+  it("uploads only the region the daemon planned: raw rgba8 + gray8 crops of a large image", async () => {
+    await recordWire();
+    await page.evaluate(() => (window as any).select("Big photo", "Dot"));
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.includes("Big photo"));
+    await ui.selectOption("#model", "classical");
+    await ui.selectOption("#scale", "1");
+    await ui.fill("#batch", "1");
+    await ui.fill("#prompt", "small patch");
+    await ui.click("#generate");
+    const node = await waitFor("the patch", async () =>
+      (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("small patch")),
+    );
+    const upload = (await ui.evaluate(() => (window as any).underpaint.uploads)).at(-1);
+    const { submit, frames } = await lastSubmit();
+    const planned = upload.upload;
+    // what went on the wire is exactly the daemon's planned upload, far smaller than the 1200x900 image
+    expect(submit.job.canvas).toEqual({ width: 1200, height: 900 });
+    expect(submit.job.selection).toEqual({ x: 700, y: 500, width: 40, height: 30 });
+    expect(submit.region).toEqual(planned);
+    expect(planned.width * planned.height).toBeLessThan((1200 * 900) / 4);
+    expect(planned.width).toBeGreaterThanOrEqual(40);
+    expect(submit.image).toMatchObject({ format: "rgba8", width: planned.width, height: planned.height });
+    expect(submit.mask).toMatchObject({ format: "gray8", width: planned.width, height: planned.height });
+    expect(frames.map((f) => f.header)).toEqual([submit.image, submit.mask]);
+    expect(frames.map((f) => f.bytes)).toEqual([planned.width * planned.height * 4, planned.width * planned.height]);
+    // the image frame holds the image's own pixels at that place, the mask frame the ellipse
+    const source = await decodePng(await testImage(1200, 900));
+    const sent = { width: planned.width, height: planned.height, data: await framePayload(0) };
+    for (const [x, y] of [[0, 0], [planned.width - 1, planned.height - 1], [Math.floor(planned.width / 2), 3]]) {
+      expect(at(sent, x, y)).toEqual(at(source, planned.x + x, planned.y + y));
+    }
+    const mask = await framePayload(1);
+    expect(mask[(515 - planned.y) * planned.width + (720 - planned.x)]).toBe(255); // the ellipse's centre
+    expect(mask[0]).toBe(0);
+    // and the result lands over the planned area, on the image
+    const result = (await ui.evaluate(() => (window as any).underpaint.results)).at(-1);
+    expect([node.x, node.y, node.width, node.height]).toEqual([result.layer.x, 1000 + result.layer.y, result.layer.width, result.layer.height]);
+    expect(result.layer.x).toBeGreaterThanOrEqual(planned.x);
+    expect(result.layer.x + result.layer.width).toBeLessThanOrEqual(planned.x + planned.width);
+    console.log(`upload: ${planned.width}x${planned.height} of 1200x900 (${frames[0].bytes + frames[1].bytes} bytes raw)`);
+  });
+
+  it("results over 4096 px (2x of a 2100 px wide image) are scaled to fit, placed exactly, with a note", async () => {
+    await recordWire();
+    await page.evaluate(() => (window as any).select("Wide photo"));
+    await waitFor("img2img summary", async () => (await sidebar()).selection.includes("Wide photo"));
+    await ui.selectOption("#model", "classical");
+    await ui.selectOption("#scale", "2");
+    await ui.fill("#batch", "1");
+    await ui.fill("#prompt", "wide");
+    for (const [side, value] of [["left", "0"], ["top", "0"], ["right", "0"], ["bottom", "20"]]) await ui.fill(`#ext-${side}`, value);
+    // a strength set by the user goes with outpaint too
+    await ui.uncheck("#strength-auto");
+    await ui.fill("#strength", "0.8");
+    await ui.click("#expand");
+    const node = await waitFor(
+      "the wide result",
+      async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("wide")),
+      60000,
+    );
+    await ui.check("#strength-auto");
+    const { submit } = await lastSubmit();
+    expect(submit.job).toMatchObject({ mode: "outpaint", canvas: { width: 4200, height: 120 }, extend: { left: 0, top: 0, right: 0, bottom: 40 }, strength: 0.8 });
+    // only the strip next to the new area went up, raw
+    expect(submit.region.width).toBe(4200);
+    expect(submit.region.height).toBeLessThan(120);
+    expect(submit.image.format).toBe("rgba8");
+    const result = (await ui.evaluate(() => (window as any).underpaint.results)).at(-1);
+    const layer = result.layer;
+    expect(layer.width).toBeGreaterThan(4096);
+    expect([node.x, node.y, node.width, node.height]).toEqual([layer.x / 2, 2000 + layer.y / 2, layer.width / 2, layer.height / 2]);
+    const fit = fitImageSize(layer.width, layer.height);
+    expect(node.pixels).toEqual({ width: fit.width, height: fit.height });
+    expect(node.pixels.width).toBe(4096);
+    const notes = await ui.evaluate(() => {
+      const notes = document.getElementById("notes")!;
+      return notes.hidden ? "" : notes.textContent ?? "";
+    });
+    expect(notes).toContain(`${layer.width}×${layer.height} px`);
+    expect(notes).toContain("4096");
+    const notified: string[] = await page.evaluate(() => (window as any).fake.notifications.map((n: any) => n.message));
+    expect(notified.some((m) => m.includes(`${layer.width}×${layer.height} px`))).toBe(true);
+  });
+
+  it("cancels a slow job from the sidebar: shows cancelled, creates nothing, the daemon keeps serving", async () => {
+    await recordWire();
+    await page.evaluate(() => (window as any).select("Slow"));
+    await waitFor("txt2img summary", async () => (await sidebar()).selection.includes("Slow"));
+    await ui.selectOption("#model", "tiny-random");
+    await ui.selectOption("#scale", "1");
+    await ui.fill("#batch", "1");
+    await ui.fill("#steps", "200");
+    await ui.fill("#prompt", "never finished");
+    const createdBefore = (await page.evaluate(() => (window as any).created())).length;
+    await ui.click("#generate");
+    await waitFor("the slow job's first steps", async () => /^Step \d+ of 200/.test((await sidebar()).status), 30000);
+    expect(await ui.isEnabled("#cancel")).toBe(true);
+    await ui.click("#cancel");
+    const state = await waitFor("the cancelled status", async () => {
+      const s = await sidebar();
+      return s.status.startsWith("Cancelled") ? s : null;
+    });
+    expect(state.status).toBe("Cancelled: nothing was placed.");
+    expect(state.error).toBe("");
+    const { submit } = await lastSubmit();
+    expect(submit.job).toMatchObject({ mode: "txt2img", steps: 200, canvas: { width: 320, height: 240 } });
+    const jobId = (await ui.evaluate(() => (window as any).underpaint.uploads)).at(-1).job_id;
+    expect(await ui.evaluate(() => (window as any).__wire.some((m: any) => m.text?.type === "cancel"))).toBe(true);
+    await waitFor("the daemon's log of the cancel", async () => daemonLog.includes(`job ${jobId.slice(0, 8)} cancelled`), 10000);
+    expect(await ui.isEnabled("#cancel")).toBe(false);
+    expect(await ui.isEnabled("#generate")).toBe(true);
+    expect(await ui.evaluate(() => (document.getElementById("preview") as HTMLImageElement).hidden)).toBe(true);
+    mkdirSync(join(repo, "artifacts"), { recursive: true });
+    await page.locator("#plugin-ui").screenshot({ path: join(repo, "artifacts/figma-cancel.png") });
+    await new Promise((r) => setTimeout(r, 300));
+    let created = await page.evaluate(() => (window as any).created());
+    expect(created.filter((n: any) => n.name.startsWith("never finished"))).toEqual([]);
+    expect(created).toHaveLength(createdBefore);
+    expect(Object.keys(await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending")))).toEqual([]);
+    // the daemon keeps serving: the next job runs to the end and is placed
+    await ui.fill("#steps", "2");
+    await ui.fill("#prompt", "after cancel");
+    await ui.click("#generate");
+    const node = await waitFor(
+      "the job after the cancel",
+      async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("after cancel")),
+      30000,
+    );
+    expect([node.x, node.y, node.width, node.height]).toEqual([700, 40, 320, 240]);
+    await ui.fill("#steps", "");
+    created = await page.evaluate(() => (window as any).created());
+    expect(created.filter((n: any) => n.name.startsWith("never finished"))).toEqual([]);
+    expect((await sidebar()).state).toBe("connected");
   });
 
   it("saves a screenshot of the sidebar", async () => {

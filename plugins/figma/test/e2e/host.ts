@@ -26,6 +26,13 @@ w.setupScene = async (settings: unknown) => {
   fake.shape("ELLIPSE", "Mask", 120, 110, 64, 48, board);
   fake.imageNode("Lone photo", await testImage(96, 64), 0, 0, 96, 64);
   fake.frame("Empty", 600, 40, 64, 48);
+  // A large image with a small shape on it: the upload must be the daemon's small crop, not the image.
+  fake.imageNode("Big photo", await testImage(1200, 900), 0, 1000, 1200, 900);
+  fake.shape("ELLIPSE", "Dot", 700, 1500, 40, 30);
+  // Over 2048 design units wide: at 2x its results pass Figma's 4096 px limit.
+  fake.imageNode("Wide photo", await testImage(2100, 60), 0, 2000, 2100, 60);
+  // A moderate empty frame for a slow txt2img to cancel.
+  fake.frame("Slow", 700, 40, 320, 240);
 };
 
 w.select = (...names: string[]) => {
@@ -61,7 +68,7 @@ w.created = async () => {
   const out = [];
   for (const node of fake.nodes.values()) {
     const fill = node.fills.find((f) => f.type === "IMAGE");
-    if (!fill || node.name === "Photo" || node.name === "Lone photo") continue;
+    if (!fill || ["Photo", "Lone photo", "Big photo", "Wide photo"].includes(node.name)) continue;
     const image = fake.images.get(fill.imageHash)!;
     const decoded = await decodePng(image.bytes);
     out.push({
