@@ -332,6 +332,7 @@ async function generate(expand: boolean): Promise<void> {
     const planned = await client.plan(job);
     setStatus("Cutting out the region the daemon needs…", 0);
     // Only the pixels the daemon asked for: the planned region, cut from the export and sent raw.
+    const cutStarted = performance.now();
     const { region, image, mask } = await buildUpload(
       {
         upload: planned.upload,
@@ -348,6 +349,7 @@ async function generate(expand: boolean): Promise<void> {
       region,
       image: image && { format: image.format, width: image.width, height: image.height, bytes: image.data.byteLength },
       mask: mask && { format: mask.format, width: mask.width, height: mask.height, bytes: mask.data.byteLength },
+      cut_ms: Math.round(performance.now() - cutStarted),
     });
     setStatus(region ? `Uploading ${region.width}×${region.height} px…` : "Submitting…", 0);
     const accepted = await client.submit(job, region, image, mask);

@@ -5,7 +5,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { connect as tcpConnect, createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -209,6 +209,8 @@ beforeAll(async () => {
 }, 90000);
 
 afterAll(async () => {
+  // E2E_DAEMON_LOG=/some/file keeps the daemon's log (job timings, cancels) for a look afterwards.
+  if (process.env.E2E_DAEMON_LOG) writeFileSync(process.env.E2E_DAEMON_LOG, daemonLog);
   await browser?.close();
   http?.close();
   daemon?.kill("SIGTERM");
@@ -446,7 +448,7 @@ describe("figma plugin against a real daemon", () => {
     expect([node.x, node.y, node.width, node.height]).toEqual([result.layer.x, 1000 + result.layer.y, result.layer.width, result.layer.height]);
     expect(result.layer.x).toBeGreaterThanOrEqual(planned.x);
     expect(result.layer.x + result.layer.width).toBeLessThanOrEqual(planned.x + planned.width);
-    console.log(`upload: ${planned.width}x${planned.height} of 1200x900 (${frames[0].bytes + frames[1].bytes} bytes raw)`);
+    console.log(`upload: ${planned.width}x${planned.height} of 1200x900, ${frames[0].bytes + frames[1].bytes} bytes raw, cut in ${upload.cut_ms} ms`);
   });
 
   it("results over 4096 px (2x of a 2100 px wide image) are scaled to fit, placed exactly, with a note", async () => {
@@ -474,6 +476,8 @@ describe("figma plugin against a real daemon", () => {
     expect(submit.region.width).toBe(4200);
     expect(submit.region.height).toBeLessThan(120);
     expect(submit.image.format).toBe("rgba8");
+    const upload = (await ui.evaluate(() => (window as any).underpaint.uploads)).at(-1);
+    console.log(`upload: ${submit.region.width}x${submit.region.height} of 4200x120, cut in ${upload.cut_ms} ms`);
     const result = (await ui.evaluate(() => (window as any).underpaint.results)).at(-1);
     const layer = result.layer;
     expect(layer.width).toBeGreaterThan(4096);
@@ -502,7 +506,7 @@ describe("figma plugin against a real daemon", () => {
     await ui.fill("#prompt", "never finished");
     const createdBefore = (await page.evaluate(() => (window as any).created())).length;
     await ui.click("#generate");
-    await waitFor("the slow job's first steps", async () => /^Step \d+ of 200/.test((await sidebar()).status), 30000);
+    await waitFor("the slow job's first steps", async () => /^Step \d+ of 200/.test((await sidebar()).status), 60000);
     expect(await ui.isEnabled("#cancel")).toBe(true);
     await ui.click("#cancel");
     const state = await waitFor("the cancelled status", async () => {
