@@ -1,0 +1,237 @@
+"""The PDB procedures: the panel, and one scriptable procedure per mode.
+
+``underpaint-inpaint``, ``underpaint-outpaint``, ``underpaint-img2img`` and ``underpaint-txt2img``
+run a job to completion and add its layers; they work the same from the Filters menu (a dialog asks
+for the arguments), from batch mode and from other plug-ins or scripts (NONINTERACTIVE).
+``underpaint-panel`` opens the non-modal panel.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+from . import settings as saved  # noqa: E402
+from .canvas import GimpCanvas  # noqa: E402
+from .model import Controller, Job, Listener, Request, UserError, queue_pump, wait_for  # noqa: E402
+
+PANEL = "underpaint-panel"
+MODES = {
+    "underpaint-inpaint": ("inpaint", "_Inpaint selection…", "Repaint the selected area from the prompt"),
+    "underpaint-outpaint": ("outpaint", "_Expand canvas (outpaint)…", "Grow the canvas and paint the new border"),
+    "underpaint-img2img": ("img2img", "Image to image…", "Repaint the selection (or the whole image) from the prompt"),
+    "underpaint-txt2img": ("txt2img", "_Text to image…", "Paint a new layer from the prompt alone"),
+}
+MENU = "<Image>/Filters/underpaint"
+RW = GObject.ParamFlags.READWRITE
+MAX_SIDE = 32768
+MAX_SEED = 2**31 - 1
+
+
+def _config_dir() -> str:
+    return str(Gimp.directory())
+
+
+def load_settings() -> saved.Settings:
+    return saved.load(saved.settings_path(_config_dir()))
+
+
+def store_settings(settings: saved.Settings) -> None:
+    try:
+        saved.save(saved.settings_path(_config_dir()), settings)
+    except OSError as error:
+        Gimp.message(f"underpaint: could not save the settings: {error}")
+
+
+def gimp_version() -> str:
+    try:
+        return str(Gimp.version())
+    except Exception:
+        return ""
+
+
+def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
+    procedure.add_string_argument("prompt", "_Prompt", "What to paint", "", RW)
+    procedure.add_string_argument("negative-prompt", "_Negative prompt", "What to avoid", "", RW)
+    default_strength = 0.6 if mode == "img2img" else 1.0
+    procedure.add_double_argument(
+        "strength", "_Strength", "0..1: below 1 keeps more of the original", 0.0, 1.0, default_strength, RW
+    )
+    procedure.add_int_argument("seed", "S_eed", "Seed; -1 picks a random one", -1, MAX_SEED, -1, RW)
+    procedure.add_int_argument("batch", "_Batch", "How many results (one layer each, grouped)", 1, 16, 1, RW)
+    procedure.add_string_argument("model", "_Model", "Model id; empty: the daemon's default", "", RW)
+    procedure.add_int_argument("steps", "Ste_ps", "Denoising steps; 0: the model's default", 0, 500, 0, RW)
+    procedure.add_double_argument("guidance", "_Guidance", "Guidance; -1: the model's default", -1.0, 50.0, -1.0, RW)
+    if mode == "outpaint":
+        for side in ("left", "top", "right", "bottom"):
+            default = 256 if side == "right" else 0
+            procedure.add_int_argument(
+                side, f"_{side.title()}", f"Pixels to add on the {side}", 0, MAX_SIDE, default, RW
+            )
+    procedure.add_string_argument(
+        "server", "Se_rver", "Daemon address; empty: the one saved by the panel (default ws://127.0.0.1:7860)", "", RW
+    )
+    procedure.add_string_argument("token", "_Token", "Daemon token; empty: the saved one", "", RW)
+    procedure.add_double_argument("timeout", "Time_out", "Seconds to wait for the job", 1.0, 86400.0, 600.0, RW)
+
+
+def request_from_config(config: Any, mode: str) -> Request:
+    def get(name: str) -> Any:
+        return config.get_property(name)
+
+    seed = int(get("seed"))
+    steps = int(get("steps"))
+    guidance = float(get("guidance"))
+    extend = None
+    if mode == "outpaint":
+        extend = (int(get("left")), int(get("top")), int(get("right")), int(get("bottom")))
+    return Request(
+        prompt=str(get("prompt") or ""),
+        negative_prompt=str(get("negative-prompt") or ""),
+        strength=float(get("strength")),
+        seed=None if seed < 0 else seed,
+        batch=int(get("batch")),
+        model=str(get("model") or "") or None,
+        mode=mode,
+        extend=extend,
+        steps=steps or None,
+        guidance=None if guidance < 0 else guidance,
+    )
+
+
+class ProgressListener(Listener):
+    """Batch/menu runs: GIMP's progress bar, and errors collected for the return status."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def job_changed(self, job: Job) -> None:
+        Gimp.progress_set_text(f"underpaint: {job.describe()}")
+        Gimp.progress_update(job.fraction)
+
+    def error(self, text: str) -> None:
+        self.errors.append(text)
+
+
+def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, config: Any, mode: str) -> Any:
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+
+        GimpUi.init(procedure.get_name())
+        dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config)
+        dialog.fill(None)
+        accepted = dialog.run()
+        dialog.destroy()
+        if not accepted:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    settings = load_settings()
+    server = str(config.get_property("server") or "") or settings.server
+    token = str(config.get_property("token") or "") or settings.token or saved.daemon_token()
+    timeout = float(config.get_property("timeout"))
+    work: queue.Queue[Callable[[], None]] = queue.Queue()
+    listener = ProgressListener()
+    controller = Controller(work.put, listener, host=("gimp", gimp_version()))
+    Gimp.progress_init(f"underpaint: {mode}")
+    try:
+        request = request_from_config(config, mode)
+        controller.connect(server, token, timeout=10.0)
+        job = controller.generate(GimpCanvas(image), request)
+        wait_for([job], queue_pump(work), timeout)
+        if job.state == "cancelled":
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        if job.state == "failed":
+            raise UserError(job.describe())
+        if listener.errors:
+            raise UserError("; ".join(listener.errors))
+    except UserError as error:
+        return _error(procedure, run_mode, str(error))
+    except Exception as error:  # a bug: still a message, not a traceback dialog
+        return _error(procedure, run_mode, f"underpaint: unexpected {type(error).__name__}: {error}")
+    finally:
+        if controller.busy:
+            controller.cancel()
+        controller.close()
+        Gimp.progress_end()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _error(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, text: str) -> Any:
+    if not text.startswith("underpaint"):
+        text = f"underpaint: {text}"
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.message(text)
+    print(text, file=sys.stderr)
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(text))
+
+
+def run_panel(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, config: Any) -> Any:
+    if run_mode != Gimp.RunMode.INTERACTIVE:
+        return _error(procedure, run_mode, "the panel is interactive; scripts call underpaint-inpaint and friends")
+    from .panel import run_panel_window
+
+    try:
+        run_panel_window(image, load_settings, store_settings, gimp_version())
+    except Exception as error:
+        return _error(procedure, run_mode, f"underpaint: the panel failed: {type(error).__name__}: {error}")
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+class UnderpaintPlugIn(Gimp.PlugIn):
+    def do_query_procedures(self) -> list[str]:
+        return [PANEL, *MODES]
+
+    def do_set_i18n(self, name: str) -> bool:
+        return False
+
+    def do_create_procedure(self, name: str) -> Gimp.Procedure:
+        Gegl.init(None)
+        if name == PANEL:
+            procedure = Gimp.ImageProcedure.new(
+                self, name, Gimp.PDBProcType.PLUGIN, lambda p, m, i, d, c, data: run_panel(p, m, i, c), None
+            )
+            procedure.set_menu_label("_Panel…")
+            procedure.set_documentation(
+                "underpaint panel",
+                "A panel that stays open: prompt, model, strength, seed, batch; Generate follows the selection "
+                "(inside: inpaint, none: img2img/txt2img), Expand outpaints. Needs `underpaint serve`.",
+                name,
+            )
+            procedure.set_sensitivity_mask(
+                Gimp.ProcedureSensitivityMask.DRAWABLE
+                | Gimp.ProcedureSensitivityMask.DRAWABLES
+                | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
+            )
+        else:
+            mode, label, blurb = MODES[name]
+
+            def run(p: Any, run_mode: Any, image: Any, drawables: Any, config: Any, data: Any, mode: str = mode) -> Any:
+                return run_job(p, run_mode, image, config, mode)
+
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+            procedure.set_menu_label(label)
+            procedure.set_documentation(
+                blurb,
+                f"{blurb} with the underpaint daemon (`underpaint serve`), then add the result as new layers "
+                "above the active layer (a group per job when batch > 1), at their exact place. Runs to "
+                "completion; scriptable non-interactively.",
+                name,
+            )
+            procedure.set_sensitivity_mask(
+                Gimp.ProcedureSensitivityMask.DRAWABLE
+                | Gimp.ProcedureSensitivityMask.DRAWABLES
+                | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
+            )
+            add_job_arguments(procedure, mode)
+        procedure.set_image_types("RGB*")
+        procedure.add_menu_path(MENU)
+        procedure.set_attribution("underpaint", "underpaint contributors", "2026")
+        return procedure
