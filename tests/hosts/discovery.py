@@ -69,10 +69,10 @@ class GimpHost(Host):
         return self.label.removeprefix("gimp")
 
 
-def _load_manifest() -> dict:
+def _load_manifest(label: str) -> dict:
     path = cache_dir() / "hosts.json"
     if not path.is_file():
-        raise HostMissing(_missing_message("*", f"{path} does not exist"))
+        raise HostMissing(_missing_message(label, f"no manifest {path} (nothing provisioned yet)"))
     return json.loads(path.read_text())
 
 
@@ -98,7 +98,7 @@ def get_host(label: str) -> Host:
     """The host with this label, or HostMissing saying to run provision.sh (tests must not skip)."""
     if label not in ALL_LABELS:
         raise ValueError(f"unknown host label {label!r}; known: {ALL_LABELS}")
-    for entry in _load_manifest().get("hosts", []):
+    for entry in _load_manifest(label).get("hosts", []):
         if entry.get("label") == label:
             return _validate(entry)
     raise HostMissing(_missing_message(label, "not listed in the manifest"))

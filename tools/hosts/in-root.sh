@@ -53,6 +53,9 @@ bind_into() { # SRC DST ro(0/1)
     fi
 }
 
+# The root becomes a mount point of its own (only in this namespace): chroot then lands on a mount,
+# so tools that expect / to be one (e.g. unshare run by provision.sh inside a root) work in there too.
+mount --bind "$ROOT" "$ROOT"
 mount -t proc proc "$ROOT/proc"
 mount --rbind /dev "$ROOT/dev"
 mount --rbind /sys "$ROOT/sys"

@@ -175,6 +175,7 @@ build_root() {
         >"$root/etc/apt/apt.conf.d/90underpaint"
 
     local cmd i=0
+    : >"$CACHE/roots/$name.install.log"
     for cmd in "$@"; do
         i=$((i + 1))
         local ts=$SECONDS
