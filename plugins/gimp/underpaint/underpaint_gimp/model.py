@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -229,6 +231,7 @@ class Controller:
         return self._connect(url, token, timeout, generation)
 
     def _connect(self, url: str, token: str, timeout: float, generation: int) -> dict[str, Any]:
+        probe(url)
         with self._lock:
             old, self.client = self.client, None
         if old is not None:
@@ -520,6 +523,19 @@ class Controller:
                 self._post(lambda: self.listener.error(text))
 
         threading.Thread(target=run, name="underpaint-send", daemon=True).start()
+
+
+def probe(url: str, timeout: float = 2.0) -> None:
+    """Fail at once (UserError) when nothing listens at ``url``, instead of retrying until a timeout."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise UserError(f"{url!r} is not a daemon address; it looks like ws://127.0.0.1:7860")
+    try:
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError):
+        raise UserError(friendly(NotConnected(), url)) from None
 
 
 def _quietly(fn: Callable[[], None]) -> None:

@@ -1,0 +1,85 @@
+"""The python-fu-eval script the end-to-end tests pipe into a real headless GIMP.
+
+It opens a photo, makes the selection a test asks for, calls one of the plug-in's PDB procedures
+NON-INTERACTIVELY (exactly as a user's batch script would), and writes a JSON report of what GIMP
+then holds: the return status, the canvas size, the layer tree with offsets and sizes, a hash of
+every layer's pixels, and the original layer's pixels before and after.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+TEMPLATE = r"""
+import gi, hashlib, json, traceback
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gio
+
+P = json.loads(__PARAMS__)
+report = {"stage": "start"}
+
+
+def pixels(layer):
+    w, h = layer.get_width(), layer.get_height()
+    data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
+def tree(items):
+    out = []
+    for item in items:
+        _, x, y = item.get_offsets()
+        entry = {"name": item.get_name(), "x": x, "y": y, "width": item.get_width(),
+                 "height": item.get_height(), "group": bool(item.is_group())}
+        if entry["group"]:
+            entry["children"] = tree(item.get_children())
+        else:
+            entry["sha256"] = pixels(item)
+        out.append(entry)
+    return out
+
+
+try:
+    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(P["photo"]))
+    background = image.get_layers()[0]
+    report["canvas_before"] = [image.get_width(), image.get_height()]
+    report["background_before"] = pixels(background)
+    selection = P.get("select")
+    if selection:
+        x, y, w, h = selection
+        image.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, w, h)
+        if P.get("feather"):
+            Gimp.Selection.feather(image, float(P["feather"]))
+    report["stage"] = "call"
+    proc = Gimp.get_pdb().lookup_procedure(P["procedure"])
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", image)
+    config.set_core_object_array("drawables", [background])
+    for name, value in P["args"].items():
+        config.set_property(name, value)
+    result = proc.run(config)
+    status = result.index(0)
+    report["status"] = getattr(status, "value_nick", str(status))
+    report["success"] = status == Gimp.PDBStatusType.SUCCESS
+    report["error"] = str(result.index(1)) if result.length() > 1 else None
+    report["stage"] = "report"
+    report["canvas"] = [image.get_width(), image.get_height()]
+    report["layers"] = tree(image.get_layers())
+    _, bx, by = background.get_offsets()
+    report["background_after"] = pixels(background)
+    report["background_offsets"] = [bx, by]
+    report["background_size"] = [background.get_width(), background.get_height()]
+    report["stage"] = "done"
+except Exception:
+    report["exception"] = traceback.format_exc()
+with open(P["report"] + ".tmp", "w") as handle:
+    json.dump(report, handle)
+import os
+os.replace(P["report"] + ".tmp", P["report"])
+"""
+
+
+def script(params: dict[str, Any]) -> str:
+    return TEMPLATE.replace("__PARAMS__", repr(json.dumps(params)))

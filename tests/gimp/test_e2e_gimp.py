@@ -1,0 +1,231 @@
+"""End to end in a REAL headless GIMP 3 (3.0 and 3.2) against a REAL daemon.
+
+The plug-in is installed with ``underpaint.install.gimp.install(dest=...)`` into an isolated GIMP
+config folder's plug-ins; a python-fu-eval script opens tests/data/coffee.jpg and calls the
+plug-in's PDB procedures non-interactively. The daemon is ``python -m underpaint serve`` with the
+classical engine and the random-weight ``tiny-random`` diffusion model. Checks: every result layer
+sits exactly where the daemon placed it (the daemon's own sidecar JSON next to each saved output)
+with the daemon's exact pixels, batches are grouped, outpaint grew the canvas once, and the original
+layer's pixels are unchanged.
+
+A GIMP that tools/hosts/provision.sh has not provisioned FAILS these tests (never skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.gimp.gimp_script import script
+from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, get_gimp, run_gimp_batch
+from underpaint.install.gimp import install
+from underpaint_protocol.jobs import placement
+
+pytestmark = pytest.mark.host
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTO = REPO / "tests" / "data" / "coffee.jpg"
+WIDTH, HEIGHT = 600, 400
+
+
+@dataclass
+class Daemon:
+    url: str
+    outputs: Path
+    log: Path
+
+    def sidecars(self, prompt: str) -> list[dict[str, Any]]:
+        found = []
+        for path in sorted(self.outputs.rglob("*.json")):
+            data = json.loads(path.read_text())
+            if data["params"]["prompt"] == prompt:
+                data["png"] = path.with_suffix(".png")
+                found.append(data)
+        return sorted(found, key=lambda item: item["index"])
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    folder = tmp_path_factory.mktemp("daemon")
+    port = _free_port()
+    log = folder / "daemon.log"
+    argv = [sys.executable, "-m", "underpaint", "serve", "--port", str(port), "--outputs", str(folder / "outputs")]
+    argv += ["--token-file", str(folder / "token"), "--model", "tiny-random"]
+    with open(log, "w") as handle:
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while "listening on" not in log.read_text():
+            assert proc.poll() is None, f"the daemon exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the daemon did not start:\n{log.read_text()}"
+            time.sleep(0.2)
+        yield Daemon(f"ws://127.0.0.1:{port}", folder / "outputs", log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def gimp(label: str) -> GimpHost:
+    try:
+        return get_gimp(label)
+    except HostMissing as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+def run_procedure(
+    label: str, tmp_path: Path, procedure: str, args: dict[str, Any], select: list[int] | None = None, feather: int = 0
+) -> dict[str, Any]:
+    host = gimp(label)
+    config_dir = tmp_path / "gimp"
+    installed = install(dest=config_dir / "GIMP" / "plug-ins")
+    assert installed == config_dir / "GIMP" / "plug-ins" / "underpaint"
+    assert os.access(installed / "underpaint.py", os.X_OK)
+    report_path = tmp_path / "report.json"
+    params = {
+        "photo": str(PHOTO),
+        "procedure": procedure,
+        "args": args,
+        "select": select,
+        "feather": feather,
+        "report": str(report_path),
+    }
+    started = time.monotonic()
+    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=90)
+    assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
+    report = json.loads(report_path.read_text())
+    report["_output"] = run.output()
+    report["_seconds"] = time.monotonic() - started
+    assert "exception" not in report, f"{report['exception']}\n{run.output()}"
+    return report
+
+
+def check_layers(report: dict[str, Any], daemon: Daemon, prompt: str, batch: int) -> list[dict[str, Any]]:
+    """The result layers match the daemon's results exactly; returns the sidecars."""
+    assert report["success"], f"{report['status']}: {report['error']}\n{report['_output']}"
+    sidecars = daemon.sidecars(prompt)
+    assert len(sidecars) == batch, sidecars
+    model = "tiny-random" if "-tiny " in prompt else "classical"
+    assert {item["params"]["model"] for item in sidecars} == {model}
+    top = report["layers"][0]
+    if batch > 1:
+        assert top["group"], "a batch job's layers go into one group"
+        seeds = [item["params"]["seed"] for item in sidecars]
+        assert top["name"] == f"{prompt} [seeds {seeds[0]}-{seeds[-1]}]"
+        layers = top["children"]
+    else:
+        layers = [top]
+    assert len(layers) == batch
+    assert report["layers"][-1]["name"] == "Background" and len(report["layers"]) == 2
+    for layer, sidecar in zip(layers, sidecars, strict=True):
+        where = placement({"layer": sidecar, "canvas": sidecar["canvas"]}, WIDTH, HEIGHT)
+        assert layer["name"] == sidecar["name"] == f"{prompt} [seed {sidecar['params']['seed']}]"
+        assert (layer["x"], layer["y"], layer["width"], layer["height"]) == (
+            where.x,
+            where.y,
+            where.width,
+            where.height,
+        )
+        with Image.open(sidecar["png"]) as png:
+            expected = png.convert("RGBA").tobytes()
+        assert layer["sha256"] == hashlib.sha256(expected).hexdigest(), "the layer holds the daemon's exact pixels"
+    assert report["background_after"] == report["background_before"], "the original layer was modified"
+    assert report["background_size"] == [WIDTH, HEIGHT]
+    return sidecars
+
+
+def _prompt(kind: str, label: str) -> str:
+    return f"{kind} {label} {uuid.uuid4().hex[:6]}"
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_inpaint_classical_soft_selection(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    prompt = _prompt("inpaint-classical", label)
+    report = run_procedure(
+        label,
+        tmp_path,
+        "underpaint-inpaint",
+        {"prompt": prompt, "seed": 11, "model": "classical", "server": daemon.url},
+        select=[250, 150, 120, 90],
+        feather=16,
+    )
+    (sidecar,) = check_layers(report, daemon, prompt, 1)
+    selection = sidecar["params"]["selection"]
+    # feathering grows the soft selection's bounds past the ellipse's box
+    assert selection["x"] < 250 and selection["x"] + selection["width"] > 370
+    assert sidecar["params"]["mode"] == "inpaint" and report["canvas"] == [WIDTH, HEIGHT]
+    assert report["background_offsets"] == [0, 0]
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_outpaint_classical_batch_grows_the_canvas_once(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    prompt = _prompt("outpaint-classical", label)
+    args = {"prompt": prompt, "seed": 21, "batch": 2, "model": "classical", "server": daemon.url}
+    args |= {"left": 64, "top": 0, "right": 96, "bottom": 32}
+    report = run_procedure(label, tmp_path, "underpaint-outpaint", args)
+    sidecars = check_layers(report, daemon, prompt, 2)
+    assert report["canvas"] == [WIDTH + 160, HEIGHT + 32]
+    assert report["background_offsets"] == [64, 0]
+    assert {item["params"]["mode"] for item in sidecars} == {"outpaint"}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_inpaint_tiny_random_batch(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    prompt = _prompt("inpaint-tiny", label)
+    args = {"prompt": prompt, "seed": 31, "batch": 2, "model": "tiny-random", "steps": 2, "server": daemon.url}
+    report = run_procedure(label, tmp_path, "underpaint-inpaint", args, select=[80, 60, 100, 100])
+    sidecars = check_layers(report, daemon, prompt, 2)
+    assert [item["params"]["seed"] for item in sidecars] == [31, 32]
+    assert {item["params"]["model"] for item in sidecars} == {"tiny-random"}
+    assert report["canvas"] == [WIDTH, HEIGHT]
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_outpaint_tiny_random(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    prompt = _prompt("outpaint-tiny", label)
+    args = {"prompt": prompt, "seed": 41, "model": "tiny-random", "steps": 2, "server": daemon.url}
+    args |= {"left": 0, "top": 48, "right": 0, "bottom": 0}
+    report = run_procedure(label, tmp_path, "underpaint-outpaint", args)
+    check_layers(report, daemon, prompt, 1)
+    assert report["canvas"] == [WIDTH, HEIGHT + 48]
+    assert report["background_offsets"] == [0, 48]
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_img2img_tiny_random_whole_image(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    prompt = _prompt("img2img-tiny", label)
+    args = {"prompt": prompt, "seed": 51, "model": "tiny-random", "steps": 2, "strength": 0.5, "server": daemon.url}
+    report = run_procedure(label, tmp_path, "underpaint-img2img", args)
+    (sidecar,) = check_layers(report, daemon, prompt, 1)
+    assert sidecar["params"]["mode"] == "img2img" and sidecar["params"]["selection"] is None
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_daemon_down_is_an_error_status_with_a_message(label: str, tmp_path: Path) -> None:
+    url = f"ws://127.0.0.1:{_free_port()}"
+    report = run_procedure(label, tmp_path, "underpaint-inpaint", {"server": url}, select=[10, 10, 50, 50])
+    assert not report["success"] and report["status"] == "execution-error"
+    assert "underpaint serve" in report["_output"]
+    assert len(report["layers"]) == 1 and report["background_after"] == report["background_before"]
