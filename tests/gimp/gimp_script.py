@@ -54,7 +54,8 @@ try:
     report["stage"] = "call"
     proc = Gimp.get_pdb().lookup_procedure(P["procedure"])
     config = proc.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    mode = Gimp.RunMode.INTERACTIVE if P.get("interactive") else Gimp.RunMode.NONINTERACTIVE
+    config.set_property("run-mode", mode)
     config.set_property("image", image)
     config.set_core_object_array("drawables", [background])
     for name, value in P["args"].items():
@@ -66,6 +67,7 @@ try:
     report["error"] = str(result.index(1)) if result.length() > 1 else None
     report["stage"] = "report"
     report["canvas"] = [image.get_width(), image.get_height()]
+    report["selected"] = [layer.get_name() for layer in image.get_selected_layers()]
     report["layers"] = tree(image.get_layers())
     _, bx, by = background.get_offsets()
     report["background_after"] = pixels(background)

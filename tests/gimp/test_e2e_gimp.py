@@ -95,14 +95,29 @@ def gimp(label: str) -> GimpHost:
         pytest.fail(str(error), pytrace=False)
 
 
-def run_procedure(
-    label: str, tmp_path: Path, procedure: str, args: dict[str, Any], select: list[int] | None = None, feather: int = 0
-) -> dict[str, Any]:
-    host = gimp(label)
+def install_plugin(tmp_path: Path) -> Path:
     config_dir = tmp_path / "gimp"
     installed = install(dest=config_dir / "GIMP" / "plug-ins")
     assert installed == config_dir / "GIMP" / "plug-ins" / "underpaint"
     assert os.access(installed / "underpaint.py", os.X_OK)
+    return config_dir
+
+
+def run_procedure(
+    label: str,
+    tmp_path: Path,
+    procedure: str,
+    args: dict[str, Any],
+    select: list[int] | None = None,
+    feather: int = 0,
+    *,
+    interactive: bool = False,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    host = gimp(label)
+    config_dir = tmp_path / "gimp"
+    if not (config_dir / "GIMP" / "plug-ins" / "underpaint").is_dir():
+        install_plugin(tmp_path)
     report_path = tmp_path / "report.json"
     params = {
         "photo": str(PHOTO),
@@ -110,10 +125,11 @@ def run_procedure(
         "args": args,
         "select": select,
         "feather": feather,
+        "interactive": interactive,
         "report": str(report_path),
     }
     started = time.monotonic()
-    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=90)
+    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=90, env=env)
     assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
     report = json.loads(report_path.read_text())
     report["_output"] = run.output()
@@ -152,6 +168,7 @@ def check_layers(report: dict[str, Any], daemon: Daemon, prompt: str, batch: int
             expected = png.convert("RGBA").tobytes()
         assert layer["sha256"] == hashlib.sha256(expected).hexdigest(), "the layer holds the daemon's exact pixels"
     assert report["background_after"] == report["background_before"], "the original layer was modified"
+    assert report["selected"] == ["Background"], "the user's active layer stays active"
     assert report["background_size"] == [WIDTH, HEIGHT]
     return sidecars
 
@@ -229,3 +246,86 @@ def test_daemon_down_is_an_error_status_with_a_message(label: str, tmp_path: Pat
     assert not report["success"] and report["status"] == "execution-error"
     assert "underpaint serve" in report["_output"]
     assert len(report["layers"]) == 1 and report["background_after"] == report["background_before"]
+
+
+@pytest.fixture
+def xvfb() -> Iterator[str]:
+    """A private X display on this machine; a GIMP root sees it through the shared /tmp/.X11-unix."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+            pass_fds=(write_end,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        pytest.fail("Xvfb is missing: run tools/hosts/provision.sh (it installs xvfb)", pytrace=False)
+    os.close(write_end)
+    with os.fdopen(read_end) as handle:
+        number = handle.readline().strip()
+    assert number, "Xvfb did not report a display"
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
+    """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/panel_driver.py."""
+    config_dir = install_plugin(tmp_path)
+    installed = config_dir / "GIMP" / "plug-ins" / "underpaint"
+    (installed / "underpaint_gimp" / "selftest.py").write_text((Path(__file__).parent / "panel_driver.py").read_text())
+    (config_dir / "GIMP" / "underpaint.json").write_text(json.dumps({"server": daemon.url}))  # remembered server
+    prompt = _prompt("panel-tiny", label)
+    spec = tmp_path / "panel.json"
+    panel_report = tmp_path / "panel-report.json"
+    expand = {"left": 0, "top": 0, "right": 64, "bottom": 0}
+    spec.write_text(
+        json.dumps(
+            {
+                "prompt": prompt,
+                "model": "tiny-random",
+                "seed": 61,
+                "batch": 2,
+                "expand": expand,
+                "report": str(panel_report),
+            }
+        )
+    )
+    env = {"DISPLAY": xvfb, "UNDERPAINT_PANEL_SELFTEST": str(spec)}
+    report = run_procedure(
+        label, tmp_path, "underpaint-panel", {}, select=[200, 120, 150, 120], interactive=True, env=env
+    )
+    assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
+    panel = json.loads(panel_report.read_text())
+    assert "error" not in panel, panel["error"]
+    assert report["success"], report
+    assert panel["server_shown"] == daemon.url
+    assert any(state.startswith("Connected to") for state in panel["states"])
+    assert any(model.startswith("tiny-random") for model in panel["models"])
+    assert panel["mode_hint"].startswith("Generate inpaints")
+    assert panel["cancel_sensitive_while_running"]
+    inpaint, outpaint = panel["steps"]
+    assert (inpaint["mode"], inpaint["state"], inpaint["results"], inpaint["seed"]) == ("inpaint", "finished", 2, 61)
+    assert outpaint["mode"] == "outpaint" and outpaint["state"] == "finished" and outpaint["results"] == 1
+    assert inpaint["fraction"] == 1.0 and inpaint["preview"], "progress and a preview were shown"
+    # GIMP now holds: the inpaint group, the outpaint layer (both above the Background), the grown canvas
+    assert report["canvas"] == [WIDTH + 64, HEIGHT]
+    names = [layer["name"] for layer in report["layers"]]
+    assert names[-1] == "Background" and len(names) == 3
+    group = report["layers"][0]
+    assert group["group"] and len(group["children"]) == 2
+    inpainted = [item for item in daemon.sidecars(prompt) if item["params"]["mode"] == "inpaint"]
+    for layer, sidecar in zip(group["children"], inpainted, strict=True):
+        where = placement({"layer": sidecar, "canvas": sidecar["canvas"]}, WIDTH, HEIGHT)
+        assert (layer["x"], layer["y"], layer["width"], layer["height"]) == (
+            where.x,
+            where.y,
+            where.width,
+            where.height,
+        )
+    assert report["background_after"] == report["background_before"]
+    assert report["selected"] == ["Background"]
+    saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
+    assert saved["prompt"] == prompt and saved["expand_right"] == 64, "the panel remembers its settings"

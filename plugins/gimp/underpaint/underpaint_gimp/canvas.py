@@ -24,6 +24,7 @@ GRAY = "Y u8"
 class GimpCanvas:
     def __init__(self, image: Gimp.Image) -> None:
         self.image = image
+        self._selected: list[Any] = []
 
     def is_valid(self) -> bool:
         return bool(self.image.is_valid())
@@ -57,10 +58,15 @@ class GimpCanvas:
         return layers[0] if layers else None
 
     def begin_paste(self) -> None:
+        self._selected = list(self.image.get_selected_layers())
         self.image.undo_group_start()
 
     def end_paste(self) -> None:
         self.image.undo_group_end()
+        # GIMP selects each inserted layer; give the user back the layer they were painting on.
+        selected = [layer for layer in self._selected if layer.is_valid()]
+        if selected:
+            self.image.set_selected_layers(selected)
 
     def resize(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         self.image.resize(width, height, offset_x, offset_y)

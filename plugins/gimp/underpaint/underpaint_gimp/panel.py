@@ -55,9 +55,11 @@ class Panel(Listener):
         self.window.set_default_size(360, 640)
         self.window.set_keep_above(True)
         self.window.connect("delete-event", self._on_close)
+        self.closed = False
         self._build()
         self._load_settings()
         self._connect()
+        self._refresh_mode()
         GLib.timeout_add(1500, self._refresh_mode)
 
     # ---------------------------------------------------------------- layout
@@ -121,9 +123,9 @@ class Panel(Listener):
             self.sides[side] = spin
             sides.attach(Gtk.Label(label=side.title(), xalign=0), (index % 2) * 2, index // 2, 1, 1)
             sides.attach(spin, (index % 2) * 2 + 1, index // 2, 1, 1)
-        expand = Gtk.Button(label="Expand")
-        expand.connect("clicked", lambda _: self._start("outpaint"))
-        sides.attach(expand, 0, 2, 4, 1)
+        self.expand = Gtk.Button(label="Expand")
+        self.expand.connect("clicked", lambda _: self._start("outpaint"))
+        sides.attach(self.expand, 0, 2, 4, 1)
         expander.add(sides)
         box.pack_start(expander, False, False, 0)
 
@@ -193,7 +195,7 @@ class Panel(Listener):
         self._update_buttons()
 
     def _refresh_mode(self) -> bool:
-        if not self.window.get_visible():
+        if self.closed:
             return False
         if not self.canvas.is_valid():
             self.mode_hint.set_text("The image was closed; open the panel from another image.")
@@ -217,6 +219,7 @@ class Panel(Listener):
         self.store(self._read_settings())
 
     def _on_close(self, *_: Any) -> bool:
+        self.closed = True
         self._save()
         if self.controller.busy:
             self.controller.cancel()
