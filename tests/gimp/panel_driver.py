@@ -56,6 +56,7 @@ def drive(panel: Any, spec_path: str) -> None:
                 panel.model.set_active_id(spec["model"])
                 panel.seed.set_value(spec["seed"])
                 panel.batch.set_value(spec["batch"])
+                panel.steps.set_value(spec["steps"])
                 panel.strength.set_value(1.0)
             elif step == "generate":
                 report["mode_hint"] = panel.mode_hint.get_text()

@@ -245,6 +245,7 @@ def test_daemon_down_is_an_error_status_with_a_message(label: str, tmp_path: Pat
     report = run_procedure(label, tmp_path, "underpaint-inpaint", {"server": url}, select=[10, 10, 50, 50])
     assert not report["success"] and report["status"] == "execution-error"
     assert "underpaint serve" in report["_output"]
+    assert "underpaint serve" in (report["error"] or ""), report["error"]  # the caller gets the message too
     assert len(report["layers"]) == 1 and report["background_after"] == report["background_before"]
 
 
@@ -288,6 +289,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "model": "tiny-random",
                 "seed": 61,
                 "batch": 2,
+                "steps": 2,
                 "expand": expand,
                 "report": str(panel_report),
             }
@@ -329,3 +331,4 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert report["selected"] == ["Background"]
     saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
     assert saved["prompt"] == prompt and saved["expand_right"] == 64, "the panel remembers its settings"
+    assert {item["params"]["steps"] for item in daemon.sidecars(prompt)} == {2}

@@ -103,6 +103,9 @@ class Panel(Listener):
         box.pack_start(_row("Seed", self.seed), False, False, 0)
         self.batch = Gtk.SpinButton.new_with_range(1, 16, 1)
         box.pack_start(_row("Batch", self.batch), False, False, 0)
+        self.steps = Gtk.SpinButton.new_with_range(0, 500, 1)
+        self.steps.set_tooltip_text("0: the model's default")
+        box.pack_start(_row("Steps", self.steps), False, False, 0)
 
         self.mode_hint = Gtk.Label(label="", xalign=0, wrap=True)
         box.pack_start(self.mode_hint, False, False, 0)
@@ -146,6 +149,7 @@ class Panel(Listener):
         self.strength.set_value(s.strength)
         self.seed.set_value(s.seed)
         self.batch.set_value(s.batch)
+        self.steps.set_value(s.steps)
         for side, spin in self.sides.items():
             spin.set_value(getattr(s, f"expand_{side}"))
 
@@ -159,6 +163,7 @@ class Panel(Listener):
         s.strength = float(self.strength.get_value())
         s.seed = int(self.seed.get_value())
         s.batch = int(self.batch.get_value())
+        s.steps = int(self.steps.get_value())
         s.model = self.model.get_active_id() or s.model
         for side, spin in self.sides.items():
             setattr(s, f"expand_{side}", int(spin.get_value()))
@@ -185,6 +190,7 @@ class Panel(Listener):
             model=self.model.get_active_id() or None,
             mode=mode,
             extend=extend,
+            steps=s.steps or None,
         )
         try:
             self.controller.generate(self.canvas, request)

@@ -23,6 +23,8 @@ class Settings:
     seed: int = -1
     """-1: a new random seed for every job."""
     batch: int = 1
+    steps: int = 0
+    """0: the model's default."""
     expand_left: int = 0
     expand_top: int = 0
     expand_right: int = 256
@@ -43,6 +45,7 @@ class Settings:
             setattr(settings, item.name, value)
         settings.strength = min(1.0, max(0.0, settings.strength))
         settings.batch = min(16, max(1, settings.batch))
+        settings.steps = min(500, max(0, settings.steps))
         return settings
 
 
