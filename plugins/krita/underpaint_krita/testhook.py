@@ -1,0 +1,256 @@
+"""TEST HOOK -- only loaded when UNDERPAINT_KRITA_TEST names a JSON spec (tests/krita/test_e2e.py).
+
+Opens the spec's image, selects a rectangle, fills the docker's own widgets and clicks its Generate
+button for each job, waits (on a timer, never blocking the UI thread) for the results to be pasted,
+checks undo, and writes a JSON report to UNDERPAINT_TEST_REPORT. Krita is left running for the
+screenshot; the test ends it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from krita import Extension, Krita, Selection
+
+from . import docker as docker_module
+from .qt import QT_MAJOR, QTimer
+
+
+def _tree(node: Any) -> list[dict[str, Any]]:
+    out = []
+    for child in node.childNodes():
+        bounds = child.bounds()
+        out.append(
+            {
+                "name": child.name(),
+                "type": child.type(),
+                "visible": bool(child.visible()),
+                "bounds": [bounds.x(), bounds.y(), bounds.width(), bounds.height()],
+                "children": _tree(child),
+            }
+        )
+    return out
+
+
+def _find(node: Any, name: str) -> Any:
+    for child in node.childNodes():
+        if child.name() == name:
+            return child
+        found = _find(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+class TestDriver(Extension):
+    def __init__(self, parent: Any) -> None:
+        super().__init__(parent)
+        self.spec = json.loads(Path(os.environ["UNDERPAINT_KRITA_TEST"]).read_text(encoding="utf-8"))
+        self.report: dict[str, Any] = {"stage": "start", "qt_major": QT_MAJOR, "python": sys.version.split()[0]}
+        self.started = False
+        self.timer = QTimer()
+        self.timer.setInterval(50)
+        self.timer.timeout.connect(self._tick)
+        self.step = self._open
+        self.deadline = 0.0
+        self.last_tick = 0.0
+        self.max_gap = 0.0
+        self.job_index = 0
+        self.entry: Any = None
+        self.in_tick = False
+
+    def setup(self) -> None:
+        pass
+
+    def createActions(self, window: Any) -> None:
+        if not self.started:
+            self.started = True
+            QTimer.singleShot(300, self.timer.start)
+
+    # ---------------------------------------------------------------- state machine
+
+    def _tick(self) -> None:
+        if self.in_tick:  # Krita's waitForDone() can run timers re-entrantly
+            return
+        self.in_tick = True
+        try:
+            self._tick_once()
+        finally:
+            self.in_tick = False
+
+    def _tick_once(self) -> None:
+        now = time.monotonic()
+        if self.last_tick and self.step in (self._wait_job,):
+            self.max_gap = max(self.max_gap, now - self.last_tick)
+        self.last_tick = now
+        try:
+            self.step()
+        except Exception:
+            self.report["error"] = traceback.format_exc()
+            self._finish()
+
+    def _open(self) -> None:
+        app = Krita.instance()
+        if app.activeWindow() is None or not docker_module.DOCKERS:
+            return
+        self.report["krita_version"] = app.version()
+        doc = app.openDocument(self.spec["image"])
+        app.activeWindow().addView(doc)
+        app.setActiveDocument(doc)
+        doc.waitForDone()
+        x, y, w, h = self.spec["selection"]
+        selection = Selection()
+        selection.select(x, y, w, h, 255)
+        doc.setSelection(selection)
+        self.doc = doc
+        self.report["document"] = {
+            "width": doc.width(),
+            "height": doc.height(),
+            "color": [doc.colorModel(), doc.colorDepth()],
+        }
+        self.originals = self._digests()
+        self.offset = (0, 0)
+        self.size = (doc.width(), doc.height())
+        self.report["layers_before"] = _tree(doc.rootNode())
+        dock = docker_module.DOCKERS[0]
+        for other in app.dockers():  # room for the docker in the screenshot
+            if other.objectName() not in (docker_module.DOCKER_ID, "KisLayerBox"):
+                other.setVisible(False)
+        dock.setVisible(True)
+        dock.raise_()
+        self.dock = dock
+        self.deadline = time.monotonic() + 20
+        self.report["stage"] = "connecting"
+        self.step = self._wait_connected
+
+    def _digests(self) -> dict[str, str]:
+        out = {}
+        w, h = self.doc.width(), self.doc.height()
+        for node in self.doc.rootNode().childNodes():
+            if str(node.type()).endswith("mask"):
+                continue  # the global selection mask is not a layer of the picture
+            out[node.name()] = hashlib.sha256(bytes(node.pixelData(0, 0, w, h))).hexdigest()
+        return out
+
+    def _wait_connected(self) -> None:
+        model = self.dock.model
+        if model.connection == "connected":
+            self.report["status"] = model.status
+            self.report["models"] = [m.get("id") for m in model.models]
+            self.job_index = 0
+            self.step = self._start_job
+        elif time.monotonic() > self.deadline:
+            raise RuntimeError(f"docker never connected: {model.status}")
+
+    def _start_job(self) -> None:
+        jobs = self.spec["jobs"]
+        if self.job_index >= len(jobs):
+            self.step = self._undo_check
+            return
+        job = jobs[self.job_index]
+        dock = self.dock
+        ids = [str(dock.model_combo.itemData(i)) for i in range(dock.model_combo.count())]
+        dock.model_combo.setCurrentIndex(ids.index(job["model"]))
+        dock.prompt_edit.setPlainText(job.get("prompt", ""))
+        dock.negative_edit.setText(job.get("negative_prompt", ""))
+        dock.steps_spin.setValue(int(job.get("steps", 0)))
+        dock.batch_spin.setValue(int(job.get("batch", 1)))
+        dock.strength_spin.setValue(int(job.get("strength", 100)))
+        dock.seed_random.setChecked(False)
+        dock.seed_spin.setValue(int(job.get("seed", 1)))
+        expand = job.get("expand")
+        for spin, value in zip(dock.extend_spins, expand or (0, 0, 0, 0), strict=True):
+            spin.setValue(int(value))
+        if expand:
+            Krita.instance().action("deselect").trigger()
+            self.doc.waitForDone()
+            self.report["selection_after_deselect"] = self.doc.selection() is not None
+        before = len(dock.model.jobs)
+        self.clicked_at = time.monotonic()
+        (dock.expand_button if expand else dock.generate_button).click()  # the user's code path
+        if len(dock.model.jobs) == before:
+            raise RuntimeError(f"Generate made no job: {dock.model.error}")
+        self.entry = dock.model.jobs[-1]
+        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.report["stage"] = f"job {job['name']}"
+        self.step = self._wait_job
+
+    def _wait_job(self) -> None:
+        entry = self.entry
+        if not entry.settled:
+            if time.monotonic() > self.deadline:
+                raise RuntimeError(f"job did not end: {entry.label()} error={self.dock.model.error}")
+            return
+        job = self.spec["jobs"][self.job_index]
+        readback = []
+        for pasted in entry.pasted:
+            node = _find(self.doc.rootNode(), pasted.name)
+            data = bytes(node.pixelData(pasted.x, pasted.y, pasted.width, pasted.height)) if node else b""
+            readback.append(hashlib.sha256(data).hexdigest())
+        self.report.setdefault("jobs", {})[job["name"]] = {
+            "state": entry.state,
+            "mode": entry.mode,
+            "seed": entry.seed,
+            "error": self.dock.model.error,
+            "seconds": round(time.monotonic() - self.clicked_at, 2),
+            "results": [
+                {"layer": {k: v for k, v in m["layer"].items() if k != "image"}, "canvas": m["canvas"]}
+                for m, _ in entry.results
+            ],
+            "pasted": [vars(p) for p in entry.pasted],
+            "readback_sha256": readback,
+            "doc_size": [self.doc.width(), self.doc.height()],
+        }
+        record = self.report["jobs"][job["name"]]
+        if entry.results:
+            canvas = entry.results[0][0]["canvas"]
+            self.offset = (self.offset[0] - canvas["x"], self.offset[1] - canvas["y"])
+        record["originals_unchanged"] = self._originals_unchanged()
+        record["layers"] = _tree(self.doc.rootNode())
+        if job.get("undo_check"):
+            record["undo"] = self._undo_redo()
+        self.job_index += 1
+        self.step = self._start_job
+
+    def _undo_redo(self) -> dict[str, Any]:
+        app = Krita.instance()
+        before = _tree(self.doc.rootNode())
+        app.action("edit_undo").trigger()
+        self.doc.waitForDone()
+        after_undo = _tree(self.doc.rootNode())
+        app.action("edit_redo").trigger()
+        self.doc.waitForDone()
+        return {"before": before, "after_undo": after_undo, "after_redo": _tree(self.doc.rootNode())}
+
+    def _originals_unchanged(self) -> bool:
+        """Each original layer's pixels, where the original canvas now sits, are byte-identical."""
+        x, y = self.offset
+        w, h = self.size
+        for node in self.doc.rootNode().childNodes():
+            if node.name() in self.originals:
+                digest = hashlib.sha256(bytes(node.pixelData(x, y, w, h))).hexdigest()
+                if digest != self.originals[node.name()]:
+                    return False
+        return True
+
+    def _undo_check(self) -> None:
+        self.report["layers_after"] = _tree(self.doc.rootNode())
+        self.report["max_ui_gap_s"] = round(self.max_gap, 3)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.timer.stop()
+        self.report.setdefault("stage", "done")
+        if "error" not in self.report:
+            self.report["stage"] = "done"
+        path = os.environ["UNDERPAINT_TEST_REPORT"]
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(self.report, handle, indent=1)
+        os.replace(path + ".tmp", path)

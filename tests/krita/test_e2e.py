@@ -1,0 +1,197 @@
+"""The real plugin in the real Krita 5 and Krita 6 (under Xvfb, isolated HOME) against a real daemon.
+
+The plugin is installed with ``underpaint.install.krita.install(dest=...)`` into the isolated pykrita
+folder; its test hook (UNDERPAINT_KRITA_TEST) opens tests/data/coffee.jpg, selects a rectangle and
+clicks the docker's own Generate / Expand buttons: a classical inpaint, a tiny-random inpaint with a
+batch of 2 (one group, one undo step), and a classical Expand (outpaint). A host that is not
+provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.hosts import ARTIFACTS_DIR, KRITA_LABELS, REPO_ROOT, HostMissing, get_krita, prepare_krita_home, run_krita
+from underpaint.install.krita import install
+
+pytestmark = pytest.mark.host
+
+IMAGE = REPO_ROOT / "tests" / "data" / "coffee.jpg"  # 600 x 400
+SELECTION = [220, 130, 140, 110]
+JOBS = [
+    {"name": "classical", "model": "classical", "prompt": "clean table", "seed": 7},
+    {
+        "name": "tiny",
+        "model": "tiny-random",
+        "prompt": "noise",
+        "steps": 2,
+        "batch": 2,
+        "seed": 11,
+        "undo_check": True,
+    },
+    {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory):
+    """`underpaint serve --model tiny-random` on a free port, with its own token and outputs."""
+    folder = tmp_path_factory.mktemp("krita-daemon")
+    port = _free_port()
+    token_file = folder / "token"
+    with open(folder / "daemon.log", "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "underpaint",
+                "serve",
+                "--port",
+                str(port),
+                "--outputs",
+                str(folder / "outputs"),
+                "--token-file",
+                str(token_file),
+                "--model",
+                "tiny-random",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError(f"daemon did not start: {(folder / 'daemon.log').read_text()}") from None
+                time.sleep(0.2)
+        yield {"url": f"ws://127.0.0.1:{port}", "token": token_file.read_text().strip(), "folder": folder}
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module", params=KRITA_LABELS)
+def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
+    label = request.param
+    try:
+        host = get_krita(label)
+    except HostMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    home = tmp_path_factory.mktemp(f"{label}-home")
+    prepare_krita_home(home)
+    install(dest=home / ".local" / "share" / "krita" / "pykrita", kritarc=home / ".config" / "kritarc")
+    with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
+        rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
+    spec = home / "spec.json"
+    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 40}))
+    shot = ARTIFACTS_DIR / f"{label}.png"
+    started = time.monotonic()
+    run = run_krita(host, home, timeout=120, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    report = run.report or {}
+    report["_elapsed"] = time.monotonic() - started
+    report["_host"] = host.describe()
+    (home / "report.copy.json").write_text(json.dumps(report, indent=1))
+    print(f"{label}: {host.describe()} ran in {report['_elapsed']:.1f} s; report {home / 'report.copy.json'}")
+    if "error" in report:
+        pytest.fail(f"{label}: the test hook failed:\n{report['error']}\n{run.output()}", pytrace=False)
+    return report
+
+
+def _find(tree: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    for node in tree:
+        if node["name"] == name:
+            return node
+        found = _find(node["children"], name)
+        if found:
+            return found
+    return None
+
+
+def _layer_matches_result(job: dict[str, Any]) -> None:
+    """Each pasted layer sits exactly where the daemon's result says (placement into the grown canvas)."""
+    assert job["state"] == "finished", job
+    assert len(job["pasted"]) == len(job["results"]) >= 1
+    for result, pasted, readback in zip(job["results"], job["pasted"], job["readback_sha256"], strict=True):
+        layer, canvas = result["layer"], result["canvas"]
+        expected = [layer["x"] - canvas["x"], layer["y"] - canvas["y"], layer["width"], layer["height"]]
+        assert [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == expected
+        assert pasted["name"] == layer["name"]
+        node = _find(job["layers"], pasted["name"])
+        assert node is not None, f"no layer {pasted['name']!r} in {job['layers']}"
+        assert node["bounds"] == expected  # the layer's real extent in Krita
+        assert readback == pasted["sha256"], "the layer's pixels differ from the daemon's result"
+    assert job["originals_unchanged"]
+
+
+def test_krita_version_and_connection(krita_run: dict[str, Any]) -> None:
+    assert krita_run["document"] == {"width": 600, "height": 400, "color": ["RGBA", "U8"]}
+    assert set(krita_run["models"]) >= {"classical", "tiny-random"}
+    assert krita_run["status"].startswith("Connected")
+    assert krita_run["krita_version"].split(".")[0] in ("5", "6")
+
+
+def test_classical_inpaint_pastes_one_layer_above_the_active_one(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["classical"]
+    assert job["mode"] == "inpaint"
+    _layer_matches_result(job)
+    top = [n for n in job["layers"] if not n["type"].endswith("mask")]
+    assert [n["name"] for n in top] == ["Background", job["pasted"][0]["name"]]
+    assert "clean table" in job["pasted"][0]["name"] and "7" in job["pasted"][0]["name"]
+    x, y, w, h = SELECTION
+    layer = job["results"][0]["layer"]
+    assert layer["x"] <= x and layer["y"] <= y  # covers the selection
+    assert layer["x"] + layer["width"] >= x + w and layer["y"] + layer["height"] >= y + h
+
+
+def test_tiny_random_batch_lands_in_one_group_and_undoes_in_one_step(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["tiny"]
+    assert job["mode"] == "inpaint"
+    _layer_matches_result(job)
+    layers = [n for n in job["layers"] if not n["type"].endswith("mask")]
+    group = layers[-1]
+    assert group["type"] == "grouplayer"
+    names = [p["name"] for p in job["pasted"]]
+    assert [c["name"] for c in reversed(group["children"])] == names  # item 0 on top
+    assert [c["visible"] for c in reversed(group["children"])] == [True, False]
+    undo = job["undo"]
+    assert undo["before"] == job["layers"]
+    assert undo["after_undo"] == [n for n in job["layers"] if n is not group]  # the whole group, one undo
+    assert undo["after_redo"] == undo["before"]
+
+
+def test_expand_grows_the_canvas_and_outpaints(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["expand"]
+    assert job["mode"] == "outpaint"
+    canvas = job["results"][0]["canvas"]
+    assert job["doc_size"] == [canvas["width"], canvas["height"]] == [664, 432]
+    _layer_matches_result(job)
+
+
+def test_ui_thread_kept_responsive(krita_run: dict[str, Any]) -> None:
+    # the docker's timer kept ticking while jobs ran (pasting itself happens on the UI thread)
+    assert krita_run["max_ui_gap_s"] < 5.0, krita_run["max_ui_gap_s"]
+
+
+def test_screenshot_saved(krita_run: dict[str, Any]) -> None:
+    label = "krita6" if krita_run["krita_version"].startswith("6") else "krita5"
+    shot = ARTIFACTS_DIR / f"{label}.png"
+    assert shot.is_file() and shot.stat().st_size > 10_000

@@ -1,0 +1,371 @@
+"""The plugin's host-independent parts against tests/krita/fake_krita.py: glue (reading, pasting,
+undo, refusal of other colour depths) and the docker model driving a real in-process daemon."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from underpaint_krita.glue import KritaGlue, UserError, bgra_from
+from underpaint_krita.model import DockerModel, Settings
+
+from tests.krita.fake_krita import FakeDocument, FakeKrita
+from underpaint.daemon.config import DaemonConfig
+from underpaint.daemon.server import Daemon, DaemonThread
+from underpaint.engines.classical import ClassicalEngine
+from underpaint_protocol.session import ImageData
+
+RED = bytes([0, 0, 255, 255])  # BGRA
+BLUE = bytes([255, 0, 0, 255])
+
+
+def photo(width: int = 48, height: int = 32) -> tuple[FakeKrita, FakeDocument]:
+    app = FakeKrita()
+    doc = app.open(FakeDocument(width, height))
+    base = doc.add_layer("Background", BLUE)
+    for y in range(height):  # some structure for the classical fill
+        for x in range(width):
+            base.pixels[(x, y)] = bytes([(x * 5) % 256, (y * 7) % 256, 128, 255])
+    return app, doc
+
+
+def result_message(x: int, y: int, w: int, h: int, canvas: tuple[int, int, int, int], seed: int = 1) -> dict:
+    cx, cy, cw, ch = canvas
+    return {
+        "type": "result",
+        "index": 0,
+        "layer": {"name": f"p [seed {seed}]", "x": x, "y": y, "width": w, "height": h},
+        "canvas": {"x": cx, "y": cy, "width": cw, "height": ch},
+        "params": {"seed": seed},
+        "output": None,
+    }
+
+
+# ------------------------------------------------------------------------------------------ glue
+
+
+def test_snapshot_refuses_other_colour_depths_clearly() -> None:
+    app = FakeKrita()
+    app.open(FakeDocument(10, 10, "RGBA", "U16"))
+    with pytest.raises(UserError, match=r"8-bit RGBA.*RGBA/U16.*Convert Image Color Space"):
+        KritaGlue(app).snapshot()
+    app.open(FakeDocument(10, 10, "CMYKA", "U8"))
+    with pytest.raises(UserError, match="CMYKA/U8"):
+        KritaGlue(app).snapshot()
+    with pytest.raises(UserError, match="Open an image first"):
+        KritaGlue(FakeKrita()).snapshot()
+
+
+def test_snapshot_and_reading_the_region_in_bgra_and_the_soft_mask() -> None:
+    app, doc = photo(12, 8)
+    top = doc.add_layer("top", bytes([10, 20, 30, 255]))
+    top.pixels = {(x, y): bytes([10, 20, 30, 255]) for x in range(4, 6) for y in range(2, 4)}
+    doc.select_rect(3, 2, 4, 3, 128)
+    glue = KritaGlue(app)
+    snap = glue.snapshot()
+    assert (snap.width, snap.height) == (12, 8)
+    assert snap.selection is not None and snap.selection.as_dict() == {"x": 3, "y": 2, "width": 4, "height": 3}
+    image = glue.read_image(snap.key, {"x": 4, "y": 2, "width": 2, "height": 2})
+    assert image.format == "bgra8" and bytes(image.data) == bytes([10, 20, 30, 255]) * 4
+    mask = glue.read_mask(snap.key, {"x": 2, "y": 2, "width": 2, "height": 1})
+    assert mask is not None and mask.format == "gray8" and bytes(mask.data) == bytes([0, 128])
+
+
+def test_rgba_results_are_swapped_to_bgra() -> None:
+    assert bgra_from(ImageData("rgba8", 1, 1, bytes([1, 2, 3, 4]))) == bytes([3, 2, 1, 4])
+    assert bgra_from(ImageData("bgra8", 1, 1, bytes([1, 2, 3, 4]))) == bytes([1, 2, 3, 4])
+
+
+def test_one_result_is_one_layer_right_above_the_active_layer_in_one_undo_step() -> None:
+    app, doc = photo(20, 10)
+    base = doc.root.children[0]
+    top = doc.add_layer("Top", RED)
+    doc.active = base
+    before = dict(base.pixels), dict(top.pixels)
+    glue = KritaGlue(app, to_qbytes=bytearray)
+    message = result_message(3, 2, 4, 2, (0, 0, 20, 10), seed=9)
+    pasted = glue.apply(glue.snapshot().key, (20, 10), [(message, ImageData("bgra8", 4, 2, RED * 8))], "g")
+    assert [n.name() for n in doc.root.children] == ["Background", "p [seed 9]", "Top"]
+    layer = doc.root.children[1]
+    assert (layer.bounds().x(), layer.bounds().y(), layer.bounds().width(), layer.bounds().height()) == (3, 2, 4, 2)
+    assert [(p.x, p.y, p.width, p.height) for p in pasted] == [(3, 2, 4, 2)]
+    assert len(doc.undo_steps) == 1
+    assert (dict(base.pixels), dict(top.pixels)) == before and base.writes == top.writes == 0
+
+
+def test_active_mask_pastes_above_its_layer_and_no_active_goes_on_top() -> None:
+    app, doc = photo(8, 8)
+    base = doc.root.children[0]
+    mask = doc.createNode("Transparency Mask", "transparencymask")
+    base.children.append(mask)
+    mask.parent = base
+    doc.active = mask
+    glue = KritaGlue(app)
+    key = glue.snapshot().key
+    glue.apply(key, (8, 8), [(result_message(0, 0, 1, 1, (0, 0, 8, 8)), ImageData("bgra8", 1, 1, RED))], "g")
+    assert [n.name() for n in doc.root.children] == ["Background", "p [seed 1]"]
+    doc.active = None
+    glue.apply(key, (8, 8), [(result_message(0, 0, 1, 1, (0, 0, 8, 8), 2), ImageData("bgra8", 1, 1, RED))], "g")
+    assert [n.name() for n in doc.root.children][-1] == "p [seed 2]"
+
+
+def test_a_batch_is_one_group_first_item_visible_on_top_one_undo_step() -> None:
+    app, doc = photo(10, 10)
+    glue = KritaGlue(app)
+    results = [
+        (result_message(1, 1, 2, 2, (0, 0, 10, 10), seed), ImageData("bgra8", 2, 2, RED * 4)) for seed in (5, 6, 7)
+    ]
+    glue.apply(glue.snapshot().key, (10, 10), results, "p [seeds 5-7]")
+    group = doc.root.children[-1]
+    assert group.type() == "grouplayer" and group.name() == "p [seeds 5-7]"
+    top_down = list(reversed(group.children))
+    assert [n.name() for n in top_down] == ["p [seed 5]", "p [seed 6]", "p [seed 7]"]
+    assert [n.visible() for n in top_down] == [True, False, False]
+    assert doc.undo_steps == [("add", group)]
+
+
+def test_outpaint_grows_the_canvas_first_then_places_the_layer() -> None:
+    app, doc = photo(10, 6)
+    base = doc.root.children[0]
+    original = base.pixelData(0, 0, 10, 6)
+    glue = KritaGlue(app)
+    message = result_message(-4, 0, 4, 6, (-4, 0, 14, 6))
+    glue.apply(glue.snapshot().key, (10, 6), [(message, ImageData("bgra8", 4, 6, RED * 24))], "g")
+    assert (doc.width(), doc.height()) == (14, 6)
+    assert [kind for kind, _ in doc.undo_steps] == ["resize", "add"]
+    layer = doc.root.children[-1]
+    assert (layer.bounds().x(), layer.bounds().width()) == (0, 4)
+    assert base.pixelData(4, 0, 10, 6) == original  # the old canvas moved over, its pixels untouched
+
+
+def test_a_resized_document_or_a_closed_one_is_not_pasted_into() -> None:
+    app, doc = photo(10, 6)
+    glue = KritaGlue(app)
+    key = glue.snapshot().key
+    item = [(result_message(0, 0, 1, 1, (0, 0, 10, 6)), ImageData("bgra8", 1, 1, RED))]
+    doc.resizeImage(0, 0, 12, 6)
+    with pytest.raises(UserError, match="resized while the job ran"):
+        glue.apply(key, (10, 6), item, "g")
+    app.close(doc)
+    with pytest.raises(UserError, match="closed"):
+        glue.apply(key, (10, 6), item, "g")
+
+
+# ------------------------------------------------------------------------------------------ model + daemon
+
+
+class UiLoop:
+    """Stands in for Krita's UI thread: ``post`` queues, ``run_until`` executes on the test's thread."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.thread = threading.current_thread()
+
+    def post(self, function: Callable[[], None]) -> None:
+        self.queue.put(function)
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out")
+            try:
+                function = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            function()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonThread]:
+    config = DaemonConfig(host="127.0.0.1", port=0, token_file=tmp_path / "token", outputs=tmp_path / "outputs")
+    thread = DaemonThread(Daemon(config, [ClassicalEngine()], "classical")).start()
+    yield thread
+    thread.stop()
+
+
+def make_model(app: FakeKrita, url: str, token: str = "") -> tuple[DockerModel, UiLoop]:
+    ui = UiLoop()
+    settings = Settings(
+        lambda k, d: app.readSetting("underpaint", k, d), lambda k, v: app.writeSetting("underpaint", k, v)
+    )
+    model = DockerModel(KritaGlue(app), ui.post, settings, host=("krita", "test"), connect_timeout=2)
+    model.url, model.token = url, token
+    return model, ui
+
+
+def connected(app: FakeKrita, daemon: DaemonThread) -> tuple[DockerModel, UiLoop]:
+    model, ui = make_model(app, daemon.url, daemon.daemon.token)
+    model.connect()
+    ui.run_until(lambda: model.connection == "connected")
+    return model, ui
+
+
+def test_generate_inpaints_reads_only_the_planned_region_and_pastes_one_layer(daemon: DaemonThread) -> None:
+    app, doc = photo(240, 160)
+    doc.select_rect(100, 70, 12, 10)
+    model, ui = connected(app, daemon)
+    assert [m["id"] for m in model.models] == ["classical"] and model.model_id == "classical"
+    assert app.settings[("underpaint", "url")] == daemon.url  # remembered
+    model.prompt, model.seed_random, model.seed = "wood", False, 42
+    entry = model.generate()
+    assert entry is not None and entry.mode == "inpaint"
+    ui.run_until(lambda: entry.state == "finished" and entry.applied == len(entry.results) == 1)
+    assert entry.upload is not None
+    assert doc.pixel_reads == [tuple(entry.upload[k] for k in ("x", "y", "width", "height"))]  # once, as planned
+    x, y, w, h = doc.pixel_reads[0]
+    assert w * h < 240 * 160 and x <= 100 and y <= 70 and x + w >= 112 and y + h >= 80
+    assert entry.seed == 42 and len(entry.pasted) == 1
+    layer = doc.root.children[-1]
+    message = entry.results[0][0]
+    assert layer.name() == message["layer"]["name"] == "wood [seed 42]"
+    b = layer.bounds()
+    lay = message["layer"]
+    assert (b.x(), b.y(), b.width(), b.height()) == (lay["x"], lay["y"], lay["width"], lay["height"])
+    assert doc.root.children[0].writes == 0
+    assert model.error == "" and not model.busy
+    model.close()
+
+
+def test_many_fast_jobs_all_paste(daemon: DaemonThread) -> None:
+    """Results can arrive before the submit's future resolves: none may be lost."""
+    app, doc = photo(32, 24)
+    doc.select_rect(8, 8, 6, 6)
+    model, ui = connected(app, daemon)
+    entries = [model.generate() for _ in range(6)]
+    ui.run_until(lambda: all(e is not None and e.state == "finished" and e.applied == 1 for e in entries))
+    assert all(e is not None and len(e.pasted) == 1 for e in entries)
+    assert len([n for n in doc.root.children if n.name() != "Background"]) == 6
+    model.close()
+
+
+def test_events_run_re_entrantly_during_a_paste_paste_once(daemon: DaemonThread) -> None:
+    """Krita's waitForDone() may deliver queued signals in the middle of a paste (seen in Krita 6)."""
+    app, doc = photo(40, 30)
+    doc.select_rect(8, 8, 6, 6)
+    model, ui = connected(app, daemon)
+    observed: list[tuple[bool, int]] = []
+
+    def pump() -> None:  # inside glue.apply: run what is queued, like a nested Qt event loop
+        while not ui.queue.empty():
+            ui.queue.get()()
+        entry = model.jobs[-1]
+        observed.append((entry.settled, len(entry.pasted)))
+
+    doc.on_wait = pump
+    model.extend = (0, 0, 6, 0)
+    entry = model.generate(expand=True)  # outpaint: resize + waitForDone inside the paste
+    assert entry is not None
+    ui.run_until(lambda: entry.settled)
+    assert len(entry.pasted) == 1 and len([n for n in doc.root.children if n.name() != "Background"]) == 1
+    assert observed and not any(settled for settled, _ in observed)  # never "done" mid-paste
+    model.close()
+
+
+def test_daemon_not_running_says_how_to_start_it() -> None:
+    app, _ = photo()
+    with socket_port() as port:
+        model, ui = make_model(app, f"ws://127.0.0.1:{port}")
+    model.connect()
+    ui.run_until(lambda: model.connection == "disconnected", timeout=15)
+    assert "not running" in model.status and "underpaint serve" in model.status
+    assert model.generate() is None and "Not connected" in model.error
+    model.close()
+
+
+def test_wrong_token_is_explained(tmp_path: Path) -> None:
+    config = DaemonConfig(host="0.0.0.0", port=0, token_file=tmp_path / "token", outputs=None)
+    thread = DaemonThread(Daemon(config, [ClassicalEngine()], "classical")).start()
+    try:
+        app, _ = photo()
+        model, ui = make_model(app, f"ws://127.0.0.1:{thread.daemon.port}", "wrong")
+        model.connect()
+        ui.run_until(lambda: model.connection == "disconnected", timeout=15)
+        assert "refused the token" in model.status and "underpaint token" in model.status
+        model.close()
+    finally:
+        thread.stop()
+
+
+def test_daemon_errors_show_in_the_docker_not_as_tracebacks(daemon: DaemonThread) -> None:
+    app, _doc = photo()
+    model, ui = connected(app, daemon)
+    model.strength = 1.0  # no selection, full strength: txt2img, which the classical engine cannot do
+    entry = model.generate()
+    assert entry is not None and entry.mode == "txt2img"
+    ui.run_until(lambda: entry.state == "failed")
+    assert "unsupported_mode" in model.error and "Traceback" not in model.error
+    model.close()
+
+
+def test_unsupported_document_is_refused_before_anything_is_sent(daemon: DaemonThread) -> None:
+    app = FakeKrita()
+    app.open(FakeDocument(16, 16, "RGBA", "F32"))
+    model, _ui = connected(app, daemon)
+    assert model.generate() is None and "8-bit RGBA" in model.error and not model.jobs
+    model.close()
+
+
+def test_document_closed_mid_job_drops_the_result_with_a_message(daemon: DaemonThread) -> None:
+    app, doc = photo(32, 24)
+    doc.select_rect(4, 4, 8, 8)
+    model, ui = connected(app, daemon)
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.state in ("queued", "running", "finished") or entry.results != [])
+    app.close(doc)
+    ui.run_until(lambda: entry.state == "finished")
+    assert entry.pasted == [] and entry.note == "document closed"
+    assert "closed" in model.error and "saved in" in model.error  # where the daemon kept the PNG
+    model.close()
+
+
+def test_expand_outpaints_and_grows_the_canvas(daemon: DaemonThread) -> None:
+    app, doc = photo(40, 24)
+    model, ui = connected(app, daemon)
+    model.extend = (0, 0, 8, 4)
+    assert model.generate(expand=True) is not None
+    entry = model.jobs[-1]
+    assert entry.mode == "outpaint"
+    ui.run_until(lambda: entry.state == "finished" and entry.applied == 1)
+    assert (doc.width(), doc.height()) == (48, 28)
+    model.extend = (0, 0, 0, 0)
+    assert model.generate(expand=True) is None and "at least one side" in model.error
+    model.close()
+
+
+def test_krita_api_is_only_touched_on_the_ui_thread(daemon: DaemonThread) -> None:
+    app, doc = photo(32, 24)
+    doc.select_rect(4, 4, 8, 8)
+    seen: set[str] = set()
+    original = doc.pixelData
+
+    def pixel_data(*args: int) -> bytes:
+        seen.add(threading.current_thread().name)
+        return original(*args)
+
+    doc.pixelData = pixel_data  # type: ignore[method-assign]
+    model, ui = connected(app, daemon)
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.state == "finished" and entry.applied == 1)
+    assert seen == {threading.current_thread().name}
+    model.close()
+
+
+class socket_port:
+    """A loopback port with nothing listening on it."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        pass
