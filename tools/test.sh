@@ -14,8 +14,12 @@ fi
 # torch==2.13.0 is the CPU build on this machine kind; on a GPU machine see README for the CUDA build.
 .venv/bin/pip install --quiet torch==2.13.0 -e '.[test]'
 
-if [ -x tools/hosts/provision.sh ]; then
-    tools/hosts/provision.sh
+# The real hosts the plugin tests drive: Krita 5/6, GIMP 3.0/3.2 (cached outside the clone).
+tools/hosts/provision.sh
+# Headless Chromium for the Figma plugin's end-to-end test (node and npm come with the machine).
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
 .venv/bin/ruff check .
