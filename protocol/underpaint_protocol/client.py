@@ -79,13 +79,18 @@ class UnderpaintClient:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def connect(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Connect and shake hands; raises NotConnected or DaemonError when that fails."""
+    def connect(self, timeout: float = 10.0, fail_fast: bool = False) -> dict[str, Any]:
+        """Connect and shake hands; raises NotConnected or DaemonError when that fails.
+
+        With ``fail_fast`` the first failed attempt raises at once (a daemon that is not running is
+        reported immediately); the client still reconnects by itself after later drops.
+        """
         self._thread = threading.Thread(target=self._run, name="underpaint-client", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._connected.wait(0.05):
-            if self._first_error is not None and not self.reconnect:
+            if self._first_error is not None and (fail_fast or not self.reconnect):
+                self.close()
                 raise self._first_error
             if time.monotonic() > deadline:
                 self.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from tests.daemon.conftest import RunningDaemon, photo_like, submit_job
 from tests.daemon.test_jobs import inpaint_job, rect_mask
@@ -196,3 +197,20 @@ def test_shutdown_tells_clients_which_jobs_were_interrupted(tmp_path) -> None:
     assert any("running" in line and running[:8] in line for line in running_daemon.thread.interrupted)
     assert any("queued" in line and queued[:8] in line for line in running_daemon.thread.interrupted)
     client.close()
+
+
+def test_fail_fast_reports_a_missing_daemon_at_once() -> None:
+    import socket
+    import time
+
+    from underpaint_protocol.client import NotConnected
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = UnderpaintClient(f"ws://127.0.0.1:{port}", client_name="pytest")
+    started = time.monotonic()
+    with pytest.raises(NotConnected) as refused:
+        client.connect(timeout=10, fail_fast=True)
+    assert time.monotonic() - started < 5
+    assert str(port) in str(refused.value)
