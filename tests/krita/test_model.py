@@ -13,6 +13,7 @@ import pytest
 from underpaint_krita.glue import KritaGlue, UserError, bgra_from
 from underpaint_krita.model import DockerModel, Settings
 
+from tests.daemon.engines import PACED_MODEL, PacedEngine
 from tests.krita.fake_krita import FakeDocument, FakeKrita
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
@@ -180,10 +181,13 @@ class UiLoop:
             function()
 
 
+PACED = PacedEngine(step_seconds=0.05, steps=10)
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[DaemonThread]:
     config = DaemonConfig(host="127.0.0.1", port=0, token_file=tmp_path / "token", outputs=tmp_path / "outputs")
-    thread = DaemonThread(Daemon(config, [ClassicalEngine()], "classical")).start()
+    thread = DaemonThread(Daemon(config, [ClassicalEngine(), PACED], "classical")).start()
     yield thread
     thread.stop()
 
@@ -209,7 +213,7 @@ def test_generate_inpaints_reads_only_the_planned_region_and_pastes_one_layer(da
     app, doc = photo(240, 160)
     doc.select_rect(100, 70, 12, 10)
     model, ui = connected(app, daemon)
-    assert [m["id"] for m in model.models] == ["classical"] and model.model_id == "classical"
+    assert [m["id"] for m in model.models] == ["classical", PACED_MODEL] and model.model_id == "classical"
     assert app.settings[("underpaint", "url")] == daemon.url  # remembered
     model.prompt, model.seed_random, model.seed = "wood", False, 42
     entry = model.generate()
@@ -228,7 +232,7 @@ def test_generate_inpaints_reads_only_the_planned_region_and_pastes_one_layer(da
     assert (b.x(), b.y(), b.width(), b.height()) == (lay["x"], lay["y"], lay["width"], lay["height"])
     assert doc.root.children[0].writes == 0
     assert model.error == "" and not model.busy
-    model.close()
+    model.close(wait=True)
 
 
 def test_many_fast_jobs_all_paste(daemon: DaemonThread) -> None:
@@ -240,7 +244,7 @@ def test_many_fast_jobs_all_paste(daemon: DaemonThread) -> None:
     ui.run_until(lambda: all(e is not None and e.state == "finished" and e.applied == 1 for e in entries))
     assert all(e is not None and len(e.pasted) == 1 for e in entries)
     assert len([n for n in doc.root.children if n.name() != "Background"]) == 6
-    model.close()
+    model.close(wait=True)
 
 
 def test_events_run_re_entrantly_during_a_paste_paste_once(daemon: DaemonThread) -> None:
@@ -263,7 +267,7 @@ def test_events_run_re_entrantly_during_a_paste_paste_once(daemon: DaemonThread)
     ui.run_until(lambda: entry.settled)
     assert len(entry.pasted) == 1 and len([n for n in doc.root.children if n.name() != "Background"]) == 1
     assert observed and not any(settled for settled, _ in observed)  # never "done" mid-paste
-    model.close()
+    model.close(wait=True)
 
 
 def test_daemon_not_running_says_how_to_start_it() -> None:
@@ -274,7 +278,7 @@ def test_daemon_not_running_says_how_to_start_it() -> None:
     ui.run_until(lambda: model.connection == "disconnected", timeout=15)
     assert "not running" in model.status and "underpaint serve" in model.status
     assert model.generate() is None and "Not connected" in model.error
-    model.close()
+    model.close(wait=True)
 
 
 def test_wrong_token_is_explained(tmp_path: Path) -> None:
@@ -286,7 +290,7 @@ def test_wrong_token_is_explained(tmp_path: Path) -> None:
         model.connect()
         ui.run_until(lambda: model.connection == "disconnected", timeout=15)
         assert "refused the token" in model.status and "underpaint token" in model.status
-        model.close()
+        model.close(wait=True)
     finally:
         thread.stop()
 
@@ -299,7 +303,7 @@ def test_daemon_errors_show_in_the_docker_not_as_tracebacks(daemon: DaemonThread
     assert entry is not None and entry.mode == "txt2img"
     ui.run_until(lambda: entry.state == "failed")
     assert "unsupported_mode" in model.error and "Traceback" not in model.error
-    model.close()
+    model.close(wait=True)
 
 
 def test_unsupported_document_is_refused_before_anything_is_sent(daemon: DaemonThread) -> None:
@@ -307,7 +311,7 @@ def test_unsupported_document_is_refused_before_anything_is_sent(daemon: DaemonT
     app.open(FakeDocument(16, 16, "RGBA", "F32"))
     model, _ui = connected(app, daemon)
     assert model.generate() is None and "8-bit RGBA" in model.error and not model.jobs
-    model.close()
+    model.close(wait=True)
 
 
 def test_document_closed_mid_job_drops_the_result_with_a_message(daemon: DaemonThread) -> None:
@@ -321,7 +325,7 @@ def test_document_closed_mid_job_drops_the_result_with_a_message(daemon: DaemonT
     ui.run_until(lambda: entry.state == "finished")
     assert entry.pasted == [] and entry.note == "document closed"
     assert "closed" in model.error and "saved in" in model.error  # where the daemon kept the PNG
-    model.close()
+    model.close(wait=True)
 
 
 def test_expand_outpaints_and_grows_the_canvas(daemon: DaemonThread) -> None:
@@ -335,7 +339,7 @@ def test_expand_outpaints_and_grows_the_canvas(daemon: DaemonThread) -> None:
     assert (doc.width(), doc.height()) == (48, 28)
     model.extend = (0, 0, 0, 0)
     assert model.generate(expand=True) is None and "at least one side" in model.error
-    model.close()
+    model.close(wait=True)
 
 
 def test_krita_api_is_only_touched_on_the_ui_thread(daemon: DaemonThread) -> None:
@@ -354,7 +358,7 @@ def test_krita_api_is_only_touched_on_the_ui_thread(daemon: DaemonThread) -> Non
     assert entry is not None
     ui.run_until(lambda: entry.state == "finished" and entry.applied == 1)
     assert seen == {threading.current_thread().name}
-    model.close()
+    model.close(wait=True)
 
 
 class socket_port:
@@ -369,3 +373,38 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def test_progress_preview_and_cancel(daemon: DaemonThread) -> None:
+    app, doc = photo(64, 48)
+    doc.select_rect(10, 10, 12, 12)
+    model, ui = connected(app, daemon)
+    model.set_model(PACED_MODEL)
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.step >= 2)
+    assert model.progress[1] == 10 and model.preview is not None and model.preview.format == "bgra8"
+    assert entry.state == "running" and model.busy
+    model.cancel()
+    ui.run_until(lambda: entry.state == "cancelled")
+    assert entry.pasted == [] and not model.busy and model.preview is None
+    assert [n.name() for n in doc.root.children] == ["Background"]
+    model.close(wait=True)
+
+
+def test_dropped_socket_reconnects_and_the_result_still_lands(daemon: DaemonThread) -> None:
+    app, doc = photo(64, 48)
+    doc.select_rect(10, 10, 12, 12)
+    model, ui = connected(app, daemon)
+    model.set_model(PACED_MODEL)
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.step >= 1)
+    client = model.client
+    assert client is not None and client._connection is not None
+    client._connection.close()  # the socket drops under a running job
+    ui.run_until(lambda: model.connection == "reconnecting" or entry.settled)
+    ui.run_until(lambda: entry.settled and model.connection == "connected")
+    assert entry.state == "finished" and len(entry.pasted) == 1
+    assert model.status.startswith("Connected")
+    model.close(wait=True)

@@ -282,13 +282,13 @@ class DockerModel:
             self.status = f"The daemon at {self.url} is not reachable ({detail}); retrying. {START_HINT}"
         self.changed()
 
-    def close(self) -> None:
-        """Krita is quitting: drop the connection without waiting on the UI thread."""
+    def close(self, wait: bool = False) -> None:
+        """Krita is quitting: drop the connection (without waiting on the UI thread unless ``wait``)."""
         self._generation += 1
         client, self.client = self.client, None
         if client is not None:
             self._worker.submit(client.close)
-        self._worker.shutdown(wait=False)
+        self._worker.shutdown(wait=wait)
 
     # ---------------------------------------------------------------- generating
 
