@@ -10,6 +10,7 @@ finished meanwhile. Standard library plus ``websockets`` only; Python 3.10+.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +71,10 @@ class UnderpaintClient:
         self.session = ClientSession()
         self.welcome: dict[str, Any] | None = None
         self._connection: ClientConnection | None = None
-        self._send_lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[tuple[ClientConnection, list[Any], Callable[[Exception], None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._sender: threading.Thread | None = None
         self._futures: dict[str, tuple[str, Future[Any]]] = {}
         self._connected = threading.Event()
         self._closing = False
@@ -87,9 +91,12 @@ class UnderpaintClient:
         """
         self._thread = threading.Thread(target=self._run, name="underpaint-client", daemon=True)
         self._thread.start()
+        self._sender = threading.Thread(target=self._send_loop, name="underpaint-client-send", daemon=True)
+        self._sender.start()
         deadline = time.monotonic() + timeout
         while not self._connected.wait(0.05):
-            if self._first_error is not None and (fail_fast or not self.reconnect):
+            gave_up = not self._thread.is_alive()  # refused for good (unauthorized, wrong protocol)
+            if self._first_error is not None and (fail_fast or gave_up or not self.reconnect):
                 self.close()
                 raise self._first_error
             if time.monotonic() > deadline:
@@ -100,6 +107,7 @@ class UnderpaintClient:
 
     def close(self) -> None:
         self._closing = True
+        self._outbox.put(None)
         connection = self._connection
         if connection is not None:
             connection.close()
@@ -209,22 +217,39 @@ class UnderpaintClient:
 
     # ---------------------------------------------------------------- requests
 
-    def _send(self, frames: list[Any]) -> None:
+    def _send(self, frames: list[Any], on_error: Callable[[Exception], None] | None = None) -> None:
+        """Queue a message (and its frames) for the sending thread: callers never wait on the network.
+
+        Image data handed to ``submit`` must not change until it has been sent.
+        """
         connection = self._connection
         if connection is None:
             raise NotConnected("not connected to the daemon")
-        with self._send_lock:
-            for frame in frames:
-                connection.send(frame)
+        self._outbox.put((connection, frames, on_error or (lambda error: log.info("send failed: %s", error))))
+
+    def _send_loop(self) -> None:
+        """The one thread that writes to the socket, so a message's frames always go out together."""
+        while (item := self._outbox.get()) is not None:
+            connection, frames, on_error = item
+            try:
+                for frame in frames:
+                    connection.send(frame)
+            except (ConnectionClosed, OSError) as error:
+                on_error(NotConnected(f"the connection to the daemon was lost while sending: {error}"))
 
     def _request(self, request_id: str, expected: str, frames: list[Any]) -> Future[Any]:
         future: Future[Any] = Future()
         self._futures[request_id] = (expected, future)
+
+        def failed(error: Exception) -> None:
+            pending = self._futures.pop(request_id, None)
+            if pending is not None and not pending[1].done():
+                pending[1].set_exception(error)
+
         try:
-            self._send(frames)
-        except (NotConnected, ConnectionClosed) as error:
-            self._futures.pop(request_id, None)
-            future.set_exception(NotConnected(str(error)))
+            self._send(frames, failed)
+        except NotConnected as error:
+            failed(error)
         return future
 
     def plan(self, job: dict[str, Any]) -> Future[dict[str, Any]]:

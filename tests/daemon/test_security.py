@@ -86,3 +86,20 @@ def test_token_command_prints_the_token(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["token", "--token-file", str(tmp_path / "t")]) == 0
     printed = capsys.readouterr().out.strip()
     assert printed and printed == (tmp_path / "t").read_text().strip()
+
+
+def test_client_gives_up_at_once_when_refused_for_good(tmp_path: Path) -> None:
+    import time
+
+    from underpaint_protocol.client import DaemonError, UnderpaintClient
+
+    running = start_daemon(tmp_path, host="0.0.0.0")
+    try:
+        client = UnderpaintClient(running.url, client_name="pytest", reconnect=True)
+        started = time.monotonic()
+        with pytest.raises(DaemonError) as refused:
+            client.connect(timeout=20)
+        assert refused.value.code == "unauthorized"
+        assert time.monotonic() - started < 5
+    finally:
+        running.thread.stop()
