@@ -291,9 +291,7 @@ def test_16k_canvas_without_allocating_it():
         assert plan.upload.area < 40_000_000
         upload = synthetic(plan.upload.width, plan.upload.height)  # only what the host would send
         prepared = prepare_job(plan, upload, None, BlendSettings())
-        layer, composite = finish_job_with_composite(
-            prepared, shifted_engine(prepared)
-        )
+        layer, composite = finish_job_with_composite(prepared, shifted_engine(prepared))
         assert layer.rect.contains(sel)
         assert plan.canvas.contains(layer.rect)
         placed = composite_over(upload, layer, plan.upload)

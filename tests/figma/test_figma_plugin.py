@@ -40,9 +40,7 @@ def _require_tools() -> str:
 def _run(args: list[str], timeout: int) -> str:
     env = {**os.environ, "UNDERPAINT_PYTHON": sys.executable, "CHROMIUM": CHROMIUM, "NO_COLOR": "1", "CI": "true"}
     try:
-        done = subprocess.run(
-            args, cwd=PLUGIN, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        done = subprocess.run(args, cwd=PLUGIN, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"`{' '.join(args)}` ran past {timeout} s:\n{error.stdout or ''}\n{error.stderr or ''}")
     output = f"{done.stdout}\n{done.stderr}"

@@ -90,8 +90,7 @@ def _validate(entry: dict) -> Host:
     if not (exe_path.is_file() and os.access(exe_path, os.X_OK)):
         raise HostMissing(_missing_message(label, f"{exe_path} is missing"))
     cls = KritaHost if entry["kind"] == "krita" else GimpHost
-    return cls(label=label, kind=entry["kind"], exe=exe, root=root,
-               package_version=entry.get("package_version", ""))
+    return cls(label=label, kind=entry["kind"], exe=exe, root=root, package_version=entry.get("package_version", ""))
 
 
 def get_host(label: str) -> Host:

@@ -64,8 +64,7 @@ def _under(path: Path, parent: Path) -> bool:
         return False
 
 
-def host_command(host: Host, argv: Sequence[str], env: Mapping[str, str],
-                 visible: Iterable[Path] = ()) -> list[str]:
+def host_command(host: Host, argv: Sequence[str], env: Mapping[str, str], visible: Iterable[Path] = ()) -> list[str]:
     """The argv that runs `argv` with exactly `env` in `host` (on this machine or inside its root).
 
     `visible`: folders that must be reachable at the same path inside a root (bind-mounted unless they
@@ -162,24 +161,38 @@ class HostRun:
         return f"--- stdout ---\n{_tail(self.stdout)}\n--- stderr ---\n{_tail(self.stderr)}"
 
 
-def run_in_host(host: Host, argv: Sequence[str], *, home_dir: Path, timeout: float = 60,
-                env: Mapping[str, str] | None = None, stdin: str | None = None,
-                visible: Iterable[Path] = ()) -> HostRun:
+def run_in_host(
+    host: Host,
+    argv: Sequence[str],
+    *,
+    home_dir: Path,
+    timeout: float = 60,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    visible: Iterable[Path] = (),
+) -> HostRun:
     """Run a command to completion in `host` with HOME=home_dir and a clean environment."""
     home_dir = Path(home_dir).resolve()
     home_dir.mkdir(parents=True, exist_ok=True)
     cmd = host_command(host, argv, _base_env(home_dir, env), [home_dir, *visible])
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_tree(proc)
         out, err = proc.communicate()
-        raise HostRunError(f"{host.label}: {' '.join(argv)} timed out after {timeout} s\n"
-                           f"--- stdout ---\n{_tail(out)}\n--- stderr ---\n{_tail(err)}") from None
+        raise HostRunError(
+            f"{host.label}: {' '.join(argv)} timed out after {timeout} s\n"
+            f"--- stdout ---\n{_tail(out)}\n--- stderr ---\n{_tail(err)}"
+        ) from None
     return HostRun(host, proc.returncode, out, err, time.monotonic() - t0)
 
 
@@ -194,8 +207,7 @@ def _desktop_library(desktop: Path) -> str:
     raise ValueError(f"{desktop}: no X-KDE-Library= line")
 
 
-def prepare_krita_home(home_dir: Path, pykrita_dir: Path | None = None,
-                       kritarc_extra: str = "") -> list[str]:
+def prepare_krita_home(home_dir: Path, pykrita_dir: Path | None = None, kritarc_extra: str = "") -> list[str]:
     """Make `home_dir` an isolated Krita HOME.
 
     `pykrita_dir` is a folder laid out like Krita's own pykrita folder (NAME.desktop + package NAME/,
@@ -211,8 +223,9 @@ def prepare_krita_home(home_dir: Path, pykrita_dir: Path | None = None,
             if item.name == "__pycache__":
                 continue
             if item.is_dir():
-                shutil.copytree(item, dest / item.name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(
+                    item, dest / item.name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+                )
             else:
                 shutil.copy2(item, dest / item.name)
             if item.suffix == ".desktop":
@@ -224,10 +237,19 @@ def prepare_krita_home(home_dir: Path, pykrita_dir: Path | None = None,
     return names
 
 
-def run_krita(host: KritaHost, home_dir: Path, timeout: float = 120, *,
-              pykrita_dir: Path | None = None, report_path: Path | None = None,
-              screenshot: Path | None = None, env: Mapping[str, str] | None = None,
-              args: Sequence[str] = (), screen: str = SCREEN, settle: float = 3.0) -> HostRun:
+def run_krita(
+    host: KritaHost,
+    home_dir: Path,
+    timeout: float = 120,
+    *,
+    pykrita_dir: Path | None = None,
+    report_path: Path | None = None,
+    screenshot: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    screen: str = SCREEN,
+    settle: float = 3.0,
+) -> HostRun:
     """Start `xvfb-run -a krita --nosplash` in `host` with HOME=home_dir, wait for the plugin's report.
 
     If `pykrita_dir` is given, prepare_krita_home() installs and enables it first (else home_dir must
@@ -250,14 +272,12 @@ def run_krita(host: KritaHost, home_dir: Path, timeout: float = 120, *,
     report_path.unlink(missing_ok=True)
     run_env = {"UNDERPAINT_TEST_REPORT": str(report_path), **(env or {})}
     xauth = home_dir / ".Xauthority"  # -f: no xvfb-run temp dir left behind when the run is killed
-    argv = ["xvfb-run", "-a", "-f", str(xauth), "-s", f"-screen 0 {screen} -nolisten tcp",
-            "krita", "--nosplash", *args]
+    argv = ["xvfb-run", "-a", "-f", str(xauth), "-s", f"-screen 0 {screen} -nolisten tcp", "krita", "--nosplash", *args]
     cmd = host_command(host, argv, _base_env(home_dir, run_env), [home_dir, report_path.parent])
     out_path, err_path = home_dir / "krita.stdout.log", home_dir / "krita.stderr.log"
     t0 = time.monotonic()
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
     report = None
     display = None
     shot = None
@@ -296,16 +316,31 @@ def run_krita(host: KritaHost, home_dir: Path, timeout: float = 120, *,
             _kill_tree(proc)
         else:
             returncode = proc.returncode
-    run = HostRun(host, returncode, out_path.read_text(errors="replace"),
-                  err_path.read_text(errors="replace"), time.monotonic() - t0,
-                  report=report, report_path=report_path, screenshot=shot, display=display)
+    run = HostRun(
+        host,
+        returncode,
+        out_path.read_text(errors="replace"),
+        err_path.read_text(errors="replace"),
+        time.monotonic() - t0,
+        report=report,
+        report_path=report_path,
+        screenshot=shot,
+        display=display,
+    )
     if problem:
         raise HostRunError(f"{host.describe()}: {problem}\n{run.output()}")
     return run
 
 
-def take_screenshot(display: str, out: Path, *, xauthority: str | None = None,
-                    window: str = "root", trim: bool = False, timeout: float = 30) -> Path:
+def take_screenshot(
+    display: str,
+    out: Path,
+    *,
+    xauthority: str | None = None,
+    window: str = "root",
+    trim: bool = False,
+    timeout: float = 30,
+) -> Path:
     """Save a PNG of an X display (ImageMagick `import` on this machine; a root's Xvfb is reachable
     because /tmp/.X11-unix and the abstract X sockets are shared)."""
     tool = shutil.which("import")
@@ -317,8 +352,13 @@ def take_screenshot(display: str, out: Path, *, xauthority: str | None = None,
     if xauthority:
         env["XAUTHORITY"] = xauthority
     extra = ["-trim", "+repage"] if trim else []
-    res = subprocess.run([tool, "-display", display, "-window", window, *extra, str(out)], env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(
+        [tool, "-display", display, "-window", window, *extra, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if res.returncode != 0 or not out.is_file():
         raise HostRunError(f"screenshot of {display} failed: {res.stderr.strip()}")
     return out
@@ -346,9 +386,16 @@ def prepare_gimp_config(config_dir: Path, plugin_dirs: Sequence[Path] = ()) -> P
     return config_dir
 
 
-def run_gimp_batch(host: GimpHost, script_text: str, plugin_dirs: Sequence[Path] = (),
-                   timeout: float = 120, *, config_dir: Path | None = None,
-                   env: Mapping[str, str] | None = None, check: bool = True) -> HostRun:
+def run_gimp_batch(
+    host: GimpHost,
+    script_text: str,
+    plugin_dirs: Sequence[Path] = (),
+    timeout: float = 120,
+    *,
+    config_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> HostRun:
     """Run a python-fu-eval script in headless GIMP:
     `gimp-console-3.x -idf --batch-interpreter python-fu-eval -b - --quit` (script on stdin), with an
     isolated config folder (GIMP3_DIRECTORY) holding `plugin_dirs` as plug-ins and HOME next to it.
@@ -366,8 +413,7 @@ def run_gimp_batch(host: GimpHost, script_text: str, plugin_dirs: Sequence[Path]
     home.mkdir(parents=True, exist_ok=True)
     run_env = {"GIMP3_DIRECTORY": str(config_dir / "GIMP"), **(env or {})}
     argv = [host.exe, "-idf", "--batch-interpreter", "python-fu-eval", "-b", "-", "--quit"]
-    run = run_in_host(host, argv, home_dir=home, timeout=timeout, env=run_env, stdin=script_text,
-                      visible=[config_dir])
+    run = run_in_host(host, argv, home_dir=home, timeout=timeout, env=run_env, stdin=script_text, visible=[config_dir])
     run.extra["config_dir"] = config_dir
     if check and run.returncode != 0:
         raise HostRunError(f"{host.describe()}: GIMP exited with {run.returncode}\n{run.output()}")

@@ -101,7 +101,7 @@ Name=underpaint host probe
 Comment=Reports host facts for tests/hosts
 """
 
-KRITA_PROBE = r'''
+KRITA_PROBE = r"""
 import json, os, socket, sys, traceback
 
 from krita import Extension, Krita, Selection
@@ -191,7 +191,7 @@ class ProbeExtension(Extension):
 
 
 Krita.instance().addExtension(ProbeExtension(Krita.instance()))
-'''
+"""
 
 
 @pytest.mark.parametrize("label", KRITA_LABELS)
@@ -204,8 +204,14 @@ def test_krita_probe(label, tmp_path, loopback):
     shot = ARTIFACTS_DIR / f"hosts-{label}-probe.png"
     shot.unlink(missing_ok=True)
 
-    run = run_krita(host, tmp_path / "home", timeout=150, pykrita_dir=pykrita, screenshot=shot,
-                    env={"PROBE_PORT": str(loopback.port), "PROBE_TOKEN": loopback.token})
+    run = run_krita(
+        host,
+        tmp_path / "home",
+        timeout=150,
+        pykrita_dir=pykrita,
+        screenshot=shot,
+        env={"PROBE_PORT": str(loopback.port), "PROBE_TOKEN": loopback.token},
+    )
     rep = run.report
     print(f"{label}: {json.dumps(rep)} ({run.elapsed:.1f} s, {run.display})")
     assert "error" not in rep, rep["error"] + run.output()
@@ -227,7 +233,7 @@ def test_krita_probe(label, tmp_path, loopback):
 # --------------------------------------------------------------------------------------------------
 # GIMP
 
-GIMP_PLUGIN = r'''#!/usr/bin/env python3
+GIMP_PLUGIN = r"""#!/usr/bin/env python3
 import json, sys
 
 import gi
@@ -268,9 +274,9 @@ class Probe(Gimp.PlugIn):
 
 
 Gimp.main(Probe.__gtype__, sys.argv)
-'''
+"""
 
-GIMP_SCRIPT = r'''
+GIMP_SCRIPT = r"""
 import json, socket, sys, traceback
 import gi
 gi.require_version("Gegl", "0.4")
@@ -335,7 +341,7 @@ with open(REPORT + ".tmp", "w") as f:
     json.dump(rep, f)
 import os
 os.replace(REPORT + ".tmp", REPORT)
-'''
+"""
 
 
 @pytest.mark.parametrize("label", GIMP_LABELS)

@@ -45,7 +45,8 @@ def _check_image(upload: np.ndarray | None, rect: Rect) -> np.ndarray:
         raise JobError("size_mismatch", f"image must be uint8 RGBA of {want[1]}x{want[0]}", "image")
     if upload.shape[:2] != want or upload.shape[2] not in (3, 4):
         raise JobError(
-            "size_mismatch", f"image is {upload.shape[1]}x{upload.shape[0]}, the upload region {want[1]}x{want[0]}",
+            "size_mismatch",
+            f"image is {upload.shape[1]}x{upload.shape[0]}, the upload region {want[1]}x{want[0]}",
             "image",
         )
     return upload
@@ -142,9 +143,7 @@ def prepare_job(
         unknown |= cv2.dilate((sel_model > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         denoise[unknown] = 255
     if unknown.any():
-        image = prefill(
-            image, unknown, settings.prefill, plan.mode is Mode.OUTPAINT, settings.prefill_noise, seed
-        )
+        image = prefill(image, unknown, settings.prefill, plan.mode is Mode.OUTPAINT, settings.prefill_noise, seed)
     return PreparedJob(plan, image, denoise, settings, seed, sel, upload)
 
 

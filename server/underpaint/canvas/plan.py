@@ -282,8 +282,9 @@ def _match_aspect(work: Rect, allowed: Rect, model_width: int, model_height: int
     slack = math.ceil(multiple / scale) + 1
     want_w = min(max(work.width, round(model_width / scale)), work.width + slack)
     want_h = min(max(work.height, round(model_height / scale)), work.height + slack)
-    left, top = _grow_span(work.x, work.width, want_w, allowed.x, allowed.right), _grow_span(
-        work.y, work.height, want_h, allowed.y, allowed.bottom
+    left, top = (
+        _grow_span(work.x, work.width, want_w, allowed.x, allowed.right),
+        _grow_span(work.y, work.height, want_h, allowed.y, allowed.bottom),
     )
     return Rect(left[0], top[0], left[1], top[1])
 
