@@ -121,3 +121,57 @@ def make_job(
 def run(engine, job, batch_count=1, progress=None, cancel=None):  # type: ignore[no-untyped-def]
     events = [] if progress is None else progress
     return list(engine.generate(job, batch_count, events.append, cancel or threading.Event()))
+
+
+@dataclass(frozen=True)
+class TinyLoras:
+    lcm: Path
+    """``tiny-lcm-lora.safetensors``: LCM-like by its name."""
+    style: Path
+    """The same tensors as ``lcm`` under a name that says nothing (a plain style LoRA)."""
+    hyper_by_metadata: Path
+    """The same tensors, neutral name, ``ss_output_name`` metadata naming Hyper-SD 8 steps."""
+    lcm_folder: Path
+    """``lcm-lora-sdv1-5/pytorch_lora_weights.safetensors``, as ``hf download --local-dir`` leaves it."""
+    pickle_bin: Path
+    pickle_pt: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_loras(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> TinyLoras:
+    """A random rank-4 LoRA on the tiny SD1.5 UNet's attention projections, saved the way diffusers does.
+
+    ``init_lora_weights=False`` makes both A and B random (B is zero by default, a no-op LoRA).
+    """
+    pytest.importorskip("peft")
+    import shutil
+
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("loras")
+    unet = UNet2DConditionModel.from_pretrained(str(tiny_models.sd15_folder), subfolder="unet")
+    torch.manual_seed(42)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    unet.add_adapter(config)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(
+        str(root), unet_lora_layers=layers, weight_name="tiny-lcm-lora.safetensors", safe_serialization=True
+    )
+    lcm = root / "tiny-lcm-lora.safetensors"
+    style = root / "tiny-style-lora.safetensors"
+    shutil.copy(lcm, style)
+    hyper = root / "plain-name.safetensors"
+    save_file(load_file(str(lcm)), str(hyper), metadata={"format": "pt", "ss_output_name": "Hyper-SD15-8steps-lora"})
+    folder = root / "lcm-lora-sdv1-5"
+    folder.mkdir()
+    shutil.copy(lcm, folder / "pytorch_lora_weights.safetensors")
+    pickle_bin = root / "evil-lora.bin"
+    pickle_pt = root / "evil-lora.pt"
+    for evil in (pickle_bin, pickle_pt):
+        evil.write_bytes(b"not really a pickle: it must never be opened")
+    return TinyLoras(lcm, style, hyper, folder / "pytorch_lora_weights.safetensors", pickle_bin, pickle_pt)

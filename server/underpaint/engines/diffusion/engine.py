@@ -15,7 +15,14 @@ from PIL import Image
 
 from underpaint.canvas.plan import ModelResolution
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
-from underpaint.engines.diffusion.device import Offload, pick_dtype, release_memory, resolve_device
+from underpaint.engines.diffusion.device import (
+    Offload,
+    decide_vae_tiling,
+    free_device_bytes,
+    pick_dtype,
+    release_memory,
+    resolve_device,
+)
 from underpaint.engines.diffusion.loading import LoadedModel, load_model
 from underpaint.engines.diffusion.previews import Previewer, make_previewer
 from underpaint.engines.diffusion.registry import Family, ModelSpec, build_registry, model_info, resolution_for
@@ -261,12 +268,16 @@ class DiffusionEngine(Engine):
             kwargs.update(width=job.width, height=job.height)
         return kind, kwargs
 
-    def _set_vae_tiling(self, pipe: Any, spec: ModelSpec, job: GenerationInput) -> None:
-        """Tile the VAE only beyond twice the native area, where the full decode would blow memory."""
-        if job.width * job.height > 2 * resolution_for(spec).pixel_budget:
+    def _set_vae_tiling(self, pipe: Any, spec: ModelSpec, job: GenerationInput) -> bool:
+        """Tile the VAE for this job or not (see :func:`decide_vae_tiling`); returns the decision."""
+        tile = decide_vae_tiling(
+            job.width, job.height, resolution_for(spec).pixel_budget, free_device_bytes(self.device), pipe.vae.dtype
+        )
+        if tile:
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
+        return tile
 
     def _denoise(
         self,

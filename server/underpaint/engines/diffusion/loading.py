@@ -205,21 +205,51 @@ def _load_raw(spec: ModelSpec, dtype: torch.dtype) -> Pipe:
     return cls.from_pretrained(spec.location, use_safetensors=True, local_files_only=offline, **common)
 
 
+LORA_ADAPTER = "underpaint_lora"
+
+
+def _apply_lora(pipe: Pipe, lora_source: str) -> None:
+    """Load a LoRA (safetensors only), fuse it into the weights and drop the adapter layers.
+
+    Fused, a LoRA costs nothing per step (plain Linear layers again, no peft wrappers in the forward).
+    """
+    if importlib.util.find_spec("peft") is None:
+        raise JobError("model_load_failed", "LoRA sources need the `peft` package (pip install peft)", "job.model")
+    lora = Path(lora_source).expanduser()
+    if lora.suffix.lower() in PICKLE_SUFFIXES:
+        raise JobError(
+            "unsafe_model_format",
+            f"LoRA {lora.name} is a pickle ({lora.suffix}); loading one can run arbitrary code. Use its "
+            ".safetensors version.",
+            "job.model",
+        )
+    # use_safetensors=True: diffusers would otherwise fall back to a pickle it finds in a folder or repo.
+    options: dict[str, Any] = {"use_safetensors": True, "adapter_name": LORA_ADAPTER}
+    if lora.is_file():
+        pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, **options)
+    elif lora.is_dir():
+        found = [p for p in lora.iterdir() if p.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES)]
+        if found and not any(p.suffix.lower() == ".safetensors" for p in found):
+            raise JobError(
+                "unsafe_model_format",
+                f"LoRA folder {lora.name} has only pickle weights ({found[0].name}); use a .safetensors LoRA",
+                "job.model",
+            )
+        pipe.load_lora_weights(str(lora), **options)
+    elif lora.is_absolute() or lora_source.startswith((".", "~")) or len(lora.parts) < 2:
+        raise JobError("model_load_failed", f"LoRA {lora_source} is not on disk", "job.model")
+    else:  # "owner/repo" or "owner/repo/file.safetensors"
+        parts = lora_source.split("/")
+        repo, weight = "/".join(parts[:2]), "/".join(parts[2:]) or None
+        pipe.load_lora_weights(repo, weight_name=weight, **options)
+    pipe.fuse_lora(adapter_names=[LORA_ADAPTER])
+    pipe.unload_lora_weights()  # the fused weights stay; the adapter copies and wrappers go
+
+
 def _apply_few_step(pipe: Pipe, spec: ModelSpec) -> None:
-    """Few-step LoRA fused in, and the scheduler the distillation was trained for."""
+    """LoRA fused in, and the scheduler a few-step distillation was trained for."""
     if spec.lora:
-        if importlib.util.find_spec("peft") is None:
-            raise JobError("model_load_failed", "LoRA sources need the `peft` package (pip install peft)", "job.model")
-        lora = Path(spec.lora).expanduser()
-        if lora.suffix.lower() in PICKLE_SUFFIXES:
-            raise JobError("unsafe_model_format", f"LoRA {lora.name} is a pickle; use its .safetensors", "job.model")
-        if lora.is_file():
-            pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
-        else:  # "owner/repo" or "owner/repo/file.safetensors"
-            parts = spec.lora.split("/")
-            repo, weight = "/".join(parts[:2]), "/".join(parts[2:]) or None
-            pipe.load_lora_weights(repo, weight_name=weight)
-        pipe.fuse_lora()
+        _apply_lora(pipe, spec.lora)
     if spec.few_step is None:
         return
     config = pipe.scheduler.config
@@ -249,7 +279,7 @@ def load_model(spec: ModelSpec, device: str, dtype: torch.dtype, offload: Offloa
         raise JobError("out_of_memory", f"not enough memory to load {spec.id}: {exc}", "job.model") from exc
     except Exception as exc:
         text = str(exc)
-        if "safetensors" in text.lower() and ("bin" in text or "pickle" in text.lower()):
+        if "safetensors" in text.lower() and (".bin" in text or "pickle" in text.lower()):
             raise JobError("unsafe_model_format", f"{spec.id} has no safetensors weights: {text}", "job.model") from exc
         hint = " (offline: HF_HUB_OFFLINE is set and it is not in the local cache)" if spec.kind == "hub" else ""
         raise JobError("model_load_failed", f"could not load {spec.id}{hint}: {text}", "job.model") from exc

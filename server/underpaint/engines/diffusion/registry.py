@@ -8,6 +8,7 @@ configuration (sources and model folders). A client string is never joined to a 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,9 @@ class FewStep:
     guidance: float
     default_steps: int
     max_steps: int
+    source: str = "name"
+    """How it was recognised: ``override`` (``#few_step=``), ``config`` (scheduler / model_index of a
+    diffusers folder), ``metadata`` (safetensors ``__metadata__``) or ``name`` (file, folder or repo name)."""
 
 
 FEW_STEP = {
@@ -41,6 +45,33 @@ FEW_STEP = {
     "lcm": FewStep("lcm", "lcm", 1.5, 4, 8),
     "hyper": FewStep("hyper", "euler_trailing", 0.0, 4, 8),
 }
+
+# Name patterns, matched on lower-cased text. Bounded so that e.g. "hyperRealism" (a regular 25-step
+# checkpoint) is not taken for Hyper-SD.
+_FEW_STEP_PATTERNS = {
+    "turbo": re.compile(r"turbo"),
+    "lightning": re.compile(r"lightning"),
+    "lcm": re.compile(r"(?<![a-z])lcm"),
+    "hyper": re.compile(r"hyper[-_ ]?sd"),
+}
+_FEW_STEP_HOW = {
+    "override": "set by #few_step=",
+    "config": "from its scheduler config",
+    "metadata": "from its safetensors metadata",
+    "name": "guessed from its name",
+}
+_STEP_COUNT = re.compile(r"(?<![0-9])([0-9]{1,2})[-_ ]?steps?(?![a-z])")
+
+# safetensors ``__metadata__`` keys that describe the file itself (ModelSpec and kohya's trainer).
+# ``ss_sd_model_name`` is left out on purpose: it names the base a LoRA was trained on, not the LoRA.
+_SELF_DESCRIBING_KEYS = (
+    "modelspec.title",
+    "modelspec.description",
+    "modelspec.tags",
+    "modelspec.usage_hint",
+    "ss_output_name",
+    "ss_training_comment",
+)
 
 
 @dataclass(frozen=True)
@@ -67,13 +98,100 @@ class ModelSpec:
         return self.kind != "pickle"
 
 
-def few_step_for(name: str) -> FewStep | None:
-    """Guess the distillation from the name: checkpoints carry no marker for it."""
+def few_step_for(name: str, source: str = "name") -> FewStep | None:
+    """The few-step profile a name (or any self-description text) points at, if any.
+
+    A step count in the text ("8steps", "4step") becomes the default step count (Lightning and Hyper-SD
+    ship 1-12 step variants).
+    """
     lowered = name.lower()
-    for key, profile in FEW_STEP.items():
-        if key in lowered:
+    for key, pattern in _FEW_STEP_PATTERNS.items():
+        if pattern.search(lowered):
+            profile = replace(FEW_STEP[key], source=source)
+            count = _STEP_COUNT.search(lowered)
+            if count and 1 <= int(count.group(1)) <= 16:
+                n = int(count.group(1))
+                profile = replace(profile, default_steps=n, max_steps=max(profile.max_steps, n))
             return profile
     return None
+
+
+def few_step_from_override(value: str) -> FewStep | None:
+    """``#few_step=lcm|turbo|lightning|hyper|none`` in a source: what the user says beats any guess."""
+    key = value.strip().lower()
+    if key == "none":
+        return None
+    if key not in FEW_STEP:
+        raise ValueError(f"unknown few_step {value!r}: use one of {', '.join(FEW_STEP)} or none")
+    return replace(FEW_STEP[key], source="override")
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's ``__metadata__`` (header only, no tensor read); {} when unreadable."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:
+        return {}
+
+
+def few_step_from_metadata(metadata: dict[str, str]) -> FewStep | None:
+    """Few-step profile from what a safetensors file says about itself (title, description, kohya name)."""
+    text = " ".join(str(metadata[k]) for k in _SELF_DESCRIBING_KEYS if metadata.get(k))
+    return few_step_for(text, source="metadata") if text else None
+
+
+def few_step_from_folder(folder: Path) -> FewStep | None:
+    """Few-step profile from a diffusers folder's own configs.
+
+    Only unambiguous markers count: an LCM scheduler or pipeline class. (Trailing timestep spacing alone
+    is not enough: zero-terminal-SNR models use it at 30+ steps.)
+    """
+    index = _read_json(folder / "model_index.json")
+    sched = _read_json(folder / "scheduler" / "scheduler_config.json")
+    scheduler_class = sched.get("_class_name") or (index.get("scheduler") or [None, None])[-1]
+    if scheduler_class == "LCMScheduler" or "LatentConsistency" in str(index.get("_class_name", "")):
+        return replace(FEW_STEP["lcm"], source="config")
+    return None
+
+
+def _lora_names(lora: str) -> str:
+    """The names a LoRA is known by: file, its folder (``lcm-lora-sdv1-5/pytorch_lora_weights...``), the
+    HF cache's ``models--org--name`` folder, or the repo id."""
+    path = Path(lora)
+    parts = [path.name, path.parent.name] + [p for p in path.parts if p.startswith("models--")]
+    return " ".join(parts)
+
+
+def lora_label(lora: str) -> str:
+    """Short name of a LoRA for model ids: the file stem, or its folder for generic diffusers names."""
+    path = Path(lora)
+    stem = path.stem if path.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES) else path.name
+    if stem in ("pytorch_lora_weights", "diffusion_pytorch_model", "adapter_model") and path.parent.name:
+        stem = path.parent.name
+    return stem
+
+
+def resolve_few_step(
+    override: str | None,
+    lora: str | None,
+    described: FewStep | None,
+    name: str,
+) -> FewStep | None:
+    """Override, else the LoRA (its metadata, then its names), else the model's self-description, else
+    its name. A LoRA that says nothing leaves the base model's own profile in force (a style LoRA on a
+    turbo model is still turbo)."""
+    if override is not None:
+        return few_step_from_override(override)
+    if lora:
+        path = Path(lora).expanduser()
+        found = few_step_from_metadata(safetensors_metadata(path)) if path.is_file() else None
+        found = found or few_step_for(_lora_names(lora))
+        if found:
+            return found
+    return described or few_step_for(name)
 
 
 def resolution_for(spec: ModelSpec) -> ModelResolution:
@@ -117,6 +235,11 @@ def model_info(spec: ModelSpec, loaded: bool = False) -> ModelInfo:
         "folder": f"diffusers folder {spec.location}",
         "single_file": f"single-file checkpoint {Path(spec.location).name}",
     }.get(spec.kind, spec.location)
+    if spec.lora:
+        description += f" + LoRA {lora_label(spec.lora)}"
+    if spec.few_step:
+        how = _FEW_STEP_HOW.get(spec.few_step.source, spec.few_step.source)
+        description += f" [few-step {spec.few_step.name}, {how}]"
     if spec.notes:
         description += " (" + "; ".join(spec.notes) + ")"
     return ModelInfo(
@@ -190,9 +313,9 @@ def shipped_config(family: Family, inpaint_unet: bool) -> Path:
 # --- building the id -> spec table ------------------------------------------------------------------
 
 
-def _pickle_spec(model_id: str, path: Path) -> ModelSpec:
+def _pickle_spec(model_id: str, path: Path, what: str = "checkpoint") -> ModelSpec:
     note = (
-        f"{path.name} is a pickle checkpoint ({path.suffix}); loading one can run arbitrary code, so "
+        f"{path.name} is a pickle {what} ({path.suffix}); loading one can run arbitrary code, so "
         "underpaint refuses it. Convert it once, in an environment you trust, to .safetensors "
         '(e.g. `python -c "import torch, safetensors.torch as s; '
         "sd = torch.load('in.ckpt', weights_only=True); sd = sd.get('state_dict', sd); "
@@ -202,15 +325,23 @@ def _pickle_spec(model_id: str, path: Path) -> ModelSpec:
     return ModelSpec(id=model_id, kind="pickle", location=str(path), notes=(note,))
 
 
-def spec_from_single_file(path: Path, model_id: str | None = None, lora: str | None = None) -> ModelSpec:
+def _lora_id(model_id: str, lora: str | None) -> str:
+    return f"{model_id}+{lora_label(lora)}" if lora else model_id
+
+
+def spec_from_single_file(
+    path: Path, model_id: str | None = None, lora: str | None = None, few_step: str | None = None
+) -> ModelSpec:
     """A spec for a ``.safetensors`` checkpoint; a sibling ``<stem>.config/`` folder overrides the shipped one."""
-    model_id = model_id or path.stem
+    model_id = model_id or _lora_id(path.stem, lora)
     family, inpaint = describe_single_file(path)
     sidecar = path.with_name(path.stem + ".config")
     v_pred = False
+    described = few_step_from_metadata(safetensors_metadata(path))
     if (sidecar / "model_index.json").is_file():
         config_dir = sidecar
         _, _, v_pred = describe_folder(sidecar)
+        described = described or few_step_from_folder(sidecar)
     else:
         config_dir = shipped_config(family, inpaint)
         v_pred = family == "sd2" and not inpaint
@@ -221,69 +352,89 @@ def spec_from_single_file(path: Path, model_id: str | None = None, lora: str | N
         family=family,
         inpaint_unet=inpaint,
         v_prediction=v_pred,
-        few_step=few_step_for(path.name + (lora or "")),
+        few_step=resolve_few_step(few_step, lora, described, path.name),
         lora=lora,
         config_dir=config_dir,
     )
 
 
-def spec_from_folder(folder: Path, model_id: str | None = None, lora: str | None = None) -> ModelSpec:
+def spec_from_folder(
+    folder: Path, model_id: str | None = None, lora: str | None = None, few_step: str | None = None
+) -> ModelSpec:
     family, inpaint, v_pred = describe_folder(folder)
     return ModelSpec(
-        id=model_id or folder.name,
+        id=model_id or _lora_id(folder.name, lora),
         kind="folder",
         location=str(folder),
         family=family,
         inpaint_unet=inpaint,
         v_prediction=v_pred,
-        few_step=few_step_for(folder.name + (lora or "")),
+        few_step=resolve_few_step(few_step, lora, few_step_from_folder(folder), folder.name),
         lora=lora,
     )
 
 
-def spec_from_hub(repo_id: str, lora: str | None = None) -> ModelSpec:
+def spec_from_hub(repo_id: str, lora: str | None = None, few_step: str | None = None) -> ModelSpec:
     """A hub repo: described from the local HF cache when it is there (no network)."""
     from huggingface_hub import try_to_load_from_cache
 
     family: Family = "unknown"
     inpaint = v_pred = False
     notes: tuple[str, ...] = ()
+    described = None
     cached = try_to_load_from_cache(repo_id, "model_index.json")
     if isinstance(cached, str):
         family, inpaint, v_pred = describe_folder(Path(cached).parent)
+        described = few_step_from_folder(Path(cached).parent)
     else:
         notes = ("not downloaded yet: the first use downloads it into the Hugging Face cache",)
     return ModelSpec(
-        id=repo_id,
+        id=_lora_id(repo_id, lora),
         kind="hub",
         location=repo_id,
         family=family,
         inpaint_unet=inpaint,
         v_prediction=v_pred,
-        few_step=few_step_for(repo_id + (lora or "")),
+        few_step=resolve_few_step(few_step, lora, described, repo_id),
         lora=lora,
         notes=notes,
     )
+
+
+_SOURCE_OPTIONS = re.compile(r"#(lora|few_step)=")
 
 
 def parse_source(source: str) -> ModelSpec:
     """One configured source -> spec.
 
     Forms: ``tiny-random``; a local diffusers folder; a ``.safetensors`` file; a Hugging Face repo id.
-    Append ``#lora=<file.safetensors or repo id>`` to fuse a few-step LoRA (e.g. LCM, Lightning).
+    Options appended to any of them:
+
+    - ``#lora=<file.safetensors, LoRA folder or repo id>`` fuses a LoRA on load; few-step LoRAs (LCM,
+      Lightning, Hyper-SD) are recognised by their metadata or name and switch scheduler, guidance and
+      steps. The model's id becomes ``<model>+<lora name>``.
+    - ``#few_step=lcm|turbo|lightning|hyper|none`` says which few-step profile applies (``none``: not a
+      few-step model), overriding detection.
     """
-    base, _, extra = source.partition("#lora=")
-    lora = extra or None
+    base, *pairs = _SOURCE_OPTIONS.split(source)
+    options = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    lora = options.get("lora") or None
+    few_step = options.get("few_step") or None
+    if few_step is not None:
+        few_step_from_override(few_step)  # a typo is a configuration error, reported at startup
     if base == TINY_ID:
         return ModelSpec(id=TINY_ID, kind="tiny", location=TINY_ID, family="sd1")
     path = Path(base).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return _pickle_spec(path.stem, path)
+    if lora and Path(lora).suffix.lower() in PICKLE_SUFFIXES:
+        base_id = path.stem if path.suffix.lower() == ".safetensors" else path.name if path.is_dir() else base
+        return _pickle_spec(_lora_id(base_id, lora), Path(lora), what="LoRA")
     if path.suffix.lower() == ".safetensors":
-        return spec_from_single_file(path, lora=lora)
+        return spec_from_single_file(path, lora=lora, few_step=few_step)
     if path.is_dir():
-        return spec_from_folder(path, lora=lora)
-    return spec_from_hub(base, lora=lora)
+        return spec_from_folder(path, lora=lora, few_step=few_step)
+    return spec_from_hub(base, lora=lora, few_step=few_step)
 
 
 def scan_models_dir(folder: Path, depth: int = 2) -> list[ModelSpec]:
@@ -335,7 +486,7 @@ def build_registry(sources: list[str], models_dirs: list[Path]) -> dict[str, Mod
     for spec in specs:
         model_id, n = spec.id, 2
         while model_id in table:
-            if table[model_id].location == spec.location:
+            if (table[model_id].location, table[model_id].lora) == (spec.location, spec.lora):
                 break
             model_id, n = f"{spec.id}-{n}", n + 1
         else:

@@ -168,12 +168,15 @@ def build_sdxl(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> Stab
     )
 
 
-def save_single_file(pipe: Any, path: Path) -> Path:
-    """Write ``pipe`` as one original-layout (LDM) .safetensors checkpoint, as A1111/Civitai ship them."""
+def save_single_file(pipe: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``pipe`` as one original-layout (LDM) .safetensors checkpoint, as A1111/Civitai ship them.
+
+    ``metadata`` goes into the safetensors header (``__metadata__``), e.g. ``modelspec.title``.
+    """
     from safetensors.torch import save_file
 
     state = {k: v.contiguous() for k, v in pipeline_to_ldm_state_dict(pipe).items()}
-    save_file(state, str(path))
+    save_file(state, str(path), metadata=metadata)
     return path
 
 
