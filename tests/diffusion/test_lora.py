@@ -243,3 +243,26 @@ def test_registry_keeps_models_that_differ_only_by_their_lora(tiny_models: TinyM
     table = build_registry([str(folder), as_file, as_dir, as_file], [])
     assert list(table) == ["sd15-folder", "sd15-folder+lcm-lora-sdv1-5", "sd15-folder+lcm-lora-sdv1-5-2"]
     assert table["sd15-folder+lcm-lora-sdv1-5-2"].lora == str(tiny_loras.lcm_folder.parent)
+
+
+def test_lora_is_part_of_the_reproduction_params_and_hub_loras_fail_clearly_offline(
+    tiny_models: TinyModels, tiny_loras: TinyLoras
+) -> None:
+    folder = tiny_models.sd15_folder
+    eng = DiffusionEngine(
+        [f"{folder}#lora={tiny_loras.lcm}", f"{folder}#lora=someone/lcm-lora-not-cached"], [], device="cpu"
+    )
+    params = eng.reproduction_params(make_job(Mode.TXT2IMG, "sd15-folder+tiny-lcm-lora"))
+    assert params["lora"] == str(tiny_loras.lcm) and params["few_step"] == "lcm"
+    assert params["source"] == str(folder)
+    hub = eng.run_params(make_job(Mode.TXT2IMG, "sd15-folder+lcm-lora-not-cached"))
+    assert hub.few_step == "lcm"  # known by the repo's name before it is ever downloaded
+    with pytest.raises(JobError) as err:  # HF_HUB_OFFLINE is set for the tests: never downloaded
+        run(eng, make_job(Mode.TXT2IMG, "sd15-folder+lcm-lora-not-cached"))
+    assert err.value.code == "model_load_failed"
+    assert "LoRA someone/lcm-lora-not-cached" in err.value.message and "offline" in err.value.message
+    with pytest.raises(JobError) as err:  # a relative local path that is not there is not taken for a repo
+        loading_module._apply_lora(object(), "loras/missing.safetensors")
+    assert err.value.code == "model_load_failed" and "not on disk" in err.value.message
+    with pytest.raises(ValueError, match="takes no #lora"):
+        DiffusionEngine([f"tiny-random#lora={tiny_loras.lcm}"], [], device="cpu")

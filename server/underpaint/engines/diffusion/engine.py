@@ -51,6 +51,10 @@ class RunParams:
     device: str
     dtype: str
     adjustments: tuple[str, ...] = field(default_factory=tuple)
+    lora: str | None = None
+    """The LoRA fused into the model (its configured file, folder or repo), if any."""
+    few_step: str | None = None
+    """The few-step profile that set scheduler/guidance/step limits (turbo, lcm, lightning, hyper)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +177,8 @@ class DiffusionEngine(Engine):
             device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
             adjustments=tuple(notes),
+            lora=spec.lora,
+            few_step=spec.few_step.name if spec.few_step else None,
         )
 
     def adopt_pipeline(self, model_id: str, pipe: Any, family: Family, inpaint_unet: bool = False) -> None:

@@ -181,9 +181,13 @@ def _build_tiny() -> Pipe:
     return StableDiffusionInpaintPipeline(**cached.components)
 
 
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
 def _load_raw(spec: ModelSpec, dtype: torch.dtype) -> Pipe:
     cls = PIPELINES[_family_key(spec)]["inpaint"]
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    offline = _hub_offline()
     common: dict[str, Any] = {"dtype": dtype}
     if spec.family != "sdxl":
         common.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -236,12 +240,23 @@ def _apply_lora(pipe: Pipe, lora_source: str) -> None:
                 "job.model",
             )
         pipe.load_lora_weights(str(lora), **options)
-    elif lora.is_absolute() or lora_source.startswith((".", "~")) or len(lora.parts) < 2:
+    elif (
+        lora.is_absolute()
+        or lora_source.startswith((".", "~"))
+        or len(lora.parts) < (3 if lora.suffix.lower() == ".safetensors" else 2)
+    ):  # a local path that is not there (a repo id is "owner/repo" or "owner/repo/file.safetensors")
         raise JobError("model_load_failed", f"LoRA {lora_source} is not on disk", "job.model")
     else:  # "owner/repo" or "owner/repo/file.safetensors"
         parts = lora_source.split("/")
         repo, weight = "/".join(parts[:2]), "/".join(parts[2:]) or None
-        pipe.load_lora_weights(repo, weight_name=weight, **options)
+        offline = _hub_offline()
+        if weight is None and offline:
+            weight = "pytorch_lora_weights.safetensors"  # diffusers cannot list a repo's files offline
+        try:
+            pipe.load_lora_weights(repo, weight_name=weight, local_files_only=offline, **options)
+        except Exception as exc:
+            hint = " (offline: HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
+            raise JobError("model_load_failed", f"could not load LoRA {lora_source}{hint}: {exc}", "job.model") from exc
     pipe.fuse_lora(adapter_names=[LORA_ADAPTER])
     pipe.unload_lora_weights()  # the fused weights stay; the adapter copies and wrappers go
 

@@ -423,6 +423,8 @@ def parse_source(source: str) -> ModelSpec:
     if few_step is not None:
         few_step_from_override(few_step)  # a typo is a configuration error, reported at startup
     if base == TINY_ID:
+        if lora:  # its modules are built once and shared: a fused LoRA would leak into every later use
+            raise ValueError(f"{TINY_ID} takes no #lora=")
         return ModelSpec(id=TINY_ID, kind="tiny", location=TINY_ID, family="sd1")
     path = Path(base).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
