@@ -2,9 +2,9 @@
 
 Two users: the diffusion pre-fill (what the model must invent starts as a blurred guess from the
 surroundings, as every peer does) and the classical engine, which calls :func:`content_aware_fill`
-and must look plausible on its own: a smooth colour membrane (Gaussian pull-push pyramid, the
-multi-scale cousin of Telea / Navier-Stokes diffusion, but O(pixels) and free of streaks) plus real
-texture copied patch-wise from nearby known pixels, so a large fill is not a flat blur.
+and must look plausible on its own. A blurred guess does not: removed objects leave smudges. So the
+classical fill is exemplar-based (multi-scale PatchMatch inpainting, :mod:`.patchmatch`): every
+filled pixel is copied from real patches of the image near the hole, texture and structure included.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ import math
 import cv2
 import numpy as np
 
+from underpaint.canvas import patchmatch
 from underpaint.errors import JobError
 
 GREY = 128.0
+#: Search window of the classical fill: the hole's box grown by this times its thickness (>= the minimum).
+WINDOW_FACTOR = 3.0
+WINDOW_MIN = 48
 _EPS = 1e-6
 
 
@@ -76,9 +80,7 @@ def cv_inpaint(image: np.ndarray, known: np.ndarray, method: int) -> np.ndarray:
     sw, sh = max(1, round(w / factor)), max(1, round(h / factor))
     small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA) if factor > 1 else image
     small_hole = (
-        cv2.resize(hole.astype(np.uint8) * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 0
-        if factor > 1
-        else hole
+        cv2.resize(hole.astype(np.uint8) * 255, (sw, sh), interpolation=cv2.INTER_AREA) > 0 if factor > 1 else hole
     )
     filled = cv2.inpaint(np.ascontiguousarray(small), small_hole.astype(np.uint8), 3, method)
     if factor > 1:
@@ -88,9 +90,7 @@ def cv_inpaint(image: np.ndarray, known: np.ndarray, method: int) -> np.ndarray:
     return out
 
 
-def prefill(
-    image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool, noise: float, seed: int
-) -> np.ndarray:
+def prefill(image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool, noise: float, seed: int) -> np.ndarray:
     """Replace ``unknown`` pixels of an RGB uint8 image with a blurred guess from the surroundings.
 
     ``method``: auto (Navier-Stokes for outpaint as krita-ai-diffusion does, Telea for inpaint),
@@ -134,68 +134,19 @@ def prefill(
     return out
 
 
-def _texture(image: np.ndarray, known: np.ndarray, depth: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    """High-frequency detail for hole pixels, copied block-coherently from nearby known pixels.
-
-    Returns float32 (n_hole, 3) in the raster order of the hole pixels.
-    """
-    h, w = known.shape
-    kf = known.astype(np.float32)
-    low = cv2.GaussianBlur(image * kf[..., None], (0, 0), sigma) / np.maximum(
-        cv2.GaussianBlur(kf, (0, 0), sigma), _EPS
-    )[..., None]
-    detail = image - low
-    # Keep texture, not structure: strong edges copied into the hole read as pasted fragments.
-    spread = np.median(np.abs(detail[known]), axis=0) * 1.4826 + 0.5
-    detail = np.clip(detail, -2.5 * spread, 2.5 * spread)
-    # Sources must be far enough from the hole that their detail is not biased by its edge.
-    dist_from_hole = cv2.distanceTransform(np.ascontiguousarray(known.astype(np.uint8)), cv2.DIST_L2, 3)
-    safe = known & (dist_from_hole > sigma)
-    if safe.sum() < 16:
-        safe = known
-    rng = np.random.default_rng(seed)
-    ys, xs = np.nonzero(~known)
-    n = ys.size
-    block = max(8, int(4 * sigma))
-    bw = (w + block - 1) // block
-    bid = (ys // block) * bw + xs // block
-    nblocks = int(bid.max()) + 1
-    reach = np.zeros(nblocks, np.float32)
-    np.maximum.at(reach, bid, depth[ys, xs])
-    tries = 24
-    radius = reach[:, None] + 2 * sigma + 2 + rng.uniform(0, 2 * block, size=(nblocks, tries))
-    angle = rng.uniform(0, 2 * np.pi, size=(nblocks, tries))
-    dy = np.rint(radius * np.sin(angle)).astype(np.int64)
-    dx = np.rint(radius * np.cos(angle)).astype(np.int64)
-    out = np.zeros((n, 3), np.float32)
-    todo = np.arange(n)
-    for k in range(tries):
-        if todo.size == 0:
-            break
-        sy = ys[todo] + dy[bid[todo], k]
-        sx = xs[todo] + dx[bid[todo], k]
-        inside = (sy >= 0) & (sy < h) & (sx >= 0) & (sx < w)
-        ok = inside.copy()
-        ok[inside] = safe[sy[inside], sx[inside]]
-        hit = todo[ok]
-        out[hit] = detail[sy[ok], sx[ok]]
-        todo = todo[~ok]
-    if todo.size:
-        std = detail[safe].std(axis=0) if safe.any() else np.zeros(3, np.float32)
-        out[todo] = rng.normal(0.0, 1.0, size=(todo.size, 3)) * std
-    return out
-
-
 def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
     """Fill pixels where ``mask`` > 0 plausibly from the surroundings; unmasked pixels are unchanged.
 
     ``image_rgb`` uint8 (h, w, 3); ``mask`` uint8 (h, w), 255 = replace, soft values blend the fill
-    with the original (the hole proper is mask > 0). Colour comes from a pull-push pyramid (smooth,
-    no streaks, continuous with the border), texture from block-wise offset copies of the known
-    image's detail band, whose scale follows the hole's depth. Deterministic for a given ``seed``.
+    with the original (the hole proper is mask > 0). The hole is synthesised by multi-scale PatchMatch
+    from known patches within a window around it; holes touching the image border (outpaint strips)
+    work the same way. Deterministic for a given ``seed`` (the random search is seeded).
     """
-    if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or (
-        image_rgb.shape[2] != 3
+    if (
+        not isinstance(image_rgb, np.ndarray)
+        or image_rgb.dtype != np.uint8
+        or image_rgb.ndim != 3
+        or (image_rgb.shape[2] != 3)
     ):
         raise JobError("size_mismatch", "image must be uint8 (h, w, 3)", "image")
     if mask.ndim == 3 and mask.shape[2] == 1:
@@ -210,14 +161,25 @@ def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -
         rng = np.random.default_rng(seed)
         grey = GREY + rng.normal(0.0, 6.0, size=image_rgb.shape)
         return np.clip(np.rint(cv2.GaussianBlur(grey, (0, 0), 1.5)), 0, 255).astype(np.uint8)
-    img = image_rgb.astype(np.float32)
-    base = pull_push(img, known.astype(np.float32))
-    depth = cv2.distanceTransform(np.ascontiguousarray(hole.astype(np.uint8)), cv2.DIST_L2, 3)
-    sigma = float(min(3.0, max(1.0, float(depth.max()) / 24.0)))
-    ys, xs = np.nonzero(hole)
-    fill = base[ys, xs] + _texture(img, known, depth, sigma, seed)
-    soft = mask[ys, xs].astype(np.float32)[:, None] / 255.0
-    orig = img[ys, xs]
+    y0, y1, x0, x1 = _search_window(hole)
+    crop, crop_hole = image_rgb[y0:y1, x0:x1].astype(np.float32), hole[y0:y1, x0:x1]
+    filled = patchmatch.inpaint(crop, crop_hole, np.random.default_rng(seed))
+    if filled is None:  # no whole 7x7 known patch to copy from: a smooth membrane is all there is
+        filled = pull_push(crop, (~crop_hole).astype(np.float32))
+    ys, xs = np.nonzero(crop_hole)
+    fill = filled[ys, xs]
+    soft = mask[ys + y0, xs + x0].astype(np.float32)[:, None] / 255.0
+    orig = crop[ys, xs]
     out = image_rgb.copy()
-    out[ys, xs] = np.clip(np.rint(orig + (fill - orig) * soft), 0, 255).astype(np.uint8)
+    out[ys + y0, xs + x0] = np.clip(np.rint(orig + (fill - orig) * soft), 0, 255).astype(np.uint8)
     return out
+
+
+def _search_window(hole: np.ndarray) -> tuple[int, int, int, int]:
+    """The hole's bounding box grown by a band proportional to its thickness: sources come from
+    near the hole (more relevant, and the work scales with the hole, not the image)."""
+    depth = float(cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3).max())
+    band = int(max(WINDOW_MIN, WINDOW_FACTOR * depth))
+    ys, xs = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
+    h, w = hole.shape
+    return max(0, ys[0] - band), min(h, ys[-1] + 1 + band), max(0, xs[0] - band), min(w, xs[-1] + 1 + band)
