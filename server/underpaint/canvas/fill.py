@@ -21,6 +21,8 @@ GREY = 128.0
 #: Search window of the classical fill: the hole's box grown by this times its thickness (>= the minimum).
 WINDOW_FACTOR = 3.0
 WINDOW_MIN = 48
+#: Mask value from which a pixel is synthesised; a softer pixel is kept as it is (see content_aware_fill).
+SYNTH_MASK = 255
 _EPS = 1e-6
 
 
@@ -138,9 +140,11 @@ def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -
     """Fill pixels where ``mask`` > 0 plausibly from the surroundings; unmasked pixels are unchanged.
 
     ``image_rgb`` uint8 (h, w, 3); ``mask`` uint8 (h, w), 255 = replace, soft values blend the fill
-    with the original (the hole proper is mask > 0). The hole is synthesised by multi-scale PatchMatch
-    from known patches within a window around it; holes touching the image border (outpaint strips)
-    work the same way. Deterministic for a given ``seed`` (the random search is seeded).
+    with the original. Where the mask has 255s, only those are synthesised and softer pixels are kept
+    (they are the original, so used as sources); a mask with no 255 is all hole. The hole is
+    synthesised by multi-scale PatchMatch from known patches within a window around it; holes
+    touching the image border (outpaint strips) work the same way. Deterministic for a given
+    ``seed`` (the random search is seeded).
     """
     if (
         not isinstance(image_rgb, np.ndarray)
@@ -156,6 +160,11 @@ def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -
     hole = mask > 0
     if not hole.any():
         return image_rgb.copy()
+    if (mask >= SYNTH_MASK).any():
+        # Soft pixels still show the original (the pipeline's outpaint mask ramps 24% of the image):
+        # used as sources they keep the fill from copying the few hard-known objects everywhere, and
+        # their "fill" is themselves, so they stay unchanged; the hard hole is synthesised to match them.
+        hole = mask >= SYNTH_MASK
     known = ~hole
     if not known.any():
         rng = np.random.default_rng(seed)
@@ -167,7 +176,7 @@ def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -
     if filled is None:  # no whole 7x7 known patch to copy from: a smooth membrane is all there is
         filled = pull_push(crop, (~crop_hole).astype(np.float32))
     ys, xs = np.nonzero(crop_hole)
-    fill = filled[ys, xs]
+    fill = filled[ys, xs]  # soft pixels below SYNTH_MASK are not in crop_hole: left as they are
     soft = mask[ys + y0, xs + x0].astype(np.float32)[:, None] / 255.0
     orig = crop[ys, xs]
     out = image_rgb.copy()
