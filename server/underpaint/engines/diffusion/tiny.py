@@ -101,10 +101,9 @@ def _scheduler() -> EulerDiscreteScheduler:
     return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
 
 
-def build_sd15(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> StableDiffusionInpaintPipeline:
-    """An SD1.5-shaped pipeline with random weights; ``in_channels=9`` makes a dedicated inpaint UNet."""
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
+def _unet(in_channels: int, **family: Any) -> UNet2DConditionModel:
+    """The tiny two-block UNet both families share; ``family`` adds what SD1.5 or SDXL needs."""
+    return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=64,
@@ -112,8 +111,14 @@ def build_sd15(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> Stab
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
+        **family,
     )
+
+
+def build_sd15(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> StableDiffusionInpaintPipeline:
+    """An SD1.5-shaped pipeline with random weights; ``in_channels=9`` makes a dedicated inpaint UNet."""
+    torch.manual_seed(seed)
+    unet = _unet(in_channels, cross_attention_dim=32)
     vae = _vae()
     text_encoder = CLIPTextModel(_text_config(1000))
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=TOKENIZER_MAX_LENGTH)
@@ -132,14 +137,8 @@ def build_sd15(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> Stab
 def build_sdxl(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> StableDiffusionXLInpaintPipeline:
     """An SDXL-shaped pipeline (two text encoders, text_time embedding) with random weights."""
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=64,
-        in_channels=in_channels,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _unet(
+        in_channels,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
