@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     from underpaint.daemon.config import DaemonConfig, config_dir, data_dir
     from underpaint.daemon.server import Daemon, run_forever
     from underpaint.engines.registry import build_engines
-    from underpaint.errors import JobError
+    from underpaint.errors import JobError, StartupError
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -108,16 +108,55 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs
     )
     try:
+        for source in args.model:
+            _check_model_source(source)
         engines, default_model = build_engines(args.engine, args.model, args.models_dir, args.device)
         daemon = Daemon(config, engines, default_model)
-    except JobError as error:
+        run_forever(daemon)
+    except (JobError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
         return 2
     except ImportError as error:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
         return 2
-    run_forever(daemon)
     return 0
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def _check_model_source(source: str) -> None:
+    """Refuse a --model that cannot load, in one line, before anything starts: a pickle checkpoint
+    (with how to convert it), a file or folder that is not there, a folder without weights."""
+    from underpaint.engines.diffusion.registry import TINY_ID, parse_source
+    from underpaint.errors import StartupError
+
+    base = source.split("#", 1)[0]
+    if base == TINY_ID:
+        return
+    path = Path(base).expanduser()
+    looks_local = base.startswith((".", "/", "~")) or path.suffix.lower() in WEIGHT_SUFFIXES or path.exists()
+    if not looks_local:
+        return  # a Hugging Face repo id
+    try:
+        spec = parse_source(source)
+    except (OSError, ValueError) as error:
+        spec = None
+        problem = str(error)
+    if spec is not None and spec.kind == "pickle":
+        raise StartupError(f"--model {base}: {spec.notes[0]}")
+    if not path.exists():
+        raise StartupError(f"--model {base}: no such file or folder")
+    if spec is None:
+        raise StartupError(f"--model {base}: {problem}")
+    if path.is_dir():
+        weights = [p for p in path.rglob("*") if p.suffix.lower() in WEIGHT_SUFFIXES]
+        if not any(p.suffix.lower() == ".safetensors" for p in weights):
+            what = f"only pickle weights ({weights[0].name})" if weights else "no weights"
+            raise StartupError(
+                f"--model {base}: the folder has {what}; give a diffusers folder whose unet, vae and text "
+                "encoders are .safetensors, or a single .safetensors checkpoint"
+            )
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -220,7 +220,7 @@ class ConnectionProtocol:
         if attachment != expected:
             mismatch = Error(
                 code="size_mismatch" if attachment.id == declared.id else "unexpected_binary",
-                message=f"frame header {attachment.as_dict()} differs from the declared {name} {expected.as_dict()}",
+                message=f"frame header {attachment.as_dict()!a} differs from the declared {name} {expected.as_dict()}",
                 field=name,
                 request_id=request_id,
             )
