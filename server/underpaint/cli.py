@@ -128,27 +128,19 @@ WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 def _check_model_source(source: str) -> None:
     """Refuse a --model that cannot load, in one line, before anything starts: a pickle checkpoint
     (with how to convert it), a file or folder that is not there, a folder without weights."""
-    from underpaint.engines.diffusion.registry import TINY_ID, parse_source
     from underpaint.errors import StartupError
 
     base = source.split("#", 1)[0]
-    if base == TINY_ID:
-        return
     path = Path(base).expanduser()
-    looks_local = base.startswith((".", "/", "~")) or path.suffix.lower() in WEIGHT_SUFFIXES or path.exists()
-    if not looks_local:
-        return  # a Hugging Face repo id
-    try:
-        spec = parse_source(source)
-    except (OSError, ValueError) as error:
-        spec = None
-        problem = str(error)
-    if spec is not None and spec.kind == "pickle":
-        raise StartupError(f"--model {base}: {spec.notes[0]}")
+    suffix = path.suffix.lower()
+    if not (base.startswith((".", "/", "~")) or suffix in WEIGHT_SUFFIXES or path.exists()):
+        return  # tiny-random or a Hugging Face repo id
+    if suffix in WEIGHT_SUFFIXES and suffix != ".safetensors":
+        from underpaint.engines.diffusion.registry import parse_source  # imports torch: only on this path
+
+        raise StartupError(f"--model {base}: {parse_source(source).notes[0]}")
     if not path.exists():
         raise StartupError(f"--model {base}: no such file or folder")
-    if spec is None:
-        raise StartupError(f"--model {base}: {problem}")
     if path.is_dir():
         weights = [p for p in path.rglob("*") if p.suffix.lower() in WEIGHT_SUFFIXES]
         if not any(p.suffix.lower() == ".safetensors" for p in weights):
