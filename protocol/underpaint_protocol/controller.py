@@ -105,11 +105,12 @@ class Host(Protocol):
 
 @dataclass
 class Request:
-    """What the user asked for. ``mode`` None lets the selection decide; ``seed`` None: the daemon picks."""
+    """What the user asked for. ``mode`` None lets the selection decide; ``seed`` and ``strength`` None:
+    the daemon picks (a random seed, the mode's default strength)."""
 
     prompt: str = ""
     negative_prompt: str = ""
-    strength: float = 1.0
+    strength: float | None = 1.0
     seed: int | None = None
     batch: int = 1
     model: str | None = None
@@ -528,7 +529,7 @@ class Controller:
             selection,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
-            strength=float(request.strength),
+            strength=request.strength,
             seed=request.seed,
             batch=int(request.batch),
             model=request.model or None,
