@@ -211,7 +211,8 @@ class UnderpaintDocker(DockWidget):
         m.seed_random = self.seed_random.isChecked()
         m.seed = self.seed_spin.value()
         m.batch = self.batch_spin.value()
-        m.extend = tuple(spin.value() for spin in self.extend_spins)  # type: ignore[assignment]
+        left, top, right, bottom = (int(spin.value()) for spin in self.extend_spins)
+        m.extend = (left, top, right, bottom)
         self.seed_spin.setEnabled(not m.seed_random)
 
     def _cancel(self) -> None:
