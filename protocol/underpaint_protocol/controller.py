@@ -559,17 +559,25 @@ class Controller:
     def _then(self, future: Future[Any], then: Callable[[Future[Any]], None]) -> None:
         future.add_done_callback(lambda done: self.post(lambda: then(done)))
 
-    def _planned(self, client: UnderpaintClient, job: Job, done: Future[Any]) -> None:
+    def _answer(self, job: Job, done: Future[Any]) -> dict[str, Any] | None:
+        """The daemon's answer to a request of ``job``; None (the job failed with why) when there is none."""
         if job.done:
-            return
+            return None
         error = done.exception()
         if error is not None:
             self._fail(job, describe(error, self.url))
+            return None
+        answer: dict[str, Any] = done.result()
+        return answer
+
+    def _planned(self, client: UnderpaintClient, job: Job, done: Future[Any]) -> None:
+        planned = self._answer(job, done)
+        if planned is None:
             return
         if job.cancel_requested:
             self._end(job, "cancelled")
             return
-        upload = Bounds(**{key: int(done.result()["upload"][key]) for key in ("x", "y", "width", "height")})
+        upload = Bounds(**{key: int(planned["upload"][key]) for key in ("x", "y", "width", "height")})
         region = image = mask = None
         try:
             if not job.canvas.is_open():
@@ -596,21 +604,17 @@ class Controller:
             mask,
             on_sent=lambda: self.post(lambda: self._sent(job)),
         )
-        self._then(future, lambda done: self._accepted(client, job, done))
+        self._then(future, lambda done: self._accepted(job, done))
 
     def _sent(self, job: Job) -> None:
         if job.state == "uploading":
             job.state = "submitted"
             self._show()
 
-    def _accepted(self, client: UnderpaintClient, job: Job, done: Future[Any]) -> None:
-        if job.done:
+    def _accepted(self, job: Job, done: Future[Any]) -> None:
+        accepted = self._answer(job, done)
+        if accepted is None:
             return
-        error = done.exception()
-        if error is not None:
-            self._fail(job, describe(error, self.url))
-            return
-        accepted = done.result()
         job.job_id = str(accepted["job_id"])
         job.seed = int(accepted.get("seed", job.seed or 0))
         if job.state in ("uploading", "submitted"):
