@@ -18,7 +18,7 @@ import pytest
 from tests.daemon.conftest import RunningDaemon, start_daemon
 from tests.protocol.fake_host import FakeCanvas, FakeHost
 from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
-from underpaint_protocol.constants import DEFAULT_PORT
+from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL
 from underpaint_protocol.constants import JOB_STATES as DAEMON_JOB_STATES
 from underpaint_protocol.controller import (
     CONNECTION_STATES,
@@ -249,10 +249,12 @@ def test_connection_failures_say_what_to_do() -> None:
     web = describe(NotConnected("x", "web_server", 404), "ws://127.0.0.1:7860")
     assert "127.0.0.1:7860 answers as a web server (HTTP 404), not underpaint" in web
     assert "Errno" not in describe(NotConnected("[Errno 111] Connection refused", "not_running"), "ws://h:1")
-    assert address_problem("http://127.0.0.1:7423") == (
-        "http://127.0.0.1:7423 is a web address; the daemon's address starts with ws:// (ws://127.0.0.1:7423)."
+    web_address = DEFAULT_URL.replace("ws://", "http://")
+    assert address_problem(web_address) == (
+        f"{web_address} is a web address; the daemon's address starts with ws:// ({DEFAULT_URL})."
     )
-    assert address_problem("127.0.0.1:7423") is not None and address_problem("ws://[::1]:7423") is None
+    assert address_problem(f"127.0.0.1:{DEFAULT_PORT}") is not None
+    assert address_problem(f"ws://[::1]:{DEFAULT_PORT}") is None
     assert "underpaint token" in describe(DaemonError({"code": "unauthorized", "message": "bad token"}))
 
 
@@ -495,7 +497,7 @@ def test_wrong_token_is_refused_for_good(tmp_path: Path) -> None:
 
 
 def test_an_http_address_is_refused_at_once() -> None:
-    live = Live("http://127.0.0.1:7423")
+    live = Live(DEFAULT_URL.replace("ws://", "http://"))
     live.controller.connect(live.url)
     assert live.controller.connection == "refused" and "starts with ws://" in live.controller.status
 
