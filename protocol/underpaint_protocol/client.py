@@ -57,10 +57,15 @@ class NotConnected(Exception):
 
     RETRYABLE = ("not_running", "unreachable", "timeout", "lost")
 
-    def __init__(self, message: str = "not connected to the daemon", reason: str = "lost", status: int = 0) -> None:
+    def __init__(
+        self, message: str = "not connected to the daemon", reason: str = "lost", status: int = 0, server: str = ""
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.status = status
+        """The HTTP status a web server answered with (``web_server``)."""
+        self.server = server
+        """Its ``Server`` header, when it sent one (names the program: uvicorn for Gradio, ...)."""
 
 
 class UnderpaintClient:
@@ -175,7 +180,9 @@ class UnderpaintClient:
             raise NotConnected(f"{self.url!r} is not a ws:// address: {error}", "bad_address") from None
         except InvalidStatus as error:
             status = error.response.status_code
-            raise NotConnected(f"{self.url} answers as a web server (HTTP {status})", "web_server", status) from None
+            server = str(error.response.headers.get("Server", ""))
+            message = f"{self.url} answers as a web server (HTTP {status})"
+            raise NotConnected(message, "web_server", status, server) from None
         except InvalidMessage as error:
             answer = re.search(r"HTTP/\d(?:\.\d)? (\d{3})", str(error.__cause__ or ""))  # an HTTP/1.0 server
             if answer is not None:

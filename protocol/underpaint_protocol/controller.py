@@ -263,10 +263,11 @@ def describe(error: BaseException, url: str = "") -> str:
         if reason == "bad_address":
             return address_problem(url) or f"{url!r} is not a daemon address; it looks like {DEFAULT_URL}."
         if reason == "web_server":
+            program = f"{error.server}, " if error.server else ""
             return (
-                f"{where} answers as a web server (HTTP {error.status}), not underpaint: another program uses this "
-                "port (A1111, Forge and Gradio apps use 7860, ComfyUI 8188). Start underpaint on a free port "
-                f"(`underpaint serve` uses {DEFAULT_PORT}) and put its address here."
+                f"{where} answers as a web server ({program}HTTP {error.status}), not underpaint: another "
+                "program uses this port (A1111, Forge and Gradio apps use 7860, ComfyUI 8188). Start underpaint "
+                f"on a free port (`underpaint serve` uses {DEFAULT_PORT}) and put its address here."
             )
         if reason == "not_underpaint":
             return f"{where} answers, but not as an underpaint daemon. Check the address. {start_hint(url)}"
