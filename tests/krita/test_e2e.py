@@ -120,7 +120,7 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 40}))
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=120, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=300, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()
