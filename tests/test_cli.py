@@ -124,7 +124,8 @@ def test_generate_txt2img_on_the_classical_engine_explains_itself(served, tmp_pa
     url, _, _ = served
     run = underpaint("generate", "txt2img", "--server", url, "--prompt", "a cat", "--out", str(tmp_path / "x.png"))
     assert run.returncode == 1
-    assert "unsupported_mode" in run.stderr and "diffusion model" in run.stderr
+    assert "cannot paint a new image" in run.stderr and "diffusion model" in run.stderr
+    assert "unsupported_mode" not in run.stderr and "Traceback" not in run.stderr
 
 
 def test_generate_without_a_daemon_says_how_to_start_one(tmp_path: Path) -> None:

@@ -23,6 +23,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 .venv/bin/ruff check .
-.venv/bin/ruff format --check server protocol tests bench
+.venv/bin/ruff format --check server protocol plugins tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"

@@ -11,20 +11,29 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
+from underpaint_protocol.constants import RECONNECT_DELAYS
 from underpaint_protocol.session import ClientSession, Event, ImageData, SessionError
 
 log = logging.getLogger("underpaint.client")
 
-RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+@dataclass(frozen=True)
+class _Outgoing:
+    connection: ClientConnection
+    frames: list[Any]
+    on_error: Callable[[Exception], None]
+    on_sent: Callable[[], None]
 
 
 class DaemonError(Exception):
@@ -38,7 +47,25 @@ class DaemonError(Exception):
 
 
 class NotConnected(Exception):
-    """The daemon cannot be reached (not running, wrong address, or refused us)."""
+    """The daemon cannot be reached; ``reason`` says why, so that a client can say what to do.
+
+    Reasons: ``not_running`` (nothing listens there), ``unreachable`` (no route, name unknown),
+    ``timeout`` (no answer), ``bad_address`` (not a ws:// address), ``web_server`` (an HTTP server
+    answered the upgrade: another program uses the port), ``not_underpaint`` (something answered,
+    but not as an underpaint daemon), ``lost`` (an open connection dropped).
+    """
+
+    RETRYABLE = ("not_running", "unreachable", "timeout", "lost")
+
+    def __init__(
+        self, message: str = "not connected to the daemon", reason: str = "lost", status: int = 0, server: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        """The HTTP status a web server answered with (``web_server``)."""
+        self.server = server
+        """Its ``Server`` header, when it sent one (names the program: uvicorn for Gradio, ...)."""
 
 
 class UnderpaintClient:
@@ -71,9 +98,7 @@ class UnderpaintClient:
         self.session = ClientSession()
         self.welcome: dict[str, Any] | None = None
         self._connection: ClientConnection | None = None
-        self._outbox: queue.SimpleQueue[tuple[ClientConnection, list[Any], Callable[[Exception], None]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._outbox: queue.SimpleQueue[_Outgoing | None] = queue.SimpleQueue()
         self._sender: threading.Thread | None = None
         self._futures: dict[str, tuple[str, Future[Any]]] = {}
         self._connected = threading.Event()
@@ -119,10 +144,7 @@ class UnderpaintClient:
         return self._connected.is_set()
 
     def _open(self) -> ClientConnection:
-        try:
-            connection = connect(self.url, compression=None, max_size=None, open_timeout=5, close_timeout=2)
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
-            raise NotConnected(f"cannot reach the underpaint daemon at {self.url}: {error}") from None
+        connection = self._dial()
         connection.send(
             self.session.hello(
                 self.client_name,
@@ -134,14 +156,48 @@ class UnderpaintClient:
                 self.previews,
             )
         )
-        reply = self.session.receive_text(_text(connection.recv(timeout=10)))
+        try:
+            reply = self.session.receive_text(_text(connection.recv(timeout=10)))
+        except (SessionError, TimeoutError) as error:
+            connection.close()
+            raise NotConnected(f"{self.url} does not answer as underpaint: {error}", "not_underpaint") from None
         message = reply[0].message if reply else {}
         if message.get("type") != "welcome":
             connection.close()
+            if message.get("type") != "error":
+                raise NotConnected(f"{self.url} does not answer as underpaint", "not_underpaint")
             raise DaemonError(message)
         self.welcome = message
         self.client_id = str(message["client_id"])
         return connection
+
+    def _dial(self) -> ClientConnection:
+        """Open the websocket, telling apart the ways that fails (see ``NotConnected.reason``)."""
+        where = f"the underpaint daemon at {self.url}"
+        try:
+            return connect(self.url, compression=None, max_size=None, open_timeout=5, close_timeout=2)
+        except InvalidURI as error:
+            raise NotConnected(f"{self.url!r} is not a ws:// address: {error}", "bad_address") from None
+        except InvalidStatus as error:
+            status = error.response.status_code
+            server = str(error.response.headers.get("Server", ""))
+            message = f"{self.url} answers as a web server (HTTP {status})"
+            raise NotConnected(message, "web_server", status, server) from None
+        except InvalidMessage as error:
+            answer = re.search(r"HTTP/\d(?:\.\d)? (\d{3})", str(error.__cause__ or ""))  # an HTTP/1.0 server
+            if answer is not None:
+                status = int(answer.group(1))
+                message = f"{self.url} answers as a web server (HTTP {status})"
+                raise NotConnected(message, "web_server", status) from None
+            raise NotConnected(f"{self.url} does not answer as a websocket: {error}", "not_underpaint") from None
+        except InvalidHandshake as error:
+            raise NotConnected(f"{self.url} does not answer as a websocket: {error}", "not_underpaint") from None
+        except TimeoutError:
+            raise NotConnected(f"no answer from {where}", "timeout") from None
+        except ConnectionRefusedError:
+            raise NotConnected(f"nothing listens at {self.url}", "not_running") from None
+        except OSError as error:
+            raise NotConnected(f"cannot reach {where}: {error}", "unreachable") from None
 
     def _run(self) -> None:
         attempt = 0
@@ -151,7 +207,9 @@ class UnderpaintClient:
             except (NotConnected, DaemonError, ConnectionClosed, SessionError) as error:
                 if self._first_error is None:
                     self._first_error = error if not isinstance(error, ConnectionClosed) else NotConnected(str(error))
-                fatal = isinstance(error, DaemonError) and error.code in ("unauthorized", "unsupported_protocol")
+                fatal = (isinstance(error, DaemonError) and error.code in ("unauthorized", "unsupported_protocol")) or (
+                    isinstance(error, NotConnected) and error.reason not in NotConnected.RETRYABLE
+                )
                 self.on_state("disconnected", str(error))
                 if fatal or not self.reconnect or self._closing:
                     return
@@ -217,27 +275,37 @@ class UnderpaintClient:
 
     # ---------------------------------------------------------------- requests
 
-    def _send(self, frames: list[Any], on_error: Callable[[Exception], None] | None = None) -> None:
+    def _send(
+        self,
+        frames: list[Any],
+        on_error: Callable[[Exception], None] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> None:
         """Queue a message (and its frames) for the sending thread: callers never wait on the network.
 
-        Image data handed to ``submit`` must not change until it has been sent.
+        This is the client's one ordered send path: messages leave in the order they were queued.
+        Image data handed to ``submit`` must not change until it has been sent (``on_sent``).
         """
         connection = self._connection
         if connection is None:
             raise NotConnected("not connected to the daemon")
-        self._outbox.put((connection, frames, on_error or (lambda error: log.info("send failed: %s", error))))
+        failed = on_error or (lambda error: log.info("send failed: %s", error))
+        self._outbox.put(_Outgoing(connection, frames, failed, on_sent or (lambda: None)))
 
     def _send_loop(self) -> None:
         """The one thread that writes to the socket, so a message's frames always go out together."""
         while (item := self._outbox.get()) is not None:
-            connection, frames, on_error = item
             try:
-                for frame in frames:
-                    connection.send(frame)
+                for frame in item.frames:
+                    item.connection.send(frame)
             except (ConnectionClosed, OSError) as error:
-                on_error(NotConnected(f"the connection to the daemon was lost while sending: {error}"))
+                item.on_error(NotConnected(f"the connection to the daemon was lost while sending: {error}"))
+            else:
+                item.on_sent()
 
-    def _request(self, request_id: str, expected: str, frames: list[Any]) -> Future[Any]:
+    def _request(
+        self, request_id: str, expected: str, frames: list[Any], on_sent: Callable[[], None] | None = None
+    ) -> Future[Any]:
         future: Future[Any] = Future()
         self._futures[request_id] = (expected, future)
 
@@ -247,7 +315,7 @@ class UnderpaintClient:
                 pending[1].set_exception(error)
 
         try:
-            self._send(frames, failed)
+            self._send(frames, failed, on_sent)
         except NotConnected as error:
             failed(error)
         return future
@@ -263,8 +331,10 @@ class UnderpaintClient:
         region: dict[str, int] | None = None,
         image: ImageData | None = None,
         mask: ImageData | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Future[dict[str, Any]]:
-        """Queue a job (resolves to the `accepted` message with job_id and seed)."""
+        """Queue a job (resolves to the `accepted` message with job_id and seed); ``on_sent`` is called
+        on the sending thread once its frames are out."""
         limit = int((self.welcome or {}).get("limits", {}).get("max_frame_bytes", 0))
         for name, data in (("image", image), ("mask", mask)):
             if data is not None and limit and memoryview(data.data).nbytes > limit:
@@ -280,7 +350,7 @@ class UnderpaintClient:
                 )
                 return future
         request_id, frames = self.session.submit(job, region, image, mask)
-        return self._request(request_id, "accepted", frames)
+        return self._request(request_id, "accepted", frames, on_sent)
 
     def cancel(self, job_id: str) -> None:
         self._send([self.session.cancel(job_id)])

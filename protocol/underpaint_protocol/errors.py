@@ -39,3 +39,53 @@ ERROR_CODES: dict[str, str] = {
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
 }
+
+USER_TEXT: dict[str, str] = {
+    # the connection and its messages
+    "bad_json": "The daemon could not read a message from this plugin. Update the plugin and the daemon together.",
+    "unknown_message_type": "The daemon does not know a request this plugin sent. Update the plugin and the daemon "
+    "together.",
+    "invalid_field": "The daemon did not accept one of the values.",
+    "unsupported_protocol": "This plugin and the daemon speak different protocol versions. Update both to the same "
+    "release.",
+    "handshake_required": "The connection did not start properly. Press Connect again.",
+    "unauthorized": "The daemon refused the token. Run `underpaint token` and paste what it prints into Token.",
+    "unexpected_binary": "The daemon received image data it did not expect. Generate again.",
+    "frame_too_large": "The image is larger than the daemon accepts. Select a smaller area or raise the daemon's "
+    "limits.",
+    # images
+    "bad_image": "The daemon could not read the image this plugin sent. Generate again.",
+    "size_mismatch": "The image sent does not have the size the daemon expected. Generate again.",
+    "too_many_pixels": "The image or the selection is too large for the daemon. Select a smaller area.",
+    "region_mismatch": "The image changed while the job was being sent. Generate again.",
+    # jobs
+    "unknown_model": "The daemon does not have this model. Pick one from the list (press Connect to refresh it).",
+    "unsupported_mode": "The chosen model cannot do this. Pick another model, or select an area to fill.",
+    "empty_selection": "The selection is empty. Select the area to repaint first.",
+    "nothing_to_outpaint": "Nothing to expand: set how many pixels to add on at least one side, or select past the "
+    "edge of the image.",
+    "invalid_value": "One of the values makes no sense for this job.",
+    "unknown_job": "The daemon no longer knows this job (its results may have been removed).",
+    "not_owner": "This job belongs to another client.",
+    "not_cancellable": "The job had already ended.",
+    "queue_full": "The daemon's queue is full. Try again when some jobs have finished.",
+    # engines
+    "model_load_failed": "The model could not be loaded. The daemon's log says why.",
+    "unsafe_model_format": "The daemon only loads .safetensors checkpoints and diffusers folders.",
+    "out_of_memory": "The graphics card ran out of memory. Select a smaller area, lower the batch, or close other "
+    "programs using it.",
+    "engine_failed": "The model failed while painting. The daemon's log says why.",
+    "generation_failed": "The model produced a broken image even after a retry. Try another seed or model.",
+    "shutting_down": "The daemon is shutting down; the job was stopped. Start it again and Generate again.",
+    "internal_error": "The daemon hit a bug. Its log has the details; please report it.",
+}
+"""What a user reads for each code: a sentence that says what to do, never the code itself."""
+
+
+def user_text(code: str, message: str = "", field: str | None = None) -> str:
+    """The sentence for an error the daemon sent, with its own words as detail when they add something."""
+    text = USER_TEXT.get(code, USER_TEXT["internal_error"])
+    detail = message.strip().rstrip(".")
+    if field and field not in detail:
+        detail = f"{field}: {detail}" if detail else field
+    return f"{text} ({detail})" if detail else text

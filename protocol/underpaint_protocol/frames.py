@@ -21,9 +21,9 @@ import json
 import struct
 from dataclasses import dataclass
 
-RAW_FORMATS = {"rgba8": 4, "bgra8": 4, "gray8": 1}
-"""Raw formats and their bytes per pixel."""
-IMAGE_FORMATS = (*RAW_FORMATS, "png")
+from underpaint_protocol.constants import IMAGE_FORMATS as IMAGE_FORMATS  # re-exported
+from underpaint_protocol.constants import RAW_FORMATS
+
 MAX_HEADER_BYTES = 4096
 
 _LENGTH = struct.Struct(">I")

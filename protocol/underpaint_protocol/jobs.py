@@ -53,7 +53,7 @@ def build_job(
     *,
     prompt: str = "",
     negative_prompt: str = "",
-    strength: float = 1.0,
+    strength: float | None = 1.0,
     seed: int | None = None,
     batch: int = 1,
     model: str | None = None,
@@ -62,8 +62,8 @@ def build_job(
     extend: tuple[int, int, int, int] | None = None,
     mode: str | None = None,
 ) -> dict[str, Any]:
-    """The `job` object of a plan/submit message (see PROTOCOL.md)."""
-    chosen = mode or choose_mode(canvas_width, canvas_height, selection, strength, extend)
+    """The `job` object of a plan/submit message (see PROTOCOL.md); ``strength`` None: the daemon's default."""
+    chosen = mode or choose_mode(canvas_width, canvas_height, selection, 1.0 if strength is None else strength, extend)
     job: dict[str, Any] = {
         "mode": chosen,
         "prompt": prompt,
@@ -71,7 +71,7 @@ def build_job(
         "batch": batch,
         "canvas": {"width": canvas_width, "height": canvas_height},
     }
-    if chosen != "txt2img" or strength < 1.0:
+    if strength is not None and (chosen != "txt2img" or strength < 1.0):
         job["strength"] = strength
     for key, value in (("seed", seed), ("model", model), ("steps", steps), ("guidance", guidance)):
         if value is not None:

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from underpaint_protocol import PROTOCOL_VERSION
+from underpaint_protocol.constants import TERMINAL_STATES as TERMINAL
 from underpaint_protocol.frames import Attachment, FrameError, decode_frame, encode_frame
-
-TERMINAL = ("finished", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -206,10 +205,10 @@ class ClientSession:
 
 
 def _announced_image(message: dict[str, Any]) -> dict[str, Any] | None:
-    if message.get("type") == "progress" and isinstance(message.get("preview"), dict):
-        return message["preview"]
-    if message.get("type") == "result":
+    found: object = None
+    if message.get("type") == "progress":
+        found = message.get("preview")
+    elif message.get("type") == "result":
         layer = message.get("layer")
-        if isinstance(layer, dict) and isinstance(layer.get("image"), dict):
-            return layer["image"]
-    return None
+        found = layer.get("image") if isinstance(layer, dict) else None
+    return found if isinstance(found, dict) else None

@@ -1,8 +1,9 @@
-"""`underpaint generate`: one job through a daemon, exactly as a host plugin would run it.
+"""`underpaint generate`: one job through a daemon, exactly as a host plugin runs it.
 
-Reads the canvas and selection from files, asks the daemon which region it needs, uploads only
-that region, shows progress, and writes the result composited over the input at full canvas size
-(grown for outpaint) plus, optionally, the raw layer with its placement.
+The CLI is one more host of the shared controller (``underpaint_protocol.controller``): its canvas
+is the input files, so the job is built, planned, read (only the planned region), submitted,
+followed and placed by the same code as in Krita and GIMP. It writes each result composited over
+the input at full canvas size (grown for outpaint) plus, optionally, the raw layer with its placement.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from PIL import Image
 from underpaint import __version__
 from underpaint.canvas import PixelLayer, composite_over
 from underpaint.canvas.geometry import Box
-from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
-from underpaint_protocol.session import Event, ImageData
+from underpaint_protocol.controller import Controller, NewLayer, Request, WorkQueue
+from underpaint_protocol.jobs import Bounds
+from underpaint_protocol.session import ImageData
 
 
 class GenerateError(Exception):
@@ -61,145 +62,138 @@ def _load_inputs(args: argparse.Namespace) -> tuple[np.ndarray | None, np.ndarra
     return image, mask, width, height
 
 
-def _job_spec(args: argparse.Namespace, width: int, height: int, mask: np.ndarray | None) -> dict[str, Any]:
-    job: dict[str, Any] = {
-        "mode": args.mode,
-        "prompt": args.prompt,
-        "negative_prompt": args.negative,
-        "batch": args.batch,
-        "canvas": {"width": width, "height": height},
-    }
-    for key, value in (
-        ("model", args.model),
-        ("strength", args.strength),
-        ("steps", args.steps),
-        ("guidance", args.guidance),
-        ("seed", args.seed),
-    ):
-        if value is not None:
-            job[key] = value
-    if mask is not None:
-        bounds = selection_bounds(mask)
-        if bounds is not None:
-            job["selection"] = {"x": bounds.x, "y": bounds.y, "width": bounds.width, "height": bounds.height}
-    if args.extend:
-        try:
-            left, top, right, bottom = (int(part) for part in args.extend.split(","))
-        except ValueError:
-            raise GenerateError("--extend must be four integers: LEFT,TOP,RIGHT,BOTTOM") from None
-        job["extend"] = {"left": left, "top": top, "right": right, "bottom": bottom}
-    return job
+def _extend(args: argparse.Namespace) -> tuple[int, int, int, int] | None:
+    if not args.extend:
+        return None
+    try:
+        left, top, right, bottom = (int(part) for part in args.extend.split(","))
+    except ValueError:
+        raise GenerateError("--extend must be four integers: LEFT,TOP,RIGHT,BOTTOM") from None
+    return left, top, right, bottom
 
 
-def _token(args: argparse.Namespace) -> str | None:
+def _token(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
     from underpaint.daemon.config import config_dir
 
     path = config_dir() / "token"
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
 
 
-class _Progress:
-    """A one-line progress bar on stderr."""
+class FileCanvas:
+    """The controller's Canvas over image files: reads crops, grows, and keeps what it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, image: np.ndarray | None, mask: np.ndarray | None, width: int, height: int) -> None:
+        self.pixels = image if image is not None else np.zeros((height, width, 4), np.uint8)
+        self.mask = mask
+        self.pasted: list[NewLayer] = []
+
+    def is_open(self) -> bool:
+        return True
+
+    def size(self) -> tuple[int, int]:
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+    def selection(self) -> Bounds | None:
+        bounds = selection_bounds(self.mask) if self.mask is not None else None
+        return None if bounds is None else Bounds(bounds.x, bounds.y, bounds.width, bounds.height)
+
+    def read_image(self, rect: Bounds) -> ImageData:
+        return _raw(self.pixels[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width], "rgba8")
+
+    def read_mask(self, rect: Bounds) -> ImageData:
+        assert self.mask is not None  # the controller reads a mask only for a job with a selection
+        return _raw(self.mask[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width], "gray8")
+
+    def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
+        grown = np.zeros((height, width, 4), np.uint8)
+        old_height, old_width = self.pixels.shape[:2]
+        grown[offset_y : offset_y + old_height, offset_x : offset_x + old_width] = self.pixels
+        self.pixels = grown
+
+    def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
+        self.pasted += layers
+        return list(layers)
+
+
+class _Terminal:
+    """The CLI as the controller's host: one canvas, and a one-line progress bar on stderr."""
+
+    def __init__(self, canvas: FileCanvas) -> None:
+        self.file_canvas = canvas
         self.interactive = sys.stderr.isatty()
+        self.last = ""
 
-    def show(self, text: str, final: bool = False) -> None:
+    def canvas(self) -> FileCanvas:
+        return self.file_canvas
+
+    def show(self, controller: Controller) -> None:
+        job = controller.jobs[-1] if controller.jobs else None
+        if job is None:
+            return
+        if job.state == "running" and job.total:
+            filled = int(30 * job.step / max(job.total, 1))
+            text = f"[{'#' * filled}{' ' * (30 - filled)}] step {job.step}/{job.total}"
+        elif job.state == "queued" and job.job_id:
+            text = f"job {job.job_id[:8]} accepted, seed {job.seed}; " + job.describe().split(": ", 1)[-1]
+        else:
+            return
+        if text == self.last:
+            return
+        self.last = text
         if self.interactive:
-            sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
-        elif final or not text.startswith("["):
+            sys.stderr.write("\r\033[K" + text)
+        elif not text.startswith("["):
             sys.stderr.write(text + "\n")
         sys.stderr.flush()
-
-    def step(self, step: int, total: int) -> None:
-        filled = int(30 * step / max(total, 1))
-        self.show(f"[{'#' * filled}{' ' * (30 - filled)}] step {step}/{total}")
 
 
 def run_generate(args: argparse.Namespace) -> None:
     image, mask, width, height = _load_inputs(args)
-    job = _job_spec(args, width, height, mask)
-    results: dict[int, tuple[dict[str, Any], np.ndarray]] = {}
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-    progress = _Progress()
-    job_id: list[str] = []
-
-    def on_event(event: Event) -> None:
-        if job_id and event.job_id != job_id[0]:
-            return
-        if event.type == "progress":
-            progress.step(int(event.message["step"]), int(event.message["total"]))
-        elif event.type == "queued":
-            progress.show(f"queued at position {event.message['position']}")
-        elif event.type == "result" and event.image is not None:
-            results[int(event.message["index"])] = (event.message, _layer_pixels(event.image))
-        elif event.type in ("finished", "failed", "cancelled"):
-            outcome.update(event.message)
-            done.set()
-
-    client = UnderpaintClient(
-        args.server,
-        token=_token(args),
-        client_name="underpaint-cli",
-        client_version=__version__,
-        on_event=on_event,
-        reconnect=True,
+    canvas = FileCanvas(image, mask, width, height)
+    terminal = _Terminal(canvas)
+    work = WorkQueue()
+    controller = Controller(terminal, work.post, client_name="underpaint-cli", client_version=__version__)
+    request = Request(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        strength=args.strength,
+        seed=args.seed,
+        batch=args.batch,
+        model=args.model,
+        steps=args.steps,
+        guidance=args.guidance,
+        extend=_extend(args),
+        mode=args.mode,
     )
+    controller.connect(args.server, _token(args))
     try:
-        client.connect(timeout=10)
-    except (NotConnected, DaemonError) as error:
-        raise GenerateError(f"{error}. Is the daemon running? Start it with `underpaint serve`.") from None
-    try:
-        planned = client.plan(job).result(timeout=60)
-        upload = Box(**planned["upload"])
-        image_data = mask_data = None
-        if not upload.is_empty:
-            assert image is not None
-            rows, cols = upload.slices(Box(0, 0, width, height))
-            image_data = _raw(np.ascontiguousarray(image[rows, cols]), "rgba8")
-            if mask is not None:
-                mask_data = _raw(np.ascontiguousarray(mask[rows, cols]), "gray8")
-        region = planned["upload"] if not upload.is_empty else None
-        accepted = client.submit(job, region, image_data, mask_data).result(timeout=120)
-        job_id.append(accepted["job_id"])
-        progress.show(f"job {accepted['job_id'][:8]} accepted, seed {accepted['seed']}")
+        work.run_until(lambda: controller.connection != "connecting", 30)
+        if not controller.connected:
+            raise GenerateError(controller.status)
+        job = controller.generate(request)
+        if job is None:
+            raise GenerateError(controller.error)
         try:
-            while not done.wait(0.2):
-                pass
+            work.run_until(lambda: job.settled, float("inf"))
         except KeyboardInterrupt:
-            client.cancel(accepted["job_id"])
-            done.wait(30)
+            controller.cancel(job)
+            work.run_until(lambda: job.done, 30)
             raise GenerateError("cancelled") from None
-    except DaemonError as error:
-        where = f" (field {error.field})" if error.field else ""
-        raise GenerateError(f"{error.code}: {error}{where}") from None
-    except TimeoutError:
-        raise GenerateError("the daemon did not answer in time") from None
     finally:
-        client.close()
-    if outcome.get("type") != "finished":
-        where = f" (field {outcome.get('field')})" if outcome.get("field") else ""
-        raise GenerateError(f"job {outcome.get('type')}: {outcome.get('message', '')}{where}")
-    progress.show(f"done: {len(results)} result(s)", final=True)
-    for index, (message, pixels) in sorted(results.items()):
-        _write_outputs(args, index, len(results) > 1, image, width, height, message, pixels)
+        controller.close()
+    if terminal.interactive:
+        sys.stderr.write("\n")
+    if job.state != "finished" or controller.error:
+        raise GenerateError(job.error or controller.error or job.describe())
+    sys.stderr.write(f"done: {len(job.pasted)} result(s)\n")
+    for index, (result, layer) in enumerate(zip(job.results, canvas.pasted, strict=True)):
+        _write_outputs(args, index, len(job.pasted) > 1, canvas.pixels, result.message, layer)
 
 
 def _raw(array: np.ndarray, image_format: str) -> ImageData:
-    return ImageData(image_format, int(array.shape[1]), int(array.shape[0]), memoryview(array.tobytes()))
-
-
-def _layer_pixels(image: ImageData) -> np.ndarray:
-    if image.format == "png":
-        import io
-
-        with Image.open(io.BytesIO(image.data)) as file:
-            return np.asarray(file.convert("RGBA"))
-    pixels = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 4)
-    return pixels[..., [2, 1, 0, 3]] if image.format == "bgra8" else pixels
+    return ImageData(image_format, int(array.shape[1]), int(array.shape[0]), np.ascontiguousarray(array).tobytes())
 
 
 def _numbered(path: Path, index: int, numbered: bool) -> Path:
@@ -210,34 +204,30 @@ def _write_outputs(
     args: argparse.Namespace,
     index: int,
     numbered: bool,
-    image: np.ndarray | None,
-    width: int,
-    height: int,
+    base: np.ndarray,
     message: dict[str, Any],
-    pixels: np.ndarray,
+    layer: NewLayer,
 ) -> None:
-    placement = message["layer"]
-    canvas = Box(**message["canvas"])
-    original = np.zeros((canvas.height, canvas.width, 4), np.uint8)
-    if image is not None:
-        rows, cols = Box(0, 0, width, height).slices(canvas)
-        original[rows, cols] = image
-    layer = PixelLayer(pixels=pixels, x=int(placement["x"]), y=int(placement["y"]), canvas=canvas)
-    composite = composite_over(original, layer, canvas)
+    """The result composited over the (grown) input, and optionally the raw layer with its placement."""
+    height, width = base.shape[:2]
+    pixels = np.frombuffer(bytes(layer.image.data), np.uint8).reshape(layer.image.height, layer.image.width, 4)
+    region = Box(0, 0, width, height)
+    composite = composite_over(base, PixelLayer(pixels=pixels, x=layer.x, y=layer.y, canvas=region), region)
     out = _numbered(args.out, index, numbered)
     Image.fromarray(composite, "RGBA").save(out)
-    print(f"wrote {out} ({canvas.width}x{canvas.height})")
+    print(f"wrote {out} ({width}x{height})")
     if args.layer_out is not None:
+        placed = message["layer"]
         layer_path = _numbered(args.layer_out, index, numbered)
         Image.fromarray(np.ascontiguousarray(pixels), "RGBA").save(layer_path)
         sidecar = {
-            "name": placement["name"],
-            "x": layer.x,
-            "y": layer.y,
-            "width": layer.width,
-            "height": layer.height,
+            "name": placed["name"],
+            "x": placed["x"],
+            "y": placed["y"],
+            "width": placed["width"],
+            "height": placed["height"],
             "canvas": message["canvas"],
             "params": message["params"],
         }
         layer_path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2), encoding="utf-8")
-        print(f"wrote {layer_path} at x={layer.x} y={layer.y} ({layer.width}x{layer.height})")
+        print(f"wrote {layer_path} at x={placed['x']} y={placed['y']} ({placed['width']}x{placed['height']})")

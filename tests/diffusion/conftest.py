@@ -10,11 +10,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+# No importorskip: without torch and diffusers these tests fail (tools/test.sh installs them).
+import diffusers  # noqa: F401
 import numpy as np
 import pytest
 
-pytest.importorskip("diffusers")
-
+from tests.diffusion.ldm_export import save_single_file
 from underpaint.engines.base import GenerationInput
 from underpaint.engines.diffusion import tiny
 from underpaint.modes import Mode
@@ -57,7 +58,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 
     def single(pipe: object, name: str) -> Path:
         tiny.save_config_folder(pipe, files / f"{name}.config")
-        return tiny.save_single_file(pipe, files / f"{name}.safetensors")
+        return save_single_file(pipe, files / f"{name}.safetensors")
 
     sd15 = tiny.build_sd15(tok, in_channels=4, seed=1)
     sd15_file = single(sd15, "sd15")
@@ -143,9 +144,9 @@ def tiny_loras(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory
 
     ``init_lora_weights=False`` makes both A and B random (B is zero by default, a no-op LoRA).
     """
-    pytest.importorskip("peft")
     import shutil
 
+    import peft  # noqa: F401 - the LoRA support needs it; missing, this fails
     import torch
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from diffusers.utils import convert_state_dict_to_diffusers

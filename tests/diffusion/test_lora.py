@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import peft  # noqa: F401 - the LoRA support needs it; missing, these tests fail (never skip)
 import pytest
 import torch
 from conftest import TinyLoras, TinyModels, make_job, run
@@ -18,8 +19,6 @@ from underpaint.engines.diffusion import loading as loading_module
 from underpaint.engines.diffusion.registry import few_step_for, parse_source
 from underpaint.errors import JobError
 from underpaint.modes import Mode
-
-pytest.importorskip("peft")
 
 
 def _unet_weights(engine: DiffusionEngine) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -273,10 +274,12 @@ def xvfb() -> Iterator[str]:
 
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
-    """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/panel_driver.py."""
+    """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
+    plug-in installed beside the real one (the shipped plug-in has no test code)."""
     config_dir = install_plugin(tmp_path)
-    installed = config_dir / "GIMP" / "plug-ins" / "underpaint"
-    (installed / "underpaint_gimp" / "selftest.py").write_text((Path(__file__).parent / "panel_driver.py").read_text())
+    driver = config_dir / "GIMP" / "plug-ins" / "underpaint_test"
+    shutil.copytree(Path(__file__).parent / "driver" / "underpaint_test", driver)
+    (driver / "underpaint_test.py").chmod(0o755)
     (config_dir / "GIMP" / "underpaint.json").write_text(json.dumps({"server": daemon.url}))  # remembered server
     prompt = _prompt("panel-tiny", label)
     spec = tmp_path / "panel.json"
@@ -295,9 +298,9 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
             }
         )
     )
-    env = {"DISPLAY": xvfb, "UNDERPAINT_PANEL_SELFTEST": str(spec)}
+    env = {"DISPLAY": xvfb, "UNDERPAINT_PANEL_TEST": str(spec)}
     report = run_procedure(
-        label, tmp_path, "underpaint-panel", {}, select=[200, 120, 150, 120], interactive=True, env=env
+        label, tmp_path, "underpaint-panel-test", {}, select=[200, 120, 150, 120], interactive=True, env=env
     )
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())
@@ -306,7 +309,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert panel["server_shown"] == daemon.url
     assert any(state.startswith("Connected to") for state in panel["states"])
     assert any(model.startswith("tiny-random") for model in panel["models"])
-    assert panel["mode_hint"].startswith("Generate inpaints")
+    assert panel["mode_hint"] == "Generate will inpaint the selection."
     assert panel["cancel_sensitive_while_running"]
     inpaint, outpaint = panel["steps"]
     assert (inpaint["mode"], inpaint["state"], inpaint["results"], inpaint["seed"]) == ("inpaint", "finished", 2, 61)

@@ -56,6 +56,8 @@ def test_install_layout_executable_entry_and_vendored_client(tmp_path: Path, cap
     entry = target / "underpaint.py"
     assert entry.is_file() and os.access(entry, os.X_OK)
     assert (target / "underpaint_gimp" / "model.py").is_file()
+    shipped = "".join(path.read_text() for path in (target / "underpaint_gimp").glob("*.py"))
+    assert "selftest" not in shipped and "UNDERPAINT_PANEL" not in shipped, "no test code, no test import"
     assert (target / "vendor" / "websockets" / "sync" / "client.py").is_file()
     assert not list(target.rglob("*.so")) and not list(target.rglob("__pycache__"))
     assert "Filters > underpaint" in capsys.readouterr().out

@@ -10,7 +10,7 @@ from underpaint_gimp import settings
 
 def test_round_trip_private_file(tmp_path: Path) -> None:
     path = settings.settings_path(tmp_path / "GIMP" / "3.0")
-    s = settings.Settings(server="ws://10.0.0.2:7860", token="secret", prompt="a fox", seed=5, batch=3)
+    s = settings.Settings(server="ws://10.0.0.2:7423", token="secret", prompt="a fox", seed=5, batch=3)
     settings.save(path, s)
     assert settings.load(path) == s
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

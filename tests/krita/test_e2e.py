@@ -1,7 +1,8 @@
 """The real plugin in the real Krita 5 and Krita 6 (under Xvfb, isolated HOME) against a real daemon.
 
 The plugin is installed with ``underpaint.install.krita.install(dest=...)`` into the isolated pykrita
-folder; its test hook (UNDERPAINT_KRITA_TEST) opens tests/data/coffee.jpg, selects a rectangle and
+folder. Beside it the test installs a second plugin, tests/krita/driver (the shipped plugin has no test
+code), which, when UNDERPAINT_KRITA_TEST names a spec, opens tests/data/coffee.jpg, selects a rectangle and
 clicks the docker's own Generate / Expand buttons: a classical inpaint, a tiny-random inpaint with a
 batch of 2 (one group, one undo step), and a classical Expand (outpaint). A host that is not
 provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
@@ -10,16 +11,18 @@ provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.hosts import ARTIFACTS_DIR, KRITA_LABELS, REPO_ROOT, HostMissing, get_krita, prepare_krita_home, run_krita
-from underpaint.install.krita import install
+from underpaint.install.krita import enable_in_kritarc, install
 
 pytestmark = pytest.mark.host
 
@@ -38,6 +41,16 @@ JOBS = [
     },
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
+
+
+DRIVER = REPO_ROOT / "tests" / "krita" / "driver"
+
+
+def install_driver(pykrita: Path, kritarc: Path) -> None:
+    """Install the test driver as its own Krita plugin beside the real one, and enable it."""
+    shutil.copy2(DRIVER / "underpaint_test.desktop", pykrita / "underpaint_test.desktop")
+    shutil.copytree(DRIVER / "underpaint_test", pykrita / "underpaint_test", dirs_exist_ok=True)
+    enable_in_kritarc(kritarc, "underpaint_test")
 
 
 def _free_port() -> int:
@@ -71,7 +84,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # importing torch on a loaded machine can take a minute
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -98,14 +111,16 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
         pytest.fail(str(error), pytrace=False)
     home = tmp_path_factory.mktemp(f"{label}-home")
     prepare_krita_home(home)
-    install(dest=home / ".local" / "share" / "krita" / "pykrita", kritarc=home / ".config" / "kritarc")
+    pykrita = home / ".local" / "share" / "krita" / "pykrita"
+    install(dest=pykrita, kritarc=home / ".config" / "kritarc")
+    install_driver(pykrita, home / ".config" / "kritarc")
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
         rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
     spec = home / "spec.json"
     spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 40}))
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=120, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=300, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()

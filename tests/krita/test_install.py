@@ -53,10 +53,12 @@ def test_install_into_a_pykrita_folder(tmp_path: Path) -> None:
     for name in ("__init__.py", "qt.py", "model.py", "glue.py", "docker.py"):
         assert (where / name).is_file()
     vendor = where / "vendor"
-    assert (vendor / "underpaint_protocol" / "client.py").is_file()
+    assert (vendor / "underpaint_protocol" / "controller.py").is_file()
     assert (vendor / "websockets" / "sync" / "client.py").is_file()
     assert not list(vendor.rglob("*.so")) and not list(vendor.rglob("__pycache__"))
     assert "enable_underpaint_krita=true" in (tmp_path / "kritarc").read_text()
+    shipped = "".join(path.read_text() for path in where.glob("*.py"))  # no test code, no test import
+    assert "UNDERPAINT_KRITA_TEST" not in shipped and "testhook" not in shipped and "sha256" not in shipped
 
 
 def test_zip_for_import_python_plugin_from_file(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The plugin's host-independent parts against tests/krita/fake_krita.py: glue (reading, pasting,
-undo, refusal of other colour depths) and the docker model driving a real in-process daemon."""
+"""Krita's adapter against tests/krita/fake_krita.py: the glue (reading, pasting, undo, refusal of other
+colour depths) and the docker model on the shared controller, driving a real in-process daemon. The
+controller itself is tested once, in tests/protocol/test_controller.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from underpaint_krita.glue import KritaGlue, UserError, bgra_from
+from underpaint_krita.glue import KritaGlue, bgra_from
 from underpaint_krita.model import DockerModel, Settings
 
 from tests.daemon.engines import PACED_MODEL, PacedEngine
@@ -18,6 +19,8 @@ from tests.krita.fake_krita import FakeDocument, FakeKrita
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
 from underpaint.engines.classical import ClassicalEngine
+from underpaint_protocol.controller import NewLayer, UserError
+from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 
 RED = bytes([0, 0, 255, 255])  # BGRA
@@ -34,51 +37,39 @@ def photo(width: int = 48, height: int = 32) -> tuple[FakeKrita, FakeDocument]:
     return app, doc
 
 
-def result_message(x: int, y: int, w: int, h: int, canvas: tuple[int, int, int, int], seed: int = 1) -> dict:
-    cx, cy, cw, ch = canvas
-    return {
-        "type": "result",
-        "index": 0,
-        "layer": {"name": f"p [seed {seed}]", "x": x, "y": y, "width": w, "height": h},
-        "canvas": {"x": cx, "y": cy, "width": cw, "height": ch},
-        "params": {"seed": seed},
-        "output": None,
-    }
-
-
-# ------------------------------------------------------------------------------------------ glue
-
-
-def test_snapshot_refuses_other_colour_depths_clearly() -> None:
+def test_the_active_document_is_refused_in_other_colour_depths_clearly() -> None:
     app = FakeKrita()
     app.open(FakeDocument(10, 10, "RGBA", "U16"))
     with pytest.raises(UserError, match=r"8-bit RGBA.*RGBA/U16.*Convert Image Color Space"):
-        KritaGlue(app).snapshot()
+        KritaGlue(app).active_canvas()
     app.open(FakeDocument(10, 10, "CMYKA", "U8"))
     with pytest.raises(UserError, match="CMYKA/U8"):
-        KritaGlue(app).snapshot()
+        KritaGlue(app).active_canvas()
     with pytest.raises(UserError, match="Open an image first"):
-        KritaGlue(FakeKrita()).snapshot()
+        KritaGlue(FakeKrita()).active_canvas()
 
 
-def test_snapshot_and_reading_the_region_in_bgra_and_the_soft_mask() -> None:
+def test_reading_the_region_in_bgra_and_the_soft_mask() -> None:
     app, doc = photo(12, 8)
     top = doc.add_layer("top", bytes([10, 20, 30, 255]))
     top.pixels = {(x, y): bytes([10, 20, 30, 255]) for x in range(4, 6) for y in range(2, 4)}
     doc.select_rect(3, 2, 4, 3, 128)
-    glue = KritaGlue(app)
-    snap = glue.snapshot()
-    assert (snap.width, snap.height) == (12, 8)
-    assert snap.selection is not None and snap.selection.as_dict() == {"x": 3, "y": 2, "width": 4, "height": 3}
-    image = glue.read_image(snap.key, {"x": 4, "y": 2, "width": 2, "height": 2})
+    canvas = KritaGlue(app).active_canvas()
+    assert canvas.size() == (12, 8) and canvas.is_open()
+    assert canvas.selection() == Bounds(3, 2, 4, 3)
+    image = canvas.read_image(Bounds(4, 2, 2, 2))
     assert image.format == "bgra8" and bytes(image.data) == bytes([10, 20, 30, 255]) * 4
-    mask = glue.read_mask(snap.key, {"x": 2, "y": 2, "width": 2, "height": 1})
-    assert mask is not None and mask.format == "gray8" and bytes(mask.data) == bytes([0, 128])
+    mask = canvas.read_mask(Bounds(2, 2, 2, 1))
+    assert mask.format == "gray8" and bytes(mask.data) == bytes([0, 128])
 
 
 def test_rgba_results_are_swapped_to_bgra() -> None:
     assert bgra_from(ImageData("rgba8", 1, 1, bytes([1, 2, 3, 4]))) == bytes([3, 2, 1, 4])
     assert bgra_from(ImageData("bgra8", 1, 1, bytes([1, 2, 3, 4]))) == bytes([1, 2, 3, 4])
+
+
+def layer(name: str, x: int, y: int, w: int, h: int, visible: bool = True) -> NewLayer:
+    return NewLayer(name, ImageData("bgra8", w, h, RED * (w * h)), x, y, visible)
 
 
 def test_one_result_is_one_layer_right_above_the_active_layer_in_one_undo_step() -> None:
@@ -87,13 +78,11 @@ def test_one_result_is_one_layer_right_above_the_active_layer_in_one_undo_step()
     top = doc.add_layer("Top", RED)
     doc.active = base
     before = dict(base.pixels), dict(top.pixels)
-    glue = KritaGlue(app, to_qbytes=bytearray)
-    message = result_message(3, 2, 4, 2, (0, 0, 20, 10), seed=9)
-    pasted = glue.apply(glue.snapshot().key, (20, 10), [(message, ImageData("bgra8", 4, 2, RED * 8))], "g")
+    canvas = KritaGlue(app, to_qbytes=bytearray).active_canvas()
+    canvas.paste([layer("p [seed 9]", 3, 2, 4, 2)], None)
     assert [n.name() for n in doc.root.children] == ["Background", "p [seed 9]", "Top"]
-    layer = doc.root.children[1]
-    assert (layer.bounds().x(), layer.bounds().y(), layer.bounds().width(), layer.bounds().height()) == (3, 2, 4, 2)
-    assert [(p.x, p.y, p.width, p.height) for p in pasted] == [(3, 2, 4, 2)]
+    b = doc.root.children[1].bounds()
+    assert (b.x(), b.y(), b.width(), b.height()) == (3, 2, 4, 2)
     assert len(doc.undo_steps) == 1
     assert (dict(base.pixels), dict(top.pixels)) == before and base.writes == top.writes == 0
 
@@ -105,22 +94,18 @@ def test_active_mask_pastes_above_its_layer_and_no_active_goes_on_top() -> None:
     base.children.append(mask)
     mask.parent = base
     doc.active = mask
-    glue = KritaGlue(app)
-    key = glue.snapshot().key
-    glue.apply(key, (8, 8), [(result_message(0, 0, 1, 1, (0, 0, 8, 8)), ImageData("bgra8", 1, 1, RED))], "g")
+    canvas = KritaGlue(app).active_canvas()
+    canvas.paste([layer("p [seed 1]", 0, 0, 1, 1)], None)
     assert [n.name() for n in doc.root.children] == ["Background", "p [seed 1]"]
     doc.active = None
-    glue.apply(key, (8, 8), [(result_message(0, 0, 1, 1, (0, 0, 8, 8), 2), ImageData("bgra8", 1, 1, RED))], "g")
+    canvas.paste([layer("p [seed 2]", 0, 0, 1, 1)], None)
     assert [n.name() for n in doc.root.children][-1] == "p [seed 2]"
 
 
 def test_a_batch_is_one_group_first_item_visible_on_top_one_undo_step() -> None:
     app, doc = photo(10, 10)
-    glue = KritaGlue(app)
-    results = [
-        (result_message(1, 1, 2, 2, (0, 0, 10, 10), seed), ImageData("bgra8", 2, 2, RED * 4)) for seed in (5, 6, 7)
-    ]
-    glue.apply(glue.snapshot().key, (10, 10), results, "p [seeds 5-7]")
+    canvas = KritaGlue(app).active_canvas()
+    canvas.paste([layer(f"p [seed {s}]", 1, 1, 2, 2, s == 5) for s in (5, 6, 7)], "p [seeds 5-7]")
     group = doc.root.children[-1]
     assert group.type() == "grouplayer" and group.name() == "p [seeds 5-7]"
     top_down = list(reversed(group.children))
@@ -129,31 +114,25 @@ def test_a_batch_is_one_group_first_item_visible_on_top_one_undo_step() -> None:
     assert doc.undo_steps == [("add", group)]
 
 
-def test_outpaint_grows_the_canvas_first_then_places_the_layer() -> None:
+def test_growing_moves_the_old_canvas_untouched() -> None:
     app, doc = photo(10, 6)
     base = doc.root.children[0]
     original = base.pixelData(0, 0, 10, 6)
-    glue = KritaGlue(app)
-    message = result_message(-4, 0, 4, 6, (-4, 0, 14, 6))
-    glue.apply(glue.snapshot().key, (10, 6), [(message, ImageData("bgra8", 4, 6, RED * 24))], "g")
+    canvas = KritaGlue(app).active_canvas()
+    canvas.grow(14, 6, 4, 0)
+    canvas.paste([layer("p", 0, 0, 4, 6)], None)
     assert (doc.width(), doc.height()) == (14, 6)
     assert [kind for kind, _ in doc.undo_steps] == ["resize", "add"]
-    layer = doc.root.children[-1]
-    assert (layer.bounds().x(), layer.bounds().width()) == (0, 4)
-    assert base.pixelData(4, 0, 10, 6) == original  # the old canvas moved over, its pixels untouched
+    assert base.pixelData(4, 0, 10, 6) == original
 
 
-def test_a_resized_document_or_a_closed_one_is_not_pasted_into() -> None:
+def test_a_closed_document_is_told_apart() -> None:
     app, doc = photo(10, 6)
-    glue = KritaGlue(app)
-    key = glue.snapshot().key
-    item = [(result_message(0, 0, 1, 1, (0, 0, 10, 6)), ImageData("bgra8", 1, 1, RED))]
-    doc.resizeImage(0, 0, 12, 6)
-    with pytest.raises(UserError, match="resized while the job ran"):
-        glue.apply(key, (10, 6), item, "g")
+    canvas = KritaGlue(app).active_canvas()
     app.close(doc)
+    assert not canvas.is_open()
     with pytest.raises(UserError, match="closed"):
-        glue.apply(key, (10, 6), item, "g")
+        canvas.paste([layer("p", 0, 0, 1, 1)], None)
 
 
 # ------------------------------------------------------------------------------------------ model + daemon
@@ -220,31 +199,20 @@ def test_generate_inpaints_reads_only_the_planned_region_and_pastes_one_layer(da
     assert entry is not None and entry.mode == "inpaint"
     ui.run_until(lambda: entry.state == "finished" and entry.applied == len(entry.results) == 1)
     assert entry.upload is not None
-    assert doc.pixel_reads == [tuple(entry.upload[k] for k in ("x", "y", "width", "height"))]  # once, as planned
+    up = entry.upload
+    assert doc.pixel_reads == [(up.x, up.y, up.width, up.height)]  # once, as planned
     x, y, w, h = doc.pixel_reads[0]
     assert w * h < 240 * 160 and x <= 100 and y <= 70 and x + w >= 112 and y + h >= 80
     assert entry.seed == 42 and len(entry.pasted) == 1
     layer = doc.root.children[-1]
-    message = entry.results[0][0]
+    message = entry.results[0].message
     assert layer.name() == message["layer"]["name"] == "wood [seed 42]"
     b = layer.bounds()
     lay = message["layer"]
     assert (b.x(), b.y(), b.width(), b.height()) == (lay["x"], lay["y"], lay["width"], lay["height"])
     assert doc.root.children[0].writes == 0
     assert model.error == "" and not model.busy
-    model.close(wait=True)
-
-
-def test_many_fast_jobs_all_paste(daemon: DaemonThread) -> None:
-    """Results can arrive before the submit's future resolves: none may be lost."""
-    app, doc = photo(32, 24)
-    doc.select_rect(8, 8, 6, 6)
-    model, ui = connected(app, daemon)
-    entries = [model.generate() for _ in range(6)]
-    ui.run_until(lambda: all(e is not None and e.state == "finished" and e.applied == 1 for e in entries))
-    assert all(e is not None and len(e.pasted) == 1 for e in entries)
-    assert len([n for n in doc.root.children if n.name() != "Background"]) == 6
-    model.close(wait=True)
+    model.close()
 
 
 def test_events_run_re_entrantly_during_a_paste_paste_once(daemon: DaemonThread) -> None:
@@ -267,43 +235,7 @@ def test_events_run_re_entrantly_during_a_paste_paste_once(daemon: DaemonThread)
     ui.run_until(lambda: entry.settled)
     assert len(entry.pasted) == 1 and len([n for n in doc.root.children if n.name() != "Background"]) == 1
     assert observed and not any(settled for settled, _ in observed)  # never "done" mid-paste
-    model.close(wait=True)
-
-
-def test_daemon_not_running_says_how_to_start_it() -> None:
-    app, _ = photo()
-    with socket_port() as port:
-        model, ui = make_model(app, f"ws://127.0.0.1:{port}")
-    model.connect()
-    ui.run_until(lambda: model.connection == "disconnected", timeout=15)
-    assert "not running" in model.status and "underpaint serve" in model.status
-    assert model.generate() is None and "Not connected" in model.error
-    model.close(wait=True)
-
-
-def test_wrong_token_is_explained(tmp_path: Path) -> None:
-    config = DaemonConfig(host="0.0.0.0", port=0, token_file=tmp_path / "token", outputs=None)
-    thread = DaemonThread(Daemon(config, [ClassicalEngine()], "classical")).start()
-    try:
-        app, _ = photo()
-        model, ui = make_model(app, f"ws://127.0.0.1:{thread.daemon.port}", "wrong")
-        model.connect()
-        ui.run_until(lambda: model.connection == "disconnected", timeout=15)
-        assert "refused the token" in model.status and "underpaint token" in model.status
-        model.close(wait=True)
-    finally:
-        thread.stop()
-
-
-def test_daemon_errors_show_in_the_docker_not_as_tracebacks(daemon: DaemonThread) -> None:
-    app, _doc = photo()
-    model, ui = connected(app, daemon)
-    model.strength = 1.0  # no selection, full strength: txt2img, which the classical engine cannot do
-    entry = model.generate()
-    assert entry is not None and entry.mode == "txt2img"
-    ui.run_until(lambda: entry.state == "failed")
-    assert "unsupported_mode" in model.error and "Traceback" not in model.error
-    model.close(wait=True)
+    model.close()
 
 
 def test_unsupported_document_is_refused_before_anything_is_sent(daemon: DaemonThread) -> None:
@@ -311,7 +243,7 @@ def test_unsupported_document_is_refused_before_anything_is_sent(daemon: DaemonT
     app.open(FakeDocument(16, 16, "RGBA", "F32"))
     model, _ui = connected(app, daemon)
     assert model.generate() is None and "8-bit RGBA" in model.error and not model.jobs
-    model.close(wait=True)
+    model.close()
 
 
 def test_document_closed_mid_job_drops_the_result_with_a_message(daemon: DaemonThread) -> None:
@@ -323,9 +255,9 @@ def test_document_closed_mid_job_drops_the_result_with_a_message(daemon: DaemonT
     ui.run_until(lambda: entry.state in ("queued", "running", "finished") or entry.results != [])
     app.close(doc)
     ui.run_until(lambda: entry.state == "finished")
-    assert entry.pasted == [] and entry.note == "document closed"
+    assert entry.pasted == [] and entry.note == "image closed"
     assert "closed" in model.error and "saved in" in model.error  # where the daemon kept the PNG
-    model.close(wait=True)
+    model.close()
 
 
 def test_expand_outpaints_and_grows_the_canvas(daemon: DaemonThread) -> None:
@@ -339,7 +271,7 @@ def test_expand_outpaints_and_grows_the_canvas(daemon: DaemonThread) -> None:
     assert (doc.width(), doc.height()) == (48, 28)
     model.extend = (0, 0, 0, 0)
     assert model.generate(expand=True) is None and "at least one side" in model.error
-    model.close(wait=True)
+    model.close()
 
 
 def test_krita_api_is_only_touched_on_the_ui_thread(daemon: DaemonThread) -> None:
@@ -358,53 +290,24 @@ def test_krita_api_is_only_touched_on_the_ui_thread(daemon: DaemonThread) -> Non
     assert entry is not None
     ui.run_until(lambda: entry.state == "finished" and entry.applied == 1)
     assert seen == {threading.current_thread().name}
-    model.close(wait=True)
+    model.close()
 
 
-class socket_port:
-    """A loopback port with nothing listening on it."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def test_progress_preview_and_cancel(daemon: DaemonThread) -> None:
+def test_progress_preview_and_cancel_while_a_finished_row_is_selected(daemon: DaemonThread) -> None:
     app, doc = photo(64, 48)
     doc.select_rect(10, 10, 12, 12)
     model, ui = connected(app, daemon)
+    done = model.generate()
+    assert done is not None
+    ui.run_until(lambda: done.settled)
     model.set_model(PACED_MODEL)
     entry = model.generate()
     assert entry is not None
     ui.run_until(lambda: entry.step >= 2)
     assert model.progress[1] == 10 and model.preview is not None and model.preview.format == "bgra8"
     assert entry.state == "running" and model.busy
-    model.cancel()
+    model.cancel(done.ticket)  # the highlighted row ended already: Cancel still stops what runs
     ui.run_until(lambda: entry.state == "cancelled")
     assert entry.pasted == [] and not model.busy and model.preview is None
-    assert [n.name() for n in doc.root.children] == ["Background"]
-    model.close(wait=True)
-
-
-def test_dropped_socket_reconnects_and_the_result_still_lands(daemon: DaemonThread) -> None:
-    app, doc = photo(64, 48)
-    doc.select_rect(10, 10, 12, 12)
-    model, ui = connected(app, daemon)
-    model.set_model(PACED_MODEL)
-    entry = model.generate()
-    assert entry is not None
-    ui.run_until(lambda: entry.step >= 1)
-    client = model.client
-    assert client is not None and client._connection is not None
-    client._connection.close()  # the socket drops under a running job
-    ui.run_until(lambda: model.connection == "reconnecting" or entry.settled)
-    ui.run_until(lambda: entry.settled and model.connection == "connected")
-    assert entry.state == "finished" and len(entry.pasted) == 1
-    assert model.status.startswith("Connected")
-    model.close(wait=True)
+    assert [n.name() for n in doc.root.children] == ["Background", done.pasted[0].name]
+    model.close()

@@ -31,8 +31,3 @@ if krita is not None:
     except AttributeError:
         _right = _base.DockRight  # unscoped (older sip in Krita 5)
     _app.addDockWidgetFactory(krita.DockWidgetFactory(DOCKER_ID, _right, UnderpaintDocker))
-    # TEST HOOK (end-to-end tests only): drives the docker inside a real Krita when the variable is set.
-    if os.environ.get("UNDERPAINT_KRITA_TEST"):
-        from . import testhook
-
-        _app.addExtension(testhook.TestDriver(_app))

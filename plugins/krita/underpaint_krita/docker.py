@@ -11,7 +11,7 @@ from .model import DockerModel, Settings
 from .qt import QByteArray, QObject, Qt, QtGui, QtWidgets, pyqtSignal
 
 DOCKER_ID = "underpaint_docker"
-DOCKERS: list[UnderpaintDocker] = []  # every docker made (one per window); the test hook finds them here
+DOCKERS: list[UnderpaintDocker] = []  # every docker made (one per window)
 _MODEL: DockerModel | None = None
 
 
@@ -211,7 +211,8 @@ class UnderpaintDocker(DockWidget):
         m.seed_random = self.seed_random.isChecked()
         m.seed = self.seed_spin.value()
         m.batch = self.batch_spin.value()
-        m.extend = tuple(spin.value() for spin in self.extend_spins)  # type: ignore[assignment]
+        left, top, right, bottom = (int(spin.value()) for spin in self.extend_spins)
+        m.extend = (left, top, right, bottom)
         self.seed_spin.setEnabled(not m.seed_random)
 
     def _cancel(self) -> None:
@@ -254,10 +255,10 @@ class UnderpaintDocker(DockWidget):
             self.queue_list.clear()
             for entry in reversed(m.jobs[-50:]):
                 item = QtWidgets.QListWidgetItem(entry.label())
-                item.setData(Qt.ItemDataRole.UserRole, entry.key)
-                item.setToolTip(f"{entry.doc_name}: {entry.prompt}")
+                item.setData(Qt.ItemDataRole.UserRole, entry.ticket)
+                item.setToolTip(f"{getattr(entry.canvas, 'name', '')}: {entry.request.prompt}")
                 self.queue_list.addItem(item)
-                if entry.key == selected_key:
+                if entry.ticket == selected_key:
                     self.queue_list.setCurrentItem(item)
         finally:
             self._refreshing = False

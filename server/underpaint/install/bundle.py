@@ -10,7 +10,16 @@ import websockets
 
 import underpaint_protocol
 
-CLIENT_MODULES = ("__init__.py", "errors.py", "frames.py", "session.py", "client.py", "jobs.py")
+CLIENT_MODULES = (
+    "__init__.py",
+    "constants.py",
+    "errors.py",
+    "frames.py",
+    "session.py",
+    "client.py",
+    "jobs.py",
+    "controller.py",
+)
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"
 SKIPPED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.pyd", "*.c", "*.dylib")

@@ -1,6 +1,6 @@
 """The thin GIMP glue: read the planned region and the soft selection through GEGL, paste layers.
 
-Implements ``model.Canvas`` for one ``Gimp.Image``. Only called on the plug-in's main thread
+Implements the shared controller's ``Canvas`` for one ``Gimp.Image``. Only called on the plug-in's main thread
 (libgimp talks to GIMP over one pipe and is not thread-safe).
 """
 
@@ -14,6 +14,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
+from underpaint_protocol.controller import NewLayer, UserError  # noqa: E402
 from underpaint_protocol.jobs import Bounds  # noqa: E402
 from underpaint_protocol.session import ImageData  # noqa: E402
 
@@ -24,9 +25,8 @@ GRAY = "Y u8"
 class GimpCanvas:
     def __init__(self, image: Gimp.Image) -> None:
         self.image = image
-        self._selected: list[Any] = []
 
-    def is_valid(self) -> bool:
+    def is_open(self) -> bool:
         return bool(self.image.is_valid())
 
     def size(self) -> tuple[int, int]:
@@ -53,55 +53,53 @@ class GimpCanvas:
         data = selection.get_buffer().get(_rect(rect), 1.0, GRAY, Gegl.AbyssPolicy.NONE)
         return ImageData("gray8", rect.width, rect.height, bytes(data))
 
-    def anchor(self) -> Any:
-        layers = self.image.get_selected_layers()
-        return layers[0] if layers else None
-
-    def begin_paste(self) -> None:
-        self._selected = list(self.image.get_selected_layers())
+    def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         self.image.undo_group_start()
+        try:
+            self.image.resize(width, height, offset_x, offset_y)
+        finally:
+            self.image.undo_group_end()
 
-    def end_paste(self) -> None:
-        self.image.undo_group_end()
-        # GIMP selects each inserted layer; give the user back the layer they were painting on.
-        selected = [layer for layer in self._selected if layer.is_valid()]
-        if selected:
-            self.image.set_selected_layers(selected)
+    def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
+        """Above the selected layer (in its group), a batch inside a new group; one undo group."""
+        selected = list(self.image.get_selected_layers())
+        anchor = selected[0] if selected else None
+        parent, position = (anchor.get_parent(), int(self.image.get_item_position(anchor))) if anchor else (None, 0)
+        made: list[Any] = []
+        self.image.undo_group_start()
+        try:
+            if group is not None:
+                folder = Gimp.GroupLayer.new(self.image, group)
+                self.image.insert_layer(folder, parent, position)
+                parent, position = folder, 0
+                made.append(folder)
+            for index, item in enumerate(layers):
+                made.append(self._add_layer(item, parent, position + index))
+        finally:
+            self.image.undo_group_end()
+            # GIMP selects each inserted layer; give the user back the layer they were painting on.
+            kept = [layer for layer in selected if layer.is_valid()]
+            if kept:
+                self.image.set_selected_layers(kept)
+        Gimp.displays_flush()
+        return made
 
-    def resize(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
-        self.image.resize(width, height, offset_x, offset_y)
-
-    def _where(self, anchor: Any, group: Any) -> tuple[Any, int]:
-        """(parent, position) for a new item: at the bottom of ``group``, else above ``anchor``."""
-        if group is not None:
-            return group, len(group.get_children())
-        if anchor is not None and anchor.is_valid():
-            return anchor.get_parent(), int(self.image.get_item_position(anchor))
-        return None, 0
-
-    def add_group(self, name: str, anchor: Any) -> Any:
-        group = Gimp.GroupLayer.new(self.image, name)
-        parent, position = self._where(anchor, None)
-        self.image.insert_layer(group, parent, position)
-        return group
-
-    def add_layer(self, name: str, image: ImageData, x: int, y: int, anchor: Any, group: Any) -> Any:
+    def _add_layer(self, item: NewLayer, parent: Any, position: int) -> Any:
+        image = item.image
         if image.format != "rgba8":
-            raise ValueError(f"expected an rgba8 result, got {image.format}")
+            raise UserError(f"expected an rgba8 result, got {image.format}")
         layer = Gimp.Layer.new(
-            self.image, name, image.width, image.height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
+            self.image, item.name, image.width, image.height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
         )
-        parent, position = self._where(anchor, group)
         self.image.insert_layer(layer, parent, position)
-        layer.set_offsets(x, y)
+        layer.set_offsets(item.x, item.y)
         buffer = layer.get_buffer()
         buffer.set(Gegl.Rectangle.new(0, 0, image.width, image.height), RGBA, bytes(image.data))
         buffer.flush()
         layer.update(0, 0, image.width, image.height)
+        if not item.visible:
+            layer.set_visible(False)
         return layer
-
-    def flush(self) -> None:
-        Gimp.displays_flush()
 
 
 def _rect(rect: Bounds) -> Gegl.Rectangle:

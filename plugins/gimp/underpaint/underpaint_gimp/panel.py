@@ -7,7 +7,6 @@ Every GIMP call (reading pixels, pasting layers) therefore happens on this main 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,20 +18,15 @@ gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import GdkPixbuf, Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
-from underpaint_protocol.jobs import choose_mode  # noqa: E402
+from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
+from underpaint_protocol.controller import Controller, Request  # noqa: E402
 from underpaint_protocol.session import ImageData  # noqa: E402
 
 from .canvas import GimpCanvas  # noqa: E402
-from .model import Controller, Job, Listener, Request, UserError  # noqa: E402
-from .settings import DEFAULT_SERVER, Settings, daemon_token  # noqa: E402
+from .model import ImageHost, make_controller  # noqa: E402
+from .settings import Settings, daemon_token  # noqa: E402
 
 PREVIEW_SIDE = 192
-MODE_HINTS = {
-    "inpaint": "Generate inpaints the selection",
-    "outpaint": "Generate outpaints past the canvas",
-    "img2img": "No selection: Generate refines the whole image (strength < 1)",
-    "txt2img": "No selection: Generate paints a new image (strength 1)",
-}
 
 
 def idle_dispatch(fn: Callable[[], None]) -> None:
@@ -45,12 +39,14 @@ def idle_dispatch(fn: Callable[[], None]) -> None:
     GLib.idle_add(once)
 
 
-class Panel(Listener):
+class Panel:
     def __init__(self, image: Gimp.Image, settings: Settings, store: Callable[[Settings], None], version: str) -> None:
         self.canvas = GimpCanvas(image)
         self.settings = settings
         self.store = store
-        self.controller = Controller(idle_dispatch, self, host=("gimp", version))
+        self._models_of: int | None = None  # id() of the welcome the model list was filled from
+        self._preview: ImageData | None = None
+        self.controller = make_controller(ImageHost(self.canvas, self._show), idle_dispatch, version)
         self.window = Gtk.Window(title=f"underpaint — {_image_name(image)}")
         self.window.set_default_size(360, 640)
         self.window.set_keep_above(True)
@@ -142,7 +138,7 @@ class Panel(Listener):
 
     def _load_settings(self) -> None:
         s = self.settings
-        self.server.set_text(s.server or DEFAULT_SERVER)
+        self.server.set_text(s.server or DEFAULT_URL)
         self.token.set_text(s.token)
         self.prompt.get_buffer().set_text(s.prompt)
         self.negative.set_text(s.negative_prompt)
@@ -155,7 +151,7 @@ class Panel(Listener):
 
     def _read_settings(self) -> Settings:
         s = self.settings
-        s.server = self.server.get_text().strip() or DEFAULT_SERVER
+        s.server = self.server.get_text().strip() or DEFAULT_URL
         s.token = self.token.get_text().strip()
         buffer = self.prompt.get_buffer()
         s.prompt = buffer.get_text(buffer.get_start_iter(), buffer.get_end_iter(), False)
@@ -173,7 +169,7 @@ class Panel(Listener):
 
     def _connect(self) -> None:
         s = self._read_settings()
-        self.controller.connect_in_background(s.server, s.token or daemon_token())
+        self.controller.connect(s.server, s.token or daemon_token(), retry=True)
 
     def _start(self, mode: str | None) -> None:
         s = self._read_settings()
@@ -192,34 +188,15 @@ class Panel(Listener):
             extend=extend,
             steps=s.steps or None,
         )
-        try:
-            self.controller.generate(self.canvas, request)
-        except UserError as error:
-            self._show_status(str(error))
-            return
-        self.preview_image.clear()
-        self._update_buttons()
+        if self.controller.generate(request) is not None:
+            self.preview_image.clear()
 
     def _refresh_mode(self) -> bool:
         if self.closed:
             return False
-        if not self.canvas.is_valid():
-            self.mode_hint.set_text("The image was closed; open the panel from another image.")
-            self.generate.set_sensitive(False)
-            return True
-        try:
-            width, height = self.canvas.size()
-            mode = choose_mode(width, height, self.canvas.selection(), float(self.strength.get_value()))
-        except Exception:
-            return True
-        self.mode_hint.set_text(MODE_HINTS.get(mode, mode))
+        self.generate.set_sensitive(self.canvas.is_open())
+        self.mode_hint.set_text(self.controller.mode_hint(float(self.strength.get_value())))
         return True
-
-    def _update_buttons(self) -> None:
-        self.cancel.set_sensitive(self.controller.busy)
-
-    def _show_status(self, text: str) -> None:
-        self.status.set_text(text)
 
     def _save(self) -> None:
         self.store(self._read_settings())
@@ -227,22 +204,33 @@ class Panel(Listener):
     def _on_close(self, *_: Any) -> bool:
         self.closed = True
         self._save()
-        if self.controller.busy:
-            self.controller.cancel()
+        self.controller.cancel()
         self.controller.close()
         Gtk.main_quit()
         return False
 
-    # ---------------------------------------------------------------- Listener (main thread)
+    # ---------------------------------------------------------------- controller -> widgets (main thread)
 
-    def state_changed(self, state: str, detail: str) -> None:
-        self.state.set_text(detail)
-        if state == "connected":
+    def _show(self, controller: Controller) -> None:
+        if self.closed:
+            return
+        self.state.set_text(controller.status)
+        if controller.connected and self._models_of != id(controller.welcome):
+            self._models_of = id(controller.welcome)
             self._fill_models()
+        job = controller.jobs[-1] if controller.jobs else None
+        if job is not None:
+            self.progress.set_fraction(job.fraction)
+            self.progress.set_text(job.describe())
+        self.status.set_text(controller.error)
+        self.cancel.set_sensitive(controller.busy)
+        if controller.preview is not None and controller.preview is not self._preview:
+            self._show_preview(controller.preview)
+        self._preview = controller.preview
 
     def _fill_models(self) -> None:
-        models = self.controller.models()
-        wanted = self.model.get_active_id() or self.settings.model or self.controller.default_model()
+        models = self.controller.models
+        wanted = self.model.get_active_id() or self.settings.model or self.controller.default_model
         self.model.remove_all()
         for model in models:
             modes = ", ".join(model.get("modes", []))
@@ -253,16 +241,7 @@ class Panel(Listener):
         elif ids:
             self.model.set_active(0)
 
-    def job_changed(self, job: Job) -> None:
-        self.progress.set_fraction(job.fraction)
-        self.progress.set_text(job.describe())
-        if job.state == "failed":
-            self._show_status(job.describe())
-        elif job.done:
-            self._show_status("")
-        self._update_buttons()
-
-    def preview(self, job: Job, image: ImageData) -> None:
+    def _show_preview(self, image: ImageData) -> None:
         if image.format != "rgba8" or image.width <= 0 or image.height <= 0:
             return
         pixbuf = GdkPixbuf.Pixbuf.new_from_bytes(
@@ -277,10 +256,6 @@ class Panel(Listener):
         scale = min(PREVIEW_SIDE / image.width, PREVIEW_SIDE / image.height)
         width, height = max(1, int(image.width * scale)), max(1, int(image.height * scale))
         self.preview_image.set_from_pixbuf(pixbuf.scale_simple(width, height, GdkPixbuf.InterpType.BILINEAR))
-
-    def error(self, text: str) -> None:
-        self._show_status(text)
-        Gimp.message(text)
 
 
 def _row(label: str, widget: Gtk.Widget) -> Gtk.Box:
@@ -303,8 +278,4 @@ def run_panel_window(
     GimpUi.init("underpaint")
     panel = Panel(image, load(), store, version)
     panel.window.show_all()
-    if os.environ.get("UNDERPAINT_PANEL_SELFTEST"):
-        from .selftest import drive
-
-        drive(panel, os.environ["UNDERPAINT_PANEL_SELFTEST"])
     Gtk.main()

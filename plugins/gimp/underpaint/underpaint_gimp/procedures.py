@@ -8,9 +8,7 @@ for the arguments), from batch mode and from other plug-ins or scripts (NONINTER
 
 from __future__ import annotations
 
-import queue
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import gi
@@ -19,9 +17,12 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
+from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
+from underpaint_protocol.controller import Controller, Request, UserError, WorkQueue  # noqa: E402
+
 from . import settings as saved  # noqa: E402
 from .canvas import GimpCanvas  # noqa: E402
-from .model import Controller, Job, Listener, Request, UserError, queue_pump, wait_for  # noqa: E402
+from .model import ImageHost, make_controller, run_to_end  # noqa: E402
 
 PANEL = "underpaint-panel"
 MODES = {
@@ -77,7 +78,7 @@ def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
                 side, f"_{side.title()}", f"Pixels to add on the {side}", 0, MAX_SIDE, default, RW
             )
     procedure.add_string_argument(
-        "server", "Se_rver", "Daemon address; empty: the one saved by the panel (default ws://127.0.0.1:7860)", "", RW
+        "server", "Se_rver", f"Daemon address; empty: the one saved by the panel (default {DEFAULT_URL})", "", RW
     )
     procedure.add_string_argument("token", "_Token", "Daemon token; empty: the saved one", "", RW)
     procedure.add_double_argument("timeout", "Time_out", "Seconds to wait for the job", 1.0, 86400.0, 600.0, RW)
@@ -107,18 +108,12 @@ def request_from_config(config: Any, mode: str) -> Request:
     )
 
 
-class ProgressListener(Listener):
-    """Batch/menu runs: GIMP's progress bar, and errors collected for the return status."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def job_changed(self, job: Job) -> None:
+def show_progress(controller: Controller) -> None:
+    """Batch/menu runs: GIMP's progress bar follows the job."""
+    if controller.jobs:
+        job = controller.jobs[-1]
         Gimp.progress_set_text(f"underpaint: {job.describe()}")
         Gimp.progress_update(job.fraction)
-
-    def error(self, text: str) -> None:
-        self.errors.append(text)
 
 
 def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image, config: Any, mode: str) -> Any:
@@ -137,28 +132,19 @@ def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image
     server = str(config.get_property("server") or "") or settings.server
     token = str(config.get_property("token") or "") or settings.token or saved.daemon_token()
     timeout = float(config.get_property("timeout"))
-    work: queue.Queue[Callable[[], None]] = queue.Queue()
-    listener = ProgressListener()
-    controller = Controller(work.put, listener, host=("gimp", gimp_version()))
+    work = WorkQueue()
+    controller = make_controller(ImageHost(GimpCanvas(image), show_progress), work.post, gimp_version())
     Gimp.progress_init(f"underpaint: {mode}")
     try:
-        request = request_from_config(config, mode)
-        controller.connect(server, token, timeout=10.0)
-        job = controller.generate(GimpCanvas(image), request)
-        wait_for([job], queue_pump(work), timeout)
+        job = run_to_end(controller, work, server, token, request_from_config(config, mode), timeout)
         if job.state == "cancelled":
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        if job.state == "failed":
-            raise UserError(job.describe())
-        if listener.errors:
-            raise UserError("; ".join(listener.errors))
     except UserError as error:
         return _error(procedure, run_mode, str(error))
     except Exception as error:  # a bug: still a message, not a traceback dialog
         return _error(procedure, run_mode, f"underpaint: unexpected {type(error).__name__}: {error}")
     finally:
-        if controller.busy:
-            controller.cancel()
+        controller.cancel()
         controller.close()
         Gimp.progress_end()
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())

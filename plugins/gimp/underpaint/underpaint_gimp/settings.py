@@ -8,13 +8,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SERVER = "ws://127.0.0.1:7860"
+from underpaint_protocol.constants import DEFAULT_URL
+
 FILE_NAME = "underpaint.json"
 
 
 @dataclass
 class Settings:
-    server: str = DEFAULT_SERVER
+    server: str = DEFAULT_URL
     token: str = ""
     model: str = ""
     prompt: str = ""

@@ -21,8 +21,6 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from underpaint.engines.diffusion.ldm_export import pipeline_to_ldm_state_dict
-
 TOKENIZER_MAX_LENGTH = 77
 
 
@@ -165,18 +163,6 @@ def build_sdxl(tokenizer_dir: Path, in_channels: int = 4, seed: int = 0) -> Stab
         requires_aesthetics_score=False,
         force_zeros_for_empty_prompt=True,
     )
-
-
-def save_single_file(pipe: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``pipe`` as one original-layout (LDM) .safetensors checkpoint, as A1111/Civitai ship them.
-
-    ``metadata`` goes into the safetensors header (``__metadata__``), e.g. ``modelspec.title``.
-    """
-    from safetensors.torch import save_file
-
-    state = {k: v.contiguous() for k, v in pipeline_to_ldm_state_dict(pipe).items()}
-    save_file(state, str(path), metadata=metadata)
-    return path
 
 
 def save_config_folder(pipe: Any, folder: Path) -> Path:

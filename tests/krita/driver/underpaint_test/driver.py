@@ -1,4 +1,4 @@
-"""TEST HOOK -- only loaded when UNDERPAINT_KRITA_TEST names a JSON spec (tests/krita/test_e2e.py).
+"""The end-to-end driver, run when UNDERPAINT_KRITA_TEST names a JSON spec (tests/krita/test_e2e.py).
 
 Opens the spec's image, selects a rectangle, fills the docker's own widgets and clicks its Generate
 button for each job, waits (on a timer, never blocking the UI thread) for the results to be pasted,
@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from krita import Extension, Krita, Selection
-
-from . import docker as docker_module
-from .qt import QT_MAJOR, QTimer
+from underpaint_krita import docker as docker_module
+from underpaint_krita.qt import QT_MAJOR, QTimer
 
 
 def _tree(node: Any) -> list[dict[str, Any]]:
@@ -189,11 +188,16 @@ class TestDriver(Extension):
                 raise RuntimeError(f"job did not end: {entry.label()} error={self.dock.model.error}")
             return
         job = self.spec["jobs"][self.job_index]
-        readback = []
-        for pasted in entry.pasted:
-            node = _find(self.doc.rootNode(), pasted.name)
-            data = bytes(node.pixelData(pasted.x, pasted.y, pasted.width, pasted.height)) if node else b""
+        readback, pasted = [], []
+        for item in entry.pasted:  # what the plugin pasted, read back from Krita's layer
+            width, height = item.image.width, item.image.height
+            node = _find(self.doc.rootNode(), item.name)
+            data = bytes(node.pixelData(item.x, item.y, width, height)) if node else b""
             readback.append(hashlib.sha256(data).hexdigest())
+            digest = hashlib.sha256(bytes(item.image.data)).hexdigest()  # bgra8, as the plugin asks
+            pasted.append(
+                {"name": item.name, "x": item.x, "y": item.y, "width": width, "height": height, "sha256": digest}
+            )
         self.report.setdefault("jobs", {})[job["name"]] = {
             "state": entry.state,
             "mode": entry.mode,
@@ -201,16 +205,16 @@ class TestDriver(Extension):
             "error": self.dock.model.error,
             "seconds": round(time.monotonic() - self.clicked_at, 2),
             "results": [
-                {"layer": {k: v for k, v in m["layer"].items() if k != "image"}, "canvas": m["canvas"]}
-                for m, _ in entry.results
+                {"layer": {k: v for k, v in r.message["layer"].items() if k != "image"}, "canvas": r.message["canvas"]}
+                for r in entry.results
             ],
-            "pasted": [vars(p) for p in entry.pasted],
+            "pasted": pasted,
             "readback_sha256": readback,
             "doc_size": [self.doc.width(), self.doc.height()],
         }
         record = self.report["jobs"][job["name"]]
         if entry.results:
-            canvas = entry.results[0][0]["canvas"]
+            canvas = entry.results[0].message["canvas"]
             self.offset = (self.offset[0] - canvas["x"], self.offset[1] - canvas["y"])
         record["originals_unchanged"] = self._originals_unchanged()
         record["layers"] = _tree(self.doc.rootNode())

@@ -1,8 +1,8 @@
 """Drives the real panel inside GIMP for the panel end-to-end test (never shipped with the plug-in).
 
-The test copies this file into the installed plug-in as ``underpaint_gimp/selftest.py`` and sets
-UNDERPAINT_PANEL_SELFTEST to a JSON spec; ``panel.run_panel_window`` then calls :func:`drive` once the
-window is shown. Everything happens on the panel's GTK main loop, through its widgets: wait for the
+The test installs the ``underpaint_test`` plug-in (this folder) beside the real one and sets
+UNDERPAINT_PANEL_TEST to a JSON spec; its procedure opens the real panel and calls :func:`drive`.
+Everything happens on the panel's GTK main loop, through its widgets: wait for the
 connection (server remembered in the settings file), type a prompt, pick model/seed/batch, click
 Generate, then set the Expand sides and click Expand; write a report and close the window.
 """
@@ -48,7 +48,7 @@ def drive(panel: Any, spec_path: str) -> None:
                 finish()
                 return False
             if step == "connect":
-                if panel.controller.state != "connected" or not panel.model.get_active_id():
+                if panel.controller.connection != "connected" or not panel.model.get_active_id():
                     return True
                 report["server_shown"] = panel.server.get_text()
                 report["models"] = [row[1] for row in panel.model.get_model()]
@@ -73,7 +73,7 @@ def drive(panel: Any, spec_path: str) -> None:
                         "mode": job.mode,
                         "state": job.state,
                         "error": job.error,
-                        "results": job.results,
+                        "results": len(job.pasted),
                         "seed": job.seed,
                         "progress_text": panel.progress.get_text(),
                         "fraction": panel.progress.get_fraction(),

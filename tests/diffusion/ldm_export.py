@@ -1,11 +1,12 @@
 """diffusers -> original (LDM/"A1111") single-file key layout, the inverse of diffusers' own loader.
 
-Used to write test checkpoints that ``from_single_file`` must load exactly like a downloaded
-``.safetensors`` from Civitai. Mirrors ``diffusers/loaders/single_file_utils.py`` (0.42) key by key.
+Test-only (it ships nowhere): writes test checkpoints that ``from_single_file`` must load exactly
+like a downloaded ``.safetensors`` from Civitai. Mirrors ``diffusers/loaders/single_file_utils.py`` (0.42) key by key.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -159,3 +160,15 @@ def pipeline_to_ldm_state_dict(pipe: Any) -> dict[str, torch.Tensor]:
     else:
         state.update(clip_to_ldm(pipe.text_encoder.state_dict(), "cond_stage_model.transformer."))
     return state
+
+
+def save_single_file(pipe: Any, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``pipe`` as one original-layout (LDM) .safetensors checkpoint, as A1111/Civitai ship them.
+
+    ``metadata`` goes into the safetensors header (``__metadata__``), e.g. ``modelspec.title``.
+    """
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in pipeline_to_ldm_state_dict(pipe).items()}
+    save_file(state, str(path), metadata=metadata)
+    return path

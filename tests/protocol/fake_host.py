@@ -1,8 +1,8 @@
-"""An in-memory stand-in for a GIMP image, implementing the model's Canvas contract.
+"""An in-memory host for the controller: one image with pixels, a soft selection, a layer stack.
 
-It keeps what GIMP keeps for the checks that matter: pixels of the visible image and the soft
-selection, an ordered layer tree with offsets, canvas resizes (which shift every layer, as
-``gimp_image_resize`` does), and undo groups.
+It keeps what a real host keeps for the checks that matter: the visible image and the selection, an
+ordered layer tree with offsets (top first), canvas growth that shifts every layer, undo steps, and a
+log of every region read.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from underpaint_protocol.controller import Canvas, Controller, NewLayer, UserError
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 
@@ -22,7 +23,7 @@ class FakeLayer:
     x: int
     y: int
     pixels: np.ndarray  # H x W x 4
-    parent: FakeLayer | None = None
+    visible: bool = True
     children: list[FakeLayer] | None = None  # a group when not None
 
     @property
@@ -40,34 +41,32 @@ class FakeCanvas:
     height: int
     background: np.ndarray
     mask: np.ndarray | None = None
-    valid: bool = True
+    open: bool = True
     layers: list[FakeLayer] = field(default_factory=list)  # top first
     reads: list[tuple[str, Bounds]] = field(default_factory=list)
-    undo_depth: int = 0
-    undo_groups: int = 0
-    resizes: list[tuple[int, int, int, int]] = field(default_factory=list)
-    active: FakeLayer | None = None
+    undo_steps: list[str] = field(default_factory=list)
+    grows: list[tuple[int, int, int, int]] = field(default_factory=list)
+    on_paste: Any = None
+    """Called inside ``paste`` (a host that runs queued events re-entrantly, like Krita's waitForDone)."""
 
     @classmethod
     def photo(cls, width: int = 160, height: int = 120) -> FakeCanvas:
         yy, xx = np.mgrid[0:height, 0:width]
         rgba = np.stack([xx * 255 // width, yy * 255 // height, (xx + yy) % 256, np.full_like(xx, 255)], -1)
         canvas = cls(width, height, rgba.astype(np.uint8))
-        bg = FakeLayer("Background", 0, 0, canvas.background.copy())
-        canvas.layers.append(bg)
-        canvas.active = bg
+        canvas.layers.append(FakeLayer("Background", 0, 0, canvas.background.copy()))
         return canvas
 
     def select(self, x: int, y: int, w: int, h: int, soft: bool = False) -> None:
         mask = np.zeros((self.height, self.width), np.uint8)
-        mask[y : y + h, x : x + w] = 255
+        mask[max(0, y) : y + h, max(0, x) : x + w] = 255
         if soft:
             mask[y : y + h, x] = 128
         self.mask = mask
 
-    # ---- Canvas contract
-    def is_valid(self) -> bool:
-        return self.valid
+    # ---- the Canvas contract
+    def is_open(self) -> bool:
+        return self.open
 
     def size(self) -> tuple[int, int]:
         return self.width, self.height
@@ -79,7 +78,6 @@ class FakeCanvas:
         return Bounds(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
 
     def read_image(self, rect: Bounds) -> ImageData:
-        assert self.undo_depth == 0
         self.reads.append(("image", rect))
         crop = self.background[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
         assert crop.shape[:2] == (rect.height, rect.width), "read outside the canvas"
@@ -91,55 +89,34 @@ class FakeCanvas:
         crop = self.mask[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
         return ImageData("gray8", rect.width, rect.height, crop.tobytes())
 
-    def anchor(self) -> Any:
-        return self.active
-
-    def begin_paste(self) -> None:
-        self.undo_depth += 1
-
-    def end_paste(self) -> None:
-        self.undo_depth -= 1
-        self.undo_groups += 1
-
-    def resize(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
-        assert self.undo_depth == 1
-        self.resizes.append((width, height, offset_x, offset_y))
+    def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
+        self.undo_steps.append("grow")
+        self.grows.append((width, height, offset_x, offset_y))
         self.width, self.height = width, height
         for layer in self.walk():
             layer.x += offset_x
             layer.y += offset_y
 
-    def _siblings(self, parent: FakeLayer | None) -> list[FakeLayer]:
-        if parent is None:
-            return self.layers
-        assert parent.children is not None
-        return parent.children
-
-    def _insert(self, item: FakeLayer, anchor: Any, group: Any) -> None:
-        if group is not None:
-            item.parent = group
-            group.children.append(item)
-            return
-        parent = anchor.parent if anchor is not None else None
-        siblings = self._siblings(parent)
-        item.parent = parent
-        siblings.insert(siblings.index(anchor) if anchor is not None else 0, item)
-
-    def add_group(self, name: str, anchor: Any) -> Any:
-        assert self.undo_depth == 1
-        group = FakeLayer(name, 0, 0, np.zeros((0, 0, 4), np.uint8), children=[])
-        self._insert(group, anchor, None)
-        return group
-
-    def add_layer(self, name: str, image: ImageData, x: int, y: int, anchor: Any, group: Any) -> Any:
-        assert self.undo_depth == 1
-        pixels = np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.width, 4).copy()
-        layer = FakeLayer(name, x, y, pixels)
-        self._insert(layer, anchor, group)
-        return layer
-
-    def flush(self) -> None:
-        pass
+    def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
+        if self.on_paste is not None:
+            self.on_paste()
+        made = [
+            FakeLayer(
+                item.name,
+                item.x,
+                item.y,
+                np.frombuffer(bytes(item.image.data), np.uint8).reshape(item.image.height, item.image.width, 4),
+                item.visible,
+            )
+            for item in layers
+        ]
+        self.layers.insert(
+            0, FakeLayer(group, 0, 0, np.zeros((0, 0, 4), np.uint8), children=made) if group else made[0]
+        )
+        if not group:
+            assert len(made) == 1
+        self.undo_steps.append("paste")
+        return made
 
     # ---- helpers for tests
     def walk(self, items: list[FakeLayer] | None = None) -> list[FakeLayer]:
@@ -149,3 +126,22 @@ class FakeCanvas:
             if item.children is not None:
                 out.extend(self.walk(item.children))
         return out
+
+
+class FakeHost:
+    """The host: the active image (None: no image open) and a count of redraws."""
+
+    def __init__(self, canvas: FakeCanvas | None = None) -> None:
+        self.active: FakeCanvas | None = canvas
+        self.shown = 0
+        self.states: list[tuple[str, str]] = []
+
+    def canvas(self) -> Canvas:
+        if self.active is None:
+            raise UserError("Open an image first.")
+        return self.active
+
+    def show(self, controller: Controller) -> None:
+        self.shown += 1
+        if not self.states or self.states[-1] != (controller.connection, controller.status):
+            self.states.append((controller.connection, controller.status))

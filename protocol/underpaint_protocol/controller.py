@@ -1,0 +1,810 @@
+"""A job's whole client-side life, once for every host: connect, plan, read, submit, follow, paste.
+
+A host (the Krita docker, the GIMP panel and procedures, the CLI) implements :class:`Host` and
+:class:`Canvas` -- canvas size and selection, read a region's pixels and mask, grow the canvas, paste
+layers or a group, redraw -- and hands user actions to :class:`Controller`. Everything else lives
+here: connection state and the sentence that explains it, building the job from what the user did
+(``jobs.build_job``), plan -> read exactly the planned region -> submit, routing of accepted / queued
+/ progress / result / end, cancel at any point (before ``accepted`` too), reconnect and catch-up
+(the client's), batch group names, and the wording of every error.
+
+Threads: the controller's state is only touched on the host's UI thread. Network I/O happens on the
+client's threads (one receiving, one sending: the one ordered send path); whatever they report is
+handed to ``post``, which the host makes run on its UI thread (a queued Qt signal, ``GLib.idle_add``,
+or :class:`WorkQueue` for scripts). Connecting, the only call that waits, runs on a short-lived
+thread. So the state machine runs without sockets in tests: give it a fake client and an inline
+``post``. Standard library and ``websockets`` only; Python 3.10+.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
+from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_DELAYS, TERMINAL_STATES
+from underpaint_protocol.errors import user_text
+from underpaint_protocol.jobs import Bounds, build_job, choose_mode, placement
+from underpaint_protocol.session import Event, ImageData
+
+CONNECTION_STATES = ("disconnected", "connecting", "connected", "reconnecting", "refused")
+"""``refused``: something answered but retrying cannot help (token, protocol, another program)."""
+JOB_STATES = ("planning", "uploading", "submitted", "queued", "running", "finished", "failed", "cancelled")
+"""planning: plan sent; uploading: the planned region read, its frames being sent; submitted: sent,
+waiting for ``accepted``; then the daemon's states."""
+
+Post = Callable[[Callable[[], None]], None]
+
+MODE_WORDS = {
+    "inpaint": "inpaint the selection",
+    "outpaint": "expand the canvas",
+    "img2img": "refine the whole image",
+    "txt2img": "paint a new image",
+}
+
+
+class UserError(Exception):
+    """Something to tell the user as it is (never a traceback)."""
+
+
+class CanvasClosed(UserError):
+    """The image a job belongs to is no longer open."""
+
+
+@dataclass(frozen=True)
+class NewLayer:
+    """One layer to paste: its pixels and where they go in the (possibly grown) canvas."""
+
+    name: str
+    image: ImageData
+    x: int
+    y: int
+    visible: bool = True
+
+
+class Canvas(Protocol):
+    """One open image of the host: what a job reads from and pastes into. Called on the UI thread."""
+
+    def is_open(self) -> bool: ...
+
+    def size(self) -> tuple[int, int]: ...
+
+    def selection(self) -> Bounds | None:
+        """Bounds of the non-empty selection, or None."""
+
+    def read_image(self, rect: Bounds) -> ImageData:
+        """The merged visible image over ``rect`` (in the result format the host asked for)."""
+
+    def read_mask(self, rect: Bounds) -> ImageData:
+        """The soft selection over ``rect`` as gray8."""
+
+    def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
+        """Resize the canvas; the old image's top-left lands at (offset_x, offset_y)."""
+
+    def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
+        """Add ``layers`` above the active layer (inside a new group ``group`` when given, first layer
+        on top) as one undo step; returns the host's new layer objects."""
+
+
+class Host(Protocol):
+    """The host program, as the controller sees it."""
+
+    def canvas(self) -> Canvas:
+        """The image Generate works on now; raises UserError when there is none it can use."""
+
+    def show(self, controller: Controller) -> None:
+        """The controller's state changed: redraw (UI thread)."""
+
+
+@dataclass
+class Request:
+    """What the user asked for. ``mode`` None lets the selection decide; ``seed`` and ``strength`` None:
+    the daemon picks (a random seed, the mode's default strength)."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    strength: float | None = 1.0
+    seed: int | None = None
+    batch: int = 1
+    model: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    extend: tuple[int, int, int, int] | None = None
+    mode: str | None = None
+
+
+@dataclass
+class Result:
+    message: dict[str, Any]
+    image: ImageData
+
+
+@dataclass
+class Job:
+    """One job as this client sees it (a row of a host's queue)."""
+
+    ticket: int
+    canvas: Canvas
+    request: Request
+    spec: dict[str, Any]
+    """The protocol's ``job`` object."""
+    size: tuple[int, int]
+    """The canvas size when the job was made: results are placed relative to it."""
+    state: str = "planning"
+    job_id: str | None = None
+    seed: int | None = None
+    position: int | None = None
+    step: int = 0
+    total: int = 0
+    upload: Bounds | None = None
+    results: list[Result] = field(default_factory=list)
+    applied: int = 0
+    """How many results were handled (pasted, or dropped with a message)."""
+    pasted: list[NewLayer] = field(default_factory=list)
+    handles: list[Any] = field(default_factory=list)
+    error: str = ""
+    note: str = ""
+    cancel_requested: bool = False
+    grown: bool = False
+    pasting: bool = False
+
+    @property
+    def mode(self) -> str:
+        return str(self.spec["mode"])
+
+    @property
+    def batch(self) -> int:
+        return int(self.spec.get("batch", 1))
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def settled(self) -> bool:
+        """Ended, and every result that came was pasted (or dropped with a message)."""
+        return self.done and not self.pasting and self.applied == len(self.results)
+
+    @property
+    def fraction(self) -> float:
+        if self.state == "finished":
+            return 1.0
+        steps = self.step / self.total if self.total else 0.0
+        return min(1.0, (len(self.results) + steps) / max(1, self.batch))
+
+    def describe(self) -> str:
+        """One line about where the job is, for a status line or a queue row."""
+        if self.cancel_requested and not self.done:
+            return f"{self.mode}: cancelling…"
+        if self.state == "planning":
+            return f"{self.mode}: planning…"
+        if self.state == "uploading":
+            return f"{self.mode}: sending the image…"
+        if self.state == "submitted":
+            return f"{self.mode}: sent, waiting for the daemon…"
+        if self.state == "queued":
+            return f"{self.mode}: queued (position {self.position})" if self.position else f"{self.mode}: queued"
+        if self.state == "running":
+            image = f", image {len(self.results) + 1} of {self.batch}" if self.batch > 1 else ""
+            return f"{self.mode}: step {self.step} of {self.total}{image}" if self.total else f"{self.mode}: running"
+        if self.state == "finished":
+            count = len(self.pasted)
+            return f"{self.mode}: done, {count} layer{'s' if count != 1 else ''}" + (
+                f" ({self.note})" if self.note else ""
+            )
+        if self.state == "failed":
+            return f"{self.mode} failed: {self.error}"
+        return f"{self.mode}: cancelled" + (f" ({self.note})" if self.note else "")
+
+    def label(self) -> str:
+        """A queue row: what, for which prompt, with which seed."""
+        prompt = (self.request.prompt or "(no prompt)").replace("\n", " ")[:40]
+        seed = f" seed {self.seed}" if self.seed is not None else ""
+        return f"{self.describe()} - {prompt}{seed}"
+
+
+def group_name(job: Job, results: list[Result]) -> str:
+    """The name of a batch's group: the prompt (or mode) and the seeds it holds."""
+    label = (job.request.prompt or job.mode).strip().replace("\n", " ")
+    if len(label) > 60:
+        label = label[:59] + "…"
+    seeds = [int(r.message.get("params", {}).get("seed", -1)) for r in results]
+    if not seeds or min(seeds) < 0:
+        return label
+    return f"{label} [seeds {seeds[0]}-{seeds[-1]}]"
+
+
+# ---------------------------------------------------------------------------------- wording
+
+
+def start_hint(url: str) -> str:
+    """How to start the daemon so that it answers at ``url``."""
+    try:
+        port = urllib.parse.urlsplit(url).port
+    except ValueError:
+        port = None
+    command = "underpaint serve" + (f" --port {port}" if port not in (None, DEFAULT_PORT) else "")
+    return f"Start it with `{command}` in a terminal (add `--model PATH` for a diffusion model), then press Connect."
+
+
+def address_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a daemon's address, said at once (None when it can be)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"{url!r} is not a daemon address; it looks like {DEFAULT_URL}."
+    if parts.scheme in ("http", "https"):
+        fixed = urllib.parse.urlunsplit(("ws" if parts.scheme == "http" else "wss", *parts[1:]))
+        return f"{url} is a web address; the daemon's address starts with ws:// ({fixed})."
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return f"{url!r} is not a daemon address; it looks like {DEFAULT_URL}."
+    return None
+
+
+def describe(error: BaseException, url: str = "") -> str:
+    """A sentence for the user about any failure talking to the daemon."""
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, DaemonError):
+        return user_text(error.code, str(error), error.field if isinstance(error.field, str) else None)
+    if isinstance(error, NotConnected):
+        where = urllib.parse.urlsplit(url).netloc or url
+        reason = error.reason
+        if reason == "not_running":
+            return f"The underpaint daemon is not running at {url}. {start_hint(url)}"
+        if reason == "bad_address":
+            return address_problem(url) or f"{url!r} is not a daemon address; it looks like {DEFAULT_URL}."
+        if reason == "web_server":
+            program = f"{error.server}, " if error.server else ""
+            return (
+                f"{where} answers as a web server ({program}HTTP {error.status}), not underpaint: another "
+                "program uses this port (A1111, Forge and Gradio apps use 7860, ComfyUI 8188). Start underpaint "
+                f"on a free port (`underpaint serve` uses {DEFAULT_PORT}) and put its address here."
+            )
+        if reason == "not_underpaint":
+            return f"{where} answers, but not as an underpaint daemon. Check the address. {start_hint(url)}"
+        if reason == "timeout":
+            return f"No answer from {url}. Check the address; {start_hint(url)}"
+        if reason == "unreachable":
+            return f"Cannot reach {url} ({error}). Check the address."
+        return "Lost the connection to the daemon."
+    return f"Unexpected {type(error).__name__}: {error}"
+
+
+def _refuses_for_good(error: BaseException) -> bool:
+    if isinstance(error, NotConnected):
+        return error.reason not in NotConnected.RETRYABLE
+    return isinstance(error, DaemonError)
+
+
+# ---------------------------------------------------------------------------------- controller
+
+
+class Controller:
+    def __init__(
+        self,
+        host: Host,
+        post: Post,
+        *,
+        client_name: str,
+        client_version: str = "",
+        host_info: tuple[str, str] | None = None,
+        result_format: str = "rgba8",
+        previews: bool = True,
+        client_factory: Callable[..., UnderpaintClient] = UnderpaintClient,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.post = post
+        self.client_name = client_name
+        self.client_version = client_version
+        self.host_info = host_info
+        self.result_format = result_format
+        self.previews = previews
+        self.client_factory = client_factory
+        self.connect_timeout = connect_timeout
+        self.client: UnderpaintClient | None = None
+        self.url = DEFAULT_URL
+        self.token = ""
+        self.connection = "disconnected"
+        self.status = f"Not connected. {start_hint(DEFAULT_URL)}"
+        self.error = ""
+        self.welcome: dict[str, Any] = {}
+        self.jobs: list[Job] = []
+        self.preview: ImageData | None = None
+        self.progress: tuple[int, int] = (0, 0)
+        self._by_id: dict[str, Job] = {}
+        self._early: dict[str, list[Event]] = {}
+        self._generation = 0
+        self._tickets = 0
+
+    # ---------------------------------------------------------------- what hosts read
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.welcome.get("models", []))
+
+    @property
+    def default_model(self) -> str | None:
+        value = self.welcome.get("default_model")
+        return str(value) if value else None
+
+    @property
+    def max_batch(self) -> int:
+        return int(self.welcome.get("limits", {}).get("max_batch", 16))
+
+    @property
+    def connected(self) -> bool:
+        return self.connection == "connected" and self.client is not None
+
+    @property
+    def busy(self) -> bool:
+        return any(not job.done for job in self.jobs)
+
+    def job(self, key: str | int) -> Job | None:
+        """A job by daemon id or local ticket."""
+        return next((job for job in self.jobs if key in (job.job_id, job.ticket)), None)
+
+    def mode_hint(self, strength: float = 1.0, extend: tuple[int, int, int, int] | None = None) -> str:
+        """One line saying what Generate (or Expand, with ``extend``) would do now."""
+        try:
+            canvas = self.host.canvas()
+            width, height = canvas.size()
+            selection = None if extend and any(extend) else canvas.selection()
+        except UserError as error:
+            return str(error)
+        mode = choose_mode(width, height, selection, strength, extend)
+        text = MODE_WORDS[mode]
+        if mode == "outpaint" and extend and any(extend):
+            text += " by {}, {}, {}, {} (left, top, right, bottom)".format(*extend)
+        return f"Generate will {text}."
+
+    # ---------------------------------------------------------------- connection
+
+    def connect(self, url: str | None = None, token: str | None = None, *, retry: bool = False) -> None:
+        """(Re)connect without waiting; with ``retry`` keep trying while the daemon is not up."""
+        self.url = (url if url is not None else self.url).strip() or DEFAULT_URL
+        self.token = (token if token is not None else self.token).strip()
+        self._generation += 1
+        generation = self._generation
+        old, self.client = self.client, None
+        self.error = ""
+        problem = address_problem(self.url)
+        if problem is not None:
+            if old is not None:
+                threading.Thread(target=old.close, daemon=True).start()
+            self._set_connection("refused", problem)
+            return
+        self._set_connection("connecting", f"Connecting to {self.url}…")
+        threading.Thread(
+            target=self._dial,
+            args=(generation, self.url, self.token, old, retry),
+            name="underpaint-connect",
+            daemon=True,
+        ).start()
+
+    def _dial(self, generation: int, url: str, token: str, old: UnderpaintClient | None, retry: bool) -> None:
+        """On a connect thread: open the client; failures are posted, and retried when that can help."""
+        if old is not None:
+            old.close()
+        attempt = 0
+        while generation == self._generation:
+            client = self.client_factory(
+                url,
+                token=token or None,
+                client_name=self.client_name,
+                client_version=self.client_version,
+                host=self.host_info,
+                result_format=self.result_format,
+                previews=self.previews,
+                on_event=lambda event: self.post(lambda: self._on_event(generation, event)),
+                on_state=lambda state, detail: self.post(lambda: self._on_client_state(generation, state)),
+            )
+            try:
+                welcome = client.connect(timeout=self.connect_timeout, fail_fast=True)
+            except Exception as error:  # every failure becomes a sentence in the host
+                client.close()
+                again = retry and not _refuses_for_good(error)
+                self._post_failure(generation, error, again)
+                if not again:
+                    return
+                time.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)] * 3)
+                attempt += 1
+                continue
+            self._post_connected(generation, client, welcome)
+            return
+
+    def _post_failure(self, generation: int, error: BaseException, again: bool) -> None:
+        self.post(lambda: self._connect_failed(generation, error, again))
+
+    def _post_connected(self, generation: int, client: UnderpaintClient, welcome: dict[str, Any]) -> None:
+        self.post(lambda: self._connected(generation, client, welcome))
+
+    def _connected(self, generation: int, client: UnderpaintClient, welcome: dict[str, Any]) -> None:
+        if generation != self._generation:
+            threading.Thread(target=client.close, daemon=True).start()
+            return
+        self.client = client
+        self._welcome(welcome)
+
+    def _connect_failed(self, generation: int, error: BaseException, retrying: bool) -> None:
+        if generation != self._generation:
+            return
+        text = describe(error, self.url)
+        self._set_connection("refused" if _refuses_for_good(error) else "disconnected", text)
+        if retrying:
+            self.status += " (Retrying.)"
+            self._show()
+
+    def _welcome(self, welcome: dict[str, Any]) -> None:
+        self.welcome = welcome
+        self.error = ""
+        server = welcome.get("server", {})
+        name = f"{server.get('name', 'underpaint')} {server.get('version', '')}".strip()
+        self._set_connection("connected", f"Connected to {name} at {self.url}")
+        for job in self.jobs:  # cancels asked for while the connection was down
+            if job.cancel_requested and job.job_id is not None and not job.done:
+                self._send_cancel(job)
+
+    def _on_client_state(self, generation: int, state: str) -> None:
+        if generation != self._generation or self.client is None:
+            return  # the first connect reports through _connected
+        if state == "connected":
+            self._welcome(self.client.welcome or self.welcome)
+        elif state == "reconnecting":
+            self._set_connection(
+                "reconnecting",
+                "Lost the connection to the daemon; reconnecting. Running jobs go on in the daemon and their "
+                "results arrive when it is back.",
+            )
+        else:
+            self._set_connection(
+                "reconnecting", f"The daemon at {self.url} is not reachable; retrying. {start_hint(self.url)}"
+            )
+
+    def _set_connection(self, state: str, status: str) -> None:
+        self.connection, self.status = state, status
+        self._show()
+
+    def close(self) -> None:
+        """The host is going away: drop the connection without waiting on the UI thread."""
+        self._generation += 1
+        client, self.client = self.client, None
+        if client is not None:
+            threading.Thread(target=client.close, name="underpaint-close", daemon=True).start()
+        self.connection = "disconnected"
+
+    # ---------------------------------------------------------------- generating
+
+    def generate(self, request: Request, canvas: Canvas | None = None) -> Job | None:
+        """Start a job from what the user did; None (and ``error`` says why) when it cannot start."""
+        self.error = ""
+        client = self.client
+        if client is None or self.connection != "connected":
+            waiting = "Wait for the connection." if self.connection in ("connecting", "reconnecting") else self.status
+            self._refuse(f"Not connected to the daemon. {waiting}")
+            return None
+        try:
+            target = canvas if canvas is not None else self.host.canvas()
+            if not target.is_open():
+                raise CanvasClosed("The image is no longer open.")
+            width, height = target.size()
+            spec = self._build(request, target, width, height)
+        except UserError as error:
+            self._refuse(str(error))
+            return None
+        self._tickets += 1
+        job = Job(self._tickets, target, request, spec, (width, height), seed=request.seed)
+        self.jobs.append(job)
+        self._show()
+        self._then(client.plan(spec), lambda done: self._planned(client, job, done))
+        return job
+
+    def _refuse(self, text: str) -> None:
+        self.error = text
+        self._show()
+        return None
+
+    def _build(self, request: Request, canvas: Canvas, width: int, height: int) -> dict[str, Any]:
+        extend = request.extend if request.extend is not None and any(request.extend) else None
+        if request.mode == "outpaint" and extend is None:
+            raise UserError("Set how many pixels to add on at least one side, then Expand.")
+        if extend is not None and min(extend) < 0:
+            raise UserError("Expand sides cannot be negative.")
+        selection = None if extend is not None else canvas.selection()
+        if request.mode == "inpaint" and selection is None:
+            raise UserError("Select the area to inpaint first (any selection tool; soft edges are kept).")
+        if not 1 <= request.batch <= self.max_batch:
+            raise UserError(f"Batch must be between 1 and {self.max_batch} (the daemon's limit).")
+        spec = build_job(
+            width,
+            height,
+            selection,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            strength=request.strength,
+            seed=request.seed,
+            batch=int(request.batch),
+            model=request.model or None,
+            steps=request.steps or None,
+            guidance=request.guidance,
+            extend=extend,
+            mode=request.mode,
+        )
+        self._check_model(spec)
+        return spec
+
+    def _check_model(self, spec: dict[str, Any]) -> None:
+        """Refuse, with what to do instead, a mode the chosen model cannot run (before sending anything)."""
+        model_id = spec.get("model") or self.default_model
+        info = next((m for m in self.models if m.get("id") == model_id), None)
+        modes = info.get("modes") if info is not None else None
+        mode = str(spec["mode"])
+        if not isinstance(modes, list) or mode in modes:
+            return
+        if mode in ("txt2img", "img2img") and "inpaint" in modes:
+            raise UserError(
+                f"The {model_id} model cannot {MODE_WORDS[mode]}: select the area to fill first, or pick a "
+                "diffusion model."
+            )
+        raise UserError(f"The {model_id} model cannot {MODE_WORDS.get(mode, mode)}. Pick another model.")
+
+    def _then(self, future: Future[Any], then: Callable[[Future[Any]], None]) -> None:
+        future.add_done_callback(lambda done: self.post(lambda: then(done)))
+
+    def _answer(self, job: Job, done: Future[Any]) -> dict[str, Any] | None:
+        """The daemon's answer to a request of ``job``; None (the job failed with why) when there is none."""
+        if job.done:
+            return None
+        error = done.exception()
+        if error is not None:
+            self._fail(job, describe(error, self.url))
+            return None
+        answer: dict[str, Any] = done.result()
+        return answer
+
+    def _planned(self, client: UnderpaintClient, job: Job, done: Future[Any]) -> None:
+        planned = self._answer(job, done)
+        if planned is None:
+            return
+        if job.cancel_requested:
+            self._end(job, "cancelled")
+            return
+        upload = Bounds(**{key: int(planned["upload"][key]) for key in ("x", "y", "width", "height")})
+        region = image = mask = None
+        try:
+            if not job.canvas.is_open():
+                raise CanvasClosed("The image was closed before the job was sent.")
+            if job.canvas.size() != job.size:
+                raise UserError("The image was resized before the job was sent; Generate again.")
+            if upload.width > 0 and upload.height > 0:
+                region = upload
+                image = job.canvas.read_image(upload)
+                if "selection" in job.spec:
+                    mask = job.canvas.read_mask(upload)
+        except UserError as failure:
+            self._fail(job, str(failure))
+            return
+        except Exception as failure:  # a host API surprise: a message, never a traceback dialog
+            self._fail(job, f"Could not read the image: {failure}")
+            return
+        job.state, job.upload = "uploading", region
+        self._show()
+        future = client.submit(
+            job.spec,
+            region.as_dict() if region is not None else None,
+            image,
+            mask,
+            on_sent=lambda: self.post(lambda: self._sent(job)),
+        )
+        self._then(future, lambda done: self._accepted(job, done))
+
+    def _sent(self, job: Job) -> None:
+        if job.state == "uploading":
+            job.state = "submitted"
+            self._show()
+
+    def _accepted(self, job: Job, done: Future[Any]) -> None:
+        accepted = self._answer(job, done)
+        if accepted is None:
+            return
+        job.job_id = str(accepted["job_id"])
+        job.seed = int(accepted.get("seed", job.seed or 0))
+        if job.state in ("uploading", "submitted"):
+            job.state = "queued"
+        self._by_id[job.job_id] = job
+        if job.cancel_requested:
+            self._send_cancel(job)
+        self._show()
+        for event in self._early.pop(job.job_id, []):
+            self._handle(job, event)
+
+    # ---------------------------------------------------------------- cancelling
+
+    def cancel(self, job: Job | None = None) -> None:
+        """Cancel ``job``, or every job not ended yet. Before ``accepted`` the request is remembered and
+        sent as soon as the job id is known; a cancelled job never pastes anything."""
+        for target in [job] if job is not None else list(self.jobs):
+            if target.done:
+                continue
+            target.cancel_requested = True
+            if target.job_id is not None:
+                self._send_cancel(target)
+            elif target.state == "planning":
+                self._end(target, "cancelled")  # the plan's answer finds it ended and sends nothing
+        self._show()
+
+    def _send_cancel(self, job: Job) -> None:
+        client = self.client
+        if client is None or job.job_id is None:
+            return  # sent again when the connection is back (see _welcome)
+        with contextlib.suppress(NotConnected):  # likewise
+            client.cancel(job.job_id)
+
+    # ---------------------------------------------------------------- events (UI thread)
+
+    def _on_event(self, generation: int, event: Event) -> None:
+        if generation != self._generation:
+            return
+        if event.type == "error":
+            message = event.message
+            if message.get("request_id") is None and message.get("code") != "not_cancellable":
+                self.error = user_text(str(message.get("code")), str(message.get("message", "")), message.get("field"))
+                self._show()
+            return
+        job_id = event.job_id
+        if job_id is None:
+            return
+        job = self._by_id.get(job_id)
+        if job is not None:
+            self._handle(job, event)
+        elif event.type != "accepted" and any(j.state in ("uploading", "submitted") for j in self.jobs):
+            self._early.setdefault(job_id, []).append(event)  # overtook its submit's answer
+
+    def _handle(self, job: Job, event: Event) -> None:
+        if job.done:
+            return
+        kind, message = event.type, event.message
+        if kind == "queued":
+            job.state, job.position = "queued", message.get("position")
+        elif kind == "started":
+            job.state = "running"
+        elif kind == "progress":
+            job.state = "running"
+            job.step, job.total = int(message.get("step", 0)), int(message.get("total", 0))
+            self.progress = (job.step, job.total)
+            if event.image is not None:
+                self.preview = event.image
+        elif kind == "result" and event.image is not None:
+            job.results.append(Result(message, event.image))
+            if len(job.results) >= job.batch:
+                self._paste(job)
+        elif kind == "finished":
+            if job.cancel_requested:
+                self._end(job, "cancelled", "it had finished; nothing pasted")
+                return
+            job.state = "finished"
+            self._paste(job)
+        elif kind == "failed":
+            self._fail(job, user_text(str(message.get("code")), str(message.get("message", "")), message.get("field")))
+            return
+        elif kind == "cancelled":
+            self._end(job, "cancelled")
+            return
+        self._after(job)
+
+    def _end(self, job: Job, state: str, note: str = "") -> None:
+        if job.done:
+            return
+        job.state = state
+        job.note = note or job.note
+        if state != "finished":
+            job.applied = len(job.results)  # nothing of a cancelled or failed job is pasted
+        self._after(job)
+
+    def _fail(self, job: Job, text: str) -> None:
+        if job.done:
+            return
+        job.error = self.error = text
+        self._end(job, "failed")
+
+    def _after(self, job: Job) -> None:
+        if not self.busy:
+            self.progress, self.preview = (0, 0), None
+        self._show()
+
+    # ---------------------------------------------------------------- pasting
+
+    def _paste(self, job: Job) -> None:
+        """Paste the results not pasted yet: a batch waits for all its items (one group, one undo step).
+
+        A host call inside a paste may run queued callbacks (Krita's waitForDone); ``pasting`` keeps
+        them from pasting twice, and the loop picks up results that arrived meanwhile."""
+        if job.pasting or job.cancel_requested:
+            return
+        job.pasting = True
+        try:
+            while len(job.results) > job.applied:
+                todo = job.results[job.applied :]
+                self._paste_items(job, todo)
+                job.applied += len(todo)
+        finally:
+            job.pasting = False
+
+    def _paste_items(self, job: Job, todo: list[Result]) -> None:
+        canvas = job.canvas
+        try:
+            if not canvas.is_open():
+                raise CanvasClosed("closed")
+            places = [placement(result.message, *job.size) for result in todo]
+            first = places[0]
+            grown = (first.new_width, first.new_height)
+            current = canvas.size()
+            if first.grows and not job.grown and current == job.size:
+                canvas.grow(first.new_width, first.new_height, first.offset_x, first.offset_y)
+                job.grown = True
+            elif current != (grown if first.grows else job.size):
+                raise UserError(
+                    f"The image was resized while the job ran ({job.size[0]}x{job.size[1]} -> "
+                    f"{current[0]}x{current[1]}); the result was not pasted."
+                )
+            layers = []
+            for index, (result, place) in enumerate(zip(todo, places, strict=True)):
+                image = result.image
+                if (image.width, image.height) != (place.width, place.height):
+                    raise UserError(
+                        f"The daemon sent a {image.width}x{image.height} image for a {place.width}x"
+                        f"{place.height} layer; it was not pasted."
+                    )
+                name = str(result.message["layer"].get("name") or job.request.prompt or job.mode)
+                visible = job.applied + index == 0
+                layers.append(NewLayer(name, image, place.x, place.y, visible))
+            group = group_name(job, todo) if job.batch > 1 else None
+            job.handles += canvas.paste(layers, group)
+            job.pasted += layers
+        except CanvasClosed:
+            outputs = [str(r.message["output"]) for r in todo if r.message.get("output")]
+            where = f" They are saved in {', '.join(outputs)}." if outputs else ""
+            job.note = "image closed"
+            self.error = f"The image of this job was closed; its results were not pasted.{where}"
+        except UserError as error:
+            job.note = "not pasted"
+            self.error = str(error)
+        except Exception as error:  # a host API surprise: a message, never a traceback dialog
+            job.note = "not pasted"
+            self.error = f"Could not paste the result: {error}"
+
+    def _show(self) -> None:
+        self.host.show(self)
+
+
+class WorkQueue:
+    """``post`` for scripts and batch runs: work queued by the client's threads runs in ``run_until``."""
+
+    def __init__(self) -> None:
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def post(self, work: Callable[[], None]) -> None:
+        self._work.put(work)
+
+    def run_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Run queued work on this thread until ``done()`` or ``timeout`` seconds; returns ``done()``."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                work = self._work.get(timeout=min(left, 0.1))
+            except queue.Empty:
+                continue
+            work()
+        return True
