@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from underpaint_protocol.constants import DEFAULT_PORT
+
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "figma"
 STAMP = PLUGIN / "node_modules" / ".underpaint-lock-sha256"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -70,9 +72,12 @@ def test_manifest_declares_the_local_daemon(built: str) -> None:
     assert manifest["editorType"] == ["figma"]
     access = manifest["networkAccess"]
     for key in ("allowedDomains", "devAllowedDomains"):
-        assert "http://localhost:7860" in access[key] and "ws://localhost:7860" in access[key]
+        assert access[key] == [f"http://localhost:{DEFAULT_PORT}", f"ws://localhost:{DEFAULT_PORT}"]
     assert access["reasoning"]
-    assert "<script>" in (PLUGIN / "dist" / "ui.html").read_text(), "the UI script must be inlined"
+    ui = (PLUGIN / "dist" / "ui.html").read_text()
+    assert "<script>" in ui, "the UI script must be inlined"
+    for test_only in ("window.underpaint", "__wire", "dropAfterAccept", "closeAfterAccept"):
+        assert test_only not in ui and test_only not in (PLUGIN / "dist" / "code.js").read_text(), test_only
 
 
 def test_unit(built: str) -> None:
