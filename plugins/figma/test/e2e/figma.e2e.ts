@@ -171,7 +171,7 @@ beforeAll(async () => {
   });
   daemon.stdout!.on("data", (d) => (daemonLog += d));
   daemon.stderr!.on("data", (d) => (daemonLog += d));
-  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 60000);
+  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 150000);
   token = readFileSync(tokenFile, "utf8").trim();
 
   const host = await build({ entryPoints: [join(here, "host.ts")], bundle: true, format: "iife", target: "es2020", write: false, logLevel: "warning" });
@@ -221,7 +221,7 @@ beforeAll(async () => {
   await waitFor("the sidebar iframe", async () => page.frames().find((f) => f.url().endsWith("/ui.html")));
   ui = page.frames().find((f) => f.url().endsWith("/ui.html"))!;
   await ui.waitForSelector("#connect");
-}, 90000);
+}, 200000);
 
 afterAll(async () => {
   // E2E_DAEMON_LOG=/some/file keeps the daemon's log (job timings, cancels) for a look afterwards.
