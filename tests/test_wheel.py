@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,6 +21,9 @@ import pytest
 from tests.figma.npm import build_plugin
 
 REPO = Path(__file__).resolve().parents[1]
+
+NOT_SOURCES = (".git", ".venv", "node_modules", "build", "*.egg-info", "artifacts", "__pycache__", ".*_cache")
+"""What a fresh clone plus the built Figma bundle would not have."""
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +45,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTHON", "VIRTUAL_ENV", "XDG_"))}
     env |= {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    _run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-w", str(root / "dist")], root, env)
+    # from a copy: setuptools builds in the source tree, and a stale build/ there could leak into the wheel
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    _run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "-w", root / "dist"], root, env)
     wheels = list((root / "dist").glob("underpaint-*.whl"))
     assert len(wheels) == 1, wheels
     venv.create(root / "venv", with_pip=True)

@@ -45,5 +45,5 @@ def test_unit(built: str) -> None:
 
 
 def test_e2e_in_chromium_against_a_real_daemon(built: str) -> None:
-    output = run([built, "run", "test:e2e"], timeout=300)
+    output = run([built, "run", "test:e2e"], timeout=900)
     assert re.search(r"Tests\s+\d+ passed", output), output
