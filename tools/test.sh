@@ -25,4 +25,6 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check server protocol plugins tests bench
 .venv/bin/mypy
+# pytest also builds the Figma bundle and the wheel, installs the wheel in a fresh venv and installs
+# the Krita, GIMP and Figma plugins from it (tests/test_wheel.py).
 .venv/bin/python -m pytest "$@"

@@ -34,21 +34,14 @@ const template = await readFile(`${root}src/ui/ui.html`, "utf8");
 if (!template.includes("/*UI_SCRIPT*/")) throw new Error("ui.html lost its /*UI_SCRIPT*/ marker");
 await writeFile(`${out}ui.html`, template.replace("/*UI_SCRIPT*/", () => script));
 
-const manifest = {
-  name: "underpaint",
-  id: "underpaint-local-daemon",
-  api: "1.0.0",
-  editorType: ["figma"],
-  main: "code.js",
-  ui: "ui.html",
-  documentAccess: "dynamic-page",
-  networkAccess: {
-    allowedDomains: ["http://localhost:7860", "ws://localhost:7860"],
-    devAllowedDomains: ["http://localhost:7860", "ws://localhost:7860"],
-    reasoning:
-      "underpaint sends the selected image and mask to the underpaint daemon that the user runs on their own " +
-      "machine (localhost:7860) and receives the generated images back; nothing leaves the computer.",
-  },
-};
+// The manifest is TypeScript too, so that it takes the daemon's port from the generated protocol constants.
+const manifestModule = await build({
+  entryPoints: [`${root}src/manifest.ts`],
+  bundle: true,
+  format: "esm",
+  write: false,
+  logLevel: "warning",
+});
+const { manifest } = await import(`data:text/javascript,${encodeURIComponent(manifestModule.outputFiles[0].text)}`);
 await writeFile(`${out}manifest.json`, JSON.stringify(manifest, null, 2) + "\n");
 console.log(`built ${out}manifest.json, code.js, ui.html`);

@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--token-file", type=Path)
     token.set_defaults(run=_token)
 
-    install = commands.add_parser("install-plugin", help="install a host plugin (krita, gimp)")
-    install.add_argument("host", choices=["krita", "gimp"])
+    install = commands.add_parser("install-plugin", help="install a host plugin (krita, gimp, figma)")
+    install.add_argument("host", choices=["krita", "gimp", "figma"])
     install.add_argument("--dest", type=Path, help="install into this folder instead of the host's default")
     install.add_argument("--zip", type=Path, help="build a zip to import in the host instead of installing")
     install.add_argument("--host-version", help="the host version to install for (default: detected)")

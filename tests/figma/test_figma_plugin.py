@@ -8,78 +8,42 @@ a real daemon started on a free port). Missing tools are failures, not skips: CI
 
 from __future__ import annotations
 
-import hashlib
-import os
+import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "figma"
-STAMP = PLUGIN / "node_modules" / ".underpaint-lock-sha256"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-
-
-def _require_tools() -> str:
-    npm = shutil.which("npm")
-    node = shutil.which("node")
-    if node is None or npm is None:
-        pytest.fail("the Figma plugin needs Node.js 20+ and npm: install them (e.g. `apt-get install -y nodejs npm`)")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    match = re.match(r"v(\d+)", version)
-    if match is None or int(match.group(1)) < 20:
-        pytest.fail(f"the Figma plugin needs Node.js 20 or newer, found {version or 'an unknown version'}")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"the Figma e2e test needs Debian's chromium at {CHROMIUM}: `apt-get install -y chromium`")
-    return npm
-
-
-def _run(args: list[str], timeout: int) -> str:
-    env = {**os.environ, "UNDERPAINT_PYTHON": sys.executable, "CHROMIUM": CHROMIUM, "NO_COLOR": "1", "CI": "true"}
-    try:
-        done = subprocess.run(args, cwd=PLUGIN, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"`{' '.join(args)}` ran past {timeout} s:\n{error.stdout or ''}\n{error.stderr or ''}")
-    output = f"{done.stdout}\n{done.stderr}"
-    if done.returncode != 0:
-        pytest.fail(f"`{' '.join(args)}` failed with exit status {done.returncode}:\n{output[-20000:]}")
-    return output
+from tests.figma.npm import CHROMIUM, PLUGIN, build_plugin, run
+from underpaint_protocol.constants import DEFAULT_PORT
 
 
 @pytest.fixture(scope="module")
 def built() -> str:
-    npm = _require_tools()
-    lock = hashlib.sha256((PLUGIN / "package-lock.json").read_bytes()).hexdigest()
-    if not STAMP.is_file() or STAMP.read_text().strip() != lock:
-        _run([npm, "ci", "--no-audit", "--no-fund"], timeout=600)
-        STAMP.write_text(lock)
-    _run([npm, "run", "build"], timeout=300)
-    for name in ("manifest.json", "code.js", "ui.html"):
-        assert (PLUGIN / "dist" / name).is_file(), f"the build did not produce dist/{name}"
-    return npm
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the Figma e2e test needs Debian's chromium at {CHROMIUM}: `apt-get install -y chromium`")
+    return build_plugin()
 
 
 def test_manifest_declares_the_local_daemon(built: str) -> None:
-    import json
-
     manifest = json.loads((PLUGIN / "dist" / "manifest.json").read_text())
     assert manifest["main"] == "code.js" and manifest["ui"] == "ui.html"
     assert manifest["editorType"] == ["figma"]
     access = manifest["networkAccess"]
     for key in ("allowedDomains", "devAllowedDomains"):
-        assert "http://localhost:7860" in access[key] and "ws://localhost:7860" in access[key]
+        assert access[key] == [f"http://localhost:{DEFAULT_PORT}", f"ws://localhost:{DEFAULT_PORT}"]
     assert access["reasoning"]
-    assert "<script>" in (PLUGIN / "dist" / "ui.html").read_text(), "the UI script must be inlined"
+    ui = (PLUGIN / "dist" / "ui.html").read_text()
+    assert "<script>" in ui, "the UI script must be inlined"
+    for test_only in ("window.underpaint", "__wire", "dropAfterAccept", "closeAfterAccept"):
+        assert test_only not in ui and test_only not in (PLUGIN / "dist" / "code.js").read_text(), test_only
 
 
 def test_unit(built: str) -> None:
-    output = _run([built, "test"], timeout=300)
+    output = run([built, "test"], timeout=300)
     assert re.search(r"Tests\s+\d+ passed", output), output
 
 
 def test_e2e_in_chromium_against_a_real_daemon(built: str) -> None:
-    output = _run([built, "run", "test:e2e"], timeout=300)
+    output = run([built, "run", "test:e2e"], timeout=900)
     assert re.search(r"Tests\s+\d+ passed", output), output

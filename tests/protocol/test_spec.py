@@ -10,11 +10,13 @@ from typing import Any, get_args
 import jsonschema
 import pytest
 
-from underpaint_protocol import messages
+from underpaint_protocol import constants, messages
 from underpaint_protocol.errors import ERROR_CODES
 from underpaint_protocol.frames import Attachment, decode_frame, encode_frame
 from underpaint_protocol.schema import build_schema, render_schema
 from underpaint_protocol.session import ClientSession, ImageData
+from underpaint_protocol.typescript import OUTPUT as TYPESCRIPT_OUTPUT
+from underpaint_protocol.typescript import render_typescript
 
 PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "protocol"
 SPEC = (PROTOCOL_DIR / "PROTOCOL.md").read_text(encoding="utf-8")
@@ -44,6 +46,23 @@ def test_committed_schema_is_generated_from_the_definitions() -> None:
     committed = (PROTOCOL_DIR / "schema.json").read_text(encoding="utf-8")
     assert committed == render_schema(), "run: python -m underpaint_protocol.schema > protocol/schema.json"
     jsonschema.Draft202012Validator.check_schema(json.loads(committed))
+
+
+def test_committed_typescript_is_generated_from_the_schema() -> None:
+    committed = (PROTOCOL_DIR.parent / TYPESCRIPT_OUTPUT).read_text(encoding="utf-8")
+    expected = render_typescript((PROTOCOL_DIR / "schema.json").read_text(encoding="utf-8"))
+    assert committed == expected, f"run: python -m underpaint_protocol.typescript > {TYPESCRIPT_OUTPUT}"
+
+
+def test_schema_carries_the_shared_constants() -> None:
+    facts = SCHEMA["x-underpaint"]
+    assert facts["default_port"] == constants.DEFAULT_PORT
+    assert facts["default_url"] == constants.DEFAULT_URL
+    assert facts["raw_formats"] == constants.RAW_FORMATS
+    assert tuple(facts["terminal_states"]) == constants.TERMINAL_STATES
+    assert tuple(facts["reconnect_delays"]) == constants.RECONNECT_DELAYS
+    assert list(facts["error_codes"]) == list(ERROR_CODES)
+    assert all(entry["user_text"] for entry in facts["error_codes"].values())
 
 
 def test_every_example_in_the_spec_is_valid() -> None:

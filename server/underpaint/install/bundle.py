@@ -29,15 +29,21 @@ class InstallError(Exception):
     """Why a plugin could not be installed, in words for the user."""
 
 
+PACKAGED_PLUGINS = Path(__file__).resolve().parent / "plugins"
+"""Where a wheel carries the plugins (package data mapped from the checkout's ``plugins/``)."""
+CHECKOUT_PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
+"""Where an editable install from a checkout finds them."""
+
+
 def plugin_source(host: str) -> Path:
-    """The plugin's folder in this checkout (``plugins/<host>``)."""
-    source = Path(__file__).resolve().parents[3] / "plugins" / host
-    if not source.is_dir():
-        raise InstallError(
-            f"the {host} plugin sources are not next to this installation ({source}); "
-            "install underpaint from a source checkout (pip install -e .)"
-        )
-    return source
+    """The plugin's folder: inside the installed package (a wheel), else in this checkout."""
+    for root in (PACKAGED_PLUGINS, CHECKOUT_PLUGINS):
+        if (root / host).is_dir():
+            return root / host
+    raise InstallError(
+        f"the {host} plugin is neither in this installation ({PACKAGED_PLUGINS / host}) nor in a checkout "
+        f"({CHECKOUT_PLUGINS / host}); reinstall underpaint from its wheel or a source checkout"
+    )
 
 
 def vendor_into(folder: Path) -> Path:

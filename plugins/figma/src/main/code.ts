@@ -2,12 +2,14 @@
 
 import { SelectionError } from "../shared/geometry";
 import type { JobContext, MainToUi, Settings, UiToMain } from "../shared/messages";
+import { DEFAULT_PORT } from "../shared/protocol.gen";
 import { placeResults } from "./place";
 import { classify, describe, prepareJob } from "./selection";
 
 const SETTINGS_KEY = "underpaint-settings";
 const PENDING_KEY = "underpaint-pending";
-export const DEFAULT_ADDRESS = "ws://localhost:7860";
+/** localhost, not 127.0.0.1: the manifest's networkAccess names localhost, as Figma asks. */
+export const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
 
 function post(message: MainToUi): void {
   figma.ui.postMessage(message);

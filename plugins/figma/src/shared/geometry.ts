@@ -7,6 +7,8 @@
  * daemon decides every crop; nothing here touches mask or crop math.
  */
 
+import type { Mode } from "./protocol.gen";
+
 export interface Box {
   x: number;
   y: number;
@@ -21,7 +23,7 @@ export interface Extents {
   bottom: number;
 }
 
-export type Mode = "txt2img" | "img2img" | "inpaint" | "outpaint";
+export type { Mode };
 
 /** What the main thread knows about one selected node, read from the figma API. */
 export interface NodeInfo {

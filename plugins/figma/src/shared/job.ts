@@ -1,6 +1,7 @@
 /** The protocol's `job` object from the prepared geometry and the sidebar's form (pure). */
 
 import type { JobGeometry } from "./geometry";
+import type { JobSpec } from "./protocol.gen";
 
 export interface JobForm {
   model: string;
@@ -17,10 +18,8 @@ export interface JobForm {
 
 const clamp = (value: number, low: number, high: number): number => Math.min(high, Math.max(low, value));
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function buildJob(geometry: JobGeometry, form: JobForm): Record<string, any> {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const job: Record<string, any> = {
+export function buildJob(geometry: JobGeometry, form: JobForm): JobSpec {
+  const job: JobSpec = {
     mode: geometry.mode,
     prompt: form.prompt,
     negative_prompt: form.negativePrompt,

@@ -1,6 +1,6 @@
 /** Messages between the UI iframe and the main thread (figma.ui.postMessage / parent.postMessage). */
 
-import type { Extents, JobGeometry, Placement } from "./geometry";
+import type { Extents, JobGeometry, Mode, Placement } from "./geometry";
 
 export interface Settings {
   address: string;
@@ -20,7 +20,7 @@ export interface JobContext {
   baseId: string;
   baseName: string;
   maskIds: string[];
-  mode: string;
+  mode: Mode;
 }
 
 export interface PreparedJob {

@@ -1,27 +1,55 @@
 /**
  * The websocket client, a TypeScript mirror of protocol/underpaint_protocol/client.py for the
  * browser: requests return promises, events arrive through ``onEvent``, and a dropped socket
- * reconnects with backoff under the same client id, then fetches the results of jobs that finished
- * meanwhile. ``unauthorized`` and ``unsupported_protocol`` stop the retries: they need the user.
+ * reconnects with the protocol's backoff under the same client id, then fetches the results of jobs
+ * that finished meanwhile. ``unauthorized`` and ``unsupported_protocol`` stop the retries: they need
+ * the user. Every frame goes out through one `send`, synchronously and in call order, so a submit's
+ * image frames always follow their message.
  */
 
-import { ClientSession, type ImageData, type Message, SessionError, type SessionEvent } from "./session";
+import {
+  type Accepted,
+  DEFAULT_PORT,
+  type ErrorCode,
+  type JobSpec,
+  type JobSummary,
+  type Planned,
+  RECONNECT_DELAYS,
+  type Rect,
+  type ServerMessage,
+  type ServerMessageOf,
+  type ServerMessageType,
+} from "../shared/protocol.gen";
+import { errorText } from "./errors";
+import { ClientSession, type ImageData, SessionError, type SessionEvent } from "./session";
 
-export const RECONNECT_DELAYS = [200, 500, 1000, 2000, 5000];
+/** The same states as the Python client's: what the sidebar shows next to the address. */
+export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "refused";
 
-export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "down" | "refused";
-
+/** An `error` from the daemon (or one the client raises in its name, such as `frame_too_large`). */
 export class DaemonError extends Error {
   readonly code: string;
   readonly field: string | null;
-  constructor(readonly payload: Message) {
-    super(String(payload.message ?? "daemon error"));
-    this.code = String(payload.code ?? "internal_error");
-    this.field = typeof payload.field === "string" ? payload.field : null;
+  constructor(payload: { code: string; message: string; field?: string | null }) {
+    super(payload.message);
+    this.code = payload.code;
+    this.field = payload.field ?? null;
   }
 }
 
 export class NotConnected extends Error {}
+
+/** Whether something answers plain HTTP at the address (a web UI such as A1111 or Gradio). */
+export type HttpProbe = (httpUrl: string) => Promise<boolean>;
+
+const fetchProbe: HttpProbe = async (httpUrl) => {
+  try {
+    await fetch(httpUrl, { mode: "no-cors", cache: "no-store" });
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 export interface ClientOptions {
   url: string;
@@ -36,17 +64,30 @@ export interface ClientOptions {
   /** Job ids from an earlier run of the plugin whose results were not placed yet. */
   adopt?: string[];
   WebSocketImpl?: typeof WebSocket;
+  httpProbe?: HttpProbe;
 }
 
 interface Pending {
-  expected: string;
-  resolve: (message: Message) => void;
+  expected: ServerMessageType;
+  resolve: (message: ServerMessage) => void;
   reject: (error: Error) => void;
+}
+
+/** Why an address cannot be a daemon's, in words for the user; null when it looks right. */
+export function addressProblem(url: string): string | null {
+  if (/^https?:\/\//i.test(url)) {
+    return (
+      `"${url}" is a web (http) address, but the underpaint daemon speaks websocket: ` +
+      `use ws://localhost:${DEFAULT_PORT} (the address \`underpaint serve\` prints).`
+    );
+  }
+  if (!/^wss?:\/\/[^/\s]+/i.test(url)) return `"${url}" is not a websocket address: use ws://localhost:${DEFAULT_PORT}.`;
+  return null;
 }
 
 export class UnderpaintClient {
   readonly session = new ClientSession();
-  welcome: Message | null = null;
+  welcome: ServerMessageOf<"welcome"> | null = null;
   clientId: string | undefined;
   private socket: WebSocket | null = null;
   private connected = false;
@@ -66,6 +107,11 @@ export class UnderpaintClient {
 
   connect(): void {
     this.closing = false;
+    const problem = addressProblem(this.options.url);
+    if (problem !== null) {
+      this.options.onState("refused", problem);
+      return;
+    }
     this.open();
   }
 
@@ -78,11 +124,7 @@ export class UnderpaintClient {
     this.connected = false;
     socket?.close();
     this.failPending(new NotConnected("the connection was closed"));
-  }
-
-  /** Drop the socket as a network failure would (for tests and the "Reconnect" button). */
-  dropForTest(): void {
-    this.socket?.close(4000, "dropped");
+    this.options.onState("disconnected", "disconnected");
   }
 
   private open(): void {
@@ -121,9 +163,13 @@ export class UnderpaintClient {
           typeof event.data === "string" ? this.session.receiveText(event.data) : this.session.receiveBinary(event.data);
         for (const item of events) {
           if (!this.connected) {
-            if (item.type === "welcome") this.welcomed(item.message);
+            if (item.message.type === "welcome") this.welcomed(item.message);
             else {
-              refused = new DaemonError(item.message);
+              const m = item.message;
+              refused =
+                m.type === "error"
+                  ? new DaemonError(m)
+                  : new DaemonError({ code: "handshake_required", message: `expected welcome, got ${m.type}` });
               socket.close();
             }
             continue;
@@ -142,21 +188,26 @@ export class UnderpaintClient {
       this.connected = false;
       this.failPending(new NotConnected("the connection to the daemon was lost"));
       if (this.closing) return;
+      const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)] * 1000;
+      this.attempt += 1;
+      const retry = `retrying in ${Math.round(delay / 100) / 10} s`;
       if (refused !== null) {
         const fatal = refused.code === "unauthorized" || refused.code === "unsupported_protocol";
-        this.options.onState(fatal ? "refused" : "down", `${refused.code}: ${refused.message}`, refused);
+        this.options.onState(
+          fatal ? "refused" : "disconnected",
+          `${errorText(refused.code)}${fatal ? "" : ` (${retry})`}`,
+          refused,
+        );
         if (fatal) return;
       } else if (wasConnected) {
-        this.options.onState("reconnecting", "connection lost; reconnecting…");
-      }
-      const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
-      this.attempt += 1;
-      if (!wasConnected && refused === null) {
-        const why = opened ? "closed the connection during the handshake" : "is not answering";
+        this.options.onState("reconnecting", "Connection lost; reconnecting…");
+      } else if (opened) {
         this.options.onState(
-          "down",
-          `The underpaint daemon at ${this.options.url} ${why}. Start it with \`underpaint serve\` (retrying in ${Math.round(delay / 100) / 10} s).`,
+          "disconnected",
+          `The underpaint daemon at ${this.options.url} closed the connection during the handshake (${retry}).`,
         );
+      } else {
+        void this.explainUnreachable(retry);
       }
       this.timer = setTimeout(() => {
         this.timer = null;
@@ -165,19 +216,35 @@ export class UnderpaintClient {
     };
   }
 
-  private welcomed(message: Message): void {
+  /** Nothing accepted a websocket: say whether nothing listens or another kind of server does. */
+  private async explainUnreachable(retry: string): Promise<void> {
+    const url = this.options.url;
+    const httpUrl = url.replace(/^ws/i, "http");
+    const answersHttp = await (this.options.httpProbe ?? fetchProbe)(httpUrl);
+    if (this.closing || this.connected) return;
+    this.options.onState(
+      "disconnected",
+      answersHttp
+        ? `${url} answers as a plain web server, not as the underpaint daemon: it is probably another app ` +
+            `(A1111, Forge and Gradio use port 7860, ComfyUI 8188). underpaint listens on port ${DEFAULT_PORT} ` +
+            `unless started with --port (${retry}).`
+        : `The underpaint daemon at ${url} is not answering. Start it with \`underpaint serve\` (${retry}).`,
+    );
+  }
+
+  private welcomed(message: ServerMessageOf<"welcome">): void {
     this.welcome = message;
-    this.clientId = String(message.client_id);
+    this.clientId = message.client_id;
     this.connected = true;
     this.attempt = 0;
     this.options.onState("connected", `connected to ${this.options.url}`);
-    this.options.onEvent({ message, type: "welcome" });
+    this.options.onEvent({ message });
     if (this.session.jobs.size > 0) void this.catchUp();
   }
 
   /** After a reconnect: fetch every job that finished (or produced results) while we were away. */
   private async catchUp(): Promise<void> {
-    let summaries: Message[];
+    let summaries: JobSummary[];
     try {
       summaries = await this.listJobs();
     } catch {
@@ -187,16 +254,17 @@ export class UnderpaintClient {
   }
 
   private dispatch(event: SessionEvent): void {
-    const requestId = event.message.request_id;
+    const message = event.message;
+    const requestId = "request_id" in message ? message.request_id : undefined;
     if (typeof requestId === "string") {
       const pending = this.pending.get(requestId);
       if (pending !== undefined) {
-        if (event.type === "error") {
+        if (message.type === "error") {
           this.pending.delete(requestId);
-          pending.reject(new DaemonError(event.message));
-        } else if (event.type === pending.expected) {
+          pending.reject(new DaemonError(message));
+        } else if (message.type === pending.expected) {
           this.pending.delete(requestId);
-          pending.resolve(event.message);
+          pending.resolve(message);
         }
       }
     }
@@ -209,15 +277,20 @@ export class UnderpaintClient {
     for (const p of pending) p.reject(error);
   }
 
+  /** The one way out: every frame of a message, in order, before anything else is sent. */
   private send(frames: (string | Uint8Array)[]): void {
     const socket = this.socket;
     if (socket === null || !this.connected || socket.readyState !== 1) throw new NotConnected("not connected to the daemon");
     for (const frame of frames) socket.send(frame);
   }
 
-  private request(requestId: string, expected: string, frames: (string | Uint8Array)[]): Promise<Message> {
+  private request<T extends ServerMessageType>(
+    requestId: string,
+    expected: T,
+    frames: (string | Uint8Array)[],
+  ): Promise<ServerMessageOf<T>> {
     return new Promise((resolve, reject) => {
-      this.pending.set(requestId, { expected, resolve, reject });
+      this.pending.set(requestId, { expected, resolve: resolve as (message: ServerMessage) => void, reject });
       try {
         this.send(frames);
       } catch (error) {
@@ -227,18 +300,17 @@ export class UnderpaintClient {
     });
   }
 
-  plan(job: Message): Promise<Message> {
+  plan(job: JobSpec): Promise<Planned> {
     const [requestId, text] = this.session.plan(job);
     return this.request(requestId, "planned", [text]);
   }
 
-  submit(job: Message, region?: Message | null, image?: ImageData | null, mask?: ImageData | null): Promise<Message> {
-    const limit = Number(this.welcome?.limits?.max_frame_bytes ?? 0);
+  submit(job: JobSpec, region?: Rect | null, image?: ImageData | null, mask?: ImageData | null): Promise<Accepted> {
+    const limit = this.welcome?.limits.max_frame_bytes ?? 0;
     for (const [name, data] of [["image", image], ["mask", mask]] as const) {
       if (data && limit && data.data.byteLength > limit) {
-        return Promise.reject(
-          new DaemonError({ code: "frame_too_large", field: name, message: `${name} is larger than the daemon accepts` }),
-        );
+        const code: ErrorCode = "frame_too_large";
+        return Promise.reject(new DaemonError({ code, field: name, message: `${name} is larger than the daemon accepts` }));
       }
     }
     const [requestId, frames] = this.session.submit(job, region, image, mask);
@@ -249,10 +321,9 @@ export class UnderpaintClient {
     this.send([this.session.cancel(jobId)]);
   }
 
-  async listJobs(): Promise<Message[]> {
+  async listJobs(): Promise<JobSummary[]> {
     const [requestId, text] = this.session.listJobs();
-    const reply = await this.request(requestId, "jobs", [text]);
-    return reply.jobs as Message[];
+    return (await this.request(requestId, "jobs", [text])).jobs;
   }
 
   fetch(jobId: string): void {

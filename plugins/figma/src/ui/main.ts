@@ -1,11 +1,14 @@
 /** The sidebar: settings, connection, the job form, progress, errors; talks to code.ts by messages. */
 
-import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
-import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
 import { buildJob } from "../shared/job";
+import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
+import { DEFAULT_PORT, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
 import { buildUpload } from "../shared/upload";
+import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
+import { describeError } from "./errors";
 import { cropPng, fitForFigma, randomClientId } from "./images";
-import type { Message, SessionEvent } from "./session";
+import { isEnded, JobRun } from "./run";
+import type { SessionEvent } from "./session";
 
 declare const __VERSION__: string;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -44,13 +47,16 @@ interface RunningJob {
   context: JobContext;
   prompt: string;
   results: ResultItem[];
+  /** This session's run of the job; absent for jobs adopted from an earlier session. */
+  run?: JobRun;
 }
 
-let settings: Settings = { address: "ws://localhost:7860", token: "", clientId: "" };
+const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
+let settings: Settings = { address: DEFAULT_ADDRESS, token: "", clientId: "" };
 let client: UnderpaintClient | null = null;
 let selectionOk = false;
-let busy = false;
-let currentJob: string | null = null;
+/** The job the sidebar shows and Cancel acts on, from planning to its end. */
+let current: JobRun | null = null;
 let previewUrl: string | null = null;
 /** The job whose preview or result the sidebar shows. */
 let shownJob: string | null = null;
@@ -58,20 +64,9 @@ const jobs = new Map<string, RunningJob>();
 const preparing = new Map<string, (reply: MainToUi) => void>();
 let pending: Record<string, JobContext> = {};
 let events: Promise<void> = Promise.resolve();
-/** What tests and curious users can read from the console: the client, jobs, and results as received. */
-const debug = {
-  client: null as UnderpaintClient | null,
-  jobs,
-  results: [] as Message[],
-  previews: 0,
-  /** Per submitted job: the plan's upload rectangle and what was sent (region, frame formats and sizes). */
-  uploads: [] as Message[],
-  /** Drop the socket right after the next job is accepted (tests reconnect + fetch). */
-  dropAfterAccept: false,
-  /** Close the client for good right after the next job is accepted (tests a plugin reopened later). */
-  closeAfterAccept: false,
-};
-(window as unknown as { underpaint: typeof debug }).underpaint = debug;
+
+const busy = (): boolean => current !== null && !isEnded(current.state);
+const currentJobId = (): string | null => (busy() ? (current?.jobId ?? null) : null);
 
 function toMain(message: UiToMain): void {
   parent.postMessage({ pluginMessage: message }, "*");
@@ -83,19 +78,24 @@ function setState(state: ConnectionState, text: string): void {
   updateButtons();
 }
 
-function showError(error: { code?: string; message: string; field?: string | null } | null): void {
+/** A protocol error (worded from the generated table), or one of the plugin's own (`plugin`, `place_failed`). */
+function showError(error: { code: string; message: string; field?: string | null } | null, hint = ""): void {
   if (error === null) {
     ui.error.hidden = true;
     ui.error.textContent = "";
+    delete ui.error.dataset.code;
     return;
   }
+  const local = error.code === "plugin" || error.code === "place_failed";
+  const shown = local ? { code: error.code, text: error.message, detail: "", field: null } : describeError(error);
   ui.error.hidden = false;
   ui.error.innerHTML = "";
   const code = document.createElement("code");
-  code.textContent = error.code ?? "error";
-  ui.error.append(code, document.createTextNode(`: ${error.message}`));
-  if (error.field) ui.error.append(document.createTextNode(`\nfield: ${error.field}`));
-  ui.error.dataset.code = error.code ?? "error";
+  code.textContent = shown.code;
+  ui.error.append(code, document.createTextNode(`: ${shown.text}${hint}`));
+  if (shown.detail) ui.error.append(document.createTextNode(`\n${shown.detail}`));
+  if (shown.field) ui.error.append(document.createTextNode(`\nfield: ${shown.field}`));
+  ui.error.dataset.code = shown.code;
 }
 
 function addNote(text: string): void {
@@ -127,31 +127,31 @@ function showPreview(png: Uint8Array): void {
 
 function updateButtons(): void {
   const connected = client?.isConnected === true;
-  ui.generate.disabled = !connected || busy || !selectionOk;
-  ui.expand.disabled = !connected || busy || !selectionOk;
-  ui.cancel.disabled = currentJob === null;
+  ui.generate.disabled = !connected || busy() || !selectionOk;
+  ui.expand.disabled = !connected || busy() || !selectionOk;
+  ui.cancel.disabled = !busy() || current?.cancelRequested === true;
 }
 
 function savePending(): void {
   toMain({ type: "save-pending", pending });
 }
 
-function fillModels(welcome: Message): void {
+function fillModels(welcome: Welcome): void {
   const previous = ui.model.value;
   ui.model.innerHTML = "";
-  for (const model of welcome.models as Message[]) {
+  for (const model of welcome.models) {
     const option = document.createElement("option");
     option.value = model.id;
-    option.textContent = `${model.id} (${(model.modes as string[]).join(", ")})`;
+    option.textContent = `${model.id} (${model.modes.join(", ")})`;
     ui.model.append(option);
   }
-  ui.model.value = (welcome.models as Message[]).some((m) => m.id === previous) ? previous : welcome.default_model;
+  ui.model.value = welcome.models.some((m) => m.id === previous) ? previous : welcome.default_model;
 }
 
 function connect(): void {
   client?.close();
   showError(null);
-  settings = { ...settings, address: ui.address.value.trim() || "ws://localhost:7860", token: ui.token.value.trim() };
+  settings = { ...settings, address: ui.address.value.trim() || DEFAULT_ADDRESS, token: ui.token.value.trim() };
   toMain({ type: "save-settings", settings });
   client = new UnderpaintClient({
     url: settings.address,
@@ -168,18 +168,14 @@ function connect(): void {
     onState: (state, detail, error) => {
       setState(state, state === "connected" ? `Connected to ${settings.address}.` : detail);
       if (state === "refused" && error) {
-        const hint =
-          error.code === "unauthorized"
-            ? " Paste the token printed by `underpaint token` and press Connect."
-            : "";
-        showError({ code: error.code, message: error.message + hint, field: error.field });
+        const hint = error.code === "unauthorized" ? " Paste the token printed by `underpaint token` and press Connect." : "";
+        showError(error, hint);
       } else if (state === "connected" && ui.error.dataset.code === "unauthorized") {
         showError(null);
       }
-      if (state !== "connected" && currentJob !== null) setStatus("Waiting for the daemon to come back…");
+      if (state !== "connected" && currentJobId() !== null) setStatus("Waiting for the daemon to come back…");
     },
   });
-  debug.client = client;
   client.connect();
 }
 
@@ -187,37 +183,38 @@ async function onEvent(event: SessionEvent): Promise<void> {
   const message = event.message;
   const jobId = event.jobId;
   const job = jobId ? jobs.get(jobId) : undefined;
-  switch (event.type) {
+  const run = job?.run;
+  if (run) run.receive(message);
+  const isCurrent = jobId !== undefined && jobId === currentJobId();
+  switch (message.type) {
     case "welcome":
       fillModels(message);
-      if (message.client_id && message.client_id !== settings.clientId) {
-        settings.clientId = String(message.client_id);
+      if (message.client_id !== settings.clientId) {
+        settings.clientId = message.client_id;
         toMain({ type: "save-settings", settings: { clientId: settings.clientId } });
       }
       return;
     case "queued":
-      if (jobId === currentJob) setStatus(`Queued at position ${message.position}.`, 0);
+      if (isCurrent) setStatus(`Queued at position ${message.position}.`, 0);
       return;
     case "started":
-      if (jobId === currentJob) setStatus("Running…", 0);
+      if (isCurrent) setStatus("Running…", 0);
       return;
     case "progress":
-      if (jobId === currentJob) setStatus(`Step ${message.step} of ${message.total}`, message.step, message.total);
-      if (jobId === currentJob && event.image && event.image.format === "png") {
-        debug.previews += 1;
-        shownJob = jobId;
+      if (isCurrent && !run?.cancelRequested) setStatus(`Step ${message.step} of ${message.total}`, message.step, message.total);
+      if (isCurrent && !run?.cancelRequested && event.image && event.image.format === "png") {
+        shownJob = jobId ?? null;
         showPreview(event.image.data);
       }
       return;
     case "result": {
-      if (!job || !event.image) return;
-      const layer = message.layer as Message;
-      debug.results.push({ job_id: jobId, index: message.index, layer, canvas: message.canvas });
+      if (!job || !event.image || (run && !run.placesResults)) return;
+      const layer = message.layer;
       const png = event.image.data.slice();
       const fitted = await fitForFigma(png, event.image.width, event.image.height);
       job.results.push({
-        index: Number(message.index),
-        name: String(layer.name),
+        index: message.index,
+        name: layer.name,
         x: layer.x,
         y: layer.y,
         width: layer.width,
@@ -225,8 +222,8 @@ async function onEvent(event: SessionEvent): Promise<void> {
         png: fitted.png,
         scaledFrom: fitted.scaledFrom,
       });
-      if (jobId === currentJob) {
-        shownJob = jobId;
+      if (jobId === current?.jobId) {
+        shownJob = jobId ?? null;
         showPreview(png);
       }
       return;
@@ -238,8 +235,10 @@ async function onEvent(event: SessionEvent): Promise<void> {
       return;
     case "error":
       if (message.request_id === undefined || message.request_id === null) {
-        if (message.code === "unknown_job" && message.job_id) dropJob(String(message.job_id));
-        showError({ code: message.code, message: message.message, field: message.field });
+        if (message.code === "unknown_job" && message.job_id) dropJob(message.job_id);
+        // A cancel that came too late: the job's own outcome follows and says what happened.
+        if (message.code === "not_cancellable" && run) return;
+        showError(message);
       }
       return;
   }
@@ -252,35 +251,31 @@ function dropJob(jobId: string): void {
     delete pending[jobId];
     savePending();
   }
-  if (currentJob === jobId) {
-    currentJob = null;
-    busy = false;
-    updateButtons();
-  }
+  updateButtons();
 }
 
-function finishJob(jobId: string, message: Message): void {
+function finishJob(jobId: string, message: ServerMessageOf<"finished" | "failed" | "cancelled">): void {
   const job = jobs.get(jobId);
-  if (jobId === currentJob) {
-    currentJob = null;
-    busy = false;
-    updateButtons();
-  }
-  if (message.type === "failed") {
-    showError({ code: message.code, message: message.message, field: message.field });
-    setStatus("Failed.", 0);
-  } else if (message.type === "cancelled") {
-    setStatus(job && job.results.length > 0 ? `Cancelled after ${job.results.length} result(s).` : "Cancelled: nothing was placed.", 0);
+  const run = job?.run;
+  const wasCurrent = run !== undefined && run === current;
+  updateButtons();
+  // A job cancelled before the daemon accepted it ends cancelled, even when the daemon finished it first.
+  const outcome = run && run.state === "cancelled" ? "cancelled" : message.type;
+  if (outcome === "failed" && message.type === "failed") {
+    showError(message);
+    if (wasCurrent) setStatus("Failed.", 0);
+  } else if (outcome === "cancelled") {
+    const kept = run?.placesResults === false ? [] : (job?.results ?? []);
+    if (job) job.results = kept;
+    if (wasCurrent || !run) {
+      setStatus(kept.length > 0 ? `Cancelled after ${kept.length} result(s).` : "Cancelled: nothing was placed.", 0);
+    }
     // The preview showed unfinished work; a cancelled job leaves nothing to look at.
     if (jobId === shownJob) hidePreview();
-  } else {
+  } else if (message.type === "finished") {
     setStatus(`Done: ${message.results} result${message.results === 1 ? "" : "s"}. Placing…`, 1, 1);
   }
-  if (!job) {
-    dropJob(jobId);
-    return;
-  }
-  if (job.results.length > 0) {
+  if (job && job.results.length > 0) {
     toMain({ type: "place", jobId, context: job.context, prompt: job.prompt, results: job.results });
   } else {
     dropJob(jobId);
@@ -307,19 +302,39 @@ function prepare(expand: boolean): Promise<PreparedJob> {
   });
 }
 
+const RUN_STATUS: Partial<Record<JobRun["state"], string>> = {
+  planning: "Planning…",
+  uploading: "Cutting out the region the daemon needs…",
+  submitted: "Submitting…",
+};
+
+function onRunState(run: JobRun): void {
+  if (run !== current) return;
+  if (run.cancelRequested && !isEnded(run.state)) setStatus("Cancelling…");
+  else if (run.state === "cancelled" && run.jobId === null) setStatus("Cancelled: nothing was placed.", 0);
+  else if (RUN_STATUS[run.state]) setStatus(RUN_STATUS[run.state]!, 0);
+  updateButtons();
+}
+
 async function generate(expand: boolean): Promise<void> {
-  if (!client?.isConnected) return;
+  const connected = client;
+  if (!connected?.isConnected || busy()) return;
   showError(null);
   ui.notes.hidden = true;
   ui.notes.innerHTML = "";
-  busy = true;
+  const run = new JobRun(connected, onRunState);
+  current = run;
   updateButtons();
   setStatus("Reading the selection…", 0);
   try {
     const prepared = await prepare(expand);
+    if (run.cancelRequested) {
+      run.cancel();
+      return;
+    }
     const geometry = prepared.geometry;
     const numberOrNull = (text: string): number | null => (text.trim() === "" ? null : Number(text));
-    const job: Message = buildJob(geometry, {
+    const job = buildJob(geometry, {
       model: ui.model.value,
       prompt: ui.prompt.value,
       negativePrompt: ui.negative.value,
@@ -328,53 +343,40 @@ async function generate(expand: boolean): Promise<void> {
       seed: ui.seedMode.value === "fixed" ? Number(ui.seed.value) || 0 : null,
       batch: Number(ui.batch.value) || 1,
     });
-    setStatus(`${prepared.summary}: planning…`, 0);
-    const planned = await client.plan(job);
-    setStatus("Cutting out the region the daemon needs…", 0);
-    // Only the pixels the daemon asked for: the planned region, cut from the export and sent raw.
-    const cutStarted = performance.now();
-    const { region, image, mask } = await buildUpload(
-      {
-        upload: planned.upload,
-        canvas: geometry.canvas,
-        image: prepared.image,
-        mask: prepared.mask,
-        maxFrameBytes: Number(client.welcome?.limits?.max_frame_bytes ?? 0),
-      },
-      cropPng,
-    );
-    debug.uploads.push({
-      upload: planned.upload,
-      canvas: geometry.canvas,
-      region,
-      image: image && { format: image.format, width: image.width, height: image.height, bytes: image.data.byteLength },
-      mask: mask && { format: mask.format, width: mask.width, height: mask.height, bytes: mask.data.byteLength },
-      cut_ms: Math.round(performance.now() - cutStarted),
+    const accepted = await run.start(job, async (planned) => {
+      // Only the pixels the daemon asked for: the planned region, cut from the export and sent raw.
+      const upload = await buildUpload(
+        {
+          upload: planned.upload,
+          canvas: geometry.canvas,
+          image: prepared.image,
+          mask: prepared.mask,
+          maxFrameBytes: connected.welcome?.limits.max_frame_bytes ?? 0,
+        },
+        cropPng,
+      );
+      if (upload.region) setStatus(`Uploading ${upload.region.width}×${upload.region.height} px…`, 0);
+      return upload;
     });
-    setStatus(region ? `Uploading ${region.width}×${region.height} px…` : "Submitting…", 0);
-    const accepted = await client.submit(job, region, image, mask);
-    const jobId = String(accepted.job_id);
-    jobs.set(jobId, { context: prepared.context, prompt: ui.prompt.value, results: [] });
-    debug.uploads[debug.uploads.length - 1].job_id = jobId;
-    pending[jobId] = prepared.context;
-    savePending();
-    currentJob = jobId;
-    if (ui.seedMode.value === "random") ui.seed.value = String(accepted.seed);
-    setStatus(`Accepted (seed ${accepted.seed}).`, 0);
+    if (accepted === null) return;
+    const jobId = accepted.job_id;
+    jobs.set(jobId, { context: prepared.context, prompt: ui.prompt.value, results: [], run });
+    if (!run.cancelRequested) {
+      pending[jobId] = prepared.context;
+      savePending();
+      if (ui.seedMode.value === "random") ui.seed.value = String(accepted.seed);
+      setStatus(`Accepted (seed ${accepted.seed}).`, 0);
+    }
     updateButtons();
-    if (debug.closeAfterAccept) {
-      debug.closeAfterAccept = false;
-      client.close();
-    }
-    if (debug.dropAfterAccept) {
-      debug.dropAfterAccept = false;
-      client.dropForTest();
-    }
   } catch (error) {
-    busy = false;
+    if (current === run && !isEnded(run.state)) current = null;
     updateButtons();
+    if (run.cancelRequested) {
+      setStatus("Cancelled: nothing was placed.", 0);
+      return;
+    }
     setStatus("Not started.", 0);
-    if (error instanceof DaemonError) showError({ code: error.code, message: error.message, field: error.field });
+    if (error instanceof DaemonError) showError(error);
     else showError({ code: "plugin", message: error instanceof Error ? error.message : String(error) });
   }
 }
@@ -423,13 +425,11 @@ ui.connect.addEventListener("click", connect);
 ui.generate.addEventListener("click", () => void generate(false));
 ui.expand.addEventListener("click", () => void generate(true));
 ui.cancel.addEventListener("click", () => {
-  if (currentJob && client?.isConnected) {
-    try {
-      client.cancel(currentJob);
-      setStatus("Cancelling…");
-    } catch (error) {
-      showError({ code: "plugin", message: String(error) });
-    }
+  if (!current || !busy()) return;
+  try {
+    current.cancel();
+  } catch (error) {
+    showError({ code: "plugin", message: String(error) });
   }
 });
 ui.strengthAuto.addEventListener("change", () => {

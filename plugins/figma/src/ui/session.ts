@@ -1,100 +1,60 @@
 /**
  * The client's side of the underpaint protocol without I/O: a TypeScript mirror of
- * protocol/underpaint_protocol/session.py and frames.py. It builds requests and binary frames, pairs
- * each message that announces an image with the frame that follows, and remembers which jobs this
- * client waits for, so after a dropped socket it knows exactly which finished jobs to fetch.
+ * protocol/underpaint_protocol/session.py. It builds requests and binary frames, pairs each message
+ * that announces an image with the frame that follows, and remembers which jobs this client waits
+ * for, so after a dropped socket it knows exactly which finished jobs to fetch.
  */
 
-export const PROTOCOL_VERSION = 1;
-const TERMINAL = ["finished", "failed", "cancelled"];
-const MAX_HEADER_BYTES = 4096;
-
-export interface Attachment {
-  id: string;
-  format: string;
-  width: number;
-  height: number;
-}
+import { decodeFrame, encodeFrame, FrameError } from "../shared/frames";
+import {
+  type AttachmentRef,
+  type ClientMessage,
+  type Hello,
+  type ImageFormat,
+  type JobSpec,
+  type JobState,
+  type JobSummary,
+  PROTOCOL_VERSION,
+  type Rect,
+  type ResultFormat,
+  type ServerMessage,
+  type Submit,
+  TERMINAL_STATES,
+} from "../shared/protocol.gen";
 
 export interface ImageData {
-  format: string;
+  format: ImageFormat;
   width: number;
   height: number;
   data: Uint8Array;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Message = Record<string, any>;
-
-export interface SessionEvent {
-  message: Message;
+/** One message from the daemon, with the image frame it announced, if any. */
+export interface SessionEvent<M extends ServerMessage = ServerMessage> {
+  message: M;
   image?: ImageData;
-  type: string;
   jobId?: string;
 }
 
 export class SessionError extends Error {}
 
-export function encodeFrame(attachment: Attachment, payload: Uint8Array): Uint8Array {
-  const header = new TextEncoder().encode(
-    JSON.stringify({ id: attachment.id, format: attachment.format, width: attachment.width, height: attachment.height }),
-  );
-  const frame = new Uint8Array(4 + header.length + payload.length);
-  new DataView(frame.buffer).setUint32(0, header.length);
-  frame.set(header, 4);
-  frame.set(payload, 4 + header.length);
-  return frame;
-}
-
-export function decodeFrame(frame: ArrayBuffer | Uint8Array): { attachment: Attachment; payload: Uint8Array } {
-  const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
-  if (bytes.length < 4) throw new SessionError("binary frame shorter than its 4-byte header length");
-  const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-  if (length > MAX_HEADER_BYTES || 4 + length > bytes.length) {
-    throw new SessionError(`binary frame header length ${length} is invalid`);
-  }
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + length)));
-  } catch (error) {
-    throw new SessionError(`binary frame header is not JSON: ${error}`);
-  }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) {
-    throw new SessionError("binary frame header is not a JSON object");
-  }
-  const h = header as Record<string, unknown>;
-  const width = Number(h.width);
-  const height = Number(h.height);
-  if (h.id === undefined || h.format === undefined || !Number.isInteger(width) || !Number.isInteger(height)) {
-    throw new SessionError("binary frame header lacks a valid id, format, width or height");
-  }
-  return {
-    attachment: { id: String(h.id), format: String(h.format), width, height },
-    payload: bytes.subarray(4 + length),
-  };
-}
+const isTerminal = (state: string): boolean => (TERMINAL_STATES as readonly string[]).includes(state);
 
 interface TrackedJob {
   jobId: string;
-  state: string;
+  state: JobState;
   resultsSeen: Set<number>;
   resultsTotal: number | null;
 }
 
-function announcedImage(message: Message): Attachment | null {
-  if (message.type === "progress" && message.preview && typeof message.preview === "object") return message.preview;
-  if (message.type === "result" && message.layer && typeof message.layer.image === "object") return message.layer.image;
+function announcedImage(message: ServerMessage): AttachmentRef | null {
+  if (message.type === "progress") return message.preview ?? null;
+  if (message.type === "result") return message.layer.image;
   return null;
 }
 
-function makeEvent(message: Message, image?: ImageData): SessionEvent {
-  return {
-    message,
-    image,
-    type: String(message.type),
-    jobId: typeof message.job_id === "string" ? message.job_id : undefined,
-  };
-}
+const jobIdOf = (message: ServerMessage): string | undefined =>
+  "job_id" in message && typeof message.job_id === "string" ? message.job_id : undefined;
 
 export interface HelloOptions {
   clientName: string;
@@ -102,17 +62,19 @@ export interface HelloOptions {
   host?: [string, string];
   token?: string;
   clientId?: string;
-  resultFormat?: "png" | "rgba8" | "bgra8";
+  resultFormat?: ResultFormat;
   previews?: boolean;
 }
 
+const text = (message: ClientMessage): string => JSON.stringify(message);
+
 export class ClientSession {
   private nextId = 1;
-  private awaitingFrame: Message | null = null;
+  private awaitingFrame: ServerMessage | null = null;
   readonly jobs = new Map<string, TrackedJob>();
 
   hello(options: HelloOptions): string {
-    const message: Message = {
+    const message: Hello = {
       type: "hello",
       protocol: PROTOCOL_VERSION,
       client: { name: options.clientName, version: options.clientVersion ?? "" },
@@ -122,7 +84,7 @@ export class ClientSession {
     if (options.host) message.host = { name: options.host[0], version: options.host[1] };
     if (options.token) message.token = options.token;
     if (options.clientId) message.client_id = options.clientId;
-    return JSON.stringify(message);
+    return text(message);
   }
 
   nextRequestId(): string {
@@ -134,15 +96,20 @@ export class ClientSession {
     this.awaitingFrame = null;
   }
 
-  plan(job: Message): [string, string] {
+  plan(job: JobSpec): [string, string] {
     const requestId = this.nextRequestId();
-    return [requestId, JSON.stringify({ type: "plan", request_id: requestId, job })];
+    return [requestId, text({ type: "plan", request_id: requestId, job })];
   }
 
   /** The request id and the frames to send in order: the JSON message, then each image. */
-  submit(job: Message, region?: Message | null, image?: ImageData | null, mask?: ImageData | null): [string, (string | Uint8Array)[]] {
+  submit(
+    job: JobSpec,
+    region?: Rect | null,
+    image?: ImageData | null,
+    mask?: ImageData | null,
+  ): [string, (string | Uint8Array)[]] {
     const requestId = this.nextRequestId();
-    const message: Message = { type: "submit", request_id: requestId, job };
+    const message: Submit = { type: "submit", request_id: requestId, job };
     const frames: Uint8Array[] = [];
     if (region) message.region = region;
     for (const [name, data] of [["image", image], ["mask", mask]] as const) {
@@ -151,73 +118,79 @@ export class ClientSession {
       message[name] = attachment;
       frames.push(encodeFrame(attachment, data.data));
     }
-    return [requestId, [JSON.stringify(message), ...frames]];
+    return [requestId, [text(message), ...frames]];
   }
 
   cancel(jobId: string): string {
-    return JSON.stringify({ type: "cancel", job_id: jobId });
+    return text({ type: "cancel", job_id: jobId });
   }
 
   listJobs(): [string, string] {
     const requestId = this.nextRequestId();
-    return [requestId, JSON.stringify({ type: "list_jobs", request_id: requestId })];
+    return [requestId, text({ type: "list_jobs", request_id: requestId })];
   }
 
   fetch(jobId: string): string {
-    return JSON.stringify({ type: "fetch", job_id: jobId });
+    return text({ type: "fetch", job_id: jobId });
   }
 
-  receiveText(text: string): SessionEvent[] {
+  receiveText(data: string): SessionEvent[] {
     if (this.awaitingFrame !== null) throw new SessionError("a text message arrived where an image frame was announced");
     let message: unknown;
     try {
-      message = JSON.parse(text);
+      message = JSON.parse(data);
     } catch (error) {
       throw new SessionError(`daemon sent invalid JSON: ${error}`);
     }
     if (typeof message !== "object" || message === null || Array.isArray(message)) {
       throw new SessionError("daemon sent a JSON value that is not an object");
     }
-    if (announcedImage(message as Message) !== null) {
-      this.awaitingFrame = message as Message;
+    if (typeof (message as { type?: unknown }).type !== "string") throw new SessionError("daemon sent a message without a type");
+    const server = message as ServerMessage;
+    if (announcedImage(server) !== null) {
+      this.awaitingFrame = server;
       return [];
     }
-    return this.track(makeEvent(message as Message));
+    return this.track({ message: server, jobId: jobIdOf(server) });
   }
 
   receiveBinary(data: ArrayBuffer | Uint8Array): SessionEvent[] {
     const message = this.awaitingFrame;
     if (message === null) throw new SessionError("daemon sent a binary frame that no message announced");
     this.awaitingFrame = null;
-    const { attachment, payload } = decodeFrame(data);
+    let frame: ReturnType<typeof decodeFrame>;
+    try {
+      frame = decodeFrame(data);
+    } catch (error) {
+      if (error instanceof FrameError) throw new SessionError(error.message);
+      throw error;
+    }
+    const { attachment, payload } = frame;
     const declared = announcedImage(message);
     if (declared === null || attachment.id !== declared.id) {
       throw new SessionError(`frame ${attachment.id} does not match the announced image ${JSON.stringify(declared)}`);
     }
-    return this.track(
-      makeEvent(message, { format: attachment.format, width: attachment.width, height: attachment.height, data: payload }),
-    );
+    const image = { format: attachment.format, width: attachment.width, height: attachment.height, data: payload };
+    return this.track({ message, image, jobId: jobIdOf(message) });
   }
 
   /** Update what we know of the job; drop repeats a refetch replays (a result or an outcome seen). */
   private track(event: SessionEvent): SessionEvent[] {
-    const { type, jobId } = event;
-    if (type === "accepted" && jobId !== undefined && !this.jobs.has(jobId)) {
-      this.jobs.set(jobId, { jobId, state: "queued", resultsSeen: new Set(), resultsTotal: null });
-    }
+    const { message, jobId } = event;
+    const type = message.type;
+    if (type === "accepted" && jobId !== undefined && !this.jobs.has(jobId)) this.adopt(jobId);
     const tracked = jobId !== undefined ? this.jobs.get(jobId) : undefined;
     if (tracked === undefined) return [event];
-    if (type === "result") {
-      const index = Number(event.message.index);
-      if (tracked.resultsSeen.has(index)) return [];
-      tracked.resultsSeen.add(index);
-    } else if (TERMINAL.includes(tracked.state) && [...TERMINAL, "queued", "started"].includes(type)) {
+    if (message.type === "result") {
+      if (tracked.resultsSeen.has(message.index)) return [];
+      tracked.resultsSeen.add(message.index);
+    } else if (isTerminal(tracked.state) && (isTerminal(type) || type === "queued" || type === "started")) {
       return [];
     } else if (type === "queued" || type === "started") {
       tracked.state = type === "queued" ? "queued" : "running";
-    } else if (TERMINAL.includes(type)) {
-      tracked.state = type;
-      if (type === "finished") tracked.resultsTotal = Number(event.message.results ?? 0);
+    } else if (message.type === "finished" || message.type === "failed" || message.type === "cancelled") {
+      tracked.state = message.type;
+      if (message.type === "finished") tracked.resultsTotal = message.results;
     }
     return [event];
   }
@@ -228,21 +201,18 @@ export class ClientSession {
   }
 
   /** After a reconnect: the tracked jobs whose outcome or results this client has not seen. */
-  jobsToFetch(summaries: Message[]): string[] {
+  jobsToFetch(summaries: JobSummary[]): string[] {
     const states = new Map(summaries.map((s) => [s.job_id, s]));
     const wanted: string[] = [];
     for (const [jobId, tracked] of this.jobs) {
       const summary = states.get(jobId);
-      if (
-        TERMINAL.includes(tracked.state) &&
-        (tracked.resultsTotal === null || tracked.resultsSeen.size >= tracked.resultsTotal)
-      ) {
+      if (isTerminal(tracked.state) && (tracked.resultsTotal === null || tracked.resultsSeen.size >= tracked.resultsTotal)) {
         continue;
       }
       if (
         summary === undefined ||
-        (summary.results ?? 0) > tracked.resultsSeen.size ||
-        (TERMINAL.includes(summary.state) && !TERMINAL.includes(tracked.state))
+        summary.results > tracked.resultsSeen.size ||
+        (isTerminal(summary.state) && !isTerminal(tracked.state))
       ) {
         wanted.push(jobId);
       }

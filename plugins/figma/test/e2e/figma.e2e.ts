@@ -15,6 +15,7 @@ import { build } from "esbuild";
 import { type BrowserContext, chromium, type Frame, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fitImageSize } from "../../src/shared/geometry";
+import { DEFAULT_PORT } from "../../src/shared/protocol.gen";
 import { decodePng } from "../../src/shared/png";
 import { at, testImage } from "../helpers";
 
@@ -33,6 +34,7 @@ let page: Page;
 let ui: Frame;
 let token = "";
 let daemonPort = 0;
+let httpPort = 0;
 let tmp = "";
 
 async function freePort(): Promise<number> {
@@ -86,28 +88,38 @@ async function sidebar(): Promise<{ state: string; stateText: string; error: str
   });
 }
 
-/**
- * Record what the sidebar puts on the wire, below the plugin's code: every WebSocket.send, text
- * messages parsed, binary frames split into their header and payload (as the daemon reads them).
- */
+/** Forget what the injected recorder (inject.ts) saw so far. */
 async function recordWire(): Promise<void> {
   await ui.evaluate(() => {
-    const w = window as any;
-    w.__wire = [];
-    if (w.__wirePatched) return;
-    w.__wirePatched = true;
-    const send = WebSocket.prototype.send;
-    WebSocket.prototype.send = function (data: any) {
-      if (typeof data === "string") w.__wire.push({ text: JSON.parse(data) });
-      else {
-        const bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
-        const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0);
-        const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + length)));
-        w.__wire.push({ header, payload: bytes.slice(4 + length) });
-      }
-      return send.call(this, data);
-    };
+    const wire = (window as any).__wire;
+    wire.sent = [];
+    wire.received = [];
   });
+}
+
+/** Daemon messages of one type the sidebar received (results once each: a refetch replays them). */
+async function received(type: string): Promise<any[]> {
+  const messages: any[] = await ui.evaluate((t) => (window as any).__wire.received.map((r: any) => r.message).filter((m: any) => m.type === t), type);
+  if (type !== "result") return messages;
+  const seen = new Set<string>();
+  return messages.filter((m) => !seen.has(`${m.job_id}/${m.index}`) && seen.add(`${m.job_id}/${m.index}`));
+}
+
+/** The last job's upload as seen on the wire: the plan's upload rectangle, the job id, and how long the cut took. */
+async function lastUpload(): Promise<{ upload: any; job_id: string; cut_ms: number }> {
+  return ui.evaluate(() => {
+    const wire = (window as any).__wire;
+    const planned = wire.received.filter((r: any) => r.message.type === "planned").at(-1);
+    const submit = wire.sent.filter((m: any) => m.text?.type === "submit").at(-1);
+    const accepted = wire.received.find((r: any) => r.message.type === "accepted" && r.message.request_id === submit.text.request_id);
+    return { upload: planned.message.upload, job_id: accepted?.message.job_id, cut_ms: Math.round(submit.at - planned.at) };
+  });
+}
+
+async function setFlag(flag: "dropAfterAccept" | "closeAfterAccept"): Promise<void> {
+  await ui.evaluate((name) => {
+    (window as any).__wire[name] = true;
+  }, flag);
 }
 
 interface Wire {
@@ -118,7 +130,7 @@ interface Wire {
 /** The last submit on the wire and the binary frames that followed it. */
 async function lastSubmit(): Promise<Wire> {
   return ui.evaluate(() => {
-    const wire = (window as any).__wire as any[];
+    const wire = (window as any).__wire.sent as any[];
     const index = wire.map((m) => m.text?.type).lastIndexOf("submit");
     const frames = [];
     for (const item of wire.slice(index + 1)) {
@@ -132,7 +144,7 @@ async function lastSubmit(): Promise<Wire> {
 /** Pixels of a binary frame of the last submit (its index among the frames). */
 async function framePayload(frame: number): Promise<Uint8Array> {
   const values: number[] = await ui.evaluate((n) => {
-    const wire = (window as any).__wire as any[];
+    const wire = (window as any).__wire.sent as any[];
     const index = wire.map((m) => m.text?.type).lastIndexOf("submit");
     return Array.from(wire[index + 1 + n].payload as Uint8Array);
   }, frame);
@@ -159,7 +171,7 @@ beforeAll(async () => {
   });
   daemon.stdout!.on("data", (d) => (daemonLog += d));
   daemon.stderr!.on("data", (d) => (daemonLog += d));
-  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 60000);
+  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 150000);
   token = readFileSync(tokenFile, "utf8").trim();
 
   const host = await build({ entryPoints: [join(here, "host.ts")], bundle: true, format: "iife", target: "es2020", write: false, logLevel: "warning" });
@@ -178,7 +190,7 @@ beforeAll(async () => {
     res.writeHead(200, { "content-type": file[0] }).end(file[1]);
   });
   await new Promise<void>((ok) => http!.listen(0, "127.0.0.1", ok));
-  const httpPort = (http.address() as { port: number }).port;
+  httpPort = (http.address() as { port: number }).port;
 
   // A persistent context is how playwright takes a fresh --user-data-dir.
   browser = await chromium.launchPersistentContext(join(tmp, "chromium-profile"), {
@@ -196,6 +208,9 @@ beforeAll(async () => {
       "--disable-sync",
     ],
   });
+  // The test's recorder goes into the sidebar's frame from outside: the shipped ui.html has no test code.
+  const inject = await build({ entryPoints: [join(here, "inject.ts")], bundle: true, format: "iife", target: "es2020", write: false, logLevel: "warning" });
+  await browser.addInitScript({ content: inject.outputFiles[0].text });
   page = browser.pages()[0] ?? (await browser.newPage());
   page.on("pageerror", (error) => console.error("page error:", error));
   await page.goto(`http://127.0.0.1:${httpPort}/host.html`);
@@ -206,7 +221,7 @@ beforeAll(async () => {
   await waitFor("the sidebar iframe", async () => page.frames().find((f) => f.url().endsWith("/ui.html")));
   ui = page.frames().find((f) => f.url().endsWith("/ui.html"))!;
   await ui.waitForSelector("#connect");
-}, 90000);
+}, 200000);
 
 afterAll(async () => {
   // E2E_DAEMON_LOG=/some/file keeps the daemon's log (job timings, cancels) for a look afterwards.
@@ -225,9 +240,29 @@ describe("figma plugin against a real daemon", () => {
   it("says how to start the daemon when nothing listens", async () => {
     const state = await waitFor("the daemon-down message", async () => {
       const s = await sidebar();
-      return s.state === "down" ? s : null;
+      return s.state === "disconnected" && s.stateText.includes("not answering") ? s : null;
     });
     expect(state.stateText).toContain("underpaint serve");
+  });
+
+  it("says so when the address is an http:// one", async () => {
+    await connectWith(`http://localhost:${daemonPort}`, "");
+    const state = await waitFor("the http address message", async () => {
+      const s = await sidebar();
+      return s.state === "refused" ? s : null;
+    });
+    expect(state.stateText).toContain("web (http) address");
+    expect(state.stateText).toContain(`ws://localhost:${DEFAULT_PORT}`);
+  });
+
+  it("says so when a plain web server (not the daemon) answers at the address", async () => {
+    // the test's own page server plays a web UI such as A1111 or Gradio
+    await connectWith(`ws://localhost:${httpPort}`, "");
+    const state = await waitFor("the plain web server message", async () => {
+      const s = await sidebar();
+      return s.state === "disconnected" && s.stateText.includes("plain web server") ? s : null;
+    });
+    expect(state.stateText).toContain(`port ${DEFAULT_PORT}`);
   });
 
   it("shows the daemon's unauthorized error for a missing and for a wrong token", async () => {
@@ -272,7 +307,7 @@ describe("figma plugin against a real daemon", () => {
       const nodes = await page.evaluate(() => (window as any).created());
       return nodes.length > 0 ? nodes : null;
     });
-    const results = await ui.evaluate(() => (window as any).underpaint.results);
+    const results = await received("result");
     expect(results).toHaveLength(1);
     const layer = results[0].layer;
     const [node] = created;
@@ -307,10 +342,8 @@ describe("figma plugin against a real daemon", () => {
     await ui.fill("#ext-top", "0");
     await ui.fill("#ext-right", "0");
     await ui.fill("#ext-bottom", "16");
-    await ui.evaluate(() => {
-      (window as any).underpaint.dropAfterAccept = true;
-    });
-    const before = (await ui.evaluate(() => (window as any).underpaint.results)).length;
+    await setFlag("dropAfterAccept");
+    const before = (await received("result")).length;
     await ui.click("#expand");
     const created = await waitFor(
       "the grouped results",
@@ -321,7 +354,7 @@ describe("figma plugin against a real daemon", () => {
       },
       60000,
     );
-    const results = (await ui.evaluate(() => (window as any).underpaint.results)).slice(before);
+    const results = (await received("result")).slice(before);
     expect(results).toHaveLength(2);
     for (const result of results) {
       // 96x64 at 2x = 192x128, grown by 64 left and 32 bottom
@@ -349,9 +382,7 @@ describe("figma plugin against a real daemon", () => {
     await ui.selectOption("#scale", "1");
     await ui.fill("#batch", "1");
     await ui.fill("#prompt", "after reopening");
-    await ui.evaluate(() => {
-      (window as any).underpaint.closeAfterAccept = true;
-    });
+    await setFlag("closeAfterAccept");
     await ui.click("#generate");
     const pending = await waitFor("a pending job in clientStorage", async () => {
       const stored = await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending"));
@@ -399,15 +430,16 @@ describe("figma plugin against a real daemon", () => {
     const node = await waitFor(
       "the txt2img result",
       async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("noise")),
-      60000,
+      // the first diffusion job loads the model: minutes on a busy CI machine
+      240000,
     );
     expect(node.parent).toBe("Page 1");
     expect([node.x, node.y, node.width, node.height]).toEqual([600, 40, 64, 48]);
     expect(node.pixels).toEqual({ width: 64, height: 48 });
-    expect(await ui.evaluate(() => (window as any).underpaint.previews)).toBeGreaterThan(0);
+    expect((await received("progress")).filter((m) => m.preview).length).toBeGreaterThan(0);
     expect(await ui.evaluate(() => (document.getElementById("preview") as HTMLImageElement).src)).toMatch(/^blob:/);
     await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed"));
-  });
+  }, 300000);
 
   it("uploads only the region the daemon planned: raw rgba8 + gray8 crops of a large image", async () => {
     await recordWire();
@@ -421,7 +453,7 @@ describe("figma plugin against a real daemon", () => {
     const node = await waitFor("the patch", async () =>
       (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("small patch")),
     );
-    const upload = (await ui.evaluate(() => (window as any).underpaint.uploads)).at(-1);
+    const upload = await lastUpload();
     const { submit, frames } = await lastSubmit();
     const planned = upload.upload;
     // what went on the wire is exactly the daemon's planned upload, far smaller than the 1200x900 image
@@ -444,7 +476,7 @@ describe("figma plugin against a real daemon", () => {
     expect(mask[(515 - planned.y) * planned.width + (720 - planned.x)]).toBe(255); // the ellipse's centre
     expect(mask[0]).toBe(0);
     // and the result lands over the planned area, on the image
-    const result = (await ui.evaluate(() => (window as any).underpaint.results)).at(-1);
+    const result = (await received("result")).at(-1);
     expect([node.x, node.y, node.width, node.height]).toEqual([result.layer.x, 1000 + result.layer.y, result.layer.width, result.layer.height]);
     expect(result.layer.x).toBeGreaterThanOrEqual(planned.x);
     expect(result.layer.x + result.layer.width).toBeLessThanOrEqual(planned.x + planned.width);
@@ -476,9 +508,9 @@ describe("figma plugin against a real daemon", () => {
     expect(submit.region.width).toBe(4200);
     expect(submit.region.height).toBeLessThan(120);
     expect(submit.image.format).toBe("rgba8");
-    const upload = (await ui.evaluate(() => (window as any).underpaint.uploads)).at(-1);
+    const upload = await lastUpload();
     console.log(`upload: ${submit.region.width}x${submit.region.height} of 4200x120, cut in ${upload.cut_ms} ms`);
-    const result = (await ui.evaluate(() => (window as any).underpaint.results)).at(-1);
+    const result = (await received("result")).at(-1);
     const layer = result.layer;
     expect(layer.width).toBeGreaterThan(4096);
     expect([node.x, node.y, node.width, node.height]).toEqual([layer.x / 2, 2000 + layer.y / 2, layer.width / 2, layer.height / 2]);
@@ -517,8 +549,8 @@ describe("figma plugin against a real daemon", () => {
     expect(state.error).toBe("");
     const { submit } = await lastSubmit();
     expect(submit.job).toMatchObject({ mode: "txt2img", steps: 200, canvas: { width: 320, height: 240 } });
-    const jobId = (await ui.evaluate(() => (window as any).underpaint.uploads)).at(-1).job_id;
-    expect(await ui.evaluate(() => (window as any).__wire.some((m: any) => m.text?.type === "cancel"))).toBe(true);
+    const jobId = (await lastUpload()).job_id;
+    expect(await ui.evaluate(() => (window as any).__wire.sent.some((m: any) => m.text?.type === "cancel"))).toBe(true);
     await waitFor("the daemon's log of the cancel", async () => daemonLog.includes(`job ${jobId.slice(0, 8)} cancelled`), 10000);
     expect(await ui.isEnabled("#cancel")).toBe(false);
     expect(await ui.isEnabled("#generate")).toBe(true);

@@ -1,0 +1,85 @@
+"""`underpaint install-plugin figma`: write the built Figma plugin to a folder and name its manifest.
+
+Figma installs a development plugin from a ``manifest.json`` the user picks in the desktop app
+(Plugins > Development > Import plugin from manifest…); there is no folder Figma scans. So this copies
+the bundle the wheel carries (``manifest.json``, ``code.js``, ``ui.html``, built by ``npm run build``
+in plugins/figma) to a stable folder and prints the manifest's path. No Node.js is needed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from underpaint.install.bundle import InstallError, plugin_source, zip_folder
+
+BUNDLE = ("manifest.json", "code.js", "ui.html")
+"""The files of the built plugin; the manifest names the other two."""
+FOLDER = "figma-plugin"
+
+
+def data_dir(platform: str | None = None, env: dict[str, str] | None = None, home: Path | None = None) -> Path:
+    """underpaint's per-user data folder on this OS, where the Figma bundle goes by default."""
+    platform = platform or sys.platform
+    env = dict(os.environ) if env is None else env
+    home = home or Path.home()
+    if platform == "win32":
+        return Path(env.get("APPDATA") or home / "AppData" / "Roaming") / "underpaint"
+    if platform == "darwin":
+        return home / "Library" / "Application Support" / "underpaint"
+    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "underpaint"
+
+
+def built_bundle() -> Path:
+    """The folder holding the built bundle: in the wheel, or ``plugins/figma/dist`` of a checkout."""
+    dist = plugin_source("figma") / "dist"
+    missing = [name for name in BUNDLE if not (dist / name).is_file()]
+    if missing:
+        raise InstallError(
+            f"the Figma plugin is not built ({', '.join(missing)} missing in {dist}); in a checkout run "
+            "`npm ci && npm run build` in plugins/figma (Node.js 20+), or install underpaint from its wheel"
+        )
+    manifest = json.loads((dist / "manifest.json").read_text(encoding="utf-8"))
+    for key in ("main", "ui"):
+        if not (dist / manifest[key]).is_file():
+            raise InstallError(f"the Figma manifest names {manifest[key]}, which is not in {dist}")
+    return dist
+
+
+def install_into(folder: Path) -> Path:
+    """Replace ``folder`` with the bundle; returns the manifest's path."""
+    source = built_bundle()
+    try:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        for name in BUNDLE:
+            shutil.copy2(source / name, folder / name)
+    except OSError as error:
+        raise InstallError(f"could not write the Figma plugin into {folder}: {error}") from None
+    return folder / "manifest.json"
+
+
+def install(dest: Path | None = None, zip_path: Path | None = None, host_version: str | None = None) -> Path:
+    """Write (or zip) the bundle; returns the manifest to import (or the zip). Figma has no versions to pick."""
+    del host_version
+    if zip_path is not None:
+        with tempfile.TemporaryDirectory(prefix="underpaint-figma-") as temp:
+            folder = Path(temp) / FOLDER
+            install_into(folder)
+            try:
+                where = zip_folder(folder, Path(zip_path), Path(temp))
+            except OSError as error:
+                raise InstallError(f"could not write {zip_path}: {error}") from None
+        print(f"unpack {where}, then import its {FOLDER}/manifest.json in Figma as below")
+        return where
+    manifest = install_into(Path(dest) if dest is not None else data_dir() / FOLDER)
+    print(
+        "In the Figma desktop app: Plugins > Development > Import plugin from manifest…, pick\n"
+        f"  {manifest}\nthen start the daemon (`underpaint serve`) and paste the token from `underpaint token`."
+    )
+    return manifest
