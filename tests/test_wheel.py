@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_SOURCES = (".git", ".venv", "node_modules", "build", "*.egg-info", "artifacts", "__pycache__", ".*_cache")
 """What a fresh clone plus the built Figma bundle would not have."""
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _run(args: list[str | Path], cwd: Path, env: dict[str, str], timeout: int = 900) -> str:

@@ -5,7 +5,7 @@ export default defineConfig({
     include: ["test/e2e/**/*.e2e.ts"],
     environment: "node",
     testTimeout: 90000,
-    hookTimeout: 200000,
+    hookTimeout: 360000,
     fileParallelism: false,
   },
 });

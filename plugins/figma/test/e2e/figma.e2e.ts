@@ -116,10 +116,10 @@ async function lastUpload(): Promise<{ upload: any; job_id: string; cut_ms: numb
   });
 }
 
-async function setFlag(flag: "dropAfterAccept" | "closeAfterAccept"): Promise<void> {
-  await ui.evaluate((name) => {
-    (window as any).__wire[name] = true;
-  }, flag);
+async function setFlag(flag: "dropAfterAccept" | "closeAfterAccept" | "holdSubmitMs", value: boolean | number = true): Promise<void> {
+  await ui.evaluate(([name, v]) => {
+    (window as any).__wire[name as string] = v;
+  }, [flag, value] as const);
 }
 
 interface Wire {
@@ -171,7 +171,7 @@ beforeAll(async () => {
   });
   daemon.stdout!.on("data", (d) => (daemonLog += d));
   daemon.stderr!.on("data", (d) => (daemonLog += d));
-  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 150000);
+  await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 300000);
   token = readFileSync(tokenFile, "utf8").trim();
 
   const host = await build({ entryPoints: [join(here, "host.ts")], bundle: true, format: "iife", target: "es2020", write: false, logLevel: "warning" });
@@ -221,7 +221,7 @@ beforeAll(async () => {
   await waitFor("the sidebar iframe", async () => page.frames().find((f) => f.url().endsWith("/ui.html")));
   ui = page.frames().find((f) => f.url().endsWith("/ui.html"))!;
   await ui.waitForSelector("#connect");
-}, 200000);
+}, 360000);
 
 afterAll(async () => {
   // E2E_DAEMON_LOG=/some/file keeps the daemon's log (job timings, cancels) for a look afterwards.
@@ -431,7 +431,7 @@ describe("figma plugin against a real daemon", () => {
       "the txt2img result",
       async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("noise")),
       // the first diffusion job loads the model: minutes on a busy CI machine
-      240000,
+      420000,
     );
     expect(node.parent).toBe("Page 1");
     expect([node.x, node.y, node.width, node.height]).toEqual([600, 40, 64, 48]);
@@ -439,7 +439,7 @@ describe("figma plugin against a real daemon", () => {
     expect((await received("progress")).filter((m) => m.preview).length).toBeGreaterThan(0);
     expect(await ui.evaluate(() => (document.getElementById("preview") as HTMLImageElement).src)).toMatch(/^blob:/);
     await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed"));
-  }, 300000);
+  }, 480000);
 
   it("uploads only the region the daemon planned: raw rgba8 + gray8 crops of a large image", async () => {
     await recordWire();
@@ -569,13 +569,46 @@ describe("figma plugin against a real daemon", () => {
     const node = await waitFor(
       "the job after the cancel",
       async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("after cancel")),
-      30000,
+      120000,
     );
     expect([node.x, node.y, node.width, node.height]).toEqual([700, 40, 320, 240]);
     await ui.fill("#steps", "");
     created = await page.evaluate(() => (window as any).created());
     expect(created.filter((n: any) => n.name.startsWith("never finished"))).toEqual([]);
     expect((await sidebar()).state).toBe("connected");
+  }, 240000);
+
+  it("cancels before the daemon accepted the job: sends cancel once the id is known, places nothing", async () => {
+    await recordWire();
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "classical");
+    await ui.fill("#prompt", "cancelled early");
+    await ui.fill("#steps", "");
+    // the submit waits on the wire for 3 s: the job is "submitted", the daemon does not know it yet
+    await setFlag("holdSubmitMs", 3000);
+    await ui.click("#generate");
+    await waitFor("the submitted state", async () => (await sidebar()).status === "Submitting…");
+    expect(await ui.evaluate(() => (window as any).__wire.received.some((r: any) => r.message.type === "accepted"))).toBe(false);
+    await ui.click("#cancel");
+    expect((await sidebar()).status).toBe("Cancelling…");
+    const state = await waitFor("the cancelled status", async () => {
+      const s = await sidebar();
+      return s.status.startsWith("Cancelled") ? s : null;
+    });
+    expect(state.status).toBe("Cancelled: nothing was placed.");
+    expect(state.error).toBe("");
+    const { job_id: jobId } = await lastUpload();
+    const sent = await ui.evaluate(() => (window as any).__wire.sent.filter((m: any) => m.text).map((m: any) => m.text));
+    expect(sent.map((m: any) => m.type).slice(-2)).toEqual(["submit", "cancel"]);
+    expect(sent.at(-1)).toEqual({ type: "cancel", job_id: jobId });
+    // whether the daemon cancelled it or (a classical fill is quick) finished it first, nothing lands
+    await waitFor("the daemon's end of the job", async () => new RegExp(`job ${jobId.slice(0, 8)} (cancelled|finished)`).test(daemonLog), 10000);
+    await new Promise((r) => setTimeout(r, 300));
+    const created = await page.evaluate(() => (window as any).created());
+    expect(created.filter((n: any) => n.name.startsWith("cancelled early"))).toEqual([]);
+    expect(Object.keys(await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending")))).toEqual([]);
+    expect(await ui.isEnabled("#generate")).toBe(true);
   });
 
   it("saves a screenshot of the sidebar", async () => {

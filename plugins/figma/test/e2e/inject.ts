@@ -24,15 +24,26 @@ export interface WireRecord {
   dropAfterAccept: boolean;
   /** After the next `accepted`: hear nothing more, close, and refuse new sockets (a sidebar gone for good). */
   closeAfterAccept: boolean;
+  /** Hold the next `submit` (and everything sent after it) this many ms, as a slow upload would. */
+  holdSubmitMs: number;
   gone: boolean;
 }
 
 if (location.pathname.endsWith("/ui.html")) {
-  const record: WireRecord = { sent: [], received: [], dropAfterAccept: false, closeAfterAccept: false, gone: false };
+  const record: WireRecord = {
+    sent: [],
+    received: [],
+    dropAfterAccept: false,
+    closeAfterAccept: false,
+    holdSubmitMs: 0,
+    gone: false,
+  };
   (window as unknown as { __wire: WireRecord }).__wire = record;
   const Native = WebSocket;
 
   class RecordingSocket extends Native {
+    private held: (string | ArrayBufferLike | Blob | ArrayBufferView)[] | null = null;
+
     constructor(url: string | URL, protocols?: string | string[]) {
       if (record.gone) throw new Error("this sidebar is gone (test)");
       super(url, protocols);
@@ -68,7 +79,20 @@ if (location.pathname.endsWith("/ui.html")) {
         const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + length)));
         record.sent.push({ at: performance.now(), header, payload: bytes.slice(4 + length) });
       }
-      super.send(data);
+      if (this.held !== null) {
+        this.held.push(data);
+      } else if (typeof data === "string" && record.holdSubmitMs > 0 && JSON.parse(data).type === "submit") {
+        this.held = [data];
+        const ms = record.holdSubmitMs;
+        record.holdSubmitMs = 0;
+        setTimeout(() => {
+          const held = this.held ?? [];
+          this.held = null;
+          for (const item of held) super.send(item);
+        }, ms);
+      } else {
+        super.send(data);
+      }
     }
   }
   (window as unknown as { WebSocket: typeof WebSocket }).WebSocket = RecordingSocket;
