@@ -134,7 +134,7 @@ class OutputStore:
         if cached or self.folder is None or not self.folder.is_dir():
             return cached
         found: list[StoredResult] = []
-        for sidecar in sorted(self.folder.glob(f"*/{job_id}-*.json")):
+        for sidecar in self._sidecars(job_id):
             data = json.loads(sidecar.read_text(encoding="utf-8"))
             png = sidecar.with_suffix(".png")
             pixels = _read_png(png)
@@ -159,6 +159,19 @@ class OutputStore:
                 )
             )
         return sorted(found, key=lambda item: item.index)
+
+    def _sidecars(self, job_id: str) -> list[Path]:
+        """A job's sidecars by name (one day folder, then index 0, 1, ...): no listing of folders
+        that hold thousands of results."""
+        assert self.folder is not None
+        for day in sorted(self.folder.iterdir(), reverse=True):
+            first = day / f"{job_id}-0.json"
+            if first.is_file():
+                found = [first]
+                while (following := day / f"{job_id}-{len(found)}.json").is_file():
+                    found.append(following)
+                return found
+        return []
 
 
 def _read_png(path: Path) -> np.ndarray | None:
