@@ -97,6 +97,7 @@ HOSTILE_VALUES: list[Any] = [
     1e308 * 10,  # inf: serialised as Infinity
     -(2**70),
     "\ud800",
+    "é✓ unicode",
     "x" * 200_000,
     [[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]],
     {"nested": {"deeper": [None, True, 1.5]}},
@@ -131,15 +132,22 @@ def dumps(message: Any, rng: random.Random) -> str:
     if roll < 0.1:
         return json.dumps(message)[: rng.randint(0, 40)]
     sys.set_int_max_str_digits(0)
-    return json.dumps(message, ensure_ascii=rng.random() < 0.5, allow_nan=True)
+    text = json.dumps(message, ensure_ascii=rng.random() < 0.5, allow_nan=True)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # the client library cannot send it raw: send it escaped
+        text = json.dumps(message, ensure_ascii=True, allow_nan=True)
+    return text
 
 
 def binary_frame(rng: random.Random, declared: dict[str, Any] | None) -> bytes:
     if declared is not None and rng.random() < 0.5:
-        header = json.dumps(declared).encode()
-        width, height = int(declared.get("width", 1)), int(declared.get("height", 1))
-        size = width * height * (1 if declared.get("format") == "gray8" else 4)
-        return struct.pack(">I", len(header)) + header + os.urandom(min(size, 1 << 20))
+        header = json.dumps(declared).encode("utf-8", "surrogatepass")
+        try:
+            size = int(declared["width"]) * int(declared["height"]) * (1 if declared.get("format") == "gray8" else 4)
+        except (KeyError, TypeError, ValueError, OverflowError):
+            size = 16
+        return struct.pack(">I", len(header)) + header + os.urandom(max(0, min(size, 1 << 20)))
     choice = rng.random()
     if choice < 0.3:
         header = json.dumps({"id": "\ud800", "format": "rgba8", "width": 10**400, "height": 1e308 * 10}).encode(
@@ -449,7 +457,7 @@ def check_results(url: str, logs: dict[str, Path], tally: Tally, restarted_at: f
         wanted = set(accepted) | finished
         for job_id in wanted:
             client.fetch(job_id)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + 0.1 * len(wanted)
         while time.monotonic() < deadline and not all(j in ended for j in wanted):
             time.sleep(0.1)
         client.close()
@@ -512,7 +520,7 @@ def main() -> None:
         thread.join(30)
     time.sleep(45)  # keepalive timeouts close what the peers left half-open
     check_results(daemon.url, logs, tally, restarted_at)
-    time.sleep(2)
+    time.sleep(5)
     after = daemon.rss() - baseline
     daemon.stop()
     counts = tally.counts

@@ -107,6 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = DaemonConfig(
         host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs
     )
+    _return_large_buffers_to_the_system()
     try:
         for source in args.model:
             _check_model_source(source)
@@ -120,6 +121,22 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
         return 2
     return 0
+
+
+def _return_large_buffers_to_the_system() -> None:
+    """Images come and go in megabytes: glibc would raise its mmap threshold after the first frees
+    and keep later buffers in its heap for good, so a daemon that served a burst would stay large.
+    A fixed threshold makes every buffer over 256 KB go back to the system when freed."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or name is None:
+        return
+    try:
+        ctypes.CDLL(name).mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (glibc)
+    except (OSError, AttributeError):
+        return  # not glibc (e.g. musl): nothing to tune
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

@@ -47,8 +47,9 @@ class DaemonConfig:
     outputs: Path | None = field(default_factory=lambda: data_dir() / "outputs")
     """None disables writing results to disk (they are still kept in memory for refetch)."""
     memory_cache_bytes: int = 1024 * 1024 * 1024
+    """Results kept in memory for refetch when outputs are off (with outputs, the disk serves them)."""
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
-    outgoing_bytes: int = 256 * 1024 * 1024
+    outgoing_bytes: int = 64 * 1024 * 1024
     """Unsent bytes a connection may have queued (at least one result always fits); a peer that lets
     more pile up does not read and is dropped."""
