@@ -130,7 +130,7 @@ def run_procedure(
         "report": str(report_path),
     }
     started = time.monotonic()
-    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=90, env=env)
+    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=240, env=env)  # a loaded machine
     assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
     report = json.loads(report_path.read_text())
     report["_output"] = run.output()
