@@ -48,9 +48,9 @@ DRIVER = REPO_ROOT / "tests" / "krita" / "driver"
 
 def install_driver(pykrita: Path, kritarc: Path) -> None:
     """Install the test driver as its own Krita plugin beside the real one, and enable it."""
-    shutil.copy2(DRIVER / "underpaint_test.desktop", pykrita / "underpaint_test.desktop")
-    shutil.copytree(DRIVER / "underpaint_test", pykrita / "underpaint_test", dirs_exist_ok=True)
-    enable_in_kritarc(kritarc, "underpaint_test")
+    shutil.copy2(DRIVER / "underpaint_driver.desktop", pykrita / "underpaint_driver.desktop")
+    shutil.copytree(DRIVER / "underpaint_driver", pykrita / "underpaint_driver", dirs_exist_ok=True)
+    enable_in_kritarc(kritarc, "underpaint_driver")
 
 
 def _free_port() -> int:
