@@ -130,7 +130,7 @@ def run_procedure(
         "report": str(report_path),
     }
     started = time.monotonic()
-    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=90, env=env)
+    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=240, env=env)  # a loaded machine
     assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
     report = json.loads(report_path.read_text())
     report["_output"] = run.output()
@@ -277,9 +277,9 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
     plug-in installed beside the real one (the shipped plug-in has no test code)."""
     config_dir = install_plugin(tmp_path)
-    driver = config_dir / "GIMP" / "plug-ins" / "underpaint_test"
-    shutil.copytree(Path(__file__).parent / "driver" / "underpaint_test", driver)
-    (driver / "underpaint_test.py").chmod(0o755)
+    driver = config_dir / "GIMP" / "plug-ins" / "underpaint_driver"
+    shutil.copytree(Path(__file__).parent / "driver" / "underpaint_driver", driver)
+    (driver / "underpaint_driver.py").chmod(0o755)
     (config_dir / "GIMP" / "underpaint.json").write_text(json.dumps({"server": daemon.url}))  # remembered server
     prompt = _prompt("panel-tiny", label)
     spec = tmp_path / "panel.json"

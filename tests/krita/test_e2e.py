@@ -48,9 +48,9 @@ DRIVER = REPO_ROOT / "tests" / "krita" / "driver"
 
 def install_driver(pykrita: Path, kritarc: Path) -> None:
     """Install the test driver as its own Krita plugin beside the real one, and enable it."""
-    shutil.copy2(DRIVER / "underpaint_test.desktop", pykrita / "underpaint_test.desktop")
-    shutil.copytree(DRIVER / "underpaint_test", pykrita / "underpaint_test", dirs_exist_ok=True)
-    enable_in_kritarc(kritarc, "underpaint_test")
+    shutil.copy2(DRIVER / "underpaint_driver.desktop", pykrita / "underpaint_driver.desktop")
+    shutil.copytree(DRIVER / "underpaint_driver", pykrita / "underpaint_driver", dirs_exist_ok=True)
+    enable_in_kritarc(kritarc, "underpaint_driver")
 
 
 def _free_port() -> int:
@@ -117,10 +117,10 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
         rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
     spec = home / "spec.json"
-    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 40}))
+    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 150}))
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=300, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=420, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()

@@ -127,6 +127,7 @@ class TestDriver(Extension):
         self.dock = dock
         self.deadline = time.monotonic() + 20
         self.report["stage"] = "connecting"
+        self._checkpoint()
         self.step = self._wait_connected
 
     def _digests(self) -> dict[str, str]:
@@ -179,10 +180,12 @@ class TestDriver(Extension):
         self.entry = dock.model.jobs[-1]
         self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
         self.report["stage"] = f"job {job['name']}"
+        self._checkpoint()
         self.step = self._wait_job
 
     def _wait_job(self) -> None:
         entry = self.entry
+        self._checkpoint()
         if not entry.settled:
             if time.monotonic() > self.deadline:
                 raise RuntimeError(f"job did not end: {entry.label()} error={self.dock.model.error}")
@@ -248,6 +251,14 @@ class TestDriver(Extension):
         self.report["layers_after"] = _tree(self.doc.rootNode())
         self.report["max_ui_gap_s"] = round(self.max_gap, 3)
         self._finish()
+
+    def _checkpoint(self) -> None:
+        """Where the run is, beside the report (which the test waits for): shows where a stuck run stopped."""
+        model = self.dock.model
+        status = {"stage": self.report["stage"], "connection": model.connection, "status": model.status}
+        status["jobs"] = [job.label() for job in model.jobs]
+        with open(os.environ["UNDERPAINT_TEST_REPORT"] + ".progress", "w", encoding="utf-8") as handle:
+            json.dump(status, handle)
 
     def _finish(self) -> None:
         self.timer.stop()
