@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -34,6 +35,16 @@ BAND_FRACTION = 0.1
 #: Mask value from which a pixel is synthesised; a softer pixel is kept as it is (see content_aware_fill).
 SYNTH_MASK = 255
 _EPS = 1e-6
+
+LearnedFill = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(RGB uint8 image, bool hole) -> the image with the hole filled by a learned model."""
+_learned: list[LearnedFill] = []
+
+
+def use_learned_fill(fill: LearnedFill | None) -> None:
+    """Set (or clear) what the ``learned`` pre-fill runs: the engine registry does when a learned fill
+    model is loaded. The canvas cannot import engines, so the engine hands its fill down here."""
+    _learned[:] = [] if fill is None else [fill]
 
 
 def pull_push(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -106,12 +117,21 @@ def prefill(image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool,
     """Replace ``unknown`` pixels of an RGB uint8 image with a blurred guess from the surroundings.
 
     ``method``: auto (Navier-Stokes for outpaint as krita-ai-diffusion does, Telea for inpaint),
-    telea, navier_stokes, edge, blur (pull-push pyramid) or none (grey where nothing is known,
-    original pixels elsewhere). ``noise`` in [0, 1] adds seeded Gaussian noise of std noise x 48.
+    telea, navier_stokes, edge, blur (pull-push pyramid), learned (the loaded learned fill model,
+    see :func:`use_learned_fill`, not blurred) or none (grey where nothing is known, original pixels
+    elsewhere). ``noise`` in [0, 1] adds seeded Gaussian noise of std noise x 48.
     """
     known = ~unknown
     if not unknown.any():
         return image
+    if method == "learned":
+        if not _learned:
+            raise JobError("invalid_value", "prefill 'learned' needs a learned fill model loaded", "settings.prefill")
+        if not known.any():
+            method = "none"
+        else:
+            image = _learned[0](image, unknown)
+            method = "done"
     if not known.any():
         filled = np.full_like(image, int(GREY))
         method = "none"
@@ -130,6 +150,8 @@ def prefill(image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool,
         filled = image.copy()
         if outpaint:
             filled[unknown] = int(GREY)
+    elif method == "done":
+        filled = image
     out = filled
     if method in ("telea", "navier_stokes", "edge"):
         # Blur the guess so the model takes colours and layout from it, not hard streaks.
