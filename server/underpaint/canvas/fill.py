@@ -234,8 +234,20 @@ def continuation(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
     while sigma < max(2.0, float(distance.max()) / 3.0):
         sigma *= 2.0
         far = hole & (distance / 3.0 >= sigma / 2.0)
-        out[far] = cv2.GaussianBlur(edge, (0, 0), sigma)[far]
+        out[far] = _wide_blur(edge, sigma)[far]
     return out
+
+
+def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a large ``sigma`` done on a smaller copy (a full-size kernel of 6 sigma costs
+    seconds at 4 MP); the area reduction's own blur is taken out of the Gaussian's."""
+    factor = int(sigma // 4)
+    if factor < 2:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    rest = math.sqrt(max(sigma * sigma - factor * factor / 12.0, 1.0)) / factor
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), rest), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def source_band_width(hole: np.ndarray, outward: bool) -> float:
