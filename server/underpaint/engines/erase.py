@@ -11,6 +11,7 @@ refused unless its source ends in ``#allow_research``, the user's explicit opt-i
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
 import zipfile
@@ -81,6 +82,10 @@ class LearnedFillModel:
     def __init__(self, source: FillSource, device: str) -> None:
         import spandrel
 
+        with contextlib.suppress(ImportError):  # MAT lives there; installed only by users who want it
+            import spandrel_extra_arches
+
+            spandrel_extra_arches.install(ignore_duplicates=True)
         descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(
             spandrel.canonicalize_state_dict(load_state_dict(source.path))
         )
