@@ -11,8 +11,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-# torch==2.13.0 is the CPU build on this machine kind; on a GPU machine see README for the CUDA build.
-.venv/bin/pip install --quiet torch==2.13.0 -e '.[test]'
+# torch 2.14.1 with its torchvision 0.29.1 (the learned fill's spandrel imports torchvision, whose
+# PyPI build does not load beside the CPU-only torch 2.13.0 file); both lie on this machine kind's disk.
+.venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 -e '.[test]'
 
 # The real hosts the plugin tests drive: Krita 5/6, GIMP 3.0/3.2 (cached outside the clone).
 tools/hosts/provision.sh

@@ -16,7 +16,7 @@ from underpaint_protocol import PROTOCOL_VERSION
 Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
 ImageFormat = Literal["rgba8", "bgra8", "gray8", "png"]
 ResultFormat = Literal["rgba8", "bgra8", "png"]
-PrefillMethod = Literal["auto", "telea", "navier_stokes", "edge", "blur", "none"]
+PrefillMethod = Literal["auto", "telea", "navier_stokes", "edge", "blur", "learned", "none"]
 JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]

@@ -5,11 +5,17 @@ surroundings, as every peer does) and the classical engine, which calls :func:`c
 and must look plausible on its own. A blurred guess does not: removed objects leave smudges. So the
 classical fill is exemplar-based (multi-scale PatchMatch inpainting, :mod:`.patchmatch`): every
 filled pixel is copied from real patches of the image near the hole, texture and structure included.
+An outpaint (a hole on the image border) must continue that border, not collage the subject: its
+layout starts as the border carried outward (:func:`continuation`) and stays close to it at the
+coarsest level, and its patches come only from a band along the border, each part of the strip
+preferring what lies next to it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -18,12 +24,27 @@ from underpaint.canvas import patchmatch
 from underpaint.errors import JobError
 
 GREY = 128.0
-#: Search window of the classical fill: the hole's box grown by this times its thickness (>= the minimum).
-WINDOW_FACTOR = 3.0
-WINDOW_MIN = 48
+#: Where the classical fill takes its sources: known pixels within a band around the hole, this times
+#: the hole's thickness wide, at least BAND_MIN; for a hole on the image border (outpaint) at most
+#: BAND_FRACTION of the image's shorter side. The cap is what keeps a wide outpaint strip continuing
+#: its border instead of collaging the subject from the middle of the picture. Inside the band, a
+#: source far along the border from what a hole pixel continues costs more (patchmatch ``reach``).
+BAND_FACTOR = 3.0
+BAND_MIN = 48
+BAND_FRACTION = 0.1
 #: Mask value from which a pixel is synthesised; a softer pixel is kept as it is (see content_aware_fill).
 SYNTH_MASK = 255
 _EPS = 1e-6
+
+LearnedFill = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(RGB uint8 image, bool hole) -> the image with the hole filled by a learned model."""
+_learned: list[LearnedFill] = []
+
+
+def use_learned_fill(fill: LearnedFill | None) -> None:
+    """Set (or clear) what the ``learned`` pre-fill runs: the engine registry does when a learned fill
+    model is loaded. The canvas cannot import engines, so the engine hands its fill down here."""
+    _learned[:] = [] if fill is None else [fill]
 
 
 def pull_push(image: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -96,12 +117,21 @@ def prefill(image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool,
     """Replace ``unknown`` pixels of an RGB uint8 image with a blurred guess from the surroundings.
 
     ``method``: auto (Navier-Stokes for outpaint as krita-ai-diffusion does, Telea for inpaint),
-    telea, navier_stokes, edge, blur (pull-push pyramid) or none (grey where nothing is known,
-    original pixels elsewhere). ``noise`` in [0, 1] adds seeded Gaussian noise of std noise x 48.
+    telea, navier_stokes, edge, blur (pull-push pyramid), learned (the loaded learned fill model,
+    see :func:`use_learned_fill`, not blurred) or none (grey where nothing is known, original pixels
+    elsewhere). ``noise`` in [0, 1] adds seeded Gaussian noise of std noise x 48.
     """
     known = ~unknown
     if not unknown.any():
         return image
+    if method == "learned":
+        if not _learned:
+            raise JobError("invalid_value", "prefill 'learned' needs a learned fill model loaded", "settings.prefill")
+        if not known.any():
+            method = "none"
+        else:
+            image = _learned[0](image, unknown)
+            method = "done"
     if not known.any():
         filled = np.full_like(image, int(GREY))
         method = "none"
@@ -120,6 +150,8 @@ def prefill(image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool,
         filled = image.copy()
         if outpaint:
             filled[unknown] = int(GREY)
+    elif method == "done":
+        filled = image
     out = filled
     if method in ("telea", "navier_stokes", "edge"):
         # Blur the guess so the model takes colours and layout from it, not hard streaks.
@@ -136,15 +168,18 @@ def prefill(image: np.ndarray, unknown: np.ndarray, method: str, outpaint: bool,
     return out
 
 
-def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
+def content_aware_fill(
+    image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0, cancel: threading.Event | None = None
+) -> np.ndarray:
     """Fill pixels where ``mask`` > 0 plausibly from the surroundings; unmasked pixels are unchanged.
 
     ``image_rgb`` uint8 (h, w, 3); ``mask`` uint8 (h, w), 255 = replace, soft values blend the fill
     with the original. Where the mask has 255s, only those are synthesised and softer pixels are kept
     (they are the original, so used as sources); a mask with no 255 is all hole. The hole is
-    synthesised by multi-scale PatchMatch from known patches within a window around it; holes
-    touching the image border (outpaint strips) work the same way. Deterministic for a given
-    ``seed`` (the random search is seeded).
+    synthesised by multi-scale PatchMatch from known patches in a band around it (:func:`source_band`);
+    holes touching the image border (outpaint strips) work the same way, so they continue the band
+    along the border they extend. Deterministic for a given ``seed`` (the random search is seeded).
+    ``cancel`` is checked per pyramid level and PatchMatch pass (raises patchmatch.Cancelled).
     """
     if (
         not isinstance(image_rgb, np.ndarray)
@@ -170,9 +205,14 @@ def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -
         rng = np.random.default_rng(seed)
         grey = GREY + rng.normal(0.0, 6.0, size=image_rgb.shape)
         return np.clip(np.rint(cv2.GaussianBlur(grey, (0, 0), 1.5)), 0, 255).astype(np.uint8)
-    y0, y1, x0, x1 = _search_window(hole)
+    outward = bool(hole[0].any() or hole[-1].any() or hole[:, 0].any() or hole[:, -1].any())
+    band = source_band_width(hole, outward)
+    allowed = known & (cv2.distanceTransform(known.astype(np.uint8), cv2.DIST_L2, 3) <= band)
+    y0, y1, x0, x1 = _box(hole | allowed)
     crop, crop_hole = image_rgb[y0:y1, x0:x1].astype(np.float32), hole[y0:y1, x0:x1]
-    filled = patchmatch.inpaint(crop, crop_hole, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    guide = continuation(crop, crop_hole) if outward else None
+    filled = patchmatch.inpaint(crop, crop_hole, rng, allowed[y0:y1, x0:x1], band, guide, cancel)
     if filled is None:  # no whole 7x7 known patch to copy from: a smooth membrane is all there is
         filled = pull_push(crop, (~crop_hole).astype(np.float32))
     ys, xs = np.nonzero(crop_hole)
@@ -184,11 +224,41 @@ def content_aware_fill(image_rgb: np.ndarray, mask: np.ndarray, seed: int = 0) -
     return out
 
 
-def _search_window(hole: np.ndarray) -> tuple[int, int, int, int]:
-    """The hole's bounding box grown by a band proportional to its thickness: sources come from
-    near the hole (more relevant, and the work scales with the hole, not the image)."""
+def continuation(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The border carried outward: each hole pixel takes its nearest known colour, blurred more the
+    farther it is (sigma a third of the distance), so structure leaves the border as soft streaks."""
+    edge = nearest_known(image, ~hole)
+    distance = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
+    out = edge.copy()
+    sigma = 1.0
+    while sigma < max(2.0, float(distance.max()) / 3.0):
+        sigma *= 2.0
+        far = hole & (distance / 3.0 >= sigma / 2.0)
+        out[far] = _wide_blur(edge, sigma)[far]
+    return out
+
+
+def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a large ``sigma`` done on a smaller copy (a full-size kernel of 6 sigma costs
+    seconds at 4 MP); the area reduction's own blur is taken out of the Gaussian's."""
+    factor = int(sigma // 4)
+    if factor < 2:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    h, w = image.shape[:2]
+    small = cv2.resize(image, (max(1, w // factor), max(1, h // factor)), interpolation=cv2.INTER_AREA)
+    rest = math.sqrt(max(sigma * sigma - factor * factor / 12.0, 1.0)) / factor
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), rest), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def source_band_width(hole: np.ndarray, outward: bool) -> float:
+    """How far from the hole its sources may lie (see BAND_FACTOR): what the fill continues is what
+    surrounds the hole, and the work scales with the hole, not the image. ``outward``: the hole
+    touches the image border (an outpaint), so the band is also capped by BAND_FRACTION."""
     depth = float(cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3).max())
-    band = int(max(WINDOW_MIN, WINDOW_FACTOR * depth))
-    ys, xs = np.nonzero(hole.any(axis=1))[0], np.nonzero(hole.any(axis=0))[0]
-    h, w = hole.shape
-    return max(0, ys[0] - band), min(h, ys[-1] + 1 + band), max(0, xs[0] - band), min(w, xs[-1] + 1 + band)
+    width = max(BAND_MIN, BAND_FACTOR * depth)
+    return min(width, max(BAND_MIN, BAND_FRACTION * min(hole.shape))) if outward else width
+
+
+def _box(region: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1

@@ -18,6 +18,7 @@ evaluation a small gather.
 from __future__ import annotations
 
 import math
+import threading
 
 import cv2
 import numpy as np
@@ -37,6 +38,8 @@ PEEL_SOURCES = 3000
 #: Propagated (coherent) candidates count with their distance times this: Ashikhmin's coherence bias,
 #: without which near-equal matches chosen independently make neighbouring votes disagree (blur).
 COHERENCE = 0.5
+#: With a guide, each EM vote at the coarse levels is pulled this far back towards it.
+GUIDE_PULL = 0.5
 #: Per level kind: EM iterations, PatchMatch passes per EM iteration, propagation steps, random search
 #: radius (0: the whole level). Coarse levels are cheap and decide the structure; at the finest level
 #: the upsampled field is already good and one refinement pass keeps large holes fast.
@@ -83,12 +86,19 @@ def valid_sources(hole: np.ndarray) -> np.ndarray:
     return cv2.erode(known, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
 
 
-def _pyramid(image: np.ndarray, hole: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+class Cancelled(Exception):
+    """The fill's cancel event was set: the caller abandons the job."""
+
+
+def _pyramid(
+    image: np.ndarray, hole: np.ndarray, allowed: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Halve until the hole is a few pixels thick (so Telea's guess there is harmless) while the
-    coarser level still has enough whole known patches to copy from."""
-    levels = [(image, hole)]
+    coarser level still has enough whole known patches to copy from (``allowed`` is halved along:
+    where patch centres may be taken from)."""
+    levels = [(image, hole, allowed)]
     while True:
-        img, hl = levels[-1]
+        img, hl, ok = levels[-1]
         depth = float(cv2.distanceTransform(hl.astype(np.uint8), cv2.DIST_L2, 3).max())
         h, w = hl.shape
         nh, nw = (h + 1) // 2, (w + 1) // 2
@@ -101,21 +111,23 @@ def _pyramid(image: np.ndarray, hole: np.ndarray) -> list[tuple[np.ndarray, np.n
         total = cv2.resize(img * known[..., None], (nw, nh), interpolation=cv2.INTER_AREA)
         small = total / np.maximum(area, 1e-6)[..., None]
         small_hole = area < 0.5
-        if np.count_nonzero(valid_sources(small_hole)) < MIN_SOURCES:
+        small_ok = cv2.resize(ok.astype(np.float32), (nw, nh), interpolation=cv2.INTER_AREA) >= 0.5
+        if np.count_nonzero(valid_sources(small_hole) & small_ok) < MIN_SOURCES:
             return levels
-        levels.append((small, small_hole))
+        levels.append((small, small_hole, small_ok))
 
 
 class _Field:
     """The nearest-neighbour field of the target pixels (patches overlapping the hole) at one level."""
 
-    def __init__(self, desc: np.ndarray, tdesc: np.ndarray, valid: np.ndarray, ty, tx, sy, sx) -> None:
+    def __init__(self, desc: np.ndarray, tdesc: np.ndarray, valid: np.ndarray, ty, tx, sy, sx, anchor) -> None:
         self.h, self.w = valid.shape
         self.desc, self.tdesc, self.valid = desc.reshape(self.h * self.w, -1), tdesc, valid.ravel()
         self.ty, self.tx = ty, tx
+        self.ay, self.ax, self.reach2 = anchor
         self.sy, self.sx = sy.astype(np.int32), sx.astype(np.int32)
         diff = self.desc[self.sy * self.w + self.sx] - tdesc
-        self.cost = np.einsum("ij,ij->i", diff, diff)
+        self.cost = np.einsum("ij,ij->i", diff, diff) * self._distance_factor(np.arange(ty.size), self.sy, self.sx)
         # The field also as (h, w) source coordinate maps (identity off the targets), for propagation.
         self.fy, self.fx = np.indices((self.h, self.w), dtype=np.int32)
         self.fy[ty, tx] = self.sy
@@ -130,7 +142,7 @@ class _Field:
         # Only new valid candidates are scored: in coherent regions most propagated ones are the same.
         idx = np.flatnonzero(self.valid[flat] & (flat != self.sy * self.w + self.sx))
         diff = self.desc[flat[idx]] - self.tdesc[idx]
-        cost = np.einsum("ij,ij->i", diff, diff) * bias
+        cost = np.einsum("ij,ij->i", diff, diff) * bias * self._distance_factor(idx, cy[idx], cx[idx])
         better = cost < self.cost[idx]
         idx, cost = idx[better], cost[better]
         self.sy[idx] = cy[idx]
@@ -138,6 +150,13 @@ class _Field:
         self.cost[idx] = cost
         self.fy[self.ty[idx], self.tx[idx]] = cy[idx]
         self.fx[self.ty[idx], self.tx[idx]] = cx[idx]
+
+    def _distance_factor(self, idx: np.ndarray, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
+        """1 + (distance from the target's anchor / reach)^2: a source far along the border from the
+        point a target continues costs more, so each part of the hole copies what lies next to it."""
+        dy = (cy - self.ay[idx]).astype(np.float32)
+        dx = (cx - self.ax[idx]).astype(np.float32)
+        return 1.0 + (dy * dy + dx * dx) / self.reach2
 
     def iterate(self, rng: np.random.Generator, radius: int, steps: tuple[int, ...]) -> None:
         """One PatchMatch pass: jump-flood propagation from the four neighbours at each step, then
@@ -152,6 +171,15 @@ class _Field:
         while r >= 1:
             self.consider(self.sy + rng.integers(-r, r + 1, n), self.sx + rng.integers(-r, r + 1, n))
             r //= 2
+
+
+def anchors(hole: np.ndarray, ty: np.ndarray, tx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each target pixel, the nearest known pixel (itself when known): the point it continues."""
+    src = np.ascontiguousarray(hole.astype(np.uint8))
+    _, labels = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL)
+    ky, kx = np.nonzero(~hole)  # labels number the known pixels in raster order, from 1
+    lab = labels[ty, tx] - 1
+    return ky[lab].astype(np.int32), kx[lab].astype(np.int32)
 
 
 def _box(ty: np.ndarray, tx: np.ndarray, shape: tuple[int, ...], margin: int) -> tuple[int, int, int, int]:
@@ -241,16 +269,35 @@ def _weights(cost: np.ndarray) -> np.ndarray:
     return np.maximum(np.where(finite, np.exp(-cost / (2.0 * scale + 1e-6)), 0.0), 1e-6).astype(np.float32)
 
 
-def inpaint(image: np.ndarray, hole: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """Fill ``hole`` of an RGB float32 image coarse to fine; None when no whole known patch exists."""
-    levels = _pyramid(image, hole)
+def inpaint(
+    image: np.ndarray,
+    hole: np.ndarray,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None = None,
+    reach: float = math.inf,
+    guide: np.ndarray | None = None,
+    cancel: threading.Event | None = None,
+) -> np.ndarray | None:
+    """Fill ``hole`` of an RGB float32 image coarse to fine; None when no whole known patch exists.
+
+    ``allowed`` (bool, like ``hole``): where source patches may be centred (default: anywhere known);
+    the caller keeps them near the hole. ``reach`` (pixels): how far along the hole's border a
+    source may lie from the point a target continues before its distance doubles (see
+    _Field._distance_factor). ``guide`` (like ``image``): the coarsest level's starting guess for the
+    hole, when the caller knows the layout better than an onion peel would (an outpaint continues its
+    border). ``cancel`` is checked per level and per PatchMatch pass and
+    raises :class:`Cancelled` once set.
+    """
+    levels = _pyramid(image, hole, ~hole if allowed is None else allowed)
     prev: np.ndarray | None = None  # the previous level's field as (2, h, w) source coordinates
     prev_cost = np.zeros((1, 1), np.float32)  # and its match distances
     estimate = image
     for index in range(len(levels) - 1, -1, -1):
-        img, hl = levels[index]
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        img, hl, ok = levels[index]
         h, w = hl.shape
-        valid = valid_sources(hl)
+        valid = valid_sources(hl) & ok
         sources = np.flatnonzero(valid)
         if sources.size == 0:
             return None
@@ -258,9 +305,13 @@ def inpaint(image: np.ndarray, hole: np.ndarray, rng: np.random.Generator) -> np
         ty, tx = np.nonzero(targets)
         ty, tx = ty.astype(np.int32), tx.astype(np.int32)
         coarsest, finest = prev is None, index == 0
+        level_guide = None if guide is None else cv2.resize(guide, (w, h), interpolation=cv2.INTER_AREA)
         if prev is None:
             depth = float(cv2.distanceTransform(hl.astype(np.uint8), cv2.DIST_L2, 3).max())
-            if depth <= 2 * COARSEST_DEPTH:
+            if level_guide is not None:
+                estimate = img.copy()
+                estimate[hl] = level_guide[hl]
+            elif depth <= 2 * COARSEST_DEPTH:
                 estimate = onion_peel(img, hl, valid, rng)
             else:
                 seed_img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
@@ -282,12 +333,18 @@ def inpaint(image: np.ndarray, hole: np.ndarray, rng: np.random.Generator) -> np
             estimate = vote(img, hl, ty, tx, sy, sx, _weights(prev_cost[cy, cx]))
         if em_iters:
             desc = descriptors(img)  # valid sources have whole known patches: once per level
+            level_reach = reach * w / image.shape[1]
+            anchor = (*anchors(hl, ty, tx), np.float32(max(level_reach, 1.0) ** 2))
         for _ in range(em_iters):
-            field = _Field(desc, target_descriptors(estimate, ty, tx), valid, ty, tx, sy, sx)
+            field = _Field(desc, target_descriptors(estimate, ty, tx), valid, ty, tx, sy, sx, anchor)
             for _ in range(pm_iters):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
                 field.iterate(rng, radius, steps)
             sy, sx = field.sy, field.sx
             estimate = vote(img, hl, ty, tx, sy, sx, _weights(field.cost))
+            if level_guide is not None and coarsest:  # the layout stays the guide's; patches bring the texture
+                estimate[hl] += GUIDE_PULL * (level_guide[hl] - estimate[hl])
         prev_cost = np.zeros((h, w), np.float32)
         if em_iters:
             prev_cost[ty, tx] = field.cost

@@ -13,7 +13,7 @@ from underpaint.modes import Mode
 FULL_STRENGTH = 0.99
 """Strength from which an inpaint ignores the selection's pixels, so they are pre-filled instead."""
 
-PrefillMethod = Literal["auto", "telea", "navier_stokes", "edge", "blur", "none"]
+PrefillMethod = Literal["auto", "telea", "navier_stokes", "edge", "blur", "learned", "none"]
 
 
 @dataclass(frozen=True)

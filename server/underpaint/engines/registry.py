@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from underpaint.canvas.fill import use_learned_fill
 from underpaint.engines.base import Engine
 from underpaint.engines.classical import CLASSICAL_MODEL, ClassicalEngine
 from underpaint.engines.echo import ECHO_MODEL, EchoEngine
+
+#: Model sources naming a learned fill model (engines.erase; the rest is its path).
+SCHEME = "erase:"
 
 ENGINE_NAMES = ("classical", "diffusion", "echo")
 
@@ -14,14 +18,26 @@ ENGINE_NAMES = ("classical", "diffusion", "echo")
 def build_engines(engine: str, models: list[str], models_dirs: list[Path], device: str) -> tuple[list[Engine], str]:
     """The engines to serve and the default model id.
 
-    The classical engine is always there (content-aware fill works on every machine); the
-    diffusion engine joins when asked for or when models are named; ``echo`` is for diagnostics.
+    The classical engine is always there (content-aware fill works on every machine); learned fill
+    models join when named as ``erase:PATH[#allow_research]`` (they also become the ``learned``
+    pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
+    for diagnostics.
     """
     engines: list[Engine] = [ClassicalEngine()]
     default_model = CLASSICAL_MODEL
     if engine == "echo":
         engines.append(EchoEngine())
         default_model = ECHO_MODEL
+    erase_sources = [m for m in models if m.startswith(SCHEME)]
+    models = [m for m in models if not m.startswith(SCHEME)]
+    if erase_sources:
+        from underpaint.engines.erase import LearnedFillEngine  # torch and spandrel only when asked for
+
+        erase = LearnedFillEngine([m.removeprefix(SCHEME) for m in erase_sources], device)
+        engines.append(erase)
+        use_learned_fill(erase.prefill)
+        if engine == "classical" and not models:
+            default_model = erase.models()[0].id
     if engine == "diffusion" or models:
         from underpaint.engines.diffusion import DiffusionEngine  # torch is imported only when needed
 
