@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from underpaint.canvas import content_aware_fill
+from underpaint.canvas.patchmatch import Cancelled as FillCancelled
 from underpaint.canvas.plan import ModelResolution
 from underpaint.engines.base import (
     Engine,
@@ -67,6 +68,9 @@ class ClassicalEngine(Engine):
         for index in range(batch_count):
             if cancel.is_set():
                 raise JobCancelled()
-            filled = content_aware_fill(job.image, mask, seed=job.seed + index)
+            try:
+                filled = content_aware_fill(job.image, mask, seed=job.seed + index, cancel=cancel)
+            except FillCancelled:
+                raise JobCancelled() from None
             on_progress(StepProgress(step=index + 1, total=batch_count))
             yield filled
