@@ -96,7 +96,7 @@ def random_lama(folder: Path) -> Path:
 
 
 def learned(repeats: int, model: Path | None) -> None:
-    from underpaint.canvas import BlendSettings, Rect, plan_job, prepare_job
+    from underpaint.canvas import BlendSettings, Box, plan_job, prepare_job
     from underpaint.daemon.config import DaemonConfig
     from underpaint.daemon.server import Daemon, DaemonThread
     from underpaint.engines.erase import LearnedFillEngine, hole_of
@@ -121,9 +121,9 @@ def learned(repeats: int, model: Path | None) -> None:
         client.connect(timeout=10)
         side = 512
         canvas = np.dstack([photo(side), np.full((side, side), 255, np.uint8)])
-        sel = Rect(160, 180, 190, 150)
+        sel = Box(160, 180, 190, 150)
         mask = np.zeros((side, side), np.uint8)
-        mask[sel.slices(Rect(0, 0, side, side))] = 255
+        mask[sel.slices(Box(0, 0, side, side))] = 255
         job = {
             "mode": "inpaint",
             "model": default,
@@ -142,9 +142,9 @@ def learned(repeats: int, model: Path | None) -> None:
 
         def daemon() -> None:
             planned = client.plan(job).result(timeout=30)
-            up = Rect(**planned["upload"])
-            region = np.ascontiguousarray(canvas[up.slices(Rect(0, 0, side, side))])
-            part = np.ascontiguousarray(mask[up.slices(Rect(0, 0, side, side))])
+            up = Box(**planned["upload"])
+            region = np.ascontiguousarray(canvas[up.slices(Box(0, 0, side, side))])
+            part = np.ascontiguousarray(mask[up.slices(Box(0, 0, side, side))])
             accepted = client.submit(
                 job,
                 planned["upload"],
