@@ -36,6 +36,7 @@ ERROR_CODES: dict[str, str] = {
     "out_of_memory": "The device ran out of memory.",
     "engine_failed": "The engine failed while generating.",
     "generation_failed": "The model produced an invalid image (NaN) even after a safe retry.",
+    "worker_lost": "The worker running the job stopped (a Ray replica died or its machine became unreachable).",
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
 }
