@@ -1,0 +1,166 @@
+"""`--workers ray` end to end: hosts speak to the same websocket daemon; engines run on Ray Serve replicas.
+
+A real local Ray cluster with two logical GPUs, two replicas (half a CPU each), the classical engine
+and `tiny-random`. The tests run in file order against one deployment: routing is checked first,
+while both replicas are still cold; the replica killed mid-job comes last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tests.daemon.conftest import layer_array, photo_like, submit_job
+from tests.daemon.test_jobs import rect_mask
+from tests.scaleout.conftest import RayDaemon, wait_workers, welcome_workers
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
+
+CANVAS = photo_like(160, 120)
+MASK = rect_mask(160, 120, 50, 40, 41, 33)
+
+
+def inpaint(model: str, steps: int = 3, **extra: object) -> dict:
+    job = {
+        "mode": "inpaint",
+        "model": model,
+        "prompt": "a lighthouse",
+        "steps": steps,
+        "seed": 5,
+        "canvas": {"width": 160, "height": 120},
+        "selection": {"x": 50, "y": 40, "width": 41, "height": 33},
+    }
+    job.update(extra)
+    return job
+
+
+def test_welcome_reports_two_idle_replicas_on_two_gpus(ray_daemon: RayDaemon) -> None:
+    workers = wait_workers(ray_daemon.url, lambda ws: len(ws) == 2)
+    assert sorted(w["device"] for w in workers) == ["cpu [Ray GPU 0]", "cpu [Ray GPU 1]"]
+    assert all(not w["busy"] and w["models"] == [] for w in workers)
+    assert all(w["where"] for w in workers)
+
+
+def test_jobs_go_to_the_replica_with_their_model_warm(make_client, ray_daemon: RayDaemon) -> None:
+    client, events = make_client()
+    first = submit_job(client, inpaint("tiny-random"), CANVAS, MASK)["job_id"]
+    assert events.wait_outcome(first, timeout=120).type == "finished"
+    second = submit_job(client, inpaint("classical"), CANVAS, MASK)["job_id"]
+    assert events.wait_outcome(second, timeout=60).type == "finished"
+    # a cold model loads on one replica, not on both: one has tiny-random warm, the other classical
+    workers = wait_workers(ray_daemon.url, lambda ws: sorted(m for w in ws for m in w["models"]) == ["classical", "tiny-random"])
+    assert sorted(len(w["models"]) for w in workers) == [1, 1]
+    # a long job for tiny-random runs on the replica that has it: seen busy there, while the other idles
+    third = submit_job(client, inpaint("tiny-random", steps=150), CANVAS, MASK)["job_id"]
+    busy = wait_workers(ray_daemon.url, lambda ws: any(w["busy"] for w in ws))
+    assert [w["models"] for w in busy if w["busy"]] == [["tiny-random"]]
+    assert [w["models"] for w in busy if not w["busy"]] == [["classical"]]
+    assert events.wait_outcome(third, timeout=120).type == "finished"
+    after = wait_workers(ray_daemon.url, lambda ws: not any(w["busy"] for w in ws))
+    assert sorted(tuple(w["models"]) for w in after) == [("classical",), ("tiny-random",)]
+
+
+@pytest.mark.parametrize(
+    ("job", "with_mask"),
+    [
+        (inpaint("tiny-random", batch=2), True),
+        (inpaint("classical"), True),
+        ({"mode": "img2img", "model": "tiny-random", "prompt": "oil", "steps": 4, "strength": 0.5, "seed": 1,
+          "canvas": {"width": 160, "height": 120}}, False),
+        ({"mode": "txt2img", "model": "tiny-random", "prompt": "a boat", "steps": 2, "seed": 2,
+          "canvas": {"width": 96, "height": 64}}, False),
+        ({"mode": "outpaint", "model": "tiny-random", "steps": 2, "seed": 3, "canvas": {"width": 160, "height": 120},
+          "extend": {"left": 0, "top": 0, "right": 40, "bottom": 0}}, False),
+        ({"mode": "outpaint", "model": "classical", "canvas": {"width": 160, "height": 120},
+          "extend": {"left": 24, "top": 0, "right": 0, "bottom": 16}}, False),
+    ],
+    ids=["inpaint-tiny-batch2", "inpaint-classical", "img2img", "txt2img", "outpaint-tiny", "outpaint-classical"],
+)
+def test_every_job_type_end_to_end(make_client, ray_daemon: RayDaemon, job: dict, with_mask: bool) -> None:
+    client, events = make_client()
+    canvas = None if job["mode"] == "txt2img" else CANVAS
+    accepted = submit_job(client, job, canvas, MASK if with_mask else None)
+    job_id = accepted["job_id"]
+    outcome = events.wait_outcome(job_id, timeout=120)
+    assert outcome.type == "finished", outcome.message
+    results = events.of(job_id, "result")
+    assert len(results) == job.get("batch", 1) == outcome.message["results"]
+    if job["model"] == "tiny-random":
+        progress = events.of(job_id, "progress")
+        assert progress and progress[-1].message["step"] == progress[-1].message["total"]
+        assert any(e.image is not None for e in progress), "previews stream from the replica"
+    for event in results:
+        layer = layer_array(event)
+        placed = event.message["layer"]
+        assert layer.shape[:2] == (placed["height"], placed["width"])
+        canvas_rect = event.message["canvas"]
+        assert 0 <= placed["x"] - canvas_rect["x"] and placed["x"] + placed["width"] <= canvas_rect["x"] + canvas_rect["width"]
+        # stored before it was reported, with what the replica's engine resolved
+        sidecar = json.loads(open(event.message["output"]["json"]).read()) if event.message.get("output") else None
+        params = sidecar["params"] if sidecar else event.message["params"]
+        if job["model"] == "tiny-random":
+            assert params["engine_params"]["model"] == "tiny-random"
+    if job["mode"] == "inpaint":
+        layer = layer_array(results[0])
+        assert layer[..., 3].max() == 255
+    # a client that reconnects fetches the same results from the daemon's store
+    again = client.fetch(job_id).result(timeout=10)
+    assert again
+
+
+def test_cancel_stops_the_job_on_its_replica_within_a_step(make_client, ray_daemon: RayDaemon) -> None:
+    client, events = make_client()
+    job_id = submit_job(client, inpaint("tiny-random", steps=400), CANVAS, MASK)["job_id"]
+    events.wait_for(lambda: len(events.of(job_id, "progress")) >= 2, timeout=120)
+    cancelled_at = len(events.of(job_id, "progress"))
+    client.cancel(job_id)
+    assert events.wait_outcome(job_id, timeout=30).type == "cancelled"
+    assert not events.of(job_id, "result")
+    # the replica stopped: it is idle again long before 400 steps would have run
+    wait_workers(ray_daemon.url, lambda ws: not any(w["busy"] for w in ws), timeout=20)
+    assert len(events.of(job_id, "progress")) < cancelled_at + 50
+    after = submit_job(client, inpaint("tiny-random"), CANVAS, MASK)["job_id"]
+    assert events.wait_outcome(after, timeout=60).type == "finished"
+
+
+def test_queued_jobs_of_two_clients_take_turns(make_client, ray_daemon: RayDaemon) -> None:
+    greedy, greedy_events = make_client()
+    polite, polite_events = make_client()
+    greedy_jobs = [submit_job(greedy, inpaint("tiny-random", steps=40), CANVAS, MASK)["job_id"] for _ in range(4)]
+    polite_job = submit_job(polite, inpaint("tiny-random", steps=40), CANVAS, MASK)["job_id"]
+    assert polite_events.wait_outcome(polite_job, timeout=180).type == "finished"
+    finished_before = [job for job in greedy_jobs if greedy_events.of(job, "finished")]
+    # two replicas: first come, first served would run the polite job fifth, after all four greedy ones
+    assert greedy_jobs[-1] not in finished_before, "the second client waited behind the whole batch of the first"
+    for job in greedy_jobs:
+        assert greedy_events.wait_outcome(job, timeout=180).type == "finished"
+
+
+def test_a_replica_killed_mid_job_fails_that_job_clearly_and_the_next_one_runs(
+    make_client, ray_daemon: RayDaemon
+) -> None:
+    client, events = make_client()
+    job_id = submit_job(client, inpaint("tiny-random", steps=400), CANVAS, MASK)["job_id"]
+    events.wait_for(lambda: len(events.of(job_id, "progress")) >= 2, timeout=120)
+    busy = [w for w in ray_daemon.workers.workers() if w.busy]
+    assert len(busy) == 1
+    os.kill(busy[0].pid, signal.SIGKILL)
+    outcome = events.wait_outcome(job_id, timeout=60)
+    assert outcome.type == "failed"
+    assert outcome.message["code"] == "worker_lost"
+    assert "submit the job again" in outcome.message["message"]
+    started = time.monotonic()
+    after = submit_job(client, inpaint("tiny-random"), CANVAS, MASK)["job_id"]
+    assert events.wait_outcome(after, timeout=120).type == "finished", "the daemon keeps serving"
+    assert time.monotonic() - started < 120
+    # Serve replaces the dead replica; the status shows two again, the dead one gone
+    workers = wait_workers(ray_daemon.url, lambda ws: len(ws) == 2, timeout=120)
+    assert busy[0].replica not in {w.replica for w in ray_daemon.workers.workers()}
+    assert len(workers) == 2
+    assert np.all([not w["busy"] for w in workers])
+    assert welcome_workers(ray_daemon.url)
