@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from underpaint.canvas import BlendSettings, ModelResolution, Rect, finish_job, plan_job, prepare_job
+from underpaint.canvas import BlendSettings, Box, ModelResolution, finish_job, plan_job, prepare_job
 from underpaint.modes import Mode
 
 SD15 = ModelResolution(512 * 512, multiple=8, min_side=256, max_side=1024)
@@ -36,7 +36,7 @@ def canvas_of(side: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def one_job(canvas: np.ndarray, sel: Rect, mode: Mode, strength: float, res: ModelResolution) -> float:
+def one_job(canvas: np.ndarray, sel: Box, mode: Mode, strength: float, res: ModelResolution) -> float:
     start = time.perf_counter()
     side = canvas.shape[0]
     plan = plan_job(mode, side, side, sel, None, strength, res, SETTINGS)
@@ -48,8 +48,8 @@ def one_job(canvas: np.ndarray, sel: Rect, mode: Mode, strength: float, res: Mod
 
 def selection_cost(repeats: int = 25) -> None:
     small, big = canvas_of(512), canvas_of(8192)
-    sel_small = Rect(128, 128, 256, 256)
-    sel_big = Rect(4001, 2999, 256, 256)
+    sel_small = Box(128, 128, 256, 256)
+    sel_big = Box(4001, 2999, 256, 256)
     for _ in range(3):  # warm up
         one_job(small, sel_small, Mode.INPAINT, 1.0, SD15)
         one_job(big, sel_big, Mode.INPAINT, 1.0, SD15)
@@ -70,7 +70,7 @@ def prepare_16k(repeats: int = 3) -> None:
     canvas = canvas_of(side)
     cases = [
         ("whole-canvas img2img 16384x16384 -> SDXL", None, Mode.IMG2IMG, 0.6),
-        ("4096x4096 inpaint, strength 1.0 -> SDXL", Rect(6001, 7003, 4096, 4096), Mode.INPAINT, 1.0),
+        ("4096x4096 inpaint, strength 1.0 -> SDXL", Box(6001, 7003, 4096, 4096), Mode.INPAINT, 1.0),
     ]
     print("prepare_job on a 16384x16384 canvas (upload sliced from the canvas), median of", repeats)
     for label, sel, mode, strength in cases:

@@ -177,11 +177,18 @@ class EngineDescription(Strict):
 
 
 class Limits(Strict):
-    max_frame_bytes: int
-    max_upload_pixels: int
-    max_canvas_side: int
-    max_batch: int
-    max_queued_jobs: int
+    """What one client may ask of the daemon: announced in ``welcome``, enforced as announced.
+
+    The defaults are the daemon's own; ``underpaint serve`` uses them unless configured otherwise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_frame_bytes: int = 256 * 1024 * 1024
+    max_upload_pixels: int = 8192 * 8192
+    max_canvas_side: int = 32768
+    max_batch: int = 16
+    max_queued_jobs: int = 256
 
 
 class Welcome(Strict):

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image
 
 from underpaint import __version__
-from underpaint.canvas import Layer, composite_over
-from underpaint.canvas.geometry import Rect
+from underpaint.canvas import PixelLayer, composite_over
+from underpaint.canvas.geometry import Box
 from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
 from underpaint_protocol.session import Event, ImageData
 
@@ -28,13 +28,13 @@ class GenerateError(Exception):
     """What went wrong, in words for the terminal."""
 
 
-def selection_bounds(mask: np.ndarray) -> Rect | None:
+def selection_bounds(mask: np.ndarray) -> Box | None:
     """Bounds of the non-zero pixels of a selection mask, or None when nothing is selected."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
-    return Rect.from_edges(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    return Box.from_edges(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
 def _load_inputs(args: argparse.Namespace) -> tuple[np.ndarray | None, np.ndarray | None, int, int]:
@@ -154,11 +154,11 @@ def run_generate(args: argparse.Namespace) -> None:
         raise GenerateError(f"{error}. Is the daemon running? Start it with `underpaint serve`.") from None
     try:
         planned = client.plan(job).result(timeout=60)
-        upload = Rect(**planned["upload"])
+        upload = Box(**planned["upload"])
         image_data = mask_data = None
         if not upload.is_empty:
             assert image is not None
-            rows, cols = upload.slices(Rect(0, 0, width, height))
+            rows, cols = upload.slices(Box(0, 0, width, height))
             image_data = _raw(np.ascontiguousarray(image[rows, cols]), "rgba8")
             if mask is not None:
                 mask_data = _raw(np.ascontiguousarray(mask[rows, cols]), "gray8")
@@ -217,12 +217,12 @@ def _write_outputs(
     pixels: np.ndarray,
 ) -> None:
     placement = message["layer"]
-    canvas = Rect(**message["canvas"])
+    canvas = Box(**message["canvas"])
     original = np.zeros((canvas.height, canvas.width, 4), np.uint8)
     if image is not None:
-        rows, cols = Rect(0, 0, width, height).slices(canvas)
+        rows, cols = Box(0, 0, width, height).slices(canvas)
         original[rows, cols] = image
-    layer = Layer(pixels=pixels, x=int(placement["x"]), y=int(placement["y"]), canvas=canvas)
+    layer = PixelLayer(pixels=pixels, x=int(placement["x"]), y=int(placement["y"]), canvas=canvas)
     composite = composite_over(original, layer, canvas)
     out = _numbered(args.out, index, numbered)
     Image.fromarray(composite, "RGBA").save(out)

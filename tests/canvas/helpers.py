@@ -10,11 +10,11 @@ from PIL import Image
 
 from underpaint.canvas import (
     BlendSettings,
+    Box,
     JobPlan,
-    Layer,
     ModelResolution,
+    PixelLayer,
     PreparedJob,
-    Rect,
     composite_over,
     content_aware_fill,
     finish_job_with_composite,
@@ -66,7 +66,7 @@ def run_job(
     settings: BlendSettings | None = None,
     engine=classical_engine,
     seed: int = 0,
-) -> tuple[PreparedJob, Layer, np.ndarray]:
+) -> tuple[PreparedJob, PixelLayer, np.ndarray]:
     settings = settings or BlendSettings()
     prepared = prepare_job(plan, upload_of(canvas_rgba, plan), mask, settings, seed)
     generated = engine(prepared)
@@ -75,7 +75,7 @@ def run_job(
 
 
 def check_invariants(
-    canvas_rgba: np.ndarray, plan: JobPlan, layer: Layer, composite: np.ndarray, fully_selected: np.ndarray | None
+    canvas_rgba: np.ndarray, plan: JobPlan, layer: PixelLayer, composite: np.ndarray, fully_selected: np.ndarray | None
 ) -> None:
     """The issue's invariants, on one finished job.
 
@@ -137,7 +137,7 @@ def seam_ratio(
     return float(_gradient(after)[band].mean()) / max(own, 1e-6)
 
 
-def rect_mask(shape: tuple[int, int], rect: Rect, origin: Rect) -> np.ndarray:
+def rect_mask(shape: tuple[int, int], rect: Box, origin: Box) -> np.ndarray:
     out = np.zeros(shape, bool)
     inter = rect.intersect(origin)
     if not inter.is_empty:

@@ -21,8 +21,8 @@ from tests.canvas.helpers import (
 )
 from underpaint.canvas import (
     BlendSettings,
+    Box,
     Extents,
-    Rect,
     composite_over,
     finish_job,
     finish_job_with_composite,
@@ -48,7 +48,7 @@ def synthetic(w: int, h: int, seed: int = 0) -> np.ndarray:
 def test_inpaint_photo_invariants(name, engine, res, strength):
     canvas = photo(name)
     h, w = canvas.shape[:2]
-    sel = Rect(w // 3 + 1, h // 4 + 3, w // 4 + 1, h // 5 + 2)  # odd sizes, offsets not multiples of 8
+    sel = Box(w // 3 + 1, h // 4 + 3, w // 4 + 1, h // 5 + 2)  # odd sizes, offsets not multiples of 8
     plan = plan_job(Mode.INPAINT, w, h, sel, None, strength, res, BlendSettings())
     prepared, layer, composite = run_job(canvas, plan, engine=engine)
     assert prepared.image.shape == (plan.model_height, plan.model_width, 3)
@@ -60,17 +60,17 @@ def test_inpaint_photo_invariants(name, engine, res, strength):
 @pytest.mark.parametrize(
     "sel",
     [
-        Rect(0, 0, 1, 1),
-        Rect(36, 40, 1, 1),
-        Rect(72, 0, 1, 1),
-        Rect(0, 50, 1, 1),
-        Rect(72, 50, 1, 1),
-        Rect(0, 0, 73, 51),  # touches every edge
-        Rect(0, 13, 5, 7),  # left edge
-        Rect(13, 0, 7, 5),  # top edge
-        Rect(60, 20, 13, 9),  # right edge
-        Rect(20, 44, 9, 7),  # bottom edge
-        Rect(3, 5, 67, 41),
+        Box(0, 0, 1, 1),
+        Box(36, 40, 1, 1),
+        Box(72, 0, 1, 1),
+        Box(0, 50, 1, 1),
+        Box(72, 50, 1, 1),
+        Box(0, 0, 73, 51),  # touches every edge
+        Box(0, 13, 5, 7),  # left edge
+        Box(13, 0, 7, 5),  # top edge
+        Box(60, 20, 13, 9),  # right edge
+        Box(20, 44, 9, 7),  # bottom edge
+        Box(3, 5, 67, 41),
     ],
 )
 @pytest.mark.parametrize("res", [SD15, CLASSICAL])
@@ -84,7 +84,7 @@ def test_edge_and_tiny_selections(sel, res):
 
 def test_one_pixel_selection_is_exact():
     canvas = synthetic(301, 199)
-    sel = Rect(151, 97, 1, 1)
+    sel = Box(151, 97, 1, 1)
     plan = plan_job(Mode.INPAINT, 301, 199, sel, None, 1.0, SD15, BlendSettings(blend=0))
     _, layer, composite = run_job(canvas, plan, engine=shifted_engine)
     # With no blend band the layer is exactly the selected pixel.
@@ -96,16 +96,16 @@ def test_one_pixel_selection_is_exact():
 def test_disjoint_soft_multi_part_selection():
     canvas = photo("coffee")
     h, w = canvas.shape[:2]
-    sel = Rect(101, 57, 301, 203)
+    sel = Box(101, 57, 301, 203)
     plan = plan_job(Mode.INPAINT, w, h, sel, None, 1.0, SD15, BlendSettings())
     mask = np.zeros((plan.upload.height, plan.upload.width), np.uint8)
-    part_a = Rect(101, 57, 40, 30).slices(plan.upload)
-    part_b = Rect(361, 229, 41, 31).slices(plan.upload)
+    part_a = Box(101, 57, 40, 30).slices(plan.upload)
+    part_b = Box(361, 229, 41, 31).slices(plan.upload)
     mask[part_a] = 255
     mask[part_b] = 255
-    soft = Rect(250, 150, 20, 20).slices(plan.upload)
+    soft = Box(250, 150, 20, 20).slices(plan.upload)
     mask[soft] = 100  # partially selected
-    mask[Rect(0, 0, 20, 20).slices(plan.upload)] = 255  # outside the selection rect: ignored
+    mask[Box(0, 0, 20, 20).slices(plan.upload)] = 255  # outside the selection rect: ignored
     _, layer, composite = run_job(canvas, plan, mask=mask, engine=shifted_engine)
     full = np.zeros(composite.shape[:2], bool)
     full[plan.upload.slices(plan.work)] = mask == 255
@@ -116,15 +116,15 @@ def test_disjoint_soft_multi_part_selection():
     # Partly selected pixels keep at least their selection as alpha; far from every part alpha is 0.
     soft_alpha = alpha[plan.upload.slices(plan.work)][soft]
     assert (soft_alpha >= 100).all()
-    middle = Rect(200, 100, 10, 10).intersect(plan.work)
+    middle = Box(200, 100, 10, 10).intersect(plan.work)
     assert (alpha[middle.slices(plan.work)] == 0).all()
-    assert not rect_mask(alpha.shape, Rect(0, 0, 20, 20), plan.work)[alpha > 0].any()
+    assert not rect_mask(alpha.shape, Box(0, 0, 20, 20), plan.work)[alpha > 0].any()
 
 
 def test_soft_selection_and_explicit_settings():
     canvas = photo("chelsea")
     h, w = canvas.shape[:2]
-    sel = Rect(200, 100, 100, 80)
+    sel = Box(200, 100, 100, 80)
     settings = BlendSettings(grow=6, feather=10, blend=5, colour_match=False, prefill="edge", prefill_noise=0.3)
     plan = plan_job(Mode.INPAINT, w, h, sel, None, 1.0, SD15, settings)
     assert (plan.grow, plan.feather, plan.blend) == (6, 10, 5)
@@ -139,7 +139,7 @@ def test_soft_selection_and_explicit_settings():
 
 def test_empty_mask_and_wrong_shapes():
     canvas = synthetic(120, 90)
-    plan = plan_job(Mode.INPAINT, 120, 90, Rect(30, 30, 20, 20), None, 1.0, SD15, BlendSettings())
+    plan = plan_job(Mode.INPAINT, 120, 90, Box(30, 30, 20, 20), None, 1.0, SD15, BlendSettings())
     up = upload_of(canvas, plan)
     zeros = np.zeros(up.shape[:2], np.uint8)
     with pytest.raises(JobError) as info:
@@ -162,7 +162,7 @@ def test_empty_mask_and_wrong_shapes():
 
 def test_masks_at_model_size():
     canvas = synthetic(640, 480)
-    sel = Rect(301, 203, 77, 55)
+    sel = Box(301, 203, 77, 55)
     plan = plan_job(Mode.INPAINT, 640, 480, sel, None, 1.0, SD15, BlendSettings())
     prepared = prepare_job(plan, upload_of(canvas, plan), None, BlendSettings())
     d = prepared.denoise_mask
@@ -183,8 +183,8 @@ def test_masks_at_model_size():
 def test_full_strength_inpaint_prefills_the_selection():
     canvas = synthetic(400, 300)
     canvas[..., 0] //= 3  # nothing red but the object
-    sel = Rect(150, 100, 60, 50)
-    canvas[sel.slices(Rect(0, 0, 400, 300))] = (255, 0, 0, 255)  # object to remove
+    sel = Box(150, 100, 60, 50)
+    canvas[sel.slices(Box(0, 0, 400, 300))] = (255, 0, 0, 255)  # object to remove
     plan = plan_job(Mode.INPAINT, 400, 300, sel, None, 1.0, SD15, BlendSettings())
     for method in ("auto", "telea", "navier_stokes", "edge", "blur"):
         prepared = prepare_job(plan, upload_of(canvas, plan), None, BlendSettings(prefill=method))
@@ -199,7 +199,7 @@ def test_full_strength_inpaint_prefills_the_selection():
 
 def test_prefill_noise_is_seeded():
     canvas = synthetic(200, 200)
-    plan = plan_job(Mode.INPAINT, 200, 200, Rect(50, 50, 60, 60), None, 1.0, SD15, BlendSettings())
+    plan = plan_job(Mode.INPAINT, 200, 200, Box(50, 50, 60, 60), None, 1.0, SD15, BlendSettings())
     s = BlendSettings(prefill_noise=0.5)
     a = prepare_job(plan, upload_of(canvas, plan), None, s, seed=3).image
     b = prepare_job(plan, upload_of(canvas, plan), None, s, seed=3).image
@@ -215,8 +215,8 @@ def test_prefill_noise_is_seeded():
         (Extents(right=77), None),
         (Extents(bottom=101), None),
         (Extents(left=13, top=29, right=41, bottom=5), None),
-        (None, Rect(520, -37, 120, 90)),
-        (Extents(left=20), Rect(-50, 300, 90, 150)),
+        (None, Box(520, -37, 120, 90)),
+        (Extents(left=20), Box(-50, 300, 90, 150)),
     ],
 )
 def test_outpaint(extend, sel):
@@ -224,7 +224,7 @@ def test_outpaint(extend, sel):
     h, w = canvas.shape[:2]
     plan = plan_job(Mode.OUTPAINT, w, h, sel, extend, 1.0, SD15, BlendSettings())
     e = extend or Extents()
-    grown = Rect(0, 0, w, h).pad(e.left, e.top, e.right, e.bottom)
+    grown = Box(0, 0, w, h).pad(e.left, e.top, e.right, e.bottom)
     if sel is not None:
         grown = grown.union(sel)
     assert plan.new_canvas == grown
@@ -255,10 +255,10 @@ def test_whole_canvas_img2img_and_txt2img_are_exact():
     canvas = synthetic(333, 517)
     plan = plan_job(Mode.IMG2IMG, 333, 517, None, None, 0.5, SD15, BlendSettings())
     prepared, layer, composite = run_job(canvas, plan, engine=shifted_engine)
-    assert layer.rect == Rect(0, 0, 333, 517)
+    assert layer.rect == Box(0, 0, 333, 517)
     assert (layer.pixels[..., 3] == 255).all()
     check_invariants(canvas, plan, layer, composite, np.ones((517, 333), bool))
-    sel = Rect(17, 29, 131, 77)
+    sel = Box(17, 29, 131, 77)
     tplan = plan_job(Mode.TXT2IMG, 333, 517, sel, None, 1.0, SD15, BlendSettings())
     prepared = prepare_job(tplan, None, None, BlendSettings())
     generated = np.random.default_rng(0).integers(0, 256, prepared.image.shape, dtype=np.uint8)
@@ -268,7 +268,7 @@ def test_whole_canvas_img2img_and_txt2img_are_exact():
 
 def test_colour_match_removes_vae_shift():
     canvas = photo("astronaut")
-    sel = Rect(200, 220, 90, 70)
+    sel = Box(200, 220, 90, 70)
     plan = plan_job(Mode.INPAINT, 512, 512, sel, None, 1.0, SD15, BlendSettings())
     errors = {}
     for match in (True, False):
@@ -286,7 +286,7 @@ def test_colour_match_removes_vae_shift():
 
 def test_16k_canvas_without_allocating_it():
     side = 16384
-    for sel in (Rect(16384 - 301, 16384 - 257, 301, 257), Rect(8191, 5, 1, 1), Rect(0, 16000, 16384, 384)):
+    for sel in (Box(16384 - 301, 16384 - 257, 301, 257), Box(8191, 5, 1, 1), Box(0, 16000, 16384, 384)):
         plan = plan_job(Mode.INPAINT, side, side, sel, None, 1.0, SDXL, BlendSettings())
         assert plan.upload.area < 40_000_000
         upload = synthetic(plan.upload.width, plan.upload.height)  # only what the host would send
@@ -297,4 +297,4 @@ def test_16k_canvas_without_allocating_it():
         placed = composite_over(upload, layer, plan.upload)
         assert np.array_equal(placed, composite)
     out = plan_job(Mode.OUTPAINT, side, side, None, Extents(left=64, bottom=40), 1.0, SDXL, BlendSettings())
-    assert out.new_canvas == Rect(-64, 0, side + 64, side + 40)
+    assert out.new_canvas == Box(-64, 0, side + 64, side + 40)

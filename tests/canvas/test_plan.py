@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.canvas.helpers import CLASSICAL, SD15, SDXL
-from underpaint.canvas import BlendSettings, Extents, ModelResolution, Rect, model_size, plan_job
+from underpaint.canvas import BlendSettings, Box, Extents, ModelResolution, model_size, plan_job
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
@@ -22,16 +22,16 @@ def plan(mode, w, h, sel=None, extend=None, strength=1.0, res=SD15, blend=DEFAUL
     ("kwargs", "code", "field"),
     [
         ({"mode": Mode.INPAINT, "w": 100, "h": 100}, "empty_selection", "job.selection"),
-        ({"mode": Mode.INPAINT, "w": 100, "h": 100, "sel": Rect(10, 10, 0, 5)}, "empty_selection", "job.selection"),
-        ({"mode": Mode.IMG2IMG, "w": 100, "h": 100, "sel": Rect(10, 10, 5, 0)}, "empty_selection", "job.selection"),
-        ({"mode": Mode.INPAINT, "w": 100, "h": 100, "sel": Rect(200, 10, 5, 5)}, "empty_selection", "job.selection"),
+        ({"mode": Mode.INPAINT, "w": 100, "h": 100, "sel": Box(10, 10, 0, 5)}, "empty_selection", "job.selection"),
+        ({"mode": Mode.IMG2IMG, "w": 100, "h": 100, "sel": Box(10, 10, 5, 0)}, "empty_selection", "job.selection"),
+        ({"mode": Mode.INPAINT, "w": 100, "h": 100, "sel": Box(200, 10, 5, 5)}, "empty_selection", "job.selection"),
         ({"mode": Mode.OUTPAINT, "w": 100, "h": 100}, "nothing_to_outpaint", "job.extend"),
         ({"mode": Mode.OUTPAINT, "w": 100, "h": 100, "extend": Extents()}, "nothing_to_outpaint", "job.extend"),
-        ({"mode": Mode.OUTPAINT, "w": 100, "h": 100, "sel": Rect(10, 10, 50, 50)}, "nothing_to_outpaint", "job.extend"),
-        ({"mode": Mode.INPAINT, "w": 0, "h": 100, "sel": Rect(0, 0, 1, 1)}, "invalid_value", "job.canvas.width"),
-        ({"mode": Mode.INPAINT, "w": 100, "h": -3, "sel": Rect(0, 0, 1, 1)}, "invalid_value", "job.canvas.height"),
+        ({"mode": Mode.OUTPAINT, "w": 100, "h": 100, "sel": Box(10, 10, 50, 50)}, "nothing_to_outpaint", "job.extend"),
+        ({"mode": Mode.INPAINT, "w": 0, "h": 100, "sel": Box(0, 0, 1, 1)}, "invalid_value", "job.canvas.width"),
+        ({"mode": Mode.INPAINT, "w": 100, "h": -3, "sel": Box(0, 0, 1, 1)}, "invalid_value", "job.canvas.height"),
         ({"mode": Mode.IMG2IMG, "w": 70000, "h": 100}, "invalid_value", "job.canvas.width"),
-        ({"mode": Mode.INPAINT, "w": 100, "h": 100, "sel": Rect(0, 0, -4, 5)}, "invalid_value", "job.selection.width"),
+        ({"mode": Mode.INPAINT, "w": 100, "h": 100, "sel": Box(0, 0, -4, 5)}, "invalid_value", "job.selection.width"),
         ({"mode": Mode.IMG2IMG, "w": 100, "h": 100, "strength": 1.5}, "invalid_value", "job.strength"),
         ({"mode": Mode.IMG2IMG, "w": 100, "h": 100, "strength": float("nan")}, "invalid_value", "job.strength"),
         ({"mode": Mode.IMG2IMG, "w": 100, "h": 100, "extend": Extents(left=4)}, "invalid_value", "job.extend"),
@@ -52,16 +52,16 @@ def test_errors_are_clear(kwargs, code, field):
 
 def test_whole_canvas_modes():
     p = plan(Mode.IMG2IMG, 333, 517, strength=0.4)
-    assert p.work == p.upload == p.canvas == p.new_canvas == Rect(0, 0, 333, 517)
+    assert p.work == p.upload == p.canvas == p.new_canvas == Box(0, 0, 333, 517)
     assert p.selection is None
     t = plan(Mode.TXT2IMG, 333, 517)
-    assert t.work == Rect(0, 0, 333, 517) and t.upload.is_empty
-    r = plan(Mode.TXT2IMG, 1000, 800, sel=Rect(101, 33, 257, 129))
-    assert r.work == Rect(101, 33, 257, 129) and r.upload.is_empty
+    assert t.work == Box(0, 0, 333, 517) and t.upload.is_empty
+    r = plan(Mode.TXT2IMG, 1000, 800, sel=Box(101, 33, 257, 129))
+    assert r.work == Box(101, 33, 257, 129) and r.upload.is_empty
 
 
 def test_context_grows_with_strength_and_stays_in_canvas():
-    sel = Rect(1000, 1000, 200, 100)
+    sel = Box(1000, 1000, 200, 100)
     low = plan(Mode.INPAINT, 4000, 4000, sel, strength=0.3)
     high = plan(Mode.INPAINT, 4000, 4000, sel, strength=1.0)
     assert low.work.contains(sel) and high.work.contains(sel)
@@ -70,15 +70,15 @@ def test_context_grows_with_strength_and_stays_in_canvas():
     for p in (low, high):
         margin = p.grow + p.feather
         assert p.work.contains(sel.pad(margin, margin, margin, margin))
-    edge = plan(Mode.INPAINT, 4000, 4000, Rect(0, 3990, 4000, 10))
+    edge = plan(Mode.INPAINT, 4000, 4000, Box(0, 3990, 4000, 10))
     assert edge.canvas.contains(edge.work) and edge.upload == edge.work
 
 
 def test_cost_follows_selection_not_canvas():
-    sel_small = Rect(128, 128, 256, 256)
+    sel_small = Box(128, 128, 256, 256)
     small = plan(Mode.INPAINT, 512, 512, sel_small)
-    big = plan(Mode.INPAINT, 8192, 8192, Rect(5000, 3000, 256, 256))
-    huge = plan(Mode.INPAINT, 16384, 16384, Rect(16000, 16000, 256, 256))
+    big = plan(Mode.INPAINT, 8192, 8192, Box(5000, 3000, 256, 256))
+    huge = plan(Mode.INPAINT, 16384, 16384, Box(16000, 16000, 256, 256))
     assert big.work.width * big.work.height <= 1.2 * small.work.area
     assert (big.model_width, big.model_height) == (small.model_width, small.model_height)
     assert huge.upload.area <= big.upload.area
@@ -87,20 +87,20 @@ def test_cost_follows_selection_not_canvas():
 
 def test_outpaint_extents_per_side():
     p = plan(Mode.OUTPAINT, 600, 400, extend=Extents(left=150, top=7, right=0, bottom=33))
-    assert p.new_canvas == Rect(-150, -7, 750, 440)
+    assert p.new_canvas == Box(-150, -7, 750, 440)
     assert p.upload == p.work.intersect(p.canvas)
     assert p.work.x == -150 and p.work.y == -7
     assert p.new_canvas.contains(p.work)
     right = plan(Mode.OUTPAINT, 600, 400, extend=Extents(right=101))
-    assert right.new_canvas == Rect(0, 0, 701, 400)
+    assert right.new_canvas == Box(0, 0, 701, 400)
     assert right.work.right == 701 and right.work.x > 0  # only context near the new strip is uploaded
 
 
 def test_outpaint_by_selection_leaving_canvas():
-    p = plan(Mode.OUTPAINT, 600, 400, sel=Rect(550, -30, 100, 100))
-    assert p.new_canvas == Rect(0, -30, 650, 430)
-    assert p.selected == Rect(550, -30, 100, 100)
-    assert p.work.contains(Rect(550, -30, 100, 100))
+    p = plan(Mode.OUTPAINT, 600, 400, sel=Box(550, -30, 100, 100))
+    assert p.new_canvas == Box(0, -30, 650, 430)
+    assert p.selected == Box(550, -30, 100, 100)
+    assert p.work.contains(Box(550, -30, 100, 100))
 
 
 @settings(max_examples=300, deadline=None)
@@ -138,7 +138,7 @@ def test_model_size_rules(w, h, budget, multiple, upscale):
     res=st.sampled_from([SD15, SDXL, CLASSICAL]),
 )
 def test_plan_geometry(cw, ch, x, y, sw, sh, strength, mode, res):
-    sel = Rect(x, y, sw, sh)
+    sel = Box(x, y, sw, sh)
     try:
         p = plan(mode, cw, ch, sel, None, strength, res)
     except JobError as error:

@@ -26,21 +26,21 @@ from tests.canvas.helpers import (
     shifted_engine,
     work_original,
 )
-from underpaint.canvas import BlendSettings, Rect, plan_job
+from underpaint.canvas import BlendSettings, Box, plan_job
 from underpaint.modes import Mode
 
 THRESHOLD = 1.10
 
 
-def selections(w: int, h: int) -> list[Rect]:
+def selections(w: int, h: int) -> list[Box]:
     return [
-        Rect(w // 3 + 1, h // 4 + 3, w // 4 + 1, h // 5 + 2),
-        Rect(w // 8, h // 2, w // 3, h // 3),
-        Rect(0, 0, w // 5, h // 4),
+        Box(w // 3 + 1, h // 4 + 3, w // 4 + 1, h // 5 + 2),
+        Box(w // 8, h // 2, w // 3, h // 3),
+        Box(0, 0, w // 5, h // 4),
     ]
 
 
-def measure(name: str, sel: Rect, res, engine, settings: BlendSettings) -> float:
+def measure(name: str, sel: Box, res, engine, settings: BlendSettings) -> float:
     canvas = photo(name)
     h, w = canvas.shape[:2]
     plan = plan_job(Mode.INPAINT, w, h, sel, None, 1.0, res, settings)

@@ -13,11 +13,12 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from tests.daemon.engines import PacedEngine
-from underpaint.daemon.config import DaemonConfig, Limits
+from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
 from underpaint.engines.classical import ClassicalEngine
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol.client import UnderpaintClient
+from underpaint_protocol.messages import Limits
 from underpaint_protocol.session import Event
 
 SMALL_LIMITS = Limits(max_frame_bytes=4 * 1024 * 1024, max_upload_pixels=1024 * 1024, max_canvas_side=20000)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.daemon.conftest import RunningDaemon, layer_array, photo_like, submit_job
-from underpaint.canvas import Layer, composite_over
-from underpaint.canvas.geometry import Rect
+from underpaint.canvas import PixelLayer, composite_over
+from underpaint.canvas.geometry import Box
 from underpaint_protocol import PROTOCOL_VERSION
 
 
@@ -58,13 +58,13 @@ def test_classical_inpaint_places_an_exact_layer(make_client, image_format: str)
     layer_info = result.message["layer"]
     pixels = layer_array(result)
     assert (layer_info["width"], layer_info["height"]) == (pixels.shape[1], pixels.shape[0])
-    layer = Layer(pixels=pixels.copy(), x=layer_info["x"], y=layer_info["y"], canvas=Rect(0, 0, 200, 150))
+    layer = PixelLayer(pixels=pixels.copy(), x=layer_info["x"], y=layer_info["y"], canvas=Box(0, 0, 200, 150))
     # the layer covers the selection, fully opaque inside it
-    assert layer.rect.contains(Rect(40, 30, 37, 29))
+    assert layer.rect.contains(Box(40, 30, 37, 29))
     inside = pixels[30 - layer.y : 59 - layer.y, 40 - layer.x : 77 - layer.x, 3]
     assert (inside == 255).all()
     # outside the layer's non-zero alpha the composite is the original, bit for bit
-    composite = composite_over(canvas.copy(), layer, Rect(0, 0, 200, 150))
+    composite = composite_over(canvas.copy(), layer, Box(0, 0, 200, 150))
     covered = np.zeros((150, 200), bool)
     covered[layer.y : layer.y + layer.height, layer.x : layer.x + layer.width] = pixels[..., 3] > 0
     assert np.array_equal(composite[~covered], canvas[~covered])
@@ -128,8 +128,8 @@ def test_plan_asks_only_for_the_context_crop(make_client) -> None:
         "selection": {"x": 4000, "y": 4000, "width": 256, "height": 256},
     }
     planned = client.plan(job).result(timeout=5)
-    upload = Rect(**planned["upload"])
-    assert upload.contains(Rect(4000, 4000, 256, 256))
+    upload = Box(**planned["upload"])
+    assert upload.contains(Box(4000, 4000, 256, 256))
     assert upload.area < 2048 * 2048  # far less than the 8k canvas
 
 

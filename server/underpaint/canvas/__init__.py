@@ -4,20 +4,20 @@ Every engine and every host goes through here, so placement, seams and "nothing 
 selection changes" are solved once. Pure numpy / OpenCV; no torch.
 """
 
-from underpaint.canvas.composite import Layer, composite_over, over
+from underpaint.canvas.composite import PixelLayer, composite_over, over
 from underpaint.canvas.fill import content_aware_fill
-from underpaint.canvas.geometry import Extents, Rect
-from underpaint.canvas.job import PreparedJob, finish_job, finish_job_with_composite, prepare_job
+from underpaint.canvas.geometry import Box, Extents
+from underpaint.canvas.pipeline import PreparedJob, finish_job, finish_job_with_composite, prepare_job
 from underpaint.canvas.plan import BlendSettings, JobPlan, ModelResolution, model_size, plan_job
 
 __all__ = [
     "BlendSettings",
+    "Box",
     "Extents",
     "JobPlan",
-    "Layer",
     "ModelResolution",
+    "PixelLayer",
     "PreparedJob",
-    "Rect",
     "composite_over",
     "content_aware_fill",
     "finish_job",

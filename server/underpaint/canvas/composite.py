@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from underpaint.canvas.geometry import Rect
+from underpaint.canvas.geometry import Box
 
 
 @dataclass(frozen=True)
-class Layer:
+class PixelLayer:
     """An RGBA (straight alpha) layer to place at (x, y) in the original canvas's coordinates.
 
     ``pixels`` is trimmed to the smallest rectangle with non-zero alpha; ``canvas`` is the canvas
@@ -32,7 +32,7 @@ class Layer:
     pixels: np.ndarray
     x: int
     y: int
-    canvas: Rect
+    canvas: Box
 
     @property
     def width(self) -> int:
@@ -43,9 +43,9 @@ class Layer:
         return int(self.pixels.shape[0])
 
     @property
-    def rect(self) -> Rect:
+    def rect(self) -> Box:
         """Where the layer sits, in original canvas coordinates."""
-        return Rect(self.x, self.y, self.width, self.height)
+        return Box(self.x, self.y, self.width, self.height)
 
 
 def over(src_rgb: np.ndarray, src_alpha: np.ndarray, dst_rgba: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def over(src_rgb: np.ndarray, src_alpha: np.ndarray, dst_rgba: np.ndarray) -> np
     return out
 
 
-def composite_over(original_rgba_region: np.ndarray, layer: Layer, region: Rect) -> np.ndarray:
+def composite_over(original_rgba_region: np.ndarray, layer: PixelLayer, region: Box) -> np.ndarray:
     """Place ``layer`` at its offset over ``original_rgba_region`` (which covers ``region``).
 
     Returns a new RGBA array of the region's size; pixels the layer does not cover, or covers with

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Rect:
+class Box:
     """A half-open pixel rectangle [x, x + width) x [y, y + height); x and y may be negative."""
 
     x: int
@@ -31,35 +31,35 @@ class Rect:
         return self.width <= 0 or self.height <= 0
 
     @staticmethod
-    def from_edges(left: int, top: int, right: int, bottom: int) -> Rect:
-        return Rect(left, top, right - left, bottom - top)
+    def from_edges(left: int, top: int, right: int, bottom: int) -> Box:
+        return Box(left, top, right - left, bottom - top)
 
-    def intersect(self, other: Rect) -> Rect:
+    def intersect(self, other: Box) -> Box:
         left, top = max(self.x, other.x), max(self.y, other.y)
         right, bottom = min(self.right, other.right), min(self.bottom, other.bottom)
         if right <= left or bottom <= top:
-            return Rect(left, top, 0, 0)
-        return Rect.from_edges(left, top, right, bottom)
+            return Box(left, top, 0, 0)
+        return Box.from_edges(left, top, right, bottom)
 
-    def union(self, other: Rect) -> Rect:
+    def union(self, other: Box) -> Box:
         if self.is_empty:
             return other
         if other.is_empty:
             return self
-        return Rect.from_edges(
+        return Box.from_edges(
             min(self.x, other.x), min(self.y, other.y), max(self.right, other.right), max(self.bottom, other.bottom)
         )
 
-    def contains(self, other: Rect) -> bool:
+    def contains(self, other: Box) -> bool:
         return self.x <= other.x and self.y <= other.y and other.right <= self.right and other.bottom <= self.bottom
 
-    def translate(self, dx: int, dy: int) -> Rect:
-        return Rect(self.x + dx, self.y + dy, self.width, self.height)
+    def translate(self, dx: int, dy: int) -> Box:
+        return Box(self.x + dx, self.y + dy, self.width, self.height)
 
-    def pad(self, left: int, top: int, right: int, bottom: int) -> Rect:
-        return Rect.from_edges(self.x - left, self.y - top, self.right + right, self.bottom + bottom)
+    def pad(self, left: int, top: int, right: int, bottom: int) -> Box:
+        return Box.from_edges(self.x - left, self.y - top, self.right + right, self.bottom + bottom)
 
-    def slices(self, origin: Rect) -> tuple[slice, slice]:
+    def slices(self, origin: Box) -> tuple[slice, slice]:
         """Numpy (rows, cols) slices selecting this rect inside an array that covers ``origin``."""
         return (
             slice(self.y - origin.y, self.bottom - origin.y),

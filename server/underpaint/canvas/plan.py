@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from underpaint.canvas.geometry import Extents, Rect
+from underpaint.canvas.geometry import Box, Extents
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
@@ -47,15 +47,15 @@ class JobPlan:
     """Where a job reads and writes, all in the original canvas's coordinates."""
 
     mode: Mode
-    canvas: Rect
-    """The original canvas, Rect(0, 0, width, height)."""
-    new_canvas: Rect
+    canvas: Box
+    """The original canvas, Box(0, 0, width, height)."""
+    new_canvas: Box
     """The canvas after an outpaint grows it (x, y <= 0); equal to ``canvas`` otherwise."""
-    selection: Rect | None
+    selection: Box | None
     """Bounds of what may be regenerated; None when the whole work area is."""
-    work: Rect
+    work: Box
     """The context crop the model sees; leaves the canvas only when outpainting."""
-    upload: Rect
+    upload: Box
     """``work`` clipped to the canvas: the only pixels the host sends (empty for txt2img)."""
     model_width: int
     model_height: int
@@ -67,7 +67,7 @@ class JobPlan:
     """Resolved width in work pixels of the denoise mask's fall-off after ``grow``."""
     blend: int = 0
     """Resolved width in work pixels of the composite mask's fall-off outside the selection."""
-    selected: Rect | None = None
+    selected: Box | None = None
     """The host's selection rectangle clipped to the new canvas: what counts as fully selected when
     no mask is sent (for outpaint, ``selection`` is wider: it also bounds the new area)."""
 
@@ -98,7 +98,7 @@ def plan_job(
     mode: Mode,
     canvas_width: int,
     canvas_height: int,
-    selection: Rect | None,
+    selection: Box | None,
     extend: Extents | None,
     strength: float,
     resolution: ModelResolution,
@@ -115,7 +115,7 @@ def plan_job(
     strength = _check_strength(strength)
     _check_resolution(resolution)
     _check_settings(settings)
-    canvas = Rect(0, 0, width, height)
+    canvas = Box(0, 0, width, height)
     if selection is not None:
         selection = _check_rect(selection, "job.selection")
         if selection.is_empty:
@@ -137,7 +137,7 @@ def plan_job(
             )
         if new_canvas.width > MAX_SIDE or new_canvas.height > MAX_SIDE:
             raise JobError("invalid_value", f"the grown canvas would exceed {MAX_SIDE} pixels", "job.extend")
-        target: Rect | None = growth_bounds(canvas, new_canvas)
+        target: Box | None = growth_bounds(canvas, new_canvas)
         if selection is not None:
             target = selection.union(target) if target is not None else selection
     else:
@@ -163,12 +163,12 @@ def plan_job(
         # A few pixels of context are useless to a model: give tiny selections a minimum crop.
         xs = _grow_span(work.x, work.width, MIN_WORK_SIDE, allowed.x, allowed.right)
         ys = _grow_span(work.y, work.height, MIN_WORK_SIDE, allowed.y, allowed.bottom)
-        work = Rect(xs[0], ys[0], xs[1], ys[1])
+        work = Box(xs[0], ys[0], xs[1], ys[1])
     model_width, model_height = model_size(work.width, work.height, resolution)
     if target is not None and mode is not Mode.TXT2IMG:
         work = _match_aspect(work, allowed, model_width, model_height, resolution.multiple)
         model_width, model_height = model_size(work.width, work.height, resolution)
-    upload = Rect(0, 0, 0, 0) if mode is Mode.TXT2IMG else work.intersect(canvas)
+    upload = Box(0, 0, 0, 0) if mode is Mode.TXT2IMG else work.intersect(canvas)
     return JobPlan(
         mode=mode,
         canvas=canvas,
@@ -186,17 +186,17 @@ def plan_job(
     )
 
 
-def growth_bounds(canvas: Rect, new_canvas: Rect) -> Rect | None:
+def growth_bounds(canvas: Box, new_canvas: Box) -> Box | None:
     """Bounding box of ``new_canvas`` minus ``canvas``: everything an outpaint must invent."""
     strips = []
     if new_canvas.x < canvas.x:
-        strips.append(Rect.from_edges(new_canvas.x, new_canvas.y, canvas.x, new_canvas.bottom))
+        strips.append(Box.from_edges(new_canvas.x, new_canvas.y, canvas.x, new_canvas.bottom))
     if new_canvas.y < canvas.y:
-        strips.append(Rect.from_edges(new_canvas.x, new_canvas.y, new_canvas.right, canvas.y))
+        strips.append(Box.from_edges(new_canvas.x, new_canvas.y, new_canvas.right, canvas.y))
     if new_canvas.right > canvas.right:
-        strips.append(Rect.from_edges(canvas.right, new_canvas.y, new_canvas.right, new_canvas.bottom))
+        strips.append(Box.from_edges(canvas.right, new_canvas.y, new_canvas.right, new_canvas.bottom))
     if new_canvas.bottom > canvas.bottom:
-        strips.append(Rect.from_edges(new_canvas.x, canvas.bottom, new_canvas.right, new_canvas.bottom))
+        strips.append(Box.from_edges(new_canvas.x, canvas.bottom, new_canvas.right, new_canvas.bottom))
     if not strips:
         return None
     bounds = strips[0]
@@ -205,12 +205,12 @@ def growth_bounds(canvas: Rect, new_canvas: Rect) -> Rect | None:
     return bounds
 
 
-def _size_of(rect: Rect) -> float:
+def _size_of(rect: Box) -> float:
     """Diagonal of the square with the rect's area: a strip's size is its thickness, not its length."""
     return math.sqrt(2.0 * rect.area)
 
 
-def resolve_blend(target: Rect, strength: float, settings: BlendSettings) -> tuple[int, int, int]:
+def resolve_blend(target: Box, strength: float, settings: BlendSettings) -> tuple[int, int, int]:
     """(grow, feather, blend) in work pixels: per-job overrides, else defaults scaled to the selection.
 
     At a 256x256 selection and full strength these are krita-ai-diffusion's numbers (grow 4, feather
@@ -236,7 +236,7 @@ def resolve_blend(target: Rect, strength: float, settings: BlendSettings) -> tup
     return grow, feather, blend
 
 
-def context_padding(mode: Mode, target: Rect, strength: float, grow: int, feather: int) -> int:
+def context_padding(mode: Mode, target: Box, strength: float, grow: int, feather: int) -> int:
     """Pixels of context around the selection: room for the mask ramp, more at high strength.
 
     Below half strength the model only refines, so the mask bounds suffice; at full strength (and for
@@ -272,7 +272,7 @@ def model_size(width: int, height: int, resolution: ModelResolution) -> tuple[in
     return _clamp(round(fw / m) * m, lo, hi), _clamp(round(fh / m) * m, lo, hi)
 
 
-def _match_aspect(work: Rect, allowed: Rect, model_width: int, model_height: int, multiple: int) -> Rect:
+def _match_aspect(work: Box, allowed: Box, model_width: int, model_height: int, multiple: int) -> Box:
     """Grow the crop (never shrink) so it has the model's aspect: rounding goes into context, not distortion.
 
     Only the rounding to ``multiple`` is absorbed; a distortion forced by min/max side stays (growing
@@ -286,7 +286,7 @@ def _match_aspect(work: Rect, allowed: Rect, model_width: int, model_height: int
         _grow_span(work.x, work.width, want_w, allowed.x, allowed.right),
         _grow_span(work.y, work.height, want_h, allowed.y, allowed.bottom),
     )
-    return Rect(left[0], top[0], left[1], top[1])
+    return Box(left[0], top[0], left[1], top[1])
 
 
 def _grow_span(start: int, length: int, want: int, lo: int, hi: int) -> tuple[int, int]:
@@ -326,8 +326,8 @@ def _check_strength(strength: object) -> float:
     return float(strength)
 
 
-def _check_rect(rect: object, field: str) -> Rect:
-    if not isinstance(rect, Rect):
+def _check_rect(rect: object, field: str) -> Box:
+    if not isinstance(rect, Box):
         raise JobError("invalid_value", f"{field} must be a rectangle", field)
     for name in ("x", "y"):
         _check_int(getattr(rect, name), f"{field}.{name}", -MAX_SIDE, 2 * MAX_SIDE)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from underpaint_protocol import DEFAULT_PORT
+from underpaint_protocol.messages import Limits
 
 
 def config_dir() -> Path:
@@ -24,17 +25,6 @@ def data_dir() -> Path:
     if sys.platform in ("win32", "darwin"):
         return config_dir()
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "underpaint"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one client may ask of the daemon; reported in the handshake."""
-
-    max_frame_bytes: int = 256 * 1024 * 1024
-    max_upload_pixels: int = 8192 * 8192
-    max_canvas_side: int = 32768
-    max_batch: int = 16
-    max_queued_jobs: int = 256
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.server import ServerConnection
@@ -19,14 +20,12 @@ from websockets.exceptions import ConnectionClosed
 
 from underpaint.daemon import auth
 from underpaint.daemon.images import decode_attachment, encode_image
-from underpaint.daemon.jobs import Outgoing
+from underpaint.daemon.manager import JobManager
 from underpaint.daemon.protocol import ConnectionProtocol, HelloReceived, Reply, RequestReceived, SubmitReceived
+from underpaint.daemon.records import Outgoing, to_wire_rect
 from underpaint.errors import JobError
 from underpaint_protocol import messages as wire
 from underpaint_protocol.frames import Attachment, encode_frame
-
-if TYPE_CHECKING:
-    from underpaint.daemon.server import Daemon
 
 log = logging.getLogger("underpaint.connection")
 
@@ -39,11 +38,25 @@ class _Close:
     reason: str
 
 
-class ClientConnection:
-    def __init__(self, websocket: ServerConnection, daemon: Daemon) -> None:
+@dataclass(frozen=True)
+class ConnectionContext:
+    """The little a connection needs from its daemon."""
+
+    manager: JobManager
+    limits: wire.Limits
+    token: str
+    loopback: bool
+    """Whether the daemon listens on loopback only (then local clients need no token)."""
+    welcome: Callable[[str], wire.Welcome]
+
+
+class ClientHandler:
+    """Serves one client's websocket (named apart from websockets' own ``ClientConnection``)."""
+
+    def __init__(self, websocket: ServerConnection, context: ConnectionContext) -> None:
         self.websocket = websocket
-        self.daemon = daemon
-        self.protocol = ConnectionProtocol(daemon.config.limits.max_frame_bytes)
+        self.context = context
+        self.protocol = ConnectionProtocol(context.limits.max_frame_bytes)
         self.outgoing: asyncio.Queue[Outgoing | _Close | None] = asyncio.Queue()
         self.client_id: str | None = None
         self.client_name = "?"
@@ -65,7 +78,7 @@ class ClientConnection:
             pass
         finally:
             if self.client_id is not None:
-                self.daemon.manager.unsubscribe(self.client_id, self._sink)
+                self.context.manager.unsubscribe(self.client_id, self._sink)
                 log.info("%s disconnected", self.client_name)
             self.outgoing.put_nowait(None)
             await asyncio.gather(writer, return_exceptions=True)
@@ -90,7 +103,9 @@ class ClientConnection:
 
     def _hello(self, hello: wire.Hello) -> None:
         origin = self.websocket.request.headers.get("Origin") if self.websocket.request else None
-        if auth.token_required(origin, self.daemon.loopback) and not auth.token_matches(self.daemon.token, hello.token):
+        if auth.token_required(origin, self.context.loopback) and not auth.token_matches(
+            self.context.token, hello.token
+        ):
             why = f"a connection from origin {origin!r}" if origin is not None else "a non-loopback daemon"
             self._reply(
                 wire.Error(
@@ -109,12 +124,12 @@ class ClientConnection:
         )
         self.result_format = hello.result_format
         self.previews = hello.previews
-        self.daemon.manager.subscribe(self.client_id, self._sink)
-        self._reply(self.daemon.welcome(self.client_id))
+        self.context.manager.subscribe(self.client_id, self._sink)
+        self._reply(self.context.welcome(self.client_id))
         log.info("%s connected", self.client_name)
 
     def _request(self, message: Any) -> None:
-        manager = self.daemon.manager
+        manager = self.context.manager
         assert self.client_id is not None
         try:
             if isinstance(message, wire.PlanRequest):
@@ -122,9 +137,9 @@ class ClientConnection:
                 self._reply(
                     wire.Planned(
                         request_id=message.request_id,
-                        upload=_wire_rect(plan.upload),
-                        work=_wire_rect(plan.work),
-                        canvas=_wire_rect(plan.new_canvas),
+                        upload=to_wire_rect(plan.upload),
+                        work=to_wire_rect(plan.work),
+                        canvas=to_wire_rect(plan.new_canvas),
                         model_width=plan.model_width,
                         model_height=plan.model_height,
                     )
@@ -149,7 +164,7 @@ class ClientConnection:
 
     async def _submit(self, event: SubmitReceived) -> None:
         submit = event.submit
-        limits = self.daemon.config.limits
+        limits = self.context.limits
         assert self.client_id is not None
         try:
             arrays: dict[str, np.ndarray] = {}
@@ -160,14 +175,14 @@ class ClientConnection:
                     )
                 else:
                     arrays[name] = decode_attachment(attachment, payload, name, limits.max_upload_pixels)
-            job = self.daemon.manager.submit(self.client_id, submit, arrays.get("image"), arrays.get("mask"))
+            job = self.context.manager.submit(self.client_id, submit, arrays.get("image"), arrays.get("mask"))
         except JobError as error:
             self._reply(
                 wire.Error(code=error.code, message=error.message, field=error.field, request_id=submit.request_id)
             )
             return
         self._reply(wire.Accepted(request_id=submit.request_id, job_id=job.id, seed=job.seed))
-        position = self.daemon.manager.positions(job.device).get(job.id)
+        position = self.context.manager.positions(job.device).get(job.id)
         if position is not None:
             self._reply(wire.Queued(job_id=job.id, position=position))
 
@@ -209,7 +224,3 @@ class ClientConnection:
         await self.websocket.send(message.model_dump_json())
         if frame is not None:
             await self.websocket.send(frame)
-
-
-def _wire_rect(rect: Any) -> wire.Rect:
-    return wire.Rect(x=rect.x, y=rect.y, width=rect.width, height=rect.height)

@@ -7,28 +7,24 @@ a layer, saved, and only then reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from underpaint import __version__, canvas
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
+from underpaint.daemon.records import Job, Publish, blend_settings, result_message
 from underpaint.engines.base import GenerationInput, JobCancelled, StepProgress
 from underpaint.modes import Mode
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol import messages as wire
 
-if TYPE_CHECKING:
-    from underpaint.daemon.jobs import Job
 
-Publish = Callable[..., None]
+def execute(job: Job, publish: Publish, store: OutputStore) -> int:
+    """Generate, composite, store and report every batch item; returns how many were made.
 
-
-def run_job(job: Job, store: OutputStore, publish: Publish) -> int:
-    """Generate, composite, store and report every batch item; returns how many were made."""
-    from underpaint.daemon.jobs import blend_settings, result_message
-
+    The manager binds ``store`` and calls this on a worker thread as its ``Execute`` step.
+    """
     if job.cancel.is_set():
         raise JobCancelled()
     plan = job.plan
@@ -67,7 +63,7 @@ def run_job(job: Job, store: OutputStore, publish: Publish) -> int:
         if through_pipeline:
             layer = canvas.finish_job(prepared, generated)
         else:
-            layer = canvas.Layer(pixels=generated, x=plan.upload.x, y=plan.upload.y, canvas=plan.new_canvas)
+            layer = canvas.PixelLayer(pixels=generated, x=plan.upload.x, y=plan.upload.y, canvas=plan.new_canvas)
         item_seed = (job.seed + index) % 2**32
         stored = store.save(
             StoredResult(

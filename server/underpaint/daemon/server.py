@@ -15,8 +15,8 @@ from websockets.asyncio.server import ServerConnection, serve
 from underpaint import __version__
 from underpaint.daemon import auth
 from underpaint.daemon.config import DaemonConfig
-from underpaint.daemon.connection import ClientConnection
-from underpaint.daemon.jobs import JobManager
+from underpaint.daemon.connection import ClientHandler, ConnectionContext
+from underpaint.daemon.manager import JobManager
 from underpaint.daemon.outputs import OutputStore
 from underpaint.engines.base import Engine
 from underpaint.modes import Mode
@@ -36,8 +36,9 @@ class Daemon:
         self.token = auth.load_or_create_token(config.token_file)
         self.store = OutputStore(config.outputs, config.memory_cache_bytes)
         self._manager: JobManager | None = None
+        self._context: ConnectionContext | None = None
         self._stop: asyncio.Event | None = None
-        self._connections: set[ClientConnection] = set()
+        self._connections: set[ClientHandler] = set()
         self.port: int | None = None
 
     @property
@@ -47,7 +48,6 @@ class Daemon:
 
     def welcome(self, client_id: str) -> wire.Welcome:
         models = self.manager.models()
-        limits = self.config.limits
         return wire.Welcome(
             server=wire.Peer(name="underpaint", version=__version__),
             client_id=client_id,
@@ -68,18 +68,13 @@ class Daemon:
             default_model=self.default_model,
             modes=sorted({mode.value for info, _ in models for mode in info.modes}, key=_mode_order),
             model_loaded=any(info.loaded and info.engine != "classical" for info, _ in models),
-            limits=wire.Limits(
-                max_frame_bytes=limits.max_frame_bytes,
-                max_upload_pixels=limits.max_upload_pixels,
-                max_canvas_side=limits.max_canvas_side,
-                max_batch=limits.max_batch,
-                max_queued_jobs=limits.max_queued_jobs,
-            ),
+            limits=self.config.limits,
             image_formats=list(IMAGE_FORMATS),  # type: ignore[arg-type]
         )
 
     async def _handler(self, websocket: ServerConnection) -> None:
-        connection = ClientConnection(websocket, self)
+        assert self._context is not None
+        connection = ClientHandler(websocket, self._context)
         self._connections.add(connection)
         try:
             await connection.run()
@@ -91,6 +86,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._manager = JobManager(self.engines, self.default_model, self.store, self.config.limits, loop)
+        self._context = ConnectionContext(self._manager, self.config.limits, self.token, self.loopback, self.welcome)
         async with serve(
             self._handler,
             self.config.host,

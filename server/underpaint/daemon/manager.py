@@ -1,4 +1,4 @@
-"""Jobs from every client: validation into a plan, fair queues per device, workers, events.
+"""The job manager: jobs from every client: validation into a plan, fair queues per device, workers, events.
 
 The ``JobManager`` lives on the event loop's thread; only the worker threads it starts run engines.
 Workers hand events back with ``loop.call_soon_threadsafe`` so that every socket write stays on
@@ -9,6 +9,7 @@ connection dropping, and a reconnecting client with the same id lists and fetche
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import secrets
@@ -16,87 +17,36 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from underpaint import canvas
-from underpaint.canvas.geometry import Extents, Rect
-from underpaint.canvas.plan import BlendSettings, JobPlan
-from underpaint.daemon.config import Limits
-from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
+from underpaint.canvas.geometry import Box, Extents
+from underpaint.canvas.plan import JobPlan
+from underpaint.daemon import runner
+from underpaint.daemon.outputs import OutputStore, owner_key
 from underpaint.daemon.queue import FairQueue
-from underpaint.daemon.runner import run_job
+from underpaint.daemon.records import (
+    Execute,
+    Job,
+    Outgoing,
+    Sink,
+    blend_settings,
+    result_message,
+    to_box,
+)
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 from underpaint_protocol import messages as wire
+from underpaint_protocol.messages import Limits
 
 log = logging.getLogger("underpaint.jobs")
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 KEPT_JOB_RECORDS = 1000
 DEFAULT_STRENGTH = {Mode.TXT2IMG: 1.0, Mode.IMG2IMG: 0.6, Mode.INPAINT: 1.0, Mode.OUTPAINT: 1.0}
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message for a client, with the image it carries as an array (encoded per connection)."""
-
-    message: Any
-    pixels: np.ndarray | None = None
-
-
-Sink = Callable[[Outgoing], None]
-
-
-@dataclass(eq=False)
-class Job:
-    id: str
-    owner: str
-    spec: wire.JobSpec
-    model: ModelInfo
-    engine: Engine
-    plan: JobPlan
-    seed: int
-    steps: int
-    guidance: float
-    strength: float
-    image: np.ndarray | None
-    mask: np.ndarray | None
-    created: float = field(default_factory=time.time)
-    state: str = "queued"
-    results: int = 0
-    cancel: threading.Event = field(default_factory=threading.Event)
-    terminal_event: Any = None
-
-    @property
-    def device(self) -> str:
-        return self.engine.device
-
-    def summary(self, position: int | None) -> wire.JobSummary:
-        return wire.JobSummary(
-            job_id=self.id,
-            state=self.state,  # type: ignore[arg-type]
-            mode=self.spec.mode,
-            model=self.model.id,
-            prompt=self.spec.prompt,
-            created=self.created,
-            results=self.results,
-            position=position,
-        )
-
-
-def to_rect(rect: wire.Rect | None) -> Rect | None:
-    return None if rect is None else Rect(rect.x, rect.y, rect.width, rect.height)
-
-
-def blend_settings(spec: wire.JobSpec) -> BlendSettings:
-    if spec.blend is None:
-        return BlendSettings()
-    return BlendSettings(**spec.blend.model_dump())
 
 
 class JobManager:
@@ -107,8 +57,11 @@ class JobManager:
         store: OutputStore,
         limits: Limits,
         loop: asyncio.AbstractEventLoop,
+        execute: Execute | None = None,
     ) -> None:
+        """``execute`` runs one job on a worker thread (default: in this process, see ``runner``)."""
         self.engines = engines
+        self.execute: Execute = execute or functools.partial(runner.execute, store=store)
         self.default_model = default_model
         self.store = store
         self.limits = limits
@@ -180,7 +133,7 @@ class JobManager:
             mode,
             spec.canvas.width,
             spec.canvas.height,
-            to_rect(spec.selection),
+            to_box(spec.selection),
             extend,
             strength,
             engine.resolution(info.id),
@@ -236,7 +189,7 @@ class JobManager:
                 f"this job needs the canvas pixels of {_rect_text(plan.upload)} as `image`",
                 "image",
             )
-        region = to_rect(submit.region) or plan.upload
+        region = to_box(submit.region) or plan.upload
         if not region.contains(plan.upload):
             raise JobError(
                 "region_mismatch",
@@ -336,7 +289,7 @@ class JobManager:
         self.publish(job, wire.Started(job_id=job.id))
         started = time.perf_counter()
         try:
-            count = run_job(job, self.store, lambda message, pixels=None: self.publish(job, message, pixels))
+            count = self.execute(job, functools.partial(self.publish, job))
         except JobCancelled:
             if self._shutting_down:
                 self._finish_threadsafe(job, "failed", _shutting_down(job))
@@ -399,18 +352,5 @@ def _shutting_down(job: Job) -> wire.Failed:
     return wire.Failed(job_id=job.id, code="shutting_down", message="the daemon shut down; the job was interrupted")
 
 
-def result_message(item: StoredResult) -> wire.Result:
-    height, width = item.pixels.shape[:2]
-    placeholder = wire.AttachmentRef(id="pending", format="rgba8", width=max(width, 1), height=max(height, 1))
-    return wire.Result(
-        job_id=item.job_id,
-        index=item.index,
-        layer=wire.Layer(name=item.name, x=item.x, y=item.y, width=width, height=height, image=placeholder),
-        canvas=wire.Rect(**item.canvas),
-        params=item.params,
-        output=item.output,
-    )
-
-
-def _rect_text(rect: Rect) -> str:
+def _rect_text(rect: Box) -> str:
     return f"x={rect.x} y={rect.y} {rect.width}x{rect.height}"

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 
 from underpaint.canvas.colour import apply_lut, fit_colour_lut
-from underpaint.canvas.composite import Layer, over
+from underpaint.canvas.composite import PixelLayer, over
 from underpaint.canvas.fill import prefill
-from underpaint.canvas.geometry import Rect
+from underpaint.canvas.geometry import Box
 from underpaint.canvas.masks import composite_mask, denoise_mask, distance_to
 from underpaint.canvas.plan import BlendSettings, JobPlan
 from underpaint.canvas.resize import resize_exact
@@ -39,7 +39,7 @@ class PreparedJob:
     """The host's upload (RGBA uint8, plan.upload's size); kept by reference, not copied."""
 
 
-def _check_image(upload: np.ndarray | None, rect: Rect) -> np.ndarray:
+def _check_image(upload: np.ndarray | None, rect: Box) -> np.ndarray:
     want = (rect.height, rect.width)
     if not isinstance(upload, np.ndarray) or upload.dtype != np.uint8 or upload.ndim != 3:
         raise JobError("size_mismatch", f"image must be uint8 RGBA of {want[1]}x{want[0]}", "image")
@@ -52,7 +52,7 @@ def _check_image(upload: np.ndarray | None, rect: Rect) -> np.ndarray:
     return upload
 
 
-def _check_mask(mask: np.ndarray, rect: Rect) -> np.ndarray:
+def _check_mask(mask: np.ndarray, rect: Box) -> np.ndarray:
     if isinstance(mask, np.ndarray) and mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[..., 0]
     if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != (rect.height, rect.width):
@@ -147,7 +147,9 @@ def prepare_job(
     return PreparedJob(plan, image, denoise, settings, seed, sel, upload)
 
 
-def _finish(prepared: PreparedJob, generated_rgb: np.ndarray, with_composite: bool) -> tuple[Layer, np.ndarray | None]:
+def _finish(
+    prepared: PreparedJob, generated_rgb: np.ndarray, with_composite: bool
+) -> tuple[PixelLayer, np.ndarray | None]:
     plan = prepared.plan
     work = plan.work
     want = (plan.model_height, plan.model_width, 3)
@@ -166,14 +168,14 @@ def _finish(prepared: PreparedJob, generated_rgb: np.ndarray, with_composite: bo
     rows = np.flatnonzero(alpha.any(axis=1))
     cols = np.flatnonzero(alpha.any(axis=0))
     if rows.size == 0:
-        layer = Layer(np.zeros((0, 0, 4), np.uint8), work.x, work.y, plan.new_canvas)
+        layer = PixelLayer(np.zeros((0, 0, 4), np.uint8), work.x, work.y, plan.new_canvas)
     else:
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         pixels = np.empty((y1 - y0, x1 - x0, 4), np.uint8)
         pixels[..., :3] = gen[y0:y1, x0:x1]
         pixels[..., 3] = alpha[y0:y1, x0:x1]
         pixels[pixels[..., 3] == 0] = 0  # colour under alpha 0 carries nothing; keep it deterministic
-        layer = Layer(pixels, work.x + x0, work.y + y0, plan.new_canvas)
+        layer = PixelLayer(pixels, work.x + x0, work.y + y0, plan.new_canvas)
     if not with_composite:
         return layer, None
     base = np.zeros((work.height, work.width, 4), np.uint8)
@@ -201,12 +203,12 @@ def _colour_match(plan: JobPlan, gen: np.ndarray, original: np.ndarray, sel: np.
     return gen
 
 
-def finish_job(prepared: PreparedJob, generated_rgb: np.ndarray) -> Layer:
+def finish_job(prepared: PreparedJob, generated_rgb: np.ndarray) -> PixelLayer:
     """Scale the engine's output back to the exact work crop, colour-match, and cut the layer."""
     return _finish(prepared, generated_rgb, with_composite=False)[0]
 
 
-def finish_job_with_composite(prepared: PreparedJob, generated_rgb: np.ndarray) -> tuple[Layer, np.ndarray]:
+def finish_job_with_composite(prepared: PreparedJob, generated_rgb: np.ndarray) -> tuple[PixelLayer, np.ndarray]:
     """finish_job plus the pipeline's own composite over the work crop (RGBA, transparent outside the
     original canvas), for tests and clients that want to check the layer reproduces it."""
     layer, composite = _finish(prepared, generated_rgb, with_composite=True)
