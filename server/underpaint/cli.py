@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from underpaint import __version__
@@ -197,9 +196,7 @@ def _workers(args: argparse.Namespace) -> int:
     if workers is None:
         print("underpaint: this daemon does not report its workers", file=sys.stderr)
         return 1
-    rows = [
-        (w["where"], w["device"], "busy" if w["busy"] else "idle", ", ".join(w["models"]) or "-") for w in workers
-    ]
+    rows = [(w["where"], w["device"], "busy" if w["busy"] else "idle", ", ".join(w["models"]) or "-") for w in workers]
     header = ("WHERE", "DEVICE", "STATE", "WARM MODELS")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:

@@ -20,8 +20,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from underpaint.engines.base import Engine
 from underpaint.scaleout.board import WorkerBoard
-from underpaint.scaleout.remote import RemoteEngine
+from underpaint.scaleout.remote import DEVICE, RemoteEngine
 from underpaint.scaleout.replica import EngineReplica, EngineSettings, Survey, WorkerStatus, survey
+from underpaint_protocol import messages as wire
 
 log = logging.getLogger("underpaint.scaleout")
 
@@ -125,6 +126,16 @@ class RayWorkers:
     def workers(self) -> list[WorkerStatus]:
         """The replicas heard from in the last few seconds."""
         return list(self._status)
+
+    def threads(self) -> dict[str, int]:
+        """The daemon hands Serve as many jobs at once as there are replicas; the rest wait in its fair queue."""
+        return {DEVICE: self.parallel}
+
+    def describe(self) -> list[wire.WorkerDescription]:
+        return [
+            wire.WorkerDescription(where=w.machine, device=w.device, models=list(w.models), busy=w.busy)
+            for w in self._status
+        ]
 
     def close(self) -> None:
         self._stop.set()
