@@ -163,15 +163,15 @@ def test_every_job_type_end_to_end(make_client, ray_daemon: RayDaemon, job: dict
 
 def test_cancel_stops_the_job_on_its_replica_within_a_step(make_client, ray_daemon: RayDaemon) -> None:
     client, events = make_client()
-    job_id = submit_job(client, inpaint("tiny-random", steps=400), CANVAS, MASK)["job_id"]
+    job_id = submit_job(client, inpaint("tiny-random", steps=200, batch=3), CANVAS, MASK)["job_id"]
     events.wait_for(lambda: len(events.of(job_id, "progress")) >= 2, timeout=120)
     cancelled_at = len(events.of(job_id, "progress"))
     client.cancel(job_id)
     assert events.wait_outcome(job_id, timeout=30).type == "cancelled"
     assert not events.of(job_id, "result")
-    # the replica stopped: it is idle again long before 400 steps would have run
+    # the replica stopped: it is idle again long before its 600 steps would have run
     wait_workers(ray_daemon.url, lambda ws: not any(w["busy"] for w in ws), timeout=20)
-    assert len(events.of(job_id, "progress")) < cancelled_at + 50
+    assert len(events.of(job_id, "progress")) < cancelled_at + 60
     after = submit_job(client, inpaint("tiny-random"), CANVAS, MASK)["job_id"]
     assert events.wait_outcome(after, timeout=60).type == "finished"
 
@@ -193,8 +193,9 @@ def test_a_replica_killed_mid_job_fails_that_job_clearly_and_the_next_one_runs(
     make_client, ray_daemon: RayDaemon
 ) -> None:
     client, events = make_client()
-    job_id = submit_job(client, inpaint("tiny-random", steps=400), CANVAS, MASK)["job_id"]
+    job_id = submit_job(client, inpaint("tiny-random", steps=200, batch=3), CANVAS, MASK)["job_id"]
     events.wait_for(lambda: len(events.of(job_id, "progress")) >= 2, timeout=120)
+    wait_workers(ray_daemon.url, lambda ws: any(w["busy"] for w in ws))
     busy = [w for w in ray_daemon.workers.workers() if w.busy]
     assert len(busy) == 1
     os.kill(busy[0].pid, signal.SIGKILL)

@@ -22,7 +22,9 @@ class WorkerBoard:
         self._workers: dict[str, tuple[WorkerStatus, float]] = {}
 
     def report(self, status: WorkerStatus) -> None:
-        self._workers[status.replica] = (status, time.monotonic())
+        known = self._workers.get(status.replica)
+        if known is None or known[0].sequence < status.sequence:
+            self._workers[status.replica] = (status, time.monotonic())
 
     def snapshot(self) -> list[WorkerStatus]:
         now = time.monotonic()

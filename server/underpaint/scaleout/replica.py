@@ -18,9 +18,8 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +160,8 @@ class WorkerStatus:
     models: tuple[str, ...]
     busy: bool
     pid: int
-    updated: float = field(default_factory=time.time)
+    sequence: int
+    """Reports are numbered: the board keeps the newest even if an older one arrives later."""
 
 
 class _Warm:
@@ -200,6 +200,9 @@ class EngineReplica:
             return self._load(model)
 
         self.load = serve.multiplexed(max_num_models_per_replica=settings.max_models)(load)
+        self.machine = machine_name()
+        self._reporting = threading.Lock()
+        self._sequence = 0
         self._stop = threading.Event()
         self._reporter = threading.Thread(target=self._heartbeat, name="underpaint-heartbeat", daemon=True)
         self._reporter.start()
@@ -227,11 +230,14 @@ class EngineReplica:
         if model in self.warm:
             self.warm.remove(model)
 
-    def status(self) -> WorkerStatus:
-        return WorkerStatus(self.replica, machine_name(), self.device, tuple(self.warm), self.busy, os.getpid())
-
     def _report(self) -> None:
-        self.board.report.remote(self.status())
+        """Send the current status (from the event loop or the heartbeat thread, one at a time)."""
+        with self._reporting:
+            self._sequence += 1
+            status = WorkerStatus(
+                self.replica, self.machine, self.device, tuple(self.warm), self.busy, os.getpid(), self._sequence
+            )
+            self.board.report.remote(status)
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):

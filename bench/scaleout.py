@@ -1,0 +1,160 @@
+"""`--workers ray`: does a second replica double throughput, and what does the Ray hop cost per job?
+
+Measured side by side in one run, through the real websocket daemon driven like a plugin:
+
+- throughput: 8 `tiny-random` txt2img jobs submitted at once, 1 replica vs 2 (torch limited to one
+  thread per replica), after each replica has the model warm; prints jobs/s and the ratio (target
+  >= 1.7x). Without a GPU the replicas get logical GPUs and share this machine's cores; on a GPU
+  machine (or with --address, a cluster) it compares 1 replica with one per GPU.
+- overhead: the echo engine (returns its upload) at 512x512 and 4 MP, the in-process daemon vs the
+  daemon on one Ray replica, interleaved; prints the median per job and the difference (target:
+  under 10 ms added at 512x512; at 4 MP the pixels cross Ray's object store both ways).
+
+Run: ``python bench/scaleout.py`` (needs ``underpaint[ray]`` and the diffusion extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import ray
+from transfer import DaemonRoundTrip, photo
+
+from underpaint.daemon.config import DaemonConfig
+from underpaint.daemon.server import Daemon, DaemonThread
+from underpaint.engines.classical import ClassicalEngine
+from underpaint.engines.echo import EchoEngine
+from underpaint.scaleout.backend import RayOptions, RayWorkers
+from underpaint.scaleout.replica import EngineSettings
+from underpaint_protocol.client import UnderpaintClient
+from underpaint_protocol.session import Event
+
+TEMP = Path(tempfile.mkdtemp(prefix="underpaint-bench-scaleout-"))
+
+
+def start_daemon(engines: list, default_model: str, workers: RayWorkers | None = None) -> DaemonThread:
+    config = DaemonConfig(port=0, token_file=TEMP / "token", outputs=None)
+    return DaemonThread(Daemon(config, engines, default_model, workers=workers)).start()
+
+
+def start_ray_daemon(settings: EngineSettings, options: RayOptions) -> tuple[DaemonThread, RayWorkers]:
+    workers = RayWorkers(settings, options).start()
+    return start_daemon(workers.engines, workers.default_model, workers), workers
+
+
+class Batch:
+    """One client that submits many txt2img jobs at once and waits for all of them."""
+
+    def __init__(self, url: str) -> None:
+        self.finished: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.client = UnderpaintClient(url, client_name="bench", on_event=self._on_event, previews=False)
+        self.client.connect()
+
+    def _on_event(self, event: Event) -> None:
+        if event.type in ("finished", "failed", "cancelled") and event.job_id:
+            with self.lock:
+                self.finished[event.job_id] = event.type
+
+    def run(self, jobs: int, steps: int) -> float:
+        started = time.perf_counter()
+        spec = {"mode": "txt2img", "model": "tiny-random", "steps": steps, "canvas": {"width": 128, "height": 128}}
+        ids = [self.client.submit(spec, None, None).result(timeout=60)["job_id"] for _ in range(jobs)]
+        while True:
+            with self.lock:
+                ended = [self.finished.get(job_id) for job_id in ids]
+            if all(ended):
+                break
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        if set(ended) != {"finished"}:
+            raise RuntimeError(f"jobs ended as {ended}")
+        return elapsed
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def throughput(replicas: int, jobs: int, steps: int, settings: EngineSettings, cpus: float) -> float:
+    thread, workers = start_ray_daemon(settings, RayOptions(replicas=replicas, cpus_per_replica=cpus))
+    batch = Batch(thread.url)
+    try:
+        batch.run(replicas, steps)  # every replica loads the model once
+        elapsed = batch.run(jobs, steps)
+    finally:
+        batch.close()
+        thread.stop()
+        workers.close()
+    return jobs / elapsed
+
+
+def overhead(sizes: list[int], rounds: int, cpus: float) -> dict[int, tuple[float, float]]:
+    local = start_daemon([ClassicalEngine(), EchoEngine()], "echo")
+    remote, workers = start_ray_daemon(EngineSettings(engine="echo"), RayOptions(replicas=1, cpus_per_replica=cpus))
+    medians = {}
+    try:
+        for side in sizes:
+            pixels = photo(side, side)
+            clients = {"local": DaemonRoundTrip(local.url), "ray": DaemonRoundTrip(remote.url)}
+            times: dict[str, list[float]] = {"local": [], "ray": []}
+            for _ in range(3):  # warm both paths
+                for client in clients.values():
+                    client(pixels)
+            for _ in range(rounds):
+                for name, client in clients.items():
+                    times[name].append(client(pixels))
+            for client in clients.values():
+                client.close()
+            medians[side] = (statistics.median(times["local"]), statistics.median(times["ray"]))
+    finally:
+        local.stop()
+        remote.stop()
+        workers.close()
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", help="a Ray cluster to run on (default: a local one)")
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=30, help="denoising steps per tiny-random job")
+    parser.add_argument("--rounds", type=int, default=30, help="echo jobs per size and path")
+    parser.add_argument("--device", default="auto", help="device the replicas run tiny-random on")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logical = False
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        import torch
+
+        logical = not torch.cuda.is_available()
+        ray.init(num_gpus=2 if logical else None, include_dashboard=False, log_to_driver=False)
+    gpus = int(ray.cluster_resources()["GPU"])
+    cpus = min(1.0, ray.cluster_resources()["CPU"] / max(gpus, 1) / 2)
+    print(f"Ray cluster: {gpus} {'logical ' if logical else ''}GPU(s), {ray.cluster_resources()['CPU']:.0f} CPU(s)")
+
+    medians = overhead([512, 2048], args.rounds, cpus)
+    print("\nper-job time, echo engine, median of", args.rounds)
+    print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10}")
+    for side, (local, remote) in medians.items():
+        print(f"{side}x{side:<5} {local * 1e3:10.1f} ms {remote * 1e3:7.1f} ms {(remote - local) * 1e3:7.1f} ms")
+
+    settings = EngineSettings(engine="classical", models=("tiny-random",), device=args.device, torch_threads=1)
+    one = throughput(1, args.jobs, args.steps, settings, cpus)
+    many = throughput(gpus, args.jobs, args.steps, settings, cpus)
+    print(f"\nthroughput, {args.jobs} tiny-random jobs of {args.steps} steps, torch threads 1 per replica")
+    print(f"  1 replica:  {one:.2f} jobs/s")
+    print(f"  {gpus} replicas: {many:.2f} jobs/s")
+    print(f"  ratio {many / one:.2f}x (target >= 1.7x with 2)")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
