@@ -2,7 +2,7 @@
 
 A real local Ray cluster with two logical GPUs, two replicas (half a CPU each), the classical engine
 and `tiny-random`. The tests run in file order against one deployment: routing is checked first,
-while both replicas are still cold; the replica killed mid-job comes last.
+while both replicas are still cold.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,12 +20,21 @@ import pytest
 from tests.daemon.conftest import Recorder, layer_array, photo_like, submit_job
 from tests.daemon.test_jobs import rect_mask
 from tests.scaleout.conftest import RayDaemon, wait_workers
+from underpaint.scaleout.backend import RayOptions, RayWorkers, ScaleoutError
+from underpaint.scaleout.replica import EngineSettings
 from underpaint_protocol.client import UnderpaintClient
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
 
 CANVAS = photo_like(160, 120)
 MASK = rect_mask(160, 120, 50, 40, 41, 33)
+
+
+BOTH = ["classical", "tiny-random"]
+
+
+def warm_models(workers: list[dict]) -> list[str]:
+    return sorted(model for worker in workers for model in worker["models"])
 
 
 def inpaint(model: str, steps: int = 3, **extra: object) -> dict:
@@ -53,13 +65,13 @@ def test_jobs_go_to_the_replica_with_their_model_warm(make_client, ray_daemon: R
     second = submit_job(client, inpaint("classical"), CANVAS, MASK)["job_id"]
     assert events.wait_outcome(second, timeout=60).type == "finished"
     # a cold model loads on one replica, not on both: one has tiny-random warm, the other classical
-    workers = wait_workers(
-        ray_daemon.url, lambda ws: sorted(m for w in ws for m in w["models"]) == ["classical", "tiny-random"]
-    )
+    # (the stream ends before the replica's "idle" report reaches the status, so wait for idle too)
+    workers = wait_workers(ray_daemon.url, lambda ws: not any(w["busy"] for w in ws) and warm_models(ws) == BOTH)
     assert sorted(len(w["models"]) for w in workers) == [1, 1]
     # a long job for tiny-random runs on the replica that has it: seen busy there, while the other idles
-    third = submit_job(client, inpaint("tiny-random", steps=150), CANVAS, MASK)["job_id"]
+    third = submit_job(client, inpaint("tiny-random", steps=12), CANVAS, MASK)["job_id"]
     busy = wait_workers(ray_daemon.url, lambda ws: any(w["busy"] for w in ws))
+    assert warm_models(busy) == BOTH, "no replica loaded a second model"
     assert [w["models"] for w in busy if w["busy"]] == [["tiny-random"]]
     assert [w["models"] for w in busy if not w["busy"]] == [["classical"]]
     assert events.wait_outcome(third, timeout=120).type == "finished"
@@ -179,8 +191,8 @@ def test_cancel_stops_the_job_on_its_replica_within_a_step(make_client, ray_daem
 def test_queued_jobs_of_two_clients_take_turns(make_client, ray_daemon: RayDaemon) -> None:
     greedy, greedy_events = make_client()
     polite, polite_events = make_client()
-    greedy_jobs = [submit_job(greedy, inpaint("tiny-random", steps=40), CANVAS, MASK)["job_id"] for _ in range(4)]
-    polite_job = submit_job(polite, inpaint("tiny-random", steps=40), CANVAS, MASK)["job_id"]
+    greedy_jobs = [submit_job(greedy, inpaint("tiny-random", steps=6), CANVAS, MASK)["job_id"] for _ in range(4)]
+    polite_job = submit_job(polite, inpaint("tiny-random", steps=6), CANVAS, MASK)["job_id"]
     assert polite_events.wait_outcome(polite_job, timeout=180).type == "finished"
     finished_before = [job for job in greedy_jobs if greedy_events.of(job, "finished")]
     # two replicas: first come, first served would run the polite job fifth, after all four greedy ones
@@ -206,5 +218,29 @@ def test_a_replica_killed_mid_job_fails_that_job_clearly_and_the_next_one_runs(
     after = submit_job(client, inpaint("tiny-random"), CANVAS, MASK)["job_id"]
     assert events.wait_outcome(after, timeout=120).type == "finished", "the daemon keeps serving"
     # Serve replaces the dead replica: the status drops it and shows two idle replicas again
-    wait_workers(ray_daemon.url, lambda ws: len(ws) == 2 and not any(w["busy"] for w in ws), timeout=120)
+    wait_workers(ray_daemon.url, lambda ws: len(ws) == 2 and not any(w["busy"] for w in ws), timeout=300)
     assert busy[0].replica not in {w.replica for w in ray_daemon.workers.workers()}
+
+
+def test_underpaint_workers_prints_each_replica(ray_daemon: RayDaemon) -> None:
+    wait_workers(ray_daemon.url, lambda ws: len(ws) == 2 and not any(w["busy"] for w in ws), timeout=120)
+    token = ray_daemon.thread.daemon.token
+    command = [sys.executable, "-m", "underpaint", "workers", "--server", ray_daemon.url, "--token", token]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["WHERE", "DEVICE", "STATE", "WARM", "MODELS"]
+    rows = sorted(lines[1:])
+    assert len(rows) == 2
+    assert "[Ray GPU 0]" in rows[0] + rows[1] and "[Ray GPU 1]" in rows[0] + rows[1]
+    assert all(" idle " in row and socket.gethostname() in row for row in rows)
+    assert any("tiny-random" in row for row in rows)
+
+
+def test_a_machine_lacking_a_model_is_named_and_nothing_starts(ray_cluster: None) -> None:
+    settings = EngineSettings(models=("tiny-random", "someone/never-downloaded"))
+    with pytest.raises(ScaleoutError) as raised:
+        RayWorkers(settings, RayOptions(cpus_per_replica=0.5)).start()
+    message = str(raised.value)
+    assert socket.gethostname() in message
+    assert "lacks someone/never-downloaded" in message and "Hugging Face cache" in message
+    assert "tiny-random" not in message

@@ -14,6 +14,7 @@ rather than as exceptions, so the daemon gets the engine's own error code back u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -117,10 +118,11 @@ def missing_models(settings: EngineSettings) -> list[str]:
     for source in settings.models:
         try:
             spec = parse_source(source)
-        except (OSError, ValueError) as error:
+            cached = spec.kind != "hub" or isinstance(try_to_load_from_cache(spec.location, "model_index.json"), str)
+        except (OSError, ValueError) as error:  # an unreadable file, or a name that is no path and no repo id
             missing.append(f"{source} ({error})")
             continue
-        if spec.kind == "hub" and not isinstance(try_to_load_from_cache(spec.location, "model_index.json"), str):
+        if not cached:
             missing.append(f"{source} (neither a folder nor a file here, nor in this machine's Hugging Face cache)")
     return missing
 
@@ -289,9 +291,19 @@ class EngineReplica:
                 yield item
         finally:
             cancel.set()  # cancelled (or the daemon went away): the engine stops at its next step
-            await asyncio.to_thread(thread.join)
-            self.busy = False
-            self._report()
+            try:
+                await _outlast_cancels(asyncio.ensure_future(asyncio.to_thread(thread.join)))
+            finally:
+                self.busy = False
+                self._report()
+
+
+async def _outlast_cancels(done: asyncio.Future[None]) -> None:
+    """Wait for ``done`` even if this task is cancelled again meanwhile: the replica must not take its
+    next job while the engine thread still runs (Serve may cancel a call more than once)."""
+    while not done.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(done)
 
 
 def _device_text(engines: list[Engine]) -> str:
