@@ -13,6 +13,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray import serve
@@ -58,6 +59,7 @@ class RayWorkers:
         self._status: list[WorkerStatus] = []
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._board: Any = None
 
     def start(self) -> RayWorkers:
         if not ray.is_initialized():
@@ -74,8 +76,8 @@ class RayWorkers:
         first = found[0]
         self.default_model = first.default_model
         self.parallel = replicas
-        board = WorkerBoard.options(name=f"underpaint-board-{uuid.uuid4().hex[:8]}").remote()  # type: ignore[attr-defined]
-        serve.start(http_options={"location": "NoServer"})
+        board = self._board = WorkerBoard.options(name=f"underpaint-board-{uuid.uuid4().hex[:8]}").remote()  # type: ignore[attr-defined]
+        serve.start(proxy_location="Disabled")  # the daemon is the only front; no HTTP proxies
         deployment = serve.deployment(
             name="engines",
             num_replicas=replicas,
@@ -139,10 +141,13 @@ class RayWorkers:
 
     def close(self) -> None:
         self._stop.set()
-        try:
-            serve.delete(APP_NAME)
-        except Exception as error:  # the cluster may already be gone
-            log.warning("could not remove the Serve application: %s", error)
+        if self._board is not None:  # deployed: take the application and the board down again
+            try:
+                serve.delete(APP_NAME)
+                ray.kill(self._board)
+            except Exception as error:  # the cluster may already be gone
+                log.warning("could not remove the Serve application: %s", error)
+            self._board = None
         if self._started_ray:
             serve.shutdown()
             ray.shutdown()
