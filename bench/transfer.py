@@ -6,11 +6,14 @@ For 1, 4 and 16 megapixel RGBA images, measured side by side, interleaved, in on
 - daemon:  `underpaint serve --engine echo --no-outputs`, driven by the shared client exactly as a
            plugin drives it: plan, upload the region, the no-op job runs through the queue and a
            worker, the result layer comes back;
+- durable: the same with outputs on (the default configuration): each result is on disk before
+           its `result` event goes out;
 - peer:    the image as base64 PNG inside JSON over the same kind of socket (what the common HTTP
            APIs do): encode, send, the server decodes and re-encodes, the client decodes.
 
-Each server runs in its own process. Prints medians and the two ratios the targets are about
-(daemon/floor <= 1.5 at 4 MP; peer/daemon >= 20 at 4 MP). Run: ``python bench/transfer.py``.
+Each server runs in its own process. Prints medians and the ratios the targets are about
+(daemon/floor <= 1.5 and durable/floor <= 1.5 at 4 MP; peer/daemon >= 20 at 4 MP).
+Run: ``python bench/transfer.py``.
 """
 
 from __future__ import annotations
@@ -179,68 +182,66 @@ def main() -> None:
         asyncio.run(serve_base64_png(args.port))
         return
 
-    ports = {name: free_port() for name in ("floor", "daemon", "peer")}
-    token_file = Path(tempfile.mkdtemp()) / "token"
+    ports = {name: free_port() for name in ("floor", "daemon", "durable", "peer")}
+    scratch = Path(tempfile.mkdtemp())
+    token_file = scratch / "token"
+
+    def daemon_command(name: str, outputs: list[str]) -> list[str]:
+        return [
+            *(sys.executable, "-m", "underpaint", "serve", "--engine", "echo", *outputs),
+            *("--port", str(ports[name]), "--token-file", str(token_file), "--log-level", "warning"),
+        ]
+
     servers = [
         start([sys.executable, __file__, "--serve", "echo", "--port", str(ports["floor"])], ports["floor"]),
         start([sys.executable, __file__, "--serve", "peer", "--port", str(ports["peer"])], ports["peer"]),
-        start(
-            [
-                sys.executable,
-                "-m",
-                "underpaint",
-                "serve",
-                "--engine",
-                "echo",
-                "--no-outputs",
-                "--port",
-                str(ports["daemon"]),
-                "--token-file",
-                str(token_file),
-                "--log-level",
-                "warning",
-            ],
-            ports["daemon"],
-        ),
+        start(daemon_command("daemon", ["--no-outputs"]), ports["daemon"]),
+        start(daemon_command("durable", ["--outputs", str(scratch / "outputs")]), ports["durable"]),
     ]
     urls = {name: f"ws://127.0.0.1:{port}" for name, port in ports.items()}
     # every path keeps one connection open, as a plugin does
     daemon = DaemonRoundTrip(urls["daemon"])
+    durable = DaemonRoundTrip(urls["durable"])
     floor_socket = connect(urls["floor"], compression=None, max_size=None)
     peer_socket = connect(urls["peer"], compression=None, max_size=None)
     print(f"underpaint transfer benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     print("round trip of one RGBA image (median of interleaved rounds; lower is better)\n")
     print(
-        f"{'image':>7}  {'floor (raw echo)':>17}  {'daemon (no-op job)':>19}  {'peer (b64 PNG JSON)':>20}"
-        f"  {'daemon/floor':>12}  {'peer/daemon':>11}"
+        f"{'image':>7}  {'floor (raw echo)':>17}  {'daemon (no-op job)':>19}  {'durable (outputs on)':>21}"
+        f"  {'peer (b64 PNG JSON)':>20}  {'daemon/floor':>12}  {'durable/floor':>13}  {'peer/daemon':>11}"
     )
     try:
         for megapixels in (int(size) for size in args.sizes.split(",")):
             width, height = SIZES[megapixels]
             pixels = photo(width, height)
             frame = pixels.tobytes()
-            times: dict[str, list[float]] = {"floor": [], "daemon": [], "peer": []}
+            times: dict[str, list[float]] = {"floor": [], "daemon": [], "durable": [], "peer": []}
             round_trip_floor(floor_socket, frame)  # warm up every path once
             daemon(pixels)
+            durable(pixels)
             repeats = min(args.repeats, 3) if megapixels >= 16 else args.repeats
             for _ in range(repeats):
                 times["floor"].append(round_trip_floor(floor_socket, frame))
                 times["daemon"].append(daemon(pixels))
+                times["durable"].append(durable(pixels))
                 times["peer"].append(round_trip_peer(peer_socket, pixels))
-            floor, ours, peer = (statistics.median(times[name]) for name in ("floor", "daemon", "peer"))
+            floor, ours, kept, peer = (
+                statistics.median(times[name]) for name in ("floor", "daemon", "durable", "peer")
+            )
             print(
-                f"{megapixels:>5}MP  {floor * 1000:>14.1f} ms  {ours * 1000:>16.1f} ms  {peer * 1000:>17.1f} ms"
-                f"  {ours / floor:>11.2f}x  {peer / ours:>10.1f}x",
+                f"{megapixels:>5}MP  {floor * 1000:>14.1f} ms  {ours * 1000:>16.1f} ms  {kept * 1000:>18.1f} ms"
+                f"  {peer * 1000:>17.1f} ms  {ours / floor:>11.2f}x  {kept / floor:>12.2f}x  {peer / ours:>10.1f}x",
                 flush=True,
             )
     finally:
         daemon.close()
+        durable.close()
         floor_socket.close()
         peer_socket.close()
         for server in servers:
             server.terminate()
             server.wait(10)
-    print("\ntargets at 4 MP: daemon/floor <= 1.5, peer/daemon >= 20")
+    print("\ntargets at 4 MP: daemon/floor <= 1.5, durable/floor <= 1.5, peer/daemon >= 20")
 
 
 if __name__ == "__main__":

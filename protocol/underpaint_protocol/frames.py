@@ -71,8 +71,8 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> tuple[Attachment, mem
         raise FrameError("unexpected_binary", f"binary frame header length {length} is invalid")
     try:
         header = json.loads(bytes(view[_LENGTH.size : _LENGTH.size + length]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FrameError("unexpected_binary", f"binary frame header is not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # also numbers of more digits than Python converts
+        raise FrameError("unexpected_binary", f"binary frame header is not JSON: {str(error)[:200]}") from None
     if not isinstance(header, dict):
         raise FrameError("unexpected_binary", "binary frame header is not a JSON object")
     try:
@@ -82,6 +82,6 @@ def decode_frame(frame: bytes | bytearray | memoryview) -> tuple[Attachment, mem
             width=int(header["width"]),
             height=int(header["height"]),
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise FrameError("unexpected_binary", f"binary frame header lacks a valid {error}") from None
     return attachment, view[_LENGTH.size + length :]

@@ -179,16 +179,33 @@ class EngineDescription(Strict):
 class Limits(Strict):
     """What one client may ask of the daemon: announced in ``welcome``, enforced as announced.
 
-    The defaults are the daemon's own; ``underpaint serve`` uses them unless configured otherwise.
+    Every pixel count a job would allocate is checked at ``plan`` and ``submit`` before anything is
+    allocated; a refusal is ``too_many_pixels`` (or ``queue_full``) naming the field. The defaults are
+    the daemon's own; ``underpaint serve`` uses them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_frame_bytes: int = 256 * 1024 * 1024
+    """Bytes in one websocket frame."""
     max_upload_pixels: int = 8192 * 8192
+    """Pixels in one uploaded image or mask (checked against PNG headers before decoding)."""
     max_canvas_side: int = 32768
+    """Pixels on each side of the canvas, before and after an outpaint grows it."""
+    max_work_pixels: int = 32 * 1024 * 1024
+    """Pixels in a job's work area (the context crop, including what an outpaint adds)."""
+    max_model_pixels: int = 4096 * 4096
+    """Pixels the model works on (``model_width`` x ``model_height``)."""
     max_batch: int = 16
+    """Results one job may ask for."""
+    max_result_pixels: int = 256 * 1024 * 1024
+    """``batch`` x work-area pixels: what one job's results may occupy."""
     max_queued_jobs: int = 256
+    """Jobs waiting in the daemon, all clients together."""
+    max_queued_per_client: int = 64
+    """Jobs waiting for one client id."""
+    max_connections: int = 64
+    """Open websocket connections, all clients together."""
 
 
 class Welcome(Strict):

@@ -125,7 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
     from underpaint.daemon.config import DaemonConfig, config_dir, data_dir
     from underpaint.daemon.server import Daemon, run_forever
     from underpaint.engines.registry import build_engines
-    from underpaint.errors import JobError
+    from underpaint.errors import JobError, StartupError
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -135,23 +135,28 @@ def _serve(args: argparse.Namespace) -> int:
     config = DaemonConfig(
         host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs
     )
+    _return_large_buffers_to_the_system()
     if args.workers == "ray":
         return _serve_on_ray(args, config)
     try:
+        for source in args.model:
+            _check_model_source(source)
         engines, default_model = build_engines(args.engine, args.model, args.models_dir, args.device)
         daemon = Daemon(config, engines, default_model)
-    except JobError as error:
+        run_forever(daemon)
+    except (JobError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
         return 2
     except ImportError as error:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
         return 2
-    run_forever(daemon)
     return 0
 
 
 def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
+    """Models are checked on every GPU machine of the cluster, not here: this one may have none."""
     from underpaint.daemon.server import Daemon, run_forever
+    from underpaint.errors import StartupError
 
     try:
         from underpaint.scaleout.backend import RayOptions, RayWorkers, ScaleoutError
@@ -170,7 +175,7 @@ def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
     try:
         workers.start()
         run_forever(Daemon(config, workers.engines, workers.default_model, workers=workers))
-    except ScaleoutError as error:
+    except (ScaleoutError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
         return 2
     finally:
@@ -202,6 +207,51 @@ def _workers(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     return 0
+
+
+def _return_large_buffers_to_the_system() -> None:
+    """Images come and go in megabytes: glibc would raise its mmap threshold after the first frees
+    and keep later buffers in its heap for good, so a daemon that served a burst would stay large.
+    A fixed threshold makes every buffer over 256 KB go back to the system when freed."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or name is None:
+        return
+    try:
+        ctypes.CDLL(name).mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (glibc)
+    except (OSError, AttributeError):
+        return  # not glibc (e.g. musl): nothing to tune
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def _check_model_source(source: str) -> None:
+    """Refuse a --model that cannot load, in one line, before anything starts: a pickle checkpoint
+    (with how to convert it), a file or folder that is not there, a folder without weights."""
+    from underpaint.errors import StartupError
+
+    base = source.split("#", 1)[0]
+    path = Path(base).expanduser()
+    suffix = path.suffix.lower()
+    if not (base.startswith((".", "/", "~")) or suffix in WEIGHT_SUFFIXES or path.exists()):
+        return  # tiny-random or a Hugging Face repo id
+    if suffix in WEIGHT_SUFFIXES and suffix != ".safetensors":
+        from underpaint.engines.diffusion.registry import parse_source  # imports torch: only on this path
+
+        raise StartupError(f"--model {base}: {parse_source(source).notes[0]}")
+    if not path.exists():
+        raise StartupError(f"--model {base}: no such file or folder")
+    if path.is_dir():
+        weights = [p for p in path.rglob("*") if p.suffix.lower() in WEIGHT_SUFFIXES]
+        if not any(p.suffix.lower() == ".safetensors" for p in weights):
+            what = f"only pickle weights ({weights[0].name})" if weights else "no weights"
+            raise StartupError(
+                f"--model {base}: the folder has {what}; give a diffusers folder whose unet, vae and text "
+                "encoders are .safetensors, or a single .safetensors checkpoint"
+            )
 
 
 def _generate(args: argparse.Namespace) -> int:

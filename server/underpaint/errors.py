@@ -15,3 +15,7 @@ class JobError(Exception):
         self.code = code
         self.message = message
         self.field = field
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is one line telling the user what to change."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.daemon.engines import PacedEngine
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
+from underpaint.engines.base import Engine
 from underpaint.engines.classical import ClassicalEngine
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol.client import UnderpaintClient
@@ -39,12 +41,28 @@ class RunningDaemon:
         return self.thread.daemon.token
 
 
-def start_daemon(tmp_path: Path, host: str = "127.0.0.1", limits: Limits = SMALL_LIMITS) -> RunningDaemon:
-    paced = PacedEngine()
+def start_daemon(
+    tmp_path: Path,
+    host: str = "127.0.0.1",
+    limits: Limits = SMALL_LIMITS,
+    paced: PacedEngine | None = None,
+    engines: list[Engine] | None = None,
+    default_model: str = "classical",
+    **settings: Any,
+) -> RunningDaemon:
+    """The one way tests start a daemon: classical + paced engines (or ``engines``), outputs under
+    ``tmp_path``; ``settings`` override other ``DaemonConfig`` fields (timeouts, outgoing_bytes...)."""
+    paced = paced or PacedEngine()
     config = DaemonConfig(
-        host=host, port=0, token_file=tmp_path / "config" / "token", outputs=tmp_path / "outputs", limits=limits
+        host=host,
+        port=0,
+        token_file=tmp_path / "config" / "token",
+        outputs=tmp_path / "outputs",
+        limits=limits,
+        **settings,
     )
-    thread = DaemonThread(Daemon(config, [ClassicalEngine(), paced], "classical")).start()
+    served = engines if engines is not None else [ClassicalEngine(), paced]
+    thread = DaemonThread(Daemon(config, served, default_model)).start()
     return RunningDaemon(thread, paced, tmp_path / "outputs")
 
 
@@ -53,6 +71,15 @@ def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
     running = start_daemon(tmp_path)
     yield running
     running.thread.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, context: Callable[[], str] = str) -> None:
+    """The one wait helper: poll ``predicate`` until true, failing with ``context()`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s; {context()}")
+        time.sleep(0.01)
 
 
 @dataclass
@@ -68,13 +95,7 @@ class Recorder:
         return [e for e in self.events if e.job_id == job_id and (kind is None or e.type == kind)]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        import time
-
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; events so far: {[e.message for e in self.events][-10:]}")
-            time.sleep(0.01)
+        wait_until(predicate, timeout, lambda: f"events so far: {[e.message for e in self.events][-10:]}")
 
     def wait_outcome(self, job_id: str, timeout: float = 20.0) -> Event:
         self.wait_for(lambda: any(e.type in ("finished", "failed", "cancelled") for e in self.of(job_id)), timeout)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.daemon.conftest import Recorder, layer_array, photo_like, submit_job
+from tests.daemon.conftest import Recorder, layer_array, photo_like, start_daemon, submit_job
 from tests.daemon.test_jobs import rect_mask
-from underpaint.daemon.config import DaemonConfig
-from underpaint.daemon.server import Daemon, DaemonThread
+from underpaint.daemon.server import DaemonThread
 from underpaint.engines.classical import ClassicalEngine
 from underpaint_protocol.client import UnderpaintClient
+from underpaint_protocol.messages import Limits
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +21,10 @@ def diffusion_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemo
     from underpaint.engines.diffusion import DiffusionEngine
 
     tmp = tmp_path_factory.mktemp("diffusion-daemon")
-    config = DaemonConfig(port=0, token_file=tmp / "token", outputs=tmp / "outputs")
     engines = [ClassicalEngine(), DiffusionEngine(sources=["tiny-random"], device="cpu")]
-    thread = DaemonThread(Daemon(config, engines, "tiny-random")).start()
-    yield thread
-    thread.stop()
+    running = start_daemon(tmp, limits=Limits(), engines=engines, default_model="tiny-random")
+    yield running.thread
+    running.thread.stop()
 
 
 @pytest.fixture

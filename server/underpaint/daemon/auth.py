@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
+import stat
+import sys
 from pathlib import Path
+
+log = logging.getLogger("underpaint.auth")
 
 
 def load_or_create_token(path: Path) -> str:
-    """Read the token, creating it (mode 600, folder 700) on first run."""
+    """Read the token, creating it (mode 600, folder 700) on first run; a token file others can
+    read is tightened to 600 with a warning."""
     try:
         token = path.read_text(encoding="utf-8").strip()
         if token:
+            _tighten(path)
             return token
     except FileNotFoundError:
         pass
@@ -30,6 +37,15 @@ def load_or_create_token(path: Path) -> str:
         file.write(token + "\n")
     os.chmod(path, 0o600)
     return token
+
+
+def _tighten(path: Path) -> None:
+    if sys.platform == "win32":
+        return  # permissions there are ACLs, inherited from the user's profile folder
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+        log.warning("the token file %s was readable by others (mode %03o); it is now 600", path, mode)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -28,6 +28,18 @@ def data_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class Timeouts:
+    """How long the daemon waits on a peer before giving up on it (seconds)."""
+
+    hello: float = 5.0
+    """From the websocket opening to a valid ``hello``; then the connection is closed."""
+    frames: float = 30.0
+    """From a ``submit`` to the last binary frame it announced; then the submit is dropped."""
+    send: float = 30.0
+    """For one message (with its frame) to be taken by the peer; then the peer is dropped."""
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -35,4 +47,9 @@ class DaemonConfig:
     outputs: Path | None = field(default_factory=lambda: data_dir() / "outputs")
     """None disables writing results to disk (they are still kept in memory for refetch)."""
     memory_cache_bytes: int = 1024 * 1024 * 1024
+    """Results kept in memory for refetch when outputs are off (with outputs, the disk serves them)."""
     limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    outgoing_bytes: int = 64 * 1024 * 1024
+    """Unsent bytes a connection may have queued (at least one result always fits); a peer that lets
+    more pile up does not read and is dropped."""

@@ -3,6 +3,12 @@
 Frames go into the sans-I/O ``ConnectionProtocol``; what comes out is acted upon with the
 ``JobManager`` and answered through one outgoing queue, so replies and job events reach the client
 in the order they happened. Image encoding that could stall the event loop (PNG) runs in a thread.
+
+Nothing a peer sends may cost the daemon more than it weighs: the outgoing queue has a byte
+budget and every send a deadline (a client that stops reading is dropped, its jobs keep running and
+their results stay fetchable), progress and queue positions not yet sent are replaced by newer
+ones, and a peer that says nothing useful in time (no ``hello``, announced frames that never come)
+is answered and closed or its submit dropped.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +26,18 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from underpaint.daemon import auth
+from underpaint.daemon.config import Timeouts
 from underpaint.daemon.images import decode_attachment, encode_image
+from underpaint.daemon.logs import sanitise
 from underpaint.daemon.manager import JobManager
-from underpaint.daemon.protocol import ConnectionProtocol, HelloReceived, Reply, RequestReceived, SubmitReceived
+from underpaint.daemon.protocol import (
+    ConnectionProtocol,
+    Event,
+    HelloReceived,
+    Reply,
+    RequestReceived,
+    SubmitReceived,
+)
 from underpaint.daemon.records import Outgoing, to_wire_rect
 from underpaint.errors import JobError
 from underpaint_protocol import messages as wire
@@ -30,12 +46,7 @@ from underpaint_protocol.frames import Attachment, encode_frame
 log = logging.getLogger("underpaint.connection")
 
 POLICY_VIOLATION = 1008
-
-
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
+INTERNAL_ERROR = 1011
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,34 @@ class ConnectionContext:
     loopback: bool
     """Whether the daemon listens on loopback only (then local clients need no token)."""
     welcome: Callable[[str], wire.Welcome]
+    timeouts: Timeouts
+    outgoing_bytes: int
+    """Budget of queued, unsent bytes per connection; beyond it the peer is too slow and is dropped."""
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+@dataclass
+class _Slot:
+    """One queued item; a progress or position update not yet sent is replaced in its slot."""
+
+    item: Outgoing | _Close
+    size: int
+
+
+def _size(outgoing: Outgoing) -> int:
+    return 512 + (outgoing.pixels.nbytes if outgoing.pixels is not None else 0)
+
+
+def _coalescing_key(outgoing: Outgoing) -> tuple[str, str] | None:
+    message = outgoing.message
+    if isinstance(message, wire.Progress | wire.Queued):
+        return message.type, message.job_id
+    return None
 
 
 class ClientHandler:
@@ -57,83 +96,117 @@ class ClientHandler:
         self.websocket = websocket
         self.context = context
         self.protocol = ConnectionProtocol(context.limits.max_frame_bytes)
-        self.outgoing: asyncio.Queue[Outgoing | _Close | None] = asyncio.Queue()
         self.client_id: str | None = None
         self.client_name = "?"
         self.result_format = "rgba8"
         self.previews = True
         self._frames_sent = 0
+        self._queue: deque[_Slot] = deque()
+        self._coalescing: dict[tuple[str, str], _Slot] = {}
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dropped = False
+
+    # ------------------------------------------------------------ reading
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write_loop())
         try:
-            async for frame in self.websocket:
-                if isinstance(frame, str):
-                    events = self.protocol.receive_text(frame)
-                else:
-                    events = self.protocol.receive_binary(frame)
+            while not self._dropped:
+                events = await self._next_events()
+                if events is None:
+                    break
                 for event in events:
-                    await self._handle(event)
+                    await self._handle_safely(event)
         except ConnectionClosed:
             pass
         finally:
             if self.client_id is not None:
                 self.context.manager.unsubscribe(self.client_id, self._sink)
                 log.info("%s disconnected", self.client_name)
-            self.outgoing.put_nowait(None)
+            self._put(None)
             await asyncio.gather(writer, return_exceptions=True)
 
-    def _sink(self, outgoing: Outgoing) -> None:
-        self.outgoing.put_nowait(outgoing)
+    async def _next_events(self) -> list[Event] | None:
+        """The events of the next frame, or of a deadline that passed; None once the peer is refused."""
+        timeouts = self.context.timeouts
+        if not self.protocol.greeted:
+            timeout: float | None = timeouts.hello
+        elif self.protocol.awaiting_frames:
+            timeout = timeouts.frames
+        else:
+            timeout = None  # an idle client is fine; websockets' keepalive pings catch half-open sockets
+        try:
+            frame = await asyncio.wait_for(self.websocket.recv(), timeout)  # recv() is cancellation-safe
+        except TimeoutError:
+            if not self.protocol.greeted:
+                message = f"the first message must be hello, within {timeouts.hello:g} s"
+                self._reply(wire.Error(code="handshake_required", message=message, field="type"))
+                self._put(_Close(POLICY_VIOLATION, "no hello in time"))
+                return None
+            return self.protocol.frames_overdue(timeouts.frames)
+        try:
+            if isinstance(frame, str):
+                return self.protocol.receive_text(frame)
+            return self.protocol.receive_binary(frame)
+        except Exception:  # boundary: a daemon bug on one frame must not kill the connection
+            log.exception("could not process a frame from %s", self.client_name)
+            return [Reply(wire.Error(code="internal_error", message="the daemon failed on this message"))]
 
-    def _reply(self, message: Any) -> None:
-        self.outgoing.put_nowait(Outgoing(message))
+    async def _handle_safely(self, event: Event) -> None:
+        try:
+            await self._handle(event)
+        except Exception:  # boundary: answer, log, and keep serving this client
+            log.exception("could not serve a request from %s", self.client_name)
+            self._reply(wire.Error(code="internal_error", message="the daemon failed on this request; see its log"))
 
-    async def _handle(self, event: object) -> None:
+    async def _handle(self, event: Event) -> None:
         if isinstance(event, Reply):
             self._reply(event.message)
             if event.close:
-                self.outgoing.put_nowait(_Close(POLICY_VIOLATION, event.message.code))
+                self._put(_Close(POLICY_VIOLATION, event.message.code))
         elif isinstance(event, HelloReceived):
             self._hello(event.hello)
         elif isinstance(event, RequestReceived):
-            self._request(event.message)
+            await self._request(event.message)
         elif isinstance(event, SubmitReceived):
             await self._submit(event)
 
     def _hello(self, hello: wire.Hello) -> None:
         origin = self.websocket.request.headers.get("Origin") if self.websocket.request else None
-        if auth.token_required(origin, self.context.loopback) and not auth.token_matches(
-            self.context.token, hello.token
-        ):
+        token_ok = auth.token_matches(self.context.token, hello.token)
+        if auth.token_required(origin, self.context.loopback) and not token_ok:
             why = f"a connection from origin {origin!r}" if origin is not None else "a non-loopback daemon"
             self._reply(
                 wire.Error(
                     code="unauthorized",
-                    message=f"{why} must present the daemon's token (run `underpaint token` to see it)",
+                    message=f"{sanitise(why, 200)} must present the daemon's token (run `underpaint token` to see it)",
                     field="token",
                 )
             )
-            self.outgoing.put_nowait(_Close(POLICY_VIOLATION, "unauthorized"))
-            log.warning("refused %s: missing or wrong token (origin %s)", hello.client.name, origin)
+            self._put(_Close(POLICY_VIOLATION, "unauthorized"))
+            log.warning("refused %s: missing or wrong token (origin %s)", sanitise(hello.client.name), sanitise(origin))
             return
         self.protocol.handshake_done()
         self.client_id = hello.client_id or secrets.token_urlsafe(18)
-        self.client_name = f"{hello.client.name}" + (
-            f" in {hello.host.name} {hello.host.version}" if hello.host else ""
-        )
+        name = hello.client.name + (f" in {hello.host.name} {hello.host.version}" if hello.host else "")
+        self.client_name = sanitise(name)
         self.result_format = hello.result_format
         self.previews = hello.previews
         self.context.manager.subscribe(self.client_id, self._sink)
         self._reply(self.context.welcome(self.client_id))
         log.info("%s connected", self.client_name)
 
-    def _request(self, message: Any) -> None:
+    async def _request(self, message: Any) -> None:
         manager = self.context.manager
         assert self.client_id is not None
         try:
             if isinstance(message, wire.PlanRequest):
-                plan, _, _, _ = manager.plan(message.job)
+                plan = manager.plan(message.job).plan
                 self._reply(
                     wire.Planned(
                         request_id=message.request_id,
@@ -149,8 +222,7 @@ class ClientHandler:
             elif isinstance(message, wire.ListJobs):
                 self._reply(wire.Jobs(request_id=message.request_id, jobs=manager.list_jobs(self.client_id)))
             elif isinstance(message, wire.Fetch):
-                for outgoing in manager.fetch(self.client_id, message.job_id):
-                    self.outgoing.put_nowait(outgoing)
+                await self._replay(await manager.fetch(self.client_id, message.job_id))
         except JobError as error:
             self._reply(
                 wire.Error(
@@ -161,6 +233,17 @@ class ClientHandler:
                     job_id=getattr(message, "job_id", None),
                 )
             )
+
+    async def _replay(self, items: Iterable[Outgoing]) -> None:
+        """Queue a fetch's results one at a time as the budget allows (a large job must not count
+        as a slow reader)."""
+        for outgoing in items:
+            while self._queue and self._queued_bytes + _size(outgoing) > self.context.outgoing_bytes:
+                if self._dropped:
+                    return
+                self._space.clear()
+                await self._space.wait()
+            self._put(outgoing)
 
     async def _submit(self, event: SubmitReceived) -> None:
         submit = event.submit
@@ -182,26 +265,100 @@ class ClientHandler:
             )
             return
         self._reply(wire.Accepted(request_id=submit.request_id, job_id=job.id, seed=job.seed))
-        position = self.context.manager.positions(job.device).get(job.id)
+        position = self.context.manager.announce_position(job)
         if position is not None:
             self._reply(wire.Queued(job_id=job.id, position=position))
 
-    async def _write_loop(self) -> None:
-        try:
-            while (item := await self.outgoing.get()) is not None:
-                try:
-                    if isinstance(item, _Close):
-                        await self.websocket.close(item.code, item.reason)
-                        return
-                    await self._send(item)
-                finally:
-                    self.outgoing.task_done()
-        except ConnectionClosed:
+    # ------------------------------------------------------------ the outgoing queue
+
+    def _sink(self, outgoing: Outgoing) -> None:
+        """Job events from the manager (on the loop)."""
+        self._put(outgoing)
+
+    def _reply(self, message: Any) -> None:
+        self._put(Outgoing(message))
+
+    def _put(self, item: Outgoing | _Close | None) -> None:
+        if self._dropped:
             return
+        if item is None or isinstance(item, _Close):
+            self._queue.append(_Slot(item if item is not None else _Close(0, ""), 0))
+            self._idle.clear()
+            self._wake.set()
+            return
+        size = _size(item)
+        key = _coalescing_key(item)
+        if key is not None and key in self._coalescing:
+            slot = self._coalescing[key]
+            self._queued_bytes += size - slot.size
+            slot.item, slot.size = item, size
+            return
+        if self._queue and self._queued_bytes + size > self.context.outgoing_bytes:
+            self._drop(f"more than {self.context.outgoing_bytes // 2**20} MB of events waiting to be read")
+            return
+        slot = _Slot(item, size)
+        if key is not None:
+            self._coalescing[key] = slot
+        self._queue.append(slot)
+        self._queued_bytes += size
+        self._idle.clear()
+        self._wake.set()
+
+    def _drop(self, why: str) -> None:
+        """Disconnect a peer that does not read (its jobs keep running; results stay fetchable)."""
+        if self._dropped:
+            return
+        self._dropped = True
+        log.warning("%s dropped: it does not read its events (%s); its results stay fetchable", self.client_name, why)
+        self._queue.clear()
+        self._coalescing.clear()
+        self._queued_bytes = 0
+        self._idle.set()
+        self._space.set()
+        self._wake.set()
+        self.websocket.transport.abort()
+
+    async def _write_loop(self) -> None:
+        while True:
+            while not self._queue:
+                if self._dropped:
+                    return
+                self._wake.clear()
+                self._idle.set()
+                await self._wake.wait()
+            slot = self._queue.popleft()
+            item = slot.item
+            if isinstance(item, Outgoing):
+                key = _coalescing_key(item)
+                if key is not None and self._coalescing.get(key) is slot:
+                    del self._coalescing[key]
+            self._queued_bytes -= slot.size
+            self._space.set()
+            if isinstance(item, _Close):
+                if item.code:
+                    await self._close(item)
+                self._idle.set()
+                return
+            try:
+                await asyncio.wait_for(self._send(item), self.context.timeouts.send)
+            except TimeoutError:
+                self._drop(f"a send took over {self.context.timeouts.send:g} s")
+                return
+            except ConnectionClosed:
+                self._idle.set()
+                return
+            except Exception:  # boundary: one message that cannot be sent must not silence the rest
+                log.exception("could not send a %s to %s", type(item.message).__name__, self.client_name)
+
+    async def _close(self, item: _Close) -> None:
+        try:
+            await asyncio.wait_for(self.websocket.close(item.code, item.reason), self.context.timeouts.send)
+        except (TimeoutError, ConnectionClosed):
+            self.websocket.transport.abort()
 
     async def drained(self) -> None:
         """Wait until everything queued for this client was written (or the socket is gone)."""
-        await self.outgoing.join()
+        await self._idle.wait()
 
     async def _send(self, outgoing: Outgoing) -> None:
         message, pixels = outgoing.message, outgoing.pixels

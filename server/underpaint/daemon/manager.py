@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,6 +50,19 @@ KEPT_JOB_RECORDS = 1000
 DEFAULT_STRENGTH = {Mode.TXT2IMG: 1.0, Mode.IMG2IMG: 0.6, Mode.INPAINT: 1.0, Mode.OUTPAINT: 1.0}
 
 
+class PlannedJob(NamedTuple):
+    plan: JobPlan
+    model: ModelInfo
+    engine: Engine
+    strength: float
+
+
+POSITION_UPDATE_SECONDS = 0.25
+"""Queue positions go out at most this often, and only those that changed."""
+DISK_READERS = 2
+"""Results read back from disk at once (off the event loop)."""
+
+
 class JobManager:
     def __init__(
         self,
@@ -75,6 +88,8 @@ class JobManager:
         self._workers: list[threading.Thread] = []
         self._running: dict[str, Job] = {}
         self._shutting_down = False
+        self._announcing: set[str] = set()
+        self._disk_readers = asyncio.Semaphore(DISK_READERS)
         for device in sorted({engine.device for engine in engines}):
             self._queues[device] = FairQueue()
             for index in range((threads or {}).get(device, 1)):
@@ -118,7 +133,9 @@ class JobManager:
 
     # ------------------------------------------------------------ planning and submitting
 
-    def plan(self, spec: wire.JobSpec) -> tuple[JobPlan, ModelInfo, Engine, float]:
+    def plan(self, spec: wire.JobSpec) -> PlannedJob:
+        """Resolve the model and plan the job from bounds only, checking every pixel count it would
+        allocate against the announced limits before anything is allocated."""
         info, engine = self.resolve_model(spec.model)
         mode = Mode(spec.mode)
         if mode not in info.modes:
@@ -129,9 +146,12 @@ class JobManager:
                 else ""
             )
             raise JobError("unsupported_mode", f"model {info.id!r} cannot {mode.value}; it can {can}{hint}", "job.mode")
-        side = self.limits.max_canvas_side
+        limits = self.limits
+        side = limits.max_canvas_side
         if spec.canvas.width > side or spec.canvas.height > side:
             raise JobError("too_many_pixels", f"canvas sides are limited to {side} pixels", "job.canvas")
+        if spec.batch > limits.max_batch:
+            raise JobError("too_many_pixels", f"batch is limited to {limits.max_batch} results", "job.batch")
         strength = spec.strength if spec.strength is not None else DEFAULT_STRENGTH[mode]
         extend = Extents(**spec.extend.model_dump()) if spec.extend else None
         plan = canvas.plan_job(
@@ -144,15 +164,61 @@ class JobManager:
             engine.resolution(info.id),
             blend_settings(spec),
         )
-        return plan, info, engine, strength
+        self._check_pixels(spec, plan)
+        return PlannedJob(plan, info, engine, strength)
+
+    def _check_pixels(self, spec: wire.JobSpec, plan: JobPlan) -> None:
+        limits = self.limits
+        grown = plan.new_canvas
+        area_field = "job.extend" if spec.extend is not None else "job.selection" if spec.selection else "job.canvas"
+        if grown.width > limits.max_canvas_side or grown.height > limits.max_canvas_side:
+            raise JobError(
+                "too_many_pixels",
+                f"the outpaint would grow the canvas to {grown.width}x{grown.height}; "
+                f"sides are limited to {limits.max_canvas_side} pixels",
+                area_field,
+            )
+        work = plan.work.area
+        if work > limits.max_work_pixels:
+            raise JobError(
+                "too_many_pixels",
+                f"the job's work area is {plan.work.width}x{plan.work.height} ({work} pixels), "
+                f"over the limit of {limits.max_work_pixels}",
+                area_field,
+            )
+        if plan.upload.area > limits.max_upload_pixels:
+            raise JobError(
+                "too_many_pixels",
+                f"the job needs an upload of {plan.upload.width}x{plan.upload.height}, "
+                f"over the limit of {limits.max_upload_pixels} pixels",
+                area_field,
+            )
+        model = plan.model_width * plan.model_height
+        if model > limits.max_model_pixels:
+            raise JobError(
+                "too_many_pixels",
+                f"the model would work at {plan.model_width}x{plan.model_height}, "
+                f"over the limit of {limits.max_model_pixels} pixels",
+                "job.model",
+            )
+        if spec.batch * max(work, model) > limits.max_result_pixels:
+            raise JobError(
+                "too_many_pixels",
+                f"batch {spec.batch} x {max(work, model)} pixels is over the limit of "
+                f"{limits.max_result_pixels} result pixels per job",
+                "job.batch",
+            )
 
     def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
         spec = submit.job
         plan, info, engine, strength = self.plan(spec)
-        image, mask = self._crop_upload(plan, submit, image, mask)
         queued = sum(len(q) for q in self._queues.values())
         if queued >= self.limits.max_queued_jobs:
             raise JobError("queue_full", f"{queued} jobs are queued; try again later")
+        mine = sum(1 for job in self.jobs.values() if job.owner == client_id and job.state == "queued")
+        if mine >= self.limits.max_queued_per_client:
+            raise JobError("queue_full", f"{mine} of your jobs are queued, the limit per client; wait for them")
+        image, mask = self._crop_upload(plan, submit, image, mask)
         job = Job(
             id=uuid.uuid4().hex,
             owner=client_id,
@@ -211,7 +277,7 @@ class JobManager:
                     name,
                 )
         rows, cols = plan.upload.slices(region)
-        return image[rows, cols], None if mask is None else mask[rows, cols]
+        return _own(image[rows, cols]), None if mask is None else _own(mask[rows, cols])
 
     def _forget_old_jobs(self) -> None:
         while len(self.jobs) > KEPT_JOB_RECORDS:
@@ -241,6 +307,11 @@ class JobManager:
             self._announce_positions(job.device)
         # a running job stops after its current step; the worker reports `cancelled` then
 
+    def announce_position(self, job: Job) -> int | None:
+        """The job's queue position, now told to its owner (None once it left the queue)."""
+        job.announced_position = self.positions(job.device).get(job.id)
+        return job.announced_position
+
     def positions(self, device: str) -> dict[str, int]:
         return {job.id: index + 1 for index, job in enumerate(self._queues[device].order())}
 
@@ -248,28 +319,30 @@ class JobManager:
         positions = {job_id: pos for device in self._queues for job_id, pos in self.positions(device).items()}
         return [job.summary(positions.get(job.id)) for job in self.jobs.values() if job.owner == client_id]
 
-    def fetch(self, client_id: str, job_id: str) -> list[Outgoing]:
-        """Everything a reconnecting client needs to place a job's results, ending with its state."""
+    async def fetch(self, client_id: str, job_id: str) -> list[Outgoing]:
+        """Everything a reconnecting client needs to place a job's results, ending with its state.
+
+        Results are read in a thread (from memory, or from disk after a restart), a few at a time."""
         job = self.jobs.get(job_id)
         if job is not None:
             self._owned(client_id, job_id)
-            stored = self.store.load(job_id)
-            replay = [Outgoing(result_message(item), item.pixels) for item in stored]
+        elif not JOB_ID.match(job_id):
+            raise JobError("unknown_job", f"no job {job_id}", "job_id")
+        async with self._disk_readers:
+            stored = await asyncio.to_thread(self.store.load, job_id)
+        replay = [Outgoing(result_message(item), item.pixels) for item in stored]
+        if job is not None:
             if job.terminal_event is not None:
                 replay.append(Outgoing(job.terminal_event))
-            elif job.state == "queued":
-                replay.append(Outgoing(wire.Queued(job_id=job.id, position=self.positions(job.device)[job.id])))
+            elif job.state == "queued" and job.id in (positions := self.positions(job.device)):
+                replay.append(Outgoing(wire.Queued(job_id=job.id, position=positions[job.id])))
             else:
                 replay.append(Outgoing(wire.Started(job_id=job.id)))
             return replay
-        if not JOB_ID.match(job_id):
-            raise JobError("unknown_job", f"no job {job_id}", "job_id")
-        stored = self.store.load(job_id)
         if not stored:
             raise JobError("unknown_job", f"no job {job_id}", "job_id")
         if stored[0].owner_key != owner_key(client_id):
             raise JobError("not_owner", f"job {job_id} belongs to another client", "job_id")
-        replay = [Outgoing(result_message(item), item.pixels) for item in stored]
         return [*replay, Outgoing(wire.Finished(job_id=job_id, results=len(stored)))]
 
     # ------------------------------------------------------------ workers
@@ -281,7 +354,8 @@ class JobManager:
             if job is None:
                 return
             self.loop.call_soon_threadsafe(self._announce_positions, device)
-            if job.cancel.is_set():
+            if job.cancel.is_set():  # cancelled while this worker was taking it
+                self._finish_threadsafe(job, "cancelled", wire.Cancelled(job_id=job.id))
                 continue
             self._running[job.id] = job
             try:
@@ -322,15 +396,26 @@ class JobManager:
         self.loop.call_soon_threadsafe(self._finish, job, state, event)
 
     def _finish(self, job: Job, state: str, event: Any) -> None:
+        if job.terminal_event is not None:
+            return  # a job ends once
         job.state = state
         job.terminal_event = event
         job.image = job.mask = None  # the pixels are no longer needed; results live in the store
         self._deliver(job.owner, Outgoing(event))
 
     def _announce_positions(self, device: str) -> None:
+        """Coalesced: one pass per POSITION_UPDATE_SECONDS per device, sending only changed positions."""
+        if device in self._announcing:
+            return
+        self._announcing.add(device)
+        self.loop.call_later(POSITION_UPDATE_SECONDS, self._send_positions, device)
+
+    def _send_positions(self, device: str) -> None:
+        self._announcing.discard(device)
         for job_id, position in self.positions(device).items():
             job = self.jobs.get(job_id)
-            if job is not None:
+            if job is not None and job.announced_position != position:
+                job.announced_position = position
                 self._deliver(job.owner, Outgoing(wire.Queued(job_id=job_id, position=position)))
 
     def running(self) -> list[Job]:
@@ -355,6 +440,16 @@ class JobManager:
 
 def _shutting_down(job: Job) -> wire.Failed:
     return wire.Failed(job_id=job.id, code="shutting_down", message="the daemon shut down; the job was interrupted")
+
+
+def _own(crop: np.ndarray) -> np.ndarray:
+    """The crop as an array of its own when it is a view into something larger, so a queued job
+    does not keep the whole upload (or the websocket frame it was decoded from) alive."""
+    root = crop
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    held = root.nbytes if root.base is None else memoryview(root.base).nbytes
+    return crop.copy() if held > crop.nbytes else crop
 
 
 def _rect_text(rect: Box) -> str:

@@ -1,15 +1,20 @@
 """Where results live: on disk before they are reported, and in memory for a fast refetch.
 
-A host that crashes or a socket that drops must lose nothing, so each result is written as a PNG
-with a JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out.
-A bounded in-memory cache serves refetches of recent jobs; older ones are read back from disk.
+A host that crashes or a socket that drops must lose nothing, so each result is on disk with a
+JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out. At wire
+speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the size is in the
+sidecar), and one background thread turns each into the PNG that ``output`` names, then removes the
+raw file; raw files left by a crash are converted at the next start. A bounded in-memory cache
+serves refetches of recent jobs; older ones are read back from disk, PNG or raw.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +26,9 @@ import cv2
 import numpy as np
 
 from underpaint.daemon.images import png_bytes
+
+log = logging.getLogger("underpaint.outputs")
+RAW = ".rgba"
 
 
 @dataclass(frozen=True)
@@ -65,17 +73,40 @@ class OutputStore:
         self._memory: OrderedDict[tuple[str, int], StoredResult] = OrderedDict()
         self._memory_bytes = 0
         self._lock = threading.Lock()
+        self._to_compress: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._compressor: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the background PNG writer, first queueing raw files an earlier run left behind."""
+        if self.folder is None or self._compressor is not None:
+            return
+        self._compressor = threading.Thread(target=self._compress_loop, name="outputs-png", daemon=True)
+        self._compressor.start()
+        if self.folder.is_dir():
+            for raw in sorted(self.folder.glob(f"*/*{RAW}")):
+                self._to_compress.put(raw)
+
+    def stop(self) -> None:
+        """Finish the PNGs already queued, then stop (raw files still waiting are converted next start)."""
+        if self._compressor is not None:
+            self._to_compress.put(None)
+            self._compressor.join()
+            self._compressor = None
 
     def save(self, result: StoredResult) -> StoredResult:
-        """Persist (when a folder is set) and cache; returns the result with its output path."""
+        """Persist (when a folder is set) and cache; returns the result with its output path.
+
+        Written raw (a plain copy of the pixels) so the result is on disk at once; the PNG that
+        ``output`` names follows in the background."""
         if self.folder is not None:
             day = self.folder / time.strftime("%Y-%m-%d")
             day.mkdir(parents=True, exist_ok=True)
             stem = day / f"{result.job_id}-{result.index}"
-            png = stem.with_suffix(".png")
-            _write_atomically(png, png_bytes(result.pixels))
-            result = StoredResult(**{**result.__dict__, "output": str(png)})
+            result = StoredResult(**{**result.__dict__, "output": str(stem.with_suffix(".png"))})
+            raw = stem.with_suffix(RAW)
+            _write_atomically(raw, np.ascontiguousarray(result.pixels).data.cast("B"))
             _write_atomically(stem.with_suffix(".json"), json.dumps(result.sidecar(), indent=2).encode())
+            self._to_compress.put(raw)
         with self._lock:
             self._memory[(result.job_id, result.index)] = result
             self._memory_bytes += result.pixels.nbytes
@@ -83,6 +114,16 @@ class OutputStore:
                 _, evicted = self._memory.popitem(last=False)
                 self._memory_bytes -= evicted.pixels.nbytes
         return result
+
+    def _compress_loop(self) -> None:
+        while (raw := self._to_compress.get()) is not None:
+            try:
+                pixels = _read_raw(raw)
+                if pixels is not None and pixels.size:
+                    _write_atomically(raw.with_suffix(".png"), png_bytes(pixels))
+                    raw.unlink()
+            except (OSError, ValueError, cv2.error) as error:  # the raw file still answers fetch
+                log.warning("could not write %s: %s", raw.with_suffix(".png").name, error)
 
     def load(self, job_id: str) -> list[StoredResult]:
         """Every stored item of a job, from memory or disk, in index order ([] when unknown)."""
@@ -93,11 +134,15 @@ class OutputStore:
         if cached or self.folder is None or not self.folder.is_dir():
             return cached
         found: list[StoredResult] = []
-        for sidecar in sorted(self.folder.glob(f"*/{job_id}-*.json")):
+        for sidecar in self._sidecars(job_id):
             data = json.loads(sidecar.read_text(encoding="utf-8"))
             png = sidecar.with_suffix(".png")
-            bgra = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
-            if bgra is None or data.get("job_id") != job_id:
+            pixels = _read_png(png)
+            if pixels is None:
+                pixels = _read_raw(sidecar.with_suffix(RAW))
+            if pixels is None:
+                pixels = _read_png(png)  # converted between the two reads
+            if pixels is None or data.get("job_id") != job_id:
                 continue
             found.append(
                 StoredResult(
@@ -109,14 +154,46 @@ class OutputStore:
                     y=int(data["y"]),
                     canvas=dict(data["canvas"]),
                     params=dict(data["params"]),
-                    pixels=cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA),
+                    pixels=pixels,
                     output=str(png),
                 )
             )
         return sorted(found, key=lambda item: item.index)
 
+    def _sidecars(self, job_id: str) -> list[Path]:
+        """A job's sidecars by name (one day folder, then index 0, 1, ...): no listing of folders
+        that hold thousands of results."""
+        assert self.folder is not None
+        for day in sorted(self.folder.iterdir(), reverse=True):
+            first = day / f"{job_id}-0.json"
+            if first.is_file():
+                found = [first]
+                while (following := day / f"{job_id}-{len(found)}.json").is_file():
+                    found.append(following)
+                return found
+        return []
 
-def _write_atomically(path: Path, data: bytes) -> None:
+
+def _read_png(path: Path) -> np.ndarray | None:
+    bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
+    return None if bgra is None else cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+
+
+def _read_raw(path: Path) -> np.ndarray | None:
+    """A raw RGBA file, shaped by its sidecar; None when either is gone or they disagree."""
+    try:
+        data = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    width, height = int(data["width"]), int(data["height"])
+    if len(payload) != width * height * 4:
+        log.warning("%s has %d bytes, not %dx%d RGBA; ignored", path.name, len(payload), width, height)
+        return None
+    return np.frombuffer(payload, np.uint8).reshape(height, width, 4)
+
+
+def _write_atomically(path: Path, data: bytes | memoryview) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(data)
     os.replace(partial, path)

@@ -19,6 +19,9 @@ from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol.frames import Attachment, FrameError, decode_frame
 from underpaint_protocol.messages import AttachmentRef, Error, Hello, Submit, client_message_adapter
 
+MAX_ECHOED = 200
+"""Characters of a peer's own input (a request id, a field path) that an error echoes back."""
+
 
 class ProtocolError(Exception):
     """A message that must be answered with an ``error`` and otherwise ignored."""
@@ -32,15 +35,55 @@ def parse_client_message(text: str) -> Any:
     """Validate one text frame into a message model, or raise ProtocolError naming the field."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
-        raise ProtocolError("bad_json", f"message is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "message is nested too deeply") from None
+    except ValueError as error:  # also integers of more digits than Python converts
+        raise ProtocolError("bad_json", f"message is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "message must be a JSON object")
-    request_id = data.get("request_id") if isinstance(data.get("request_id"), str) else None
+    request_id = data.get("request_id")
+    if not isinstance(request_id, str) or len(request_id) > MAX_ECHOED:
+        request_id = None  # echoed back only when it could be a valid one
+    unencodable = _unencodable_string(data)
+    if unencodable is not None:
+        raise ProtocolError(
+            "invalid_field",
+            f"{unencodable[:MAX_ECHOED] or 'message'}: strings must be valid Unicode (no lone surrogates)",
+            unencodable[:MAX_ECHOED] or None,
+            request_id if request_id is not None and _encodable(request_id) else None,
+        )
     try:
         return client_message_adapter.validate_python(data)
     except ValidationError as error:
         raise _protocol_error(error, request_id) from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unencodable_string(data: Any) -> str | None:
+    """The dotted path of the first key or string that cannot be encoded back (a lone surrogate),
+    or None; such strings would break the reply, the log and the JSON sidecar later."""
+    todo: list[tuple[str, Any]] = [("", data)]
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if not _encodable(key):
+                    return path
+                todo.append((child, item))
+        elif isinstance(value, list):
+            todo.extend((f"{path}.{index}", item) for index, item in enumerate(value))
+    return None
 
 
 def _protocol_error(error: ValidationError, request_id: str | None) -> ProtocolError:
@@ -53,7 +96,7 @@ def _protocol_error(error: ValidationError, request_id: str | None) -> ProtocolE
             "type",
             request_id,
         )
-    path = ".".join(str(part) for part in location[1:])
+    path = ".".join(str(part) for part in location[1:])[:MAX_ECHOED]
     return ProtocolError("invalid_field", f"{path or 'message'}: {first['msg']}", path or None, request_id)
 
 
@@ -160,6 +203,11 @@ class ConnectionProtocol:
 
     def receive_binary(self, data: bytes | bytearray | memoryview) -> list[Event]:
         pending = self._pending
+        if not self.greeted:
+            first = Error(
+                code="handshake_required", message="the first message must be hello, not binary", field="type"
+            )
+            return [Reply(first, close=True)]
         if pending is None:
             return [Reply(Error(code="unexpected_binary", message="binary frame without a submit announcing it"))]
         request_id = pending.submit.request_id
@@ -172,7 +220,7 @@ class ConnectionProtocol:
         if attachment != expected:
             mismatch = Error(
                 code="size_mismatch" if attachment.id == declared.id else "unexpected_binary",
-                message=f"frame header {attachment.as_dict()} differs from the declared {name} {expected.as_dict()}",
+                message=f"frame header {attachment.as_dict()!a} differs from the declared {name} {expected.as_dict()}",
                 field=name,
                 request_id=request_id,
             )
@@ -184,6 +232,17 @@ class ConnectionProtocol:
         if pending.failed:
             return []
         return [SubmitReceived(pending.submit, pending.frames)]
+
+    @property
+    def awaiting_frames(self) -> bool:
+        """Whether a submit announced frames that have not all arrived."""
+        return self._pending is not None
+
+    def frames_overdue(self, seconds: float) -> list[Event]:
+        """The announced frames did not come in time: the submit is dropped with an error."""
+        if self._pending is None:
+            return []
+        return [self._abandon(f"its frames did not arrive within {seconds:g} s")]
 
     def _fail_frame(self, name: str, error: Error) -> list[Event]:
         """Report the first bad frame of a submit, then swallow the rest of its frames quietly."""

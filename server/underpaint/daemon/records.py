@@ -60,6 +60,8 @@ class Job:
     results: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     terminal_event: Any = None
+    announced_position: int | None = None
+    """The last queue position sent to the owner (positions are sent only when they change)."""
 
     @property
     def device(self) -> str:

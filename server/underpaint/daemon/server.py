@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import http
 import logging
 import signal
 import socket
@@ -12,14 +14,16 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from underpaint import __version__
-from underpaint.daemon import auth
+from underpaint.daemon import auth, logs
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.connection import ClientHandler, ConnectionContext
 from underpaint.daemon.manager import JobManager
 from underpaint.daemon.outputs import OutputStore
 from underpaint.engines.base import Engine
+from underpaint.errors import StartupError
 from underpaint.modes import Mode
 from underpaint_protocol import messages as wire
 from underpaint_protocol.frames import IMAGE_FORMATS
@@ -50,7 +54,8 @@ class Daemon:
         self.loopback = auth.is_loopback_host(config.host)
         # There is always a token: beyond loopback every client must present it.
         self.token = auth.load_or_create_token(config.token_file)
-        self.store = OutputStore(config.outputs, config.memory_cache_bytes)
+        # With an outputs folder the disk answers refetches (off the loop): memory keeps only the newest.
+        self.store = OutputStore(config.outputs, config.memory_cache_bytes if config.outputs is None else 0)
         self._manager: JobManager | None = None
         self._context: ConnectionContext | None = None
         self._stop: asyncio.Event | None = None
@@ -122,7 +127,9 @@ class Daemon:
             self._connections.discard(connection)
 
     async def run(self, ready: Callable[[Daemon], Any] | None = None) -> list[str]:
-        """Serve until ``stop()``; returns descriptions of the jobs that were interrupted."""
+        """Serve until ``stop()``; returns descriptions of the jobs that were interrupted.
+
+        Raises ``StartupError`` (one line for the user) when the address cannot be listened on."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._manager = JobManager(
@@ -133,15 +140,31 @@ class Daemon:
             loop,
             threads=self.workers.threads() if self.workers else None,
         )
-        self._context = ConnectionContext(self._manager, self.config.limits, self.token, self.loopback, self.welcome)
-        async with serve(
-            self._handler,
-            self.config.host,
-            self.config.port,
-            compression=None,  # raw pixels do not compress well and deflate costs ~30x on loopback
-            max_size=self.config.limits.max_frame_bytes + 65536,
-            max_queue=4,
-        ) as server:
+        self._context = ConnectionContext(
+            self._manager,
+            self.config.limits,
+            self.token,
+            self.loopback,
+            self.welcome,
+            self.config.timeouts,
+            self.config.outgoing_bytes,
+        )
+        logs.install_filters()
+        try:
+            server = await serve(
+                self._handler,
+                self.config.host,
+                self.config.port,
+                compression=None,  # raw pixels do not compress well and deflate costs ~30x on loopback
+                max_size=self.config.limits.max_frame_bytes + 65536,
+                max_queue=4,
+                process_request=self._admit,
+            )
+        except OSError as error:
+            await asyncio.to_thread(self._manager.shutdown)
+            raise _startup_error(error, self.config.host, self.config.port) from None
+        self.store.start()
+        try:
             self.port = next(iter(server.sockets)).getsockname()[1]
             where = "outputs in " + str(self.config.outputs) if self.config.outputs else "outputs not saved"
             log.info(
@@ -163,15 +186,39 @@ class Daemon:
             drained = [asyncio.create_task(connection.drained()) for connection in self._connections]
             if drained:
                 await asyncio.wait(drained, timeout=5)  # let the last events reach the sockets
+            return interrupted
+        finally:
             server.close()
-        for engine in self.engines:
-            engine.close()
-        return interrupted
+            await server.wait_closed()
+            await asyncio.to_thread(self.store.stop)
+            for engine in self.engines:
+                engine.close()
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse a connection over the cap before it costs anything beyond the HTTP request."""
+        cap = self.config.limits.max_connections
+        if len(self._connections) >= cap:
+            log.warning("refused a connection: %d are open, the limit", cap)
+            return connection.respond(
+                http.HTTPStatus.SERVICE_UNAVAILABLE, f"underpaint: {cap} connections are open, the limit; try later\n"
+            )
+        return None
 
     def stop(self) -> None:
         """Ask a running daemon to shut down; safe from any thread."""
         if self._stop is not None and self._manager is not None:
             self._manager.loop.call_soon_threadsafe(self._stop.set)
+
+
+def _startup_error(error: OSError, host: str, port: int) -> StartupError:
+    if error.errno == errno.EADDRINUSE:
+        return StartupError(
+            f"port {port} on {host} is already in use (another underpaint daemon or another app); "
+            f"stop it, or pick another port with --port N (--port 0 takes any free one)"
+        )
+    if error.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
+        return StartupError(f"cannot listen on {host}:{port}: {error.strerror}; check --host and --port")
+    return StartupError(f"cannot listen on {host}:{port}: {error}")
 
 
 def _mode_order(mode: str) -> int:
