@@ -8,7 +8,8 @@ Measured side by side in one run, through the real websocket daemon driven like 
   machine (or with --address, a cluster) it compares 1 replica with one per GPU.
 - overhead: the echo engine (returns its upload) at 512x512 and 4 MP, the in-process daemon vs the
   daemon on one Ray replica, interleaved; prints the median per job and the difference (target:
-  under 10 ms added at 512x512; at 4 MP the pixels cross Ray's object store both ways).
+  under 10 ms added at 512x512; at 4 MP the pixels cross Ray's object store both ways), beside the
+  floor: a bare Serve streaming call that carries the same pixels to a replica and back.
 
 Run: ``python bench/scaleout.py`` (needs ``underpaint[ray]`` and the diffusion extra).
 """
@@ -21,9 +22,12 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import numpy as np
 import ray
+from ray import serve
 from transfer import DaemonRoundTrip, photo
 
 from underpaint.daemon.config import DaemonConfig
@@ -94,25 +98,50 @@ def throughput(replicas: int, jobs: int, steps: int, settings: EngineSettings, c
     return jobs / elapsed
 
 
-def overhead(sizes: list[int], rounds: int, cpus: float) -> dict[int, tuple[float, float]]:
+class Floor:
+    """Ray Serve alone: a streaming call that sends the pixels to a replica and gets them back."""
+
+    def __init__(self, cpus: float) -> None:
+        @serve.deployment(name="floor", max_ongoing_requests=1, ray_actor_options={"num_cpus": cpus})
+        class Returns:
+            async def call(self, pixels: np.ndarray) -> AsyncIterator[np.ndarray]:
+                yield pixels
+
+        self.handle = serve.run(Returns.bind(), name="floor", route_prefix=None).options(stream=True)  # type: ignore[attr-defined]
+
+    def __call__(self, pixels: np.ndarray) -> float:
+        started = time.perf_counter()
+        (back,) = list(self.handle.call.remote(pixels))  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        assert back.shape == pixels.shape
+        return elapsed
+
+    def close(self) -> None:
+        serve.delete("floor")
+
+
+def overhead(sizes: list[int], rounds: int, cpus: float) -> dict[int, dict[str, float]]:
     local = start_daemon([ClassicalEngine(), EchoEngine()], "echo")
     remote, workers = start_ray_daemon(EngineSettings(engine="echo"), RayOptions(replicas=1, cpus_per_replica=cpus))
+    floor = Floor(cpus)
     medians = {}
     try:
         for side in sizes:
             pixels = photo(side, side)
             clients = {"local": DaemonRoundTrip(local.url), "ray": DaemonRoundTrip(remote.url)}
-            times: dict[str, list[float]] = {"local": [], "ray": []}
-            for _ in range(3):  # warm both paths
-                for client in clients.values():
-                    client(pixels)
+            paths: dict[str, Callable[[np.ndarray], float]] = {**clients, "floor": floor}
+            times: dict[str, list[float]] = {name: [] for name in paths}
+            for _ in range(3):  # warm every path
+                for path in paths.values():
+                    path(pixels)
             for _ in range(rounds):
-                for name, client in clients.items():
-                    times[name].append(client(pixels))
+                for name, path in paths.items():
+                    times[name].append(path(pixels))
             for client in clients.values():
                 client.close()
-            medians[side] = (statistics.median(times["local"]), statistics.median(times["ray"]))
+            medians[side] = {name: statistics.median(values) for name, values in times.items()}
     finally:
+        floor.close()
         local.stop()
         remote.stop()
         workers.close()
@@ -141,10 +170,14 @@ def main() -> None:
     print(f"Ray cluster: {gpus} {'logical ' if logical else ''}GPU(s), {ray.cluster_resources()['CPU']:.0f} CPU(s)")
 
     medians = overhead([512, 2048], args.rounds, cpus)
-    print("\nper-job time, echo engine, median of", args.rounds)
-    print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10}")
-    for side, (local, remote) in medians.items():
-        print(f"{side}x{side:<5} {local * 1e3:10.1f} ms {remote * 1e3:7.1f} ms {(remote - local) * 1e3:7.1f} ms")
+    print("\nper-job time, echo engine, median of", args.rounds, "(floor: a bare Serve streaming call with the pixels)")
+    print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10} {'Serve floor':>12}")
+    for side, m in medians.items():
+        added = m["ray"] - m["local"]
+        print(
+            f"{side}x{side:<5} {m['local'] * 1e3:10.1f} ms {m['ray'] * 1e3:7.1f} ms {added * 1e3:7.1f} ms"
+            f" {m['floor'] * 1e3:9.1f} ms"
+        )
 
     settings = EngineSettings(engine="classical", models=("tiny-random",), device=args.device, torch_threads=1)
     one = throughput(1, args.jobs, args.steps, settings, cpus)

@@ -35,6 +35,8 @@ class RemoteEngine(Engine):
         self._models = list(entry.models)
         self._resolutions = entry.resolutions
         self._handle = handle
+        self._handles: dict[str, DeploymentHandle] = {}
+        """One streaming handle per model, routed to replicas that have it warm."""
         self._params: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -58,7 +60,9 @@ class RemoteEngine(Engine):
     ) -> Iterator[np.ndarray]:
         if cancel.is_set():
             raise JobCancelled()
-        handle = self._handle.options(stream=True, multiplexed_model_id=job.model)
+        handle = self._handles.get(job.model)
+        if handle is None:
+            handle = self._handles[job.model] = self._handle.options(stream=True, multiplexed_model_id=job.model)
         response = cast(DeploymentResponseGenerator, handle.generate.remote(RemoteJob(job, batch_count)))
         done = threading.Event()
 
