@@ -27,7 +27,6 @@ from underpaint_protocol import messages as wire
 
 log = logging.getLogger("underpaint.scaleout")
 
-APP_NAME = "underpaint"
 STATUS_SECONDS = 0.5
 
 
@@ -44,6 +43,8 @@ class RayOptions:
     cpus_per_replica: float = 1.0
     max_queued: int | None = None
     """Requests Serve may hold beyond the running ones (default: as many as replicas); more fail as queue_full."""
+    app: str = "underpaint"
+    """The Serve application's name: daemons sharing one cluster need different names."""
 
 
 class RayWorkers:
@@ -85,7 +86,7 @@ class RayWorkers:
             max_queued_requests=self.options.max_queued or replicas,
             ray_actor_options={"num_gpus": gpus_per_replica, "num_cpus": self.options.cpus_per_replica},
         )(EngineReplica)
-        handle = serve.run(deployment.bind(self.settings, board), name=APP_NAME, route_prefix=None)
+        handle = serve.run(deployment.bind(self.settings, board), name=self.options.app, route_prefix=None)
         self.engines = [RemoteEngine(entry, handle) for entry in first.engines]
         self._poller = threading.Thread(target=self._poll, args=(board,), name="underpaint-workers", daemon=True)
         self._poller.start()
@@ -143,7 +144,7 @@ class RayWorkers:
         self._stop.set()
         if self._board is not None:  # deployed: take the application and the board down again
             try:
-                serve.delete(APP_NAME)
+                serve.delete(self.options.app)
                 ray.kill(self._board)
             except Exception as error:  # the cluster may already be gone
                 log.warning("could not remove the Serve application: %s", error)
