@@ -420,3 +420,16 @@ def test_results_are_on_disk_raw_first_then_png(tmp_path: Path) -> None:
     fresh.stop()
     assert png.is_file() and not png.with_suffix(".rgba").exists()
     assert np.array_equal(OutputStore(tmp_path, 0).load("a" * 32)[0].pixels, pixels)
+
+
+def test_accept_errors_are_logged_once_not_in_a_flood() -> None:
+    from underpaint.daemon.logs import AcceptErrorsOnce
+
+    keep = AcceptErrorsOnce(every=60.0)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None, None)
+
+    flood = [keep.filter(record("socket.accept() out of system resource\nsocket: <...>")) for _ in range(500)]
+    assert flood.count(True) == 1
+    assert keep.filter(record("Task exception was never retrieved"))  # other asyncio errors untouched

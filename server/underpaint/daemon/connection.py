@@ -110,6 +110,7 @@ class ClientHandler:
         self._idle = asyncio.Event()
         self._idle.set()
         self._dropped = False
+        self._writing = True
 
     # ------------------------------------------------------------ reading
 
@@ -142,7 +143,7 @@ class ClientHandler:
             timeout = None  # an idle client is fine; websockets' keepalive pings catch half-open sockets
         try:
             frame = await asyncio.wait_for(self.websocket.recv(), timeout)  # recv() is cancellation-safe
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             if not self.protocol.greeted:
                 message = f"the first message must be hello, within {timeouts.hello:g} s"
                 self._reply(wire.Error(code="handshake_required", message=message, field="type"))
@@ -239,7 +240,7 @@ class ClientHandler:
         as a slow reader)."""
         for outgoing in items:
             while self._queue and self._queued_bytes + _size(outgoing) > self.context.outgoing_bytes:
-                if self._dropped:
+                if self._dropped or not self._writing:
                     return
                 self._space.clear()
                 await self._space.wait()
@@ -319,6 +320,14 @@ class ClientHandler:
         self.websocket.transport.abort()
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_all()
+        finally:
+            self._writing = False
+            self._space.set()  # a fetch waiting for room must not wait for a writer that is gone
+            self._idle.set()
+
+    async def _write_all(self) -> None:
         while True:
             while not self._queue:
                 if self._dropped:
@@ -341,7 +350,7 @@ class ClientHandler:
                 return
             try:
                 await asyncio.wait_for(self._send(item), self.context.timeouts.send)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
                 self._drop(f"a send took over {self.context.timeouts.send:g} s")
                 return
             except ConnectionClosed:
@@ -353,7 +362,7 @@ class ClientHandler:
     async def _close(self, item: _Close) -> None:
         try:
             await asyncio.wait_for(self.websocket.close(item.code, item.reason), self.context.timeouts.send)
-        except (TimeoutError, ConnectionClosed):
+        except (asyncio.TimeoutError, ConnectionClosed):
             self.websocket.transport.abort()
 
     async def drained(self) -> None:

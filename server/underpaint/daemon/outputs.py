@@ -4,8 +4,8 @@ A host that crashes or a socket that drops must lose nothing, so each result is 
 JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out. At wire
 speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the size is in the
 sidecar), and one background thread turns each into the PNG that ``output`` names, then removes the
-raw file; raw files left by a crash are converted at the next start. A bounded in-memory cache
-serves refetches of recent jobs; older ones are read back from disk, PNG or raw.
+raw file; raw files left by a crash are converted at the next start. Refetches read the disk (PNG
+or raw); only when outputs are off do results live in a bounded in-memory cache instead.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ class OutputStore:
             _write_atomically(raw, np.ascontiguousarray(result.pixels).data.cast("B"))
             _write_atomically(stem.with_suffix(".json"), json.dumps(result.sidecar(), indent=2).encode())
             self._to_compress.put(raw)
+            return result  # the disk answers refetches; memory keeps nothing
         with self._lock:
             self._memory[(result.job_id, result.index)] = result
             self._memory_bytes += result.pixels.nbytes
@@ -126,13 +127,14 @@ class OutputStore:
                 log.warning("could not write %s: %s", raw.with_suffix(".png").name, error)
 
     def load(self, job_id: str) -> list[StoredResult]:
-        """Every stored item of a job, from memory or disk, in index order ([] when unknown)."""
-        with self._lock:
-            cached = sorted(
-                (item for key, item in self._memory.items() if key[0] == job_id), key=lambda item: item.index
-            )
-        if cached or self.folder is None or not self.folder.is_dir():
-            return cached
+        """Every stored item of a job, from disk (or memory when outputs are off), in index order
+        ([] when unknown)."""
+        if self.folder is None:
+            with self._lock:
+                items = (item for key, item in self._memory.items() if key[0] == job_id)
+                return sorted(items, key=lambda item: item.index)
+        if not self.folder.is_dir():
+            return []
         found: list[StoredResult] = []
         for sidecar in self._sidecars(job_id):
             data = json.loads(sidecar.read_text(encoding="utf-8"))

@@ -54,8 +54,7 @@ class Daemon:
         self.loopback = auth.is_loopback_host(config.host)
         # There is always a token: beyond loopback every client must present it.
         self.token = auth.load_or_create_token(config.token_file)
-        # With an outputs folder the disk answers refetches (off the loop): memory keeps only the newest.
-        self.store = OutputStore(config.outputs, config.memory_cache_bytes if config.outputs is None else 0)
+        self.store = OutputStore(config.outputs, config.memory_cache_bytes)
         self._manager: JobManager | None = None
         self._context: ConnectionContext | None = None
         self._stop: asyncio.Event | None = None
