@@ -151,9 +151,9 @@ def test_every_job_type_end_to_end(make_client, ray_daemon: RayDaemon, job: dict
         grown = event.message["canvas"]
         assert grown["x"] <= placed["x"] and placed["x"] + placed["width"] <= grown["x"] + grown["width"]
         # stored before it was reported, with what the replica's engine resolved
-        png = Path(event.message["output"])
-        assert png.is_file() and png.parent.parent == ray_daemon.outputs
-        params = json.loads(png.with_suffix(".json").read_text(encoding="utf-8"))["params"]
+        sidecar = Path(event.message["output"]).with_suffix(".json")  # the PNG itself may still be encoding
+        assert sidecar.is_file() and sidecar.parent.parent == ray_daemon.outputs
+        params = json.loads(sidecar.read_text(encoding="utf-8"))["params"]
         assert params == event.message["params"]
         if job["model"] == "tiny-random":
             assert params["engine_params"]["model"] == "tiny-random"
