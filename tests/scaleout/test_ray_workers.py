@@ -20,7 +20,7 @@ import pytest
 
 from tests.daemon.conftest import Recorder, layer_array, photo_like, submit_job
 from tests.daemon.test_jobs import rect_mask
-from tests.scaleout.conftest import RayDaemon, wait_workers
+from tests.scaleout.conftest import RayDaemon, wait_workers, welcome_workers
 from underpaint.scaleout.backend import RayOptions, RayWorkers, ScaleoutError
 from underpaint.scaleout.replica import EngineSettings
 from underpaint_protocol.client import UnderpaintClient
@@ -231,7 +231,7 @@ def test_a_replica_killed_mid_job_fails_that_job_clearly_and_the_next_one_runs(
 def test_underpaint_workers_prints_each_replica(ray_daemon: RayDaemon) -> None:
     wait_workers(ray_daemon.url, lambda ws: len(ws) == 2 and not any(w["busy"] for w in ws), timeout=120)
     token = ray_daemon.thread.daemon.token
-    command = [sys.executable, "-m", "underpaint", "workers", "--server", ray_daemon.url, "--token", token]
+    command = [sys.executable, "-m", "underpaint", "workers", "--server", ray_daemon.url, f"--token={token}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["WHERE", "DEVICE", "STATE", "WARM", "MODELS"]
@@ -239,7 +239,9 @@ def test_underpaint_workers_prints_each_replica(ray_daemon: RayDaemon) -> None:
     assert len(rows) == 2
     assert "[Ray GPU 0]" in rows[0] + rows[1] and "[Ray GPU 1]" in rows[0] + rows[1]
     assert all(" idle " in row and socket.gethostname() in row for row in rows)
-    assert any("tiny-random" in row for row in rows)
+    for worker in welcome_workers(ray_daemon.url):  # the same warm models a host sees in `welcome`
+        (row,) = [row for row in rows if worker["device"] in row]
+        assert row.endswith("  " + (", ".join(worker["models"]) or "-"))
 
 
 def test_a_machine_lacking_a_model_is_named_and_nothing_starts(ray_cluster: None) -> None:
