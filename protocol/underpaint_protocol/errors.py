@@ -36,6 +36,7 @@ ERROR_CODES: dict[str, str] = {
     "out_of_memory": "The device ran out of memory.",
     "engine_failed": "The engine failed while generating.",
     "generation_failed": "The model produced an invalid image (NaN) even after a safe retry.",
+    "worker_lost": "The worker running the job stopped (a Ray replica died or its machine became unreachable).",
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
 }
@@ -76,6 +77,7 @@ USER_TEXT: dict[str, str] = {
     "programs using it.",
     "engine_failed": "The model failed while painting. The daemon's log says why.",
     "generation_failed": "The model produced a broken image even after a retry. Try another seed or model.",
+    "worker_lost": "The machine running this job stopped or became unreachable. Generate again: another worker takes it.",
     "shutting_down": "The daemon is shutting down; the job was stopped. Start it again and Generate again.",
     "internal_error": "The daemon hit a bug. Its log has the details; please report it.",
 }

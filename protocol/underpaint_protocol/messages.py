@@ -160,6 +160,17 @@ class ModelDescription(Strict):
     default_guidance: float
 
 
+class WorkerDescription(Strict):
+    """One worker that runs jobs: a device of this daemon, or a Ray Serve replica (``--workers ray``)."""
+
+    where: str
+    """The machine (host name and address)."""
+    device: str
+    models: list[str]
+    """Model ids warm on this worker: a job for one of them starts without loading it."""
+    busy: bool
+
+
 class EngineDescription(Strict):
     name: str
     device: str
@@ -209,6 +220,7 @@ class Welcome(Strict):
     model_loaded: bool
     limits: Limits
     image_formats: list[ImageFormat]
+    workers: list[WorkerDescription] | None = None
 
 
 class Planned(Strict):

@@ -7,9 +7,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from underpaint import __version__
 from underpaint_protocol import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from underpaint.daemon.config import DaemonConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     outputs.add_argument("--no-outputs", action="store_true", help="keep results in memory only")
     serve.add_argument("--token-file", type=Path, help="where the access token is kept")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        choices=["threads", "ray"],
+        default="threads",
+        help="where engines run: threads of this process (default), or Ray Serve replicas, one per GPU of a "
+        "Ray cluster (needs underpaint[ray])",
+    )
+    serve.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --workers ray: join this running Ray cluster (default: start Ray on this machine)",
+    )
+    serve.add_argument(
+        "--warm-models",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --workers ray: models each replica keeps loaded (least recently used goes first; default 2)",
+    )
     serve.set_defaults(run=_serve)
 
     generate = commands.add_parser("generate", help="run one job through a daemon, like a plugin would")
@@ -86,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--host-version", help="the host version to install for (default: detected)")
     install.set_defaults(run=_install_plugin)
 
+    workers = commands.add_parser("workers", help="show what runs a daemon's jobs: machines, devices, warm models")
+    workers.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
+    workers.add_argument("--token", help="the daemon's token (default: read from this user's config)")
+    workers.set_defaults(run=_workers)
+
     models = commands.add_parser("models", help="list the models available on this machine")
     models.add_argument("--model", action="append", default=[], metavar="SOURCE")
     models.add_argument("--models-dir", action="append", type=Path, default=[])
@@ -108,6 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs
     )
     _return_large_buffers_to_the_system()
+    if args.workers == "ray":
+        return _serve_on_ray(args, config)
     try:
         for source in args.model:
             _check_model_source(source)
@@ -120,6 +150,62 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
         return 2
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
+    """Models are checked on every GPU machine of the cluster, not here: this one may have none."""
+    from underpaint.daemon.server import Daemon, run_forever
+    from underpaint.errors import StartupError
+
+    try:
+        from underpaint.scaleout.backend import RayOptions, RayWorkers, ScaleoutError
+        from underpaint.scaleout.replica import EngineSettings
+    except ImportError as error:
+        print(f"underpaint: --workers ray needs Ray Serve: pip install 'underpaint[ray]' ({error})", file=sys.stderr)
+        return 2
+    settings = EngineSettings(
+        engine=args.engine,
+        models=tuple(args.model),
+        models_dirs=tuple(str(folder) for folder in args.models_dir),
+        device=args.device,
+        max_models=args.warm_models,
+    )
+    workers = RayWorkers(settings, RayOptions(address=args.ray_address))
+    try:
+        workers.start()
+        run_forever(Daemon(config, workers.engines, workers.default_model, workers=workers))
+    except (ScaleoutError, StartupError) as error:
+        print(f"underpaint: {error}", file=sys.stderr)
+        return 2
+    finally:
+        workers.close()
+    return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from underpaint.daemon.config import config_dir
+    from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
+
+    token_file = config_dir() / "token"
+    token = args.token or (token_file.read_text(encoding="utf-8").strip() if token_file.is_file() else None)
+    client = UnderpaintClient(args.server, token=token, client_name="underpaint-cli", reconnect=False)
+    try:
+        welcome = client.connect(timeout=10, fail_fast=True)
+    except (NotConnected, DaemonError) as error:
+        print(f"underpaint: {error}. Is the daemon running? Start it with `underpaint serve`.", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    workers = welcome.get("workers")
+    if workers is None:
+        print("underpaint: this daemon does not report its workers", file=sys.stderr)
+        return 1
+    rows = [(w["where"], w["device"], "busy" if w["busy"] else "idle", ", ".join(w["models"]) or "-") for w in workers]
+    header = ("WHERE", "DEVICE", "STATE", "WARM MODELS")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    for row in [header, *rows]:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     return 0
 
 

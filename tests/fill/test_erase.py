@@ -15,7 +15,7 @@ import torch
 
 from tests.daemon.conftest import Recorder, layer_array, photo_like, submit_job
 from tests.daemon.test_jobs import rect_mask
-from underpaint.canvas import BlendSettings, Rect, plan_job, prepare_job
+from underpaint.canvas import BlendSettings, Box, plan_job, prepare_job
 from underpaint.canvas import fill as canvas_fill
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
@@ -105,7 +105,7 @@ def test_learned_prefill(lama_file: Path) -> None:
     build_engines("classical", [f"erase:{lama_file}"], [], "cpu")  # sets the learned pre-fill
     try:
         canvas = photo_like(120, 90)
-        plan = plan_job(Mode.INPAINT, 120, 90, Rect(30, 20, 40, 30), None, 1.0, erase_resolution(), BlendSettings())
+        plan = plan_job(Mode.INPAINT, 120, 90, Box(30, 20, 40, 30), None, 1.0, erase_resolution(), BlendSettings())
         upload = canvas[plan.upload.slices(plan.canvas)]
         settings = BlendSettings(prefill="learned")
         prepared = prepare_job(plan, upload, None, settings, seed=1)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.canvas.helpers import CLASSICAL, classical_engine, photo, run_job, seam_ratio
 from tests.fill.metrics import far_copy_share
-from underpaint.canvas import BlendSettings, Rect, plan_job
+from underpaint.canvas import BlendSettings, Box, plan_job
 from underpaint.canvas.geometry import Extents
 from underpaint.modes import Mode
 
@@ -20,14 +20,14 @@ FAR = 96
 #: (photo, crop of it that is the canvas, extents). The crops leave room for the extents inside the
 #: photo, so the photo's own pixels there are a real continuation to compare the seam with.
 CASES = [
-    ("chelsea", Rect(0, 0, 451, 300), Extents(0, 0, 200, 60)),  # the issue's report, no room left
-    ("coffee", Rect(121, 67, 437, 301), Extents(121, 67, 0, 0)),
-    ("astronaut", Rect(61, 47, 377, 391), Extents(61, 47, 73, 59)),
-    ("chelsea", Rect(0, 37, 333, 229), Extents(0, 37, 118, 34)),
+    ("chelsea", Box(0, 0, 451, 300), Extents(0, 0, 200, 60)),  # the issue's report, no room left
+    ("coffee", Box(121, 67, 437, 301), Extents(121, 67, 0, 0)),
+    ("astronaut", Box(61, 47, 377, 391), Extents(61, 47, 73, 59)),
+    ("chelsea", Box(0, 37, 333, 229), Extents(0, 37, 118, 34)),
 ]
 
 
-def outpaint(name: str, crop: Rect, extend: Extents) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def outpaint(name: str, crop: Box, extend: Extents) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(canvas RGBA, composite RGBA over the grown canvas, layer alpha over it)."""
     canvas = np.ascontiguousarray(photo(name)[crop.y : crop.y + crop.height, crop.x : crop.x + crop.width])
     h, w = canvas.shape[:2]

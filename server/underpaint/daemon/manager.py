@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -71,8 +72,10 @@ class JobManager:
         limits: Limits,
         loop: asyncio.AbstractEventLoop,
         execute: Execute | None = None,
+        threads: Mapping[str, int] | None = None,
     ) -> None:
-        """``execute`` runs one job on a worker thread (default: in this process, see ``runner``)."""
+        """``execute`` runs one job on a worker thread (default: in this process, see ``runner``);
+        ``threads`` says how many jobs of a device run at once (default one: a device runs one job)."""
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
         self.default_model = default_model
@@ -89,9 +92,11 @@ class JobManager:
         self._disk_readers = asyncio.Semaphore(DISK_READERS)
         for device in sorted({engine.device for engine in engines}):
             self._queues[device] = FairQueue()
-            worker = threading.Thread(target=self._work, args=(device,), name=f"worker-{device}", daemon=True)
-            self._workers.append(worker)
-            worker.start()
+            for index in range((threads or {}).get(device, 1)):
+                name = f"worker-{device}-{index}"
+                worker = threading.Thread(target=self._work, args=(device,), name=name, daemon=True)
+                self._workers.append(worker)
+                worker.start()
 
     # ------------------------------------------------------------ models
 

@@ -55,11 +55,13 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         message = wire.Progress(job_id=job.id, step=progress.step, total=progress.total)
         publish(message, progress.preview)
 
-    engine_params = job.engine.reproduction_params(generation)
+    engine_params: dict[str, Any] | None = None
     count = 0
     for index, generated in enumerate(job.engine.generate(generation, job.spec.batch, on_progress, job.cancel)):
         if job.cancel.is_set():
             raise JobCancelled()
+        if engine_params is None:  # asked once the engine has made an image: it has resolved everything by then
+            engine_params = job.engine.reproduction_params(generation)
         if through_pipeline:
             layer = canvas.finish_job(prepared, generated)
         else:

@@ -1,4 +1,4 @@
-"""The daemon: one asyncio websocket server, one job manager, one worker per device."""
+"""The daemon: one asyncio websocket server, one job manager, one worker per device (or remote workers)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import errno
 import http
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -30,10 +31,25 @@ from underpaint_protocol.frames import IMAGE_FORMATS
 log = logging.getLogger("underpaint.daemon")
 
 
+class Workers(Protocol):
+    """Engines that run outside this process (``--workers ray``): only "run the engine" moves there."""
+
+    def threads(self) -> dict[str, int]:
+        """How many jobs of each of their devices may run at once."""
+        ...
+
+    def describe(self) -> list[wire.WorkerDescription]:
+        """Each worker: where it runs, its device, its warm models, whether it is busy."""
+        ...
+
+
 class Daemon:
-    def __init__(self, config: DaemonConfig, engines: list[Engine], default_model: str) -> None:
+    def __init__(
+        self, config: DaemonConfig, engines: list[Engine], default_model: str, workers: Workers | None = None
+    ) -> None:
         self.config = config
         self.engines = engines
+        self.workers = workers
         self.default_model = default_model
         self.loopback = auth.is_loopback_host(config.host)
         # There is always a token: beyond loopback every client must present it.
@@ -74,7 +90,31 @@ class Daemon:
             model_loaded=any(info.loaded and info.engine != "classical" for info, _ in models),
             limits=self.config.limits,
             image_formats=list(IMAGE_FORMATS),  # type: ignore[arg-type]
+            workers=self.workers.describe() if self.workers else self._local_workers(),
         )
+
+    def _local_workers(self) -> list[wire.WorkerDescription]:
+        """One worker thread per device of this process."""
+        busy = {job.device for job in self.manager.running()}
+        where = socket.gethostname()
+        on: dict[str, list[Engine]] = {}
+        for engine in self.engines:
+            on.setdefault(engine.device, []).append(engine)
+        return [
+            wire.WorkerDescription(
+                where=where,
+                device=device,
+                models=[
+                    info.id
+                    for engine in self.engines
+                    if engine.device == device
+                    for info in engine.models()
+                    if info.loaded
+                ],
+                busy=device in busy,
+            )
+            for device in sorted(on)
+        ]
 
     async def _handler(self, websocket: ServerConnection) -> None:
         assert self._context is not None
@@ -91,7 +131,14 @@ class Daemon:
         Raises ``StartupError`` (one line for the user) when the address cannot be listened on."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self._manager = JobManager(self.engines, self.default_model, self.store, self.config.limits, loop)
+        self._manager = JobManager(
+            self.engines,
+            self.default_model,
+            self.store,
+            self.config.limits,
+            loop,
+            threads=self.workers.threads() if self.workers else None,
+        )
         self._context = ConnectionContext(
             self._manager,
             self.config.limits,

@@ -1,0 +1,215 @@
+"""`--workers ray`: does a second replica double throughput, and what does the Ray hop cost per job?
+
+Measured side by side in one run, through the real websocket daemon driven like a plugin:
+
+- throughput: 8 `tiny-random` txt2img jobs submitted at once, 1 replica vs 2 (torch limited to one
+  thread per replica), after each replica has the model warm; the best of two turns each, the two
+  deployments side by side when the GPUs allow; prints jobs/s and the ratio (target >= 1.7x).
+  Without a GPU the replicas get logical GPUs and share this machine's cores; on a GPU machine (or
+  with --address, a cluster) it compares 1 replica with one per GPU.
+- overhead: the echo engine (returns its upload) at 512x512 and 4 MP, the in-process daemon vs the
+  daemon on one Ray replica, interleaved; prints the median per job and the difference (target:
+  under 10 ms added at 512x512; at 4 MP the pixels cross Ray's object store both ways), beside the
+  floor: a bare Serve streaming call that carries the same pixels to a replica and back.
+
+Run: ``python bench/scaleout.py`` (needs ``underpaint[ray]`` and the diffusion extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import ray
+from ray import serve
+from transfer import DaemonRoundTrip, photo
+
+from underpaint.daemon.config import DaemonConfig
+from underpaint.daemon.server import Daemon, DaemonThread
+from underpaint.engines.classical import ClassicalEngine
+from underpaint.engines.echo import EchoEngine
+from underpaint.scaleout.backend import RayOptions, RayWorkers
+from underpaint.scaleout.replica import EngineSettings
+from underpaint_protocol.client import UnderpaintClient
+from underpaint_protocol.session import Event
+
+TEMP = Path(tempfile.mkdtemp(prefix="underpaint-bench-scaleout-"))
+
+
+def start_daemon(engines: list, default_model: str, workers: RayWorkers | None = None) -> DaemonThread:
+    config = DaemonConfig(port=0, token_file=TEMP / "token", outputs=None)
+    return DaemonThread(Daemon(config, engines, default_model, workers=workers)).start()
+
+
+def start_ray_daemon(settings: EngineSettings, options: RayOptions) -> tuple[DaemonThread, RayWorkers]:
+    workers = RayWorkers(settings, options).start()
+    return start_daemon(workers.engines, workers.default_model, workers), workers
+
+
+class Batch:
+    """One client that submits many txt2img jobs at once and waits for all of them."""
+
+    def __init__(self, url: str) -> None:
+        self.finished: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self.client = UnderpaintClient(url, client_name="bench", on_event=self._on_event, previews=False)
+        self.client.connect()
+
+    def _on_event(self, event: Event) -> None:
+        if event.type in ("finished", "failed", "cancelled") and event.job_id:
+            with self.lock:
+                self.finished[event.job_id] = event.type
+
+    def run(self, jobs: int, steps: int) -> float:
+        started = time.perf_counter()
+        spec = {"mode": "txt2img", "model": "tiny-random", "steps": steps, "canvas": {"width": 128, "height": 128}}
+        ids = [self.client.submit(spec, None, None).result(timeout=60)["job_id"] for _ in range(jobs)]
+        while True:
+            with self.lock:
+                ended = [self.finished.get(job_id) for job_id in ids]
+            if all(ended):
+                break
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        if set(ended) != {"finished"}:
+            raise RuntimeError(f"jobs ended as {ended}")
+        return elapsed
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def throughput(counts: list[int], jobs: int, steps: int, settings: EngineSettings, cpus: float) -> dict[int, float]:
+    """Jobs/s for each replica count: deployed side by side and measured in turns when the cluster
+    has the GPUs for all of them at once (so both see the same machine load), else one after another."""
+    side_by_side = int(ray.cluster_resources()["GPU"]) >= sum(counts)
+    best: dict[int, float] = {}
+
+    def deploy(count: int) -> tuple[DaemonThread, RayWorkers, Batch]:
+        options = RayOptions(replicas=count, cpus_per_replica=cpus, app=f"bench-{count}")
+        thread, workers = start_ray_daemon(settings, options)
+        batch = Batch(thread.url)
+        batch.run(count, steps)  # every replica loads the model once
+        return thread, workers, batch
+
+    def measure(count: int, batch: Batch) -> None:
+        best[count] = max(best.get(count, 0.0), jobs / batch.run(jobs, steps))
+
+    if side_by_side:
+        running = {count: deploy(count) for count in counts}
+        for _ in range(2):
+            for count, (_, _, batch) in running.items():
+                measure(count, batch)
+        deployed = list(running.values())
+    else:
+        deployed = []
+        for count in counts:
+            deployed.append(deploy(count))
+            measure(count, deployed[-1][2])
+    for thread, workers, batch in deployed:
+        batch.close()
+        thread.stop()
+        workers.close()
+    return best
+
+
+class Floor:
+    """Ray Serve alone: a streaming call that sends the pixels to a replica and gets them back."""
+
+    def __init__(self, cpus: float) -> None:
+        @serve.deployment(name="floor", max_ongoing_requests=1, ray_actor_options={"num_cpus": cpus})
+        class Returns:
+            async def call(self, pixels: np.ndarray) -> AsyncIterator[np.ndarray]:
+                yield pixels
+
+        self.handle = serve.run(Returns.bind(), name="floor", route_prefix=None).options(stream=True)  # type: ignore[attr-defined]
+
+    def __call__(self, pixels: np.ndarray) -> float:
+        started = time.perf_counter()
+        (back,) = list(self.handle.call.remote(pixels))  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        assert back.shape == pixels.shape
+        return elapsed
+
+    def close(self) -> None:
+        serve.delete("floor")
+
+
+def overhead(sizes: list[int], rounds: int, cpus: float) -> dict[int, dict[str, float]]:
+    local = start_daemon([ClassicalEngine(), EchoEngine()], "echo")
+    remote, workers = start_ray_daemon(EngineSettings(engine="echo"), RayOptions(replicas=1, cpus_per_replica=cpus))
+    floor = Floor(cpus)
+    medians = {}
+    try:
+        for side in sizes:
+            pixels = photo(side, side)
+            clients = {"local": DaemonRoundTrip(local.url), "ray": DaemonRoundTrip(remote.url)}
+            paths: dict[str, Callable[[np.ndarray], float]] = {**clients, "floor": floor}
+            times: dict[str, list[float]] = {name: [] for name in paths}
+            for _ in range(3):  # warm every path
+                for path in paths.values():
+                    path(pixels)
+            for _ in range(rounds):
+                for name, path in paths.items():
+                    times[name].append(path(pixels))
+            for client in clients.values():
+                client.close()
+            medians[side] = {name: statistics.median(values) for name, values in times.items()}
+    finally:
+        floor.close()
+        local.stop()
+        remote.stop()
+        workers.close()
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", help="a Ray cluster to run on (default: a local one)")
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4, help="denoising steps per tiny-random job")
+    parser.add_argument("--rounds", type=int, default=30, help="echo jobs per size and path")
+    parser.add_argument("--device", default="auto", help="device the replicas run tiny-random on")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logical = False
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        import torch
+
+        logical = not torch.cuda.is_available()
+        ray.init(num_gpus=3 if logical else None, include_dashboard=False, log_to_driver=False)  # 1 + 2 replicas
+    gpus = int(ray.cluster_resources()["GPU"])
+    cpus = min(1.0, ray.cluster_resources()["CPU"] / max(gpus, 1) / 2)  # logical: Ray does not pin cores
+    print(f"Ray cluster: {gpus} {'logical ' if logical else ''}GPU(s), {ray.cluster_resources()['CPU']:.0f} CPU(s)")
+
+    medians = overhead([512, 2048], args.rounds, cpus)
+    print("\nper-job time, echo engine, median of", args.rounds, "(floor: a bare Serve streaming call with the pixels)")
+    print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10} {'Serve floor':>12}")
+    for side, m in medians.items():
+        added = m["ray"] - m["local"]
+        print(
+            f"{side}x{side:<5} {m['local'] * 1e3:10.1f} ms {m['ray'] * 1e3:7.1f} ms {added * 1e3:7.1f} ms"
+            f" {m['floor'] * 1e3:9.1f} ms"
+        )
+
+    settings = EngineSettings(engine="classical", models=("tiny-random",), device=args.device, torch_threads=1)
+    many = 2 if logical else gpus
+    rates = throughput([1, many], args.jobs, args.steps, settings, cpus)
+    print(f"\nthroughput, {args.jobs} tiny-random txt2img jobs, {args.steps} steps at 512x512, 1 torch thread each")
+    print(f"  1 replica:  {rates[1]:.3f} jobs/s")
+    print(f"  {many} replicas: {rates[many]:.3f} jobs/s")
+    print(f"  ratio {rates[many] / rates[1]:.2f}x (target >= 1.7x with 2)")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

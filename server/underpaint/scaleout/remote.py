@@ -1,0 +1,104 @@
+"""The daemon's side of one engine that runs on Ray Serve replicas.
+
+``RemoteEngine`` fulfils the ordinary engine contract, so the job manager, the canvas pipeline, the
+outputs folder and the fairness rules stay one code path: only the ``generate`` call travels. It
+streams the job to a replica (preferring one with the model warm), turns the stream back into
+progress callbacks and images, and ends the call with ``.cancel()`` when the job's cancel event
+is set (Ray stops a streaming call only on an explicit cancel, not when the response is dropped).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, cast
+
+import numpy as np
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, RequestCancelledError
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+
+from underpaint.canvas.plan import ModelResolution
+from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.errors import JobError
+from underpaint.scaleout.replica import EngineEntry, Made, RemoteJob, Stopped
+
+DEVICE = "ray"
+"""All remote engines share one device, hence one fair queue in the daemon."""
+
+
+class RemoteEngine(Engine):
+    def __init__(self, entry: EngineEntry, handle: DeploymentHandle) -> None:
+        self.name = entry.name
+        self.device = DEVICE
+        self.uses_canvas_pipeline = entry.uses_canvas_pipeline
+        self._models = list(entry.models)
+        self._resolutions = entry.resolutions
+        self._handle = handle
+        self._handles: dict[str, DeploymentHandle] = {}
+        """One streaming handle per model, routed to replicas that have it warm."""
+        self._params: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def models(self) -> list[ModelInfo]:
+        return list(self._models)
+
+    def resolution(self, model: str) -> ModelResolution:
+        return self._resolutions[model]
+
+    def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
+        """What the replica's engine resolved for ``job``: known once its first image has arrived."""
+        with self._lock:
+            return dict(self._params.get(id(job), {}))
+
+    def generate(
+        self,
+        job: GenerationInput,
+        batch_count: int,
+        on_progress: ProgressCallback,
+        cancel: threading.Event,
+    ) -> Iterator[np.ndarray]:
+        if cancel.is_set():
+            raise JobCancelled()
+        handle = self._handles.get(job.model)
+        if handle is None:
+            handle = self._handles[job.model] = self._handle.options(stream=True, multiplexed_model_id=job.model)
+        response = cast(DeploymentResponseGenerator, handle.generate.remote(RemoteJob(job, batch_count)))
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                if cancel.wait(0.1):
+                    response.cancel()
+                    return
+
+        threading.Thread(target=watch, name="underpaint-cancel-watch", daemon=True).start()
+        try:
+            for item in response:
+                if isinstance(item, StepProgress):
+                    on_progress(item)
+                elif isinstance(item, Made):
+                    with self._lock:
+                        self._params[id(job)] = item.params
+                    yield item.image
+                elif isinstance(item, Stopped):
+                    if item.code == "cancelled":
+                        raise JobCancelled()
+                    raise JobError(item.code, item.message, item.field)
+        except RequestCancelledError:
+            raise JobCancelled() from None
+        except RayActorError as error:
+            if cancel.is_set():
+                raise JobCancelled() from None
+            raise JobError(
+                "worker_lost",
+                f"the Ray worker running this job stopped ({type(error).__name__}); submit the job again",
+            ) from None
+        except BackPressureError:
+            raise JobError("queue_full", "every Ray worker is busy and their queue is full; try again later") from None
+        except DeploymentUnavailableError as error:
+            raise JobError("worker_lost", f"no Ray worker is available: {error}") from None
+        finally:
+            done.set()
+            with self._lock:
+                self._params.pop(id(job), None)

@@ -1,0 +1,320 @@
+"""The worker side of ``--workers ray``: a Ray Serve replica that runs engines for the daemon's jobs.
+
+One replica holds one GPU (``num_gpus=1``) and runs one job at a time. It keeps an LRU of warm models
+(``@serve.multiplexed``), so Serve's router sends a job to a replica that already has its model. A job
+arrives at model resolution (the daemon did the canvas pipeline) and streams back what an engine
+reports: step progress with previews, then each image. The engine runs on a thread: the replica's
+event loop stays free to notice a cancel (Ray cancels an async-generator call when the daemon calls
+``.cancel()`` on the response), which sets the engine's cancel event and so stops it within one step.
+
+Everything crossing the process boundary is a plain dataclass; errors travel as a ``Stopped`` item
+rather than as exceptions, so the daemon gets the engine's own error code back unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from ray import serve
+
+from underpaint.canvas.plan import ModelResolution
+from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, StepProgress
+from underpaint.engines.registry import build_engines
+from underpaint.errors import JobError
+
+log = logging.getLogger("underpaint.scaleout")
+
+HEARTBEAT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engines every replica builds: the same options ``underpaint serve`` takes."""
+
+    engine: str = "classical"
+    models: tuple[str, ...] = ()
+    models_dirs: tuple[str, ...] = ()
+    device: str = "auto"
+    max_models: int = 2
+    """Warm models kept per replica (LRU); a job for another model evicts the least recently used."""
+    torch_threads: int | None = None
+    """CPU threads torch may use in each replica (several CPU replicas on one machine share its cores)."""
+
+    def build(self) -> tuple[list[Engine], str]:
+        return build_engines(self.engine, list(self.models), [Path(p) for p in self.models_dirs], self.device)
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """One engine as a machine offers it: what the daemon needs to plan jobs for it."""
+
+    name: str
+    uses_canvas_pipeline: bool
+    models: tuple[ModelInfo, ...]
+    resolutions: dict[str, ModelResolution]
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What one machine of the cluster can run, and which configured models it lacks."""
+
+    machine: str
+    engines: tuple[EngineEntry, ...]
+    default_model: str
+    missing: tuple[str, ...]
+
+
+def machine_name() -> str:
+    return f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
+
+
+def survey(settings: EngineSettings) -> Survey:
+    """Check every configured model is on this machine's disk, and build the engines to describe them."""
+    missing = tuple(missing_models(settings))
+    if missing:
+        return Survey(machine_name(), (), "", missing)
+    engines, default_model = settings.build()
+    entries = tuple(
+        EngineEntry(
+            name=engine.name,
+            uses_canvas_pipeline=engine.uses_canvas_pipeline,
+            models=tuple(replace_loaded(info) for info in engine.models()),
+            resolutions={info.id: engine.resolution(info.id) for info in engine.models()},
+        )
+        for engine in engines
+    )
+    for engine in engines:
+        engine.close()
+    return Survey(machine_name(), entries, default_model, ())
+
+
+def replace_loaded(info: ModelInfo) -> ModelInfo:
+    """Loaded-ness is per replica (the status says which); the catalogue says not loaded."""
+    from dataclasses import replace
+
+    return replace(info, loaded=False)
+
+
+def missing_models(settings: EngineSettings) -> list[str]:
+    """Configured diffusion models this machine has neither in its Hugging Face cache nor on disk."""
+    if not settings.models:
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    from underpaint.engines.diffusion.registry import parse_source
+
+    missing = []
+    for source in settings.models:
+        try:
+            spec = parse_source(source)
+            cached = spec.kind != "hub" or isinstance(try_to_load_from_cache(spec.location, "model_index.json"), str)
+        except (OSError, ValueError) as error:  # an unreadable file, or a name that is no path and no repo id
+            missing.append(f"{source} ({error})")
+            continue
+        if not cached:
+            missing.append(f"{source} (neither a folder nor a file here, nor in this machine's Hugging Face cache)")
+    return missing
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """One job as the replica gets it: the engine's input and how many images to make."""
+
+    generation: GenerationInput
+    batch: int
+
+
+@dataclass(frozen=True)
+class Made:
+    """One finished image, with what the engine resolved to make it (for the result's sidecar)."""
+
+    image: np.ndarray
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The engine stopped early: cancelled, or failed with a client-facing code."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One replica as ``welcome`` and ``underpaint workers`` show it."""
+
+    replica: str
+    machine: str
+    device: str
+    models: tuple[str, ...]
+    busy: bool
+    pid: int
+    sequence: int
+    """Reports are numbered: the board keeps the newest even if an older one arrives later."""
+
+
+class _Warm:
+    """One warm model in the replica's LRU; Serve calls ``__del__`` when it evicts it."""
+
+    def __init__(self, model: str, engine: Engine, owned: bool, on_evict: Any) -> None:
+        self.model, self.engine, self.owned, self.on_evict = model, engine, owned, on_evict
+
+    def __del__(self) -> None:
+        self.on_evict(self.model)
+        if self.owned:
+            self.engine.close()
+
+
+_END = object()
+
+
+class EngineReplica:
+    """The Serve deployment (wrapped by ``serve.deployment`` in ``backend.py``)."""
+
+    def __init__(self, settings: EngineSettings, board: Any) -> None:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        self.settings = settings
+        self.engines, _ = settings.build()
+        self.by_model = {info.id: engine for engine in self.engines for info in engine.models()}
+        self.board = board
+        self.replica = serve.get_replica_context().replica_id.unique_id
+        self.device = _device_text(self.engines)
+        self.warm: list[str] = []
+        self.busy = False
+
+        async def load(model: str) -> _Warm:  # a plain function: Serve keeps its LRU on the function object
+            return self._load(model)
+
+        self.load = serve.multiplexed(max_num_models_per_replica=settings.max_models)(load)
+        self.machine = machine_name()
+        self._reporting = threading.Lock()
+        self._sequence = 0
+        self._stop = threading.Event()
+        self._reporter = threading.Thread(target=self._heartbeat, name="underpaint-heartbeat", daemon=True)
+        self._reporter.start()
+
+    def _load(self, model: str) -> _Warm:
+        shared = self.by_model.get(model)
+        if shared is None:
+            raise JobError("unknown_model", f"this worker has no model {model!r}", "job.model")
+        if shared.name == "diffusion":  # each warm diffusion model gets an engine of its own to stay loaded in
+            from underpaint.engines.diffusion import DiffusionEngine
+
+            engine: Engine = DiffusionEngine(
+                sources=list(self.settings.models) or ["tiny-random"],
+                models_dirs=[Path(p) for p in self.settings.models_dirs],
+                device=self.settings.device,
+            )
+            warm = _Warm(model, engine, True, self._evicted)
+        else:
+            warm = _Warm(model, shared, False, self._evicted)
+        self.warm.append(model)
+        self._report()
+        return warm
+
+    def _evicted(self, model: str) -> None:
+        if model in self.warm:
+            self.warm.remove(model)
+
+    def _report(self) -> None:
+        """Send the current status (from the event loop or the heartbeat thread, one at a time)."""
+        with self._reporting:
+            self._sequence += 1
+            status = WorkerStatus(
+                self.replica, self.machine, self.device, tuple(self.warm), self.busy, os.getpid(), self._sequence
+            )
+            self.board.report.remote(status)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._report()
+
+    def __del__(self) -> None:
+        self._stop.set()
+
+    async def generate(self, request: RemoteJob) -> AsyncIterator[StepProgress | Made | Stopped]:
+        """Run one job, streaming progress and images; a cancelled call stops the engine within a step."""
+        model = serve.get_multiplexed_model_id()
+        try:
+            warm = await self.load(model)
+        except JobError as error:
+            yield Stopped(error.code, error.message, error.field)
+            return
+        self.warm.remove(model)
+        self.warm.append(model)  # most recently used last, as the LRU sees it
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+        def work() -> None:
+            engine = warm.engine
+            try:
+                for image in engine.generate(request.generation, request.batch, put, cancel):
+                    put(Made(np.ascontiguousarray(image), engine.reproduction_params(request.generation)))
+            except JobCancelled:
+                put(Stopped("cancelled", "the job was cancelled"))
+            except JobError as error:
+                put(Stopped(error.code, error.message, error.field))
+            except MemoryError:
+                put(Stopped("out_of_memory", f"{machine_name()} ran out of memory"))
+            except Exception as error:  # an engine bug fails the job, not the replica
+                log.exception("a %s job crashed on this worker", request.generation.model)
+                put(Stopped("engine_failed", f"{type(error).__name__}: {error}"))
+            finally:
+                put(_END)
+
+        self.busy = True
+        self._report()
+        thread = threading.Thread(target=work, name="underpaint-job", daemon=True)
+        thread.start()
+        try:
+            while (item := await items.get()) is not _END:
+                yield item
+        finally:
+            cancel.set()  # cancelled (or the daemon went away): the engine stops at its next step
+            try:
+                await _outlast_cancels(asyncio.ensure_future(asyncio.to_thread(thread.join)))
+            finally:
+                self.busy = False
+                self._report()
+
+
+async def _outlast_cancels(done: asyncio.Future[None]) -> None:
+    """Wait for ``done`` even if this task is cancelled again meanwhile: the replica must not take its
+    next job while the engine thread still runs (Serve may cancel a call more than once)."""
+    while not done.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(done)
+
+
+def _device_text(engines: list[Engine]) -> str:
+    """Where this replica computes: its engines' device and the GPU Ray gave it."""
+    devices = sorted({engine.device for engine in engines if engine.name == "diffusion"}) or ["cpu"]
+    gpus = ray.get_gpu_ids()
+    text = ", ".join(devices)
+    if "cuda" in devices:
+        import torch
+
+        text += f" ({torch.cuda.get_device_name(0)})"
+    if gpus:
+        text += f" [Ray GPU {', '.join(str(g) for g in gpus)}]"
+    return text

@@ -1,0 +1,60 @@
+"""`underpaint serve --workers ray` as a real process: starts its own local Ray, serves, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import free_port
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
+
+
+def test_serve_on_ray_starts_local_ray_reports_its_worker_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    command = [sys.executable, "-m", "underpaint", "serve", "--workers", "ray", "--port", str(port), "--no-outputs"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240  # Ray, Serve and a replica start from nothing
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    raise AssertionError(process.communicate()[0]) from None
+                time.sleep(0.2)
+        listed = ""
+        for _ in range(20):  # the status arrives once the replica has reported
+            done = subprocess.run(
+                [sys.executable, "-m", "underpaint", "workers", "--server", f"ws://127.0.0.1:{port}"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+            )
+            listed = done.stdout
+            if len(listed.splitlines()) == 2:
+                break
+            time.sleep(0.5)
+        header, row = listed.splitlines()
+        assert header.split()[:3] == ["WHERE", "DEVICE", "STATE"]
+        assert socket.gethostname() in row and " idle " in row  # no GPU here: one CPU replica
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output
+        assert "the Ray cluster has no GPU: running 1 CPU replica(s)" in output
+        assert "stopped cleanly" in output
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
