@@ -77,7 +77,7 @@ USER_TEXT: dict[str, str] = {
     "programs using it.",
     "engine_failed": "The model failed while painting. The daemon's log says why.",
     "generation_failed": "The model produced a broken image even after a retry. Try another seed or model.",
-    "worker_lost": "The machine running this job stopped or became unreachable. Generate again: another worker takes it.",
+    "worker_lost": "The machine running this job stopped or became unreachable. Generate again.",
     "shutting_down": "The daemon is shutting down; the job was stopped. Start it again and Generate again.",
     "internal_error": "The daemon hit a bug. Its log has the details; please report it.",
 }

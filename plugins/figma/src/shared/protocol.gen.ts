@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "7f9b6b26edf6796c22b52a6dc9bd903e05d48f7c7ea49eb6bb8dff14184eab14";
+export const SCHEMA_SHA256 = "722accd9d244425ee84319c670acd0dc0abe906edbaee72abc1f46155342a81e";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -63,7 +63,7 @@ export const ERROR_CODES = {
   out_of_memory: { meaning: "The device ran out of memory.", userText: "The graphics card ran out of memory. Select a smaller area, lower the batch, or close other programs using it." },
   engine_failed: { meaning: "The engine failed while generating.", userText: "The model failed while painting. The daemon's log says why." },
   generation_failed: { meaning: "The model produced an invalid image (NaN) even after a safe retry.", userText: "The model produced a broken image even after a retry. Try another seed or model." },
-  worker_lost: { meaning: "The worker running the job stopped (a Ray replica died or its machine became unreachable).", userText: "The machine running this job stopped or became unreachable. Generate again: another worker takes it." },
+  worker_lost: { meaning: "The worker running the job stopped (a Ray replica died or its machine became unreachable).", userText: "The machine running this job stopped or became unreachable. Generate again." },
   shutting_down: { meaning: "The daemon is shutting down; the job was interrupted.", userText: "The daemon is shutting down; the job was stopped. Start it again and Generate again." },
   internal_error: { meaning: "A bug in the daemon; the log has details.", userText: "The daemon hit a bug. Its log has the details; please report it." },
 } as const;
