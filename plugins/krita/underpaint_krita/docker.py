@@ -185,13 +185,13 @@ class UnderpaintDocker(DockWidget):
         self.steps_spin.setSpecialValueText("model default")
         self.strength_label, self.steps_label = _label("Strength", self.strength_spin), _label("Steps", self.steps_spin)
         grid.addWidget(self.strength_label, 7, 0)
-        grid.addWidget(self.strength_spin, 7, 1)
-        grid.addWidget(self.steps_label, 7, 2)
-        grid.addWidget(self.steps_spin, 7, 3)
+        grid.addWidget(self.strength_spin, 7, 1, 1, 3)
+        grid.addWidget(self.steps_label, 11, 0)
+        grid.addWidget(self.steps_spin, 11, 1, 1, 3)
         self.seed_edit = QtWidgets.QLineEdit("" if m.seed_random else str(m.seed))
         self.seed_edit.setPlaceholderText("random")
         self.seed_edit.setToolTip("Empty: a new random seed each time. A number (0 to 4294967295) repeats a result.")
-        self.seed_edit.textEdited.connect(self._seed_edited)
+        self.seed_edit.textChanged.connect(self._seed_edited)
         self.seed_lock = QtWidgets.QToolButton()
         self.seed_lock.setText("Lock")
         self.seed_lock.setCheckable(True)
@@ -206,10 +206,14 @@ class UnderpaintDocker(DockWidget):
         grid.addWidget(self.last_seed_label, 9, 0, 1, 4)
         self.batch_spin = _spin(1, 16, m.batch)
         grid.addWidget(_label("Batch", self.batch_spin), 10, 0)
-        grid.addWidget(self.batch_spin, 10, 1)
+        grid.addWidget(self.batch_spin, 10, 1, 1, 3)
         for widget in (self.strength_spin, self.steps_spin, self.batch_spin):
             widget.valueChanged.connect(self._fields_changed)
         form.addLayout(grid)
+        self._tooltips = {
+            id(widget): (widget, widget.toolTip())
+            for widget in (self.prompt_edit, self.negative_edit, self.strength_spin, self.steps_spin, self.seed_edit)
+        }
 
         self.plan_label = _wrapped()
         form.addWidget(self.plan_label)
@@ -347,6 +351,8 @@ class UnderpaintDocker(DockWidget):
         self._show_plan()
 
     def _seed_edited(self, text: str) -> None:
+        if self._refreshing:
+            return
         problem = self.model.set_seed_text(text)
         self.seed_edit.setToolTip(problem or "Empty: a new random seed each time.")
         self.seed_edit.setStyleSheet("color: #e05050" if problem else "")
@@ -359,7 +365,9 @@ class UnderpaintDocker(DockWidget):
         if self._refreshing:
             return
         self.model.lock_seed(locked)
+        self._refreshing = True
         self.seed_edit.setText("" if self.model.seed_random else str(self.model.seed))
+        self._refreshing = False
         self._show_plan()
 
     def _cancel(self) -> None:
@@ -431,8 +439,8 @@ class UnderpaintDocker(DockWidget):
         for name, widgets in fields.items():
             for widget in widgets:
                 widget.setEnabled(name not in ignored)
-                if name in ignored:
-                    widget.setToolTip(ignored[name])
+                default = self._tooltips.get(id(widget), (widget, widget.toolTip()))[1]
+                widget.setToolTip(ignored.get(name, default))
         hint = next(iter(ignored.values()), "")
         self.ignored_label.setText(f"Prompt, strength, steps and seed are off: {hint}" if hint else "")
         self.ignored_label.setVisible(bool(hint))
