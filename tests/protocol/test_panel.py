@@ -15,6 +15,7 @@ from underpaint_protocol.panel import (
     SEED_MAX,
     elapsed_text,
     ignored_fields,
+    ignored_summary,
     model_label,
     parse_seed,
     steps_label,
@@ -58,6 +59,11 @@ def test_the_classical_model_ignores_every_generative_field_and_says_why() -> No
     assert set(ignored) >= {"prompt", "strength", "steps", "guidance", "seed"}
     assert "Content-aware fill from the surroundings" in ignored["prompt"]
     assert ignored_fields(DIFFUSION) == {} and ignored_fields(None) == {}
+    assert ignored_summary(CLASSICAL) == (
+        "classical does not use prompt, strength, steps or seed: Content-aware fill from the surroundings (OpenCV); "
+        "no weights, instant."
+    )
+    assert ignored_summary(DIFFUSION) == ""
 
 
 def test_thumbnails_are_downscaled_client_side_keeping_the_format() -> None:

@@ -299,6 +299,7 @@ class TestDriver(Extension):
             return
         dock.reapply_button.click()
         dock.reuse_button.click()
+        dock.widget().ensureWidgetVisible(dock.history_list)  # the screenshot shows the list
         self.report["history"] = {
             "rows": [dock.history_list.item(i).text() for i in range(dock.history_list.count())],
             "icons": [not dock.history_list.item(i).icon().isNull() for i in range(dock.history_list.count())],
