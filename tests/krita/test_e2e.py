@@ -121,10 +121,10 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
         rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
     spec = home / "spec.json"
-    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 40}))
+    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 150}))
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=300, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=600, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()

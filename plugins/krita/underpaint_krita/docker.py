@@ -426,8 +426,9 @@ class UnderpaintDocker(DockWidget):
         m = self.model
         for label, expand in ((self.plan_label, False), (self.expand_plan, True)):
             plan = m.plan(expand)
-            label.setText(plan.sentence)
-            label.setStyleSheet("color: #e05050" if plan.refusal else "")
+            if label.text() != plan.sentence:  # restyling on every progress event costs Krita's UI thread
+                label.setText(plan.sentence)
+                label.setStyleSheet("color: #e05050" if plan.refusal else "")
         ignored = m.ignored()
         fields = {
             "prompt": (self.prompt_edit,),
