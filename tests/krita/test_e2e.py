@@ -285,3 +285,8 @@ def test_history_after_a_restart_reapplies_and_reuses(krita_restart: dict[str, A
     assert history["client_id_kept"] and history["outputs_enabled"]
     assert len(history["after"]) == len(history["before"]) + 1, "re-apply pasted one layer"
     assert history["seed_field"] == str(history["seed"]) and history["prompt_field"]
+
+
+def test_the_wheel_over_an_unfocused_field_changes_nothing(krita_run: dict[str, Any]) -> None:
+    wheel = krita_run["wheel"]
+    assert not wheel["focused"] and wheel["after"] == wheel["before"] == 100, wheel
