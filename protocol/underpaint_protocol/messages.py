@@ -221,6 +221,8 @@ class Welcome(Strict):
     limits: Limits
     image_formats: list[ImageFormat]
     workers: list[WorkerDescription] | None = None
+    outputs: str | None = None
+    """The folder where the daemon saves results (absent when it saves none): panels open it."""
 
 
 class Planned(Strict):

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "722accd9d244425ee84319c670acd0dc0abe906edbaee72abc1f46155342a81e";
+export const SCHEMA_SHA256 = "6b42beab4a908688bd57f6bb6e9018698cf2b8478692f7d5a0934ba0ab5a5cae";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -366,6 +366,7 @@ export interface Welcome {
   limits: Limits;
   image_formats: ImageFormat[];
   workers?: WorkerDescription[] | null;
+  outputs?: string | null;
 }
 
 /** One worker that runs jobs: a device of this daemon, or a Ray Serve replica (``--workers ray``). */
