@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from underpaint_gimp.model import ImageHost, make_controller, run_to_end
+from underpaint_gimp.model import (
+    MAX_SEED,
+    ImageHost,
+    ignored_fields,
+    ignored_hint,
+    make_controller,
+    parse_seed,
+    run_to_end,
+)
 
 from tests.daemon.conftest import RunningDaemon, start_daemon
 from tests.protocol.fake_host import FakeCanvas
@@ -61,3 +69,29 @@ def test_a_closed_image_is_refused_with_a_message() -> None:
     canvas.open = False
     with pytest.raises(UserError, match="image was closed"):
         ImageHost(canvas).canvas()
+
+
+def test_a_seed_above_2_to_the_31_round_trips(daemon: RunningDaemon) -> None:
+    canvas = FakeCanvas.photo()
+    canvas.select(10, 10, 30, 30)
+    controller, work, _ = procedure(canvas)
+    seed = 3_000_000_000
+    job = run_to_end(controller, work, daemon.url, daemon.token, Request(seed=seed, batch=2), 30)
+    assert job.seed == seed
+    assert [int(result.message["params"]["seed"]) for result in job.results] == [seed, seed + 1]
+    assert canvas.layers[0].name.endswith(f"[seeds {seed}-{seed + 1}]")
+    controller.close()
+
+
+def test_seed_text_and_ignored_fields() -> None:
+    assert parse_seed(" 4294967295 ") == MAX_SEED == 2**32 - 1
+    for bad in ("4294967296", "-1", "1.5", "", "random"):
+        assert isinstance(parse_seed(bad), str) and "0 to 4294967295" in str(parse_seed(bad))
+    classical = {"id": "classical", "engine": "classical"}
+    assert ignored_fields(classical) == ("prompt", "negative_prompt", "strength", "steps")
+    assert ignored_fields({"id": "tiny-random", "engine": "diffusion"}) == () == ignored_fields(None)
+    hint = ignored_hint("classical", ignored_fields(classical))
+    assert hint == (
+        "The classical model fills from the surroundings; it does not use the prompt, negative prompt, "
+        "strength and steps."
+    )

@@ -9,12 +9,39 @@ thread until the job has ended.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from underpaint_protocol.controller import Canvas, Controller, Job, Post, Request, UserError, WorkQueue
 
 from . import VERSION
 
 CLIENT_NAME = "underpaint-gimp"
+MAX_SEED = 2**32 - 1
+IGNORED_BY_ENGINE = {"classical": ("prompt", "negative_prompt", "strength", "steps")}
+"""Job fields an engine does not use (the classical engine fills from the surroundings)."""
+FIELD_WORDS = {"prompt": "prompt", "negative_prompt": "negative prompt", "strength": "strength", "steps": "steps"}
+
+
+def ignored_fields(model: dict[str, Any] | None) -> tuple[str, ...]:
+    """The fields the chosen model (an entry of the welcome's ``models``) ignores."""
+    return IGNORED_BY_ENGINE.get(str(model.get("engine")), ()) if model else ()
+
+
+def ignored_hint(model_id: str, fields: tuple[str, ...]) -> str:
+    """Why some fields are greyed out."""
+    if not fields:
+        return ""
+    words = [FIELD_WORDS[name] for name in fields]
+    listed = ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else words[0]
+    return f"The {model_id} model fills from the surroundings; it does not use the {listed}."
+
+
+def parse_seed(text: str) -> int | str:
+    """A seed typed by the user (0..2^32-1), or the sentence saying what is wrong with it."""
+    value = text.strip()
+    if value.isdigit() and int(value) <= MAX_SEED:
+        return int(value)
+    return f"The seed must be a whole number from 0 to {MAX_SEED}."
 
 
 class ImageHost:
