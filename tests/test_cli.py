@@ -206,3 +206,38 @@ def test_ctrl_c_says_which_jobs_were_interrupted(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "interrupted:" in output
     assert f"job {running[:8]}" in output and f"job {queued[:8]}" in output
+
+
+def test_a_cli_result_made_under_a_plugins_client_id_is_in_that_plugins_history(served, tmp_path: Path) -> None:
+    """The history a panel shows comes from the daemon: a result the CLI made under the panel's client
+    id (while the panel was closed) is listed, fetched with its seed (above 2^31), and reusable."""
+    from tests.protocol.fake_host import FakeCanvas, FakeHost
+    from underpaint.daemon.config import config_dir
+    from underpaint_protocol.controller import Controller, WorkQueue
+
+    url, outputs, _ = served
+    client_id = "panel-identity-0123456789"
+    Image.open(DATA / "chelsea.jpg").save(tmp_path / "cat.png")
+    run = underpaint(
+        "generate", "outpaint", "--server", url, "--image", str(tmp_path / "cat.png"), "--extend", "8,0,0,0",
+        "--seed", str(2**32 - 5), "--client-id", client_id, "--out", str(tmp_path / "wide.png"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    host, work = FakeHost(FakeCanvas.photo()), WorkQueue()
+    controller = Controller(host, work.post, client_name="test", client_id=client_id, connect_timeout=5)
+    controller.connect(url, (config_dir() / "token").read_text().strip())
+    try:
+        assert work.run_until(lambda: controller.connection != "connecting", 20), controller.status
+        assert controller.connected and controller.client_id == client_id
+        assert controller.outputs_folder == str(outputs)
+        controller.refresh_history()
+        assert work.run_until(lambda: bool(controller.history), 20)
+        item = controller.history[0]
+        assert (item.summary["mode"], item.summary["model"]) == ("outpaint", "classical")
+        controller.fetch_history(item)
+        assert work.run_until(lambda: bool(item.results) and not item.fetching, 20)
+        assert item.results[0].seed == 2**32 - 5 and max(item.thumbnails[0].width, item.thumbnails[0].height) <= 96
+        reused = controller.reuse(item.results[0])
+        assert (reused.seed, reused.mode, reused.extend) == (2**32 - 5, "outpaint", (8, 0, 0, 0))
+    finally:
+        controller.close()

@@ -19,6 +19,7 @@ thread. So the state machine runs without sockets in tests: give it a fake clien
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import time
@@ -26,12 +27,13 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
 from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_DELAYS, TERMINAL_STATES
 from underpaint_protocol.errors import user_text
-from underpaint_protocol.jobs import Bounds, build_job, choose_mode, placement
+from underpaint_protocol.jobs import Bounds, build_job, placement
+from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
 from underpaint_protocol.session import Event, ImageData
 
 CONNECTION_STATES = ("disconnected", "connecting", "connected", "reconnecting", "refused")
@@ -93,6 +95,19 @@ class Canvas(Protocol):
         on top) as one undo step; returns the host's new layer objects."""
 
 
+@runtime_checkable
+class PreviewCanvas(Canvas, Protocol):
+    """A canvas that can show results before they land (``Controller.land_directly`` False)."""
+
+    def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
+        """Show ``layer`` in the ONE preview layer (made when ``handle`` is None, else refilled in place,
+        adding no undo step); returns the preview layer's handle."""
+
+    def end_preview(self, handle: Any, keep: NewLayer | None) -> list[Any]:
+        """Discard the preview (``keep`` None) or turn it into the normal result layer ``keep``; either
+        is one undo step. Returns the kept layer's handle (empty on discard)."""
+
+
 class Host(Protocol):
     """The host program, as the controller sees it."""
 
@@ -125,6 +140,54 @@ class Result:
     message: dict[str, Any]
     image: ImageData
 
+    @property
+    def seed(self) -> int | None:
+        """The seed that made exactly this image (a batch's items differ), for show and lock."""
+        value = self.message.get("params", {}).get("seed")
+        return int(value) if value is not None else None
+
+
+@dataclass
+class Plan:
+    """What Generate would do now: ``sentence`` for the panel; ``refusal`` (what to do instead) when it
+    would be refused, said before anything is sent."""
+
+    sentence: str
+    refusal: str | None = None
+    mode: str | None = None
+
+
+@dataclass
+class Staged:
+    """The results of one job shown one at a time in the preview layer, waiting for Apply or Discard."""
+
+    job: Job
+    index: int = 0
+    handle: Any = None
+
+
+@dataclass
+class HistoryItem:
+    """One finished job of this client id (this session, an earlier one, or the CLI): the daemon's
+    ``jobs`` summary, plus its results and thumbnails once fetched."""
+
+    summary: dict[str, Any]
+    results: list[Result] = field(default_factory=list)
+    thumbnails: list[ImageData] = field(default_factory=list)
+    fetching: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return str(self.summary["job_id"])
+
+    def label(self) -> str:
+        """A history row: mode, model, prompt, seed."""
+        prompt = (str(self.summary.get("prompt") or "") or "(no prompt)").replace("\n", " ")[:40]
+        seed = self.results[0].seed if self.results else None
+        return f"{self.summary.get('mode')} · {self.summary.get('model')} · {prompt}" + (
+            f" · seed {seed}" if seed is not None else ""
+        )
+
 
 @dataclass
 class Job:
@@ -154,6 +217,8 @@ class Job:
     cancel_requested: bool = False
     grown: bool = False
     pasting: bool = False
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
 
     @property
     def mode(self) -> str:
@@ -202,6 +267,20 @@ class Job:
         if self.state == "failed":
             return f"{self.mode} failed: {self.error}"
         return f"{self.mode}: cancelled" + (f" ({self.note})" if self.note else "")
+
+    def progress_text(self, now: float | None = None) -> str:
+        """The progress line: step count, "image k of n", elapsed time; "done" after success."""
+        elapsed = elapsed_text((self.ended if self.ended is not None else now or time.monotonic()) - self.started)
+        if self.state == "running":
+            parts = [f"step {self.step} of {self.total}" if self.total else "starting"]
+            if self.batch > 1:
+                parts.append(f"image {min(len(self.results) + 1, self.batch)} of {self.batch}")
+            return ", ".join(parts) + f", {elapsed}"
+        if self.state == "finished":
+            return f"done in {elapsed}"
+        return (
+            f"{self.describe()} ({elapsed})" if self.state in ("queued", "submitted", "uploading") else self.describe()
+        )
 
     def label(self) -> str:
         """A queue row: what, for which prompt, with which seed."""
@@ -301,7 +380,12 @@ class Controller:
         previews: bool = True,
         client_factory: Callable[..., UnderpaintClient] = UnderpaintClient,
         connect_timeout: float = 5.0,
+        land_directly: bool = True,
+        client_id: str | None = None,
     ) -> None:
+        """``land_directly`` False: results go to the preview layer first (Apply / Discard); panels
+        offer it as a setting. ``client_id``: the identity a host remembers across restarts, so that
+        its history (``refresh_history``) holds earlier sessions' results; None lets the daemon pick."""
         self.host = host
         self.post = post
         self.client_name = client_name
@@ -311,6 +395,8 @@ class Controller:
         self.previews = previews
         self.client_factory = client_factory
         self.connect_timeout = connect_timeout
+        self.land_directly = land_directly
+        self.client_id = client_id
         self.client: UnderpaintClient | None = None
         self.url = DEFAULT_URL
         self.token = ""
@@ -325,6 +411,9 @@ class Controller:
         self._early: dict[str, list[Event]] = {}
         self._generation = 0
         self._tickets = 0
+        self.staged: Staged | None = None
+        self.history: list[HistoryItem] = []
+        self._fetching: dict[str, HistoryItem] = {}
 
     # ---------------------------------------------------------------- what hosts read
 
@@ -353,19 +442,67 @@ class Controller:
         """A job by daemon id or local ticket."""
         return next((job for job in self.jobs if key in (job.job_id, job.ticket)), None)
 
-    def mode_hint(self, strength: float = 1.0, extend: tuple[int, int, int, int] | None = None) -> str:
-        """One line saying what Generate (or Expand, with ``extend``) would do now."""
+    def model_info(self, model_id: str | None = None) -> dict[str, Any] | None:
+        """The ``welcome`` description of ``model_id`` (the default model when None)."""
+        wanted = model_id or self.default_model
+        return next((m for m in self.models if m.get("id") == wanted), None)
+
+    def ignored(self, model_id: str | None = None) -> dict[str, str]:
+        """Fields the model ignores -> the hint why (panels disable them)."""
+        return ignored_fields(self.model_info(model_id))
+
+    @property
+    def outputs_folder(self) -> str | None:
+        """Where the daemon saves results (``welcome.outputs``), for "open outputs folder"."""
+        value = self.welcome.get("outputs")
+        return str(value) if value else None
+
+    @property
+    def current(self) -> Job | None:
+        """The job the user means: the running one, else the newest not ended, else the newest."""
+        running = [job for job in self.jobs if job.state == "running" and not job.cancel_requested]
+        waiting = [job for job in self.jobs if not job.done and not job.cancel_requested]
+        pool = running or waiting or self.jobs
+        return pool[-1] if pool else None
+
+    @property
+    def last_seed(self) -> int | None:
+        """The seed of the newest job that has one (shown beside the seed field, to lock it)."""
+        return next((job.seed for job in reversed(self.jobs) if job.seed is not None), None)
+
+    @property
+    def progress_fraction(self) -> float:
+        """0..1 for the panel's bar: the current job's, 1.0 once it finished."""
+        job = self.current
+        return job.fraction if job is not None else 0.0
+
+    def progress_text(self, now: float | None = None) -> str:
+        job = self.current
+        return job.progress_text(now) if job is not None else ""
+
+    def plan(self, request: Request) -> Plan:
+        """What Generate would do now with ``request``, as one sentence, and its refusal if it would
+        be refused (nothing is sent)."""
         try:
             canvas = self.host.canvas()
             width, height = canvas.size()
-            selection = None if extend and any(extend) else canvas.selection()
+            spec = self._build(request, canvas, width, height)
         except UserError as error:
-            return str(error)
-        mode = choose_mode(width, height, selection, strength, extend)
+            return Plan(str(error), str(error))
+        mode = str(spec["mode"])
         text = MODE_WORDS[mode]
-        if mode == "outpaint" and extend and any(extend):
-            text += " by {}, {}, {}, {} (left, top, right, bottom)".format(*extend)
-        return f"Generate will {text}."
+        extend = spec.get("extend")
+        if mode == "outpaint" and extend:
+            sides = (extend["left"], extend["top"], extend["right"], extend["bottom"])
+            text = "expand by {}, {}, {}, {} px (left, top, right, bottom)".format(*sides)
+            if canvas.selection() is not None:
+                text += "; the selection is ignored (only the new border is filled)"
+        return Plan(f"Generate will {text}.", None, mode)
+
+    def mode_hint(self, strength: float = 1.0, extend: tuple[int, int, int, int] | None = None) -> str:
+        """``plan``'s sentence for the default model (Expand when ``extend``), for a host's mode line."""
+        outpaint = extend is not None and any(extend)
+        return self.plan(Request(strength=strength, extend=extend, mode="outpaint" if outpaint else None)).sentence
 
     # ---------------------------------------------------------------- connection
 
@@ -403,6 +540,7 @@ class Controller:
                 client_name=self.client_name,
                 client_version=self.client_version,
                 host=self.host_info,
+                client_id=self.client_id,
                 result_format=self.result_format,
                 previews=self.previews,
                 on_event=lambda event: self.post(lambda: self._on_event(generation, event)),
@@ -446,6 +584,7 @@ class Controller:
 
     def _welcome(self, welcome: dict[str, Any]) -> None:
         self.welcome = welcome
+        self.client_id = str(welcome.get("client_id") or self.client_id or "") or None
         self.error = ""
         server = welcome.get("server", {})
         name = f"{server.get('name', 'underpaint')} {server.get('version', '')}".strip()
@@ -522,6 +661,9 @@ class Controller:
         selection = None if extend is not None else canvas.selection()
         if request.mode == "inpaint" and selection is None:
             raise UserError("Select the area to inpaint first (any selection tool; soft edges are kept).")
+        problem = seed_problem(request.seed)
+        if problem is not None:
+            raise UserError(problem)
         if not 1 <= request.batch <= self.max_batch:
             raise UserError(f"Batch must be between 1 and {self.max_batch} (the daemon's limit).")
         spec = build_job(
@@ -552,8 +694,7 @@ class Controller:
             return
         if mode in ("txt2img", "img2img") and "inpaint" in modes:
             raise UserError(
-                f"The {model_id} model cannot {MODE_WORDS[mode]}: select the area to fill first, or pick a "
-                "diffusion model."
+                f"The {model_id} model cannot {MODE_WORDS[mode]}: select an area to fill, or pick a diffusion model."
             )
         raise UserError(f"The {model_id} model cannot {MODE_WORDS.get(mode, mode)}. Pick another model.")
 
@@ -642,6 +783,14 @@ class Controller:
                 self._end(target, "cancelled")  # the plan's answer finds it ended and sends nothing
         self._show()
 
+    def cancel_current(self) -> Job | None:
+        """Cancel the job the user means (``current``), whatever row a list has highlighted; returns it."""
+        job = self.current
+        if job is None or job.done:
+            return None
+        self.cancel(job)
+        return job
+
     def _send_cancel(self, job: Job) -> None:
         client = self.client
         if client is None or job.job_id is None:
@@ -656,12 +805,20 @@ class Controller:
             return
         if event.type == "error":
             message = event.message
+            if message.get("job_id") in self._fetching:
+                self._fetched(self._fetching[str(message["job_id"])], event)
+                self.error = user_text(str(message.get("code")), str(message.get("message", "")), None)
+                self._show()
+                return
             if message.get("request_id") is None and message.get("code") != "not_cancellable":
                 self.error = user_text(str(message.get("code")), str(message.get("message", "")), message.get("field"))
                 self._show()
             return
         job_id = event.job_id
         if job_id is None:
+            return
+        if job_id in self._fetching:
+            self._fetched(self._fetching[job_id], event)
             return
         job = self._by_id.get(job_id)
         if job is not None:
@@ -677,6 +834,7 @@ class Controller:
             job.state, job.position = "queued", message.get("position")
         elif kind == "started":
             job.state = "running"
+            self.error = ""  # the state moved on: an old error no longer applies
         elif kind == "progress":
             job.state = "running"
             job.step, job.total = int(message.get("step", 0)), int(message.get("total", 0))
@@ -692,6 +850,7 @@ class Controller:
                 self._end(job, "cancelled", "it had finished; nothing pasted")
                 return
             job.state = "finished"
+            job.ended = time.monotonic()
             self._paste(job)
         elif kind == "failed":
             self._fail(job, user_text(str(message.get("code")), str(message.get("message", "")), message.get("field")))
@@ -705,6 +864,7 @@ class Controller:
         if job.done:
             return
         job.state = state
+        job.ended = time.monotonic()
         job.note = note or job.note
         if state != "finished":
             job.applied = len(job.results)  # nothing of a cancelled or failed job is pasted
@@ -724,7 +884,8 @@ class Controller:
     # ---------------------------------------------------------------- pasting
 
     def _paste(self, job: Job) -> None:
-        """Paste the results not pasted yet: a batch waits for all its items (one group, one undo step).
+        """Land the results not handled yet: in the preview layer, or (``land_directly``) as layers --
+        a batch waits for all its items (one group, one undo step).
 
         A host call inside a paste may run queued callbacks (Krita's waitForDone); ``pasting`` keeps
         them from pasting twice, and the loop picks up results that arrived meanwhile."""
@@ -732,44 +893,57 @@ class Controller:
             return
         job.pasting = True
         try:
+            preview = not self.land_directly and isinstance(job.canvas, PreviewCanvas)
             while len(job.results) > job.applied:
                 todo = job.results[job.applied :]
-                self._paste_items(job, todo)
+                land = (
+                    functools.partial(self._stage, job) if preview else functools.partial(self._paste_items, job, todo)
+                )
+                self._guarded(job, todo, land)
                 job.applied += len(todo)
         finally:
             job.pasting = False
 
-    def _paste_items(self, job: Job, todo: list[Result]) -> None:
+    def _layers(self, job: Job, todo: list[Result]) -> list[NewLayer]:
+        """The layers for ``todo``, placed in the canvas (grown first for an outpaint, once)."""
         canvas = job.canvas
-        try:
-            if not canvas.is_open():
-                raise CanvasClosed("closed")
-            places = [placement(result.message, *job.size) for result in todo]
-            first = places[0]
-            grown = (first.new_width, first.new_height)
-            current = canvas.size()
-            if first.grows and not job.grown and current == job.size:
-                canvas.grow(first.new_width, first.new_height, first.offset_x, first.offset_y)
-                job.grown = True
-            elif current != (grown if first.grows else job.size):
+        if not canvas.is_open():
+            raise CanvasClosed("closed")
+        places = [placement(result.message, *job.size) for result in todo]
+        first = places[0]
+        grown = (first.new_width, first.new_height)
+        current = canvas.size()
+        if first.grows and not job.grown and current == job.size:
+            canvas.grow(first.new_width, first.new_height, first.offset_x, first.offset_y)
+            job.grown = True
+        elif current != (grown if first.grows else job.size):
+            raise UserError(
+                f"The image was resized while the job ran ({job.size[0]}x{job.size[1]} -> "
+                f"{current[0]}x{current[1]}); the result was not pasted."
+            )
+        layers = []
+        for index, (result, place) in enumerate(zip(todo, places, strict=True)):
+            image = result.image
+            if (image.width, image.height) != (place.width, place.height):
                 raise UserError(
-                    f"The image was resized while the job ran ({job.size[0]}x{job.size[1]} -> "
-                    f"{current[0]}x{current[1]}); the result was not pasted."
+                    f"The daemon sent a {image.width}x{image.height} image for a {place.width}x"
+                    f"{place.height} layer; it was not pasted."
                 )
-            layers = []
-            for index, (result, place) in enumerate(zip(todo, places, strict=True)):
-                image = result.image
-                if (image.width, image.height) != (place.width, place.height):
-                    raise UserError(
-                        f"The daemon sent a {image.width}x{image.height} image for a {place.width}x"
-                        f"{place.height} layer; it was not pasted."
-                    )
-                name = str(result.message["layer"].get("name") or job.request.prompt or job.mode)
-                visible = job.applied + index == 0
-                layers.append(NewLayer(name, image, place.x, place.y, visible))
-            group = group_name(job, todo) if job.batch > 1 else None
-            job.handles += canvas.paste(layers, group)
-            job.pasted += layers
+            name = str(result.message["layer"].get("name") or job.request.prompt or job.mode)
+            visible = job.applied + index == 0
+            layers.append(NewLayer(name, image, place.x, place.y, visible))
+        return layers
+
+    def _paste_items(self, job: Job, todo: list[Result]) -> None:
+        layers = self._layers(job, todo)
+        group = group_name(job, todo) if job.batch > 1 else None
+        job.handles += job.canvas.paste(layers, group)
+        job.pasted += layers
+
+    def _guarded(self, job: Job, todo: list[Result], work: Callable[[], object]) -> None:
+        """Run a host call that lands results; any failure becomes a message, never a traceback."""
+        try:
+            work()
         except CanvasClosed:
             outputs = [str(r.message["output"]) for r in todo if r.message.get("output")]
             where = f" They are saved in {', '.join(outputs)}." if outputs else ""
@@ -781,6 +955,161 @@ class Controller:
         except Exception as error:  # a host API surprise: a message, never a traceback dialog
             job.note = "not pasted"
             self.error = f"Could not paste the result: {error}"
+
+    # ---------------------------------------------------------------- preview, then apply
+
+    def _stage(self, job: Job) -> None:
+        """Show ``job``'s results in the preview layer (a newer job replaces an older one's preview)."""
+        staged = self.staged
+        if staged is not None and staged.job is not job:
+            self.discard()
+            staged = None
+        if staged is None:
+            self.staged = staged = Staged(job)
+            self._show_staged()
+
+    def _show_staged(self) -> None:
+        staged = self.staged
+        if staged is None:
+            return
+        job = staged.job
+        layer = self._staged_layer(staged)
+        assert isinstance(job.canvas, PreviewCanvas)  # only such canvases are staged (see _paste)
+        staged.handle = job.canvas.show_preview(layer, staged.handle)
+        self._show()
+
+    def _staged_layer(self, staged: Staged) -> NewLayer:
+        job = staged.job
+        result = job.results[staged.index]
+        layer = self._layers(job, [result])[0]
+        return NewLayer(f"[preview {staged.index + 1}/{len(job.results)}] {layer.name}", layer.image, layer.x, layer.y)
+
+    def preview_step(self, delta: int) -> None:
+        """Show the batch's next (``delta`` 1) or previous (-1) result in the preview layer."""
+        staged = self.staged
+        if staged is None or not staged.job.results:
+            return
+        staged.index = (staged.index + delta) % len(staged.job.results)
+        self._guarded(staged.job, staged.job.results, self._show_staged)
+
+    def apply(self) -> None:
+        """The previewed result becomes a normal result layer (one undo step)."""
+        staged, self.staged = self.staged, None
+        if staged is None or staged.handle is None:
+            return
+        job = staged.job
+
+        def land() -> None:
+            result = job.results[staged.index]
+            layer = self._layers(job, [result])[0]
+            kept = NewLayer(layer.name, layer.image, layer.x, layer.y)
+            assert isinstance(job.canvas, PreviewCanvas)
+            job.handles += job.canvas.end_preview(staged.handle, kept)
+            job.pasted.append(kept)
+
+        self._guarded(job, job.results, land)
+        self._show()
+
+    def discard(self) -> None:
+        """Remove the preview layer (one undo step); the results stay in the daemon's history."""
+        staged, self.staged = self.staged, None
+        if staged is None or staged.handle is None:
+            return
+        canvas = staged.job.canvas
+        assert isinstance(canvas, PreviewCanvas)
+        self._guarded(staged.job, [], lambda: canvas.end_preview(staged.handle, None))
+        staged.job.note = "discarded"
+        self._show()
+
+    # ---------------------------------------------------------------- history
+
+    def refresh_history(self) -> None:
+        """Ask the daemon for this client id's jobs (every session, the CLI's too); ``history`` is
+        replaced, newest first, with finished jobs that have results (known results are kept)."""
+        client = self.client
+        if client is None:
+            return
+        self._then(client.list_jobs(), self._listed)
+
+    def _listed(self, done: Future[Any]) -> None:
+        error = done.exception()
+        if error is not None:
+            self.error = describe(error, self.url)
+            self._show()
+            return
+        known = {item.job_id: item for item in self.history}
+        items = []
+        for summary in sorted(done.result(), key=lambda s: -float(s.get("created", 0))):
+            if summary.get("state") != "finished" or not summary.get("results"):
+                continue
+            item = known.get(str(summary["job_id"])) or HistoryItem(summary)
+            item.summary = summary
+            items.append(item)
+        self.history = items
+        self._show()
+
+    def fetch_history(self, item: HistoryItem) -> None:
+        """Get ``item``'s results (pixels, thumbnails, parameters) from the daemon, once."""
+        client = self.client
+        if client is None or item.results or item.fetching:
+            return
+        item.fetching = True
+        self._fetching[item.job_id] = item
+        try:
+            client.fetch(item.job_id)
+        except NotConnected as error:
+            item.fetching = False
+            self._fetching.pop(item.job_id, None)
+            self.error = describe(error, self.url)
+        self._show()
+
+    def _fetched(self, item: HistoryItem, event: Event) -> None:
+        if event.type == "result" and event.image is not None:
+            item.results.append(Result(event.message, event.image))
+            item.thumbnails.append(thumbnail(event.image))
+        elif event.type in TERMINAL_STATES or event.type == "error":
+            item.fetching = False
+            self._fetching.pop(item.job_id, None)
+            item.results.sort(key=lambda r: int(r.message.get("index", 0)))
+        self._show()
+
+    def reapply(self, item: HistoryItem, index: int = 0) -> None:
+        """Paste one fetched history result into the active image as a layer (one undo step), where it
+        was made when the image has that size, else at the top-left."""
+        try:
+            if index >= len(item.results):
+                raise UserError("That result is not loaded yet; wait for its thumbnail.")
+            canvas = self.host.canvas()
+            result = item.results[index]
+            width, height = canvas.size()
+            place = placement(result.message, width, height)
+            x, y = (place.x, place.y) if not place.grows else (0, 0)
+            name = str(result.message["layer"].get("name") or item.summary.get("prompt") or "underpaint")
+            canvas.paste([NewLayer(name, result.image, x, y)], None)
+        except UserError as error:
+            self.error = str(error)
+        except Exception as error:  # a host API surprise: a message, never a traceback dialog
+            self.error = f"Could not paste the result: {error}"
+        self._show()
+
+    @staticmethod
+    def reuse(result: Result) -> Request:
+        """A request with ``result``'s parameters (its own seed included), for the panel's fields."""
+        params = result.message.get("params", {})
+        extend = params.get("extend")
+        mode = params.get("mode")
+        return Request(
+            prompt=str(params.get("prompt") or ""),
+            negative_prompt=str(params.get("negative_prompt") or ""),
+            strength=float(params["strength"]) if params.get("strength") is not None else None,
+            seed=int(params["seed"]) if params.get("seed") is not None else None,
+            batch=1,
+            model=str(params["model"]) if params.get("model") else None,
+            steps=int(params["steps"]) if params.get("steps") else None,
+            guidance=float(params["guidance"]) if params.get("guidance") is not None else None,
+            extend=(extend["left"], extend["top"], extend["right"], extend["bottom"]) if extend else None,
+            mode=str(mode) if mode == "outpaint" else None,
+        )
 
     def _show(self) -> None:
         self.host.show(self)

@@ -209,6 +209,8 @@ class Welcome(Strict):
     model_loaded: bool
     limits: Limits
     image_formats: list[ImageFormat]
+    outputs: str | None = None
+    """The folder where the daemon saves results (absent when it saves none): panels open it."""
 
 
 class Planned(Strict):

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("mode", choices=["txt2img", "img2img", "inpaint", "outpaint"])
     generate.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
     generate.add_argument("--token", help="the daemon's token (default: read from this user's config)")
+    generate.add_argument(
+        "--client-id", help="act as this client identity (a plugin's), so the result shows in its history"
+    )
     generate.add_argument("--image", type=Path, help="input image (the canvas)")
     generate.add_argument("--mask", type=Path, help="selection as a grayscale image (white = selected)")
     generate.add_argument("--width", type=int, default=512, help="canvas width for txt2img without --image")

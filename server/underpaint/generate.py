@@ -154,7 +154,9 @@ def run_generate(args: argparse.Namespace) -> None:
     canvas = FileCanvas(image, mask, width, height)
     terminal = _Terminal(canvas)
     work = WorkQueue()
-    controller = Controller(terminal, work.post, client_name="underpaint-cli", client_version=__version__)
+    controller = Controller(
+        terminal, work.post, client_name="underpaint-cli", client_version=__version__, client_id=args.client_id
+    )
     request = Request(
         prompt=args.prompt,
         negative_prompt=args.negative,

@@ -72,6 +72,18 @@ class FakeNode:
             self.doc.undo_steps.append(("add", child))
         return True
 
+    def setName(self, name: str) -> None:
+        self._name = name
+
+    def remove(self) -> bool:
+        parent = self.parent
+        if parent is None:
+            return False
+        parent.children.remove(self)
+        self.parent = None
+        self.doc.undo_steps.append(("remove", self))
+        return True
+
     def setPixelData(self, data: Any, x: int, y: int, w: int, h: int) -> None:
         data = bytes(data)
         assert len(data) == w * h * 4

@@ -39,6 +39,10 @@ JOBS = [
         "seed": 11,
         "undo_check": True,
     },
+    {"name": "seed_big", "model": "tiny-random", "prompt": "noise", "steps": 2, "seed": 3_000_000_000},
+    {"name": "cancel", "model": "tiny-random", "prompt": "slow", "steps": 300, "seed": 5, "cancel": True},
+    {"name": "apply", "model": "tiny-random", "prompt": "kept", "steps": 2, "batch": 2, "seed": 21, "preview": "apply"},
+    {"name": "discard", "model": "tiny-random", "prompt": "dropped", "steps": 2, "seed": 22, "preview": "discard"},
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
 
@@ -124,6 +128,8 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()
+    report["_home"] = str(home)
+    report["_label"] = label
     (home / "report.copy.json").write_text(json.dumps(report, indent=1))
     print(f"{label}: {host.describe()} ran in {report['_elapsed']:.1f} s; report {home / 'report.copy.json'}")
     if "error" in report:
@@ -210,3 +216,72 @@ def test_screenshot_saved(krita_run: dict[str, Any]) -> None:
     label = "krita6" if krita_run["krita_version"].startswith("6") else "krita5"
     shot = ARTIFACTS_DIR / f"{label}.png"
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def krita_restart(krita_run: dict[str, Any], daemon: dict[str, Any]) -> dict[str, Any]:
+    """The same Krita home started again (the client id it remembered), showing its history."""
+    label, home = krita_run["_label"], Path(krita_run["_home"])
+    host = get_krita(label)
+    spec = home / "spec-history.json"
+    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": [], "history_only": True}))
+    run = run_krita(
+        host,
+        home,
+        timeout=240,
+        env={"UNDERPAINT_KRITA_TEST": str(spec)},
+        screenshot=ARTIFACTS_DIR / f"{label}-history.png",
+    )
+    report = run.report or {}
+    if "error" in report:
+        pytest.fail(f"{label}: the history run failed:\n{report['error']}\n{run.output()}", pytrace=False)
+    return report
+
+
+def test_the_docker_fits_a_300_px_dock(krita_run: dict[str, Any]) -> None:
+    hint = krita_run["size_hint"]
+    assert hint["minimum_width"] <= 300, hint
+    assert not hint["horizontal_scrollbar"], hint
+
+
+def test_a_seed_above_2_31_round_trips_and_is_shown(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["seed_big"]
+    assert job["state"] == "finished" and job["seed"] == 3_000_000_000
+    assert job["result_seeds"] == [3_000_000_000] and job["last_seed_text"] == "Last seed: 3000000000"
+    assert job["progress_value"] == 1000 and job["progress_text"].startswith("done in ")
+
+
+def test_cancel_stops_the_running_job_while_a_finished_row_is_highlighted(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["cancel"]
+    assert krita_run["highlight_before"]["cancel"] >= 0, "a finished row was highlighted"
+    assert job["state"] == "cancelled" and job["pasted"] == []
+    assert [n["name"] for n in job["layers"]] == [n["name"] for n in job["tree_before"]], "nothing pasted"
+    assert krita_run["highlight_before"]["seed_big"] == -1, "finished rows never become highlighted by themselves"
+
+
+def test_preview_then_apply_is_one_undo_step(krita_run: dict[str, Any]) -> None:
+    record = krita_run["previews"]["apply"]
+    assert record["preview_names"][0].startswith("[preview 1/2]") and record["preview_names"][1].startswith(
+        "[preview 2/2]"
+    )
+    assert record["pasted"] == [record["result_names"][1]]
+    names = sorted(n["name"] for n in record["after"])
+    assert names == sorted([n["name"] for n in record["before"]] + [record["result_names"][1]])
+    assert record["undo"]["after_undo"] == record["before"], "one undo takes the applied result away"
+    assert record["undo"]["after_redo"] == record["after"]
+
+
+def test_preview_then_discard_leaves_the_image_as_it_was(krita_run: dict[str, Any]) -> None:
+    record = krita_run["previews"]["discard"]
+    assert any(n["name"].startswith("[preview 1/1]") for n in record["with_preview"])
+    assert record["after"] == record["before"] and record["pasted"] == []
+    assert record["undo"]["after_undo"] == record["with_preview"], "one undo brings the discarded preview back"
+    assert record["undo"]["after_redo"] == record["before"]
+
+
+def test_history_after_a_restart_reapplies_and_reuses(krita_restart: dict[str, Any]) -> None:
+    history = krita_restart["history"]
+    assert len(history["job_ids"]) >= 5 and all(history["icons"][:1])
+    assert history["client_id_kept"] and history["outputs_enabled"]
+    assert len(history["after"]) == len(history["before"]) + 1, "re-apply pasted one layer"
+    assert history["seed_field"] == str(history["seed"]) and history["prompt_field"]

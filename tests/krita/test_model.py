@@ -171,8 +171,10 @@ def daemon(tmp_path: Path) -> Iterator[DaemonThread]:
     thread.stop()
 
 
-def make_model(app: FakeKrita, url: str, token: str = "") -> tuple[DockerModel, UiLoop]:
+def make_model(app: FakeKrita, url: str, token: str = "", direct: bool = True) -> tuple[DockerModel, UiLoop]:
     ui = UiLoop()
+    if direct:
+        app.writeSetting("underpaint", "land_directly", "1")
     settings = Settings(
         lambda k, d: app.readSetting("underpaint", k, d), lambda k, v: app.writeSetting("underpaint", k, v)
     )
@@ -181,8 +183,8 @@ def make_model(app: FakeKrita, url: str, token: str = "") -> tuple[DockerModel, 
     return model, ui
 
 
-def connected(app: FakeKrita, daemon: DaemonThread) -> tuple[DockerModel, UiLoop]:
-    model, ui = make_model(app, daemon.url, daemon.daemon.token)
+def connected(app: FakeKrita, daemon: DaemonThread, direct: bool = True) -> tuple[DockerModel, UiLoop]:
+    model, ui = make_model(app, daemon.url, daemon.daemon.token, direct)
     model.connect()
     ui.run_until(lambda: model.connection == "connected")
     return model, ui
@@ -306,8 +308,82 @@ def test_progress_preview_and_cancel_while_a_finished_row_is_selected(daemon: Da
     ui.run_until(lambda: entry.step >= 2)
     assert model.progress[1] == 10 and model.preview is not None and model.preview.format == "bgra8"
     assert entry.state == "running" and model.busy
-    model.cancel(done.ticket)  # the highlighted row ended already: Cancel still stops what runs
+    model.cancel()  # whatever row is highlighted: Cancel stops what runs
     ui.run_until(lambda: entry.state == "cancelled")
     assert entry.pasted == [] and not model.busy and model.preview is None
     assert [n.name() for n in doc.root.children] == ["Background", done.pasted[0].name]
     model.close()
+
+
+def test_preview_steps_through_a_batch_then_apply_and_discard_are_one_undo_step_each(daemon: DaemonThread) -> None:
+    app, doc = photo(64, 48)
+    doc.select_rect(10, 10, 12, 12)
+    model, ui = connected(app, daemon, direct=False)
+    assert not model.land_directly and app.settings[("underpaint", "client_id")] == model.controller.client_id
+    model.set_model(PACED_MODEL)
+    model.batch, model.seed_random, model.seed, model.prompt = 2, False, 2**32 - 2, "pot"
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.settled and len(entry.results) == 2)
+    assert entry.seed == 2**32 - 2 and model.last_seed == 2**32 - 2
+    preview = doc.root.children[-1]
+    assert preview.name().startswith("[preview 1/2]") and [k for k, _ in doc.undo_steps] == ["add"]
+    model.controller.preview_step(1)
+    assert doc.root.children[-1] is preview and preview.name().startswith("[preview 2/2]")
+    assert [k for k, _ in doc.undo_steps] == ["add"], "stepping adds no undo step"
+    model.controller.apply()
+    assert preview.name() == entry.results[1].message["layer"]["name"] and model.staged is None
+    assert [k for k, _ in doc.undo_steps] == ["add"], "apply: undoing the one step removes the result"
+    again = model.generate()
+    assert again is not None
+    ui.run_until(lambda: again.settled and model.staged is not None)
+    model.controller.discard()
+    assert [n.name() for n in doc.root.children] == ["Background", preview.name()]
+    assert [k for k, _ in doc.undo_steps] == ["add", "add", "remove"]
+    model.close()
+
+
+def test_fields_seed_lock_ignored_fields_and_plan_in_the_model(daemon: DaemonThread) -> None:
+    app, doc = photo(64, 48)
+    model, ui = connected(app, daemon)
+    assert model.plan().refusal and "select an area to fill" in model.plan().sentence
+    assert set(model.ignored()) >= {"prompt", "strength", "steps"} and "Content-aware" in model.ignored()["prompt"]
+    doc.select_rect(10, 10, 12, 12)
+    assert model.plan().sentence == "Generate will inpaint the selection."
+    model.extend = (0, 0, 16, 0)
+    assert "the selection is ignored" in model.plan(expand=True).sentence
+    assert model.set_seed_text(str(2**32)) and model.seed_random
+    assert model.set_seed_text("3000000000") == "" and (model.seed_random, model.seed) == (False, 3_000_000_000)
+    assert model.request().seed == 3_000_000_000
+    model.set_seed_text("random")
+    assert model.request().seed is None
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.settled)
+    model.lock_seed(True)
+    assert (model.seed_random, model.seed) == (False, entry.seed)
+    model.close()
+
+
+def test_history_after_a_restart_reapply_and_reuse(daemon: DaemonThread) -> None:
+    app, doc = photo(64, 48)
+    doc.select_rect(10, 10, 12, 12)
+    model, ui = connected(app, daemon)
+    model.prompt, model.seed_random, model.seed = "wood", False, 2**31 + 9
+    entry = model.generate()
+    assert entry is not None
+    ui.run_until(lambda: entry.settled)
+    model.close()
+    again, ui = connected(app, daemon)  # Krita restarted: the same remembered client id
+    again.controller.refresh_history()
+    ui.run_until(lambda: bool(again.history))
+    item = again.history[0]
+    assert item.job_id == entry.job_id
+    again.controller.fetch_history(item)
+    ui.run_until(lambda: bool(item.results) and not item.fetching)
+    again.controller.reapply(item)
+    assert doc.root.children[-1].name() == "wood [seed 2147483657]"
+    again.seed_random, again.prompt = True, ""
+    again.reuse(item)
+    assert (again.prompt, again.seed_random, again.seed) == ("wood", False, 2**31 + 9)
+    again.close()

@@ -118,6 +118,24 @@ class FakeCanvas:
         self.undo_steps.append("paste")
         return made
 
+    def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
+        pixels = np.frombuffer(bytes(layer.image.data), np.uint8).reshape(layer.image.height, layer.image.width, 4)
+        if handle is None:
+            handle = FakeLayer(layer.name, layer.x, layer.y, pixels)
+            self.layers.insert(0, handle)
+        else:
+            handle.name, handle.x, handle.y, handle.pixels = layer.name, layer.x, layer.y, pixels
+        return handle
+
+    def end_preview(self, handle: Any, keep: NewLayer | None) -> list[Any]:
+        if keep is None:
+            self.layers.remove(handle)
+            self.undo_steps.append("discard")
+            return []
+        handle.name = keep.name
+        self.undo_steps.append("apply")
+        return [handle]
+
     # ---- helpers for tests
     def walk(self, items: list[FakeLayer] | None = None) -> list[FakeLayer]:
         out = []

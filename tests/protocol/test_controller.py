@@ -264,7 +264,7 @@ def test_what_cannot_start_is_refused_before_anything_is_sent() -> None:
     canvas = FakeCanvas.photo()
     controller, client, host = scripted(canvas)
     assert controller.generate(Request(prompt="x")) is None  # txt2img on the classical model
-    assert controller.error.startswith("The classical model cannot paint a new image: select the area")
+    assert controller.error.startswith("The classical model cannot paint a new image: select an area")
     assert controller.generate(Request(mode="inpaint")) is None and "Select the area" in controller.error
     assert controller.generate(Request(mode="outpaint", extend=(0, 0, 0, 0))) is None
     assert "at least one side" in controller.error
@@ -276,8 +276,10 @@ def test_what_cannot_start_is_refused_before_anything_is_sent() -> None:
     assert client.plans == [] and controller.jobs == []
     assert controller.mode_hint() == "Open an image first."
     host.active = FakeCanvas.photo()
-    assert controller.mode_hint(0.5) == "Generate will refine the whole image."
-    assert controller.mode_hint(1.0, (0, 0, 8, 0)).startswith("Generate will expand the canvas by 0, 0, 8, 0")
+    assert controller.mode_hint(0.5).startswith("The classical model cannot refine the whole image: select an area")
+    assert (
+        controller.mode_hint(1.0, (0, 0, 8, 0)) == "Generate will expand by 0, 0, 8, 0 px (left, top, right, bottom)."
+    )
 
 
 def test_a_resized_or_closed_image_is_not_pasted_into() -> None:

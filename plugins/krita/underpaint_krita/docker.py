@@ -6,9 +6,11 @@ from typing import Any
 
 from krita import DockWidget, Krita
 
+from underpaint_protocol.panel import model_label
+
 from .glue import KritaGlue
 from .model import DockerModel, Settings
-from .qt import QByteArray, QObject, Qt, QtGui, QtWidgets, pyqtSignal
+from .qt import QByteArray, QObject, Qt, QtCore, QtGui, QTimer, QtWidgets, pyqtSignal
 
 DOCKER_ID = "underpaint_docker"
 DOCKERS: list[UnderpaintDocker] = []  # every docker made (one per window)
@@ -57,13 +59,59 @@ def shared_model() -> DockerModel:
     return _MODEL
 
 
+class WheelGuard(QObject):
+    """Wheel events over an unfocused field scroll the docker instead of changing the value."""
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        if event.type() == QtCore.QEvent.Type.Wheel and not watched.hasFocus():
+            event.ignore()
+            return True
+        return False
+
+
+_WHEEL_GUARD: WheelGuard | None = None
+
+
+def guard_wheel(widget: Any) -> Any:
+    """Only a focused (clicked / tabbed-to) field takes wheel steps."""
+    global _WHEEL_GUARD
+    if _WHEEL_GUARD is None:
+        _WHEEL_GUARD = WheelGuard()
+    widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+    widget.installEventFilter(_WHEEL_GUARD)
+    return widget
+
+
 def _spin(low: int, high: int, value: int, suffix: str = "") -> QtWidgets.QSpinBox:
     spin = QtWidgets.QSpinBox()
     spin.setRange(low, high)
     spin.setValue(value)
     if suffix:
         spin.setSuffix(suffix)
-    return spin
+    spin.setMinimumWidth(0)
+    return guard_wheel(spin)
+
+
+def _label(text: str, buddy: Any = None) -> QtWidgets.QLabel:
+    label = QtWidgets.QLabel(text)
+    if buddy is not None:
+        label.setBuddy(buddy)
+    return label
+
+
+def _wrapped() -> QtWidgets.QLabel:
+    label = QtWidgets.QLabel()
+    label.setWordWrap(True)
+    label.setMinimumWidth(0)
+    label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+    return label
+
+
+def qimage_of(image: Any) -> Any:
+    """8-bit BGRA bytes are QImage's Format_ARGB32 on little-endian machines (all Krita platforms)."""
+    return QtGui.QImage(
+        bytes(image.data), image.width, image.height, image.width * 4, QtGui.QImage.Format.Format_ARGB32
+    ).copy()
 
 
 class UnderpaintDocker(DockWidget):
@@ -75,6 +123,10 @@ class UnderpaintDocker(DockWidget):
         self._build()
         self.model.subscribe(self.refresh)
         DOCKERS.append(self)
+        self.ticker = QTimer(self)  # elapsed time moves on between the daemon's events
+        self.ticker.setInterval(1000)
+        self.ticker.timeout.connect(self._tick)
+        self.ticker.start()
         self.refresh()
         if self.model.connection == "disconnected" and len(DOCKERS) == 1:
             self.model.connect()
@@ -82,110 +134,194 @@ class UnderpaintDocker(DockWidget):
     # ---------------------------------------------------------------- layout
 
     def _build(self) -> None:
+        """Everything in one column that fits a 300 px dock: short labelled rows, grids, wrapping text."""
         m = self.model
         root = QtWidgets.QWidget(self)
+        self.root = root
         form = QtWidgets.QVBoxLayout(root)
-
-        self.url_edit = QtWidgets.QLineEdit(m.url)
-        self.url_edit.setToolTip("Address of the underpaint daemon (underpaint serve prints it)")
-        self.token_edit = QtWidgets.QLineEdit(m.token)
-        self.token_edit.setEchoMode(QtWidgets.QLineEdit.EchoMode.Password)
-        self.token_edit.setPlaceholderText("token (underpaint token); optional on this machine")
-        self.connect_button = QtWidgets.QPushButton("Connect")
-        self.connect_button.clicked.connect(self._connect)
-        row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.url_edit, 1)
-        row.addWidget(self.connect_button)
-        form.addLayout(row)
-        form.addWidget(self.token_edit)
-        self.status_label = QtWidgets.QLabel()
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form.addWidget(self.status_label)
+        form.setContentsMargins(4, 4, 4, 4)
 
         grid = QtWidgets.QGridLayout()
-        self.model_combo = QtWidgets.QComboBox()
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        self.url_edit = QtWidgets.QLineEdit(m.url)
+        self.url_edit.setToolTip("Address of the underpaint daemon (underpaint serve prints it)")
+        self.connect_button = QtWidgets.QPushButton("Connect")
+        self.connect_button.clicked.connect(self._connect)
+        grid.addWidget(_label("Server", self.url_edit), 0, 0)
+        grid.addWidget(self.url_edit, 0, 1, 1, 2)
+        grid.addWidget(self.connect_button, 0, 3)
+        self.token_edit = QtWidgets.QLineEdit(m.token)
+        self.token_edit.setEchoMode(QtWidgets.QLineEdit.EchoMode.Password)
+        self.token_edit.setPlaceholderText("optional on this machine")
+        self.token_edit.setToolTip("The daemon's token (underpaint token prints it)")
+        grid.addWidget(_label("Token", self.token_edit), 1, 0)
+        grid.addWidget(self.token_edit, 1, 1, 1, 3)
+        self.status_label = _wrapped()
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        grid.addWidget(self.status_label, 2, 0, 1, 4)
+
+        self.model_combo = guard_wheel(QtWidgets.QComboBox())
+        self.model_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(8)
         self.model_combo.currentIndexChanged.connect(self._model_chosen)
-        grid.addWidget(QtWidgets.QLabel("Model"), 0, 0)
-        grid.addWidget(self.model_combo, 0, 1, 1, 3)
+        grid.addWidget(_label("Model", self.model_combo), 3, 0)
+        grid.addWidget(self.model_combo, 3, 1, 1, 3)
+        self.ignored_label = _wrapped()
+        self.ignored_label.setStyleSheet("color: palette(mid)")
+        grid.addWidget(self.ignored_label, 4, 0, 1, 4)
         self.prompt_edit = QtWidgets.QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("Prompt: what to paint")
-        self.prompt_edit.setMaximumHeight(70)
+        self.prompt_edit.setMaximumHeight(60)
         self.prompt_edit.textChanged.connect(self._fields_changed)
-        grid.addWidget(self.prompt_edit, 1, 0, 1, 4)
+        grid.addWidget(self.prompt_edit, 5, 0, 1, 4)
         self.negative_edit = QtWidgets.QLineEdit()
         self.negative_edit.setPlaceholderText("Negative prompt: what to avoid")
         self.negative_edit.textChanged.connect(self._fields_changed)
-        grid.addWidget(self.negative_edit, 2, 0, 1, 4)
+        grid.addWidget(self.negative_edit, 6, 0, 1, 4)
         self.strength_spin = _spin(1, 100, round(m.strength * 100), " %")
         self.strength_spin.setToolTip("100%: paint anew; lower keeps more of the image")
         self.steps_spin = _spin(0, 150, m.steps)
-        self.steps_spin.setSpecialValueText("default")
-        grid.addWidget(QtWidgets.QLabel("Strength"), 3, 0)
-        grid.addWidget(self.strength_spin, 3, 1)
-        grid.addWidget(QtWidgets.QLabel("Steps"), 3, 2)
-        grid.addWidget(self.steps_spin, 3, 3)
-        self.seed_random = QtWidgets.QCheckBox("Random seed")
-        self.seed_random.setChecked(m.seed_random)
-        self.seed_spin = _spin(0, 2**31 - 1, m.seed)
+        self.steps_spin.setSpecialValueText("model default")
+        self.strength_label, self.steps_label = _label("Strength", self.strength_spin), _label("Steps", self.steps_spin)
+        grid.addWidget(self.strength_label, 7, 0)
+        grid.addWidget(self.strength_spin, 7, 1, 1, 3)
+        grid.addWidget(self.steps_label, 11, 0)
+        grid.addWidget(self.steps_spin, 11, 1, 1, 3)
+        self.seed_edit = QtWidgets.QLineEdit("" if m.seed_random else str(m.seed))
+        self.seed_edit.setPlaceholderText("random")
+        self.seed_edit.setToolTip("Empty: a new random seed each time. A number (0 to 4294967295) repeats a result.")
+        self.seed_edit.textChanged.connect(self._seed_edited)
+        self.seed_lock = QtWidgets.QToolButton()
+        self.seed_lock.setText("Lock")
+        self.seed_lock.setCheckable(True)
+        self.seed_lock.setChecked(not m.seed_random)
+        self.seed_lock.setToolTip("Keep this seed (locks the last seed used when the field says random)")
+        self.seed_lock.toggled.connect(self._seed_locked)
+        self.seed_label = _label("Seed", self.seed_edit)
+        grid.addWidget(self.seed_label, 8, 0)
+        grid.addWidget(self.seed_edit, 8, 1, 1, 2)
+        grid.addWidget(self.seed_lock, 8, 3)
+        self.last_seed_label = _wrapped()
+        grid.addWidget(self.last_seed_label, 9, 0, 1, 4)
         self.batch_spin = _spin(1, 16, m.batch)
-        grid.addWidget(self.seed_random, 4, 0, 1, 2)
-        grid.addWidget(self.seed_spin, 4, 2, 1, 2)
-        grid.addWidget(QtWidgets.QLabel("Batch"), 5, 0)
-        grid.addWidget(self.batch_spin, 5, 1)
-        for widget in (self.strength_spin, self.steps_spin, self.seed_spin, self.batch_spin):
+        grid.addWidget(_label("Batch", self.batch_spin), 10, 0)
+        grid.addWidget(self.batch_spin, 10, 1, 1, 3)
+        for widget in (self.strength_spin, self.steps_spin, self.batch_spin):
             widget.valueChanged.connect(self._fields_changed)
-        self.seed_random.toggled.connect(self._fields_changed)
         form.addLayout(grid)
+        self._tooltips = {
+            id(widget): (widget, widget.toolTip())
+            for widget in (self.prompt_edit, self.negative_edit, self.strength_spin, self.steps_spin, self.seed_edit)
+        }
 
+        self.plan_label = _wrapped()
+        form.addWidget(self.plan_label)
         buttons = QtWidgets.QHBoxLayout()
         self.generate_button = QtWidgets.QPushButton("Generate")
-        self.generate_button.setToolTip(
-            "Selection inside the image: inpaint. Selection past the edge: outpaint. "
-            "No selection: refine the image (strength < 100%) or paint a new one (100%)."
-        )
         self.generate_button.clicked.connect(lambda: self.model.generate())
         self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stops the running job (or the newest waiting one); nothing of it is pasted")
         self.cancel_button.clicked.connect(self._cancel)
         buttons.addWidget(self.generate_button, 2)
         buttons.addWidget(self.cancel_button, 1)
         form.addLayout(buttons)
 
-        expand = QtWidgets.QGroupBox("Expand the canvas (outpaint)")
-        expand_row = QtWidgets.QHBoxLayout(expand)
+        expand = QtWidgets.QGroupBox("Expand the canvas (px)")
+        expand_grid = QtWidgets.QGridLayout(expand)
         self.extend_spins = []
-        for side in ("Left", "Top", "Right", "Bottom"):
+        for index, side in enumerate(("Left", "Top", "Right", "Bottom")):
             spin = _spin(0, 4096, 0)
-            spin.setToolTip(f"{side}: pixels to add")
-            spin.setPrefix(side[0] + " ")
+            spin.setToolTip(f"Pixels to add on the {side.lower()}")
             spin.valueChanged.connect(self._fields_changed)
             self.extend_spins.append(spin)
-            expand_row.addWidget(spin)
+            row, column = divmod(index, 2)
+            expand_grid.addWidget(_label(side, spin), row, column * 2)
+            expand_grid.addWidget(spin, row, column * 2 + 1)
+        self.expand_plan = _wrapped()
+        expand_grid.addWidget(self.expand_plan, 2, 0, 1, 4)
         self.expand_button = QtWidgets.QPushButton("Expand")
         self.expand_button.clicked.connect(lambda: self.model.generate(expand=True))
-        expand_row.addWidget(self.expand_button)
+        expand_grid.addWidget(self.expand_button, 3, 0, 1, 4)
         form.addWidget(expand)
 
         self.progress_bar = QtWidgets.QProgressBar()
-        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setRange(0, 1000)
         self.progress_bar.setValue(0)
+        self.progress_bar.setMinimumWidth(0)
         form.addWidget(self.progress_bar)
-        self.preview_label = QtWidgets.QLabel()
-        self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview_label.setMinimumHeight(96)
-        form.addWidget(self.preview_label)
-        self.error_label = QtWidgets.QLabel()
-        self.error_label.setWordWrap(True)
+        self.progress_label = _wrapped()
+        form.addWidget(self.progress_label)
+        self.error_label = _wrapped()
         self.error_label.setStyleSheet("color: #e05050")
         form.addWidget(self.error_label)
+        self.preview_label = QtWidgets.QLabel()
+        self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview_label.setMinimumSize(0, 0)
+        form.addWidget(self.preview_label)
+
+        staged = QtWidgets.QHBoxLayout()
+        self.previous_button = QtWidgets.QToolButton()
+        self.previous_button.setText("<")
+        self.previous_button.clicked.connect(lambda: self.model.controller.preview_step(-1))
+        self.staged_label = QtWidgets.QLabel()
+        self.next_button = QtWidgets.QToolButton()
+        self.next_button.setText(">")
+        self.next_button.clicked.connect(lambda: self.model.controller.preview_step(1))
+        self.apply_button = QtWidgets.QPushButton("Apply")
+        self.apply_button.setToolTip("Keep the previewed result as a layer")
+        self.apply_button.clicked.connect(lambda: self.model.controller.apply())
+        self.discard_button = QtWidgets.QPushButton("Discard")
+        self.discard_button.clicked.connect(lambda: self.model.controller.discard())
+        for widget in (self.previous_button, self.staged_label, self.next_button):
+            staged.addWidget(widget)
+        staged.addWidget(self.apply_button, 1)
+        staged.addWidget(self.discard_button, 1)
+        form.addLayout(staged)
+        self.direct_check = QtWidgets.QCheckBox("Results land directly (no preview)")
+        self.direct_check.setChecked(m.land_directly)
+        self.direct_check.toggled.connect(lambda on: self.model.set_land_directly(bool(on)))
+        form.addWidget(self.direct_check)
+
         form.addWidget(QtWidgets.QLabel("Queue"))
         self.queue_list = QtWidgets.QListWidget()
-        self.queue_list.setMaximumHeight(120)
+        self.queue_list.setMaximumHeight(90)
+        self.queue_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         form.addWidget(self.queue_list)
+
+        history = QtWidgets.QHBoxLayout()
+        history.addWidget(QtWidgets.QLabel("History"), 1)
+        self.history_refresh = QtWidgets.QToolButton()
+        self.history_refresh.setText("Refresh")
+        self.history_refresh.clicked.connect(lambda: self.model.controller.refresh_history())
+        self.outputs_button = QtWidgets.QToolButton()
+        self.outputs_button.setText("Outputs folder")
+        self.outputs_button.clicked.connect(self._open_outputs)
+        history.addWidget(self.history_refresh)
+        history.addWidget(self.outputs_button)
+        form.addLayout(history)
+        self.history_list = QtWidgets.QListWidget()
+        self.history_list.setIconSize(QtCore.QSize(48, 48))
+        self.history_list.setMaximumHeight(160)
+        self.history_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.history_list.setWordWrap(True)
+        self.history_list.currentRowChanged.connect(self._history_chosen)
+        form.addWidget(self.history_list)
+        reuse_row = QtWidgets.QHBoxLayout()
+        self.reapply_button = QtWidgets.QPushButton("Re-apply")
+        self.reapply_button.setToolTip("Paste this result into the active image as a layer")
+        self.reapply_button.clicked.connect(self._reapply)
+        self.reuse_button = QtWidgets.QPushButton("Reuse")
+        self.reuse_button.setToolTip("Copy its prompt, model, strength, steps and seed into the fields")
+        self.reuse_button.clicked.connect(self._reuse)
+        reuse_row.addWidget(self.reapply_button)
+        reuse_row.addWidget(self.reuse_button)
+        form.addLayout(reuse_row)
         form.addStretch(1)
 
         scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(root)
         self.setWidget(scroll)
 
@@ -199,6 +335,7 @@ class UnderpaintDocker(DockWidget):
     def _model_chosen(self, index: int) -> None:
         if not self._refreshing and index >= 0:
             self.model.set_model(str(self.model_combo.itemData(index)))
+            self.refresh()
 
     def _fields_changed(self, *_: Any) -> None:
         if self._refreshing:
@@ -208,19 +345,105 @@ class UnderpaintDocker(DockWidget):
         m.negative_prompt = self.negative_edit.text().strip()
         m.strength = self.strength_spin.value() / 100.0
         m.steps = self.steps_spin.value()
-        m.seed_random = self.seed_random.isChecked()
-        m.seed = self.seed_spin.value()
         m.batch = self.batch_spin.value()
         left, top, right, bottom = (int(spin.value()) for spin in self.extend_spins)
         m.extend = (left, top, right, bottom)
-        self.seed_spin.setEnabled(not m.seed_random)
+        self._show_plan()
+
+    def _seed_edited(self, text: str) -> None:
+        if self._refreshing:
+            return
+        problem = self.model.set_seed_text(text)
+        self.seed_edit.setToolTip(problem or "Empty: a new random seed each time.")
+        self.seed_edit.setStyleSheet("color: #e05050" if problem else "")
+        self._refreshing = True
+        self.seed_lock.setChecked(not self.model.seed_random)
+        self._refreshing = False
+        self._show_plan()
+
+    def _seed_locked(self, locked: bool) -> None:
+        if self._refreshing:
+            return
+        self.model.lock_seed(locked)
+        self._refreshing = True
+        self.seed_edit.setText("" if self.model.seed_random else str(self.model.seed))
+        self._refreshing = False
+        self._show_plan()
 
     def _cancel(self) -> None:
-        item = self.queue_list.currentItem()
-        key = item.data(Qt.ItemDataRole.UserRole) if item is not None and item.isSelected() else None
-        self.model.cancel(key)
+        self.model.cancel()  # the running job, whatever row the queue has highlighted
+
+    def _history_item(self) -> Any:
+        row = self.history_list.currentRow()
+        history = self.model.history
+        return history[row] if 0 <= row < len(history) else None
+
+    def _history_chosen(self, row: int) -> None:
+        item = self._history_item()
+        if item is not None and not self._refreshing:
+            self.model.controller.fetch_history(item)
+
+    def _reapply(self) -> None:
+        item = self._history_item()
+        if item is not None:
+            self.model.controller.reapply(item)
+
+    def _reuse(self) -> None:
+        item = self._history_item()
+        if item is not None:
+            self.model.reuse(item)
+            self._load_fields()
+
+    def _open_outputs(self) -> None:
+        folder = self.model.controller.outputs_folder
+        if folder:
+            QtGui.QDesktopServices.openUrl(QtCore.QUrl.fromLocalFile(folder))
+
+    def _tick(self) -> None:
+        if self.model.busy:
+            self.progress_label.setText(self.model.controller.progress_text())
 
     # ---------------------------------------------------------------- model -> widgets
+
+    def _load_fields(self) -> None:
+        """The model's field values into the widgets (after Reuse)."""
+        m = self.model
+        self._refreshing = True
+        try:
+            self.prompt_edit.setPlainText(m.prompt)
+            self.negative_edit.setText(m.negative_prompt)
+            self.strength_spin.setValue(round(m.strength * 100))
+            self.steps_spin.setValue(m.steps)
+            self.seed_edit.setText("" if m.seed_random else str(m.seed))
+            self.seed_lock.setChecked(not m.seed_random)
+            for spin, value in zip(self.extend_spins, m.extend, strict=True):
+                spin.setValue(value)
+        finally:
+            self._refreshing = False
+        self.refresh()
+
+    def _show_plan(self) -> None:
+        m = self.model
+        for label, expand in ((self.plan_label, False), (self.expand_plan, True)):
+            plan = m.plan(expand)
+            label.setText(plan.sentence)
+            label.setStyleSheet("color: #e05050" if plan.refusal else "")
+        ignored = m.ignored()
+        fields = {
+            "prompt": (self.prompt_edit,),
+            "negative_prompt": (self.negative_edit,),
+            "strength": (self.strength_spin, self.strength_label),
+            "steps": (self.steps_spin, self.steps_label),
+            "seed": (self.seed_edit, self.seed_lock, self.seed_label),
+        }
+        for name, widgets in fields.items():
+            for widget in widgets:
+                widget.setEnabled(name not in ignored)
+                default = self._tooltips.get(id(widget), (widget, widget.toolTip()))[1]
+                widget.setToolTip(ignored.get(name, default))
+        hint = next(iter(ignored.values()), "")
+        self.ignored_label.setText(f"Prompt, strength, steps and seed are off: {hint}" if hint else "")
+        self.ignored_label.setVisible(bool(hint))
 
     def refresh(self) -> None:
         m = self.model
@@ -233,50 +456,81 @@ class UnderpaintDocker(DockWidget):
             if ids != current:
                 self.model_combo.clear()
                 for info in m.models:
-                    self.model_combo.addItem(f"{info.get('id')} ({info.get('family')})", str(info.get("id")))
+                    self.model_combo.addItem(model_label(info), str(info.get("id")))
                     self.model_combo.setItemData(
                         self.model_combo.count() - 1, str(info.get("description", "")), Qt.ItemDataRole.ToolTipRole
                     )
             if m.model_id in ids:
                 self.model_combo.setCurrentIndex(ids.index(m.model_id))
             self.batch_spin.setMaximum(max(1, m.max_batch))
-            self.seed_spin.setEnabled(not m.seed_random)
+            last = m.last_seed
+            self.last_seed_label.setText(f"Last seed: {last}" if last is not None else "")
+            self.last_seed_label.setVisible(last is not None)
             connected = m.connection == "connected"
             self.generate_button.setEnabled(connected)
             self.expand_button.setEnabled(connected)
             self.cancel_button.setEnabled(m.busy)
-            step, total = m.progress
-            self.progress_bar.setRange(0, max(total, 1))
-            self.progress_bar.setValue(step if total else 0)
+            self.progress_bar.setValue(round(m.controller.progress_fraction * 1000))
+            self.progress_label.setText(m.controller.progress_text())
             self._show_preview()
             self.error_label.setText(m.error)
-            selected = self.queue_list.currentItem()
-            selected_key = selected.data(Qt.ItemDataRole.UserRole) if selected is not None else None
-            self.queue_list.clear()
-            for entry in reversed(m.jobs[-50:]):
-                item = QtWidgets.QListWidgetItem(entry.label())
-                item.setData(Qt.ItemDataRole.UserRole, entry.ticket)
-                item.setToolTip(f"{getattr(entry.canvas, 'name', '')}: {entry.request.prompt}")
-                self.queue_list.addItem(item)
-                if entry.ticket == selected_key:
-                    self.queue_list.setCurrentItem(item)
+            self.error_label.setVisible(bool(m.error))
+            staged = m.staged
+            for widget in (
+                self.previous_button,
+                self.next_button,
+                self.staged_label,
+                self.apply_button,
+                self.discard_button,
+            ):
+                widget.setEnabled(staged is not None)
+            count = len(staged.job.results) if staged is not None else 0
+            self.staged_label.setText(f"{staged.index + 1}/{count}" if staged is not None else "-")
+            self._show_queue()
+            self._show_history()
+            self.outputs_button.setEnabled(bool(m.controller.outputs_folder))
         finally:
             self._refreshing = False
+        self._show_plan()
+
+    def _show_queue(self) -> None:
+        """Rows keep the user's highlight; nothing becomes highlighted by itself."""
+        selected = self.queue_list.currentItem()
+        selected_key = selected.data(Qt.ItemDataRole.UserRole) if selected is not None else None
+        self.queue_list.clear()
+        for entry in reversed(self.model.jobs[-50:]):
+            item = QtWidgets.QListWidgetItem(entry.label())
+            item.setData(Qt.ItemDataRole.UserRole, entry.ticket)
+            item.setToolTip(f"{getattr(entry.canvas, 'name', '')}: {entry.request.prompt}")
+            self.queue_list.addItem(item)
+            if entry.ticket == selected_key:
+                self.queue_list.setCurrentItem(item)
+        if selected_key is None:
+            self.queue_list.setCurrentRow(-1)
+
+    def _show_history(self) -> None:
+        row = self.history_list.currentRow()
+        self.history_list.clear()
+        for entry in self.model.history:
+            item = QtWidgets.QListWidgetItem(entry.label())
+            if entry.thumbnails and entry.thumbnails[0].format == "bgra8":
+                item.setIcon(QtGui.QIcon(QtGui.QPixmap.fromImage(qimage_of(entry.thumbnails[0]))))
+            self.history_list.addItem(item)
+        if 0 <= row < self.history_list.count():
+            self.history_list.setCurrentRow(row)
 
     def _show_preview(self) -> None:
         image = self.model.preview
         if image is None or image.format != "bgra8":
             self.preview_label.clear()
+            self.preview_label.setVisible(False)
             return
-        # 8-bit BGRA bytes are QImage's Format_ARGB32 on little-endian machines (all Krita platforms)
-        qimage = QtGui.QImage(
-            bytes(image.data), image.width, image.height, image.width * 4, QtGui.QImage.Format.Format_ARGB32
-        ).copy()
-        pixmap = QtGui.QPixmap.fromImage(qimage)
+        self.preview_label.setVisible(True)
+        pixmap = QtGui.QPixmap.fromImage(qimage_of(image))
         width = max(64, self.preview_label.width() - 8)
         self.preview_label.setPixmap(
             pixmap.scaled(width, 160, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         )
 
     def canvasChanged(self, canvas: Any) -> None:  # krita.DockWidget API
-        pass
+        self._show_plan()

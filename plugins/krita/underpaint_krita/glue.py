@@ -141,6 +141,34 @@ class KritaCanvas:
         doc.refreshProjection()
         return nodes
 
+    def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
+        """The one preview layer: made right above the active layer the first time (Krita records
+        adding it), refilled in place for the batch's other items (pixel writes are no undo step)."""
+        doc = self.document()
+        pixels = self.glue.to_qbytes(bgra_from(layer.image))
+        if handle is None:
+            handle = doc.createNode(layer.name, "paintlayer")
+            handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
+            parent, above = _insertion_point(doc)
+            parent.addChildNode(handle, above)
+        else:
+            handle.setName(layer.name)
+            handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
+        doc.refreshProjection()
+        return handle
+
+    def end_preview(self, handle: Any, keep: NewLayer | None) -> list[Any]:
+        """Apply: the preview layer becomes the result layer (named as a pasted one; the one undo step
+        is its adding). Discard: the layer is removed (Krita's own undoable removal)."""
+        doc = self.document()
+        if keep is None:
+            handle.remove()
+            doc.refreshProjection()
+            return []
+        handle.setName(keep.name)
+        doc.refreshProjection()
+        return [handle]
+
 
 def _insertion_point(doc: Any) -> tuple[Any, Any]:
     """(parent, above): right above the active layer; above the top layer when none is active."""

@@ -15,7 +15,8 @@ from typing import Any
 
 from underpaint_protocol.client import UnderpaintClient
 from underpaint_protocol.constants import DEFAULT_URL
-from underpaint_protocol.controller import Canvas, Controller, Job, Post, Request
+from underpaint_protocol.controller import Canvas, Controller, HistoryItem, Job, Plan, Post, Request, Staged
+from underpaint_protocol.panel import parse_seed
 from underpaint_protocol.session import ImageData
 
 from .glue import KritaGlue
@@ -64,6 +65,8 @@ class DockerModel:
             result_format="bgra8",
             client_factory=client_factory,
             connect_timeout=connect_timeout,
+            land_directly=settings.get("land_directly", "0") == "1",
+            client_id=settings.get("client_id", "") or None,
         )
         # what the user set
         self.url = settings.get("url", DEFAULT_URL) or DEFAULT_URL
@@ -84,6 +87,8 @@ class DockerModel:
         return self.glue.active_canvas()
 
     def show(self, controller: Controller) -> None:
+        if controller.client_id and controller.client_id != self.settings.get("client_id", ""):
+            self.settings.set("client_id", controller.client_id)  # the same history after a restart
         ids = [str(m.get("id")) for m in controller.models]
         if ids and self.model_id not in ids:
             self.model_id = controller.default_model or ids[0]
@@ -127,8 +132,34 @@ class DockerModel:
     def progress(self) -> tuple[int, int]:
         return self.controller.progress
 
-    def mode_hint(self) -> str:
-        return self.controller.mode_hint(self.strength)
+    @property
+    def land_directly(self) -> bool:
+        return self.controller.land_directly
+
+    def set_land_directly(self, value: bool) -> None:
+        """The setting "results land directly" (no preview layer first)."""
+        self.controller.land_directly = value
+        self.settings.set("land_directly", "1" if value else "0")
+
+    def plan(self, expand: bool = False) -> Plan:
+        """What Generate (or Expand) will do now, or why it would be refused."""
+        return self.controller.plan(self.request(expand))
+
+    def ignored(self) -> dict[str, str]:
+        """Fields the chosen model ignores -> why (the docker disables them)."""
+        return self.controller.ignored(self.model_id or None)
+
+    @property
+    def last_seed(self) -> int | None:
+        return self.controller.last_seed
+
+    @property
+    def staged(self) -> Staged | None:
+        return self.controller.staged
+
+    @property
+    def history(self) -> list[HistoryItem]:
+        return self.controller.history
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
@@ -152,9 +183,42 @@ class DockerModel:
         self.model_id = model_id
         self.settings.set("model", model_id)
 
-    def generate(self, expand: bool = False) -> Job | None:
-        """Start a job from the active document and the fields (the Generate / Expand buttons)."""
-        request = Request(
+    def set_seed_text(self, text: str) -> str:
+        """The seed field's text: a number locks that seed, empty or "random" unlocks; returns the
+        problem to show ('' when none)."""
+        try:
+            seed = parse_seed(text)
+        except ValueError as error:
+            return str(error)
+        self.seed_random = seed is None
+        self.seed = seed if seed is not None else self.seed
+        return ""
+
+    def lock_seed(self, locked: bool) -> None:
+        """The lock: keep the seed in the field, or the last one used when the field says random."""
+        if locked and self.seed_random:
+            last = self.last_seed
+            self.seed = last if last is not None else self.seed
+        self.seed_random = not locked
+
+    def reuse(self, item: HistoryItem, index: int = 0) -> None:
+        """Copy a history result's parameters (its seed included, locked) into the fields."""
+        if index >= len(item.results):
+            return
+        request = self.controller.reuse(item.results[index])
+        self.prompt, self.negative_prompt = request.prompt, request.negative_prompt
+        self.strength = request.strength if request.strength is not None else self.strength
+        self.steps = request.steps or 0
+        if request.seed is not None:
+            self.seed_random, self.seed = False, request.seed
+        if request.model and request.model in [str(m.get("id")) for m in self.models]:
+            self.set_model(request.model)
+        if request.extend:
+            self.extend = request.extend
+        self.changed()
+
+    def request(self, expand: bool = False) -> Request:
+        return Request(
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
             strength=float(self.strength),
@@ -165,13 +229,15 @@ class DockerModel:
             extend=self.extend if expand else None,
             mode="outpaint" if expand else None,
         )
-        return self.controller.generate(request)
 
-    def cancel(self, key: str | int | None = None) -> None:
-        """Cancel one job (the queue's selection) or, without ``key`` or when that row already ended,
-        every job not ended: Cancel never silently does nothing while something runs."""
-        job = self.controller.job(key) if key is not None else None
-        self.controller.cancel(job if job is not None and not job.done else None)
+    def generate(self, expand: bool = False) -> Job | None:
+        """Start a job from the active document and the fields (the Generate / Expand buttons)."""
+        return self.controller.generate(self.request(expand))
+
+    def cancel(self) -> Job | None:
+        """Cancel the job the user means -- the running one, else the newest waiting -- whatever row
+        the queue list has highlighted."""
+        return self.controller.cancel_current()
 
     def close(self) -> None:
         """Krita is quitting: drop the connection without waiting on the UI thread."""

@@ -73,6 +73,7 @@ class Daemon:
             modes=sorted({mode.value for info, _ in models for mode in info.modes}, key=_mode_order),
             model_loaded=any(info.loaded and info.engine != "classical" for info, _ in models),
             limits=self.config.limits,
+            outputs=str(self.config.outputs) if self.config.outputs else None,
             image_formats=list(IMAGE_FORMATS),  # type: ignore[arg-type]
         )
 

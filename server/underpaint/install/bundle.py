@@ -18,6 +18,7 @@ CLIENT_MODULES = (
     "session.py",
     "client.py",
     "jobs.py",
+    "panel.py",
     "controller.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""

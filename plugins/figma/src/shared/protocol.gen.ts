@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "7f995c8b794d3813c25caf23c6b25799604ff1ed7d863c2954496bb540bb8ff8";
+export const SCHEMA_SHA256 = "0f5133934eeca630fccfa1b92007b902e0ba3e93c521234ef22dd4b79acf9cf1";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -364,6 +364,7 @@ export interface Welcome {
   model_loaded: boolean;
   limits: Limits;
   image_formats: ImageFormat[];
+  outputs?: string | null;
 }
 
 /** Every client -> daemon message, told apart by `type`. */

@@ -48,6 +48,10 @@ def _find(node: Any, name: str) -> Any:
     return None
 
 
+def _preview_name(root: Any) -> str:
+    return next((n.name() for n in root.childNodes() if n.name().startswith("[preview")), "")
+
+
 class TestDriver(Extension):
     def __init__(self, parent: Any) -> None:
         super().__init__(parent)
@@ -125,6 +129,12 @@ class TestDriver(Extension):
         dock.setVisible(True)
         dock.raise_()
         self.dock = dock
+        root = dock.root
+        self.report["size_hint"] = {
+            "minimum_width": root.minimumSizeHint().width(),
+            "dock_width": dock.width(),
+            "horizontal_scrollbar": dock.widget().horizontalScrollBar().isVisible(),
+        }
         self.deadline = time.monotonic() + 20
         self.report["stage"] = "connecting"
         self.step = self._wait_connected
@@ -144,7 +154,7 @@ class TestDriver(Extension):
             self.report["status"] = model.status
             self.report["models"] = [m.get("id") for m in model.models]
             self.job_index = 0
-            self.step = self._start_job
+            self.step = self._history if self.spec.get("history_only") else self._start_job
         elif time.monotonic() > self.deadline:
             raise RuntimeError(f"docker never connected: {model.status}")
 
@@ -162,8 +172,8 @@ class TestDriver(Extension):
         dock.steps_spin.setValue(int(job.get("steps", 0)))
         dock.batch_spin.setValue(int(job.get("batch", 1)))
         dock.strength_spin.setValue(int(job.get("strength", 100)))
-        dock.seed_random.setChecked(False)
-        dock.seed_spin.setValue(int(job.get("seed", 1)))
+        dock.seed_edit.setText(str(job.get("seed", 1)))  # typing a number locks it
+        dock.direct_check.setChecked(not job.get("preview"))
         expand = job.get("expand")
         for spin, value in zip(dock.extend_spins, expand or (0, 0, 0, 0), strict=True):
             spin.setValue(int(value))
@@ -171,6 +181,11 @@ class TestDriver(Extension):
             Krita.instance().action("deselect").trigger()
             self.doc.waitForDone()
             self.report["selection_after_deselect"] = self.doc.selection() is not None
+        if job.get("cancel"):  # a finished row highlighted, as in the artist's report
+            dock.queue_list.setCurrentRow(dock.queue_list.count() - 1)
+            self.highlighted = dock.queue_list.currentItem().text()
+        self.report.setdefault("highlight_before", {})[job["name"]] = dock.queue_list.currentRow()
+        self.tree_before = _tree(self.doc.rootNode())
         before = len(dock.model.jobs)
         self.clicked_at = time.monotonic()
         (dock.expand_button if expand else dock.generate_button).click()  # the user's code path
@@ -183,11 +198,21 @@ class TestDriver(Extension):
 
     def _wait_job(self) -> None:
         entry = self.entry
+        job = self.spec["jobs"][self.job_index]
+        if job.get("cancel") and not entry.done:
+            if entry.state == "running" and entry.step >= 1 and not entry.cancel_requested:
+                self.report["cancel_clicked_at_step"] = entry.step
+                self.dock.cancel_button.click()
+            elif time.monotonic() > self.deadline:
+                raise RuntimeError(f"job did not end: {entry.label()}")
+            return
+        if job.get("preview") and entry.settled and self.dock.model.staged is not None:
+            self._preview(job, entry)
+            return
         if not entry.settled:
             if time.monotonic() > self.deadline:
                 raise RuntimeError(f"job did not end: {entry.label()} error={self.dock.model.error}")
             return
-        job = self.spec["jobs"][self.job_index]
         readback, pasted = [], []
         for item in entry.pasted:  # what the plugin pasted, read back from Krita's layer
             width, height = item.image.width, item.image.height
@@ -217,11 +242,76 @@ class TestDriver(Extension):
             canvas = entry.results[0].message["canvas"]
             self.offset = (self.offset[0] - canvas["x"], self.offset[1] - canvas["y"])
         record["originals_unchanged"] = self._originals_unchanged()
+        record["result_seeds"] = [r.seed for r in entry.results]
+        record["last_seed_text"] = self.dock.last_seed_label.text()
+        record["tree_before"] = self.tree_before
+        record["highlight_after"] = self.dock.queue_list.currentRow()
+        record["progress_text"] = self.dock.progress_label.text()
+        record["progress_value"] = self.dock.progress_bar.value()
         record["layers"] = _tree(self.doc.rootNode())
         if job.get("undo_check"):
             record["undo"] = self._undo_redo()
         self.job_index += 1
         self.step = self._start_job
+
+    def _preview(self, job: dict[str, Any], entry: Any) -> None:
+        """Step through the batch in the preview layer, then click Apply or Discard; undo once."""
+        dock = self.dock
+        names = [_preview_name(self.doc.rootNode())]
+        dock.next_button.click()
+        names.append(_preview_name(self.doc.rootNode()))
+        with_preview = _tree(self.doc.rootNode())
+        (dock.apply_button if job["preview"] == "apply" else dock.discard_button).click()
+        self.doc.waitForDone()
+        record = {
+            "state": entry.state,
+            "preview_names": names,
+            "with_preview": with_preview,
+            "before": self.tree_before,
+            "after": _tree(self.doc.rootNode()),
+            "pasted": [p.name for p in entry.pasted],
+            "result_names": [r.message["layer"]["name"] for r in entry.results],
+            "undo": self._undo_redo(),
+        }
+        self.report.setdefault("previews", {})[job["name"]] = record
+        self.job_index += 1
+        self.step = self._start_job
+
+    def _history(self) -> None:
+        """After a restart: the history list fills from the daemon; one item is fetched and re-applied."""
+        dock = self.dock
+        model = dock.model
+        if not getattr(self, "history_asked", False):
+            self.history_asked = True
+            self.tree_before = _tree(self.doc.rootNode())
+            dock.history_refresh.click()
+            return
+        if not model.history:
+            if time.monotonic() > self.deadline + 20:
+                raise RuntimeError(f"history stayed empty: {model.error}")
+            return
+        item = model.history[0]
+        if not item.results:
+            if dock.history_list.currentRow() != 0:
+                dock.history_list.setCurrentRow(0)  # the user's click: fetches it
+            if time.monotonic() > self.deadline + 40:
+                raise RuntimeError(f"history item never fetched: {model.error}")
+            return
+        dock.reapply_button.click()
+        dock.reuse_button.click()
+        self.report["history"] = {
+            "rows": [dock.history_list.item(i).text() for i in range(dock.history_list.count())],
+            "icons": [not dock.history_list.item(i).icon().isNull() for i in range(dock.history_list.count())],
+            "job_ids": [h.job_id for h in model.history],
+            "seed": item.results[0].seed,
+            "seed_field": dock.seed_edit.text(),
+            "prompt_field": dock.prompt_edit.toPlainText(),
+            "before": self.tree_before,
+            "after": _tree(self.doc.rootNode()),
+            "client_id_kept": bool(model.controller.client_id),
+            "outputs_enabled": dock.outputs_button.isEnabled(),
+        }
+        self.step = self._undo_check
 
     def _undo_redo(self) -> dict[str, Any]:
         app = Krita.instance()
