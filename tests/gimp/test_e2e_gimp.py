@@ -285,7 +285,7 @@ def test_seed_above_2_to_the_31_round_trips_through_the_procedure(label: str, tm
     sidecars = check_layers(report, daemon, prompt, 2)
     assert [item["params"]["seed"] for item in sidecars] == [SEED, SEED + 1]
     bad = run_procedure(label, tmp_path, "underpaint-inpaint", {**args, "seed": "4294967296"}, select=[40, 40, 60, 60])
-    assert not bad["success"] and "0 to 4294967295" in (bad["error"] or ""), bad["error"]
+    assert not bad["success"] and "between 0 and 4294967295" in (bad["error"] or ""), bad["error"]
 
 
 @pytest.mark.parametrize("label", GIMP_LABELS)
@@ -362,49 +362,97 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert wheel["focused_strength"] < strength, "a focused field takes the wheel"
 
     # fields the model ignores are disabled, with a hint
-    assert panel["classical"] == {
-        "prompt": False,
-        "strength": False,
-        "steps": False,
-        "batch": True,
-        "hint": "The classical model fills from the surroundings; it does not use the prompt, negative prompt, "
-        "strength and steps.",
-    }
+    classical = panel["classical"]
+    assert classical["hint"].startswith("classical ignores this:"), classical
+    assert (classical["prompt"], classical["strength"], classical["steps"], classical["batch"]) == (
+        False,
+        False,
+        False,
+        True,
+    )
     assert panel["diffusion"] == {"prompt": True, "hint_visible": False}
 
     # Cancel cancels the running job: nothing pasted
-    cancelled, inpaint, outpaint = panel["steps"]
+    cancelled, inpaint, outpaint, landed = panel["steps"]
     assert "step" in panel["cancel_progress_text"], panel["cancel_progress_text"]
     assert (cancelled["state"], cancelled["results"]) == ("cancelled", 0), cancelled
     assert panel["layers_after_cancel"] == panel["layers_before_cancel"] == 1
     assert panel["mode_hint"] == "Generate will inpaint the selection."
     assert panel["cancel_sensitive_while_running"]
-    assert (inpaint["mode"], inpaint["state"], inpaint["results"], inpaint["seed"]) == ("inpaint", "finished", 2, SEED)
+
+    # a locked seed above 2^31 is used as typed; results wait in ONE preview layer, stepped through, applied
+    assert (inpaint["mode"], inpaint["state"], inpaint["seed"]) == ("inpaint", "finished", SEED)
     assert inpaint["seed_shown"] == str(SEED) and inpaint["seed_editable"]
     assert inpaint["fraction"] == 1.0 and inpaint["preview"], "progress and a preview were shown"
-    assert inpaint["progress_text"].startswith("inpaint: done, 2 layers"), inpaint
-    assert outpaint["mode"] == "outpaint" and outpaint["state"] == "finished" and outpaint["results"] == 1
+    assert inpaint["progress_text"].startswith("done in"), inpaint
+    staged, stepped, applied = panel["staged"], panel["stepped"], panel["applied"]
+    assert staged["row"] and staged["label"] == "Result 1 of 2" and staged["pasted"] == 0, staged
+    assert len(staged["layers"]) == 2 and staged["layers"][0].startswith("[preview 1/2]"), staged
+    assert stepped["label"] == "Result 2 of 2" and len(stepped["layers"]) == 2, stepped
+    assert stepped["layers"][0].startswith("[preview 2/2]"), stepped
+    assert applied["layers"] == [f"{prompt} [seed {SEED + 1}]", "Background"] and not applied["row"], applied
+
+    # Expand with a random seed: the seed is shown; its preview discarded leaves no layer
+    assert outpaint["mode"] == "outpaint" and outpaint["state"] == "finished"
     assert outpaint["seed"] != SEED and outpaint["seed_shown"] == str(outpaint["seed"]), "the random seed is shown"
     assert not outpaint["seed_editable"]
-    # GIMP now holds: the inpaint group, the outpaint layer (both above the Background), the grown canvas
+    expand_staged = panel["expand_staged"]
+    assert expand_staged["row"] and len(expand_staged["layers"]) == 3, expand_staged  # right above the Background
+    assert expand_staged["layers"][1].startswith("[preview 1/1]"), expand_staged
+    assert panel["discarded"]["layers"] == applied["layers"] and not panel["discarded"]["row"], panel["discarded"]
+
+    # "results land directly": pasted at once
+    assert (landed["state"], landed["results"]) == ("finished", 1), landed
+
+    # history: every finished job of this session, with thumbnails; reuse copies its seed; re-apply pastes
+    history = panel["history"]
+    assert len(history["job_ids"]) == 3 and history["rows"] == 3, history
+    assert all(count >= 1 for count in history["thumbnails"]), history
+    assert history["outputs_folder"] == str(daemon.outputs) and history["outputs_button"]
+    assert panel["reused"] == {
+        "seed": str(SEED + 1),
+        "locked": True,
+        "model": "tiny-random",
+        "steps": 2.0,
+        "model_steps": False,
+    }
+    reapplied = panel["reapplied"]
+    assert not reapplied["error"] and len(reapplied["after"]) == len(reapplied["before"]) + 1, reapplied
+
+    # GIMP now holds the applied result, the landed one and the re-applied one above the Background
     assert report["canvas"] == [WIDTH + 64, HEIGHT]
     names = [layer["name"] for layer in report["layers"]]
-    assert names[-1] == "Background" and len(names) == 3
-    group = report["layers"][0]
-    assert group["group"] and len(group["children"]) == 2
-    inpainted = [item for item in daemon.sidecars(prompt) if item["params"]["mode"] == "inpaint"]
+    assert names[-1] == "Background" and len(names) == 4, names
+    assert sum(name.startswith(f"{prompt} [seed {SEED + 1}]") for name in names) == 2, names  # GIMP adds " #1"
+    inpainted = [
+        item
+        for item in daemon.sidecars(prompt)
+        if item["params"]["mode"] == "inpaint" and item["params"]["model"] == "tiny-random"
+    ]
     assert [item["params"]["seed"] for item in inpainted] == [SEED, SEED + 1]
-    for layer, sidecar in zip(group["children"], inpainted, strict=True):
-        where = placement({"layer": sidecar, "canvas": sidecar["canvas"]}, WIDTH, HEIGHT)
-        assert (layer["x"], layer["y"], layer["width"], layer["height"]) == (
-            where.x,
-            where.y,
-            where.width,
-            where.height,
-        )
+    assert {item["params"]["steps"] for item in inpainted} == {2}
     assert report["background_after"] == report["background_before"]
     assert report["selected"] == ["Background"]
     saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
     assert saved["prompt"] == prompt and saved["expand_right"] == 64, "the panel remembers its settings"
-    assert saved["seed_locked"] is False and saved["strength"] == 1.0
-    assert {item["params"]["steps"] for item in daemon.sidecars(prompt) if item["params"]["mode"] == "inpaint"} == {2}
+    assert saved["strength"] == 1.0 and saved["land_directly"] is True
+    assert saved["client_id"] == history["client_id"], "the panel remembers its identity"
+
+    # GIMP restarted: the new panel shows the earlier session's results
+    spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
+    panel_report.unlink()
+    again = run_procedure(
+        label,
+        tmp_path,
+        "underpaint-panel-test",
+        {},
+        select=[200, 120, 150, 120],
+        interactive=True,
+        env=env,
+        timeout=180,
+    )
+    restarted = json.loads(panel_report.read_text())
+    assert "error" not in restarted, restarted["error"]
+    assert again["success"], again
+    assert restarted["history"]["job_ids"][:3] == history["job_ids"], restarted["history"]
+    assert restarted["history"]["client_id"] == history["client_id"]

@@ -8,15 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from underpaint_gimp.model import (
-    MAX_SEED,
-    ImageHost,
-    ignored_fields,
-    ignored_hint,
-    make_controller,
-    parse_seed,
-    run_to_end,
-)
+from underpaint_gimp.model import ImageHost, make_controller, run_to_end
 
 from tests.daemon.conftest import RunningDaemon, start_daemon
 from tests.protocol.fake_host import FakeCanvas
@@ -81,17 +73,3 @@ def test_a_seed_above_2_to_the_31_round_trips(daemon: RunningDaemon) -> None:
     assert [int(result.message["params"]["seed"]) for result in job.results] == [seed, seed + 1]
     assert canvas.layers[0].name.endswith(f"[seeds {seed}-{seed + 1}]")
     controller.close()
-
-
-def test_seed_text_and_ignored_fields() -> None:
-    assert parse_seed(" 4294967295 ") == MAX_SEED == 2**32 - 1
-    for bad in ("4294967296", "-1", "1.5", "", "random"):
-        assert isinstance(parse_seed(bad), str) and "0 to 4294967295" in str(parse_seed(bad))
-    classical = {"id": "classical", "engine": "classical"}
-    assert ignored_fields(classical) == ("prompt", "negative_prompt", "strength", "steps")
-    assert ignored_fields({"id": "tiny-random", "engine": "diffusion"}) == () == ignored_fields(None)
-    hint = ignored_hint("classical", ignored_fields(classical))
-    assert hint == (
-        "The classical model fills from the surroundings; it does not use the prompt, negative prompt, "
-        "strength and steps."
-    )

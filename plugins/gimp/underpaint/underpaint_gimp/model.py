@@ -9,39 +9,12 @@ thread until the job has ended.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from underpaint_protocol.controller import Canvas, Controller, Job, Post, Request, UserError, WorkQueue
 
 from . import VERSION
 
 CLIENT_NAME = "underpaint-gimp"
-MAX_SEED = 2**32 - 1
-IGNORED_BY_ENGINE = {"classical": ("prompt", "negative_prompt", "strength", "steps")}
-"""Job fields an engine does not use (the classical engine fills from the surroundings)."""
-FIELD_WORDS = {"prompt": "prompt", "negative_prompt": "negative prompt", "strength": "strength", "steps": "steps"}
-
-
-def ignored_fields(model: dict[str, Any] | None) -> tuple[str, ...]:
-    """The fields the chosen model (an entry of the welcome's ``models``) ignores."""
-    return IGNORED_BY_ENGINE.get(str(model.get("engine")), ()) if model else ()
-
-
-def ignored_hint(model_id: str, fields: tuple[str, ...]) -> str:
-    """Why some fields are greyed out."""
-    if not fields:
-        return ""
-    words = [FIELD_WORDS[name] for name in fields]
-    listed = ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else words[0]
-    return f"The {model_id} model fills from the surroundings; it does not use the {listed}."
-
-
-def parse_seed(text: str) -> int | str:
-    """A seed typed by the user (0..2^32-1), or the sentence saying what is wrong with it."""
-    value = text.strip()
-    if value.isdigit() and int(value) <= MAX_SEED:
-        return int(value)
-    return f"The seed must be a whole number from 0 to {MAX_SEED}."
 
 
 class ImageHost:
@@ -60,8 +33,21 @@ class ImageHost:
         self.on_change(controller)
 
 
-def make_controller(host: ImageHost, post: Post, gimp_version: str = "") -> Controller:
-    return Controller(host, post, client_name=CLIENT_NAME, client_version=VERSION, host_info=("gimp", gimp_version))
+def make_controller(
+    host: ImageHost, post: Post, gimp_version: str = "", *, land_directly: bool = True, client_id: str | None = None
+) -> Controller:
+    """``land_directly`` False: results wait in a preview layer for Apply / Discard (the panel's
+    setting; procedures land directly). ``client_id``: the panel's remembered identity, so its
+    history holds the results of earlier sessions."""
+    return Controller(
+        host,
+        post,
+        client_name=CLIENT_NAME,
+        client_version=VERSION,
+        host_info=("gimp", gimp_version),
+        land_directly=land_directly,
+        client_id=client_id,
+    )
 
 
 def run_to_end(controller: Controller, work: WorkQueue, url: str, token: str, request: Request, timeout: float) -> Job:

@@ -19,10 +19,11 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
 from underpaint_protocol.controller import Controller, Request, UserError, WorkQueue  # noqa: E402
+from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
 
 from . import settings as saved  # noqa: E402
 from .canvas import GimpCanvas  # noqa: E402
-from .model import MAX_SEED, ImageHost, make_controller, parse_seed, run_to_end  # noqa: E402
+from .model import ImageHost, make_controller, run_to_end  # noqa: E402
 
 PANEL = "underpaint-panel"
 MODES = {
@@ -73,7 +74,7 @@ def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
     )
     # A string: GIMP's int arguments stop at 2^31-1, the daemon's seeds go to 2^32-1.
     procedure.add_string_argument(
-        "seed", "S_eed", f"A whole number 0..{MAX_SEED}; empty or 'random': a new random seed", "random", RW
+        "seed", "S_eed", f"A whole number 0..{SEED_MAX}; empty or 'random': a new random seed", "random", RW
     )
     procedure.add_int_argument("batch", "_Batch", "How many results (one layer each, grouped)", 1, 16, 1, RW)
     procedure.add_string_argument("model", "_Model", "Model id; empty: the daemon's default", "", RW)
@@ -96,10 +97,10 @@ def request_from_config(config: Any, mode: str) -> Request:
     def get(name: str) -> Any:
         return config.get_property(name)
 
-    seed_text = str(get("seed") or "").strip()
-    seed = None if seed_text.lower() in ("", "random") else parse_seed(seed_text)
-    if isinstance(seed, str):
-        raise UserError(f"{seed[:-1]}, or 'random'.")
+    try:
+        seed = parse_seed(str(get("seed") or ""))
+    except ValueError as error:
+        raise UserError(str(error)) from None
     steps = int(get("steps"))
     guidance = float(get("guidance"))
     extend = None

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from underpaint_protocol.constants import DEFAULT_URL
+from underpaint_protocol.panel import SEED_MAX
 
 FILE_NAME = "underpaint.json"
-MAX_SEED = 2**32 - 1
-"""The daemon's seeds are unsigned 32-bit."""
 
 
 @dataclass
@@ -36,6 +35,10 @@ class Settings:
     expand_top: int = 0
     expand_right: int = 256
     expand_bottom: int = 0
+    land_directly: bool = False
+    """False: results first appear in a preview layer, to step through and Apply or Discard."""
+    client_id: str = ""
+    """The identity the daemon gave this panel: the history shows its results across restarts."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -55,7 +58,7 @@ class Settings:
         if data.get("steps") == 0 and "model_steps" not in data:  # written by 0.1: 0 meant the model's default
             settings.steps, settings.model_steps = 20, True
         settings.strength = min(1.0, max(0.0, settings.strength))
-        settings.seed = min(MAX_SEED, max(0, settings.seed))
+        settings.seed = min(SEED_MAX, max(0, settings.seed))
         settings.batch = min(16, max(1, settings.batch))
         settings.steps = min(200, max(1, settings.steps))
         return settings

@@ -94,8 +94,11 @@ def drive(panel: Any, spec_path: str) -> None:
         spec = json.load(handle)
     report: dict[str, Any] = {"steps": [], "states": []}
     started = time.monotonic()
-    plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait"]
-    plan += ["expand", "wait", "finish"]
+    if spec.get("history_only"):  # a restarted GIMP: the history of the earlier session
+        plan = ["connect", "history", "finish"]
+    else:
+        plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
+        plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
     def record_state() -> None:
@@ -110,6 +113,9 @@ def drive(panel: Any, spec_path: str) -> None:
             json.dump(report, handle)
         os.replace(spec["report"] + ".tmp", spec["report"])
         panel.window.close()
+
+    def layer_names() -> list[str]:
+        return [str(layer.get_name()) for layer in panel.canvas.image.get_layers()]
 
     def tick() -> bool:
         try:
@@ -203,12 +209,77 @@ def drive(panel: Any, spec_path: str) -> None:
                         "seed_editable": panel.seed.get_sensitive(),
                     }
                 )
+            elif step == "staged":
+                staged = panel.controller.staged
+                report["staged"] = {
+                    "row": panel.staged_row.get_visible(),
+                    "label": panel.staged_label.get_text(),
+                    "layers": layer_names(),
+                    "pasted": len(staged.job.pasted) if staged else -1,
+                }
+                panel.next_result.clicked()
+            elif step == "step":
+                report["stepped"] = {"label": panel.staged_label.get_text(), "layers": layer_names()}
+                panel.apply.clicked()
+            elif step == "apply":
+                report["applied"] = {"layers": layer_names(), "row": panel.staged_row.get_visible()}
             elif step == "expand":
                 for side, value in spec["expand"].items():
                     panel.sides[side].set_value(value)
                 panel.batch.set_value(1)
                 panel.seed_lock.set_active(False)  # random: the panel shows the seed it got
                 panel.expand.clicked()
+            elif step == "discard":
+                report["expand_staged"] = {"layers": layer_names(), "row": panel.staged_row.get_visible()}
+                panel.discard.clicked()
+                report["discarded"] = {
+                    "layers": layer_names(),
+                    "row": panel.staged_row.get_visible(),
+                    "size": [panel.canvas.image.get_width(), panel.canvas.image.get_height()],
+                }
+            elif step == "land":
+                panel.more.set_expanded(True)
+                panel.land_directly.set_active(True)
+                panel.model.set_active_id("classical")
+                panel.generate.clicked()
+            elif step == "history":
+                if not panel.history_expander.get_expanded():
+                    panel.history_expander.set_expanded(True)
+                history = panel.controller.history
+                wanted = spec.get("history_at_least", 3)
+                if len(history) < wanted or not all(item.thumbnails for item in history[:wanted]):
+                    return True
+                rows = panel.history.get_children()
+                report["history"] = {
+                    "labels": [item.label() for item in history],
+                    "job_ids": [item.job_id for item in history],
+                    "seeds": [item.results[0].seed if item.results else None for item in history],
+                    "rows": len(rows),
+                    "thumbnails": [len(item.thumbnails) for item in history],
+                    "outputs_folder": panel.controller.outputs_folder,
+                    "outputs_button": panel.outputs.get_sensitive(),
+                    "client_id": panel.controller.client_id,
+                }
+            elif step == "reuse":
+                history = panel.controller.history
+                inpaint = next(
+                    item
+                    for item in history
+                    if item.summary.get("model") == "tiny-random" and item.summary.get("mode") == "inpaint"
+                )
+                panel.seed_lock.set_active(False)
+                panel.seed.set_text("")
+                panel.reuse(inpaint, 1)
+                report["reused"] = {
+                    "seed": panel.seed.get_text(),
+                    "locked": panel.seed_lock.get_active(),
+                    "model": panel.model.get_active_id(),
+                    "steps": panel.steps.get_value(),
+                    "model_steps": panel.model_steps.get_active(),
+                }
+                before = layer_names()
+                panel.controller.reapply(inpaint, 1)
+                report["reapplied"] = {"before": before, "after": layer_names(), "error": panel.controller.error}
             elif step == "finish":
                 finish()
                 return False
