@@ -337,11 +337,16 @@ class Panel:
             try:
                 parse_seed(self.seed.get_text())
             except ValueError as error:
-                self.status.set_text(f"{error} Untick Lock for a random seed.")
+                self._say(f"{error} Untick Lock for a random seed.")
                 return
         self._save()
         if self.controller.generate(self.request(expand)) is not None:
             self.preview_image.clear()
+
+    def _say(self, text: str) -> None:
+        """A problem found by the panel itself, shown like the controller's (cleared by the next job)."""
+        self.controller.error = text
+        self._show(self.controller)
 
     def _ignored(self) -> dict[str, str]:
         return self.controller.ignored(self.model.get_active_id() or None)
@@ -382,7 +387,7 @@ class Panel:
             try:
                 open_folder(folder)
             except GLib.Error as error:
-                self.status.set_text(f"Could not open {folder}: {error.message}")
+                self._say(f"Could not open {folder}: {error.message}")
 
     def _history_opened(self) -> None:
         if self.history_expander.get_expanded():
