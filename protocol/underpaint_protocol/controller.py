@@ -216,6 +216,8 @@ class Job:
     note: str = ""
     cancel_requested: bool = False
     grown: bool = False
+    offset: tuple[int, int] = (0, 0)
+    """Where the old canvas's top-left landed when an outpaint grew it."""
     pasting: bool = False
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
@@ -915,7 +917,7 @@ class Controller:
         current = canvas.size()
         if first.grows and not job.grown and current == job.size:
             canvas.grow(first.new_width, first.new_height, first.offset_x, first.offset_y)
-            job.grown = True
+            job.grown, job.offset = True, (first.offset_x, first.offset_y)
         elif current != (grown if first.grows else job.size):
             raise UserError(
                 f"The image was resized while the job ran ({job.size[0]}x{job.size[1]} -> "
@@ -1011,14 +1013,23 @@ class Controller:
         self._show()
 
     def discard(self) -> None:
-        """Remove the preview layer (one undo step); the results stay in the daemon's history."""
+        """Remove the preview layer (one undo step) and, for an outpaint, shrink the canvas back (one
+        more); the results stay in the daemon's history."""
         staged, self.staged = self.staged, None
         if staged is None or staged.handle is None:
             return
-        canvas = staged.job.canvas
+        job = staged.job
+        canvas = job.canvas
         assert isinstance(canvas, PreviewCanvas)
-        self._guarded(staged.job, [], lambda: canvas.end_preview(staged.handle, None))
-        staged.job.note = "discarded"
+
+        def drop() -> None:
+            canvas.end_preview(staged.handle, None)
+            if job.grown:
+                canvas.grow(job.size[0], job.size[1], -job.offset[0], -job.offset[1])
+                job.grown = False
+
+        self._guarded(job, [], drop)
+        job.note = "discarded"
         self._show()
 
     # ---------------------------------------------------------------- history

@@ -81,6 +81,15 @@ def ignored_fields(model: dict[str, Any] | None) -> dict[str, str]:
     return {name: why for name in _GENERATIVE_ONLY}
 
 
+def ignored_summary(model: dict[str, Any] | None) -> str:
+    """One line for the panel when fields are off: which, and why ('' when the model uses them all)."""
+    if not ignored_fields(model):
+        return ""
+    assert model is not None
+    why = str(model.get("description") or "it fills from the surroundings").rstrip(".")
+    return f"{model.get('id')} does not use prompt, strength, steps or seed: {why}."
+
+
 def elapsed_text(seconds: float) -> str:
     """Elapsed time as a panel shows it: "7 s", "1:05", "1:02:03"."""
     whole = max(0, int(seconds))

@@ -121,10 +121,10 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
         rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
     spec = home / "spec.json"
-    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 40}))
+    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 150}))
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=300, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=600, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()
@@ -285,3 +285,8 @@ def test_history_after_a_restart_reapplies_and_reuses(krita_restart: dict[str, A
     assert history["client_id_kept"] and history["outputs_enabled"]
     assert len(history["after"]) == len(history["before"]) + 1, "re-apply pasted one layer"
     assert history["seed_field"] == str(history["seed"]) and history["prompt_field"]
+
+
+def test_the_wheel_over_an_unfocused_field_changes_nothing(krita_run: dict[str, Any]) -> None:
+    wheel = krita_run["wheel"]
+    assert not wheel["focused"] and wheel["after"] == wheel["before"] == 100, wheel

@@ -15,6 +15,7 @@ from underpaint_protocol.panel import (
     SEED_MAX,
     elapsed_text,
     ignored_fields,
+    ignored_summary,
     model_label,
     parse_seed,
     steps_label,
@@ -58,6 +59,11 @@ def test_the_classical_model_ignores_every_generative_field_and_says_why() -> No
     assert set(ignored) >= {"prompt", "strength", "steps", "guidance", "seed"}
     assert "Content-aware fill from the surroundings" in ignored["prompt"]
     assert ignored_fields(DIFFUSION) == {} and ignored_fields(None) == {}
+    assert ignored_summary(CLASSICAL) == (
+        "classical does not use prompt, strength, steps or seed: Content-aware fill from the surroundings (OpenCV); "
+        "no weights, instant."
+    )
+    assert ignored_summary(DIFFUSION) == ""
 
 
 def test_thumbnails_are_downscaled_client_side_keeping_the_format() -> None:
@@ -279,3 +285,18 @@ def test_history_lists_fetches_thumbnails_reapplies_and_reuses() -> None:
         0.4,
         12,
     )
+
+
+def test_discarding_an_outpaint_preview_shrinks_the_canvas_back() -> None:
+    canvas = FakeCanvas.photo()
+    controller, client, _ = scripted(canvas)
+    controller.land_directly = False
+    job = running_job(controller, client, 0, "j1", extend=(8, 4, 0, 0), mode="outpaint")
+    client.event(*result_event("j1", 0, -8, -4, 168, 124, 1, canvas=(-8, -4, 168, 124)))
+    client.event({"type": "finished", "job_id": "j1", "results": 1})
+    assert canvas.size() == (168, 124) and canvas.layers[1].x == 8 and canvas.layers[0].name.startswith("[preview")
+    controller.discard()
+    assert canvas.size() == (160, 120) and [(layer.name, layer.x, layer.y) for layer in canvas.layers] == [
+        ("Background", 0, 0)
+    ]
+    assert canvas.undo_steps == ["grow", "discard", "grow"] and job.note == "discarded"

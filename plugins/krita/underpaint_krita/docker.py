@@ -6,7 +6,7 @@ from typing import Any
 
 from krita import DockWidget, Krita
 
-from underpaint_protocol.panel import model_label
+from underpaint_protocol.panel import ignored_summary, model_label
 
 from .glue import KritaGlue
 from .model import DockerModel, Settings
@@ -168,7 +168,7 @@ class UnderpaintDocker(DockWidget):
         grid.addWidget(_label("Model", self.model_combo), 3, 0)
         grid.addWidget(self.model_combo, 3, 1, 1, 3)
         self.ignored_label = _wrapped()
-        self.ignored_label.setStyleSheet("color: palette(mid)")
+        self.ignored_label.setStyleSheet("font-style: italic")
         grid.addWidget(self.ignored_label, 4, 0, 1, 4)
         self.prompt_edit = QtWidgets.QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("Prompt: what to paint")
@@ -426,8 +426,9 @@ class UnderpaintDocker(DockWidget):
         m = self.model
         for label, expand in ((self.plan_label, False), (self.expand_plan, True)):
             plan = m.plan(expand)
-            label.setText(plan.sentence)
-            label.setStyleSheet("color: #e05050" if plan.refusal else "")
+            if label.text() != plan.sentence:  # restyling on every progress event costs Krita's UI thread
+                label.setText(plan.sentence)
+                label.setStyleSheet("color: #e05050" if plan.refusal else "")
         ignored = m.ignored()
         fields = {
             "prompt": (self.prompt_edit,),
@@ -441,9 +442,9 @@ class UnderpaintDocker(DockWidget):
                 widget.setEnabled(name not in ignored)
                 default = self._tooltips.get(id(widget), (widget, widget.toolTip()))[1]
                 widget.setToolTip(ignored.get(name, default))
-        hint = next(iter(ignored.values()), "")
-        self.ignored_label.setText(f"Prompt, strength, steps and seed are off: {hint}" if hint else "")
-        self.ignored_label.setVisible(bool(hint))
+        summary = ignored_summary(m.controller.model_info(m.model_id or None))
+        self.ignored_label.setText(summary)
+        self.ignored_label.setVisible(bool(summary))
 
     def refresh(self) -> None:
         m = self.model

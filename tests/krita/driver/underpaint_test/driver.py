@@ -19,7 +19,7 @@ from typing import Any
 
 from krita import Extension, Krita, Selection
 from underpaint_krita import docker as docker_module
-from underpaint_krita.qt import QT_MAJOR, QTimer
+from underpaint_krita.qt import QT_MAJOR, QtCore, QtGui, QTimer, QtWidgets
 
 
 def _tree(node: Any) -> list[dict[str, Any]]:
@@ -135,9 +135,29 @@ class TestDriver(Extension):
             "dock_width": dock.width(),
             "horizontal_scrollbar": dock.widget().horizontalScrollBar().isVisible(),
         }
+        self.report["wheel"] = self._wheel_over(dock.strength_spin)
         self.deadline = time.monotonic() + 20
         self.report["stage"] = "connecting"
         self.step = self._wait_connected
+
+    def _wheel_over(self, spin: Any) -> dict[str, Any]:
+        """A wheel notch over an unfocused field, delivered the way Qt delivers a real one."""
+        before = spin.value()
+        point = QtCore.QPointF(5, 5)
+        event = QtGui.QWheelEvent(
+            point,
+            spin.mapToGlobal(point.toPoint()).toPointF()
+            if QT_MAJOR == 6
+            else QtCore.QPointF(spin.mapToGlobal(point.toPoint())),
+            QtCore.QPoint(0, 0),
+            QtCore.QPoint(0, -120),
+            QtCore.Qt.MouseButton.NoButton,
+            QtCore.Qt.KeyboardModifier.NoModifier,
+            QtCore.Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QtWidgets.QApplication.sendEvent(spin, event)
+        return {"before": before, "after": spin.value(), "focused": bool(spin.hasFocus())}
 
     def _digests(self) -> dict[str, str]:
         out = {}
@@ -299,6 +319,7 @@ class TestDriver(Extension):
             return
         dock.reapply_button.click()
         dock.reuse_button.click()
+        dock.widget().ensureWidgetVisible(dock.history_list)  # the screenshot shows the list
         self.report["history"] = {
             "rows": [dock.history_list.item(i).text() for i in range(dock.history_list.count())],
             "icons": [not dock.history_list.item(i).icon().isNull() for i in range(dock.history_list.count())],
