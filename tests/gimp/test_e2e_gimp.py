@@ -363,7 +363,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
 
     # fields the model ignores are disabled, with a hint
     classical = panel["classical"]
-    assert classical["hint"].startswith("classical ignores this:"), classical
+    assert classical["hint"].startswith("classical does not use prompt, strength, steps or seed"), classical
     assert (classical["prompt"], classical["strength"], classical["steps"], classical["batch"]) == (
         False,
         False,
@@ -400,6 +400,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert expand_staged["row"] and len(expand_staged["layers"]) == 3, expand_staged  # right above the Background
     assert expand_staged["layers"][1].startswith("[preview 1/1]"), expand_staged
     assert panel["discarded"]["layers"] == applied["layers"] and not panel["discarded"]["row"], panel["discarded"]
+    assert panel["discarded"]["size"] == [WIDTH, HEIGHT], "discarding an outpaint shrinks the canvas back"
 
     # "results land directly": pasted at once
     assert (landed["state"], landed["results"]) == ("finished", 1), landed
@@ -420,7 +421,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert not reapplied["error"] and len(reapplied["after"]) == len(reapplied["before"]) + 1, reapplied
 
     # GIMP now holds the applied result, the landed one and the re-applied one above the Background
-    assert report["canvas"] == [WIDTH + 64, HEIGHT]
+    assert report["canvas"] == [WIDTH, HEIGHT]
     names = [layer["name"] for layer in report["layers"]]
     assert names[-1] == "Background" and len(names) == 4, names
     assert sum(name.startswith(f"{prompt} [seed {SEED + 1}]") for name in names) == 2, names  # GIMP adds " #1"

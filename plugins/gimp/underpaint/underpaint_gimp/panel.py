@@ -30,6 +30,7 @@ from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
 from underpaint_protocol.controller import Controller, HistoryItem, Request  # noqa: E402
 from underpaint_protocol.panel import (  # noqa: E402
     SEED_MAX,
+    ignored_summary,
     model_label,
     parse_seed,
     strength_fraction,
@@ -372,8 +373,8 @@ class Panel:
                 widget.set_tooltip_text(ignored.get(name))
         self.steps.set_sensitive("steps" not in ignored and not self.model_steps.get_active())
         self._seed_lock_toggled()
-        hint = next(iter(ignored.values()), "")
-        self.ignored_hint.set_text(f"{hint} Those fields are greyed out." if hint else "")
+        hint = ignored_summary(self.controller.model_info(self.model.get_active_id() or None))
+        self.ignored_hint.set_text(hint)
         self.ignored_hint.set_visible(bool(hint))
         self._show_progress(self.controller)
         return True
