@@ -114,6 +114,7 @@ def run_procedure(
     *,
     interactive: bool = False,
     env: dict[str, str] | None = None,
+    timeout: float = 90,
 ) -> dict[str, Any]:
     host = gimp(label)
     config_dir = tmp_path / "gimp"
@@ -130,7 +131,7 @@ def run_procedure(
         "report": str(report_path),
     }
     started = time.monotonic()
-    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=240, env=env)  # a loaded machine
+    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=max(timeout, 240), env=env)  # a loaded machine
     assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
     report = json.loads(report_path.read_text())
     report["_output"] = run.output()
@@ -185,7 +186,7 @@ def test_inpaint_classical_soft_selection(label: str, tmp_path: Path, daemon: Da
         label,
         tmp_path,
         "underpaint-inpaint",
-        {"prompt": prompt, "seed": 11, "model": "classical", "server": daemon.url},
+        {"prompt": prompt, "seed": "11", "model": "classical", "server": daemon.url},
         select=[250, 150, 120, 90],
         feather=16,
     )
@@ -200,7 +201,7 @@ def test_inpaint_classical_soft_selection(label: str, tmp_path: Path, daemon: Da
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_outpaint_classical_batch_grows_the_canvas_once(label: str, tmp_path: Path, daemon: Daemon) -> None:
     prompt = _prompt("outpaint-classical", label)
-    args = {"prompt": prompt, "seed": 21, "batch": 2, "model": "classical", "server": daemon.url}
+    args = {"prompt": prompt, "seed": "21", "batch": 2, "model": "classical", "server": daemon.url}
     args |= {"left": 64, "top": 0, "right": 96, "bottom": 32}
     report = run_procedure(label, tmp_path, "underpaint-outpaint", args)
     sidecars = check_layers(report, daemon, prompt, 2)
@@ -212,7 +213,7 @@ def test_outpaint_classical_batch_grows_the_canvas_once(label: str, tmp_path: Pa
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_inpaint_tiny_random_batch(label: str, tmp_path: Path, daemon: Daemon) -> None:
     prompt = _prompt("inpaint-tiny", label)
-    args = {"prompt": prompt, "seed": 31, "batch": 2, "model": "tiny-random", "steps": 2, "server": daemon.url}
+    args = {"prompt": prompt, "seed": "31", "batch": 2, "model": "tiny-random", "steps": 2, "server": daemon.url}
     report = run_procedure(label, tmp_path, "underpaint-inpaint", args, select=[80, 60, 100, 100])
     sidecars = check_layers(report, daemon, prompt, 2)
     assert [item["params"]["seed"] for item in sidecars] == [31, 32]
@@ -223,7 +224,7 @@ def test_inpaint_tiny_random_batch(label: str, tmp_path: Path, daemon: Daemon) -
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_outpaint_tiny_random(label: str, tmp_path: Path, daemon: Daemon) -> None:
     prompt = _prompt("outpaint-tiny", label)
-    args = {"prompt": prompt, "seed": 41, "model": "tiny-random", "steps": 2, "server": daemon.url}
+    args = {"prompt": prompt, "seed": "41", "model": "tiny-random", "steps": 2, "server": daemon.url}
     args |= {"left": 0, "top": 48, "right": 0, "bottom": 0}
     report = run_procedure(label, tmp_path, "underpaint-outpaint", args)
     check_layers(report, daemon, prompt, 1)
@@ -234,7 +235,7 @@ def test_outpaint_tiny_random(label: str, tmp_path: Path, daemon: Daemon) -> Non
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_img2img_tiny_random_whole_image(label: str, tmp_path: Path, daemon: Daemon) -> None:
     prompt = _prompt("img2img-tiny", label)
-    args = {"prompt": prompt, "seed": 51, "model": "tiny-random", "steps": 2, "strength": 0.5, "server": daemon.url}
+    args = {"prompt": prompt, "seed": "51", "model": "tiny-random", "steps": 2, "strength": 0.5, "server": daemon.url}
     report = run_procedure(label, tmp_path, "underpaint-img2img", args)
     (sidecar,) = check_layers(report, daemon, prompt, 1)
     assert sidecar["params"]["mode"] == "img2img" and sidecar["params"]["selection"] is None
@@ -272,10 +273,28 @@ def xvfb() -> Iterator[str]:
     proc.wait(10)
 
 
+SEED = 3_000_000_061
+"""Above 2^31: GIMP's int fields stop at 2^31-1, the daemon's seeds go to 2^32-1."""
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_seed_above_2_to_the_31_round_trips_through_the_procedure(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    prompt = _prompt("seed", label)
+    args = {"prompt": prompt, "seed": str(SEED), "batch": 2, "model": "classical", "server": daemon.url}
+    report = run_procedure(label, tmp_path, "underpaint-inpaint", args, select=[40, 40, 60, 60])
+    sidecars = check_layers(report, daemon, prompt, 2)
+    assert [item["params"]["seed"] for item in sidecars] == [SEED, SEED + 1]
+    bad = run_procedure(label, tmp_path, "underpaint-inpaint", {**args, "seed": "4294967296"}, select=[40, 40, 60, 60])
+    assert not bad["success"] and "between 0 and 4294967295" in (bad["error"] or ""), bad["error"]
+
+
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
     """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
-    plug-in installed beside the real one (the shipped plug-in has no test code)."""
+    plug-in installed beside the real one (the shipped plug-in has no test code): it fits its default
+    size with progress and status visible (screenshot in artifacts/), the wheel scrolls past fields,
+    fields the model ignores are disabled, Cancel cancels the running job (nothing pasted), a locked
+    seed above 2^31 is used as typed, a random seed is shown once used."""
     config_dir = install_plugin(tmp_path)
     driver = config_dir / "GIMP" / "plug-ins" / "underpaint_driver"
     shutil.copytree(Path(__file__).parent / "driver" / "underpaint_driver", driver)
@@ -284,54 +303,157 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     prompt = _prompt("panel-tiny", label)
     spec = tmp_path / "panel.json"
     panel_report = tmp_path / "panel-report.json"
+    screenshot = tmp_path / "panel.png"  # GIMP may see the repository read-only: copied to artifacts/ below
     expand = {"left": 0, "top": 0, "right": 64, "bottom": 0}
     spec.write_text(
         json.dumps(
             {
                 "prompt": prompt,
                 "model": "tiny-random",
-                "seed": 61,
+                "seed": SEED,
                 "batch": 2,
                 "steps": 2,
                 "expand": expand,
                 "report": str(panel_report),
+                "screenshot": str(screenshot),
             }
         )
     )
     env = {"DISPLAY": xvfb, "UNDERPAINT_PANEL_TEST": str(spec)}
     report = run_procedure(
-        label, tmp_path, "underpaint-panel-test", {}, select=[200, 120, 150, 120], interactive=True, env=env
+        label,
+        tmp_path,
+        "underpaint-panel-test",
+        {},
+        select=[200, 120, 150, 120],
+        interactive=True,
+        env=env,
+        timeout=300,
     )
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())
+    if screenshot.is_file():
+        artifact = REPO / "artifacts" / f"gimp-panel-{label}.png"
+        artifact.parent.mkdir(exist_ok=True)
+        shutil.copyfile(screenshot, artifact)
     assert "error" not in panel, panel["error"]
     assert report["success"], report
     assert panel["server_shown"] == daemon.url
     assert any(state.startswith("Connected to") for state in panel["states"])
-    assert any(model.startswith("tiny-random") for model in panel["models"])
+    assert "tiny-random" in panel["models"] and "classical" in panel["models"]
+    assert not panel["connection_expanded"], "connected: the connection section stays out of the way"
+
+    # fits its default size: progress, status and preview visible without scrolling
+    layout = panel["layout"]
+    width, height = layout["default_size"]
+    assert layout["size"] == [width, height], "the window opens at its default size"
+    assert layout["content_natural_height"] <= height and layout["window_min_width"] <= width, layout
+    assert layout["scroll_range"] == 0, layout
+    assert 0 < layout["progress_bottom"] < layout["status_bottom"] < layout["preview_bottom"] <= height, layout
+    with Image.open(screenshot) as shot:
+        assert shot.size == (width, height)
+        assert len(set(shot.convert("L").tobytes())) > 8, "the screenshot shows the panel"
+
+    # the wheel scrolls the panel past fields; on the focused field it changes the value
+    wheel = panel["wheel"]
+    (strength, batch, scrolled), (strength_after, batch_after, scrolled_after) = wheel["before"], wheel["after"]
+    assert (strength_after, batch_after) == (strength, batch) and wheel["model_unchanged"], wheel
+    assert scrolled_after > scrolled, "the wheel scrolled the panel"
+    assert wheel["focused_strength"] < strength, "a focused field takes the wheel"
+
+    # fields the model ignores are disabled, with a hint
+    classical = panel["classical"]
+    assert classical["hint"].startswith("classical does not use prompt, strength, steps or seed"), classical
+    assert (classical["prompt"], classical["strength"], classical["steps"], classical["batch"]) == (
+        False,
+        False,
+        False,
+        True,
+    )
+    assert panel["diffusion"] == {"prompt": True, "hint_visible": False}
+
+    # Cancel cancels the running job: nothing pasted
+    cancelled, inpaint, outpaint, landed = panel["steps"]
+    assert "step" in panel["cancel_progress_text"], panel["cancel_progress_text"]
+    assert (cancelled["state"], cancelled["results"]) == ("cancelled", 0), cancelled
+    assert panel["layers_after_cancel"] == panel["layers_before_cancel"] == 1
     assert panel["mode_hint"] == "Generate will inpaint the selection."
     assert panel["cancel_sensitive_while_running"]
-    inpaint, outpaint = panel["steps"]
-    assert (inpaint["mode"], inpaint["state"], inpaint["results"], inpaint["seed"]) == ("inpaint", "finished", 2, 61)
-    assert outpaint["mode"] == "outpaint" and outpaint["state"] == "finished" and outpaint["results"] == 1
+
+    # a locked seed above 2^31 is used as typed; results wait in ONE preview layer, stepped through, applied
+    assert (inpaint["mode"], inpaint["state"], inpaint["seed"]) == ("inpaint", "finished", SEED)
+    assert inpaint["seed_shown"] == str(SEED) and inpaint["seed_editable"]
     assert inpaint["fraction"] == 1.0 and inpaint["preview"], "progress and a preview were shown"
-    # GIMP now holds: the inpaint group, the outpaint layer (both above the Background), the grown canvas
-    assert report["canvas"] == [WIDTH + 64, HEIGHT]
+    assert inpaint["progress_text"].startswith("done in"), inpaint
+    staged, stepped, applied = panel["staged"], panel["stepped"], panel["applied"]
+    assert staged["row"] and staged["label"] == "Result 1 of 2" and staged["pasted"] == 0, staged
+    assert len(staged["layers"]) == 2 and staged["layers"][0].startswith("[preview 1/2]"), staged
+    assert stepped["label"] == "Result 2 of 2" and len(stepped["layers"]) == 2, stepped
+    assert stepped["layers"][0].startswith("[preview 2/2]"), stepped
+    assert applied["layers"] == [f"{prompt} [seed {SEED + 1}]", "Background"] and not applied["row"], applied
+
+    # Expand with a random seed: the seed is shown; its preview discarded leaves no layer
+    assert outpaint["mode"] == "outpaint" and outpaint["state"] == "finished"
+    assert outpaint["seed"] != SEED and outpaint["seed_shown"] == str(outpaint["seed"]), "the random seed is shown"
+    assert not outpaint["seed_editable"]
+    expand_staged = panel["expand_staged"]
+    assert expand_staged["row"] and len(expand_staged["layers"]) == 3, expand_staged  # right above the Background
+    assert expand_staged["layers"][1].startswith("[preview 1/1]"), expand_staged
+    assert panel["discarded"]["layers"] == applied["layers"] and not panel["discarded"]["row"], panel["discarded"]
+    assert panel["discarded"]["size"] == [WIDTH, HEIGHT], "discarding an outpaint shrinks the canvas back"
+
+    # "results land directly": pasted at once
+    assert (landed["state"], landed["results"]) == ("finished", 1), landed
+
+    # history: every finished job of this session, with thumbnails; reuse copies its seed; re-apply pastes
+    history = panel["history"]
+    assert len(history["job_ids"]) == 3 and history["rows"] == 3, history
+    assert all(count >= 1 for count in history["thumbnails"]), history
+    assert history["outputs_folder"] == str(daemon.outputs) and history["outputs_button"]
+    assert panel["reused"] == {
+        "seed": str(SEED + 1),
+        "locked": True,
+        "model": "tiny-random",
+        "steps": 2.0,
+        "model_steps": False,
+    }
+    reapplied = panel["reapplied"]
+    assert not reapplied["error"] and len(reapplied["after"]) == len(reapplied["before"]) + 1, reapplied
+
+    # GIMP now holds the applied result, the landed one and the re-applied one above the Background
+    assert report["canvas"] == [WIDTH, HEIGHT]
     names = [layer["name"] for layer in report["layers"]]
-    assert names[-1] == "Background" and len(names) == 3
-    group = report["layers"][0]
-    assert group["group"] and len(group["children"]) == 2
-    inpainted = [item for item in daemon.sidecars(prompt) if item["params"]["mode"] == "inpaint"]
-    for layer, sidecar in zip(group["children"], inpainted, strict=True):
-        where = placement({"layer": sidecar, "canvas": sidecar["canvas"]}, WIDTH, HEIGHT)
-        assert (layer["x"], layer["y"], layer["width"], layer["height"]) == (
-            where.x,
-            where.y,
-            where.width,
-            where.height,
-        )
+    assert names[-1] == "Background" and len(names) == 4, names
+    assert sum(name.startswith(f"{prompt} [seed {SEED + 1}]") for name in names) == 2, names  # GIMP adds " #1"
+    inpainted = [
+        item
+        for item in daemon.sidecars(prompt)
+        if item["params"]["mode"] == "inpaint" and item["params"]["model"] == "tiny-random"
+    ]
+    assert [item["params"]["seed"] for item in inpainted] == [SEED, SEED + 1]
+    assert {item["params"]["steps"] for item in inpainted} == {2}
     assert report["background_after"] == report["background_before"]
     assert report["selected"] == ["Background"]
     saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
     assert saved["prompt"] == prompt and saved["expand_right"] == 64, "the panel remembers its settings"
-    assert {item["params"]["steps"] for item in daemon.sidecars(prompt)} == {2}
+    assert saved["strength"] == 1.0 and saved["land_directly"] is True
+    assert saved["client_id"] == history["client_id"], "the panel remembers its identity"
+
+    # GIMP restarted: the new panel shows the earlier session's results
+    spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
+    panel_report.unlink()
+    again = run_procedure(
+        label,
+        tmp_path,
+        "underpaint-panel-test",
+        {},
+        select=[200, 120, 150, 120],
+        interactive=True,
+        env=env,
+        timeout=180,
+    )
+    restarted = json.loads(panel_report.read_text())
+    assert "error" not in restarted, restarted["error"]
+    assert again["success"], again
+    assert restarted["history"]["job_ids"][:3] == history["job_ids"], restarted["history"]
+    assert restarted["history"]["client_id"] == history["client_id"]

@@ -61,3 +61,15 @@ def test_a_closed_image_is_refused_with_a_message() -> None:
     canvas.open = False
     with pytest.raises(UserError, match="image was closed"):
         ImageHost(canvas).canvas()
+
+
+def test_a_seed_above_2_to_the_31_round_trips(daemon: RunningDaemon) -> None:
+    canvas = FakeCanvas.photo()
+    canvas.select(10, 10, 30, 30)
+    controller, work, _ = procedure(canvas)
+    seed = 3_000_000_000
+    job = run_to_end(controller, work, daemon.url, daemon.token, Request(seed=seed, batch=2), 30)
+    assert job.seed == seed
+    assert [int(result.message["params"]["seed"]) for result in job.results] == [seed, seed + 1]
+    assert canvas.layers[0].name.endswith(f"[seeds {seed}-{seed + 1}]")
+    controller.close()

@@ -32,3 +32,15 @@ def test_daemon_token_from_the_users_config(tmp_path: Path) -> None:
     (tmp_path / ".config" / "underpaint").mkdir(parents=True)
     (tmp_path / ".config" / "underpaint" / "token").write_text("tok\n")
     assert settings.daemon_token({"HOME": str(tmp_path)}) == "tok"
+
+
+def test_full_seed_range_and_the_old_magic_values(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    s = settings.Settings(seed=settings.SEED_MAX, seed_locked=True, steps=30, model_steps=False, strength=0.35)
+    settings.save(path, s)
+    assert settings.load(path) == s
+    path.write_text('{"seed": -1, "steps": 0}')  # 0.1 wrote -1 for "random", 0 for "model default"
+    old = settings.load(path)
+    assert (old.seed_locked, old.model_steps, old.steps) == (False, True, 20)
+    path.write_text('{"seed": 99999999999}')
+    assert settings.load(path).seed == settings.SEED_MAX

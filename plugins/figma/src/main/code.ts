@@ -21,7 +21,8 @@ function errorText(error: unknown): string {
 
 function sendSelection(): void {
   try {
-    post({ type: "selection", summary: describe(classify(figma.currentPage.selection)), ok: true });
+    const classified = classify(figma.currentPage.selection);
+    post({ type: "selection", summary: describe(classified), ok: true, mode: classified.mode });
   } catch (error) {
     post({ type: "selection", summary: errorText(error), ok: false });
   }

@@ -53,7 +53,7 @@ export type UiToMain =
 
 export type MainToUi =
   | { type: "settings"; settings: Settings; pending: Record<string, JobContext> }
-  | { type: "selection"; summary: string; ok: boolean }
+  | { type: "selection"; summary: string; ok: boolean; mode?: string }
   | { type: "prepared"; requestId: string; job: PreparedJob }
   | { type: "prepare-error"; requestId: string; message: string }
   | { type: "placed"; jobId: string; nodeIds: string[]; notes: string[] }

@@ -6,6 +6,7 @@ import { DEFAULT_PORT, type ServerMessageOf, type Welcome } from "../shared/prot
 import { buildUpload } from "../shared/upload";
 import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
 import { describeError } from "./errors";
+import { ignoredFields, type ModelInfo, modelLabel, parseSeed, plan, progressText, strengthFraction } from "./fields";
 import { cropPng, fitForFigma, randomClientId } from "./images";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
@@ -28,8 +29,10 @@ const ui = {
   strengthAuto: $<HTMLInputElement>("strength-auto"),
   strengthValue: $<HTMLElement>("strength-value"),
   steps: $<HTMLInputElement>("steps"),
-  seedMode: $<HTMLSelectElement>("seed-mode"),
+  seedLock: $<HTMLInputElement>("seed-lock"),
   seed: $<HTMLInputElement>("seed"),
+  plan: $<HTMLDivElement>("plan"),
+  ignored: $<HTMLElement>("ignored"),
   batch: $<HTMLInputElement>("batch"),
   scale: $<HTMLSelectElement>("scale"),
   generate: $<HTMLButtonElement>("generate"),
@@ -55,6 +58,14 @@ const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
 let settings: Settings = { address: DEFAULT_ADDRESS, token: "", clientId: "" };
 let client: UnderpaintClient | null = null;
 let selectionOk = false;
+let selectionMode: string | null = null;
+let selectionSummary = "";
+let welcome: Welcome | null = null;
+/** Whether the plan line refuses Generate now (what to do instead is on the line). */
+let refused = false;
+/** When the shown job was started, and its batch size, for the progress line. */
+let startedAt = 0;
+let batchSize = 1;
 /** The job the sidebar shows and Cancel acts on, from planning to its end. */
 let current: JobRun | null = null;
 let previewUrl: string | null = null;
@@ -127,7 +138,7 @@ function showPreview(png: Uint8Array): void {
 
 function updateButtons(): void {
   const connected = client?.isConnected === true;
-  ui.generate.disabled = !connected || busy() || !selectionOk;
+  ui.generate.disabled = !connected || busy() || !selectionOk || refused;
   ui.expand.disabled = !connected || busy() || !selectionOk;
   ui.cancel.disabled = !busy() || current?.cancelRequested === true;
 }
@@ -136,16 +147,51 @@ function savePending(): void {
   toMain({ type: "save-pending", pending });
 }
 
-function fillModels(welcome: Welcome): void {
+function fillModels(hello: Welcome): void {
+  welcome = hello;
   const previous = ui.model.value;
   ui.model.innerHTML = "";
-  for (const model of welcome.models) {
+  for (const model of hello.models) {
     const option = document.createElement("option");
     option.value = model.id;
-    option.textContent = `${model.id} (${model.modes.join(", ")})`;
+    option.textContent = modelLabel(model);
+    option.title = model.description ?? "";
     ui.model.append(option);
   }
-  ui.model.value = welcome.models.some((m) => m.id === previous) ? previous : welcome.default_model;
+  ui.model.value = hello.models.some((m) => m.id === previous) ? previous : hello.default_model;
+  updatePlan();
+}
+
+function chosenModel(): ModelInfo | undefined {
+  return welcome?.models.find((m) => m.id === (ui.model.value || welcome?.default_model));
+}
+
+/** The line saying what Generate will do, and the fields the chosen model ignores (disabled, with why). */
+function updatePlan(): void {
+  const model = chosenModel();
+  const planned = selectionOk ? plan(selectionMode, selectionSummary, model) : { sentence: selectionSummary, refusal: selectionSummary };
+  ui.plan.textContent = planned.sentence;
+  refused = planned.refusal !== null;
+  const ignored = ignoredFields(model);
+  const fields: [keyof typeof ignored, HTMLElement[]][] = [
+    ["prompt", [ui.prompt]],
+    ["negative_prompt", [ui.negative]],
+    ["strength", [ui.strengthAuto]],
+    ["steps", [ui.steps]],
+    ["seed", [ui.seedLock]],
+  ];
+  for (const [name, elements] of fields) {
+    for (const element of elements as (HTMLInputElement | HTMLTextAreaElement)[]) {
+      element.disabled = ignored[name] !== undefined;
+      element.title = ignored[name] ?? "";
+    }
+  }
+  ui.strength.disabled = ui.strengthAuto.checked || ignored.strength !== undefined;
+  ui.seed.disabled = !ui.seedLock.checked || ignored.seed !== undefined;
+  const why = Object.values(ignored)[0];
+  ui.ignored.hidden = why === undefined;
+  ui.ignored.textContent = why ? `${why} Those fields are greyed out.` : "";
+  updateButtons();
 }
 
 function connect(): void {
@@ -201,7 +247,11 @@ async function onEvent(event: SessionEvent): Promise<void> {
       if (isCurrent) setStatus("Running…", 0);
       return;
     case "progress":
-      if (isCurrent && !run?.cancelRequested) setStatus(`Step ${message.step} of ${message.total}`, message.step, message.total);
+      if (isCurrent && !run?.cancelRequested) {
+        const done = job?.results.length ?? 0;
+        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000);
+        setStatus(text[0].toUpperCase() + text.slice(1), message.step, message.total);
+      }
       if (isCurrent && !run?.cancelRequested && event.image && event.image.format === "png") {
         shownJob = jobId ?? null;
         showPreview(event.image.data);
@@ -320,6 +370,15 @@ async function generate(expand: boolean): Promise<void> {
   const connected = client;
   if (!connected?.isConnected || busy()) return;
   showError(null);
+  let seed: number | null = null;
+  try {
+    seed = ui.seedLock.checked ? parseSeed(ui.seed.value) : null;
+  } catch (error) {
+    showError({ code: "plugin", message: `${(error as Error).message} Untick Lock for a random seed.` });
+    return;
+  }
+  startedAt = Date.now();
+  batchSize = Math.max(1, Number(ui.batch.value) || 1);
   ui.notes.hidden = true;
   ui.notes.innerHTML = "";
   const run = new JobRun(connected, onRunState);
@@ -338,9 +397,9 @@ async function generate(expand: boolean): Promise<void> {
       model: ui.model.value,
       prompt: ui.prompt.value,
       negativePrompt: ui.negative.value,
-      strength: ui.strengthAuto.checked ? null : Number(ui.strength.value),
+      strength: ui.strengthAuto.checked ? null : strengthFraction(Number(ui.strength.value)),
       steps: numberOrNull(ui.steps.value),
-      seed: ui.seedMode.value === "fixed" ? Number(ui.seed.value) || 0 : null,
+      seed,
       batch: Number(ui.batch.value) || 1,
     });
     const accepted = await run.start(job, async (planned) => {
@@ -364,7 +423,7 @@ async function generate(expand: boolean): Promise<void> {
     if (!run.cancelRequested) {
       pending[jobId] = prepared.context;
       savePending();
-      if (ui.seedMode.value === "random") ui.seed.value = String(accepted.seed);
+      if (!ui.seedLock.checked) ui.seed.value = String(accepted.seed); // the seed used, to lock it
       setStatus(`Accepted (seed ${accepted.seed}).`, 0);
     }
     updateButtons();
@@ -399,9 +458,11 @@ window.addEventListener("message", (event: MessageEvent) => {
       return;
     case "selection":
       selectionOk = message.ok;
+      selectionMode = message.mode ?? null;
+      selectionSummary = message.summary;
       ui.selection.textContent = message.summary;
       ui.selection.classList.toggle("bad", !message.ok);
-      updateButtons();
+      updatePlan();
       return;
     case "prepared":
     case "prepare-error": {
@@ -433,14 +494,13 @@ ui.cancel.addEventListener("click", () => {
   }
 });
 ui.strengthAuto.addEventListener("change", () => {
-  ui.strength.disabled = ui.strengthAuto.checked;
-  ui.strengthValue.textContent = ui.strengthAuto.checked ? "auto" : ui.strength.value;
+  ui.strengthValue.textContent = ui.strengthAuto.checked ? "mode default" : `${ui.strength.value}%`;
+  updatePlan();
 });
 ui.strength.addEventListener("input", () => {
-  ui.strengthValue.textContent = ui.strength.value;
+  ui.strengthValue.textContent = `${ui.strength.value}%`;
 });
-ui.seedMode.addEventListener("change", () => {
-  ui.seed.disabled = ui.seedMode.value === "random";
-});
+ui.seedLock.addEventListener("change", updatePlan);
+ui.model.addEventListener("change", updatePlan);
 
 toMain({ type: "load-settings" });

@@ -300,8 +300,9 @@ describe("figma plugin against a real daemon", () => {
   it("inpaints the image under the ellipse and places the result exactly over its region", async () => {
     await page.evaluate(() => (window as any).select("Photo", "Mask"));
     await waitFor("the selection summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
-    await ui.selectOption("#model", "classical");
+    await ui.selectOption("#model", "tiny-random"); // the classical engine ignores (disables) the prompt
     await ui.fill("#prompt", "a red ball");
+    await ui.selectOption("#model", "classical");
     await ui.click("#generate");
     const created = await waitFor("the result node", async () => {
       const nodes = await page.evaluate(() => (window as any).created());
@@ -378,10 +379,11 @@ describe("figma plugin against a real daemon", () => {
 
   it("fetches a job's results after the sidebar was closed and reopened (pending jobs in clientStorage)", async () => {
     await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await ui.selectOption("#model", "tiny-random"); // the classical engine ignores (disables) the prompt
+    await ui.fill("#prompt", "after reopening");
     await ui.selectOption("#model", "classical");
     await ui.selectOption("#scale", "1");
     await ui.fill("#batch", "1");
-    await ui.fill("#prompt", "after reopening");
     await setFlag("closeAfterAccept");
     await ui.click("#generate");
     const pending = await waitFor("a pending job in clientStorage", async () => {
@@ -406,13 +408,22 @@ describe("figma plugin against a real daemon", () => {
     expect(Object.keys(pending)).toHaveLength(1);
   });
 
-  it("shows daemon job errors with code, message and field", async () => {
-    // The classical engine cannot img2img: the daemon answers unsupported_mode on job.mode.
+  it("refuses up front what the model cannot do, and shows daemon job errors with code, message and field", async () => {
+    // The classical engine cannot img2img: the plan line says so and Generate is disabled...
     await page.evaluate(() => (window as any).select("Lone photo"));
     await ui.selectOption("#model", "classical");
     await ui.selectOption("#scale", "1");
     await ui.fill("#batch", "1");
-    await ui.click("#generate");
+    await waitFor("the refusal", async () => ((await ui.textContent("#plan")) ?? "").includes("classical model cannot refine the whole image"));
+    expect(await ui.isDisabled("#generate")).toBe(true);
+    expect(await ui.isDisabled("#prompt")).toBe(true); // a field the classical engine ignores
+    expect(await ui.isHidden("#ignored")).toBe(false);
+    // ...and were the button pressed anyway (a stale model list), the daemon answers unsupported_mode on job.mode.
+    await ui.evaluate(() => {
+      const button = document.getElementById("generate") as HTMLButtonElement;
+      button.disabled = false;
+      button.click();
+    });
     const state = await waitFor("the error box", async () => {
       const s = await sidebar();
       return s.error ? s : null;
@@ -445,10 +456,11 @@ describe("figma plugin against a real daemon", () => {
     await recordWire();
     await page.evaluate(() => (window as any).select("Big photo", "Dot"));
     await waitFor("the inpaint summary", async () => (await sidebar()).selection.includes("Big photo"));
+    await ui.selectOption("#model", "tiny-random"); // the classical engine ignores (disables) the prompt
+    await ui.fill("#prompt", "small patch");
     await ui.selectOption("#model", "classical");
     await ui.selectOption("#scale", "1");
     await ui.fill("#batch", "1");
-    await ui.fill("#prompt", "small patch");
     await ui.click("#generate");
     const node = await waitFor("the patch", async () =>
       (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("small patch")),
@@ -487,21 +499,23 @@ describe("figma plugin against a real daemon", () => {
     await recordWire();
     await page.evaluate(() => (window as any).select("Wide photo"));
     await waitFor("img2img summary", async () => (await sidebar()).selection.includes("Wide photo"));
+    await ui.selectOption("#model", "tiny-random"); // the classical engine ignores (disables) the prompt
+    await ui.fill("#prompt", "wide");
+    // a strength set by the user (80%) goes with outpaint too (set before picking classical, which disables it)
+    await ui.uncheck("#strength-auto");
+    await ui.fill("#strength", "80");
     await ui.selectOption("#model", "classical");
     await ui.selectOption("#scale", "2");
     await ui.fill("#batch", "1");
-    await ui.fill("#prompt", "wide");
     for (const [side, value] of [["left", "0"], ["top", "0"], ["right", "0"], ["bottom", "20"]]) await ui.fill(`#ext-${side}`, value);
-    // a strength set by the user goes with outpaint too
-    await ui.uncheck("#strength-auto");
-    await ui.fill("#strength", "0.8");
     await ui.click("#expand");
     const node = await waitFor(
       "the wide result",
       async () => (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("wide")),
       60000,
     );
-    await ui.check("#strength-auto");
+    await ui.selectOption("#model", "tiny-random");
+    await ui.check("#strength-auto"); // back to the mode default for the next tests
     const { submit } = await lastSubmit();
     expect(submit.job).toMatchObject({ mode: "outpaint", canvas: { width: 4200, height: 120 }, extend: { left: 0, top: 0, right: 0, bottom: 40 }, strength: 0.8 });
     // only the strip next to the new area went up, raw

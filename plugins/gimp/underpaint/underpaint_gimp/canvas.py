@@ -84,6 +84,39 @@ class GimpCanvas:
         Gimp.displays_flush()
         return made
 
+    def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
+        """The one preview layer, right above the active layer; stepping through a batch replaces it.
+        The undo stack is frozen meanwhile: looking at results leaves no undo step."""
+        selected = [item for item in self.image.get_selected_layers() if item.is_valid()]
+        self.image.undo_freeze()
+        try:
+            if handle is not None and handle.is_valid():
+                self.image.remove_layer(handle)
+            anchor = selected[0] if selected else None
+            parent = anchor.get_parent() if anchor else None
+            position = int(self.image.get_item_position(anchor)) if anchor else 0
+            handle = self._add_layer(layer, parent, position)
+        finally:
+            self.image.undo_thaw()
+            if selected:
+                self.image.set_selected_layers(selected)
+        Gimp.displays_flush()
+        return handle
+
+    def end_preview(self, handle: Any, keep: NewLayer | None) -> list[Any]:
+        """Discard: the preview layer goes (it was never in the undo history, so nothing to undo).
+        Apply: the kept result is pasted where the preview was: one undo step."""
+        if handle is not None and handle.is_valid():
+            self.image.undo_freeze()
+            try:
+                self.image.remove_layer(handle)
+            finally:
+                self.image.undo_thaw()
+        if keep is None:
+            Gimp.displays_flush()
+            return []
+        return self.paste([keep], None)
+
     def _add_layer(self, item: NewLayer, parent: Any, position: int) -> Any:
         image = item.image
         if image.format != "rgba8":

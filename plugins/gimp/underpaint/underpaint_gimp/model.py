@@ -33,8 +33,21 @@ class ImageHost:
         self.on_change(controller)
 
 
-def make_controller(host: ImageHost, post: Post, gimp_version: str = "") -> Controller:
-    return Controller(host, post, client_name=CLIENT_NAME, client_version=VERSION, host_info=("gimp", gimp_version))
+def make_controller(
+    host: ImageHost, post: Post, gimp_version: str = "", *, land_directly: bool = True, client_id: str | None = None
+) -> Controller:
+    """``land_directly`` False: results wait in a preview layer for Apply / Discard (the panel's
+    setting; procedures land directly). ``client_id``: the panel's remembered identity, so its
+    history holds the results of earlier sessions."""
+    return Controller(
+        host,
+        post,
+        client_name=CLIENT_NAME,
+        client_version=VERSION,
+        host_info=("gimp", gimp_version),
+        land_directly=land_directly,
+        client_id=client_id,
+    )
 
 
 def run_to_end(controller: Controller, work: WorkQueue, url: str, token: str, request: Request, timeout: float) -> Job:

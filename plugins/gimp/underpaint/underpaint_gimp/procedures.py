@@ -19,6 +19,7 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
 from underpaint_protocol.controller import Controller, Request, UserError, WorkQueue  # noqa: E402
+from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
 
 from . import settings as saved  # noqa: E402
 from .canvas import GimpCanvas  # noqa: E402
@@ -34,7 +35,6 @@ MODES = {
 MENU = "<Image>/Filters/underpaint"
 RW = GObject.ParamFlags.READWRITE
 MAX_SIDE = 32768
-MAX_SEED = 2**31 - 1
 
 
 def _config_dir() -> str:
@@ -64,12 +64,21 @@ def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
     procedure.add_string_argument("negative-prompt", "_Negative prompt", "What to avoid", "", RW)
     default_strength = 0.6 if mode == "img2img" else 1.0
     procedure.add_double_argument(
-        "strength", "_Strength", "0..1: below 1 keeps more of the original", 0.0, 1.0, default_strength, RW
+        "strength",
+        "_Strength (0..1)",
+        "How much to repaint as a fraction 0..1 (the panel shows it as 0-100%): below 1 keeps more of the original",
+        0.0,
+        1.0,
+        default_strength,
+        RW,
     )
-    procedure.add_int_argument("seed", "S_eed", "Seed; -1 picks a random one", -1, MAX_SEED, -1, RW)
+    # A string: GIMP's int arguments stop at 2^31-1, the daemon's seeds go to 2^32-1.
+    procedure.add_string_argument(
+        "seed", "S_eed", f"A whole number 0..{SEED_MAX}; empty or 'random': a new random seed", "random", RW
+    )
     procedure.add_int_argument("batch", "_Batch", "How many results (one layer each, grouped)", 1, 16, 1, RW)
     procedure.add_string_argument("model", "_Model", "Model id; empty: the daemon's default", "", RW)
-    procedure.add_int_argument("steps", "Ste_ps", "Denoising steps; 0: the model's default", 0, 500, 0, RW)
+    procedure.add_int_argument("steps", "Ste_ps", "Denoising steps 1..200; 0: the model's default", 0, 200, 0, RW)
     procedure.add_double_argument("guidance", "_Guidance", "Guidance; -1: the model's default", -1.0, 50.0, -1.0, RW)
     if mode == "outpaint":
         for side in ("left", "top", "right", "bottom"):
@@ -88,7 +97,10 @@ def request_from_config(config: Any, mode: str) -> Request:
     def get(name: str) -> Any:
         return config.get_property(name)
 
-    seed = int(get("seed"))
+    try:
+        seed = parse_seed(str(get("seed") or ""))
+    except ValueError as error:
+        raise UserError(str(error)) from None
     steps = int(get("steps"))
     guidance = float(get("guidance"))
     extend = None
@@ -98,7 +110,7 @@ def request_from_config(config: Any, mode: str) -> Request:
         prompt=str(get("prompt") or ""),
         negative_prompt=str(get("negative-prompt") or ""),
         strength=float(get("strength")),
-        seed=None if seed < 0 else seed,
+        seed=seed,
         batch=int(get("batch")),
         model=str(get("model") or "") or None,
         mode=mode,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from underpaint_protocol.constants import DEFAULT_URL
+from underpaint_protocol.panel import SEED_MAX
 
 FILE_NAME = "underpaint.json"
 
@@ -21,15 +22,23 @@ class Settings:
     prompt: str = ""
     negative_prompt: str = ""
     strength: float = 1.0
-    seed: int = -1
-    """-1: a new random seed for every job."""
+    """A fraction 0..1 (the panel shows it as 0-100%)."""
+    seed: int = 0
+    """The locked seed, or the one used last."""
+    seed_locked: bool = False
+    """False: a new random seed for every job."""
     batch: int = 1
-    steps: int = 0
-    """0: the model's default."""
+    steps: int = 20
+    model_steps: bool = True
+    """True: the model's own default number of steps (``steps`` is kept for when it is unticked)."""
     expand_left: int = 0
     expand_top: int = 0
     expand_right: int = 256
     expand_bottom: int = 0
+    land_directly: bool = False
+    """False: results first appear in a preview layer, to step through and Apply or Discard."""
+    client_id: str = ""
+    """The identity the daemon gave this panel: the history shows its results across restarts."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -44,9 +53,14 @@ class Settings:
             except (TypeError, ValueError):
                 continue
             setattr(settings, item.name, value)
+        if isinstance(data.get("seed"), int) and data["seed"] < 0:  # written by 0.1: -1 meant random
+            settings.seed, settings.seed_locked = 0, False
+        if data.get("steps") == 0 and "model_steps" not in data:  # written by 0.1: 0 meant the model's default
+            settings.steps, settings.model_steps = 20, True
         settings.strength = min(1.0, max(0.0, settings.strength))
+        settings.seed = min(SEED_MAX, max(0, settings.seed))
         settings.batch = min(16, max(1, settings.batch))
-        settings.steps = min(500, max(0, settings.steps))
+        settings.steps = min(200, max(1, settings.steps))
         return settings
 
 

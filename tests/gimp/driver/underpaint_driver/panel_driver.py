@@ -2,9 +2,11 @@
 
 The test installs the ``underpaint_driver`` plug-in (this folder) beside the real one and sets
 UNDERPAINT_PANEL_TEST to a JSON spec; its procedure opens the real panel and calls :func:`drive`.
-Everything happens on the panel's GTK main loop, through its widgets: wait for the
-connection (server remembered in the settings file), type a prompt, pick model/seed/batch, click
-Generate, then set the Expand sides and click Expand; write a report and close the window.
+Everything happens on the panel's GTK main loop, through its widgets: wait for the connection
+(server remembered in the settings file); measure the layout at the default size and save a
+screenshot; wheel over a field; pick a model and see which fields it ignores; Generate a long job
+and Cancel it while it runs; Generate with a locked seed above 2^31; set the Expand sides and click
+Expand with a random seed; write a report and close the window.
 """
 
 from __future__ import annotations
@@ -15,7 +17,76 @@ import time
 import traceback
 from typing import Any
 
-from gi.repository import GLib, Gtk
+import gi
+
+gi.require_version("Gdk", "3.0")
+from gi.repository import Gdk, GLib, Gtk  # noqa: E402
+
+
+def _bottom(widget: Gtk.Widget, window: Gtk.Window) -> int:
+    """The widget's lower edge in window coordinates (-1 when it is not shown)."""
+    if not widget.get_mapped():
+        return -1
+    _, y = widget.translate_coordinates(window, 0, 0)
+    return int(y + widget.get_allocated_height())
+
+
+def _wheel(widget: Gtk.Widget, direction: Gdk.ScrollDirection) -> None:
+    """A wheel notch over ``widget``, delivered as GTK delivers it: to the widget, then its parents."""
+    event = Gdk.Event.new(Gdk.EventType.SCROLL)
+    event.scroll.window = widget.get_window()
+    event.scroll.direction = direction
+    event.scroll.x = event.scroll.y = 4.0
+    event.scroll.time = Gtk.get_current_event_time()
+    seat = Gdk.Display.get_default().get_default_seat()
+    event.set_device(seat.get_pointer())
+    Gtk.propagate_event(widget, event)
+
+
+def layout(panel: Any, report: dict[str, Any], screenshot: str) -> None:
+    window = panel.window
+    width, height = window.get_default_size()
+    content = panel.scroller.get_child()
+    minimum, natural = content.get_preferred_height_for_width(width)
+    report["layout"] = {
+        "default_size": [width, height],
+        "size": list(window.get_size()),
+        "content_min_height": minimum,
+        "content_natural_height": natural,
+        "window_min_width": window.get_preferred_width()[0],
+        "progress_bottom": _bottom(panel.progress, window),
+        "status_bottom": _bottom(panel.status, window),
+        "preview_bottom": _bottom(panel.preview_image, window),
+        "scroll_range": panel.scroller.get_vadjustment().get_upper() - panel.scroller.get_vadjustment().get_page_size(),
+    }
+    gdk_window = window.get_window()
+    pixbuf = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, gdk_window.get_width(), gdk_window.get_height())
+    pixbuf.savev(screenshot, "png", [], [])
+
+
+def wheel(panel: Any, report: dict[str, Any]) -> None:
+    """Shrink the window so the panel scrolls; the wheel over an unfocused field scrolls the panel and
+    leaves the value; over the focused field it changes the value (so the synthetic wheel works)."""
+    adjustment = panel.scroller.get_vadjustment()
+    before = (panel.strength.get_value(), panel.batch.get_value(), adjustment.get_value())
+    panel.generate.grab_focus()
+    _wheel(panel.strength, Gdk.ScrollDirection.DOWN)
+    _wheel(panel.batch, Gdk.ScrollDirection.UP)
+    _wheel(panel.model, Gdk.ScrollDirection.DOWN)
+    after = (panel.strength.get_value(), panel.batch.get_value(), adjustment.get_value())
+    focus = Gdk.Event.new(Gdk.EventType.FOCUS_CHANGE)  # no window manager under Xvfb: say the panel is active
+    focus.focus_change.in_ = True
+    focus.focus_change.window = panel.window.get_window()
+    panel.window.event(focus)
+    panel.strength.grab_focus()
+    report["strength_has_focus"] = panel.strength.has_focus()
+    _wheel(panel.strength, Gdk.ScrollDirection.DOWN)
+    report["wheel"] = {
+        "before": before,
+        "after": after,
+        "focused_strength": panel.strength.get_value(),
+        "model_unchanged": panel.model.get_active_id() == report.get("model_before_wheel"),
+    }
 
 
 def drive(panel: Any, spec_path: str) -> None:
@@ -23,7 +94,11 @@ def drive(panel: Any, spec_path: str) -> None:
         spec = json.load(handle)
     report: dict[str, Any] = {"steps": [], "states": []}
     started = time.monotonic()
-    plan = ["connect", "generate", "wait", "expand", "wait", "finish"]
+    if spec.get("history_only"):  # a restarted GIMP: the history of the earlier session
+        plan = ["connect", "history", "finish"]
+    else:
+        plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
+        plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
     def record_state() -> None:
@@ -39,6 +114,9 @@ def drive(panel: Any, spec_path: str) -> None:
         os.replace(spec["report"] + ".tmp", spec["report"])
         panel.window.close()
 
+    def layer_names() -> list[str]:
+        return [str(layer.get_name()) for layer in panel.canvas.image.get_layers()]
+
     def tick() -> bool:
         try:
             record_state()
@@ -52,19 +130,67 @@ def drive(panel: Any, spec_path: str) -> None:
                     return True
                 report["server_shown"] = panel.server.get_text()
                 report["models"] = [row[1] for row in panel.model.get_model()]
-                panel.prompt.get_buffer().set_text(spec["prompt"])
+                report["connection_expanded"] = panel.connection.get_expanded()
+            elif step == "layout":
+                if time.monotonic() - stage["since"] < 0.5:  # let the window settle at its default size
+                    return True
+                layout(panel, report, spec["screenshot"])
+            elif step == "shrink":
+                panel.window.resize(panel.window.get_size()[0], 360)
+            elif step == "wheel":
+                if time.monotonic() - stage["since"] < 0.5:
+                    return True
+                report["model_before_wheel"] = panel.model.get_active_id()
+                wheel(panel, report)
+                panel.window.resize(*panel.window.get_default_size())
+            elif step == "fields":
+                panel.model.set_active_id("classical")
+                panel._refresh()
+                report["classical"] = {
+                    "prompt": panel.prompt.get_sensitive(),
+                    "strength": panel.strength.get_sensitive(),
+                    "steps": panel.model_steps.get_sensitive(),
+                    "batch": panel.batch.get_sensitive(),
+                    "hint": panel.ignored_hint.get_text() if panel.ignored_hint.get_visible() else "",
+                }
                 panel.model.set_active_id(spec["model"])
-                panel.seed.set_value(spec["seed"])
+                panel._refresh()
+                report["diffusion"] = {
+                    "prompt": panel.prompt.get_sensitive(),
+                    "hint_visible": panel.ignored_hint.get_visible(),
+                }
+                panel.prompt.get_buffer().set_text(spec["prompt"])
+                panel.seed_lock.set_active(True)
+                panel.seed.set_text(str(spec["seed"]))
+                panel.batch.set_value(4)
+                panel.model_steps.set_active(False)
+                panel.steps.set_value(200)  # long enough to be cancelled while it runs
+                panel.strength.set_value(100)
+            elif step == "cancel":
+                if stage.get("clicked") is None:
+                    panel.generate.clicked()
+                    stage["clicked"] = 1
+                    return True
+                job = panel.controller.jobs[-1]
+                if job.state != "running" or job.step < 1:
+                    if job.done:
+                        report["error"] = f"the long job ended before Cancel: {job.state} {job.error}"
+                        finish()
+                        return False
+                    return True
+                report["cancel_progress_text"] = panel.progress.get_text()
+                panel.cancel.clicked()
+                report["layers_before_cancel"] = len(panel.canvas.image.get_layers())
+            elif step == "generate":
+                report["layers_after_cancel"] = len(panel.canvas.image.get_layers())
                 panel.batch.set_value(spec["batch"])
                 panel.steps.set_value(spec["steps"])
-                panel.strength.set_value(1.0)
-            elif step == "generate":
                 report["mode_hint"] = panel.mode_hint.get_text()
                 panel.generate.clicked()
                 report["cancel_sensitive_while_running"] = panel.cancel.get_sensitive()
             elif step == "wait":
                 jobs = panel.controller.jobs
-                if len(jobs) <= stage["jobs"] or not jobs[-1].done:
+                if len(jobs) <= stage["jobs"] or not jobs[-1].settled:
                     return True
                 job = jobs[-1]
                 stage["jobs"] = len(jobs)
@@ -76,20 +202,90 @@ def drive(panel: Any, spec_path: str) -> None:
                         "results": len(job.pasted),
                         "seed": job.seed,
                         "progress_text": panel.progress.get_text(),
+                        "status_text": panel.status.get_text(),
                         "fraction": panel.progress.get_fraction(),
                         "preview": panel.preview_image.get_storage_type() == Gtk.ImageType.PIXBUF,
+                        "seed_shown": panel.seed.get_text(),
+                        "seed_editable": panel.seed.get_sensitive(),
                     }
                 )
+            elif step == "staged":
+                staged = panel.controller.staged
+                report["staged"] = {
+                    "row": panel.staged_row.get_visible(),
+                    "label": panel.staged_label.get_text(),
+                    "layers": layer_names(),
+                    "pasted": len(staged.job.pasted) if staged else -1,
+                }
+                panel.next_result.clicked()
+            elif step == "step":
+                report["stepped"] = {"label": panel.staged_label.get_text(), "layers": layer_names()}
+                panel.apply.clicked()
+            elif step == "apply":
+                report["applied"] = {"layers": layer_names(), "row": panel.staged_row.get_visible()}
             elif step == "expand":
                 for side, value in spec["expand"].items():
                     panel.sides[side].set_value(value)
                 panel.batch.set_value(1)
+                panel.seed_lock.set_active(False)  # random: the panel shows the seed it got
                 panel.expand.clicked()
+            elif step == "discard":
+                report["expand_staged"] = {"layers": layer_names(), "row": panel.staged_row.get_visible()}
+                panel.discard.clicked()
+                report["discarded"] = {
+                    "layers": layer_names(),
+                    "row": panel.staged_row.get_visible(),
+                    "size": [panel.canvas.image.get_width(), panel.canvas.image.get_height()],
+                }
+            elif step == "land":
+                panel.more.set_expanded(True)
+                panel.land_directly.set_active(True)
+                panel.model.set_active_id("classical")
+                panel.generate.clicked()
+            elif step == "history":
+                if not panel.history_expander.get_expanded():
+                    panel.history_expander.set_expanded(True)
+                history = panel.controller.history
+                wanted = spec.get("history_at_least", 3)
+                if len(history) < wanted or not all(item.thumbnails for item in history[:wanted]):
+                    return True
+                rows = panel.history.get_children()
+                report["history"] = {
+                    "labels": [item.label() for item in history],
+                    "job_ids": [item.job_id for item in history],
+                    "seeds": [item.results[0].seed if item.results else None for item in history],
+                    "rows": len(rows),
+                    "thumbnails": [len(item.thumbnails) for item in history],
+                    "outputs_folder": panel.controller.outputs_folder,
+                    "outputs_button": panel.outputs.get_sensitive(),
+                    "client_id": panel.controller.client_id,
+                }
+            elif step == "reuse":
+                history = panel.controller.history
+                inpaint = next(
+                    item
+                    for item in history
+                    if item.summary.get("model") == "tiny-random" and item.summary.get("mode") == "inpaint"
+                )
+                panel.seed_lock.set_active(False)
+                panel.seed.set_text("")
+                panel.reuse(inpaint, 1)
+                report["reused"] = {
+                    "seed": panel.seed.get_text(),
+                    "locked": panel.seed_lock.get_active(),
+                    "model": panel.model.get_active_id(),
+                    "steps": panel.steps.get_value(),
+                    "model_steps": panel.model_steps.get_active(),
+                }
+                before = layer_names()
+                panel.controller.reapply(inpaint, 1)
+                report["reapplied"] = {"before": before, "after": layer_names(), "error": panel.controller.error}
             elif step == "finish":
                 finish()
                 return False
             stage["index"] += 1
             stage["since"] = time.monotonic()
+            stage.pop("clicked", None)
         except Exception:
             report["error"] = traceback.format_exc()
             finish()
