@@ -370,9 +370,10 @@ class UnderpaintClient:
         inner.add_done_callback(unwrap)
         return outer
 
-    def fetch(self, job_id: str) -> None:
-        """Ask for a job's results again; they arrive as events like the first time."""
-        self._send([self.session.fetch(job_id)])
+    def fetch(self, job_id: str, replay: bool = False) -> None:
+        """Ask for a job's results again; they arrive as events like the first time (``replay``: even
+        those this client has already received)."""
+        self._send([self.session.fetch(job_id, replay)])
 
 
 def _text(frame: str | bytes) -> str:

@@ -1067,7 +1067,7 @@ class Controller:
         item.fetching = True
         self._fetching[item.job_id] = item
         try:
-            client.fetch(item.job_id)
+            client.fetch(item.job_id, replay=True)
         except NotConnected as error:
             item.fetching = False
             self._fetching.pop(item.job_id, None)

@@ -62,6 +62,8 @@ class ClientSession:
         self._ids = itertools.count(1)
         self._awaiting_frame: dict[str, Any] | None = None
         self.jobs: dict[str, TrackedJob] = {}
+        self.replaying: set[str] = set()
+        """Jobs whose results the user asked for again: their replay is delivered, not dropped as repeats."""
 
     # ---------------------------------------------------------------- building requests
 
@@ -125,7 +127,11 @@ class ClientSession:
         request_id = self.next_request_id()
         return request_id, json.dumps({"type": "list_jobs", "request_id": request_id})
 
-    def fetch(self, job_id: str) -> str:
+    def fetch(self, job_id: str, replay: bool = False) -> str:
+        """``replay``: deliver everything the daemon sends back, even what this session has seen (a
+        history view asking for pixels); without it, a catch-up after a reconnect drops repeats."""
+        if replay:
+            self.replaying.add(job_id)
         return json.dumps({"type": "fetch", "job_id": job_id})
 
     # ---------------------------------------------------------------- reading events
@@ -164,6 +170,10 @@ class ClientSession:
         kind, job_id = event.type, event.job_id
         if kind == "accepted" and job_id is not None:
             self.jobs.setdefault(job_id, TrackedJob(job_id))
+        if job_id in self.replaying:
+            if kind in TERMINAL or kind == "error":
+                self.replaying.discard(job_id)
+            return [event]
         tracked = self.jobs.get(job_id) if job_id is not None else None
         if tracked is None:
             return [event]

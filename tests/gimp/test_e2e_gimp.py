@@ -131,7 +131,8 @@ def run_procedure(
         "report": str(report_path),
     }
     started = time.monotonic()
-    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=max(timeout, 240), env=env)  # a loaded machine
+    # at least 240 s: GIMP starts slowly on a loaded machine
+    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=max(timeout, 240), env=env)
     assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
     report = json.loads(report_path.read_text())
     report["_output"] = run.output()

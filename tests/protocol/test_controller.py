@@ -531,3 +531,22 @@ def test_another_web_server_on_the_port_is_named(http_version: str) -> None:
         assert "HTTP 200), not underpaint" in controller.status
     finally:
         server.shutdown()
+
+
+def test_history_fetches_a_job_this_session_already_received(live: Live) -> None:
+    """The client drops repeats when it catches up after a reconnect; a history view that asks for a
+    job of this very session must still get every result and the end."""
+    canvas = live.host.active
+    assert canvas is not None
+    canvas.select(60, 40, 30, 20)
+    job = live.controller.generate(Request(seed=11, batch=2))
+    assert job is not None
+    live.until(lambda: job.settled)
+    assert job.state == "finished", job.error
+    live.controller.refresh_history()
+    live.until(lambda: any(item.job_id == job.job_id for item in live.controller.history))
+    item = next(item for item in live.controller.history if item.job_id == job.job_id)
+    live.controller.fetch_history(item)
+    live.until(lambda: len(item.results) == 2 and not item.fetching)
+    assert [result.seed for result in item.results] == [11, 12]
+    assert [bytes(r.image.data) for r in item.results] == [bytes(r.image.data) for r in job.results]

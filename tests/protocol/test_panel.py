@@ -201,7 +201,7 @@ class HistoryClient(ScriptedClient):
     def list_jobs(self) -> Future[list[dict[str, Any]]]:
         return self.listed
 
-    def fetch(self, job_id: str) -> None:
+    def fetch(self, job_id: str, replay: bool = False) -> None:
         self.fetches.append(job_id)
 
 

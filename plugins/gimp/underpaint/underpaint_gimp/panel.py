@@ -35,7 +35,6 @@ from underpaint_protocol.panel import (  # noqa: E402
     parse_seed,
     strength_fraction,
     strength_percent,
-    thumbnail,
 )
 from underpaint_protocol.session import ImageData  # noqa: E402
 
@@ -462,13 +461,7 @@ class Panel:
 
     def _show_history(self, controller: Controller) -> None:
         for item in controller.history[:HISTORY_THUMBNAILS]:
-            job = controller.job(item.job_id)
-            if job is not None and job.results and not item.results:
-                # This session's own job: the client drops a refetch's results as repeats, so take
-                # them from the job (the shared controller's fetch_history would wait forever).
-                item.results = list(job.results)
-                item.thumbnails = [thumbnail(result.image) for result in job.results]
-            elif item.job_id not in self._fetched:
+            if item.job_id not in self._fetched:
                 self._fetched.add(item.job_id)
                 controller.fetch_history(item)
         shown = [(item.job_id, len(item.thumbnails)) for item in controller.history]
