@@ -44,6 +44,7 @@ def test_unit(built: str) -> None:
     assert re.search(r"Tests\s+\d+ passed", output), output
 
 
+@pytest.mark.host
 @pytest.mark.timeout(1500)
 def test_e2e_in_chromium_against_a_real_daemon(built: str) -> None:
     # the first diffusion job loads a model; on a busy machine the whole run takes minutes
