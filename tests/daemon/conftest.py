@@ -102,13 +102,13 @@ class Recorder:
         return next(e for e in self.of(job_id) if e.type in ("finished", "failed", "cancelled"))
 
 
-@pytest.fixture
-def make_client(daemon: RunningDaemon) -> Iterator[Callable[..., tuple[UnderpaintClient, Recorder]]]:
+def client_maker(url: str) -> Iterator[Callable[..., tuple[UnderpaintClient, Recorder]]]:
+    """The body of every ``make_client`` fixture: connected clients with recorders, closed afterwards."""
     made: list[UnderpaintClient] = []
 
     def make(**options: Any) -> tuple[UnderpaintClient, Recorder]:
         recorder = Recorder()
-        client = UnderpaintClient(daemon.url, client_name="pytest", on_event=recorder, **options)
+        client = UnderpaintClient(url, client_name="pytest", on_event=recorder, **options)
         client.connect(timeout=10)
         made.append(client)
         return client, recorder
@@ -116,6 +116,11 @@ def make_client(daemon: RunningDaemon) -> Iterator[Callable[..., tuple[Underpain
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def make_client(daemon: RunningDaemon) -> Iterator[Callable[..., tuple[UnderpaintClient, Recorder]]]:
+    yield from client_maker(daemon.url)
 
 
 def raw_connect(url: str, origin: str | None = None) -> ClientConnection:

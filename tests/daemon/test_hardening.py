@@ -123,22 +123,9 @@ def test_per_client_queue_limit(strict: RunningDaemon, strict_client) -> None:
 
 @pytest.fixture
 def strict_client(strict: RunningDaemon):
-    from underpaint_protocol.client import UnderpaintClient
+    from tests.daemon.conftest import client_maker
 
-    made: list[UnderpaintClient] = []
-
-    def make(**options: Any):
-        from tests.daemon.conftest import Recorder
-
-        recorder = Recorder()
-        client = UnderpaintClient(strict.url, client_name="pytest", on_event=recorder, **options)
-        client.connect(timeout=10)
-        made.append(client)
-        return client, recorder
-
-    yield make
-    for client in made:
-        client.close()
+    yield from client_maker(strict.url)
 
 
 # ------------------------------------------------------------ 2. bounded memory

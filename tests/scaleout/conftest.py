@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import ray
 
-from tests.daemon.conftest import Recorder
+from tests.daemon.conftest import Recorder, client_maker
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
 from underpaint.scaleout.backend import RayOptions, RayWorkers
@@ -58,18 +58,7 @@ def ray_daemon(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture
 def make_client(ray_daemon: RayDaemon) -> Iterator[Callable[..., tuple[UnderpaintClient, Recorder]]]:
-    made: list[UnderpaintClient] = []
-
-    def make(**options: Any) -> tuple[UnderpaintClient, Recorder]:
-        recorder = Recorder()
-        client = UnderpaintClient(ray_daemon.url, client_name="pytest", on_event=recorder, **options)
-        client.connect(timeout=10)
-        made.append(client)
-        return client, recorder
-
-    yield make
-    for client in made:
-        client.close()
+    yield from client_maker(ray_daemon.url)
 
 
 def welcome_workers(url: str) -> list[dict[str, Any]]:
