@@ -26,6 +26,7 @@ export class FakeNode {
   private _width = 100;
   private _height = 100;
   visible = true;
+  locked = false;
   opacity = 1;
   fills: Any[] = [];
   strokes: Any[] = [];
@@ -310,7 +311,7 @@ export class FakeFigma {
         return { cancel: () => {} };
       },
       closePlugin: () => {},
-      viewport: { scrollAndZoomIntoView: () => {} },
+      viewport: { center: { x: 0, y: 0 }, scrollAndZoomIntoView: () => {} },
     };
   }
 
@@ -322,7 +323,8 @@ export class FakeFigma {
     return node;
   }
 
-  private emit(event: string): void {
+  /** Fire a figma.on() event ("selectionchange", "close"). */
+  emit(event: string): void {
     for (const handler of this.listeners.get(event) ?? []) handler();
   }
 

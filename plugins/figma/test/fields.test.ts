@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { elapsedText, ignoredFields, modelLabel, parseSeed, plan, progressText, SEED_MAX, strengthFraction, strengthPercent } from "../src/ui/fields";
+import { elapsedText, ignoredFields, ignoredSummary, modelLabel, parseSeed, plan, progressText, SEED_MAX, strengthFraction, strengthPercent } from "../src/ui/fields";
 
 const classical = { id: "classical", engine: "classical", description: "Content-aware fill", modes: ["inpaint", "outpaint"] };
 const tiny = { id: "tiny-random", engine: "diffusion", modes: ["txt2img", "img2img", "inpaint", "outpaint"] };
@@ -34,5 +34,10 @@ describe("panel fields (the same rules as underpaint_protocol/panel.py)", () => 
     expect(progressText(3, 20, 1, 4, 65)).toBe("step 3 of 20, image 2 of 4, 1:05");
     expect(progressText(0, 0, 0, 1, 2)).toBe("starting, 2 s");
     expect(elapsedText(3723)).toBe("1:02:03");
+  });
+  it("says in one line which fields the model does not use, worded as panel.ignored_summary", () => {
+    expect(ignoredSummary(classical as any)).toBe("classical does not use prompt, strength, steps or seed: Content-aware fill.");
+    expect(ignoredSummary(tiny as any)).toBe("");
+    expect(ignoredSummary(undefined)).toBe("");
   });
 });

@@ -4,6 +4,7 @@ import { SelectionError } from "../shared/geometry";
 import type { JobContext, MainToUi, Settings, UiToMain } from "../shared/messages";
 import { DEFAULT_PORT } from "../shared/protocol.gen";
 import { placeResults } from "./place";
+import { dropPreviewNow, endPreview, reapplyResult, showPreview } from "./preview";
 import { classify, describe, prepareJob } from "./selection";
 
 const SETTINGS_KEY = "underpaint-settings";
@@ -33,7 +34,12 @@ async function loadSettings(): Promise<void> {
   const pending = ((await figma.clientStorage.getAsync(PENDING_KEY)) ?? {}) as Record<string, JobContext>;
   post({
     type: "settings",
-    settings: { address: stored.address || DEFAULT_ADDRESS, token: stored.token || "", clientId: stored.clientId || "" },
+    settings: {
+      address: stored.address || DEFAULT_ADDRESS,
+      token: stored.token || "",
+      clientId: stored.clientId || "",
+      landDirectly: stored.landDirectly === true,
+    },
     pending,
   });
 }
@@ -70,6 +76,30 @@ async function handle(message: UiToMain): Promise<void> {
         post({ type: "place-error", jobId: message.jobId, message: errorText(error) });
       }
       return;
+    case "show-preview":
+      try {
+        post({ type: "preview-shown", nodeId: await showPreview(message.context, message.item, message.label) });
+      } catch (error) {
+        post({ type: "place-error", jobId: "", message: errorText(error) });
+      }
+      return;
+    case "end-preview":
+    case "reapply": {
+      const jobId = message.type === "reapply" ? message.jobId : message.keep?.jobId;
+      try {
+        const placed =
+          message.type === "reapply" ? await reapplyResult(message.item, message.canvas, message.mode) : await endPreview(message.keep);
+        if (placed === null || jobId === undefined) {
+          post({ type: "preview-ended" });
+          return;
+        }
+        for (const note of placed.notes) figma.notify(note, { timeout: 8000 });
+        post({ type: "placed", jobId, ...placed });
+      } catch (error) {
+        post({ type: "place-error", jobId: jobId ?? "", message: errorText(error) });
+      }
+      return;
+    }
     case "notify":
       figma.notify(message.message, { error: message.error === true });
       return;
@@ -81,3 +111,4 @@ figma.ui.onmessage = (message: UiToMain) => {
   void handle(message);
 };
 figma.on("selectionchange", sendSelection);
+figma.on("close", dropPreviewNow);

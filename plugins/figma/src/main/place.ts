@@ -5,7 +5,7 @@ import type { JobContext, ResultItem } from "../shared/messages";
 
 type Parent = BaseNode & ChildrenMixin;
 
-async function parentOf(context: JobContext): Promise<{ parent: Parent; index: number }> {
+export async function parentOf(context: JobContext): Promise<{ parent: Parent; index: number }> {
   const found = await figma.getNodeByIdAsync(context.placement.parentId);
   const parent = (found && "children" in found ? found : figma.currentPage) as Parent;
   const base = parent.children.findIndex((child) => child.id === context.baseId);

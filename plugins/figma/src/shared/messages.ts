@@ -6,6 +6,8 @@ export interface Settings {
   address: string;
   token: string;
   clientId: string;
+  /** Results land as nodes at once (no preview node to Apply or Discard first). */
+  landDirectly: boolean;
 }
 
 export interface PrepareOptions {
@@ -49,7 +51,13 @@ export type UiToMain =
   | { type: "prepare"; requestId: string; options: PrepareOptions }
   | { type: "place"; jobId: string; context: JobContext; prompt: string; results: ResultItem[] }
   | { type: "notify"; message: string; error?: boolean }
-  | { type: "save-pending"; pending: Record<string, JobContext> };
+  | { type: "save-pending"; pending: Record<string, JobContext> }
+  /** Show `item` in the one preview node (made, or refilled in place), where it would land. */
+  | { type: "show-preview"; context: JobContext; item: ResultItem; label: string }
+  /** Remove the preview node; with `keep`, land those results as `place` does (Apply). */
+  | { type: "end-preview"; keep?: { jobId: string; context: JobContext; prompt: string; results: ResultItem[] } }
+  /** Land a history result over the selected image when it has the result's canvas proportions, else at the viewport's centre. */
+  | { type: "reapply"; jobId: string; item: ResultItem; canvas: { width: number; height: number }; mode: Mode };
 
 export type MainToUi =
   | { type: "settings"; settings: Settings; pending: Record<string, JobContext> }
@@ -57,4 +65,6 @@ export type MainToUi =
   | { type: "prepared"; requestId: string; job: PreparedJob }
   | { type: "prepare-error"; requestId: string; message: string }
   | { type: "placed"; jobId: string; nodeIds: string[]; notes: string[] }
-  | { type: "place-error"; jobId: string; message: string };
+  | { type: "place-error"; jobId: string; message: string }
+  | { type: "preview-shown"; nodeId: string }
+  | { type: "preview-ended" };

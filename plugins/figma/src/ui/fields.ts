@@ -51,6 +51,13 @@ export function ignoredFields(model: ModelInfo | undefined): Partial<Record<Fiel
   return Object.fromEntries(GENERATIVE_ONLY.map((name) => [name, why]));
 }
 
+/** One line when fields are off: which, and why ("" when the model uses them all); as ignored_summary. */
+export function ignoredSummary(model: ModelInfo | undefined): string {
+  if (!model || Object.keys(ignoredFields(model)).length === 0) return "";
+  const why = (model.description || "it fills from the surroundings").replace(/\.+$/, "");
+  return `${model.id} does not use prompt, strength, steps or seed: ${why}.`;
+}
+
 /** What Generate will do now, and why it would be refused (before anything is sent). */
 export function plan(mode: string | null, summary: string, model: ModelInfo | undefined): { sentence: string; refusal: string | null } {
   if (mode === null) return { sentence: summary, refusal: summary };

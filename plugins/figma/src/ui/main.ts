@@ -6,8 +6,10 @@ import { DEFAULT_PORT, type ServerMessageOf, type Welcome } from "../shared/prot
 import { buildUpload } from "../shared/upload";
 import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
 import { describeError } from "./errors";
-import { ignoredFields, type ModelInfo, modelLabel, parseSeed, plan, progressText, strengthFraction } from "./fields";
+import { ignoredFields, ignoredSummary, type ModelInfo, modelLabel, parseSeed, plan, progressText, strengthFraction } from "./fields";
+import type { ReusedFields } from "./history";
 import { cropPng, fitForFigma, randomClientId } from "./images";
+import { ResultsPanel } from "./results";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
 
@@ -55,7 +57,7 @@ interface RunningJob {
 }
 
 const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
-let settings: Settings = { address: DEFAULT_ADDRESS, token: "", clientId: "" };
+let settings: Settings = { address: DEFAULT_ADDRESS, token: "", clientId: "", landDirectly: false };
 let client: UnderpaintClient | null = null;
 let selectionOk = false;
 let selectionMode: string | null = null;
@@ -188,9 +190,9 @@ function updatePlan(): void {
   }
   ui.strength.disabled = ui.strengthAuto.checked || ignored.strength !== undefined;
   ui.seed.disabled = !ui.seedLock.checked || ignored.seed !== undefined;
-  const why = Object.values(ignored)[0];
-  ui.ignored.hidden = why === undefined;
-  ui.ignored.textContent = why ? `${why} Those fields are greyed out.` : "";
+  const summary = ignoredSummary(model);
+  ui.ignored.hidden = summary === "";
+  ui.ignored.textContent = summary;
   updateButtons();
 }
 
@@ -229,6 +231,7 @@ async function onEvent(event: SessionEvent): Promise<void> {
   const message = event.message;
   const jobId = event.jobId;
   const job = jobId ? jobs.get(jobId) : undefined;
+  if (job === undefined && results.receive(event)) return;
   const run = job?.run;
   if (run) run.receive(message);
   const isCurrent = jobId !== undefined && jobId === currentJobId();
@@ -239,6 +242,7 @@ async function onEvent(event: SessionEvent): Promise<void> {
         settings.clientId = message.client_id;
         toMain({ type: "save-settings", settings: { clientId: settings.clientId } });
       }
+      results.welcomed(message.outputs);
       return;
     case "queued":
       if (isCurrent) setStatus(`Queued at position ${message.position}.`, 0);
@@ -325,7 +329,10 @@ function finishJob(jobId: string, message: ServerMessageOf<"finished" | "failed"
   } else if (message.type === "finished") {
     setStatus(`Done: ${message.results} result${message.results === 1 ? "" : "s"}. Placing…`, 1, 1);
   }
-  if (job && job.results.length > 0) {
+  if (job && job.results.length > 0 && results.stage(jobId, job.context, job.prompt, job.results)) {
+    dropJob(jobId);
+    results.refresh();
+  } else if (job && job.results.length > 0) {
     toMain({ type: "place", jobId, context: job.context, prompt: job.prompt, results: job.results });
   } else {
     dropJob(jobId);
@@ -453,6 +460,7 @@ window.addEventListener("message", (event: MessageEvent) => {
       }
       ui.address.value = settings.address;
       ui.token.value = settings.token;
+      results.setLandDirectly(settings.landDirectly);
       for (const [jobId, context] of Object.entries(pending)) jobs.set(jobId, { context, prompt: "", results: [] });
       connect();
       return;
@@ -475,11 +483,44 @@ window.addEventListener("message", (event: MessageEvent) => {
       dropJob(message.jobId);
       for (const note of message.notes) addNote(note);
       setStatus(`Placed ${message.nodeIds.length > 1 ? "a group of results" : "the result"} on the canvas.`, 1, 1);
+      results.refresh();
+      return;
+    case "preview-shown":
+    case "preview-ended":
       return;
     case "place-error":
       showError({ code: "place_failed", message: message.message });
       return;
   }
+});
+
+/** "Reuse" on a history row: its parameters, its own seed locked, into the fields. */
+function reuse(fields: ReusedFields): void {
+  if (fields.model !== null && welcome?.models.some((m) => m.id === fields.model)) ui.model.value = fields.model;
+  ui.prompt.value = fields.prompt;
+  ui.negative.value = fields.negativePrompt;
+  ui.strengthAuto.checked = fields.strength === null;
+  if (fields.strength !== null) ui.strength.value = String(fields.strength);
+  ui.strengthValue.textContent = fields.strength === null ? "mode default" : `${fields.strength}%`;
+  ui.steps.value = fields.steps === null ? "" : String(fields.steps);
+  ui.seedLock.checked = fields.seed !== null;
+  ui.seed.value = fields.seed === null ? "" : String(fields.seed);
+  ui.batch.value = "1";
+  updatePlan();
+  setStatus("Reused a result's parameters (its seed is locked).");
+}
+
+const results = new ResultsPanel({
+  toMain,
+  daemon: () => (client?.isConnected ? client : null),
+  setStatus: (text) => setStatus(text),
+  showError: (text) => showError({ code: "plugin", message: text }),
+  showImage: (png) => (png ? showPreview(png) : hidePreview()),
+  reuse,
+  saveLandDirectly: (landDirectly) => {
+    settings.landDirectly = landDirectly;
+    toMain({ type: "save-settings", settings: { landDirectly } });
+  },
 });
 
 ui.connect.addEventListener("click", connect);
