@@ -73,6 +73,13 @@ describe("history (the controller's list_jobs + fetch rules)", () => {
     expect(history.listed([summary("a", 1)])).toEqual([]);
   });
 
+  it("leaves the jobs the sidebar is still landing to the sidebar", () => {
+    const history = new History();
+    expect(history.listed([summary("a", 1), summary("b", 2)], (id) => id === "a")).toEqual(["b"]);
+    expect(history.fetching("a")).toBe(false);
+    expect(history.listed([summary("a", 1), summary("b", 2)])).toEqual(["a"]);
+  });
+
   it("reuse copies a result's parameters, its own seed (over 2^31) included, strength in percent", () => {
     expect(reuseFields({ seed: 3000000061, prompt: "a fox", model: "tiny-random", negative_prompt: "blur", strength: 0.35, steps: 7 })).toEqual({
       model: "tiny-random",

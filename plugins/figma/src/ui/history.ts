@@ -64,8 +64,11 @@ export function reuseFields(params: Record<string, unknown>): ReusedFields {
 export class History {
   items: HistoryItem[] = [];
 
-  /** A fresh `jobs` list: finished jobs with results, newest first (fetched ones kept); the ids to fetch. */
-  listed(summaries: JobSummary[]): string[] {
+  /**
+   * A fresh `jobs` list: finished jobs with results, newest first (fetched ones kept); the ids to
+   * fetch. `mine` says which jobs the sidebar is still landing itself (their events are its own).
+   */
+  listed(summaries: JobSummary[], mine: (jobId: string) => boolean = () => false): string[] {
     const known = new Map(this.items.map((item) => [item.summary.job_id, item]));
     this.items = summaries
       .filter((s) => s.state === "finished" && s.results > 0)
@@ -75,7 +78,7 @@ export class History {
         item.summary = summary;
         return item;
       });
-    const wanted = this.items.slice(0, HISTORY_FETCHED).filter((item) => item.results.length === 0 && !item.fetching && !item.gone);
+    const wanted = this.items.slice(0, HISTORY_FETCHED).filter((item) => item.results.length === 0 && !item.fetching && !item.gone && !mine(item.summary.job_id));
     for (const item of wanted) item.fetching = true;
     return wanted.map((item) => item.summary.job_id);
   }

@@ -513,6 +513,7 @@ function reuse(fields: ReusedFields): void {
 const results = new ResultsPanel({
   toMain,
   daemon: () => (client?.isConnected ? client : null),
+  isOwn: (jobId) => jobs.has(jobId),
   setStatus: (text) => setStatus(text),
   showError: (text) => showError({ code: "plugin", message: text }),
   showImage: (png) => (png ? showPreview(png) : hidePreview()),

@@ -16,6 +16,8 @@ export interface ResultsHost {
   toMain(message: UiToMain): void;
   /** The connected client's calls (null when not connected). */
   daemon(): { listJobs(): Promise<JobSummary[]>; fetch(jobId: string): void } | null;
+  /** Whether the sidebar is still landing this job itself (a pending or running job). */
+  isOwn(jobId: string): boolean;
   setStatus(text: string): void;
   showError(text: string): void;
   showImage(png: Uint8Array | null): void;
@@ -120,7 +122,7 @@ export class ResultsPanel {
     daemon
       .listJobs()
       .then((summaries) => {
-        for (const jobId of this.history.listed(summaries)) daemon.fetch(jobId);
+        for (const jobId of this.history.listed(summaries, (jobId) => this.host.isOwn(jobId))) daemon.fetch(jobId);
         this.drawHistory();
       })
       .catch((error) => this.host.showError(`Could not list the daemon's jobs: ${error instanceof Error ? error.message : String(error)}`));

@@ -4,7 +4,7 @@
  * daemon on a free port with the classical engine.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { connect as tcpConnect, createServer as createTcpServer } from "node:net";
@@ -165,7 +165,8 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "underpaint-figma-e2e-"));
   daemonPort = await freePort();
   const tokenFile = join(tmp, "token");
-  daemon = spawn(python, ["-m", "underpaint", "serve", "--port", String(daemonPort), "--no-outputs", "--token-file", tokenFile, "--model", "tiny-random"], {
+  const outputs = join(tmp, "outputs");
+  daemon = spawn(python, ["-m", "underpaint", "serve", "--port", String(daemonPort), "--outputs", outputs, "--token-file", tokenFile, "--model", "tiny-random"], {
     cwd: repo,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -216,7 +217,8 @@ beforeAll(async () => {
   await page.goto(`http://127.0.0.1:${httpPort}/host.html`);
   // Start with an address nothing listens on and no token, as a first-time user would.
   const closedPort = await freePort();
-  await page.evaluate((settings) => (window as any).setupScene(settings), { address: `ws://localhost:${closedPort}`, token: "" });
+  // Results land directly until the preview scenarios turn that setting off.
+  await page.evaluate((settings) => (window as any).setupScene(settings), { address: `ws://localhost:${closedPort}`, token: "", landDirectly: true });
   await page.evaluate(() => (window as any).openUi());
   await waitFor("the sidebar iframe", async () => page.frames().find((f) => f.url().endsWith("/ui.html")));
   ui = page.frames().find((f) => f.url().endsWith("/ui.html"))!;
@@ -624,8 +626,158 @@ describe("figma plugin against a real daemon", () => {
     expect(await ui.isEnabled("#generate")).toBe(true);
   });
 
-  it("saves a screenshot of the sidebar", async () => {
+  it("previews a batch first: one preview node, image k of n, Apply lands what a direct landing would, one undo step", async () => {
+    await ui.uncheck("#land-directly");
+    await waitFor("the setting in clientStorage", async () => (await page.evaluate(() => (window as any).fake.storage.get("underpaint-settings"))).landDirectly === false);
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "tiny-random");
+    await ui.selectOption("#scale", "1");
+    await ui.fill("#prompt", "previewed");
+    await ui.fill("#steps", "2");
+    await ui.fill("#batch", "2");
+    const before = (await received("result")).length;
+    const createdBefore = (await page.evaluate(() => (window as any).created())).length;
+    const undoBefore: number = await page.evaluate(() => (window as any).undoCommits());
+    await ui.click("#generate");
+    const previews = async (): Promise<any[]> =>
+      (await page.evaluate(() => (window as any).created())).filter((n: any) => n.name.startsWith("[preview"));
+    const [first] = await waitFor("the preview node", async () => ((await previews()).length === 1 ? previews() : null), 120000);
+    await waitFor("the preview bar", async () => (await ui.textContent("#staged-label")) === "image 1 of 2");
+    expect(await ui.isVisible("#staged")).toBe(true);
+    expect(await ui.isVisible("#apply-all")).toBe(true);
+    const results = (await received("result")).slice(before).sort((a, b) => a.index - b.index);
+    expect(results).toHaveLength(2);
+    expect(first.name).toBe(`[preview 1/2] ${results[0].layer.name}`);
+    expect(first.parent).toBe("Board");
+    expect([first.x, first.y, first.width, first.height]).toEqual([40 + results[0].layer.x, 60 + results[0].layer.y, results[0].layer.width, results[0].layer.height]);
+    // shown, not landed: the mask shape is as the user drew it, nothing else was created, no undo step yet
+    const order: string[] = await page.evaluate(() => (window as any).fake.page.children[0].children.map((n: any) => n.name));
+    expect(order.indexOf(first.name)).toBeGreaterThan(order.indexOf("Mask"));
+    expect(await page.evaluate(() => (window as any).nodeState("Mask"))).toMatchObject({ visible: true });
+    expect((await page.evaluate(() => (window as any).created())).length).toBe(createdBefore + 1);
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBe(undoBefore);
+    mkdirSync(join(repo, "artifacts"), { recursive: true });
+    await ui.evaluate(() => document.getElementById("staged")!.scrollIntoView({ block: "center" }));
+    await page.locator("#plugin-ui").screenshot({ path: join(repo, "artifacts/figma-preview.png") });
+    // step to the second image: the same node, refilled
+    await ui.click("#staged-next");
+    await waitFor("image 2 of 2", async () => (await ui.textContent("#staged-label")) === "image 2 of 2");
+    const [second] = await waitFor("the refilled preview", async () => {
+      const nodes = await previews();
+      return nodes.length === 1 && nodes[0].name === `[preview 2/2] ${results[1].layer.name}` ? nodes : null;
+    });
+    expect(second.id).toBe(first.id);
+    // Apply: the preview goes, the second image lands as a direct landing would (over its region, right above the image, mask hidden)
+    await ui.click("#apply");
+    const landed = await waitFor("the applied result", async () =>
+      (await page.evaluate(() => (window as any).created())).find((n: any) => n.name === results[1].layer.name),
+    );
+    expect(await previews()).toEqual([]);
+    expect(landed.parent).toBe("Board");
+    expect([landed.x, landed.y, landed.width, landed.height]).toEqual([40 + results[1].layer.x, 60 + results[1].layer.y, results[1].layer.width, results[1].layer.height]);
+    expect(landed.pixels).toEqual({ width: results[1].layer.width, height: results[1].layer.height });
+    const after: string[] = await page.evaluate(() => (window as any).fake.page.children[0].children.map((n: any) => n.name));
+    expect(after.indexOf(landed.name)).toBe(after.indexOf("Photo") + 1);
+    expect(await page.evaluate(() => (window as any).nodeState("Mask"))).toMatchObject({ visible: false });
+    expect((await page.evaluate(() => (window as any).created())).length).toBe(createdBefore + 1);
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBe(undoBefore + 1);
+    expect(await ui.isHidden("#staged")).toBe(true);
+    await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed the result"));
+  }, 240000);
+
+  it("Discard removes the preview and leaves the document as it was", async () => {
+    await page.evaluate(() => (window as any).select("Lone photo"));
+    await waitFor("img2img summary", async () => (await sidebar()).selection.startsWith("img2img"));
+    await ui.fill("#prompt", "discarded");
+    await ui.fill("#batch", "1");
+    const tree = await page.evaluate(() => (window as any).tree());
+    const undoBefore: number = await page.evaluate(() => (window as any).undoCommits());
+    await ui.click("#generate");
+    await waitFor("the preview bar", async () => (await ui.textContent("#staged-label")) === "image 1 of 1", 120000);
+    expect(await ui.isHidden("#apply-all")).toBe(true);
+    expect(await ui.isDisabled("#staged-next")).toBe(true);
+    await waitFor("the preview node", async () => JSON.stringify(await page.evaluate(() => (window as any).tree())).includes("[preview 1/1] discarded"));
+    await ui.click("#discard");
+    await waitFor("the document as it was", async () => JSON.stringify(await page.evaluate(() => (window as any).tree())) === JSON.stringify(tree));
+    expect(await ui.isHidden("#staged")).toBe(true);
+    expect((await sidebar()).status).toContain("Discarded");
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBeLessThanOrEqual(undoBefore + 1);
+  }, 240000);
+
+  it("history: a CLI job under the plugin's client id, made while the sidebar was closed, is listed, re-applied and reused", async () => {
+    const clientId: string = (await page.evaluate(() => (window as any).fake.storage.get("underpaint-settings"))).clientId;
+    await page.evaluate(() => (window as any).closeUi());
+    const seed = 3000000061; // over 2^31: no host field may clamp it
+    const cli = spawnSync(
+      python,
+      ["-m", "underpaint", "generate", "txt2img", "--server", `ws://localhost:${daemonPort}`, "--token", token, "--client-id", clientId,
+        "--width", "64", "--height", "48", "--prompt", "from the cli", "--model", "tiny-random", "--steps", "3", "--seed", String(seed),
+        "--out", join(tmp, "cli.png")],
+      { cwd: repo, encoding: "utf8", timeout: 180000, env: { ...process.env, HF_HUB_OFFLINE: "1" } },
+    );
+    expect(cli.status, `${cli.stdout}\n${cli.stderr}`).toBe(0);
+    await page.evaluate(() => (window as any).openAgain());
+    await waitFor("the reopened sidebar", async () => {
+      const frame = page.frames().find((f) => f.url().endsWith("/ui.html"));
+      if (!frame) return null;
+      ui = frame;
+      return (await sidebar()).state === "connected";
+    });
+    const row = ui.locator("#history li", { hasText: "from the cli" });
+    await waitFor("the CLI job in the history, with its thumbnail and seed", async () =>
+      (await row.count()) === 1 && (await row.locator("img.thumb").count()) === 1 && ((await row.textContent()) ?? "").includes(`seed ${seed}`),
+    );
+    expect(await row.textContent()).toContain("txt2img · tiny-random");
+    // the sidebar's own jobs are there too (this client id's, newest first)
+    const rows = await ui.locator("#history li").allTextContents();
+    expect(rows[0]).toContain("from the cli");
+    expect(rows.some((text) => text.includes("previewed"))).toBe(true);
+    // the outputs folder: a path to copy (a browser plugin cannot open folders)
+    expect(await ui.isVisible("#outputs")).toBe(true);
+    expect(await ui.inputValue("#outputs")).toBe(join(tmp, "outputs"));
+    await ui.click("#outputs-copy");
+    expect((await sidebar()).status).toMatch(/Copied the outputs folder's path|The path is selected/);
+    // re-apply over the 64x48 frame it fits: exactly over it
+    await page.evaluate(() => (window as any).select("Empty"));
+    const createdBefore = (await page.evaluate(() => (window as any).created())).length;
+    await row.locator("button.reapply").click();
+    const node = await waitFor("the re-applied result", async () =>
+      (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("from the cli")),
+    );
+    expect([node.x, node.y, node.width, node.height]).toEqual([600, 40, 64, 48]);
+    expect(node.pixels).toEqual({ width: 64, height: 48 });
+    expect((await page.evaluate(() => (window as any).created())).length).toBe(createdBefore + 1);
+    // reuse: its parameters into the fields, the seed locked as it was
+    await row.locator("button.reuse").click();
+    expect(await ui.inputValue("#prompt")).toBe("from the cli");
+    expect(await ui.inputValue("#seed")).toBe(String(seed));
+    expect(await ui.isChecked("#seed-lock")).toBe(true);
+    expect(await ui.inputValue("#steps")).toBe("3");
+    expect(await ui.inputValue("#model")).toBe("tiny-random");
+    // and Generate sends exactly that seed
+    await recordWire();
+    await ui.click("#generate");
+    await waitFor("the preview of the reused job", async () => (await ui.textContent("#staged-label")) === "image 1 of 1", 120000);
+    const { submit } = await lastSubmit();
+    expect(submit.job).toMatchObject({ mode: "txt2img", seed, steps: 3, prompt: "from the cli" });
+    const result = (await received("result")).at(-1);
+    expect(result.params.seed).toBe(seed);
+    await ui.click("#discard");
+    await ui.uncheck("#seed-lock");
+    await ui.fill("#steps", "");
+  }, 300000);
+
+  it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
+    const size = await page.evaluate(() => (window as any).fake.uiOptions.options);
+    expect([size.width, size.height]).toEqual([340, 760]);
+    await page.evaluate(([w, h]) => (window as any).sizeUi(w, h), [size.width, size.height]);
+    await ui.evaluate(() => window.scrollTo(0, 0));
     mkdirSync(join(repo, "artifacts"), { recursive: true });
     await page.locator("#plugin-ui").screenshot({ path: join(repo, "artifacts/figma-sidebar.png") });
+    // nothing in the sidebar is wider than it: no sideways scrolling
+    expect(await ui.evaluate(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth)).toBe(true);
+    await ui.evaluate(() => document.getElementById("history")!.scrollIntoView({ block: "center" }));
+    await page.locator("#plugin-ui").screenshot({ path: join(repo, "artifacts/figma-history.png") });
   });
 });

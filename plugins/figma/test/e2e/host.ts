@@ -94,3 +94,31 @@ w.nodeState = (name: string) => {
 
 w.undoCommits = () => fake.undoCommits;
 w.pageNames = () => fake.page.children.map((n) => n.name);
+
+/** The whole page as names, visibility, geometry and fills: what "the document is unchanged" compares. */
+w.tree = () => {
+  const walk = (node: FakeNode): unknown => ({
+    id: node.id,
+    name: node.name,
+    visible: node.visible,
+    box: [node.x, node.y, node.width, node.height],
+    fills: JSON.stringify(node.fills),
+    children: node.children.map(walk),
+  });
+  return walk(fake.page);
+};
+
+/** Close the sidebar (the plugin's window) without reopening it; `openAgain` brings it back. */
+w.closeUi = () => {
+  (document.getElementById("plugin-ui") as HTMLIFrameElement).src = "about:blank";
+};
+w.openAgain = () => {
+  (document.getElementById("plugin-ui") as HTMLIFrameElement).src = "/ui.html";
+};
+
+/** The sidebar at the size Figma opens it (code.ts's showUI), or the test's taller one. */
+w.sizeUi = (width: number, height: number) => {
+  const iframe = document.getElementById("plugin-ui") as HTMLIFrameElement;
+  iframe.style.width = `${width}px`;
+  iframe.style.height = `${height}px`;
+};
