@@ -19,6 +19,7 @@ thread. So the state machine runs without sockets in tests: give it a fake clien
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import queue
 import threading
@@ -1008,6 +1009,27 @@ class Controller:
             assert isinstance(job.canvas, PreviewCanvas)
             job.handles += job.canvas.end_preview(staged.handle, kept)
             job.pasted.append(kept)
+
+        self._guarded(job, job.results, land)
+        self._show()
+
+    def apply_all(self) -> None:
+        """Every result of the previewed batch becomes a normal result layer, in one group exactly as a
+        direct landing of the batch (first item visible): the preview goes, then one paste (one undo
+        step for the batch; a host that records the preview's removal apart keeps that step too)."""
+        staged, self.staged = self.staged, None
+        if staged is None or staged.handle is None:
+            return
+        job = staged.job
+        canvas = job.canvas
+        assert isinstance(canvas, PreviewCanvas)
+
+        def land() -> None:
+            layers = self._layers(job, job.results)
+            layers = [dataclasses.replace(layer, visible=index == 0) for index, layer in enumerate(layers)]
+            canvas.end_preview(staged.handle, None)
+            job.handles += canvas.paste(layers, group_name(job, job.results) if len(layers) > 1 else None)
+            job.pasted += layers
 
         self._guarded(job, job.results, land)
         self._show()

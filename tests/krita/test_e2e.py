@@ -43,6 +43,15 @@ JOBS = [
     {"name": "cancel", "model": "tiny-random", "prompt": "slow", "steps": 300, "seed": 5, "cancel": True},
     {"name": "apply", "model": "tiny-random", "prompt": "kept", "steps": 2, "batch": 2, "seed": 21, "preview": "apply"},
     {"name": "discard", "model": "tiny-random", "prompt": "dropped", "steps": 2, "seed": 22, "preview": "discard"},
+    {
+        "name": "apply_all",
+        "model": "tiny-random",
+        "prompt": "all",
+        "steps": 2,
+        "batch": 2,
+        "seed": 23,
+        "preview": "apply_all",
+    },
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
 
@@ -268,6 +277,17 @@ def test_preview_then_apply_is_one_undo_step(krita_run: dict[str, Any]) -> None:
     names = sorted(n["name"] for n in record["after"])
     assert names == sorted([n["name"] for n in record["before"]] + [record["result_names"][1]])
     assert record["undo"]["after_undo"] == record["before"], "one undo takes the applied result away"
+    assert record["undo"]["after_redo"] == record["after"]
+
+
+def test_preview_then_apply_all_lands_the_batch_as_one_group(krita_run: dict[str, Any]) -> None:
+    record = krita_run["previews"]["apply_all"]
+    assert record["pasted"] == record["result_names"] and len(record["result_names"]) == 2
+    before = [n["name"] for n in record["before"]]
+    added = [n for n in record["after"] if n["name"] not in before]
+    assert len(added) == 1 and added[0]["name"].startswith("all [seeds"), record["after"]
+    assert not any(n["name"].startswith("[preview") for n in record["after"]), "the preview layer is gone"
+    assert record["undo"]["after_undo"] == record["before"], "one undo takes the whole group away"
     assert record["undo"]["after_redo"] == record["after"]
 
 

@@ -185,6 +185,27 @@ def test_results_go_to_one_preview_layer_stepped_through_then_applied_as_one_und
     assert controller.staged is None and [layer.name for layer in job.pasted] == ["p [seed 102]"]
 
 
+def test_apply_all_lands_the_whole_batch_as_one_group_like_a_direct_landing() -> None:
+    controller, _, canvas, job = staged_controller()
+    controller.preview_step(1)
+    controller.apply_all()
+    assert controller.staged is None and [layer.name for layer in canvas.layers] == [
+        "cup [seeds 100-102]",
+        "Background",
+    ]
+    group = canvas.layers[0]
+    assert group.children is not None
+    assert [(layer.name, layer.x, layer.y, layer.visible) for layer in group.children] == [
+        ("p [seed 100]", 10, 10, True),
+        ("p [seed 101]", 10, 10, False),
+        ("p [seed 102]", 10, 10, False),
+    ]
+    # the preview's removal, then the batch as one paste: undoing once takes the whole group away
+    assert canvas.undo_steps == ["discard", "paste"] and len(job.pasted) == 3
+    controller.apply_all()  # nothing staged any more: nothing happens
+    assert canvas.undo_steps == ["discard", "paste"]
+
+
 def test_discard_removes_the_preview_as_one_undo_step() -> None:
     controller, _, canvas, job = staged_controller()
     controller.discard()

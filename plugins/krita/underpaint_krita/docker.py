@@ -271,13 +271,20 @@ class UnderpaintDocker(DockWidget):
         self.apply_button = QtWidgets.QPushButton("Apply")
         self.apply_button.setToolTip("Keep the previewed result as a layer")
         self.apply_button.clicked.connect(lambda: self.model.controller.apply())
+        self.apply_all_button = QtWidgets.QPushButton("Apply all")
+        self.apply_all_button.setToolTip("Keep every result of the batch as layers in one group (one undo step)")
+        self.apply_all_button.clicked.connect(lambda: self.model.controller.apply_all())
         self.discard_button = QtWidgets.QPushButton("Discard")
         self.discard_button.clicked.connect(lambda: self.model.controller.discard())
         for widget in (self.previous_button, self.staged_label, self.next_button):
             staged.addWidget(widget)
-        staged.addWidget(self.apply_button, 1)
-        staged.addWidget(self.discard_button, 1)
+        staged.addStretch(1)
         form.addLayout(staged)
+        # the buttons on their own row: with the stepper they would not fit a 300 px dock
+        staged_buttons = QtWidgets.QHBoxLayout()
+        for button in (self.apply_button, self.apply_all_button, self.discard_button):
+            staged_buttons.addWidget(button, 1)
+        form.addLayout(staged_buttons)
         self.direct_check = QtWidgets.QCheckBox("Results land directly (no preview)")
         self.direct_check.setChecked(m.land_directly)
         self.direct_check.toggled.connect(lambda on: self.model.set_land_directly(bool(on)))
@@ -486,6 +493,7 @@ class UnderpaintDocker(DockWidget):
             ):
                 widget.setEnabled(staged is not None)
             count = len(staged.job.results) if staged is not None else 0
+            self.apply_all_button.setEnabled(count > 1)
             self.staged_label.setText(f"{staged.index + 1}/{count}" if staged is not None else "-")
             self._show_queue()
             self._show_history()

@@ -218,12 +218,16 @@ class Panel:
         self.apply = Gtk.Button(label="Apply")
         self.apply.set_tooltip_text("Keep the previewed result as a layer (one undo step)")
         self.apply.connect("clicked", lambda _: self.controller.apply())
+        self.apply_all = Gtk.Button(label="Apply all")
+        self.apply_all.set_tooltip_text("Keep every result of the batch as layers in one group (one undo step)")
+        self.apply_all.connect("clicked", lambda _: self.controller.apply_all())
         self.discard = Gtk.Button(label="Discard")
         self.discard.set_tooltip_text("Remove the preview layer; the results stay in the history")
         self.discard.connect("clicked", lambda _: self.controller.discard())
         for widget in (self.previous_result, self.staged_label, self.next_result):
             self.staged_row.pack_start(widget, False, False, 0)
         self.staged_row.pack_end(self.discard, False, False, 0)
+        self.staged_row.pack_end(self.apply_all, False, False, 0)
         self.staged_row.pack_end(self.apply, False, False, 0)
         box.pack_start(self.staged_row, False, False, 0)
 
@@ -456,6 +460,7 @@ class Panel:
         self.staged_label.set_text(f"Result {staged.index + 1} of {count}")
         self.previous_result.set_sensitive(count > 1)
         self.next_result.set_sensitive(count > 1)
+        self.apply_all.set_sensitive(count > 1)
         if staged.job.results:
             self._show_preview(staged.job.results[staged.index].image)
 

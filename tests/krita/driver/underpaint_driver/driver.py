@@ -278,13 +278,14 @@ class TestDriver(Extension):
         self.step = self._start_job
 
     def _preview(self, job: dict[str, Any], entry: Any) -> None:
-        """Step through the batch in the preview layer, then click Apply or Discard; undo once."""
+        """Step through the batch in the preview layer, then click Apply, Apply all or Discard; undo once."""
         dock = self.dock
         names = [_preview_name(self.doc.rootNode())]
         dock.next_button.click()
         names.append(_preview_name(self.doc.rootNode()))
         with_preview = _tree(self.doc.rootNode())
-        (dock.apply_button if job["preview"] == "apply" else dock.discard_button).click()
+        buttons = {"apply": dock.apply_button, "apply_all": dock.apply_all_button, "discard": dock.discard_button}
+        buttons[job["preview"]].click()
         self.doc.waitForDone()
         record = {
             "state": entry.state,
