@@ -629,12 +629,17 @@ describe("figma plugin against a real daemon", () => {
   it("previews a batch first: one preview node, image k of n, Apply lands what a direct landing would, one undo step", async () => {
     await ui.uncheck("#land-directly");
     await waitFor("the setting in clientStorage", async () => (await page.evaluate(() => (window as any).fake.storage.get("underpaint-settings"))).landDirectly === false);
+    // the user unhides the mask shape (an earlier landing hid it) to paint again
+    await page.evaluate(() => {
+      for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true;
+    });
     await page.evaluate(() => (window as any).select("Photo", "Mask"));
     await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    // the classical engine (quick on a loaded machine); it ignores (disables) the prompt, set first
     await ui.selectOption("#model", "tiny-random");
-    await ui.selectOption("#scale", "1");
     await ui.fill("#prompt", "previewed");
-    await ui.fill("#steps", "2");
+    await ui.selectOption("#model", "classical");
+    await ui.selectOption("#scale", "1");
     await ui.fill("#batch", "2");
     const before = (await received("result")).length;
     const createdBefore = (await page.evaluate(() => (window as any).created())).length;
@@ -687,9 +692,11 @@ describe("figma plugin against a real daemon", () => {
   }, 240000);
 
   it("Discard removes the preview and leaves the document as it was", async () => {
-    await page.evaluate(() => (window as any).select("Lone photo"));
-    await waitFor("img2img summary", async () => (await sidebar()).selection.startsWith("img2img"));
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "tiny-random");
     await ui.fill("#prompt", "discarded");
+    await ui.selectOption("#model", "classical");
     await ui.fill("#batch", "1");
     const tree = await page.evaluate(() => (window as any).tree());
     const undoBefore: number = await page.evaluate(() => (window as any).undoCommits());
@@ -758,7 +765,7 @@ describe("figma plugin against a real daemon", () => {
     // and Generate sends exactly that seed
     await recordWire();
     await ui.click("#generate");
-    await waitFor("the preview of the reused job", async () => (await ui.textContent("#staged-label")) === "image 1 of 1", 120000);
+    await waitFor("the preview of the reused job", async () => (await ui.textContent("#staged-label")) === "image 1 of 1", 240000);
     const { submit } = await lastSubmit();
     expect(submit.job).toMatchObject({ mode: "txt2img", seed, steps: 3, prompt: "from the cli" });
     const result = (await received("result")).at(-1);
@@ -766,7 +773,7 @@ describe("figma plugin against a real daemon", () => {
     await ui.click("#discard");
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
-  }, 300000);
+  }, 540000);
 
   it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
     const size = await page.evaluate(() => (window as any).fake.uiOptions.options);

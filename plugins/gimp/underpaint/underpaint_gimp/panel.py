@@ -207,7 +207,7 @@ class Panel:
         self.status = Gtk.Label(label="", xalign=0, wrap=True, selectable=True)
         box.pack_start(self.status, False, False, 0)
 
-        self.staged_row = Gtk.Box(spacing=4, no_show_all=True)
+        self.staged_row = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=4, no_show_all=True)
         self.previous_result = Gtk.Button(label="◀")
         self.previous_result.set_tooltip_text("The batch's previous result in the preview layer")
         self.previous_result.connect("clicked", lambda _: self.controller.preview_step(-1))
@@ -224,11 +224,16 @@ class Panel:
         self.discard = Gtk.Button(label="Discard")
         self.discard.set_tooltip_text("Remove the preview layer; the results stay in the history")
         self.discard.connect("clicked", lambda _: self.controller.discard())
+        # the stepper, then the buttons on their own row: in one row they would widen the panel
+        stepper = Gtk.Box(spacing=4)
         for widget in (self.previous_result, self.staged_label, self.next_result):
-            self.staged_row.pack_start(widget, False, False, 0)
-        self.staged_row.pack_end(self.discard, False, False, 0)
-        self.staged_row.pack_end(self.apply_all, False, False, 0)
-        self.staged_row.pack_end(self.apply, False, False, 0)
+            stepper.pack_start(widget, False, False, 0)
+        buttons = Gtk.Box(spacing=4, homogeneous=True)
+        for widget in (self.apply, self.apply_all, self.discard):
+            buttons.pack_start(widget, True, True, 0)
+        for row in (stepper, buttons):
+            row.show_all()  # visible inside the row; the row itself shows only while a result is staged
+            self.staged_row.pack_start(row, False, False, 0)
         box.pack_start(self.staged_row, False, False, 0)
 
         self.preview_image = Gtk.Image(height_request=PREVIEW_SIDE)
