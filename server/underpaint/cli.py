@@ -138,7 +138,6 @@ def _serve(args: argparse.Namespace) -> int:
     config = DaemonConfig(
         host=args.host, port=args.port, token_file=args.token_file or config_dir() / "token", outputs=outputs
     )
-    _return_large_buffers_to_the_system()
     if args.workers == "ray":
         return _serve_on_ray(args, config)
     try:
@@ -210,22 +209,6 @@ def _workers(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     return 0
-
-
-def _return_large_buffers_to_the_system() -> None:
-    """Images come and go in megabytes: glibc would raise its mmap threshold after the first frees
-    and keep later buffers in its heap for good, so a daemon that served a burst would stay large.
-    A fixed threshold makes every buffer over 256 KB go back to the system when freed."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if sys.platform != "linux" or name is None:
-        return
-    try:
-        ctypes.CDLL(name).mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD (glibc)
-    except (OSError, AttributeError):
-        return  # not glibc (e.g. musl): nothing to tune
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")

@@ -365,6 +365,11 @@ class ClientHandler:
         except (asyncio.TimeoutError, ConnectionClosed):
             self.websocket.transport.abort()
 
+    @property
+    def sending(self) -> bool:
+        """Whether events are still waiting to be written to this client."""
+        return not self._idle.is_set()
+
     async def drained(self) -> None:
         """Wait until everything queued for this client was written (or the socket is gone)."""
         await self._idle.wait()

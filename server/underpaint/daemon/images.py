@@ -69,12 +69,13 @@ def _decode_png(attachment: Attachment, payload: memoryview, field: str) -> np.n
         raise JobError("bad_image", f"{field} could not be decoded as PNG: {error}", field) from None
 
 
-def encode_image(pixels: np.ndarray, image_format: str) -> bytes:
-    """Bytes of an RGBA (h, w, 4) or RGB (h, w, 3) array in ``image_format``."""
+def encode_image(pixels: np.ndarray, image_format: str) -> bytes | memoryview:
+    """Bytes of an RGBA (h, w, 4) or RGB (h, w, 3) array in ``image_format``; ``rgba8`` of a
+    contiguous array is a view of it, not a copy (the array must not change until it is sent)."""
     if pixels.shape[-1] == 3:
         pixels = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
     if image_format == "rgba8":
-        return np.ascontiguousarray(pixels).tobytes()
+        return np.ascontiguousarray(pixels).data.cast("B") if pixels.size else b""
     if image_format == "bgra8":
         return np.ascontiguousarray(pixels[..., [2, 1, 0, 3]]).tobytes()
     if image_format == "png":

@@ -87,6 +87,8 @@ class JobManager:
         self._queues: dict[str, FairQueue[Job]] = {}
         self._workers: list[threading.Thread] = []
         self._running: dict[str, Job] = {}
+        self.jobs_started = 0
+        """How many jobs a worker has taken so far (tells the heap trimmer whether it was quiet)."""
         self._shutting_down = False
         self._announcing: set[str] = set()
         self._disk_readers = asyncio.Semaphore(DISK_READERS)
@@ -358,6 +360,7 @@ class JobManager:
                 self._finish_threadsafe(job, "cancelled", wire.Cancelled(job_id=job.id))
                 continue
             self._running[job.id] = job
+            self.jobs_started += 1
             try:
                 self._run(job)
             finally:

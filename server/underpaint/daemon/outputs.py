@@ -3,9 +3,10 @@
 A host that crashes or a socket that drops must lose nothing, so each result is on disk with a
 JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out. At wire
 speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the size is in the
-sidecar), and one background thread turns each into the PNG that ``output`` names, then removes the
-raw file; raw files left by a crash are converted at the next start. Refetches read the disk (PNG
-or raw); only when outputs are off do results live in a bounded in-memory cache instead.
+sidecar), and one background thread, at the lowest CPU priority, turns each into the PNG that
+``output`` names, then removes the raw file; raw files left by a crash are converted at the next
+start. Refetches read the disk (PNG or raw); only when outputs are off do results live in a bounded
+in-memory cache instead.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -117,6 +119,7 @@ class OutputStore:
         return result
 
     def _compress_loop(self) -> None:
+        _yield_to_the_daemon()
         while (raw := self._to_compress.get()) is not None:
             try:
                 pixels = _read_raw(raw)
@@ -174,6 +177,16 @@ class OutputStore:
                     found.append(following)
                 return found
         return []
+
+
+def _yield_to_the_daemon() -> None:
+    """Lower this thread's priority (Linux: the nice value is per thread) so that compressing
+    stored results uses spare CPU only and never slows a job or a transfer in progress."""
+    if sys.platform == "linux":
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError as error:
+            log.debug("could not lower the PNG writer's priority: %s", error)
 
 
 def _read_png(path: Path) -> np.ndarray | None:

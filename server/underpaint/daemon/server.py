@@ -17,7 +17,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from underpaint import __version__
-from underpaint.daemon import auth, logs
+from underpaint.daemon import auth, logs, memory
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.connection import ClientHandler, ConnectionContext
 from underpaint.daemon.manager import JobManager
@@ -164,6 +164,7 @@ class Daemon:
             await asyncio.to_thread(self._manager.shutdown)
             raise _startup_error(error, self.config.host, self.config.port) from None
         self.store.start()
+        trimmer = asyncio.create_task(memory.trim_when_quiet(self._activity))
         try:
             self.port = next(iter(server.sockets)).getsockname()[1]
             where = "outputs in " + str(self.config.outputs) if self.config.outputs else "outputs not saved"
@@ -188,11 +189,17 @@ class Daemon:
                 await asyncio.wait(drained, timeout=5)  # let the last events reach the sockets
             return interrupted
         finally:
+            trimmer.cancel()
             server.close()
             await server.wait_closed()
             await asyncio.to_thread(self.store.stop)
             for engine in self.engines:
                 engine.close()
+
+    def _activity(self) -> tuple[int, bool]:
+        """Jobs started so far, and whether a job runs or a client still has events to receive."""
+        manager = self.manager
+        return manager.jobs_started, bool(manager.running()) or any(c.sending for c in self._connections)
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a connection over the cap before it costs anything beyond the HTTP request."""
