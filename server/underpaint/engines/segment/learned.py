@@ -180,7 +180,7 @@ class LearnedSegmentEngine(Engine):
                 probability, threshold = self._sam(spec, rgb, prompt, cancel, key), 0.5
         if cancel is not None and cancel.is_set():
             raise JobCancelled()
-        return soft_mask(rgb, probability, prompt.soften, prompt.threshold or threshold)
+        return soft_mask(rgb, probability, prompt.soften, threshold if prompt.threshold is None else prompt.threshold)
 
     # ------------------------------------------------------------ models
 
@@ -302,7 +302,7 @@ def _prompt_from_text(probability: np.ndarray, prompt: SegmentPrompt) -> Segment
     unless the user gave a box or clicks of their own (theirs win)."""
     if prompt.box is not None or prompt.points:
         return prompt
-    threshold = prompt.threshold or TEXT_THRESHOLD
+    threshold = TEXT_THRESHOLD if prompt.threshold is None else prompt.threshold
     found = (probability >= threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
     if count <= 1:
