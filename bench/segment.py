@@ -16,6 +16,7 @@ Run: ``python bench/segment.py [--rounds N]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -88,13 +89,13 @@ def main() -> None:
         direct: list[float] = []
         for round_ in range(args.rounds):
             rgb = np.ascontiguousarray(picture(round_)[..., :3])
-            firsts.append(timed(lambda rgb=rgb: engine.segment(spec, rgb, first_click, None)))
-            seconds.append(timed(lambda rgb=rgb: engine.segment(spec, rgb, second_click, None)))
+            firsts.append(timed(functools.partial(engine.segment, spec, rgb, first_click, None)))
+            seconds.append(timed(functools.partial(engine.segment, spec, rgb, second_click, None)))
             # new pictures for both sides, so that both pay the image encoder; alternate who goes first
             fresh, other = picture(1000 + round_), np.ascontiguousarray(picture(2000 + round_)[..., :3])
-            pair = [
-                (daemon, lambda fresh=fresh: through_daemon(fresh)),
-                (direct, lambda other=other: engine.segment(spec, other, first_click, None)),
+            pair: list[tuple[list[float], Callable[[], object]]] = [
+                (daemon, functools.partial(through_daemon, fresh)),
+                (direct, functools.partial(engine.segment, spec, other, first_click, None)),
             ]
             for into, work in pair if round_ % 2 else pair[::-1]:
                 into.append(timed(work))
