@@ -116,8 +116,31 @@ class FakeNode:
 
 
 class FakeSelection:
-    def __init__(self, mask: dict[tuple[int, int], int]) -> None:
-        self.mask = mask
+    """Soft selection; add / subtract / intersect as Krita's pixel selections combine 8-bit values
+    (union = max, subtract = a - b clamped, intersect = min; the e2e test checks them in Krita)."""
+
+    def __init__(self, mask: dict[tuple[int, int], int] | None = None) -> None:
+        self.mask = dict(mask or {})
+
+    def setPixelData(self, data: Any, x: int, y: int, w: int, h: int) -> None:
+        data = bytes(data)
+        assert len(data) == w * h
+        for row in range(h):
+            for col in range(w):
+                self.mask[(x + col, y + row)] = data[row * w + col]
+
+    def _combine(self, other: FakeSelection, rule: Any) -> None:
+        for point in set(self.mask) | set(other.mask):
+            self.mask[point] = rule(self.mask.get(point, 0), other.mask.get(point, 0))
+
+    def add(self, other: FakeSelection) -> None:
+        self._combine(other, max)
+
+    def subtract(self, other: FakeSelection) -> None:
+        self._combine(other, lambda a, b: max(0, a - b))
+
+    def intersect(self, other: FakeSelection) -> None:
+        self._combine(other, min)
 
     def _box(self) -> tuple[int, int, int, int]:
         points = [p for p, v in self.mask.items() if v]
@@ -179,6 +202,10 @@ class FakeDocument:
 
     def selection(self) -> FakeSelection | None:
         return self._selection
+
+    def setSelection(self, selection: FakeSelection | None) -> None:
+        """Krita's Document.setSelection: not recorded in the undo history."""
+        self._selection = selection
 
     def select_rect(self, x: int, y: int, w: int, h: int, value: int = 255) -> None:
         self._selection = FakeSelection({(x + c, y + r): value for r in range(h) for c in range(w)})

@@ -16,6 +16,8 @@ from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 
 SUPPORTED = ("RGBA", "U8")
+COMBINE = ("replace", "add", "subtract", "intersect")
+"""How a new mask joins the selection: Krita's own Selection operations of the same names."""
 
 
 def bgra_from(image: ImageData) -> bytes:
@@ -38,9 +40,15 @@ def node_key(node: Any) -> str:
 class KritaGlue:
     """Krita as the controller's host: which document Generate works on."""
 
-    def __init__(self, app: Any, to_qbytes: Callable[[bytes], Any] = lambda data: data) -> None:
+    def __init__(
+        self,
+        app: Any,
+        to_qbytes: Callable[[bytes], Any] = lambda data: data,
+        new_selection: Callable[[], Any] | None = None,
+    ) -> None:
         self.app = app
         self.to_qbytes = to_qbytes
+        self.new_selection = new_selection  # krita.Selection in Krita; the fake's in tests
 
     def active_canvas(self) -> KritaCanvas:
         """The active document, refused with what to do when the plugin cannot read it."""
@@ -105,6 +113,32 @@ class KritaCanvas:
         if len(data) != rect.width * rect.height:
             raise UserError(f"Krita returned {len(data)} selection bytes for a {rect.width}x{rect.height} region")
         return ImageData("gray8", rect.width, rect.height, data)
+
+    def set_selection(self, mask: ImageData, x: int, y: int, combine: str) -> None:
+        """The soft ``mask`` placed at (x, y) joins the selection by Krita's own replace / add /
+        subtract / intersect (no selection counts as an empty one). Krita's scripting API sets the
+        global selection outside its undo history (``Document.setSelection``), so this is no undo step."""
+        if combine not in COMBINE:
+            raise UserError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
+        if mask.format != "gray8" or len(mask.data) != mask.width * mask.height:
+            raise UserError(f"expected a gray8 mask of {mask.width}x{mask.height}, got {mask.format}")
+        if self.glue.new_selection is None:
+            raise UserError("this Krita build offers no Selection class to scripts")
+        doc = self.document()
+        incoming = self.glue.new_selection()
+        incoming.setPixelData(self.glue.to_qbytes(bytes(mask.data)), x, y, mask.width, mask.height)
+        current = doc.selection()
+        if combine == "replace" or (combine == "add" and current is None):
+            result = incoming
+        elif current is None:  # subtract from / intersect with nothing: nothing
+            result = None
+        else:
+            result = current
+            {"add": result.add, "subtract": result.subtract, "intersect": result.intersect}[combine](incoming)
+        if result is not None and (result.width() <= 0 or result.height() <= 0):
+            result = None
+        doc.setSelection(result)
+        doc.waitForDone()
 
     def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         """Krita's own Image > Resize Canvas (its own undo step)."""

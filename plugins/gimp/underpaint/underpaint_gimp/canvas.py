@@ -20,6 +20,13 @@ from underpaint_protocol.session import ImageData  # noqa: E402
 
 RGBA = "R'G'B'A u8"
 GRAY = "Y u8"
+COMBINE = {
+    "replace": Gimp.ChannelOps.REPLACE,
+    "add": Gimp.ChannelOps.ADD,
+    "subtract": Gimp.ChannelOps.SUBTRACT,
+    "intersect": Gimp.ChannelOps.INTERSECT,
+}
+"""How a new mask joins the selection: GIMP's own channel operations."""
 
 
 class GimpCanvas:
@@ -52,6 +59,40 @@ class GimpCanvas:
         selection = self.image.get_selection()
         data = selection.get_buffer().get(_rect(rect), 1.0, GRAY, Gegl.AbyssPolicy.NONE)
         return ImageData("gray8", rect.width, rect.height, bytes(data))
+
+    def set_selection(self, mask: ImageData, x: int, y: int, combine: str) -> None:
+        """The soft ``mask`` placed at (x, y) joins the selection by GIMP's own replace / add /
+        subtract / intersect: a temporary channel holds it for ``select_item``; one undo step."""
+        operation = COMBINE.get(combine)
+        if operation is None:
+            raise UserError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
+        if mask.format != "gray8" or len(mask.data) != mask.width * mask.height:
+            raise UserError(f"expected a gray8 mask of {mask.width}x{mask.height}, got {mask.format}")
+        width, height = self.size()
+        selected = list(self.image.get_selected_layers())
+        self.image.undo_group_start()
+        try:
+            channel = Gimp.Channel.new(self.image, "underpaint mask", width, height, 0.0, Gegl.Color.new("black"))
+            self.image.insert_channel(channel, None, 0)
+            try:
+                buffer = channel.get_buffer()
+                buffer.set(Gegl.Rectangle.new(x, y, mask.width, mask.height), self._channel_format(), bytes(mask.data))
+                buffer.flush()
+                self.image.select_item(operation, channel)
+            finally:
+                self.image.remove_channel(channel)
+        finally:
+            self.image.undo_group_end()
+            kept = [layer for layer in selected if layer.is_valid()]
+            if kept:  # inserting the channel made it the active drawable
+                self.image.set_selected_layers(kept)
+        Gimp.displays_flush()
+
+    def _channel_format(self) -> str:
+        """The bytes' format that a channel stores as they are: its values reach the selection
+        unconverted (checked in GIMP 3.0 and 3.2), and a channel follows the image's tone curve."""
+        nick = str(getattr(self.image.get_precision(), "value_nick", ""))
+        return GRAY if nick.endswith("-linear") and not nick.endswith("non-linear") else "Y' u8"
 
     def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         self.image.undo_group_start()
