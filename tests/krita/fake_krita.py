@@ -31,6 +31,18 @@ class FakeRect:
         return self._r[3]
 
 
+class FakeRectF(FakeRect):
+    """QRectF: float coordinates."""
+
+
+class FakeShape:
+    def __init__(self, x: float, y: float, w: float, h: float) -> None:
+        self.box = FakeRectF(x, y, w, h)  # type: ignore[arg-type]
+
+    def boundingBox(self) -> FakeRectF:
+        return self.box
+
+
 class FakeNode:
     def __init__(self, doc: FakeDocument, name: str, kind: str) -> None:
         self.doc = doc
@@ -42,6 +54,10 @@ class FakeNode:
         self._visible = True
         self.pixels: dict[tuple[int, int], bytes] = {}  # (x, y) -> BGRA
         self.writes = 0
+        self.shape_list: list[FakeShape] = []  # a vector layer's shapes, in points (1/72 inch)
+
+    def shapes(self) -> list[FakeShape]:
+        return list(self.shape_list)
 
     def name(self) -> str:
         return self._name
@@ -177,6 +193,19 @@ class FakeDocument:
         self.closed = False
         self.pixel_reads: list[tuple[int, int, int, int]] = []
         self.on_wait: Any = lambda: None
+        self.resolution = 72.0  # pixels per inch
+
+    def xRes(self) -> float:
+        return self.resolution
+
+    def yRes(self) -> float:
+        return self.resolution
+
+    def setActiveNode(self, node: FakeNode) -> None:
+        self.active = node
+
+    def createVectorLayer(self, name: str) -> FakeNode:
+        return FakeNode(self, name, "vectorlayer")
 
     # document
     def name(self) -> str:

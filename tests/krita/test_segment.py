@@ -84,3 +84,24 @@ def test_bad_combine_or_mask_is_refused_naming_it() -> None:
     with pytest.raises(UserError, match="gray8 mask of 4x3"):
         canvas.set_selection(ImageData("rgba8", 4, 3, SOFT * 4), 0, 0, "add")
     assert selected(doc) == expected((0, 0, 4, 6), lambda a, b: a)
+
+
+def test_click_points_are_the_centres_of_shapes_on_the_points_layers_in_pixels() -> None:
+    from underpaint_krita.segment import ADD_LAYER, REMOVE_LAYER, ensure_points_layer, read_points
+
+    from tests.krita.fake_krita import FakeShape
+
+    doc, glue = canvas_with()
+    doc.resolution = 144.0  # 2 pixels per point
+    canvas = glue.active_canvas()
+    assert read_points(canvas, ADD_LAYER) == []
+    add = ensure_points_layer(canvas, ADD_LAYER)
+    assert doc.activeNode() is add and add.type() == "vectorlayer" and doc.undo_steps == [("add", add)]
+    assert ensure_points_layer(canvas, ADD_LAYER) is add and len(doc.undo_steps) == 1  # found, not made again
+    add.shape_list = [FakeShape(1.0, 1.0, 2.0, 2.0), FakeShape(3.0, 0.5, 1.0, 1.0)]
+    remove = ensure_points_layer(canvas, REMOVE_LAYER)
+    remove.shape_list = [FakeShape(0.0, 2.5, 1.0, 1.0)]
+    assert read_points(canvas, ADD_LAYER) == [(4, 4), (7, 2)]
+    assert read_points(canvas, REMOVE_LAYER) == [(1, 6)]
+    with pytest.raises(UserError, match="no points layer"):
+        ensure_points_layer(canvas, "other")

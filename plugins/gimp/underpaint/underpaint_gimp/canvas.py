@@ -88,6 +88,29 @@ class GimpCanvas:
                 self.image.set_selected_layers(kept)
         Gimp.displays_flush()
 
+    def points(self, name: str) -> list[tuple[int, int]]:
+        """Click points: the anchors of every path called ``name`` (the Paths tool: one click, one
+        anchor), in image pixels."""
+        found = []
+        for path in self.image.get_paths():
+            if path.get_name() != name:
+                continue
+            for stroke in path.get_strokes():
+                _, controls, _ = path.stroke_get_points(stroke)
+                # a Bezier stroke's points come as (control, anchor, control) triples of (x, y)
+                found += [(int(controls[i]), int(controls[i + 1])) for i in range(2, len(controls) - 1, 6)]
+        return found
+
+    def ensure_path(self, name: str) -> None:
+        """The path for add or remove points, made when missing, and made the active one so the
+        Paths tool adds anchors to it."""
+        path = next((item for item in self.image.get_paths() if item.get_name() == name), None)
+        if path is None:
+            path = Gimp.Path.new(self.image, name)
+            self.image.insert_path(path, None, 0)
+        self.image.set_selected_paths([path])
+        Gimp.displays_flush()
+
     def _channel_format(self) -> str:
         """The bytes' format that a channel stores as they are: its values reach the selection
         unconverted (checked in GIMP 3.0 and 3.2), and a channel follows the image's tone curve."""
