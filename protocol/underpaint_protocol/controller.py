@@ -34,6 +34,8 @@ from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_D
 from underpaint_protocol.errors import user_text
 from underpaint_protocol.jobs import Bounds, build_job, placement
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
+from underpaint_protocol.segment import SegmentRequest, SelectionCanvas, build_segment_job, segment_mask
+from underpaint_protocol.segment import problem as segment_problem
 from underpaint_protocol.session import Event, ImageData
 
 CONNECTION_STATES = ("disconnected", "connecting", "connected", "reconnecting", "refused")
@@ -49,6 +51,7 @@ MODE_WORDS = {
     "outpaint": "expand the canvas",
     "img2img": "refine the whole image",
     "txt2img": "paint a new image",
+    "segment": "select an object",
 }
 
 
@@ -221,6 +224,8 @@ class Job:
     pasting: bool = False
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
+    segment: SegmentRequest | None = None
+    """Set for a segment job: its result becomes the selection, not a layer."""
 
     @property
     def mode(self) -> str:
@@ -261,6 +266,8 @@ class Job:
         if self.state == "running":
             image = f", image {len(self.results) + 1} of {self.batch}" if self.batch > 1 else ""
             return f"{self.mode}: step {self.step} of {self.total}{image}" if self.total else f"{self.mode}: running"
+        if self.state == "finished" and self.segment is not None:
+            return f"{self.mode}: done, selection {self.segment.combine}" + (f" ({self.note})" if self.note else "")
         if self.state == "finished":
             count = len(self.pasted)
             return f"{self.mode}: done, {count} layer{'s' if count != 1 else ''}" + (
@@ -649,6 +656,53 @@ class Controller:
         self._then(client.plan(spec), lambda done: self._planned(client, job, done))
         return job
 
+    def segment(self, request: SegmentRequest, canvas: Canvas | None = None) -> Job | None:
+        """Select an object: the host gives what the user drew, clicked or typed and the combine mode.
+
+        The host's canvas must also be a :class:`~underpaint_protocol.segment.SelectionCanvas`: its
+        ``read_image`` (and ``read_mask`` with ``refine_selection``) read the region the daemon plans,
+        and when the mask arrives ``apply_selection`` gets a ``SegmentMask`` -- soft gray8 bytes, its
+        x, y, width, height in canvas coordinates, and ``request.combine`` -- to make it the selection
+        in one undo step. Queue, cancel (``cancel``/``cancel_current``), errors and history are those
+        of any job. Returns the job, or None (``error`` says why) when it cannot start.
+        """
+        self.error = ""
+        client = self.client
+        if client is None or self.connection != "connected":
+            waiting = "Wait for the connection." if self.connection in ("connecting", "reconnecting") else self.status
+            self._refuse(f"Not connected to the daemon. {waiting}")
+            return None
+        try:
+            target = canvas if canvas is not None else self.host.canvas()
+            if not target.is_open():
+                raise CanvasClosed("The image is no longer open.")
+            if not isinstance(target, SelectionCanvas):
+                raise UserError("This host cannot take a selection from underpaint.")
+            width, height = target.size()
+            selection = target.selection() if request.refine_selection else None
+            if request.refine_selection and selection is None:
+                raise UserError("There is no selection to refine: select roughly around the object first.")
+            text = segment_problem(request, self.model_info(request.model) if request.model else None)
+            if text is not None:
+                raise UserError(text)
+            spec = build_segment_job(width, height, request, selection)
+        except UserError as error:
+            self._refuse(str(error))
+            return None
+        self._tickets += 1
+        job = Job(
+            self._tickets,
+            target,
+            Request(prompt=request.text or "", model=request.model, mode="segment"),
+            spec,
+            (width, height),
+            segment=request,
+        )
+        self.jobs.append(job)
+        self._show()
+        self._then(client.plan(spec), lambda done: self._planned(client, job, done))
+        return job
+
     def _refuse(self, text: str) -> None:
         self.error = text
         self._show()
@@ -893,6 +947,9 @@ class Controller:
         them from pasting twice, and the loop picks up results that arrived meanwhile."""
         if job.pasting or job.cancel_requested:
             return
+        if job.segment is not None:
+            self._select(job)
+            return
         job.pasting = True
         try:
             preview = not self.land_directly and isinstance(job.canvas, PreviewCanvas)
@@ -905,6 +962,25 @@ class Controller:
                 job.applied += len(todo)
         finally:
             job.pasting = False
+
+    def _select(self, job: Job) -> None:
+        """A segment job's mask becomes the host's selection (the newest result, once)."""
+        request = job.segment
+        if job.applied >= len(job.results) or request is None:
+            return
+        result = job.results[-1]
+        job.applied = len(job.results)
+        canvas = job.canvas
+        assert isinstance(canvas, SelectionCanvas)  # checked in segment()
+
+        def land() -> None:
+            if not job.canvas.is_open():
+                raise CanvasClosed("closed")
+            if job.canvas.size() != job.size:
+                raise UserError("The image was resized while selecting; the selection was not changed.")
+            canvas.apply_selection(segment_mask(result.message, result.image, request.combine))
+
+        self._guarded(job, [result], land)
 
     def _layers(self, job: Job, todo: list[Result]) -> list[NewLayer]:
         """The layers for ``todo``, placed in the canvas (grown first for an outpaint, once)."""

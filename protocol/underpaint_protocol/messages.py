@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from underpaint_protocol import PROTOCOL_VERSION
 
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "segment"]
 ImageFormat = Literal["rgba8", "bgra8", "gray8", "png"]
 ResultFormat = Literal["rgba8", "bgra8", "png"]
 PrefillMethod = Literal["auto", "telea", "navier_stokes", "edge", "blur", "learned", "none"]
@@ -21,6 +21,8 @@ JobState = Literal["queued", "running", "finished", "failed", "cancelled"]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Side = Annotated[int, Field(ge=0, le=65536)]
+ModelId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/+-]+$")]
+"""A model id from ``welcome.models``: Hugging Face ids (``facebook/sam-vit-base``) and ``a+b`` pairs included."""
 
 
 class Strict(BaseModel):
@@ -80,11 +82,45 @@ class Peer(Strict):
     version: Annotated[str, Field(max_length=100)] = ""
 
 
+# ---------------------------------------------------------------- segment (select an object)
+
+SegmentInput = Literal["box", "points", "mask", "text"]
+"""What a segment model can start from: a box, clicked points, the rough selection (the uploaded
+mask), a phrase."""
+
+Coordinate = Annotated[int, Field(ge=-65536, le=65536)]
+
+
+class Point(Strict):
+    """A clicked pixel in canvas coordinates."""
+
+    x: Coordinate
+    y: Coordinate
+
+
+class SegmentSpec(Strict):
+    """What a ``segment`` job selects; the answer is a soft mask (see PROTOCOL.md, "Selecting").
+
+    Any mix of a box, points (on the object) and negative points (not on it), the rough selection
+    (``job.selection`` + the uploaded mask) and a phrase; at least one. All in canvas coordinates.
+    """
+
+    box: Rect | None = None
+    points: Annotated[list[Point], Field(max_length=64)] = []
+    negative_points: Annotated[list[Point], Field(max_length=64)] = []
+    text: Annotated[str, Field(max_length=1000)] | None = None
+    """A phrase naming what to select (``"the red car"``); needs a model with the ``text`` input."""
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """How sure a model must be that a pixel is selected (default: the model's own, 0.5 for SAM)."""
+    soften: Annotated[int, Field(ge=0, le=256)] | None = None
+    """Width in pixels of the soft edge (default: scales with the object; 0 keeps it hard)."""
+
+
 class JobSpec(Strict):
     """What to generate and where; pixels travel separately as attachments."""
 
     mode: Mode
-    model: Identifier | None = None
+    model: ModelId | None = None
     prompt: Annotated[str, Field(max_length=10000)] = ""
     negative_prompt: Annotated[str, Field(max_length=10000)] = ""
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
@@ -96,6 +132,8 @@ class JobSpec(Strict):
     selection: Rect | None = None
     extend: Extents | None = None
     blend: Blend | None = None
+    segment: SegmentSpec | None = None
+    """Only with mode ``segment`` (and required there)."""
 
 
 # ---------------------------------------------------------------- client -> daemon
@@ -158,6 +196,8 @@ class ModelDescription(Strict):
     description: str
     default_steps: int
     default_guidance: float
+    segment_inputs: list[SegmentInput] | None = None
+    """For models with mode ``segment``: what they can start from."""
 
 
 class WorkerDescription(Strict):

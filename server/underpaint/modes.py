@@ -12,3 +12,5 @@ class Mode(str, Enum):
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
     OUTPAINT = "outpaint"
+    SEGMENT = "segment"
+    """Select an object: the result is a soft mask, not pixels (engines/segment)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from underpaint_protocol.controller import Canvas, Controller, NewLayer, UserError
 from underpaint_protocol.jobs import Bounds
+from underpaint_protocol.segment import SegmentMask
 from underpaint_protocol.session import ImageData
 
 
@@ -47,6 +48,7 @@ class FakeCanvas:
     undo_steps: list[str] = field(default_factory=list)
     grows: list[tuple[int, int, int, int]] = field(default_factory=list)
     on_paste: Any = None
+    selections: list[SegmentMask] = field(default_factory=list)
     """Called inside ``paste`` (a host that runs queued events re-entrantly, like Krita's waitForDone)."""
 
     @classmethod
@@ -117,6 +119,23 @@ class FakeCanvas:
             assert len(made) == 1
         self.undo_steps.append("paste")
         return made
+
+    def apply_selection(self, mask: SegmentMask) -> None:
+        """The segment answer becomes the selection, combined the way a host's selection tools do."""
+        self.selections.append(mask)
+        new = np.zeros((self.height, self.width), np.uint8)
+        new[mask.y : mask.y + mask.height, mask.x : mask.x + mask.width] = np.frombuffer(mask.data, np.uint8).reshape(
+            mask.height, mask.width
+        )
+        old = self.mask if self.mask is not None else np.zeros_like(new)
+        combined = {
+            "replace": new,
+            "add": np.maximum(old, new),
+            "subtract": np.minimum(old, 255 - new),
+            "intersect": np.minimum(old, new),
+        }[mask.combine]
+        self.mask = combined.astype(np.uint8)
+        self.undo_steps.append("select")
 
     def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
         pixels = np.frombuffer(bytes(layer.image.data), np.uint8).reshape(layer.image.height, layer.image.width, 4)

@@ -25,6 +25,7 @@ import numpy as np
 from underpaint import canvas
 from underpaint.canvas.geometry import Box, Extents
 from underpaint.canvas.plan import JobPlan
+from underpaint.canvas.region import SegmentInputs, plan_segment
 from underpaint.daemon import runner
 from underpaint.daemon.outputs import OutputStore, owner_key
 from underpaint.daemon.queue import FairQueue
@@ -35,6 +36,7 @@ from underpaint.daemon.records import (
     Sink,
     blend_settings,
     result_message,
+    segment_inputs,
     to_box,
 )
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
@@ -136,8 +138,12 @@ class JobManager:
     def plan(self, spec: wire.JobSpec) -> PlannedJob:
         """Resolve the model and plan the job from bounds only, checking every pixel count it would
         allocate against the announced limits before anything is allocated."""
-        info, engine = self.resolve_model(spec.model)
         mode = Mode(spec.mode)
+        if mode is Mode.SEGMENT:
+            return self._plan_segment(spec)
+        if spec.segment is not None:
+            raise JobError("invalid_field", "job.segment belongs to mode segment only", "job.segment")
+        info, engine = self.resolve_model(spec.model)
         if mode not in info.modes:
             can = ", ".join(m.value for m in info.modes)
             hint = (
@@ -166,6 +172,42 @@ class JobManager:
         )
         self._check_pixels(spec, plan)
         return PlannedJob(plan, info, engine, strength)
+
+    def _plan_segment(self, spec: wire.JobSpec) -> PlannedJob:
+        """A segment job: the model that can take its inputs, and the region around them."""
+        if spec.segment is None:
+            raise JobError("invalid_field", "mode segment needs job.segment (what to select)", "job.segment")
+        inputs = segment_inputs(spec)
+        plan = plan_segment(spec.canvas.width, spec.canvas.height, inputs)  # the inputs' own errors first
+        used = _segment_inputs_used(inputs)
+        info, engine = self.resolve_model(spec.model or self._default_segment_model(used))
+        if Mode.SEGMENT not in info.modes:
+            raise JobError("unsupported_mode", f"model {info.id!r} cannot select objects", "job.model")
+        missing = sorted(used - set(info.segment_inputs))
+        if missing:
+            field = {"mask": "job.selection", "box": "job.segment.box"}.get(missing[0], f"job.segment.{missing[0]}")
+            what = "select by words" if "text" in missing else f"start from {', '.join(missing)}"
+            raise JobError(
+                "invalid_value",
+                f"model {info.id!r} cannot {what}; it takes {', '.join(info.segment_inputs)}",
+                "job.segment.text" if "text" in missing else field,
+            )
+        self._check_pixels(spec, plan)
+        return PlannedJob(plan, info, engine, 1.0)
+
+    def _default_segment_model(self, used: set[str]) -> str:
+        """The first segment model that takes every input used, a learned one before the classical."""
+        able = [info for info, _ in self.models() if Mode.SEGMENT in info.modes and used <= set(info.segment_inputs)]
+        able.sort(key=lambda info: info.family == "classical")
+        if able:
+            return able[0].id
+        field = "job.segment.text" if "text" in used else "job.segment"
+        raise JobError(
+            "invalid_value",
+            f"no model of this daemon can start from {', '.join(sorted(used))} "
+            "(start it with --segment-model, e.g. CIDAS/clipseg-rd64-refined for words)",
+            field,
+        )
 
     def _check_pixels(self, spec: wire.JobSpec, plan: JobPlan) -> None:
         limits = self.limits
@@ -436,6 +478,17 @@ class JobManager:
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         return interrupted
+
+
+def _segment_inputs_used(inputs: SegmentInputs) -> set[str]:
+    used = {"box"} if inputs.box is not None else set()
+    if inputs.points or inputs.negative_points:
+        used.add("points")
+    if inputs.rough is not None:
+        used.add("mask")
+    if inputs.text is not None:
+        used.add("text")
+    return used
 
 
 def _shutting_down(job: Job) -> wire.Failed:

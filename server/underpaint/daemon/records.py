@@ -16,6 +16,7 @@ import numpy as np
 
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.plan import BlendSettings, JobPlan
+from underpaint.canvas.region import SegmentInputs
 from underpaint.daemon.outputs import StoredResult
 from underpaint.engines.base import Engine, ModelInfo
 from underpaint_protocol import messages as wire
@@ -91,6 +92,19 @@ def to_box(rect: wire.Rect | None) -> Box | None:
 
 def to_wire_rect(box: Box) -> wire.Rect:
     return wire.Rect(x=box.x, y=box.y, width=box.width, height=box.height)
+
+
+def segment_inputs(spec: wire.JobSpec) -> SegmentInputs:
+    """A segment job's prompts in canvas coordinates (``spec.segment`` must be set)."""
+    segment = spec.segment
+    assert segment is not None
+    return SegmentInputs(
+        box=to_box(segment.box),
+        points=tuple((p.x, p.y) for p in segment.points),
+        negative_points=tuple((p.x, p.y) for p in segment.negative_points),
+        text=segment.text,
+        rough=to_box(spec.selection),
+    )
 
 
 def blend_settings(spec: wire.JobSpec) -> BlendSettings:

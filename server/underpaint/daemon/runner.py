@@ -14,7 +14,7 @@ import numpy as np
 from underpaint import __version__, canvas
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, blend_settings, result_message
-from underpaint.engines.base import GenerationInput, JobCancelled, StepProgress
+from underpaint.engines.base import GenerationInput, JobCancelled, SegmentPrompt, StepProgress
 from underpaint.modes import Mode
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol import messages as wire
@@ -49,6 +49,7 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         height=plan.model_height,
         image=model_image,
         mask=model_mask,
+        segment=segment_prompt(job),
     )
 
     def on_progress(progress: StepProgress) -> None:
@@ -65,7 +66,8 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         if through_pipeline:
             layer = canvas.finish_job(prepared, generated)
         else:
-            layer = canvas.PixelLayer(pixels=generated, x=plan.upload.x, y=plan.upload.y, canvas=plan.new_canvas)
+            pixels = generated if generated.ndim == 3 else mask_layer(generated)
+            layer = canvas.PixelLayer(pixels=pixels, x=plan.upload.x, y=plan.upload.y, canvas=plan.new_canvas)
         item_seed = (job.seed + index) % 2**32
         stored = store.save(
             StoredResult(
@@ -89,6 +91,30 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         job.results = count = index + 1
         publish(result_message(stored), stored.pixels)
     return count
+
+
+def segment_prompt(job: Job) -> SegmentPrompt | None:
+    """A segment job's prompts moved into the uploaded region's pixels."""
+    segment = job.spec.segment
+    if segment is None:
+        return None
+    dx, dy = job.plan.upload.x, job.plan.upload.y
+    box = segment.box
+    return SegmentPrompt(
+        box=None if box is None else (box.x - dx, box.y - dy, box.width, box.height),
+        points=tuple((p.x - dx, p.y - dy) for p in segment.points),
+        negative_points=tuple((p.x - dx, p.y - dy) for p in segment.negative_points),
+        text=segment.text,
+        threshold=segment.threshold,
+        soften=segment.soften,
+    )
+
+
+def mask_layer(mask: np.ndarray) -> np.ndarray:
+    """A segment mask as the result layer the protocol sends: white, with the mask as alpha."""
+    layer = np.full((*mask.shape, 4), 255, np.uint8)
+    layer[..., 3] = mask
+    return layer
 
 
 def layer_name(spec: wire.JobSpec, model: str, seed: int) -> str:
@@ -118,6 +144,7 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
         "selection": spec.selection.model_dump() if spec.selection else None,
         "extend": spec.extend.model_dump() if spec.extend else None,
         "blend": spec.blend.model_dump() if spec.blend else None,
+        **({"segment": spec.segment.model_dump()} if spec.segment else {}),
         "work": {
             "x": job.plan.work.x,
             "y": job.plan.work.y,

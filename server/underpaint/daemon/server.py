@@ -82,6 +82,7 @@ class Daemon:
                     description=info.description,
                     default_steps=info.default_steps,
                     default_guidance=info.default_guidance,
+                    segment_inputs=list(info.segment_inputs) or None,  # type: ignore[arg-type]
                 )
                 for info, _ in models
             ],

@@ -32,6 +32,22 @@ class ModelInfo:
     default_guidance: float
     loaded: bool = False
     capabilities: tuple[str, ...] = field(default_factory=tuple)
+    segment_inputs: tuple[str, ...] = ()
+    """For segment models: what they start from ("box", "points", "mask", "text")."""
+
+
+@dataclass(frozen=True)
+class SegmentPrompt:
+    """A segment job's prompts in the uploaded image's pixels (the daemon moved them from canvas
+    coordinates); the rough selection, when sent, is ``GenerationInput.mask``."""
+
+    box: tuple[int, int, int, int] | None = None
+    """x, y, width, height."""
+    points: tuple[tuple[int, int], ...] = ()
+    negative_points: tuple[tuple[int, int], ...] = ()
+    text: str | None = None
+    threshold: float | None = None
+    soften: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,8 @@ class GenerationInput:
     mask: np.ndarray | None
     """uint8 (height, width), 255 where the model may change pixels; None means everywhere."""
     previews: bool = True
+    segment: SegmentPrompt | None = None
+    """Mode ``segment`` only: what to select. Such engines yield uint8 (height, width) masks."""
 
 
 @dataclass(frozen=True)

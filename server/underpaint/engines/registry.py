@@ -8,6 +8,7 @@ from underpaint.canvas.fill import use_learned_fill
 from underpaint.engines.base import Engine
 from underpaint.engines.classical import CLASSICAL_MODEL, ClassicalEngine
 from underpaint.engines.echo import ECHO_MODEL, EchoEngine
+from underpaint.engines.segment.classical import RefineEngine
 
 #: Model sources naming a learned fill model (engines.erase; the rest is its path).
 SCHEME = "erase:"
@@ -23,7 +24,7 @@ def build_engines(engine: str, models: list[str], models_dirs: list[Path], devic
     pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
     for diagnostics.
     """
-    engines: list[Engine] = [ClassicalEngine()]
+    engines: list[Engine] = [ClassicalEngine(), RefineEngine()]
     default_model = CLASSICAL_MODEL
     if engine == "echo":
         engines.append(EchoEngine())

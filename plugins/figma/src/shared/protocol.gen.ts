@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "6b42beab4a908688bd57f6bb6e9018698cf2b8478692f7d5a0934ba0ab5a5cae";
+export const SCHEMA_SHA256 = "e4814c191ec3fb3bf284cb842080e527c834ade085f40eb9863ab2e2983dc5ec";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -29,7 +29,7 @@ export type JobState = (typeof JOB_STATES)[number];
 export const TERMINAL_STATES = ["finished", "failed", "cancelled"] as const;
 export type TerminalState = (typeof TERMINAL_STATES)[number];
 /** The values of `mode`. */
-export const MODES = ["txt2img", "img2img", "inpaint", "outpaint"] as const;
+export const MODES = ["txt2img", "img2img", "inpaint", "outpaint", "segment"] as const;
 export type Mode = (typeof MODES)[number];
 /** The values of `prefill`. */
 export const PREFILL_METHODS = ["auto", "telea", "navier_stokes", "edge", "blur", "learned", "none"] as const;
@@ -179,7 +179,7 @@ export interface Hello {
 /** What to generate and where; pixels travel separately as attachments. */
 export interface JobSpec {
   mode: Mode;
-  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  /** length 1..200, pattern ^[A-Za-z0-9_.:/+-]+$ */
   model?: string | null;
   /** length 0..10000 (default "") */
   prompt?: string;
@@ -199,6 +199,7 @@ export interface JobSpec {
   selection?: Rect | null;
   extend?: Extents | null;
   blend?: Blend | null;
+  segment?: SegmentSpec | null;
 }
 
 export interface JobSummary {
@@ -267,6 +268,7 @@ export interface ModelDescription {
   description: string;
   default_steps: number;
   default_guidance: number;
+  segment_inputs?: ("box" | "points" | "mask" | "text")[] | null;
 }
 
 export interface Peer {
@@ -292,6 +294,14 @@ export interface Planned {
   canvas: Rect;
   model_width: number;
   model_height: number;
+}
+
+/** A clicked pixel in canvas coordinates. */
+export interface Point {
+  /** -65536..65536 */
+  x: number;
+  /** -65536..65536 */
+  y: number;
 }
 
 export interface Progress {
@@ -328,6 +338,21 @@ export interface Result {
   canvas: Rect;
   params: Record<string, unknown>;
   output?: string | null;
+}
+
+/** What a ``segment`` job selects; the answer is a soft mask (see PROTOCOL.md, "Selecting"). Any mix of a box, points (on the object) and negative points (not on it), the rough selection (``job.selection`` + the uploaded mask) and a phrase; at least one. All in canvas coordinates. */
+export interface SegmentSpec {
+  box?: Rect | null;
+  /** (default []) */
+  points?: Point[];
+  /** (default []) */
+  negative_points?: Point[];
+  /** length 0..1000 */
+  text?: string | null;
+  /** 0.0..1.0 */
+  threshold?: number | null;
+  /** 0..256 */
+  soften?: number | null;
 }
 
 export interface Size {
