@@ -13,11 +13,10 @@ from typing import Any
 
 from underpaint_protocol.controller import CanvasClosed, NewLayer, UserError
 from underpaint_protocol.jobs import Bounds
+from underpaint_protocol.segment import COMBINE_MODES, SegmentMask
 from underpaint_protocol.session import ImageData
 
 SUPPORTED = ("RGBA", "U8")
-COMBINE = ("replace", "add", "subtract", "intersect")
-"""How a new mask joins the selection: Krita's own Selection operations of the same names."""
 
 
 def bgra_from(image: ImageData) -> bytes:
@@ -114,20 +113,21 @@ class KritaCanvas:
             raise UserError(f"Krita returned {len(data)} selection bytes for a {rect.width}x{rect.height} region")
         return ImageData("gray8", rect.width, rect.height, data)
 
-    def set_selection(self, mask: ImageData, x: int, y: int, combine: str) -> None:
-        """The soft ``mask`` placed at (x, y) joins the selection by Krita's own replace / add /
+    def apply_selection(self, mask: SegmentMask) -> None:
+        """The soft mask at its placement joins the selection by Krita's own replace / add /
         subtract / intersect (no selection counts as an empty one). Krita's scripting API sets the
         global selection outside its undo history (``Document.setSelection``), so this is no undo step."""
-        if combine not in COMBINE:
-            raise UserError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
-        if mask.format != "gray8" or len(mask.data) != mask.width * mask.height:
-            raise UserError(f"expected a gray8 mask of {mask.width}x{mask.height}, got {mask.format}")
+        if mask.combine not in COMBINE_MODES:
+            raise UserError(f"combine must be one of {', '.join(COMBINE_MODES)}, not {mask.combine!r}")
+        if len(mask.data) != mask.width * mask.height:
+            raise UserError(f"expected a {mask.width}x{mask.height} mask, got {len(mask.data)} bytes")
         if self.glue.new_selection is None:
             raise UserError("this Krita build offers no Selection class to scripts")
         doc = self.document()
         incoming = self.glue.new_selection()
-        incoming.setPixelData(self.glue.to_qbytes(bytes(mask.data)), x, y, mask.width, mask.height)
+        incoming.setPixelData(self.glue.to_qbytes(bytes(mask.data)), mask.x, mask.y, mask.width, mask.height)
         current = doc.selection()
+        combine = mask.combine
         if combine == "replace" or (combine == "add" and current is None):
             result = incoming
         elif current is None:  # subtract from / intersect with nothing: nothing

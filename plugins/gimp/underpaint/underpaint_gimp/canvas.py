@@ -16,6 +16,7 @@ from gi.repository import Gegl, Gimp  # noqa: E402
 
 from underpaint_protocol.controller import NewLayer, UserError  # noqa: E402
 from underpaint_protocol.jobs import Bounds  # noqa: E402
+from underpaint_protocol.segment import SegmentMask  # noqa: E402
 from underpaint_protocol.session import ImageData  # noqa: E402
 
 RGBA = "R'G'B'A u8"
@@ -60,14 +61,14 @@ class GimpCanvas:
         data = selection.get_buffer().get(_rect(rect), 1.0, GRAY, Gegl.AbyssPolicy.NONE)
         return ImageData("gray8", rect.width, rect.height, bytes(data))
 
-    def set_selection(self, mask: ImageData, x: int, y: int, combine: str) -> None:
-        """The soft ``mask`` placed at (x, y) joins the selection by GIMP's own replace / add /
+    def apply_selection(self, mask: SegmentMask) -> None:
+        """The soft mask at its placement joins the selection by GIMP's own replace / add /
         subtract / intersect: a temporary channel holds it for ``select_item``; one undo step."""
-        operation = COMBINE.get(combine)
+        operation = COMBINE.get(mask.combine)
         if operation is None:
-            raise UserError(f"combine must be one of {', '.join(COMBINE)}, not {combine!r}")
-        if mask.format != "gray8" or len(mask.data) != mask.width * mask.height:
-            raise UserError(f"expected a gray8 mask of {mask.width}x{mask.height}, got {mask.format}")
+            raise UserError(f"combine must be one of {', '.join(COMBINE)}, not {mask.combine!r}")
+        if len(mask.data) != mask.width * mask.height:
+            raise UserError(f"expected a {mask.width}x{mask.height} mask, got {len(mask.data)} bytes")
         width, height = self.size()
         selected = list(self.image.get_selected_layers())
         self.image.undo_group_start()
@@ -76,7 +77,8 @@ class GimpCanvas:
             self.image.insert_channel(channel, None, 0)
             try:
                 buffer = channel.get_buffer()
-                buffer.set(Gegl.Rectangle.new(x, y, mask.width, mask.height), self._channel_format(), bytes(mask.data))
+                rect = Gegl.Rectangle.new(mask.x, mask.y, mask.width, mask.height)
+                buffer.set(rect, self._channel_format(), bytes(mask.data))
                 buffer.flush()
                 self.image.select_item(operation, channel)
             finally:
