@@ -392,6 +392,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "expand": expand,
                 "report": str(panel_report),
                 "screenshot": str(screenshot),
+                "segment_box": SEGMENT_BOX,
             }
         )
     )
@@ -515,6 +516,12 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert saved["strength"] == 1.0 and saved["land_directly"] is True
     assert saved["client_id"] == history["client_id"], "the panel remembers its identity"
 
+    # Select an object: the panel's Refine selection on a drawn box makes the daemon's mask the selection
+    segment = panel["segment"]
+    assert "refine" in panel["segment_models"]
+    assert segment["state"] == "finished" and not segment["error"], segment
+    assert segment["wrong_px"] == 0 and 0 < segment["selected_px"] < SEGMENT_BOX[2] * SEGMENT_BOX[3], segment
+
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
     panel_report.unlink()
@@ -531,5 +538,6 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     restarted = json.loads(panel_report.read_text())
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again
-    assert restarted["history"]["job_ids"][:3] == history["job_ids"], restarted["history"]
+    earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id != segment["job_id"]]
+    assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]
