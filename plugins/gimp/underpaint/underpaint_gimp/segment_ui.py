@@ -34,7 +34,8 @@ class SegmentSection:
         for row, (label, widget) in enumerate((("Model", self.model), ("Selection", self.combine))):
             grid.attach(Gtk.Label(label=label, xalign=0), 0, row, 1, 1)
             grid.attach(widget, 1, row, 2, 1)
-        self.shape = Gtk.CheckButton(label="Refine the selection's shape, not only its box")
+        self.shape = Gtk.CheckButton(label="Use its shape, not only its box")
+        self.shape.set_tooltip_text("Send the selection's own (rough) shape to refine, not only its bounding box")
         self.shape.set_active(True)
         grid.attach(self.shape, 0, 2, 3, 1)
         self.refine = Gtk.Button(label="Refine selection")
