@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from underpaint_krita.glue import KritaGlue
-from underpaint_krita.segment import SegmentFields
+from underpaint_krita.segment import ADD_LAYER, REMOVE_LAYER, SegmentFields, ensure_points_layer, read_points
 
-from tests.krita.fake_krita import FakeDocument, FakeKrita, FakeSelection
+from tests.krita.fake_krita import FakeDocument, FakeKrita, FakeSelection, FakeShape
 from tests.krita.test_model import make_model
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
@@ -97,10 +97,6 @@ def test_bad_combine_or_mask_is_refused_naming_it() -> None:
 
 
 def test_click_points_are_the_centres_of_shapes_on_the_points_layers_in_pixels() -> None:
-    from underpaint_krita.segment import ADD_LAYER, REMOVE_LAYER, ensure_points_layer, read_points
-
-    from tests.krita.fake_krita import FakeShape
-
     doc, glue = canvas_with()
     doc.resolution = 144.0  # 2 pixels per point
     canvas = glue.active_canvas()
@@ -152,8 +148,17 @@ def test_refine_selection_from_the_docker_fields_makes_the_daemon_s_mask_the_sel
     fields.set_model("refine")
     fields.set_combine("intersect")
     assert app.settings[("underpaint", "segment_combine")] == "intersect"  # remembered
+    canvas = model.glue.active_canvas()
+    ensure_points_layer(canvas, ADD_LAYER).shape_list = [FakeShape(30.0, 22.0, 4.0, 4.0)]  # on the disc
+    ensure_points_layer(canvas, REMOVE_LAYER).shape_list = [FakeShape(19.0, 11.0, 2.0, 2.0)]  # a corner
     job = fields.refine()
     assert job is not None, model.error
+    assert job.spec["segment"] == {
+        "box": {"x": 18, "y": 10, "width": 28, "height": 28},
+        "points": [{"x": 32, "y": 24}],
+        "negative_points": [{"x": 20, "y": 12}],
+    }
+    assert job.spec["selection"] == {"x": 18, "y": 10, "width": 28, "height": 28}  # its shape is refined too
     ui.run_until(lambda: job.settled, 60)
     assert job.state == "finished" and not model.error, (job.state, model.error)
     result = job.results[-1]
