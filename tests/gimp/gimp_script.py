@@ -1,9 +1,10 @@
 """The python-fu-eval script the end-to-end tests pipe into a real headless GIMP.
 
 It opens a photo, makes the selection a test asks for, calls one of the plug-in's PDB procedures
-NON-INTERACTIVELY (exactly as a user's batch script would), and writes a JSON report of what GIMP
-then holds: the return status, the canvas size, the layer tree with offsets and sizes, a hash of
-every layer's pixels, and the original layer's pixels before and after.
+NON-INTERACTIVELY (exactly as a user's batch script would) -- or a list of ``calls``, each after an
+optional rectangle selection and followed by an optional dump of the selection's bytes -- and writes
+a JSON report of what GIMP then holds: the return status, the canvas size, the layer tree with
+offsets and sizes, a hash of every layer's pixels, and the original layer's pixels before and after.
 """
 
 from __future__ import annotations
@@ -52,19 +53,29 @@ try:
         if P.get("feather"):
             Gimp.Selection.feather(image, float(P["feather"]))
     report["stage"] = "call"
-    proc = Gimp.get_pdb().lookup_procedure(P["procedure"])
-    config = proc.create_config()
-    mode = Gimp.RunMode.INTERACTIVE if P.get("interactive") else Gimp.RunMode.NONINTERACTIVE
-    config.set_property("run-mode", mode)
-    config.set_property("image", image)
-    config.set_core_object_array("drawables", [background])
-    for name, value in P["args"].items():
-        config.set_property(name, value)
-    result = proc.run(config)
-    status = result.index(0)
-    report["status"] = getattr(status, "value_nick", str(status))
-    report["success"] = status == Gimp.PDBStatusType.SUCCESS
-    report["error"] = str(result.index(1)) if result.length() > 1 else None
+    report["calls"] = []
+    for call in P.get("calls") or [{"procedure": P["procedure"], "args": P["args"]}]:
+        if call.get("select"):
+            image.select_rectangle(Gimp.ChannelOps.REPLACE, *call["select"])
+        proc = Gimp.get_pdb().lookup_procedure(call["procedure"])
+        config = proc.create_config()
+        mode = Gimp.RunMode.INTERACTIVE if P.get("interactive") else Gimp.RunMode.NONINTERACTIVE
+        config.set_property("run-mode", mode)
+        config.set_property("image", image)
+        config.set_core_object_array("drawables", [background])
+        for name, value in call["args"].items():
+            config.set_property(name, value)
+        result = proc.run(config)
+        status = result.index(0)
+        report["status"] = getattr(status, "value_nick", str(status))
+        report["success"] = status == Gimp.PDBStatusType.SUCCESS
+        report["error"] = str(result.index(1)) if result.length() > 1 else None
+        report["calls"].append({"status": report["status"], "error": report["error"]})
+        if call.get("selection_out"):
+            rect = Gegl.Rectangle.new(0, 0, image.get_width(), image.get_height())
+            buffer = image.get_selection().get_buffer()
+            with open(call["selection_out"], "wb") as handle:
+                handle.write(bytes(buffer.get(rect, 1.0, "Y u8", Gegl.AbyssPolicy.NONE)))
     report["stage"] = "report"
     report["canvas"] = [image.get_width(), image.get_height()]
     report["selected"] = [layer.get_name() for layer in image.get_selected_layers()]

@@ -115,6 +115,7 @@ def run_procedure(
     interactive: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = 90,
+    calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     host = gimp(label)
     config_dir = tmp_path / "gimp"
@@ -129,6 +130,7 @@ def run_procedure(
         "feather": feather,
         "interactive": interactive,
         "report": str(report_path),
+        "calls": calls,
     }
     started = time.monotonic()
     # at least 240 s: GIMP starts slowly on a loaded machine
@@ -252,6 +254,79 @@ def test_daemon_down_is_an_error_status_with_a_message(label: str, tmp_path: Pat
     assert len(report["layers"]) == 1 and report["background_after"] == report["background_before"]
 
 
+SEGMENT_BOX = [200, 110, 200, 160]  # a drawn rectangle around the cup
+COMBINE = {
+    "add": max,
+    "subtract": lambda a, b: max(0, a - b),
+    "intersect": min,
+    "replace": lambda a, b: b,
+}
+
+
+def _segment_masks(daemon: Daemon, before: set[Path]) -> list[tuple[dict[str, Any], bytes]]:
+    """The segment results stored since ``before``, oldest first: (sidecar, the mask = the PNG's alpha)."""
+    found = []
+    for path in sorted(set(daemon.outputs.rglob("*.json")) - before, key=lambda item: item.stat().st_mtime_ns):
+        data = json.loads(path.read_text())
+        if data["params"]["mode"] != "segment":
+            continue
+        png = path.with_suffix(".png")
+        deadline = time.monotonic() + 30  # written in the background after the result
+        while not png.is_file():
+            assert time.monotonic() < deadline, f"no {png}"
+            time.sleep(0.2)
+        with Image.open(png) as image:
+            found.append((data, image.getchannel("A").tobytes()))
+    return found
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tmp_path: Path, daemon: Daemon) -> None:
+    """underpaint-segment on a rectangular selection (the drawn box), once per combine mode: GIMP's
+    selection afterwards is the daemon's soft mask at its placement combined with the box by GIMP's own
+    operation; then underpaint-inpaint on the last (replace) selection lands a layer."""
+    prompt = _prompt("segment-inpaint", label)
+    before = set(daemon.outputs.rglob("*.json"))
+    calls = [
+        {
+            "select": SEGMENT_BOX,
+            "procedure": "underpaint-segment",
+            "args": {"combine": combine, "model": "refine", "server": daemon.url},
+            "selection_out": str(tmp_path / f"selection-{combine}.bin"),
+        }
+        for combine in COMBINE
+    ]
+    calls.append({"procedure": "underpaint-inpaint", "args": {"prompt": prompt, "seed": "5", "model": "classical"}})
+    calls[-1]["args"]["server"] = daemon.url
+    report = run_procedure(label, tmp_path, "", {}, calls=calls)
+    assert [call["status"] for call in report["calls"]] == ["success"] * 5, report["calls"]
+    masks = _segment_masks(daemon, before)
+    assert len(masks) == 4
+    bx, by, bw, bh = SEGMENT_BOX
+    for (combine, rule), (sidecar, mask) in zip(COMBINE.items(), masks, strict=True):
+        mx, my, mw, mh = sidecar["x"], sidecar["y"], sidecar["width"], sidecar["height"]
+        assert sidecar["canvas"] == {"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT}
+        assert 0 < sum(1 for v in mask if v > 127) < 0.95 * bw * bh, "an object inside the box, not the box"
+        assert any(0 < v < 255 for v in mask), "soft edges"
+        got = (tmp_path / f"selection-{combine}.bin").read_bytes()
+        wrong = 0
+        for y in range(HEIGHT):
+            for x in range(WIDTH):
+                a = 255 if bx <= x < bx + bw and by <= y < by + bh else 0
+                inside = mx <= x < mx + mw and my <= y < my + mh
+                b = mask[(y - my) * mw + (x - mx)] if inside else 0
+                wrong += abs(got[y * WIDTH + x] - rule(a, b)) > 1
+        assert wrong == 0, f"{combine}: {wrong} pixels differ from the daemon's mask combined with the box"
+    (sidecar,) = daemon.sidecars(prompt)
+    assert sidecar["params"]["mode"] == "inpaint"
+    selection = sidecar["params"]["selection"]
+    mx, my, mw, mh = masks[-1][0]["x"], masks[-1][0]["y"], masks[-1][0]["width"], masks[-1][0]["height"]
+    assert mx <= selection["x"] and selection["x"] + selection["width"] <= mx + mw, "the object's selection"
+    assert my <= selection["y"] and selection["y"] + selection["height"] <= my + mh
+    assert report["layers"][0]["name"] == sidecar["name"] and len(report["layers"]) == 2
+    assert report["background_after"] == report["background_before"]
+
+
 @pytest.fixture
 def xvfb() -> Iterator[str]:
     """A private X display on this machine; a GIMP root sees it through the shared /tmp/.X11-unix."""
@@ -317,6 +392,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "expand": expand,
                 "report": str(panel_report),
                 "screenshot": str(screenshot),
+                "segment_box": SEGMENT_BOX,
             }
         )
     )
@@ -440,6 +516,12 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert saved["strength"] == 1.0 and saved["land_directly"] is True
     assert saved["client_id"] == history["client_id"], "the panel remembers its identity"
 
+    # Select an object: the panel's Refine selection on a drawn box makes the daemon's mask the selection
+    segment = panel["segment"]
+    assert "refine" in panel["segment_models"]
+    assert segment["state"] == "finished" and not segment["error"], segment
+    assert segment["wrong_px"] == 0 and 0 < segment["selected_px"] < SEGMENT_BOX[2] * SEGMENT_BOX[3], segment
+
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
     panel_report.unlink()
@@ -456,5 +538,6 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     restarted = json.loads(panel_report.read_text())
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again
-    assert restarted["history"]["job_ids"][:3] == history["job_ids"], restarted["history"]
+    earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id != segment["job_id"]]
+    assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]

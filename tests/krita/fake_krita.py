@@ -31,6 +31,18 @@ class FakeRect:
         return self._r[3]
 
 
+class FakeRectF(FakeRect):
+    """QRectF: float coordinates."""
+
+
+class FakeShape:
+    def __init__(self, x: float, y: float, w: float, h: float) -> None:
+        self.box = FakeRectF(x, y, w, h)  # type: ignore[arg-type]
+
+    def boundingBox(self) -> FakeRectF:
+        return self.box
+
+
 class FakeNode:
     def __init__(self, doc: FakeDocument, name: str, kind: str) -> None:
         self.doc = doc
@@ -42,6 +54,10 @@ class FakeNode:
         self._visible = True
         self.pixels: dict[tuple[int, int], bytes] = {}  # (x, y) -> BGRA
         self.writes = 0
+        self.shape_list: list[FakeShape] = []  # a vector layer's shapes, in points (1/72 inch)
+
+    def shapes(self) -> list[FakeShape]:
+        return list(self.shape_list)
 
     def name(self) -> str:
         return self._name
@@ -116,8 +132,31 @@ class FakeNode:
 
 
 class FakeSelection:
-    def __init__(self, mask: dict[tuple[int, int], int]) -> None:
-        self.mask = mask
+    """Soft selection; add / subtract / intersect as Krita's pixel selections combine 8-bit values
+    (union = max, subtract = a - b clamped, intersect = min; the e2e test checks them in Krita)."""
+
+    def __init__(self, mask: dict[tuple[int, int], int] | None = None) -> None:
+        self.mask = dict(mask or {})
+
+    def setPixelData(self, data: Any, x: int, y: int, w: int, h: int) -> None:
+        data = bytes(data)
+        assert len(data) == w * h
+        for row in range(h):
+            for col in range(w):
+                self.mask[(x + col, y + row)] = data[row * w + col]
+
+    def _combine(self, other: FakeSelection, rule: Any) -> None:
+        for point in set(self.mask) | set(other.mask):
+            self.mask[point] = rule(self.mask.get(point, 0), other.mask.get(point, 0))
+
+    def add(self, other: FakeSelection) -> None:
+        self._combine(other, max)
+
+    def subtract(self, other: FakeSelection) -> None:
+        self._combine(other, lambda a, b: max(0, a - b))
+
+    def intersect(self, other: FakeSelection) -> None:
+        self._combine(other, min)
 
     def _box(self) -> tuple[int, int, int, int]:
         points = [p for p, v in self.mask.items() if v]
@@ -154,6 +193,19 @@ class FakeDocument:
         self.closed = False
         self.pixel_reads: list[tuple[int, int, int, int]] = []
         self.on_wait: Any = lambda: None
+        self.resolution = 72.0  # pixels per inch
+
+    def xRes(self) -> float:
+        return self.resolution
+
+    def yRes(self) -> float:
+        return self.resolution
+
+    def setActiveNode(self, node: FakeNode) -> None:
+        self.active = node
+
+    def createVectorLayer(self, name: str) -> FakeNode:
+        return FakeNode(self, name, "vectorlayer")
 
     # document
     def name(self) -> str:
@@ -179,6 +231,10 @@ class FakeDocument:
 
     def selection(self) -> FakeSelection | None:
         return self._selection
+
+    def setSelection(self, selection: FakeSelection | None) -> None:
+        """Krita's Document.setSelection: not recorded in the undo history."""
+        self._selection = selection
 
     def select_rect(self, x: int, y: int, w: int, h: int, value: int = 255) -> None:
         self._selection = FakeSelection({(x + c, y + r): value for r in range(h) for c in range(w)})

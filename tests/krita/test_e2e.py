@@ -54,6 +54,12 @@ JOBS = [
     },
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
+SEGMENT = {
+    "box": [200, 110, 200, 160],  # a drawn box around the cup
+    "model": "refine",
+    "combine": ["add", "subtract", "intersect", "replace"],  # replace last: it is inpainted next
+    "inpaint": {"name": "segment_inpaint", "model": "classical", "prompt": "no cup", "seed": 9},
+}
 
 
 DRIVER = REPO_ROOT / "tests" / "krita" / "driver"
@@ -130,7 +136,9 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
         rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
     spec = home / "spec.json"
-    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "job_timeout": 150}))
+    spec.write_text(
+        json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "segment": SEGMENT, "job_timeout": 150})
+    )
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
     run = run_krita(host, home, timeout=600, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
@@ -310,3 +318,29 @@ def test_history_after_a_restart_reapplies_and_reuses(krita_restart: dict[str, A
 def test_the_wheel_over_an_unfocused_field_changes_nothing(krita_run: dict[str, Any]) -> None:
     wheel = krita_run["wheel"]
     assert not wheel["focused"] and wheel["after"] == wheel["before"] == 100, wheel
+
+
+@pytest.mark.parametrize("combine", SEGMENT["combine"])
+def test_refine_selection_turns_a_drawn_box_into_the_daemon_s_mask_by_each_combine_mode(
+    krita_run: dict[str, Any], combine: str
+) -> None:
+    """The docker's Refine selection button on a rectangular selection: Krita's selection afterwards
+    is the daemon's soft mask at its placement, combined with the box by Krita's own operation."""
+    segment = krita_run["segment"]
+    assert "refine" in segment["models"]
+    record = segment[combine]
+    assert record["state"] == "finished" and not record["error"], record
+    _, _, w, h = SEGMENT["box"]
+    assert 0 < record["mask_selected_px"] < 0.95 * w * h, "an object inside the box, not the box itself"
+    assert record["wrong_px"] == 0 and record["max_diff"] <= 1, record
+    if combine == "replace":
+        assert record["selected_px"] == record["mask_selected_px"] and record["soft_px"] > 0, "soft edges kept"
+
+
+def test_the_refined_selection_is_inpainted_like_any_selection(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["segment_inpaint"]
+    assert job["mode"] == "inpaint"
+    _layer_matches_result(job)
+    mx, my, mw, mh = krita_run["segment"]["replace"]["mask"]
+    layer = job["results"][0]["layer"]
+    assert layer["x"] <= mx + mw and layer["y"] <= my + mh and layer["x"] + layer["width"] >= mx

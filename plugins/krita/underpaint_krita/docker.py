@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import krita
 from krita import DockWidget, Krita
 
 from underpaint_protocol.panel import ignored_summary, model_label
@@ -11,6 +12,7 @@ from underpaint_protocol.panel import ignored_summary, model_label
 from .glue import KritaGlue
 from .model import DockerModel, Settings
 from .qt import QByteArray, QObject, Qt, QtCore, QtGui, QTimer, QtWidgets, pyqtSignal
+from .segment_ui import SegmentBox
 
 DOCKER_ID = "underpaint_docker"
 DOCKERS: list[UnderpaintDocker] = []  # every docker made (one per window)
@@ -51,7 +53,7 @@ def shared_model() -> DockerModel:
             lambda key, default: app.readSetting("underpaint", key, default),
             lambda key, value: app.writeSetting("underpaint", key, value),
         )
-        glue = KritaGlue(app, lambda data: QByteArray(data))
+        glue = KritaGlue(app, lambda data: QByteArray(data), krita.Selection)
         _MODEL = DockerModel(glue, _DISPATCHER.post, settings, host=("krita", str(app.version())))
         notifier = app.notifier()
         notifier.setActive(True)
@@ -244,6 +246,8 @@ class UnderpaintDocker(DockWidget):
         self.expand_button.clicked.connect(lambda: self.model.generate(expand=True))
         expand_grid.addWidget(self.expand_button, 3, 0, 1, 4)
         form.addWidget(expand)
+        self.segment_box = SegmentBox(m, guard_wheel)
+        form.addWidget(self.segment_box)
 
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setRange(0, 1000)
@@ -477,6 +481,7 @@ class UnderpaintDocker(DockWidget):
             connected = m.connection == "connected"
             self.generate_button.setEnabled(connected)
             self.expand_button.setEnabled(connected)
+            self.segment_box.refresh(connected)
             self.cancel_button.setEnabled(m.busy)
             self.progress_bar.setValue(round(m.controller.progress_fraction * 1000))
             self.progress_label.setText(m.controller.progress_text())

@@ -13,6 +13,7 @@ from typing import Any
 
 from underpaint_protocol.controller import CanvasClosed, NewLayer, UserError
 from underpaint_protocol.jobs import Bounds
+from underpaint_protocol.segment import COMBINE_MODES, SegmentMask
 from underpaint_protocol.session import ImageData
 
 SUPPORTED = ("RGBA", "U8")
@@ -38,9 +39,15 @@ def node_key(node: Any) -> str:
 class KritaGlue:
     """Krita as the controller's host: which document Generate works on."""
 
-    def __init__(self, app: Any, to_qbytes: Callable[[bytes], Any] = lambda data: data) -> None:
+    def __init__(
+        self,
+        app: Any,
+        to_qbytes: Callable[[bytes], Any] = lambda data: data,
+        new_selection: Callable[[], Any] | None = None,
+    ) -> None:
         self.app = app
         self.to_qbytes = to_qbytes
+        self.new_selection = new_selection  # krita.Selection in Krita; the fake's in tests
 
     def active_canvas(self) -> KritaCanvas:
         """The active document, refused with what to do when the plugin cannot read it."""
@@ -105,6 +112,33 @@ class KritaCanvas:
         if len(data) != rect.width * rect.height:
             raise UserError(f"Krita returned {len(data)} selection bytes for a {rect.width}x{rect.height} region")
         return ImageData("gray8", rect.width, rect.height, data)
+
+    def apply_selection(self, mask: SegmentMask) -> None:
+        """The soft mask at its placement joins the selection by Krita's own replace / add /
+        subtract / intersect (no selection counts as an empty one). Krita's scripting API sets the
+        global selection outside its undo history (``Document.setSelection``), so this is no undo step."""
+        if mask.combine not in COMBINE_MODES:
+            raise UserError(f"combine must be one of {', '.join(COMBINE_MODES)}, not {mask.combine!r}")
+        if len(mask.data) != mask.width * mask.height:
+            raise UserError(f"expected a {mask.width}x{mask.height} mask, got {len(mask.data)} bytes")
+        if self.glue.new_selection is None:
+            raise UserError("this Krita build offers no Selection class to scripts")
+        doc = self.document()
+        incoming = self.glue.new_selection()
+        incoming.setPixelData(self.glue.to_qbytes(bytes(mask.data)), mask.x, mask.y, mask.width, mask.height)
+        current = doc.selection()
+        combine = mask.combine
+        if combine == "replace" or (combine == "add" and current is None):
+            result = incoming
+        elif current is None:  # subtract from / intersect with nothing: nothing
+            result = None
+        else:
+            result = current
+            {"add": result.add, "subtract": result.subtract, "intersect": result.intersect}[combine](incoming)
+        if result is not None and (result.width() <= 0 or result.height() <= 0):
+            result = None
+        doc.setSelection(result)
+        doc.waitForDone()
 
     def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         """Krita's own Image > Resize Canvas (its own undo step)."""

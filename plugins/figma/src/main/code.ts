@@ -5,6 +5,7 @@ import type { JobContext, MainToUi, Settings, UiToMain } from "../shared/message
 import { DEFAULT_PORT } from "../shared/protocol.gen";
 import { placeResults } from "./place";
 import { dropPreviewNow, endPreview, reapplyResult, showPreview } from "./preview";
+import { placeMask } from "./segment";
 import { classify, describe, prepareJob } from "./selection";
 
 const SETTINGS_KEY = "underpaint-settings";
@@ -69,7 +70,10 @@ async function handle(message: UiToMain): Promise<void> {
       return;
     case "place":
       try {
-        const placed = await placeResults(message.context, message.prompt, message.results);
+        const placed =
+          message.context.mode === "segment"
+            ? await placeMask(message.context, message.results)
+            : await placeResults(message.context, message.prompt, message.results);
         for (const note of placed.notes) figma.notify(note, { timeout: 8000 });
         post({ type: "placed", jobId: message.jobId, ...placed });
       } catch (error) {

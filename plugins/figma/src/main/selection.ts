@@ -11,6 +11,7 @@ import {
 } from "../shared/geometry";
 import type { PreparedJob, PrepareOptions } from "../shared/messages";
 import { pngSize } from "../shared/png";
+import { SEGMENT_KEY } from "./segment";
 
 const FRAME_TYPES = new Set(["FRAME", "COMPONENT", "INSTANCE"]);
 
@@ -46,6 +47,7 @@ export function nodeInfo(node: SceneNode, withChildren = true): NodeInfo {
       : [],
     childCount: children.length,
     rotated: Math.abs(t[0][1]) > 1e-6 || Math.abs(t[1][0]) > 1e-6 || t[0][0] < 0 || t[1][1] < 0,
+    segmentMask: node.getPluginData(SEGMENT_KEY) === "mask",
   };
 }
 
@@ -118,7 +120,9 @@ export async function renderMask(base: SceneNode, masks: SceneNode[], scale: num
         [t[1][0], t[1][1], t[1][2] - box.y],
       ];
       clone.visible = true;
-      whiten(clone);
+      // A selection made by underpaint is already its soft mask (white, alpha = selected): drawn, not masking.
+      if (mask.getPluginData(SEGMENT_KEY) === "mask") (clone as RectangleNode).isMask = false;
+      else whiten(clone);
     }
     return await frame.exportAsync({ format: "PNG", constraint: { type: "SCALE", value: scale } });
   } finally {

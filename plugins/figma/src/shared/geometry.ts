@@ -41,6 +41,8 @@ export interface NodeInfo {
   imageChildren: NodeInfo[];
   childCount: number;
   rotated: boolean;
+  /** A selection made by underpaint (segment): a mask shape for inpainting, never the canvas. */
+  segmentMask?: boolean;
 }
 
 export type Classified =
@@ -55,13 +57,13 @@ const EMPTY_HINT =
   "Select an image (img2img), an image plus shapes drawn over it (inpaint), a frame larger than the image " +
   "inside it (outpaint), or an empty frame or rectangle (txt2img).";
 
-const isCanvas = (node: NodeInfo): boolean => node.hasImageFill || node.isFrame;
+const isCanvas = (node: NodeInfo): boolean => (node.hasImageFill || node.isFrame) && !node.segmentMask;
 const area = (box: Box): number => box.width * box.height;
 
 /** Decide what a selection means. Throws SelectionError with a sentence for the user. */
 export function classifySelection(nodes: NodeInfo[]): Classified {
   if (nodes.length === 0) throw new SelectionError(`Nothing is selected. ${EMPTY_HINT}`);
-  if (nodes.length === 1) {
+  if (nodes.length === 1 && !nodes[0].segmentMask) {
     const node = nodes[0];
     if (node.hasImageFill) return { mode: "img2img", base: node };
     if (node.isFrame) {
@@ -80,7 +82,7 @@ export function classifySelection(nodes: NodeInfo[]): Classified {
   }
   const base = candidates.reduce((best, node) => (area(node.box) > area(best.box) ? node : best));
   const masks = nodes.filter((node) => node !== base);
-  const images = masks.filter((node) => node.hasImageFill);
+  const images = masks.filter((node) => node.hasImageFill && !node.segmentMask);
   if (images.length > 0) {
     throw new SelectionError(
       `Select one image and the shapes to repaint; "${images[0].name}" is another image. ` +

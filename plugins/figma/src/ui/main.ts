@@ -1,6 +1,7 @@
 /** The sidebar: settings, connection, the job form, progress, errors; talks to code.ts by messages. */
 
 import { buildJob } from "../shared/job";
+import { segmentJob, segmentModels } from "../shared/segment";
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
 import { DEFAULT_PORT, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
 import { buildUpload } from "../shared/upload";
@@ -40,6 +41,10 @@ const ui = {
   generate: $<HTMLButtonElement>("generate"),
   cancel: $<HTMLButtonElement>("cancel"),
   expand: $<HTMLButtonElement>("expand"),
+  segmentModel: $<HTMLSelectElement>("segment-model"),
+  segmentRefine: $<HTMLButtonElement>("segment-refine"),
+  segmentWords: $<HTMLInputElement>("segment-words"),
+  segmentWordsGo: $<HTMLButtonElement>("segment-words-go"),
   extents: ["left", "top", "right", "bottom"].map((side) => $<HTMLInputElement>(`ext-${side}`)),
   progress: $<HTMLProgressElement>("progress"),
   status: $<HTMLDivElement>("status"),
@@ -143,6 +148,9 @@ function updateButtons(): void {
   ui.generate.disabled = !connected || busy() || !selectionOk || refused;
   ui.expand.disabled = !connected || busy() || !selectionOk;
   ui.cancel.disabled = !busy() || current?.cancelRequested === true;
+  const segmenting = !connected || busy() || !selectionOk || ui.segmentModel.value === "";
+  ui.segmentRefine.disabled = segmenting;
+  ui.segmentWordsGo.disabled = segmenting;
 }
 
 function savePending(): void {
@@ -161,7 +169,19 @@ function fillModels(hello: Welcome): void {
     ui.model.append(option);
   }
   ui.model.value = hello.models.some((m) => m.id === previous) ? previous : hello.default_model;
+  const previousSegment = ui.segmentModel.value;
+  const able = segmentModels(hello.models);
+  ui.segmentModel.innerHTML = "";
+  for (const model of able) {
+    const option = document.createElement("option");
+    option.value = model.id;
+    option.textContent = modelLabel(model);
+    option.title = `starts from: ${(model.segment_inputs ?? []).join(", ")}`;
+    ui.segmentModel.append(option);
+  }
+  if (able.some((m) => m.id === previousSegment)) ui.segmentModel.value = previousSegment;
   updatePlan();
+  updateButtons();
 }
 
 function chosenModel(): ModelInfo | undefined {
@@ -373,7 +393,8 @@ function onRunState(run: JobRun): void {
   updateButtons();
 }
 
-async function generate(expand: boolean): Promise<void> {
+/** ``segment``: a segment job ("Refine selection": text null; "Select by words": the phrase). */
+async function generate(expand: boolean, segment?: { text: string | null }): Promise<void> {
   const connected = client;
   if (!connected?.isConnected || busy()) return;
   showError(null);
@@ -400,7 +421,10 @@ async function generate(expand: boolean): Promise<void> {
     }
     const geometry = prepared.geometry;
     const numberOrNull = (text: string): number | null => (text.trim() === "" ? null : Number(text));
-    const job = buildJob(geometry, {
+    if (segment) prepared.context.mode = "segment";
+    const job = segment
+      ? segmentJob(geometry, { model: ui.segmentModel.value, text: segment.text })
+      : buildJob(geometry, {
       model: ui.model.value,
       prompt: ui.prompt.value,
       negativePrompt: ui.negative.value,
@@ -416,7 +440,7 @@ async function generate(expand: boolean): Promise<void> {
           upload: planned.upload,
           canvas: geometry.canvas,
           image: prepared.image,
-          mask: prepared.mask,
+          mask: segment && segment.text !== null ? undefined : prepared.mask, // words: no rough mask
           maxFrameBytes: connected.welcome?.limits.max_frame_bytes ?? 0,
         },
         cropPng,
@@ -430,7 +454,7 @@ async function generate(expand: boolean): Promise<void> {
     if (!run.cancelRequested) {
       pending[jobId] = prepared.context;
       savePending();
-      if (!ui.seedLock.checked) ui.seed.value = String(accepted.seed); // the seed used, to lock it
+      if (!ui.seedLock.checked && !segment) ui.seed.value = String(accepted.seed); // the seed used, to lock it
       setStatus(`Accepted (seed ${accepted.seed}).`, 0);
     }
     updateButtons();
@@ -527,6 +551,8 @@ const results = new ResultsPanel({
 ui.connect.addEventListener("click", connect);
 ui.generate.addEventListener("click", () => void generate(false));
 ui.expand.addEventListener("click", () => void generate(true));
+ui.segmentRefine.addEventListener("click", () => void generate(false, { text: null }));
+ui.segmentWordsGo.addEventListener("click", () => void generate(false, { text: ui.segmentWords.value }));
 ui.cancel.addEventListener("click", () => {
   if (!current || !busy()) return;
   try {

@@ -626,6 +626,48 @@ describe("figma plugin against a real daemon", () => {
     expect(await ui.isEnabled("#generate")).toBe(true);
   });
 
+  it("Refine selection turns a drawn box into a mask node over the image, which then inpaints", async () => {
+    await page.evaluate(() => (window as any).select("Object photo", "Drawn box"));
+    await waitFor("the selection summary", async () => (await sidebar()).selection.includes("Object photo"));
+    await waitFor("the segment models", async () => ui.evaluate(() => Array.from((document.getElementById("segment-model") as HTMLSelectElement).options).some((o) => o.value === "refine")));
+    await ui.selectOption("#segment-model", "refine");
+    await recordWire();
+    await ui.click("#segment-refine");
+    const name = "Selection of Object photo";
+    const [mask] = await waitFor("the mask node", async () => {
+      const nodes = (await page.evaluate(() => (window as any).created())).filter((n: any) => n.name === name);
+      return nodes.length > 0 ? nodes : null;
+    }, 60000);
+    const submit = (await lastSubmit()).submit;
+    expect(submit.job).toMatchObject({ mode: "segment", model: "refine", segment: { box: { x: 30, y: 20, width: 60, height: 50 } }, selection: { x: 30, y: 20, width: 60, height: 50 } });
+    const [result] = await received("result");
+    const layer = result.layer;
+    // exactly at the daemon's placement, an isMask node below the image in one group
+    expect([mask.x, mask.y, mask.width, mask.height]).toEqual([layer.x, 3000 + layer.y, layer.width, layer.height]);
+    expect(mask.isMask).toBe(true);
+    expect(mask.parentType).toBe("GROUP");
+    expect(mask.siblings).toEqual([name, "Object photo"]);
+    // the blue square is selected, the gradient inside the box is not
+    expect(await page.evaluate(([n, x, y]) => (window as any).fillAlpha(n, x, y), [name, 60 - layer.x, 45 - layer.y] as const)).toBeGreaterThan(200);
+    expect(await page.evaluate(([n, x, y]) => (window as any).fillAlpha(n, x, y), [name, 32 - layer.x, 22 - layer.y] as const)).toBeLessThan(60);
+    expect(await page.evaluate(() => (window as any).nodeState("Drawn box"))).toMatchObject({ visible: false });
+
+    // the mask node and the image stay selected: Generate inpaints the selected object
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "classical");
+    await recordWire();
+    await ui.click("#generate");
+    const [filled] = await waitFor("the inpainted node", async () => {
+      const nodes = (await page.evaluate(() => (window as any).created())).filter((n: any) => n.name !== name && n.parent === "Object photo (selected object)");
+      return nodes.length > 0 ? nodes : null;
+    }, 60000);
+    const inpaint = (await lastSubmit()).submit.job;
+    expect(inpaint.mode).toBe("inpaint");
+    expect(inpaint.selection).toEqual({ x: layer.x, y: layer.y, width: layer.width, height: layer.height });
+    const [painted] = await received("result");
+    expect([filled.x, filled.y]).toEqual([painted.layer.x, 3000 + painted.layer.y]);
+  });
+
   it("previews a batch first: one preview node, image k of n, Apply lands what a direct landing would, one undo step", async () => {
     await ui.uncheck("#land-directly");
     await waitFor("the setting in clientStorage", async () => (await page.evaluate(() => (window as any).fake.storage.get("underpaint-settings"))).landDirectly === false);

@@ -33,6 +33,9 @@ w.setupScene = async (settings: unknown) => {
   fake.imageNode("Wide photo", await testImage(2100, 60), 0, 2000, 2100, 60);
   // A moderate empty frame for a slow txt2img to cancel.
   fake.frame("Slow", 700, 40, 320, 240);
+  // A rectangle drawn around the blue square (image pixels 40..80 x 30..60) for "Refine selection".
+  fake.imageNode("Object photo", await testImage(160, 120), 0, 3000, 160, 120);
+  fake.shape("RECTANGLE", "Drawn box", 30, 3020, 60, 50);
 };
 
 w.select = (...names: string[]) => {
@@ -68,7 +71,7 @@ w.created = async () => {
   const out = [];
   for (const node of fake.nodes.values()) {
     const fill = node.fills.find((f) => f.type === "IMAGE");
-    if (!fill || ["Photo", "Lone photo", "Big photo", "Wide photo"].includes(node.name)) continue;
+    if (!fill || ["Photo", "Lone photo", "Big photo", "Wide photo", "Object photo"].includes(node.name)) continue;
     const image = fake.images.get(fill.imageHash)!;
     const decoded = await decodePng(image.bytes);
     out.push({
@@ -82,6 +85,8 @@ w.created = async () => {
       width: node.width,
       height: node.height,
       pixels: { width: decoded.width, height: decoded.height },
+      isMask: (node as unknown as { isMask?: boolean }).isMask === true,
+      siblings: node.parent?.children.map((n) => n.name),
     });
   }
   return out;
@@ -121,4 +126,11 @@ w.sizeUi = (width: number, height: number) => {
   const iframe = document.getElementById("plugin-ui") as HTMLIFrameElement;
   iframe.style.width = `${width}px`;
   iframe.style.height = `${height}px`;
+};
+
+/** The alpha of a node's image fill at a pixel of that image. */
+w.fillAlpha = async (name: string, x: number, y: number) => {
+  const fill = byName(name).fills.find((f) => f.type === "IMAGE");
+  const decoded = await decodePng(fake.images.get(fill.imageHash)!.bytes);
+  return decoded.data[(y * decoded.width + x) * 4 + 3];
 };

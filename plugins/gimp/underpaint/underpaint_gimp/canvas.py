@@ -16,10 +16,18 @@ from gi.repository import Gegl, Gimp  # noqa: E402
 
 from underpaint_protocol.controller import NewLayer, UserError  # noqa: E402
 from underpaint_protocol.jobs import Bounds  # noqa: E402
+from underpaint_protocol.segment import SegmentMask  # noqa: E402
 from underpaint_protocol.session import ImageData  # noqa: E402
 
 RGBA = "R'G'B'A u8"
 GRAY = "Y u8"
+COMBINE = {
+    "replace": Gimp.ChannelOps.REPLACE,
+    "add": Gimp.ChannelOps.ADD,
+    "subtract": Gimp.ChannelOps.SUBTRACT,
+    "intersect": Gimp.ChannelOps.INTERSECT,
+}
+"""How a new mask joins the selection: GIMP's own channel operations."""
 
 
 class GimpCanvas:
@@ -52,6 +60,64 @@ class GimpCanvas:
         selection = self.image.get_selection()
         data = selection.get_buffer().get(_rect(rect), 1.0, GRAY, Gegl.AbyssPolicy.NONE)
         return ImageData("gray8", rect.width, rect.height, bytes(data))
+
+    def apply_selection(self, mask: SegmentMask) -> None:
+        """The soft mask at its placement joins the selection by GIMP's own replace / add /
+        subtract / intersect: a temporary channel holds it for ``select_item``; one undo step."""
+        operation = COMBINE.get(mask.combine)
+        if operation is None:
+            raise UserError(f"combine must be one of {', '.join(COMBINE)}, not {mask.combine!r}")
+        if len(mask.data) != mask.width * mask.height:
+            raise UserError(f"expected a {mask.width}x{mask.height} mask, got {len(mask.data)} bytes")
+        width, height = self.size()
+        selected = list(self.image.get_selected_layers())
+        self.image.undo_group_start()
+        try:
+            channel = Gimp.Channel.new(self.image, "underpaint mask", width, height, 0.0, Gegl.Color.new("black"))
+            self.image.insert_channel(channel, None, 0)
+            try:
+                buffer = channel.get_buffer()
+                rect = Gegl.Rectangle.new(mask.x, mask.y, mask.width, mask.height)
+                buffer.set(rect, self._channel_format(), bytes(mask.data))
+                buffer.flush()
+                self.image.select_item(operation, channel)
+            finally:
+                self.image.remove_channel(channel)
+        finally:
+            self.image.undo_group_end()
+            kept = [layer for layer in selected if layer.is_valid()]
+            if kept:  # inserting the channel made it the active drawable
+                self.image.set_selected_layers(kept)
+        Gimp.displays_flush()
+
+    def points(self, name: str) -> list[tuple[int, int]]:
+        """Click points: the anchors of every path called ``name`` (the Paths tool: one click, one
+        anchor), in image pixels."""
+        found = []
+        for path in self.image.get_paths():
+            if path.get_name() != name:
+                continue
+            for stroke in path.get_strokes():
+                _, controls, _ = path.stroke_get_points(stroke)
+                # a Bezier stroke's points come as (control, anchor, control) triples of (x, y)
+                found += [(int(controls[i]), int(controls[i + 1])) for i in range(2, len(controls) - 1, 6)]
+        return found
+
+    def ensure_path(self, name: str) -> None:
+        """The path for add or remove points, made when missing, and made the active one so the
+        Paths tool adds anchors to it."""
+        path = next((item for item in self.image.get_paths() if item.get_name() == name), None)
+        if path is None:
+            path = Gimp.Path.new(self.image, name)
+            self.image.insert_path(path, None, 0)
+        self.image.set_selected_paths([path])
+        Gimp.displays_flush()
+
+    def _channel_format(self) -> str:
+        """The bytes' format that a channel stores as they are: its values reach the selection
+        unconverted (checked in GIMP 3.0 and 3.2), and a channel follows the image's tone curve."""
+        nick = str(getattr(self.image.get_precision(), "value_nick", ""))
+        return GRAY if nick.endswith("-linear") and not nick.endswith("non-linear") else "Y' u8"
 
     def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         self.image.undo_group_start()

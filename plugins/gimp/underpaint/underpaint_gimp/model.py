@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from underpaint_protocol.controller import Canvas, Controller, Job, Post, Request, UserError, WorkQueue
+from underpaint_protocol.segment import SegmentRequest
 
 from . import VERSION
 
@@ -50,8 +51,11 @@ def make_controller(
     )
 
 
-def run_to_end(controller: Controller, work: WorkQueue, url: str, token: str, request: Request, timeout: float) -> Job:
-    """A procedure call: connect, run one job on this thread until it ended and its results are in.
+def run_to_end(
+    controller: Controller, work: WorkQueue, url: str, token: str, request: Request | SegmentRequest, timeout: float
+) -> Job:
+    """A procedure call: connect, run one job (a segment job for a ``SegmentRequest``) on this thread
+    until it ended and its results are in (pasted, or made the selection).
 
     Raises UserError with the sentence to show when it cannot start, fails or does not end in time.
     """
@@ -59,7 +63,7 @@ def run_to_end(controller: Controller, work: WorkQueue, url: str, token: str, re
     work.run_until(lambda: controller.connection != "connecting", 30)
     if not controller.connected:
         raise UserError(controller.status)
-    job = controller.generate(request)
+    job = controller.segment(request) if isinstance(request, SegmentRequest) else controller.generate(request)
     if job is None:
         raise UserError(controller.error)
     if not work.run_until(lambda: job.settled, timeout):

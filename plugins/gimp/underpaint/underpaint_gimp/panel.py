@@ -40,6 +40,7 @@ from underpaint_protocol.session import ImageData  # noqa: E402
 
 from .canvas import GimpCanvas  # noqa: E402
 from .model import ImageHost, make_controller  # noqa: E402
+from .segment_ui import SegmentSection  # noqa: E402
 from .settings import Settings, daemon_token  # noqa: E402
 
 PREVIEW_SIDE = 160
@@ -189,6 +190,8 @@ class Panel:
         sides.attach(self.expand, 0, 2, 4, 1)
         self.expander.add(sides)
         box.pack_start(self.expander, False, False, 0)
+        self.segment = SegmentSection(self)
+        box.pack_start(self.segment.expander, False, False, 0)
 
         self.mode_hint = Gtk.Label(label="", xalign=0, wrap=True)
         box.pack_start(self.mode_hint, False, False, 0)
@@ -423,6 +426,7 @@ class Panel:
         if controller.connected and self._models_of != id(controller.welcome):
             self._models_of = id(controller.welcome)
             self._fill_models()
+            self.segment.fill_models(controller.models)
             if controller.client_id and controller.client_id != self.settings.client_id:
                 self._save()  # the same identity, so the same history, after a restart
             controller.refresh_history()

@@ -3,7 +3,8 @@
 ``underpaint-inpaint``, ``underpaint-outpaint``, ``underpaint-img2img`` and ``underpaint-txt2img``
 run a job to completion and add its layers; they work the same from the Filters menu (a dialog asks
 for the arguments), from batch mode and from other plug-ins or scripts (NONINTERACTIVE).
-``underpaint-panel`` opens the non-modal panel.
+``underpaint-segment`` selects an object (a box, points, the rough selection or words) and makes
+it the selection by GIMP's own combine modes. ``underpaint-panel`` opens the non-modal panel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
 from . import settings as saved  # noqa: E402
 from .canvas import GimpCanvas  # noqa: E402
 from .model import ImageHost, make_controller, run_to_end  # noqa: E402
+from .segment import PROCEDURE as SEGMENT  # noqa: E402
+from .segment import add_segment_arguments  # noqa: E402
+from .segment import request_from_config as segment_request  # noqa: E402
 
 PANEL = "underpaint-panel"
 MODES = {
@@ -86,6 +90,10 @@ def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
             procedure.add_int_argument(
                 side, f"_{side.title()}", f"Pixels to add on the {side}", 0, MAX_SIDE, default, RW
             )
+    add_connection_arguments(procedure)
+
+
+def add_connection_arguments(procedure: Gimp.Procedure) -> None:
     procedure.add_string_argument(
         "server", "Se_rver", f"Daemon address; empty: the one saved by the panel (default {DEFAULT_URL})", "", RW
     )
@@ -145,10 +153,12 @@ def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image
     token = str(config.get_property("token") or "") or settings.token or saved.daemon_token()
     timeout = float(config.get_property("timeout"))
     work = WorkQueue()
-    controller = make_controller(ImageHost(GimpCanvas(image), show_progress), work.post, gimp_version())
+    canvas = GimpCanvas(image)
+    controller = make_controller(ImageHost(canvas, show_progress), work.post, gimp_version())
     Gimp.progress_init(f"underpaint: {mode}")
     try:
-        job = run_to_end(controller, work, server, token, request_from_config(config, mode), timeout)
+        request = segment_request(config, canvas) if mode == "segment" else request_from_config(config, mode)
+        job = run_to_end(controller, work, server, token, request, timeout)
         if job.state == "cancelled":
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except UserError as error:
@@ -185,7 +195,7 @@ def run_panel(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Ima
 
 class UnderpaintPlugIn(Gimp.PlugIn):
     def do_query_procedures(self) -> list[str]:
-        return [PANEL, *MODES]
+        return [PANEL, *MODES, SEGMENT]
 
     def do_set_i18n(self, name: str) -> bool:
         return False
@@ -208,6 +218,26 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 | Gimp.ProcedureSensitivityMask.DRAWABLES
                 | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
             )
+        elif name == SEGMENT:
+            procedure = Gimp.ImageProcedure.new(
+                self, name, Gimp.PDBProcType.PLUGIN, lambda p, m, i, d, c, data: run_job(p, m, i, c, "segment"), None
+            )
+            procedure.set_menu_label("_Select object…")
+            procedure.set_documentation(
+                "Select an object",
+                "Turn a box (the selection's bounds or an x,y,w,h argument), clicked points (the anchors of the "
+                "paths 'add points' / 'remove points'), the rough selection or words into the object's soft "
+                "selection with the underpaint daemon, combined with the current selection by replace, add, "
+                "subtract or intersect (one undo step). Runs to completion; scriptable non-interactively.",
+                name,
+            )
+            procedure.set_sensitivity_mask(
+                Gimp.ProcedureSensitivityMask.DRAWABLE
+                | Gimp.ProcedureSensitivityMask.DRAWABLES
+                | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
+            )
+            add_segment_arguments(procedure, RW)
+            add_connection_arguments(procedure)
         else:
             mode, label, blurb = MODES[name]
 

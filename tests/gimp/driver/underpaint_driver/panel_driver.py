@@ -20,7 +20,9 @@ from typing import Any
 import gi
 
 gi.require_version("Gdk", "3.0")
-from gi.repository import Gdk, GLib, Gtk  # noqa: E402
+gi.require_version("Gegl", "0.4")
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gdk, Gegl, Gimp, GLib, Gtk  # noqa: E402
 
 
 def _bottom(widget: Gtk.Widget, window: Gtk.Window) -> int:
@@ -98,7 +100,8 @@ def drive(panel: Any, spec_path: str) -> None:
         plan = ["connect", "history", "finish"]
     else:
         plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
-        plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse", "finish"]
+        plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse"]
+        plan += ["segment", "segment_wait", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
     def record_state() -> None:
@@ -280,6 +283,42 @@ def drive(panel: Any, spec_path: str) -> None:
                 before = layer_names()
                 panel.controller.reapply(inpaint, 1)
                 report["reapplied"] = {"before": before, "after": layer_names(), "error": panel.controller.error}
+            elif step == "segment":  # a drawn box, Refine selection in the panel's own section
+                image = panel.canvas.image
+                image.select_rectangle(Gimp.ChannelOps.REPLACE, *spec["segment_box"])
+                section = panel.segment
+                section.expander.set_expanded(True)
+                report["segment_models"] = [row[0] for row in section.model.get_model()]
+                section.model.set_active_id("refine")
+                section.combine.set_active_id("replace")
+                stage["jobs"] = len(panel.controller.jobs)
+                section.refine.clicked()
+                if len(panel.controller.jobs) == stage["jobs"]:
+                    raise RuntimeError(f"Refine selection made no job: {panel.controller.error}")
+            elif step == "segment_wait":
+                job = panel.controller.jobs[-1]
+                if not job.settled:
+                    return True
+                record: dict[str, Any] = {"state": job.state, "error": panel.controller.error, "job_id": job.job_id}
+                if job.results:
+                    from underpaint_protocol.segment import segment_mask
+
+                    mask = segment_mask(job.results[-1].message, job.results[-1].image, "replace")
+                    image = panel.canvas.image
+                    w, h = image.get_width(), image.get_height()
+                    got = bytes(
+                        image.get_selection()
+                        .get_buffer()
+                        .get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "Y u8", Gegl.AbyssPolicy.NONE)
+                    )
+                    wrong = 0
+                    for y in range(h):
+                        for x in range(w):
+                            mx, my = x - mask.x, y - mask.y
+                            inside = 0 <= mx < mask.width and 0 <= my < mask.height
+                            wrong += abs(got[y * w + x] - (mask.data[my * mask.width + mx] if inside else 0)) > 1
+                    record.update({"wrong_px": wrong, "selected_px": sum(1 for v in got if v > 127)})
+                report["segment"] = record
             elif step == "finish":
                 finish()
                 return False

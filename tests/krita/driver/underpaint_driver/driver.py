@@ -182,7 +182,13 @@ class TestDriver(Extension):
     def _start_job(self) -> None:
         jobs = self.spec["jobs"]
         if self.job_index >= len(jobs):
-            self.step = self._undo_check
+            segment = self.spec.get("segment")
+            if segment and not self.report.get("segment"):
+                self.report["segment"] = {}
+                self.segment_todo = list(segment["combine"])
+                self.step = self._segment_start
+            else:
+                self.step = self._undo_check
             return
         job = jobs[self.job_index]
         dock = self.dock
@@ -276,6 +282,79 @@ class TestDriver(Extension):
             record["undo"] = self._undo_redo()
         self.job_index += 1
         self.step = self._start_job
+
+    def _segment_start(self) -> None:
+        """Draw the box as a rectangular selection, pick the combine mode, click Refine selection."""
+        if not self.segment_todo:  # the last mask (replace) is the selection: inpaint it
+            self.spec["jobs"].append(self.spec["segment"]["inpaint"])
+            self.step = self._start_job
+            return
+        combine = self.segment_todo.pop(0)
+        spec, box = self.spec["segment"], self.spec["segment"]["box"]
+        selection = Selection()
+        selection.select(*box, 255)
+        self.doc.setSelection(selection)
+        self.doc.waitForDone()
+        panel = self.dock.segment_box
+        ids = [str(panel.model_combo.itemData(i)) for i in range(panel.model_combo.count())]
+        panel.model_combo.setCurrentIndex(ids.index(spec["model"]))
+        modes = [str(panel.combine_combo.itemData(i)) for i in range(panel.combine_combo.count())]
+        panel.combine_combo.setCurrentIndex(modes.index(combine))
+        self.report["segment"]["models"] = ids
+        before = len(self.dock.model.jobs)
+        panel.refine_button.click()  # the user's code path
+        if len(self.dock.model.jobs) == before:
+            raise RuntimeError(f"Refine selection made no job: {self.dock.model.error}")
+        self.entry = self.dock.model.jobs[-1]
+        self.combine = combine
+        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.report["stage"] = f"segment {combine}"
+        self._checkpoint()
+        self.step = self._segment_wait
+
+    def _segment_wait(self) -> None:
+        """The selection now, over the whole image, against the daemon's mask at its placement
+        combined with the box by the chosen mode."""
+        entry = self.entry
+        if not entry.settled:
+            if time.monotonic() > self.deadline:
+                raise RuntimeError(f"segment did not end: {entry.label()} error={self.dock.model.error}")
+            return
+        self.doc.waitForDone()
+        record: dict[str, Any] = {"state": entry.state, "error": self.dock.model.error, "label": entry.label()}
+        if entry.results:
+            from underpaint_protocol.segment import segment_mask
+
+            result = entry.results[-1]
+            mask = segment_mask(result.message, result.image, self.combine)
+            w, h = self.doc.width(), self.doc.height()
+            bx, by, bw, bh = self.spec["segment"]["box"]
+            selection = self.doc.selection()
+            got = bytes(selection.pixelData(0, 0, w, h)) if selection is not None else bytes(w * h)
+            rules = {"replace": lambda a, b: b, "add": max, "subtract": lambda a, b: max(0, a - b), "intersect": min}
+            rule = rules[self.combine]
+            worst, wrong, inside = 0, 0, 0
+            for y in range(h):
+                for x in range(w):
+                    a = 255 if bx <= x < bx + bw and by <= y < by + bh else 0
+                    mx, my = x - mask.x, y - mask.y
+                    b = mask.data[my * mask.width + mx] if 0 <= mx < mask.width and 0 <= my < mask.height else 0
+                    inside += b > 127
+                    diff = abs(got[y * w + x] - rule(a, b))
+                    worst = max(worst, diff)
+                    wrong += diff > 1
+            record.update(
+                {
+                    "mask": [mask.x, mask.y, mask.width, mask.height],
+                    "mask_selected_px": inside,
+                    "max_diff": worst,
+                    "wrong_px": wrong,
+                    "selected_px": sum(1 for v in got if v > 127),
+                    "soft_px": sum(1 for v in got if 0 < v < 255),
+                }
+            )
+        self.report["segment"][self.combine] = record
+        self.step = self._segment_start
 
     def _preview(self, job: dict[str, Any], entry: Any) -> None:
         """Step through the batch in the preview layer, then click Apply, Apply all or Discard; undo once."""
