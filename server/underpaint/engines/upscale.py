@@ -150,6 +150,12 @@ class UpscalePlan:
     """The result layer in the scaled canvas."""
     tile: int
     """Input pixels per upscaler tile core."""
+    result_rows: int
+    """Rows of the layer per result tile (the last one may be shorter)."""
+
+    @property
+    def result_tiles(self) -> int:
+        return math.ceil(self.layer.height / self.result_rows)
 
 
 class UpscaleEngine(Engine):
