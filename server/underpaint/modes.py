@@ -14,3 +14,10 @@ class Mode(str, Enum):
     OUTPAINT = "outpaint"
     SEGMENT = "segment"
     """Select an object: the result is a soft mask, not pixels (engines/segment)."""
+    UPSCALE = "upscale"
+    REFINE_UPSCALE = "refine_upscale"
+    RESTORE = "restore"
+
+
+UPSCALE_MODES = (Mode.UPSCALE, Mode.REFINE_UPSCALE)
+"""Modes whose result is the scaled region, in the scaled canvas, possibly in tiles."""

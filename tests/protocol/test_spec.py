@@ -104,7 +104,18 @@ def test_every_error_code_is_documented() -> None:
 
 
 def test_every_mode_and_format_in_the_spec_exists() -> None:
-    assert set(get_args(messages.Mode)) == {"txt2img", "img2img", "inpaint", "outpaint", "segment"}
+    assert set(get_args(messages.Mode)) == {
+        "txt2img",
+        "img2img",
+        "inpaint",
+        "outpaint",
+        "segment",
+        "upscale",
+        "refine_upscale",
+        "restore",
+    }
+    for mode in get_args(messages.Mode):
+        assert f"`{mode}`" in SPEC
     for image_format in get_args(messages.ImageFormat):
         assert f"| `{image_format}` |" in SPEC
 

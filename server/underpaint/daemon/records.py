@@ -19,6 +19,7 @@ from underpaint.canvas.plan import BlendSettings, JobPlan
 from underpaint.canvas.region import SegmentInputs
 from underpaint.daemon.outputs import StoredResult
 from underpaint.engines.base import Engine, ModelInfo
+from underpaint.engines.upscale import UpscalePlan
 from underpaint_protocol import messages as wire
 
 
@@ -63,6 +64,8 @@ class Job:
     terminal_event: Any = None
     announced_position: int | None = None
     """The last queue position sent to the owner (positions are sent only when they change)."""
+    upscale: UpscalePlan | None = None
+    """For upscale and refine-upscale: the upscaler, factor and placement (``daemon.upscaling``)."""
 
     @property
     def device(self) -> str:
@@ -124,4 +127,5 @@ def result_message(item: StoredResult) -> wire.Result:
         canvas=wire.Rect(**item.canvas),
         params=item.params,
         output=item.output,
+        upscale=None if item.upscale is None else wire.UpscaleResult(**item.upscale),
     )
