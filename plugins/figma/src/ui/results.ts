@@ -53,12 +53,17 @@ export class ResultsPanel {
       for (const message of messages) host.toMain(message);
       this.drawStaged();
     };
+    /** The preview ends: its image leaves the sidebar too. */
+    const end = (messages: UiToMain[]): void => {
+      send(messages);
+      host.showImage(null);
+    };
     this.el.previous.addEventListener("click", () => send(this.staging.step(-1)));
     this.el.next.addEventListener("click", () => send(this.staging.step(1)));
-    this.el.apply.addEventListener("click", () => send(this.staging.apply()));
-    this.el.applyAll.addEventListener("click", () => send(this.staging.apply(true)));
+    this.el.apply.addEventListener("click", () => end(this.staging.apply()));
+    this.el.applyAll.addEventListener("click", () => end(this.staging.apply(true)));
     this.el.discard.addEventListener("click", () => {
-      send(this.staging.discard());
+      end(this.staging.discard());
       host.setStatus("Discarded: the preview is gone, nothing was placed.");
     });
     this.el.landDirectly.addEventListener("change", () => {

@@ -151,6 +151,22 @@ async function framePayload(frame: number): Promise<Uint8Array> {
   return Uint8Array.from(values);
 }
 
+/**
+ * After the sidebar's iframe navigated: its frame again, connected. The newest live frame on
+ * /ui.html (a sandboxed frame may move to another process on navigation, leaving a stale one behind).
+ */
+async function reopenedSidebar(): Promise<void> {
+  await waitFor("the reopened sidebar", async () => {
+    const frame = page
+      .frames()
+      .filter((f) => f.url().endsWith("/ui.html") && !f.isDetached())
+      .at(-1);
+    if (!frame) return null;
+    ui = frame;
+    return (await sidebar()).state === "connected";
+  });
+}
+
 async function connectWith(address: string, tokenValue: string): Promise<void> {
   await ui.fill("#address", address);
   await ui.fill("#token", tokenValue);
@@ -395,12 +411,7 @@ describe("figma plugin against a real daemon", () => {
     await new Promise((r) => setTimeout(r, 500)); // the job finishes while no sidebar listens
     expect((await page.evaluate(() => (window as any).created())).filter((n: any) => n.name.startsWith("after reopening"))).toEqual([]);
     await page.evaluate(() => (window as any).reopenUi());
-    await waitFor("the reopened sidebar", async () => {
-      const frame = page.frames().find((f) => f.url().endsWith("/ui.html"));
-      if (!frame) return null;
-      ui = frame;
-      return (await sidebar()).state === "connected";
-    });
+    await reopenedSidebar();
     const node = await waitFor("the fetched result", async () =>
       (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("after reopening")),
     );
@@ -767,12 +778,7 @@ describe("figma plugin against a real daemon", () => {
     );
     expect(cli.status, `${cli.stdout}\n${cli.stderr}`).toBe(0);
     await page.evaluate(() => (window as any).openAgain());
-    await waitFor("the reopened sidebar", async () => {
-      const frame = page.frames().find((f) => f.url().endsWith("/ui.html"));
-      if (!frame) return null;
-      ui = frame;
-      return (await sidebar()).state === "connected";
-    });
+    await reopenedSidebar();
     const row = ui.locator("#history li", { hasText: "from the cli" });
     await waitFor("the CLI job in the history, with its thumbnail and seed", async () =>
       (await row.count()) === 1 && (await row.locator("img.thumb").count()) === 1 && ((await row.textContent()) ?? "").includes(`seed ${seed}`),
@@ -804,7 +810,9 @@ describe("figma plugin against a real daemon", () => {
     expect(await ui.isChecked("#seed-lock")).toBe(true);
     expect(await ui.inputValue("#steps")).toBe("3");
     expect(await ui.inputValue("#model")).toBe("tiny-random");
-    // and Generate sends exactly that seed
+    // and Generate sends exactly that seed (the re-applied result is selected now: select the frame again)
+    await page.evaluate(() => (window as any).select("Empty"));
+    await waitFor("txt2img summary", async () => (await sidebar()).selection.startsWith("txt2img"));
     await recordWire();
     await ui.click("#generate");
     await waitFor("the preview of the reused job", async () => (await ui.textContent("#staged-label")) === "image 1 of 1", 240000);
