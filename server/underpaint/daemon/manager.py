@@ -50,6 +50,8 @@ log = logging.getLogger("underpaint.jobs")
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 KEPT_JOB_RECORDS = 1000
+SPARE_BYTES = 65536
+"""How much more than its crop a queued job may keep alive: a frame's header, not the rest of an upload."""
 DEFAULT_STRENGTH = {
     Mode.TXT2IMG: 1.0,
     Mode.IMG2IMG: 0.6,
@@ -540,12 +542,13 @@ def _shutting_down(job: Job) -> wire.Failed:
 
 def _own(crop: np.ndarray) -> np.ndarray:
     """The crop as an array of its own when it is a view into something larger, so a queued job
-    does not keep the whole upload (or the websocket frame it was decoded from) alive."""
+    does not keep the whole upload (or the websocket frame it was decoded from) alive; a crop that
+    is the whole payload stays a view (copying 16 MB costs more than the frame's header it keeps)."""
     root = crop
     while isinstance(root.base, np.ndarray):
         root = root.base
     held = root.nbytes if root.base is None else memoryview(root.base).nbytes
-    return crop.copy() if held > crop.nbytes else crop
+    return crop.copy() if held > crop.nbytes + SPARE_BYTES else crop
 
 
 def _rect_text(rect: Box) -> str:

@@ -10,6 +10,7 @@ is set (Ray stops a streaming call only on an explicit cancel, not when the resp
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -64,15 +65,7 @@ class RemoteEngine(Engine):
         if handle is None:
             handle = self._handles[job.model] = self._handle.options(stream=True, multiplexed_model_id=job.model)
         response = cast(DeploymentResponseGenerator, handle.generate.remote(RemoteJob(job, batch_count)))
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.is_set():
-                if cancel.wait(0.1):
-                    response.cancel()
-                    return
-
-        threading.Thread(target=watch, name="underpaint-cancel-watch", daemon=True).start()
+        _CANCELS.watch(cancel, response)
         try:
             for item in response:
                 if isinstance(item, StepProgress):
@@ -99,6 +92,45 @@ class RemoteEngine(Engine):
         except DeploymentUnavailableError as error:
             raise JobError("worker_lost", f"no Ray worker is available: {error}") from None
         finally:
-            done.set()
+            _CANCELS.forget(response)
             with self._lock:
                 self._params.pop(id(job), None)
+
+
+class _CancelWatch:
+    """One thread for every running remote job: it ends a job's streaming call (``.cancel()``) once
+    the job's cancel event is set; no thread is started per job."""
+
+    PERIOD = 0.05
+    """How often cancel events are looked at while jobs run (a replica stops within a step after)."""
+
+    def __init__(self) -> None:
+        self._watched: dict[int, tuple[threading.Event, DeploymentResponseGenerator]] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, cancel: threading.Event, response: DeploymentResponseGenerator) -> None:
+        with self._changed:
+            self._watched[id(response)] = (cancel, response)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="underpaint-cancel-watch", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def forget(self, response: DeploymentResponseGenerator) -> None:
+        with self._changed:
+            self._watched.pop(id(response), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._watched:
+                    self._changed.wait()
+                cancelled = [key for key, (cancel, _) in self._watched.items() if cancel.is_set()]
+                responses = [self._watched.pop(key)[1] for key in cancelled]
+            for response in responses:
+                response.cancel()
+            time.sleep(self.PERIOD)
+
+
+_CANCELS = _CancelWatch()

@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,9 +204,11 @@ class EngineReplica:
 
         self.load = serve.multiplexed(max_num_models_per_replica=settings.max_models)(load)
         self.machine = machine_name()
-        self._reporting = threading.Lock()
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="underpaint-job")
+        """The engine's thread (one job at a time), kept from job to job."""
         self._sequence = 0
         self._stop = threading.Event()
+        self._changed = threading.Event()
         self._reporter = threading.Thread(target=self._heartbeat, name="underpaint-heartbeat", daemon=True)
         self._reporter.start()
 
@@ -225,28 +228,31 @@ class EngineReplica:
         else:
             warm = _Warm(model, shared, False, self._evicted)
         self.warm.append(model)
-        self._report()
+        self._changed.set()
         return warm
 
     def _evicted(self, model: str) -> None:
         if model in self.warm:
             self.warm.remove(model)
 
-    def _report(self) -> None:
-        """Send the current status (from the event loop or the heartbeat thread, one at a time)."""
-        with self._reporting:
+    def _heartbeat(self) -> None:
+        """Send the status every heartbeat and at once when it changed: from this thread only, so
+        a job's start and end never wait on a call to the board."""
+        while True:
+            self._changed.wait(HEARTBEAT_SECONDS)
+            self._changed.clear()
+            if self._stop.is_set():
+                return
             self._sequence += 1
             status = WorkerStatus(
                 self.replica, self.machine, self.device, tuple(self.warm), self.busy, os.getpid(), self._sequence
             )
             self.board.report.remote(status)
 
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            self._report()
-
     def __del__(self) -> None:
         self._stop.set()
+        self._changed.set()
+        self._jobs.shutdown(wait=False)
 
     async def generate(self, request: RemoteJob) -> AsyncIterator[StepProgress | Made | Stopped]:
         """Run one job, streaming progress and images; a cancelled call stops the engine within a step."""
@@ -283,19 +289,18 @@ class EngineReplica:
                 put(_END)
 
         self.busy = True
-        self._report()
-        thread = threading.Thread(target=work, name="underpaint-job", daemon=True)
-        thread.start()
+        self._changed.set()
+        done = loop.run_in_executor(self._jobs, work)
         try:
             while (item := await items.get()) is not _END:
                 yield item
         finally:
             cancel.set()  # cancelled (or the daemon went away): the engine stops at its next step
             try:
-                await _outlast_cancels(asyncio.ensure_future(asyncio.to_thread(thread.join)))
+                await _outlast_cancels(done)
             finally:
                 self.busy = False
-                self._report()
+                self._changed.set()
 
 
 async def _outlast_cancels(done: asyncio.Future[None]) -> None:
