@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from underpaint import __version__
 from underpaint_protocol import DEFAULT_PORT
@@ -50,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         "or tiny-random (random weights, draws noise); repeatable",
     )
     serve.add_argument("--models-dir", action="append", type=Path, default=[], help="folder of models to offer")
+    serve.add_argument(
+        "--segment-model",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="model that selects objects: a SAM, SAM 2 or CLIPSeg Hugging Face id or folder (safetensors), "
+        "CLIPSEG+SAM for words drawn by SAM, or tiny-random-sam / tiny-random-clipseg; repeatable",
+    )
     serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     outputs = serve.add_mutually_exclusive_group()
     outputs.add_argument("--outputs", type=Path, help="folder for every result (PNG + JSON sidecar)")
@@ -100,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
     generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")
     generate.set_defaults(run=_generate)
+    _add_segment(commands)
 
     token = commands.add_parser("token", help="print the token browser-based clients (Figma) must present")
     token.add_argument("--token-file", type=Path)
@@ -120,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models available on this machine")
     models.add_argument("--model", action="append", default=[], metavar="SOURCE")
     models.add_argument("--models-dir", action="append", type=Path, default=[])
+    models.add_argument("--segment-model", action="append", default=[], metavar="SOURCE")
     models.set_defaults(run=_models)
     return parser
 
@@ -144,11 +154,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         for source in args.model:
             _check_model_source(source)
-        engines, default_model = build_engines(args.engine, args.model, args.models_dir, args.device)
+        engines, default_model = build_engines(
+            args.engine, args.model, args.models_dir, args.device, args.segment_model
+        )
         daemon = Daemon(config, engines, default_model)
         run_forever(daemon)
     except (JobError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # a --segment-model that is no SAM / CLIPSeg model
+        print(f"underpaint: --segment-model {error}", file=sys.stderr)
         return 2
     except ImportError as error:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
@@ -257,6 +272,32 @@ def _check_model_source(source: str) -> None:
             )
 
 
+def _add_segment(commands: Any) -> None:
+    segment = commands.add_parser("segment", help="select an object in an image through a daemon, like a plugin")
+    segment.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
+    segment.add_argument("--token", help="the daemon's token (default: read from this user's config)")
+    segment.add_argument("--client-id", help="act as this client identity (a plugin's)")
+    segment.add_argument("--image", type=Path, required=True, help="the image to select in")
+    segment.add_argument("--box", metavar="X,Y,W,H", help="a box around the object")
+    segment.add_argument("--point", action="append", default=[], metavar="X,Y", help="a click on the object")
+    segment.add_argument(
+        "--negative-point", action="append", default=[], metavar="X,Y", help="a click on what is not wanted"
+    )
+    segment.add_argument("--text", metavar="PHRASE", help="what to select, in words (a CLIPSeg model)")
+    segment.add_argument("--mask", type=Path, help="a rough selection to refine (grayscale, white = selected)")
+    segment.add_argument("--model", help="segment model id (default: the first that takes these inputs)")
+    segment.add_argument("--threshold", type=float, help="0..1, how sure the model must be")
+    segment.add_argument("--soften", type=int, help="width of the soft edge in pixels (0: hard)")
+    segment.add_argument("--out", type=Path, required=True, help="the mask at the image's size (white = selected)")
+    segment.set_defaults(run=_segment)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from underpaint.segment import main_segment
+
+    return main_segment(args)
+
+
 def _generate(args: argparse.Namespace) -> int:
     from underpaint.generate import GenerateError, run_generate
 
@@ -306,11 +347,30 @@ def _models(args: argparse.Namespace) -> int:
         sources = args.model if TINY_ID in args.model else [*args.model, TINY_ID]  # the built-in one is always there
         for info in list_local_models(sources, args.models_dir):
             rows.append((info.id, info.family, ", ".join(m.value for m in info.modes), info.description))
+    rows += _segment_model_rows(args.segment_model)
     widths = [max(len(row[i]) for row in [("MODEL", "FAMILY", "MODES", ""), *rows]) for i in range(3)]
     print(f"{'MODEL':<{widths[0]}}  {'FAMILY':<{widths[1]}}  {'MODES':<{widths[2]}}  DESCRIPTION")
     for row in rows:
         print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
     return 0
+
+
+def _segment_model_rows(sources: list[str]) -> list[tuple[str, str, str, str]]:
+    """The models that select objects: refine always, the tiny ones, and the --segment-model sources."""
+    from underpaint.engines.segment.classical import RefineEngine
+
+    infos = RefineEngine().models()
+    try:
+        from underpaint.engines.segment.learned import LearnedSegmentEngine
+        from underpaint.engines.segment.tiny import TINY_IDS
+    except ImportError as error:
+        print(f"(learned segment models unavailable: {error})", file=sys.stderr)
+    else:
+        try:
+            infos += LearnedSegmentEngine([*TINY_IDS, *(s for s in sources if s not in TINY_IDS)]).models()
+        except ValueError as error:
+            print(f"underpaint: --segment-model {error}", file=sys.stderr)
+    return [(info.id, info.family, f"segment ({', '.join(info.segment_inputs)})", info.description) for info in infos]
 
 
 if __name__ == "__main__":

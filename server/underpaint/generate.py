@@ -38,27 +38,38 @@ def selection_bounds(mask: np.ndarray) -> Box | None:
     return Box.from_edges(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
 
 
+def load_image(path: Path, what: str) -> np.ndarray:
+    """An image file as RGBA uint8."""
+    try:
+        with Image.open(path) as file:
+            return np.asarray(file.convert("RGBA"))
+    except OSError as error:
+        raise GenerateError(f"cannot read {what} {path}: {error}") from None
+
+
+def load_mask(path: Path, width: int, height: int) -> np.ndarray:
+    """A selection file (white = selected) as uint8, checked against the image's size."""
+    try:
+        with Image.open(path) as file:
+            mask = np.asarray(file.convert("L"))
+    except OSError as error:
+        raise GenerateError(f"cannot read --mask {path}: {error}") from None
+    if mask.shape != (height, width):
+        raise GenerateError(f"--mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
+    return mask
+
+
 def _load_inputs(args: argparse.Namespace) -> tuple[np.ndarray | None, np.ndarray | None, int, int]:
     image = mask = None
     if args.image is not None:
-        try:
-            with Image.open(args.image) as file:
-                image = np.asarray(file.convert("RGBA"))
-        except OSError as error:
-            raise GenerateError(f"cannot read --image {args.image}: {error}") from None
+        image = load_image(args.image, "--image")
         height, width = image.shape[:2]
     elif args.mode == "txt2img":
         width, height = args.width, args.height
     else:
         raise GenerateError(f"{args.mode} needs --image")
     if args.mask is not None:
-        try:
-            with Image.open(args.mask) as file:
-                mask = np.asarray(file.convert("L"))
-        except OSError as error:
-            raise GenerateError(f"cannot read --mask {args.mask}: {error}") from None
-        if mask.shape != (height, width):
-            raise GenerateError(f"--mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
+        mask = load_mask(args.mask, width, height)
     return image, mask, width, height
 
 
@@ -72,7 +83,7 @@ def _extend(args: argparse.Namespace) -> tuple[int, int, int, int] | None:
     return left, top, right, bottom
 
 
-def _token(args: argparse.Namespace) -> str:
+def token_of(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
     from underpaint.daemon.config import config_dir
@@ -169,7 +180,7 @@ def run_generate(args: argparse.Namespace) -> None:
         extend=_extend(args),
         mode=args.mode,
     )
-    controller.connect(args.server, _token(args))
+    controller.connect(args.server, token_of(args))
     try:
         work.run_until(lambda: controller.connection != "connecting", 30)
         if not controller.connected:

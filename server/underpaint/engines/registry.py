@@ -16,13 +16,16 @@ SCHEME = "erase:"
 ENGINE_NAMES = ("classical", "diffusion", "echo")
 
 
-def build_engines(engine: str, models: list[str], models_dirs: list[Path], device: str) -> tuple[list[Engine], str]:
+def build_engines(
+    engine: str, models: list[str], models_dirs: list[Path], device: str, segment_models: list[str] | None = None
+) -> tuple[list[Engine], str]:
     """The engines to serve and the default model id.
 
     The classical engine is always there (content-aware fill works on every machine); learned fill
     models join when named as ``erase:PATH[#allow_research]`` (they also become the ``learned``
     pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
-    for diagnostics.
+    for diagnostics. ``refine`` (GrabCut) always selects objects; ``segment_models`` (SAM, SAM 2,
+    CLIPSeg, ``CLIPSEG+SAM`` pairs, the tiny ones) join it.
     """
     engines: list[Engine] = [ClassicalEngine(), RefineEngine()]
     default_model = CLASSICAL_MODEL
@@ -46,4 +49,9 @@ def build_engines(engine: str, models: list[str], models_dirs: list[Path], devic
         engines.append(diffusion)
         if engine == "diffusion" or (engine == "classical" and models):
             default_model = diffusion.models()[0].id
+    if segment_models:
+        from underpaint.engines.diffusion.device import resolve_device
+        from underpaint.engines.segment.learned import LearnedSegmentEngine  # torch and transformers
+
+        engines.append(LearnedSegmentEngine(segment_models, resolve_device(device)))
     return engines, default_model

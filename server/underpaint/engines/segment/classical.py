@@ -101,7 +101,13 @@ def refine(
                 on_progress(StepProgress(step=step + 1, total=iterations))
     selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
     selected = _clean(selected, seeds)
-    return soft_mask(rgb, selected.astype(np.float32), prompt.soften)
+    mask = soft_mask(rgb, selected.astype(np.float32), prompt.soften)
+    if prompt.box is not None:  # the object lies inside the box: its soft edge does not leave it
+        x, y, w, h = prompt.box
+        inside = np.zeros_like(mask)
+        inside[max(0, y) : max(0, y + h), max(0, x) : max(0, x + w)] = 1
+        mask *= inside
+    return mask
 
 
 def _initial_labels(

@@ -39,10 +39,16 @@ def soft_mask(rgb: np.ndarray, probability: np.ndarray, soften: int | None, thre
     radius = max(2, round(0.004 * max(width, height))) if soften is None else soften
     if radius == 0 or not hard.any() or hard.all():
         return (hard * 255).astype(np.uint8)
-    guide = cv2.cvtColor(np.ascontiguousarray(rgb[..., :3]), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    soft = guided_filter(guide, hard, radius, eps=1e-3)
-    # Only the band along the edge is softened: far inside and far outside stay exactly 255 and 0.
+    # Only the band along the edge is softened: far inside and far outside stay exactly 255 and 0,
+    # and the filter runs only around the band (its support reaches 2 * radius further).
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
     band = cv2.dilate(hard, kernel) - cv2.erode(hard, kernel)
-    out = np.where(band > 0, np.clip(soft, 0.0, 1.0), hard)
+    x, y, w, h = cv2.boundingRect((band > 0).astype(np.uint8))
+    pad = 2 * radius + 1
+    rows = slice(max(0, y - pad), min(height, y + h + pad))
+    cols = slice(max(0, x - pad), min(width, x + w + pad))
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb[rows, cols, :3]), cv2.COLOR_RGB2GRAY)
+    soft = guided_filter(gray.astype(np.float32) / 255.0, hard[rows, cols], radius, eps=1e-3)
+    out = hard.copy()
+    out[rows, cols] = np.where(band[rows, cols] > 0, np.clip(soft, 0.0, 1.0), hard[rows, cols])
     return np.round(out * 255).astype(np.uint8)
