@@ -16,6 +16,8 @@ from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 
 SUPPORTED = ("RGBA", "U8")
+SCALE_FILTER = "Bicubic"
+"""Krita's filter id for scaling the document before an upscale lands (Image > Scale Image's default)."""
 
 
 def bgra_from(image: ImageData) -> bytes:
@@ -111,6 +113,29 @@ class KritaCanvas:
         doc = self.document()
         doc.resizeImage(-offset_x, -offset_y, width, height)
         doc.waitForDone()
+
+    def scale(self, width: int, height: int) -> None:
+        """Krita's own Image > Scale Image To New Size: every layer resampled (bicubic), one undo step,
+        the resolution kept (so the print size grows with the pixels)."""
+        doc = self.document()
+        doc.scaleImage(width, height, round(doc.xRes()), round(doc.yRes()), SCALE_FILTER)
+        doc.waitForDone()
+
+    def paste_tiles(self, name: str, tiles: list[NewLayer]) -> Any:
+        """One layer from a result that came as tiles (each at its place in the canvas), right above
+        the active layer. Every tile is written into the node before it joins the image, so the paste
+        is one undo step and no tile ever exists as a layer of its own."""
+        if not tiles:
+            raise UserError("the result had no tiles; nothing was pasted")
+        doc = self.document()
+        node = doc.createNode(name, "paintlayer")
+        for tile in tiles:
+            image = tile.image
+            node.setPixelData(self.glue.to_qbytes(bgra_from(image)), tile.x, tile.y, image.width, image.height)
+        parent, above = _insertion_point(doc)
+        parent.addChildNode(node, above)
+        doc.refreshProjection()
+        return node
 
     def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
         """Right above the active layer; a batch in one group, first item on top.
