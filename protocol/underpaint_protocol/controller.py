@@ -35,6 +35,7 @@ from underpaint_protocol.errors import user_text
 from underpaint_protocol.jobs import Bounds, build_job, placement
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
 from underpaint_protocol.session import Event, ImageData
+from underpaint_protocol.upscale import UPSCALE_MODES, TileSet, UpscaleRequest
 
 CONNECTION_STATES = ("disconnected", "connecting", "connected", "reconnecting", "refused")
 """``refused``: something answered but retrying cannot help (token, protocol, another program)."""
@@ -49,6 +50,9 @@ MODE_WORDS = {
     "outpaint": "expand the canvas",
     "img2img": "refine the whole image",
     "txt2img": "paint a new image",
+    "upscale": "upscale",
+    "refine_upscale": "upscale and refine",
+    "restore": "restore the faces in the selection",
 }
 
 
@@ -108,6 +112,15 @@ class PreviewCanvas(Canvas, Protocol):
         is one undo step. Returns the kept layer's handle (empty on discard)."""
 
 
+@runtime_checkable
+class ScalableCanvas(Canvas, Protocol):
+    """A canvas that can be scaled as a whole: needed for ``upscale`` and ``refine_upscale``."""
+
+    def scale(self, width: int, height: int) -> None:
+        """Scale the whole image (every layer, selection and guides) to ``width`` x ``height`` as one
+        undo step; the upscale's result layer is pasted over it next."""
+
+
 class Host(Protocol):
     """The host program, as the controller sees it."""
 
@@ -133,6 +146,8 @@ class Request:
     guidance: float | None = None
     extend: tuple[int, int, int, int] | None = None
     mode: str | None = None
+    upscale: UpscaleRequest | None = None
+    """For ``mode`` "upscale" / "refine_upscale": the factor (and the upscaler for refine_upscale)."""
 
 
 @dataclass
@@ -175,6 +190,7 @@ class HistoryItem:
     results: list[Result] = field(default_factory=list)
     thumbnails: list[ImageData] = field(default_factory=list)
     fetching: bool = False
+    tiles: TileSet = field(default_factory=TileSet)
 
     @property
     def job_id(self) -> str:
@@ -219,6 +235,8 @@ class Job:
     offset: tuple[int, int] = (0, 0)
     """Where the old canvas's top-left landed when an outpaint grew it."""
     pasting: bool = False
+    tiles: TileSet = field(default_factory=TileSet)
+    """An upscale's tiles until the whole layer is here (then it becomes one of ``results``)."""
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
 
@@ -260,7 +278,8 @@ class Job:
             return f"{self.mode}: queued (position {self.position})" if self.position else f"{self.mode}: queued"
         if self.state == "running":
             image = f", image {len(self.results) + 1} of {self.batch}" if self.batch > 1 else ""
-            return f"{self.mode}: step {self.step} of {self.total}{image}" if self.total else f"{self.mode}: running"
+            unit = "tile" if self.mode == "upscale" else "step"
+            return f"{self.mode}: {unit} {self.step} of {self.total}{image}" if self.total else f"{self.mode}: running"
         if self.state == "finished":
             count = len(self.pasted)
             return f"{self.mode}: done, {count} layer{'s' if count != 1 else ''}" + (
@@ -663,6 +682,15 @@ class Controller:
         selection = None if extend is not None else canvas.selection()
         if request.mode == "inpaint" and selection is None:
             raise UserError("Select the area to inpaint first (any selection tool; soft edges are kept).")
+        if request.mode == "restore" and selection is None:
+            raise UserError("Select the face (or faces) to restore first.")
+        upscale = None
+        if request.mode in UPSCALE_MODES:
+            if request.upscale is None:
+                raise UserError("Choose the upscale factor first.")
+            if not isinstance(canvas, ScalableCanvas):
+                raise UserError("This host cannot scale the image, so it cannot upscale.")
+            upscale = request.upscale.as_dict()
         problem = seed_problem(request.seed)
         if problem is not None:
             raise UserError(problem)
@@ -682,6 +710,7 @@ class Controller:
             guidance=request.guidance,
             extend=extend,
             mode=request.mode,
+            upscale=upscale,
         )
         self._check_model(spec)
         return spec
@@ -731,7 +760,7 @@ class Controller:
             if upload.width > 0 and upload.height > 0:
                 region = upload
                 image = job.canvas.read_image(upload)
-                if "selection" in job.spec:
+                if "selection" in job.spec and job.mode not in UPSCALE_MODES:  # an upscale takes the bounds
                     mask = job.canvas.read_mask(upload)
         except UserError as failure:
             self._fail(job, str(failure))
@@ -844,7 +873,14 @@ class Controller:
             if event.image is not None:
                 self.preview = event.image
         elif kind == "result" and event.image is not None:
-            job.results.append(Result(message, event.image))
+            if message.get("upscale"):
+                if not job.tiles.add(message, event.image):
+                    self._after(job)
+                    return
+                message, image = job.tiles.assemble()
+                job.results.append(Result(message, image))
+            else:
+                job.results.append(Result(message, event.image))
             if len(job.results) >= job.batch:
                 self._paste(job)
         elif kind == "finished":
@@ -895,7 +931,7 @@ class Controller:
             return
         job.pasting = True
         try:
-            preview = not self.land_directly and isinstance(job.canvas, PreviewCanvas)
+            preview = not self.land_directly and isinstance(job.canvas, PreviewCanvas) and job.mode not in UPSCALE_MODES
             while len(job.results) > job.applied:
                 todo = job.results[job.applied :]
                 land = (
@@ -916,7 +952,12 @@ class Controller:
         grown = (first.new_width, first.new_height)
         current = canvas.size()
         if first.grows and not job.grown and current == job.size:
-            canvas.grow(first.new_width, first.new_height, first.offset_x, first.offset_y)
+            if todo[0].message.get("upscale"):
+                if not isinstance(canvas, ScalableCanvas):
+                    raise UserError("This host cannot scale the image; the upscale was not pasted.")
+                canvas.scale(first.new_width, first.new_height)  # an upscale scales, never grows
+            else:
+                canvas.grow(first.new_width, first.new_height, first.offset_x, first.offset_y)
             job.grown, job.offset = True, (first.offset_x, first.offset_y)
         elif current != (grown if first.grows else job.size):
             raise UserError(
@@ -1076,8 +1117,13 @@ class Controller:
 
     def _fetched(self, item: HistoryItem, event: Event) -> None:
         if event.type == "result" and event.image is not None:
-            item.results.append(Result(event.message, event.image))
-            item.thumbnails.append(thumbnail(event.image))
+            message, image = event.message, event.image
+            if message.get("upscale"):
+                if not item.tiles.add(message, image):
+                    return
+                message, image = item.tiles.assemble()
+            item.results.append(Result(message, image))
+            item.thumbnails.append(thumbnail(image))
         elif event.type in TERMINAL_STATES or event.type == "error":
             item.fetching = False
             self._fetching.pop(item.job_id, None)

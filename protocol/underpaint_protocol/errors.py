@@ -39,6 +39,7 @@ ERROR_CODES: dict[str, str] = {
     "worker_lost": "The worker running the job stopped (a Ray replica died or its machine became unreachable).",
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
+    "licence_refused": "The model's licence tag forbids this use (e.g. non-commercial only); it is not run.",
 }
 
 USER_TEXT: dict[str, str] = {
@@ -80,6 +81,8 @@ USER_TEXT: dict[str, str] = {
     "worker_lost": "The machine running this job stopped or became unreachable. Generate again.",
     "shutting_down": "The daemon is shutting down; the job was stopped. Start it again and Generate again.",
     "internal_error": "The daemon hit a bug. Its log has the details; please report it.",
+    "licence_refused": "The model's licence does not allow this use (it is for non-commercial use only). Pick "
+    "another model.",
 }
 """What a user reads for each code: a sentence that says what to do, never the code itself."""
 

@@ -61,8 +61,10 @@ def build_job(
     guidance: float | None = None,
     extend: tuple[int, int, int, int] | None = None,
     mode: str | None = None,
+    upscale: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `job` object of a plan/submit message (see PROTOCOL.md); ``strength`` None: the daemon's default."""
+    """The `job` object of a plan/submit message (see PROTOCOL.md); ``strength`` None: the daemon's default;
+    ``upscale`` the ``job.upscale`` object of the upscale modes (``upscale.UpscaleRequest.as_dict``)."""
     chosen = mode or choose_mode(canvas_width, canvas_height, selection, 1.0 if strength is None else strength, extend)
     job: dict[str, Any] = {
         "mode": chosen,
@@ -81,6 +83,8 @@ def build_job(
     if extend is not None and any(extend):
         left, top, right, bottom = extend
         job["extend"] = {"left": left, "top": top, "right": right, "bottom": bottom}
+    if upscale is not None:
+        job["upscale"] = upscale
     return job
 
 

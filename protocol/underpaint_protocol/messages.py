@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from underpaint_protocol import PROTOCOL_VERSION
 
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "upscale", "refine_upscale", "restore"]
 ImageFormat = Literal["rgba8", "bgra8", "gray8", "png"]
 ResultFormat = Literal["rgba8", "bgra8", "png"]
 PrefillMethod = Literal["auto", "telea", "navier_stokes", "edge", "blur", "learned", "none"]
@@ -80,6 +80,46 @@ class Peer(Strict):
     version: Annotated[str, Field(max_length=100)] = ""
 
 
+# ---------------------------------------------------------------- upscale, refine-upscale, restore (issue 16)
+
+
+class UpscaleSpec(Strict):
+    """How far to scale (modes ``upscale`` and ``refine_upscale``; required there, refused elsewhere).
+
+    The whole canvas is scaled when the job has no selection, else the selection's bounding box; the
+    result is a layer in the SCALED canvas (see ``Result.upscale``). Any factor works: the upscaler's
+    native passes, then exact resampling to ``round(side * factor)``.
+    """
+
+    factor: Annotated[float, Field(ge=1.0, le=16.0)]
+    model: Identifier | None = None
+    """``refine_upscale`` only: the upscaler run before the diffusion pass (``job.model`` is the diffusion
+    model there); None: the daemon's default upscaler. For ``upscale`` the upscaler is ``job.model``."""
+    tile: Annotated[int, Field(ge=64, le=2048)] | None = None
+    """Input pixels per tile side for the upscaler (None: the daemon's choice from the model and the
+    memory bound); tiles overlap and are blended, so the size changes speed and memory, not the look."""
+
+
+class UpscaleResult(Strict):
+    """How an upscale result lands: the document SCALES (never grows) and big layers come in tiles.
+
+    ``Result.canvas`` is the scaled canvas, ``Rect(0, 0, canvas.width, canvas.height)``; ``Result.layer``
+    is one tile of the whole layer ``layer``, placed in scaled-canvas coordinates, and ``Result.index``
+    is the tile's number (0 .. ``tiles`` - 1). A host scales its document to ``canvas`` first (once,
+    one undo step), then pastes the tiles into one layer at ``layer`` (or reassembles them first).
+    """
+
+    factor: float
+    source: Rect
+    """The region of the ORIGINAL canvas that was scaled (the whole canvas, or the selection's bounds)."""
+    canvas: Size
+    """The document's size after scaling: ``round(width * factor)`` x ``round(height * factor)``."""
+    layer: Rect
+    """The whole result layer in the scaled canvas; the tiles cover it exactly, without overlap."""
+    tiles: Annotated[int, Field(ge=1)]
+    """How many ``result`` messages make up the layer."""
+
+
 class JobSpec(Strict):
     """What to generate and where; pixels travel separately as attachments."""
 
@@ -96,6 +136,7 @@ class JobSpec(Strict):
     selection: Rect | None = None
     extend: Extents | None = None
     blend: Blend | None = None
+    upscale: UpscaleSpec | None = None
 
 
 # ---------------------------------------------------------------- client -> daemon
@@ -199,7 +240,8 @@ class Limits(Strict):
     max_batch: int = 16
     """Results one job may ask for."""
     max_result_pixels: int = 256 * 1024 * 1024
-    """``batch`` x work-area pixels: what one job's results may occupy."""
+    """``batch`` x work-area pixels: what one job's results may occupy; for an upscale, the scaled
+    layer's pixels (16384 x 16384 fits: it comes as tiles, and the daemon never holds it whole)."""
     max_queued_jobs: int = 256
     """Jobs waiting in the daemon, all clients together."""
     max_queued_per_client: int = 64
@@ -285,6 +327,8 @@ class Result(Strict):
     """Everything needed to reproduce this item (mode, model, prompt, seed of this item, ...)."""
     output: str | None = None
     """Where the daemon saved the PNG, if it saves outputs."""
+    upscale: UpscaleResult | None = None
+    """Present for ``upscale`` and ``refine_upscale`` results: scale the canvas, paste the tile."""
 
 
 class Finished(Strict):

@@ -12,3 +12,10 @@ class Mode(str, Enum):
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
     OUTPAINT = "outpaint"
+    UPSCALE = "upscale"
+    REFINE_UPSCALE = "refine_upscale"
+    RESTORE = "restore"
+
+
+UPSCALE_MODES = (Mode.UPSCALE, Mode.REFINE_UPSCALE)
+"""Modes whose result is the scaled region, in the scaled canvas, possibly in tiles."""

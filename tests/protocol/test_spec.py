@@ -104,7 +104,17 @@ def test_every_error_code_is_documented() -> None:
 
 
 def test_every_mode_and_format_in_the_spec_exists() -> None:
-    assert set(get_args(messages.Mode)) == {"txt2img", "img2img", "inpaint", "outpaint"}
+    assert set(get_args(messages.Mode)) == {
+        "txt2img",
+        "img2img",
+        "inpaint",
+        "outpaint",
+        "upscale",
+        "refine_upscale",
+        "restore",
+    }
+    for mode in get_args(messages.Mode):
+        assert f"`{mode}`" in SPEC
     for image_format in get_args(messages.ImageFormat):
         assert f"| `{image_format}` |" in SPEC
 

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "6b42beab4a908688bd57f6bb6e9018698cf2b8478692f7d5a0934ba0ab5a5cae";
+export const SCHEMA_SHA256 = "79dc2b394c561ac01f844a926f623292b5a9a268c195260da4c5438173bcc19a";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -29,7 +29,7 @@ export type JobState = (typeof JOB_STATES)[number];
 export const TERMINAL_STATES = ["finished", "failed", "cancelled"] as const;
 export type TerminalState = (typeof TERMINAL_STATES)[number];
 /** The values of `mode`. */
-export const MODES = ["txt2img", "img2img", "inpaint", "outpaint"] as const;
+export const MODES = ["txt2img", "img2img", "inpaint", "outpaint", "upscale", "refine_upscale", "restore"] as const;
 export type Mode = (typeof MODES)[number];
 /** The values of `prefill`. */
 export const PREFILL_METHODS = ["auto", "telea", "navier_stokes", "edge", "blur", "learned", "none"] as const;
@@ -66,6 +66,7 @@ export const ERROR_CODES = {
   worker_lost: { meaning: "The worker running the job stopped (a Ray replica died or its machine became unreachable).", userText: "The machine running this job stopped or became unreachable. Generate again." },
   shutting_down: { meaning: "The daemon is shutting down; the job was interrupted.", userText: "The daemon is shutting down; the job was stopped. Start it again and Generate again." },
   internal_error: { meaning: "A bug in the daemon; the log has details.", userText: "The daemon hit a bug. Its log has the details; please report it." },
+  licence_refused: { meaning: "The model's licence tag forbids this use (e.g. non-commercial only); it is not run.", userText: "The model's licence does not allow this use (it is for non-commercial use only). Pick another model." },
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -199,6 +200,7 @@ export interface JobSpec {
   selection?: Rect | null;
   extend?: Extents | null;
   blend?: Blend | null;
+  upscale?: UpscaleSpec | null;
 }
 
 export interface JobSummary {
@@ -328,6 +330,7 @@ export interface Result {
   canvas: Rect;
   params: Record<string, unknown>;
   output?: string | null;
+  upscale?: UpscaleResult | null;
 }
 
 export interface Size {
@@ -350,6 +353,26 @@ export interface Submit {
   region?: Rect | null;
   image?: AttachmentRef | null;
   mask?: AttachmentRef | null;
+}
+
+/** How an upscale result lands: the document SCALES (never grows) and big layers come in tiles. ``Result.canvas`` is the scaled canvas, ``Rect(0, 0, canvas.width, canvas.height)``; ``Result.layer`` is one tile of the whole layer ``layer``, placed in scaled-canvas coordinates, and ``Result.index`` is the tile's number (0 .. ``tiles`` - 1). A host scales its document to ``canvas`` first (once, one undo step), then pastes the tiles into one layer at ``layer`` (or reassembles them first). */
+export interface UpscaleResult {
+  factor: number;
+  source: Rect;
+  canvas: Size;
+  layer: Rect;
+  /** 1.. */
+  tiles: number;
+}
+
+/** How far to scale (modes ``upscale`` and ``refine_upscale``; required there, refused elsewhere). The whole canvas is scaled when the job has no selection, else the selection's bounding box; the result is a layer in the SCALED canvas (see ``Result.upscale``). Any factor works: the upscaler's native passes, then exact resampling to ``round(side * factor)``. */
+export interface UpscaleSpec {
+  /** 1.0..16.0 */
+  factor: number;
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  model?: string | null;
+  /** 64..2048 */
+  tile?: number | null;
 }
 
 export interface Welcome {

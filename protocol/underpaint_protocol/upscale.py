@@ -1,0 +1,122 @@
+"""Upscale, refine-upscale and restore on the client side: the request, and landing tiled results.
+
+How a host asks (through ``controller.Controller.generate``)::
+
+    Request(mode="upscale", model="RealESRGAN_x4plus", upscale=UpscaleRequest(factor=2.0))
+    Request(mode="refine_upscale", model="<diffusion model>", prompt="...", strength=0.3,
+            upscale=UpscaleRequest(factor=2.0, model="RealESRGAN_x4plus"))
+    Request(mode="restore", model="GFPGANv1.4")          # needs a selection (the face)
+
+Without a selection the whole canvas is scaled, with one its bounding box. What comes back: one or
+more ``result`` messages (tiles) each carrying ``upscale`` (see ``messages.UpscaleResult``): the scaled
+canvas size, the whole layer's rectangle in the scaled canvas, and how many tiles make it.
+:class:`TileSet` collects them and :func:`assemble` joins them into one layer image, so the
+controller lands an upscale as: scale the document to ``upscale.canvas`` (``ScalableCanvas.scale``,
+one undo step), then paste ONE layer at ``upscale.layer`` -- the whole image for a whole-canvas
+upscale, the scaled region for a selection. ``restore`` results are ordinary results (a layer over
+the selection, soft-masked), landed like an inpaint. Standard library only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from underpaint_protocol.session import ImageData
+
+UPSCALE_MODES = ("upscale", "refine_upscale")
+"""Modes whose results scale the document and may come as tiles."""
+RAW_BYTES = {"rgba8": 4, "bgra8": 4}
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """The user's choice for an upscale: ``factor`` (1-16, any number), the upscaler ``model`` for
+    ``refine_upscale`` (None: the daemon's default; for ``upscale`` the upscaler is ``Request.model``),
+    and an optional tile side in input pixels (None: the daemon's choice)."""
+
+    factor: float
+    model: str | None = None
+    tile: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The protocol's ``job.upscale`` object."""
+        spec: dict[str, Any] = {"factor": float(self.factor)}
+        if self.model:
+            spec["model"] = self.model
+        if self.tile is not None:
+            spec["tile"] = int(self.tile)
+        return spec
+
+
+def scaled_size(width: int, height: int, factor: float) -> tuple[int, int]:
+    """The document's size after an upscale by ``factor``, as the daemon computes it."""
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+@dataclass
+class TileSet:
+    """The tiles of one upscale layer as they arrive (any order, repeats ignored)."""
+
+    tiles: dict[int, tuple[dict[str, Any], ImageData]] = field(default_factory=dict)
+    count: int | None = None
+
+    def add(self, message: dict[str, Any], image: ImageData) -> bool:
+        """Keep one ``result`` tile; True once every tile of the layer is here."""
+        self.count = int(message["upscale"]["tiles"])
+        self.tiles.setdefault(int(message["index"]), (message, image))
+        return self.complete
+
+    @property
+    def complete(self) -> bool:
+        return self.count is not None and len(self.tiles) >= self.count
+
+    def assemble(self) -> tuple[dict[str, Any], ImageData]:
+        """The whole layer as one result: the first tile's message with ``layer`` widened to the whole
+        layer and ``index`` 0, and the joined image. The tiles are dropped (memory)."""
+        if not self.complete:
+            raise ValueError(f"{len(self.tiles)} of {self.count} tiles arrived")
+        first = self.tiles[min(self.tiles)][0]
+        whole = first["upscale"]["layer"]
+        image = assemble([(m["layer"], img) for m, img in self.tiles.values()], whole)
+        message = {**first, "index": 0, "layer": {**first["layer"], **_rect(whole)}}
+        self.tiles.clear()
+        return message, image
+
+
+def assemble(tiles: list[tuple[dict[str, Any], ImageData]], whole: dict[str, Any]) -> ImageData:
+    """Join raw tiles (``rgba8``/``bgra8``; each ``(layer rect, image)`` in scaled-canvas coordinates)
+    into the ``whole`` rectangle they cover. A single tile is returned as it is."""
+    x0, y0, width, height = (int(whole[key]) for key in ("x", "y", "width", "height"))
+    if len(tiles) == 1:
+        return tiles[0][1]
+    formats = {image.format for _, image in tiles}
+    if len(formats) != 1 or next(iter(formats)) not in RAW_BYTES:
+        raise ValueError(f"tiles can be joined only as rgba8 or bgra8, not {', '.join(sorted(formats))}")
+    image_format = next(iter(formats))
+    depth = RAW_BYTES[image_format]
+    stride = width * depth
+    out = bytearray(stride * height)
+    covered = 0
+    placed: list[tuple[int, int, int, int]] = []
+    for rect, image in tiles:
+        tx, ty = int(rect["x"]) - x0, int(rect["y"]) - y0
+        tw, th = image.width, image.height
+        if tx < 0 or ty < 0 or tx + tw > width or ty + th > height:
+            raise ValueError(f"a {tw}x{th} tile at ({tx}, {ty}) leaves the {width}x{height} layer")
+        if any(tx < x + w and x < tx + tw and ty < y + h and y < ty + th for x, y, w, h in placed):
+            raise ValueError(f"the tile at ({tx}, {ty}) overlaps another: the tiles do not cover the layer once")
+        placed.append((tx, ty, tw, th))
+        source = memoryview(image.data).cast("B")
+        row = tw * depth
+        for line in range(th):
+            start = (ty + line) * stride + tx * depth
+            out[start : start + row] = source[line * row : (line + 1) * row]
+        covered += tw * th
+    if covered != width * height:
+        raise ValueError(f"the tiles cover {covered} of {width * height} pixels")
+    return ImageData(image_format, width, height, out)
+
+
+def _rect(rect: dict[str, Any]) -> dict[str, int]:
+    return {key: int(rect[key]) for key in ("x", "y", "width", "height")}
