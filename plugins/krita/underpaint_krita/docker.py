@@ -11,6 +11,7 @@ from underpaint_protocol.panel import ignored_summary, model_label
 from .glue import KritaGlue
 from .model import DockerModel, Settings
 from .qt import QByteArray, QObject, Qt, QtCore, QtGui, QTimer, QtWidgets, pyqtSignal
+from .upscale_ui import UpscaleBox
 
 DOCKER_ID = "underpaint_docker"
 DOCKERS: list[UnderpaintDocker] = []  # every docker made (one per window)
@@ -244,6 +245,8 @@ class UnderpaintDocker(DockWidget):
         self.expand_button.clicked.connect(lambda: self.model.generate(expand=True))
         expand_grid.addWidget(self.expand_button, 3, 0, 1, 4)
         form.addWidget(expand)
+        self.upscale_box = UpscaleBox(m, guard_wheel)
+        form.addWidget(self.upscale_box)
 
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setRange(0, 1000)

@@ -121,22 +121,6 @@ class KritaCanvas:
         doc.scaleImage(width, height, round(doc.xRes()), round(doc.yRes()), SCALE_FILTER)
         doc.waitForDone()
 
-    def paste_tiles(self, name: str, tiles: list[NewLayer]) -> Any:
-        """One layer from a result that came as tiles (each at its place in the canvas), right above
-        the active layer. Every tile is written into the node before it joins the image, so the paste
-        is one undo step and no tile ever exists as a layer of its own."""
-        if not tiles:
-            raise UserError("the result had no tiles; nothing was pasted")
-        doc = self.document()
-        node = doc.createNode(name, "paintlayer")
-        for tile in tiles:
-            image = tile.image
-            node.setPixelData(self.glue.to_qbytes(bgra_from(image)), tile.x, tile.y, image.width, image.height)
-        parent, above = _insertion_point(doc)
-        parent.addChildNode(node, above)
-        doc.refreshProjection()
-        return node
-
     def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
         """Right above the active layer; a batch in one group, first item on top.
 

@@ -21,6 +21,7 @@ CLIENT_MODULES = (
     "panel.py",
     "controller.py",
     "upscale.py",
+    "upscale_panel.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"

@@ -72,43 +72,6 @@ class GimpCanvas:
             Gimp.context_pop()
         Gimp.displays_flush()
 
-    def paste_tiles(self, name: str, tiles: list[NewLayer]) -> Any:
-        """One layer from a result that came as tiles (each at its place in the canvas), above the
-        selected layer: a layer over the tiles' bounds, each tile one GEGL write; one undo group."""
-        if not tiles:
-            raise UserError("the result had no tiles; nothing was pasted")
-        for item in tiles:
-            if item.image.format != "rgba8":
-                raise UserError(f"expected an rgba8 result, got {item.image.format}")
-        left = min(item.x for item in tiles)
-        top = min(item.y for item in tiles)
-        width = max(item.x + item.image.width for item in tiles) - left
-        height = max(item.y + item.image.height for item in tiles) - top
-        selected = list(self.image.get_selected_layers())
-        anchor = selected[0] if selected else None
-        parent, position = (anchor.get_parent(), int(self.image.get_item_position(anchor))) if anchor else (None, 0)
-        self.image.undo_group_start()
-        try:
-            layer = Gimp.Layer.new(
-                self.image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
-            )
-            self.image.insert_layer(layer, parent, position)
-            layer.set_offsets(left, top)
-            buffer = layer.get_buffer()
-            for item in tiles:
-                image = item.image
-                rect = Gegl.Rectangle.new(item.x - left, item.y - top, image.width, image.height)
-                buffer.set(rect, RGBA, bytes(image.data))
-            buffer.flush()
-            layer.update(0, 0, width, height)
-        finally:
-            self.image.undo_group_end()
-            kept = [item for item in selected if item.is_valid()]
-            if kept:
-                self.image.set_selected_layers(kept)
-        Gimp.displays_flush()
-        return layer
-
     def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
         """Above the selected layer (in its group), a batch inside a new group; one undo group."""
         selected = list(self.image.get_selected_layers())

@@ -3,7 +3,8 @@
 ``underpaint-inpaint``, ``underpaint-outpaint``, ``underpaint-img2img`` and ``underpaint-txt2img``
 run a job to completion and add its layers; they work the same from the Filters menu (a dialog asks
 for the arguments), from batch mode and from other plug-ins or scripts (NONINTERACTIVE).
-``underpaint-panel`` opens the non-modal panel.
+``underpaint-upscale``, ``underpaint-refine-upscale`` and ``underpaint-restore`` live in
+``upscale_procedures``. ``underpaint-panel`` opens the non-modal panel.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from underpaint_protocol.controller import Controller, Request, UserError, WorkQ
 from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
 
 from . import settings as saved  # noqa: E402
+from . import upscale_procedures as upscale  # noqa: E402
 from .canvas import GimpCanvas  # noqa: E402
 from .model import ImageHost, make_controller, run_to_end  # noqa: E402
 
@@ -32,6 +34,7 @@ MODES = {
     "underpaint-img2img": ("img2img", "Image to image…", "Repaint the selection (or the whole image) from the prompt"),
     "underpaint-txt2img": ("txt2img", "_Text to image…", "Paint a new layer from the prompt alone"),
 }
+UPSCALE_MODES = {mode for mode, _, _ in upscale.PROCEDURES.values()}
 MENU = "<Image>/Filters/underpaint"
 RW = GObject.ParamFlags.READWRITE
 MAX_SIDE = 32768
@@ -86,6 +89,10 @@ def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
             procedure.add_int_argument(
                 side, f"_{side.title()}", f"Pixels to add on the {side}", 0, MAX_SIDE, default, RW
             )
+    add_connection_arguments(procedure)
+
+
+def add_connection_arguments(procedure: Gimp.Procedure) -> None:
     procedure.add_string_argument(
         "server", "Se_rver", f"Daemon address; empty: the one saved by the panel (default {DEFAULT_URL})", "", RW
     )
@@ -148,7 +155,8 @@ def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image
     controller = make_controller(ImageHost(GimpCanvas(image), show_progress), work.post, gimp_version())
     Gimp.progress_init(f"underpaint: {mode}")
     try:
-        job = run_to_end(controller, work, server, token, request_from_config(config, mode), timeout)
+        requested = upscale.request_from_config if mode in UPSCALE_MODES else request_from_config
+        job = run_to_end(controller, work, server, token, requested(config, mode), timeout)
         if job.state == "cancelled":
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     except UserError as error:
@@ -185,7 +193,7 @@ def run_panel(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Ima
 
 class UnderpaintPlugIn(Gimp.PlugIn):
     def do_query_procedures(self) -> list[str]:
-        return [PANEL, *MODES]
+        return [PANEL, *MODES, *upscale.PROCEDURES]
 
     def do_set_i18n(self, name: str) -> bool:
         return False
@@ -209,7 +217,7 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
             )
         else:
-            mode, label, blurb = MODES[name]
+            mode, label, blurb = MODES[name] if name in MODES else upscale.PROCEDURES[name]
 
             def run(p: Any, run_mode: Any, image: Any, drawables: Any, config: Any, data: Any, mode: str = mode) -> Any:
                 return run_job(p, run_mode, image, config, mode)
@@ -228,7 +236,11 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 | Gimp.ProcedureSensitivityMask.DRAWABLES
                 | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
             )
-            add_job_arguments(procedure, mode)
+            if name in MODES:
+                add_job_arguments(procedure, mode)
+            else:
+                upscale.add_arguments(procedure, mode)
+                add_connection_arguments(procedure)
         procedure.set_image_types("RGB*")
         procedure.add_menu_path(MENU)
         procedure.set_attribution("underpaint", "underpaint contributors", "2026")
