@@ -1,6 +1,19 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { resultRect } from "../src/shared/geometry";
-import { fitTiles, scaledNote, upscalePlacement } from "../src/shared/upscale";
+import {
+  ACTIONS,
+  FACTOR_DEFAULT,
+  FACTOR_MAX,
+  FACTOR_MIN,
+  fitTiles,
+  LABELS,
+  modelsFor,
+  REFINE_STRENGTH_DEFAULT,
+  upscaleJob,
+  upscalePlacement,
+} from "../src/shared/upscale";
 
 describe("fitTiles", () => {
   it("keeps a result within 4096 px as it is", () => {
@@ -56,8 +69,58 @@ describe("upscalePlacement", () => {
   });
 });
 
-it("says when the fill was scaled, and to what", () => {
-  expect(scaledNote("up x4", { width: 8000, height: 6000 }, { width: 4096, height: 3072 })).toBe(
-    '"up x4" is 8000×6000 px; Figma images stop at 4096 px, so its fill is 4096×3072 px (placement is exact, resolution lower).',
-  );
+describe("the section's jobs", () => {
+  const form = { factor: 2, upscaler: "classical", refiner: "tiny-random", restorer: "GFPGANv1.4", strength: 25, prompt: "fur" };
+  const whole = { mode: "img2img" as const, canvas: { width: 160, height: 120 } };
+  const region = { mode: "inpaint" as const, canvas: { width: 160, height: 120 }, selection: { x: 10, y: 20, width: 30, height: 40 } };
+  const base = { mode: "img2img" as const, canvas: whole.canvas, prompt: "p", negative_prompt: "", batch: 3, seed: 7 };
+
+  it("Upscale scales the whole image, or the region under the shapes, with the chosen upscaler", () => {
+    expect(upscaleJob(base, whole, "upscale", form)).toEqual({
+      mode: "upscale",
+      canvas: whole.canvas,
+      prompt: "",
+      negative_prompt: "",
+      batch: 1,
+      model: "classical",
+      upscale: { factor: 2 },
+    });
+    expect(upscaleJob(base, region, "upscale", { ...form, factor: 99 })).toMatchObject({ selection: region.selection, upscale: { factor: 16 } });
+  });
+
+  it("Refine-upscale carries the refiner, strength, prompt, seed and the upscaler; Restore needs shapes", () => {
+    expect(upscaleJob(base, whole, "refine_upscale", form)).toMatchObject({
+      mode: "refine_upscale",
+      model: "tiny-random",
+      prompt: "fur",
+      strength: 0.25,
+      seed: 7,
+      upscale: { factor: 2, model: "classical" },
+    });
+    expect(upscaleJob(base, region, "restore", form)).toMatchObject({ mode: "restore", model: "GFPGANv1.4", selection: region.selection });
+    expect(upscaleJob(base, region, "restore", form).upscale).toBeUndefined();
+    expect(() => upscaleJob(base, whole, "restore", form)).toThrow(/draw a shape over the face/);
+    expect(() => upscaleJob(base, { mode: "txt2img", canvas: whole.canvas }, "upscale", form)).toThrow(/needs an image/);
+  });
+
+  it("lists the models that run each action", () => {
+    const models = [
+      { id: "classical", modes: ["inpaint", "upscale"] as any },
+      { id: "tiny-random", modes: ["img2img", "refine_upscale"] as any },
+      { id: "GFPGANv1.4", modes: ["restore"] as any },
+    ];
+    expect([modelsFor(models, "upscaler"), modelsFor(models, "refiner"), modelsFor(models, "restorer")]).toEqual([
+      ["classical"],
+      ["tiny-random"],
+      ["GFPGANv1.4"],
+    ]);
+  });
+
+  it("reads the same as the Krita docker and the GIMP panel (underpaint_protocol/upscale_panel.py)", () => {
+    const python = readFileSync(resolve(__dirname, "../../../protocol/underpaint_protocol/upscale_panel.py"), "utf8");
+    for (const [mode, label] of Object.entries(ACTIONS)) expect(python).toContain(`"${mode}": "${label}"`);
+    for (const [key, label] of Object.entries(LABELS)) expect(python).toContain(`"${key}": "${label}"`);
+    expect(python).toContain(`REFINE_STRENGTH_DEFAULT = ${REFINE_STRENGTH_DEFAULT}\n`);
+    expect(python).toContain(`FACTOR_MIN, FACTOR_MAX, FACTOR_DEFAULT = ${FACTOR_MIN.toFixed(1)}, ${FACTOR_MAX.toFixed(1)}, ${FACTOR_DEFAULT.toFixed(1)}\n`);
+  });
 });

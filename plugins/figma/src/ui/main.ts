@@ -10,6 +10,8 @@ import { ignoredFields, type ModelInfo, modelLabel, parseSeed, plan, progressTex
 import { cropPng, fitForFigma, randomClientId } from "./images";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
+import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
+import { assembleTiles, mountUpscale, type Tile } from "./upscale";
 
 declare const __VERSION__: string;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -46,12 +48,17 @@ const ui = {
   notes: $<HTMLDivElement>("notes"),
 };
 
+/** The "Upscale and restore" section (ui/upscale.ts), before the progress bar. */
+const upscale = mountUpscale(ui.progress, (action) => void generate(false, action));
+
 interface RunningJob {
   context: JobContext;
   prompt: string;
   results: ResultItem[];
   /** This session's run of the job; absent for jobs adopted from an earlier session. */
   run?: JobRun;
+  /** An upscale's tiles until the whole layer is here. */
+  tiles?: Tile[];
 }
 
 const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
@@ -68,6 +75,8 @@ let startedAt = 0;
 let batchSize = 1;
 /** The job the sidebar shows and Cancel acts on, from planning to its end. */
 let current: JobRun | null = null;
+/** The mode of the job `current` runs (known once its job is built). */
+let currentMode = "";
 let previewUrl: string | null = null;
 /** The job whose preview or result the sidebar shows. */
 let shownJob: string | null = null;
@@ -141,6 +150,7 @@ function updateButtons(): void {
   ui.generate.disabled = !connected || busy() || !selectionOk || refused;
   ui.expand.disabled = !connected || busy() || !selectionOk;
   ui.cancel.disabled = !busy() || current?.cancelRequested === true;
+  upscale.setEnabled(connected && !busy() && selectionOk);
 }
 
 function savePending(): void {
@@ -159,6 +169,7 @@ function fillModels(hello: Welcome): void {
     ui.model.append(option);
   }
   ui.model.value = hello.models.some((m) => m.id === previous) ? previous : hello.default_model;
+  upscale.fill(hello.models);
   updatePlan();
 }
 
@@ -249,8 +260,10 @@ async function onEvent(event: SessionEvent): Promise<void> {
     case "progress":
       if (isCurrent && !run?.cancelRequested) {
         const done = job?.results.length ?? 0;
-        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000);
+        const unit = currentMode === "upscale" ? "tile" : "step";
+        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000, unit);
         setStatus(text[0].toUpperCase() + text.slice(1), message.step, message.total);
+        if (currentMode in ACTIONS) upscale.say(`${currentMode}: ${text}`);
       }
       if (isCurrent && !run?.cancelRequested && event.image && event.image.format === "png") {
         shownJob = jobId ?? null;
@@ -259,6 +272,21 @@ async function onEvent(event: SessionEvent): Promise<void> {
       return;
     case "result": {
       if (!job || !event.image || (run && !run.placesResults)) return;
+      if (message.upscale) {
+        // one tile of the layer: kept (as PNG) until all are here, then drawn into one fill
+        const tile = message.layer;
+        job.tiles = [...(job.tiles ?? []).filter((t) => t.x !== tile.x || t.y !== tile.y), { ...tile, png: event.image.data.slice() }];
+        if (job.tiles.length < message.upscale.tiles) return;
+        const whole = message.upscale.layer;
+        const fill = await assembleTiles(whole, job.tiles);
+        job.tiles = undefined;
+        job.results.push({ index: 0, name: tile.name, ...whole, png: fill.png, scaledFrom: fill.scaledFrom });
+        if (jobId === current?.jobId) {
+          shownJob = jobId ?? null;
+          showPreview(fill.png);
+        }
+        return;
+      }
       const layer = message.layer;
       const png = event.image.data.slice();
       const fitted = await fitForFigma(png, event.image.width, event.image.height);
@@ -366,7 +394,7 @@ function onRunState(run: JobRun): void {
   updateButtons();
 }
 
-async function generate(expand: boolean): Promise<void> {
+async function generate(expand: boolean, action?: UpscaleAction): Promise<void> {
   const connected = client;
   if (!connected?.isConnected || busy()) return;
   showError(null);
@@ -402,14 +430,23 @@ async function generate(expand: boolean): Promise<void> {
       seed,
       batch: Number(ui.batch.value) || 1,
     });
-    const accepted = await run.start(job, async (planned) => {
+    const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : job;
+    let context = prepared.context;
+    if (spec.upscale) {
+      const scaled = scaledSize(geometry.canvas, spec.upscale.factor);
+      context = { ...context, placement: upscalePlacement(context.placement, geometry.canvas, scaled), mode: spec.mode };
+    } else if (action) {
+      context = { ...context, mode: spec.mode };
+    }
+    currentMode = spec.mode;
+    const accepted = await run.start(spec, async (planned) => {
       // Only the pixels the daemon asked for: the planned region, cut from the export and sent raw.
       const upload = await buildUpload(
         {
           upload: planned.upload,
           canvas: geometry.canvas,
           image: prepared.image,
-          mask: prepared.mask,
+          mask: spec.upscale ? undefined : prepared.mask, // an upscale takes the region's bounds only
           maxFrameBytes: connected.welcome?.limits.max_frame_bytes ?? 0,
         },
         cropPng,
@@ -419,9 +456,9 @@ async function generate(expand: boolean): Promise<void> {
     });
     if (accepted === null) return;
     const jobId = accepted.job_id;
-    jobs.set(jobId, { context: prepared.context, prompt: ui.prompt.value, results: [], run });
+    jobs.set(jobId, { context, prompt: spec.prompt ?? "", results: [], run });
     if (!run.cancelRequested) {
-      pending[jobId] = prepared.context;
+      pending[jobId] = context;
       savePending();
       if (!ui.seedLock.checked) ui.seed.value = String(accepted.seed); // the seed used, to lock it
       setStatus(`Accepted (seed ${accepted.seed}).`, 0);
