@@ -19,7 +19,7 @@ from underpaint.canvas import BlendSettings, Box, plan_job, prepare_job
 from underpaint.canvas import fill as canvas_fill
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
-from underpaint.engines import erase
+from underpaint.engines import erase, weights
 from underpaint.engines.registry import build_engines
 from underpaint.errors import JobError
 from underpaint.modes import Mode
@@ -54,8 +54,8 @@ def test_malicious_pickle_does_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pth"
     torch.save({"model.model.1.bn_l.running_mean": Payload(marker)}, evil)
-    with pytest.raises(erase.UnsafeWeights):
-        erase.load_state_dict(evil)
+    with pytest.raises(weights.UnsafeWeights):
+        weights.load_state_dict(evil)
     assert not marker.exists()
     with pytest.raises(ValueError):
         erase.LearnedFillEngine([str(evil)], "cpu")
@@ -69,8 +69,8 @@ def test_torchscript_and_unknown_files_are_refused(tmp_path: Path) -> None:
     for name in ("model.pt", "model.bin", "model.onnx"):
         path = tmp_path / name
         path.write_bytes(b"\0" * 16)
-        with pytest.raises(erase.UnsafeWeights):
-            erase.load_state_dict(path)
+        with pytest.raises(weights.UnsafeWeights):
+            weights.load_state_dict(path)
 
 
 def test_plain_pth_state_dict_loads(tmp_path: Path, lama_file: Path) -> None:
@@ -83,7 +83,7 @@ def test_plain_pth_state_dict_loads(tmp_path: Path, lama_file: Path) -> None:
 
 
 def test_research_only_architecture_needs_the_opt_in(lama_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(erase.LICENCES, "LaMa", "CC-BY-NC-4.0")  # as MAT is
+    monkeypatch.setitem(weights.LICENCES, "LaMa", "CC-BY-NC-4.0")  # as MAT is
     with pytest.raises(ValueError, match="allow_research"):
         erase.LearnedFillEngine([str(lama_file)], "cpu")
     engine = erase.LearnedFillEngine([f"{lama_file}#allow_research"], "cpu")

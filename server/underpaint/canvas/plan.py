@@ -147,8 +147,8 @@ def plan_job(
             target = selection.intersect(canvas)
             if target.is_empty:
                 raise JobError("empty_selection", "the selection lies outside the canvas", "job.selection")
-        elif mode is Mode.INPAINT:
-            raise JobError("empty_selection", "inpaint needs a selection", "job.selection")
+        elif mode in (Mode.INPAINT, Mode.RESTORE):
+            raise JobError("empty_selection", f"{mode.value} needs a selection", "job.selection")
     allowed = new_canvas
 
     grow = feather = blend = 0

@@ -25,7 +25,7 @@ import numpy as np
 from underpaint import canvas
 from underpaint.canvas.geometry import Box, Extents
 from underpaint.canvas.plan import JobPlan
-from underpaint.daemon import runner
+from underpaint.daemon import runner, upscaling
 from underpaint.daemon.outputs import OutputStore, owner_key
 from underpaint.daemon.queue import FairQueue
 from underpaint.daemon.records import (
@@ -38,8 +38,9 @@ from underpaint.daemon.records import (
     to_box,
 )
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
+from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine, UpscalePlan, Upscaler
 from underpaint.errors import JobError
-from underpaint.modes import Mode
+from underpaint.modes import UPSCALE_MODES, Mode
 from underpaint_protocol import messages as wire
 from underpaint_protocol.messages import Limits
 
@@ -47,7 +48,15 @@ log = logging.getLogger("underpaint.jobs")
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 KEPT_JOB_RECORDS = 1000
-DEFAULT_STRENGTH = {Mode.TXT2IMG: 1.0, Mode.IMG2IMG: 0.6, Mode.INPAINT: 1.0, Mode.OUTPAINT: 1.0}
+DEFAULT_STRENGTH = {
+    Mode.TXT2IMG: 1.0,
+    Mode.IMG2IMG: 0.6,
+    Mode.INPAINT: 1.0,
+    Mode.OUTPAINT: 1.0,
+    Mode.UPSCALE: 0.0,
+    Mode.REFINE_UPSCALE: upscaling.DEFAULT_REFINE_STRENGTH,
+    Mode.RESTORE: 1.0,
+}
 
 
 class PlannedJob(NamedTuple):
@@ -55,6 +64,7 @@ class PlannedJob(NamedTuple):
     model: ModelInfo
     engine: Engine
     strength: float
+    upscale: UpscalePlan | None = None
 
 
 POSITION_UPDATE_SECONDS = 0.25
@@ -103,8 +113,14 @@ class JobManager:
     def models(self) -> list[tuple[ModelInfo, Engine]]:
         return [(info, engine) for engine in self.engines for info in engine.models()]
 
-    def resolve_model(self, name: str | None) -> tuple[ModelInfo, Engine]:
+    def resolve_model(self, name: str | None, mode: Mode | None = None) -> tuple[ModelInfo, Engine]:
+        """The named model, else the default one, else (when the default cannot run ``mode``) the first
+        model that can: an upscale without a model gets an upscaler, a restore a restoration model."""
         wanted = name or self.default_model
+        if name is None and mode is not None:
+            able = [info.id for info, _ in self.models() if mode in info.modes]
+            if able and wanted not in able:
+                wanted = able[0]
         for info, engine in self.models():
             if info.id == wanted:
                 return info, engine
@@ -136,8 +152,8 @@ class JobManager:
     def plan(self, spec: wire.JobSpec) -> PlannedJob:
         """Resolve the model and plan the job from bounds only, checking every pixel count it would
         allocate against the announced limits before anything is allocated."""
-        info, engine = self.resolve_model(spec.model)
         mode = Mode(spec.mode)
+        info, engine = self.resolve_model(spec.model, mode)
         if mode not in info.modes:
             can = ", ".join(m.value for m in info.modes)
             hint = (
@@ -146,6 +162,10 @@ class JobManager:
                 else ""
             )
             raise JobError("unsupported_mode", f"model {info.id!r} cannot {mode.value}; it can {can}{hint}", "job.mode")
+        if info.refusal is not None:
+            raise JobError("licence_refused", info.refusal, "job.model")
+        if mode in UPSCALE_MODES or spec.upscale is not None:
+            return self._plan_upscale(spec, mode, info, engine)
         limits = self.limits
         side = limits.max_canvas_side
         if spec.canvas.width > side or spec.canvas.height > side:
@@ -166,6 +186,25 @@ class JobManager:
         )
         self._check_pixels(spec, plan)
         return PlannedJob(plan, info, engine, strength)
+
+    def _plan_upscale(self, spec: wire.JobSpec, mode: Mode, info: ModelInfo, engine: Engine) -> PlannedJob:
+        if mode not in UPSCALE_MODES:
+            raise JobError("invalid_value", "`upscale` applies only to upscale and refine_upscale", "job.upscale")
+        named = info.id if mode is Mode.UPSCALE else (spec.upscale.model if spec.upscale is not None else None)
+        upscaler = self._upscaler(named, mode)
+        plan, up = upscaling.plan_upscale(spec, upscaler, self.limits)
+        return PlannedJob(plan, info, engine, plan.strength, up)
+
+    def _upscaler(self, name: str | None, mode: Mode) -> Upscaler:
+        """The upscaler a job names (``job.model`` for upscale, ``job.upscale.model`` for refine-upscale);
+        refine-upscale's default is the first super-resolution model, else the classical upscaler."""
+        field = "job.model" if mode is Mode.UPSCALE else "job.upscale.model"
+        engine = next((engine for engine in self.engines if isinstance(engine, UpscaleEngine)), None)
+        if engine is None:
+            raise JobError("unknown_model", "this daemon serves no upscaler", field)
+        if name is None:
+            name = next((key for key in engine.upscalers if key != CLASSICAL_UPSCALER), CLASSICAL_UPSCALER)
+        return engine.upscaler(name, field)
 
     def _check_pixels(self, spec: wire.JobSpec, plan: JobPlan) -> None:
         limits = self.limits
@@ -211,7 +250,7 @@ class JobManager:
 
     def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
         spec = submit.job
-        plan, info, engine, strength = self.plan(spec)
+        plan, info, engine, strength, upscale = self.plan(spec)
         queued = sum(len(q) for q in self._queues.values())
         if queued >= self.limits.max_queued_jobs:
             raise JobError("queue_full", f"{queued} jobs are queued; try again later")
@@ -232,6 +271,7 @@ class JobManager:
             strength=strength,
             image=image,
             mask=mask,
+            upscale=upscale,
         )
         self.jobs[job.id] = job
         self._forget_old_jobs()

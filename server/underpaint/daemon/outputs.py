@@ -45,8 +45,11 @@ class StoredResult:
     params: dict[str, Any]
     pixels: np.ndarray
     output: str | None
+    upscale: dict[str, Any] | None = None
+    """An upscale result tile's placement (the wire ``UpscaleResult``), kept so a fetch replays it."""
 
     def sidecar(self) -> dict[str, Any]:
+        extra = {} if self.upscale is None else {"upscale": self.upscale}
         return {
             "job_id": self.job_id,
             "index": self.index,
@@ -58,6 +61,7 @@ class StoredResult:
             "height": int(self.pixels.shape[0]),
             "canvas": self.canvas,
             "params": self.params,
+            **extra,
         }
 
 
@@ -158,6 +162,7 @@ class OutputStore:
                     params=dict(data["params"]),
                     pixels=pixels,
                     output=str(png),
+                    upscale=data.get("upscale"),
                 )
             )
         return sorted(found, key=lambda item: item.index)

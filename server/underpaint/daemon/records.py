@@ -18,6 +18,7 @@ from underpaint.canvas.geometry import Box
 from underpaint.canvas.plan import BlendSettings, JobPlan
 from underpaint.daemon.outputs import StoredResult
 from underpaint.engines.base import Engine, ModelInfo
+from underpaint.engines.upscale import UpscalePlan
 from underpaint_protocol import messages as wire
 
 
@@ -62,6 +63,8 @@ class Job:
     terminal_event: Any = None
     announced_position: int | None = None
     """The last queue position sent to the owner (positions are sent only when they change)."""
+    upscale: UpscalePlan | None = None
+    """For upscale and refine-upscale: the upscaler, factor and placement (``daemon.upscaling``)."""
 
     @property
     def device(self) -> str:
@@ -110,4 +113,5 @@ def result_message(item: StoredResult) -> wire.Result:
         canvas=wire.Rect(**item.canvas),
         params=item.params,
         output=item.output,
+        upscale=None if item.upscale is None else wire.UpscaleResult(**item.upscale),
     )

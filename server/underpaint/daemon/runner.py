@@ -7,6 +7,8 @@ a layer, saved, and only then reported.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,7 @@ import numpy as np
 from underpaint import __version__, canvas
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, blend_settings, result_message
+from underpaint.daemon.upscaling import execute_upscale
 from underpaint.engines.base import GenerationInput, JobCancelled, StepProgress
 from underpaint.modes import Mode
 from underpaint_protocol import PROTOCOL_VERSION
@@ -27,6 +30,8 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
     """
     if job.cancel.is_set():
         raise JobCancelled()
+    if job.upscale is not None:
+        return execute_upscale(job, publish, store, store.folder or Path(tempfile.gettempdir()))
     plan = job.plan
     through_pipeline = job.engine.uses_canvas_pipeline
     model_image: np.ndarray | None

@@ -32,6 +32,8 @@ class ModelInfo:
     default_guidance: float
     loaded: bool = False
     capabilities: tuple[str, ...] = field(default_factory=tuple)
+    refusal: str | None = None
+    """Why every job for this model is refused (its licence forbids the use), or None."""
 
 
 @dataclass(frozen=True)

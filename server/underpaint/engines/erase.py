@@ -3,21 +3,14 @@ detects.
 
 A learned fill removes objects and extends backgrounds without a prompt far better than the classical
 fill, and it is the best pre-fill for the diffusion engine (``blend.prefill = "learned"``). Weights are
-read only in forms that cannot run code: ``.safetensors``, or ``.pth``/``.ckpt`` through
-``torch.load(weights_only=True)``; the state dict then goes to spandrel, which detects the architecture.
-Licences are respected as for other downloaded models: a research-only architecture (MAT, CC BY-NC) is
-refused unless its source ends in ``#allow_research``, the user's explicit opt-in.
+read as ``engines.weights`` reads every spandrel model (never running pickled code); a research-only
+architecture (MAT, CC BY-NC) is refused unless its source ends in ``#allow_research``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import pickle
 import threading
-import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,75 +18,34 @@ import torch
 from underpaint.canvas.plan import ModelResolution
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
 from underpaint.engines.diffusion.device import resolve_device
+from underpaint.engines.weights import (
+    ALLOW_RESEARCH,
+    WeightsSource,
+    licence_of,
+    load_descriptor,
+    parse_source,
+    permissive,
+)
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
-ALLOW_RESEARCH = "#allow_research"
-#: Licence of each architecture spandrel may detect; absent ones are taken as research-only (refused
-#: without the opt-in), so a new architecture is never used commercially by accident.
-LICENCES = {"LaMa": "Apache-2.0", "MAT": "CC-BY-NC-4.0"}
-PERMISSIVE = frozenset({"Apache-2.0", "MIT", "BSD-3-Clause"})
-SAFE_SUFFIXES = (".safetensors", ".pth", ".ckpt")
 #: Native working size: LaMa was trained at 256-512 px and is fully convolutional; larger crops are
 #: scaled down to this many pixels by the canvas pipeline, smaller ones run 1:1.
 PIXEL_BUDGET = 512 * 512
 
 
-class UnsafeWeights(ValueError):
-    """The file could hold code (a pickle with objects, TorchScript), so it is not read."""
-
-
-@dataclass(frozen=True)
-class FillSource:
-    path: Path
-    allow_research: bool
-
-
-def parse_source(text: str) -> FillSource:
-    """``PATH[#allow_research]`` to a source."""
-    body = text
-    allow = body.endswith(ALLOW_RESEARCH)
-    return FillSource(Path(body.removesuffix(ALLOW_RESEARCH)).expanduser(), allow)
-
-
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file, read without running any code it might carry."""
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    if suffix not in SAFE_SUFFIXES:
-        raise UnsafeWeights(f"{path.name}: only {', '.join(SAFE_SUFFIXES)} weights are read")
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile) as exc:
-        raise UnsafeWeights(f"{path.name}: not a plain tensor file ({exc.__class__.__name__}); not loaded") from exc
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict):
-        raise UnsafeWeights(f"{path.name}: holds no state dict")
-    return loaded
-
-
 class LearnedFillModel:
     """One loaded spandrel inpainting model."""
 
-    def __init__(self, source: FillSource, device: str) -> None:
+    def __init__(self, source: WeightsSource, device: str) -> None:
         import spandrel
 
-        with contextlib.suppress(ImportError):  # MAT lives there; installed only by users who want it
-            import spandrel_extra_arches
-
-            spandrel_extra_arches.install(ignore_duplicates=True)
-        descriptor = spandrel.ModelLoader(device="cpu").load_from_state_dict(
-            spandrel.canonicalize_state_dict(load_state_dict(source.path))
-        )
+        descriptor = load_descriptor(source.path)
         if not isinstance(descriptor, spandrel.MaskedImageModelDescriptor) or descriptor.purpose != "Inpainting":
             raise ValueError(f"{source.path.name}: {descriptor.architecture.name} is not an inpainting model")
         self.architecture = descriptor.architecture.name
-        self.licence = LICENCES.get(self.architecture, "unknown (research only)")
-        if self.licence not in PERMISSIVE and not source.allow_research:
+        self.licence = licence_of(self.architecture)
+        if not permissive(self.licence) and not source.allow_research:
             raise ValueError(
                 f"{source.path.name}: {self.architecture} is licensed {self.licence}, for research only; "
                 f"add {ALLOW_RESEARCH} to the model source to use it anyway"

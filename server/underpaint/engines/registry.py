@@ -8,9 +8,14 @@ from underpaint.canvas.fill import use_learned_fill
 from underpaint.engines.base import Engine
 from underpaint.engines.classical import CLASSICAL_MODEL, ClassicalEngine
 from underpaint.engines.echo import ECHO_MODEL, EchoEngine
+from underpaint.engines.upscale import UpscaleEngine
 
 #: Model sources naming a learned fill model (engines.erase; the rest is its path).
 SCHEME = "erase:"
+#: Model sources naming a super-resolution model (engines.upscale) and a face restoration model
+#: (engines.restore): ``upscale:PATH[#allow_research]``, ``restore:PATH[#allow_research]``.
+UPSCALE_SCHEME = "upscale:"
+RESTORE_SCHEME = "restore:"
 
 ENGINE_NAMES = ("classical", "diffusion", "echo")
 
@@ -18,12 +23,21 @@ ENGINE_NAMES = ("classical", "diffusion", "echo")
 def build_engines(engine: str, models: list[str], models_dirs: list[Path], device: str) -> tuple[list[Engine], str]:
     """The engines to serve and the default model id.
 
-    The classical engine is always there (content-aware fill works on every machine); learned fill
+    The classical engine and the classical upscaler are always there (content-aware fill and
+    resampling work on every machine); super-resolution and face restoration models join when named
+    as ``upscale:PATH`` and ``restore:PATH``; learned fill
     models join when named as ``erase:PATH[#allow_research]`` (they also become the ``learned``
     pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
     for diagnostics.
     """
-    engines: list[Engine] = [ClassicalEngine()]
+    upscale_sources = [m.removeprefix(UPSCALE_SCHEME) for m in models if m.startswith(UPSCALE_SCHEME)]
+    restore_sources = [m.removeprefix(RESTORE_SCHEME) for m in models if m.startswith(RESTORE_SCHEME)]
+    models = [m for m in models if not m.startswith((UPSCALE_SCHEME, RESTORE_SCHEME))]
+    engines: list[Engine] = [ClassicalEngine(), UpscaleEngine(upscale_sources, device)]
+    if restore_sources:
+        from underpaint.engines.restore import RestoreEngine  # torch and spandrel only when asked for
+
+        engines.append(RestoreEngine(restore_sources, device))
     default_model = CLASSICAL_MODEL
     if engine == "echo":
         engines.append(EchoEngine())
