@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 from underpaint_krita.glue import SCALE_FILTER, KritaGlue
 from underpaint_krita.model import DockerModel, Settings
 
 from tests.krita.fake_krita import FakeDocument, FakeKrita
+from tests.krita.test_model import make_model
 from tests.protocol.test_controller import ScriptedClient
+from underpaint.daemon.config import DaemonConfig
+from underpaint.daemon.server import Daemon, DaemonThread
+from underpaint.engines.classical import ClassicalEngine
+from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine
 from underpaint_protocol.session import ImageData
-from underpaint_protocol.upscale_panel import upscale_request
+from underpaint_protocol.upscale_panel import models_for, upscale_request
 
 MODELS = [{"id": "classical", "modes": ["inpaint", "upscale"]}, {"id": "GFPGANv1.4", "modes": ["restore"]}]
 
@@ -40,7 +46,7 @@ def test_scaling_the_document_is_one_undo_step_of_every_layer() -> None:
     assert len(top.pixels) == 12 * 8
 
 
-class Daemon(ScriptedClient):
+class ScriptedDaemon(ScriptedClient):
     """The scripted client of the controller's tests, announcing an upscaler and a restorer."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -48,11 +54,11 @@ class Daemon(ScriptedClient):
         self.welcome = {**self.welcome, "models": MODELS, "default_model": "classical"}
 
 
-def docker(app: FakeKrita) -> tuple[DockerModel, Daemon]:
-    clients: list[Daemon] = []
+def docker(app: FakeKrita) -> tuple[DockerModel, ScriptedDaemon]:
+    clients: list[ScriptedDaemon] = []
 
-    def factory(*args: Any, **kwargs: Any) -> Daemon:
-        clients.append(Daemon(*args, **kwargs))
+    def factory(*args: Any, **kwargs: Any) -> ScriptedDaemon:
+        clients.append(ScriptedDaemon(*args, **kwargs))
         return clients[-1]
 
     settings = Settings(lambda k, d: app.settings.get(("u", k), d), lambda k, v: app.settings.update({("u", k): v}))
@@ -91,7 +97,9 @@ def tiles(job_id: str, layer: tuple[int, int, int, int], canvas: tuple[int, int]
     return out
 
 
-def run_upscale(model: DockerModel, client: Daemon, request: Any, layer: tuple, canvas: tuple, bands: int) -> Any:
+def run_upscale(
+    model: DockerModel, client: ScriptedDaemon, request: Any, layer: tuple, canvas: tuple, bands: int
+) -> Any:
     job = model.controller.generate(request)
     assert job is not None, model.controller.error
     client.plans[-1].set_result({"type": "planned", "upload": {"x": 0, "y": 0, "width": 1, "height": 1}})
@@ -146,3 +154,28 @@ def test_restore_needs_a_selection_and_sends_the_soft_mask_like_an_inpaint() -> 
     client.plans[-1].set_result({"type": "planned", "upload": {"x": 0, "y": 0, "width": 8, "height": 6}})
     spec, _region, _image, mask, _accepted, _on_sent = client.submits[-1]
     assert spec["model"] == "GFPGANv1.4" and "upscale" not in spec and 128 in bytes(mask.data)
+
+
+def test_the_docker_upscales_a_document_through_a_real_daemon(tmp_path: Path) -> None:
+    """The classical upscaler over a real socket: the document doubles, one layer holds the result."""
+    config = DaemonConfig(host="127.0.0.1", port=0, token_file=tmp_path / "token", outputs=tmp_path / "outputs")
+    thread = DaemonThread(Daemon(config, [ClassicalEngine(), UpscaleEngine([])], "classical")).start()
+    try:
+        app, doc = photo(48, 32)
+        model, ui = make_model(app, thread.url, thread.daemon.token)
+        model.connect()
+        ui.run_until(lambda: model.connection == "connected")
+        assert [m["id"] for m in models_for(model.models, "upscaler")] == [CLASSICAL_UPSCALER]
+        job = model.controller.generate(upscale_request("upscale", factor=2, upscaler=CLASSICAL_UPSCALER))
+        assert job is not None, model.error
+        ui.run_until(lambda: job.settled, 60)
+        assert (job.state, model.error) == ("finished", "")
+        assert (doc.width(), doc.height()) == (96, 64)
+        assert [kind for kind, _ in doc.undo_steps] == ["scale", "add"]
+        node = doc.root.children[-1]
+        bounds = node.bounds()
+        assert (bounds.x(), bounds.y(), bounds.width(), bounds.height()) == (0, 0, 96, 64)
+        (result,) = job.results
+        assert node.pixelData(0, 0, 96, 64) == bytes(result.image.data)  # bgra8, as the docker asks
+    finally:
+        thread.stop()
