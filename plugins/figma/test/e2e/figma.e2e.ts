@@ -670,6 +670,8 @@ describe("figma plugin against a real daemon", () => {
     await recordWire();
     await page.evaluate(() => (window as any).select("Wide photo"));
     await waitFor("img2img summary", async () => (await sidebar()).selection.includes("Wide photo"));
+    await ui.evaluate(() => ((document.getElementById("upscale-section") as HTMLDetailsElement).open = true));
+    await ui.selectOption("#upscale-upscaler", "classical-upscale");
     await ui.fill("#upscale-factor", "2");
     const before = (await page.evaluate(() => (window as any).created())).length;
     await ui.click("#upscale-upscale");
@@ -680,7 +682,8 @@ describe("figma plugin against a real daemon", () => {
     const layer = (await received("result")).at(-1).upscale.layer;
     expect(layer).toEqual({ x: 0, y: 0, width: 4200, height: 120 });
     expect([node.x, node.y, node.width, node.height]).toEqual([0, 2000, 2100, 60]);
-    expect(node.pixels).toEqual(fitImageSize(4200, 120));
+    const fit = fitImageSize(4200, 120);
+    expect(node.pixels).toEqual({ width: fit.width, height: fit.height });
     expect(node.pixels.width).toBe(4096);
     const notes = await ui.evaluate(() => document.getElementById("notes")!.textContent ?? "");
     expect(notes).toContain("4200×120 px");
