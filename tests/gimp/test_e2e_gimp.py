@@ -327,6 +327,51 @@ def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tm
     assert report["background_after"] == report["background_before"]
 
 
+def joined_upscale(daemon: Daemon, since: set[Path]) -> tuple[tuple[int, int, int, int], str]:
+    """The daemon's own result of the one upscale stored after ``since``: its tiles' PNGs joined at their
+    placements (the sidecars); returns the layer rect and the SHA-256 of its RGBA pixels."""
+    sidecars = []
+    for path in sorted(set(daemon.outputs.rglob("*.json")) - since):
+        sidecars.append(json.loads(path.read_text()) | {"png": path.with_suffix(".png")})
+    assert sidecars and {item["params"]["mode"] for item in sidecars} == {"upscale"}, sidecars
+    whole = sidecars[0]["upscale"]["layer"]
+    assert len(sidecars) == sidecars[0]["upscale"]["tiles"], "every tile of one job"
+    layer = Image.new("RGBA", (whole["width"], whole["height"]))
+    for item in sidecars:
+        with Image.open(item["png"]) as tile:
+            layer.paste(tile.convert("RGBA"), (item["x"] - whole["x"], item["y"] - whole["y"]))
+    rect = (whole["x"], whole["y"], whole["width"], whole["height"])
+    return rect, hashlib.sha256(layer.tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("label", "select", "layer"),
+    [
+        (label, select, layer)
+        for label in GIMP_LABELS
+        for select, layer in ((None, (0, 0, 2 * WIDTH, 2 * HEIGHT)), ([250, 150, 120, 90], (500, 300, 240, 180)))
+    ],
+)
+def test_upscale_scales_the_image_then_adds_one_layer_over_what_it_scaled(
+    label: str, select: list[int] | None, layer: tuple[int, int, int, int], tmp_path: Path, daemon: Daemon
+) -> None:
+    """underpaint-upscale (factor 2, the classical upscaler): the image scales to 1200x800 (every layer),
+    then ONE new layer holds the daemon's result, tile by tile: the whole image, or the selection's
+    region over that region of the scaled image."""
+    since = set(daemon.outputs.rglob("*.json"))
+    args = {"factor": 2.0, "model": "classical-upscale", "server": daemon.url}
+    report = run_procedure(label, tmp_path, "underpaint-upscale", args, select=select)
+    assert report["success"], f"{report['status']}: {report['error']}\n{report['_output']}"
+    assert report["canvas"] == [2 * WIDTH, 2 * HEIGHT]
+    assert report["background_size"] == [2 * WIDTH, 2 * HEIGHT] and report["background_offsets"] == [0, 0]
+    assert [item["name"] for item in report["layers"]][1:] == ["Background"], report["layers"]
+    top = report["layers"][0]
+    rect, digest = joined_upscale(daemon, since)
+    assert (top["x"], top["y"], top["width"], top["height"]) == rect == layer
+    assert top["sha256"] == digest, "the layer holds the daemon's exact pixels"
+    assert report["selected"] == ["Background"], "the user's active layer stays active"
+
+
 @pytest.fixture
 def xvfb() -> Iterator[str]:
     """A private X display on this machine; a GIMP root sees it through the shared /tmp/.X11-unix."""

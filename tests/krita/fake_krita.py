@@ -3,7 +3,8 @@
 Documents hold 8-bit BGRA layers; ``pixelData`` on the document returns the merged projection
 (straight-alpha "over" of the visible layers). Undo is modelled the way the real Krita behaves
 (checked in tests/krita/test_e2e.py): adding a node to a node that is in the image is one undo
-step; filling a node or a group before it is added costs none; resizeImage is one step.
+step; filling a node or a group before it is added costs none; resizeImage and scaleImage are one
+step each.
 """
 
 from __future__ import annotations
@@ -272,6 +273,26 @@ class FakeDocument:
             node.pixels = {(px - x, py - y): v for (px, py), v in node.pixels.items()}
         self._w, self._h = w, h
         self.undo_steps.append(("resize", (x, y, w, h)))
+
+    def xRes(self) -> float:
+        return 72.0
+
+    def yRes(self) -> float:
+        return 72.0
+
+    def scaleImage(self, w: int, h: int, xres: int, yres: int, strategy: str) -> bool:
+        """Nearest-neighbour stand-in for Krita's resampling (tests check sizes and undo, not filters)."""
+        sx, sy = self._w / w, self._h / h
+        for node in self.root.walk():
+            node.pixels = {
+                (x, y): node.pixels[(int(x * sx), int(y * sy))]
+                for y in range(h)
+                for x in range(w)
+                if (int(x * sx), int(y * sy)) in node.pixels
+            }
+        self._w, self._h = w, h
+        self.undo_steps.append(("scale", (w, h, strategy)))
+        return True
 
     def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:
         """The merged projection: visible layers bottom to top, straight-alpha over."""

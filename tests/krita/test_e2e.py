@@ -10,6 +10,7 @@ provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.hosts import ARTIFACTS_DIR, KRITA_LABELS, REPO_ROOT, HostMissing, get_krita, prepare_krita_home, run_krita
 from underpaint.install.krita import enable_in_kritarc, install
@@ -59,6 +61,11 @@ SEGMENT = {
     "model": "refine",
     "combine": ["add", "subtract", "intersect", "replace"],  # replace last: it is inpainted next
     "inpaint": {"name": "segment_inpaint", "model": "classical", "prompt": "no cup", "seed": 9},
+    # last, after selecting: an upscale scales the document (664x432 after the expand)
+    "then": [
+        {"name": "upscale", "model": "classical-upscale", "upscale": {"factor": 2}},
+        {"name": "upscale_region", "model": "classical-upscale", "upscale": {"factor": 2, "select": [440, 260, 280, 220]}},
+    ],
 }
 
 
@@ -309,7 +316,7 @@ def test_preview_then_discard_leaves_the_image_as_it_was(krita_run: dict[str, An
 
 def test_history_after_a_restart_reapplies_and_reuses(krita_restart: dict[str, Any]) -> None:
     history = krita_restart["history"]
-    assert len(history["job_ids"]) >= 5 and all(history["icons"][:1])
+    assert len(history["job_ids"]) >= 5 and history["icons"][history["row"]]
     assert history["client_id_kept"] and history["outputs_enabled"]
     assert len(history["after"]) == len(history["before"]) + 1, "re-apply pasted one layer"
     assert history["seed_field"] == str(history["seed"]) and history["prompt_field"]
@@ -344,3 +351,64 @@ def test_the_refined_selection_is_inpainted_like_any_selection(krita_run: dict[s
     mx, my, mw, mh = krita_run["segment"]["replace"]["mask"]
     layer = job["results"][0]["layer"]
     assert layer["x"] <= mx + mw and layer["y"] <= my + mh and layer["x"] + layer["width"] >= mx
+
+
+def _daemon_layer(daemon: dict[str, Any], job_id: str) -> tuple[list[int], str]:
+    """The daemon's own result of an upscale, from its outputs folder: the tiles' PNGs joined at their
+    placements (the sidecars), as the BGRA bytes Krita holds; returns the layer rect and its SHA-256."""
+    sidecars = sorted(
+        (
+            json.loads(path.read_text()) | {"png": path.with_suffix(".png")}
+            for path in (daemon["folder"] / "outputs").rglob(f"{job_id}-*.json")
+        ),
+        key=lambda sidecar: sidecar["index"],
+    )
+    assert sidecars, f"no outputs of {job_id}"
+    whole = sidecars[0]["upscale"]["layer"]
+    assert len(sidecars) == sidecars[0]["upscale"]["tiles"]
+    layer = Image.new("RGBA", (whole["width"], whole["height"]))
+    for sidecar in sidecars:
+        with Image.open(sidecar["png"]) as tile:
+            layer.paste(tile.convert("RGBA"), (sidecar["x"] - whole["x"], sidecar["y"] - whole["y"]))
+    r, g, b, a = layer.split()
+    bgra = Image.merge("RGBA", (b, g, r, a)).tobytes()
+    return [whole["x"], whole["y"], whole["width"], whole["height"]], hashlib.sha256(bgra).hexdigest()
+
+
+def _upscaled(job: dict[str, Any], size_before: list[int], factor: int) -> None:
+    """The document scaled by ``factor`` once (one undo step), the result one new layer above."""
+    assert job["mode"] == "upscale" and job["state"] == "finished", job
+    assert job["size_before"] == size_before
+    assert job["doc_size"] == [size_before[0] * factor, size_before[1] * factor]
+    (pasted,) = job["pasted"]
+    names = [n["name"] for n in job["layers"] if not n["type"].endswith("mask")]
+    before = [n["name"] for n in job["tree_before"] if not n["type"].endswith("mask")]
+    assert names == [*before, pasted["name"]], "one new layer, on top of the ones there were"
+    node = _find(job["layers"], pasted["name"])
+    assert node is not None and node["bounds"] == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]]
+    assert job["readback_sha256"] == [pasted["sha256"]], "Krita's layer holds what the plugin pasted"
+    undo = job["undo_upscale"]["states"]
+    assert [state["size"] for state in undo] == [job["doc_size"], size_before, size_before, job["doc_size"]]
+    assert [state["layers"] for state in undo] == [before, before, before, names]
+
+
+def test_upscale_scales_the_document_and_adds_one_full_size_layer(
+    krita_run: dict[str, Any], daemon: dict[str, Any]
+) -> None:
+    job = krita_run["jobs"]["upscale"]
+    _upscaled(job, [664, 432], 2)
+    rect, digest = _daemon_layer(daemon, job["job_id"])
+    (pasted,) = job["pasted"]
+    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [0, 0, 1328, 864]
+    assert pasted["sha256"] == digest, "the layer is the daemon's result, tile by tile"
+
+
+def test_a_region_upscale_lands_over_that_region_of_the_scaled_document(
+    krita_run: dict[str, Any], daemon: dict[str, Any]
+) -> None:
+    job = krita_run["jobs"]["upscale_region"]
+    _upscaled(job, [1328, 864], 2)
+    rect, digest = _daemon_layer(daemon, job["job_id"])
+    (pasted,) = job["pasted"]
+    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [880, 520, 560, 440]
+    assert pasted["sha256"] == digest

@@ -13,6 +13,7 @@ from .glue import KritaGlue
 from .model import DockerModel, Settings
 from .qt import QByteArray, QObject, Qt, QtCore, QtGui, QTimer, QtWidgets, pyqtSignal
 from .segment_ui import SegmentBox
+from .upscale_ui import UpscaleBox
 
 DOCKER_ID = "underpaint_docker"
 DOCKERS: list[UnderpaintDocker] = []  # every docker made (one per window)
@@ -248,6 +249,8 @@ class UnderpaintDocker(DockWidget):
         form.addWidget(expand)
         self.segment_box = SegmentBox(m, guard_wheel)
         form.addWidget(self.segment_box)
+        self.upscale_box = UpscaleBox(m, guard_wheel)
+        form.addWidget(self.upscale_box)
 
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setRange(0, 1000)

@@ -17,6 +17,8 @@ from underpaint_protocol.segment import COMBINE_MODES, SegmentMask
 from underpaint_protocol.session import ImageData
 
 SUPPORTED = ("RGBA", "U8")
+SCALE_FILTER = "Bicubic"
+"""Krita's filter id for scaling the document before an upscale lands (Image > Scale Image's default)."""
 
 
 def bgra_from(image: ImageData) -> bytes:
@@ -144,6 +146,13 @@ class KritaCanvas:
         """Krita's own Image > Resize Canvas (its own undo step)."""
         doc = self.document()
         doc.resizeImage(-offset_x, -offset_y, width, height)
+        doc.waitForDone()
+
+    def scale(self, width: int, height: int) -> None:
+        """Krita's own Image > Scale Image To New Size: every layer resampled (bicubic), one undo step,
+        the resolution kept (so the print size grows with the pixels)."""
+        doc = self.document()
+        doc.scaleImage(width, height, round(doc.xRes()), round(doc.yRes()), SCALE_FILTER)
         doc.waitForDone()
 
     def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:

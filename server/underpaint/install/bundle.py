@@ -22,6 +22,7 @@ CLIENT_MODULES = (
     "segment.py",
     "controller.py",
     "upscale.py",
+    "upscale_panel.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"

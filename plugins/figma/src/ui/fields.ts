@@ -82,8 +82,9 @@ export function elapsedText(seconds: number): string {
 }
 
 /** The progress line while running: step count, "image k of n" for a batch, elapsed time. */
-export function progressText(step: number, total: number, results: number, batch: number, seconds: number): string {
-  const parts = [total ? `step ${step} of ${total}` : "starting"];
+/** `unit`: "tile" for an upscale (its work comes tile by tile), else "step". */
+export function progressText(step: number, total: number, results: number, batch: number, seconds: number, unit = "step"): string {
+  const parts = [total ? `${unit} ${step} of ${total}` : "starting"];
   if (batch > 1) parts.push(`image ${Math.min(results + 1, batch)} of ${batch}`);
   return `${parts.join(", ")}, ${elapsedText(seconds)}`;
 }

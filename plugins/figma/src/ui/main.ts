@@ -13,6 +13,8 @@ import { cropPng, fitForFigma, randomClientId } from "./images";
 import { ResultsPanel } from "./results";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
+import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
+import { assembleTiles, mountUpscale, type Tile } from "./upscale";
 
 declare const __VERSION__: string;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -53,12 +55,17 @@ const ui = {
   notes: $<HTMLDivElement>("notes"),
 };
 
+/** The "Upscale and restore" section (ui/upscale.ts), before the progress bar. */
+const upscale = mountUpscale(ui.progress, (action) => void generate(false, undefined, action));
+
 interface RunningJob {
   context: JobContext;
   prompt: string;
   results: ResultItem[];
   /** This session's run of the job; absent for jobs adopted from an earlier session. */
   run?: JobRun;
+  /** An upscale's tiles until the whole layer is here. */
+  tiles?: Tile[];
 }
 
 const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
@@ -75,6 +82,8 @@ let startedAt = 0;
 let batchSize = 1;
 /** The job the sidebar shows and Cancel acts on, from planning to its end. */
 let current: JobRun | null = null;
+/** The mode of the job `current` runs (known once its job is built). */
+let currentMode = "";
 let previewUrl: string | null = null;
 /** The job whose preview or result the sidebar shows. */
 let shownJob: string | null = null;
@@ -151,6 +160,7 @@ function updateButtons(): void {
   const segmenting = !connected || busy() || !selectionOk || ui.segmentModel.value === "";
   ui.segmentRefine.disabled = segmenting;
   ui.segmentWordsGo.disabled = segmenting;
+  upscale.setEnabled(connected && !busy() && selectionOk);
 }
 
 function savePending(): void {
@@ -180,6 +190,7 @@ function fillModels(hello: Welcome): void {
     ui.segmentModel.append(option);
   }
   if (able.some((m) => m.id === previousSegment)) ui.segmentModel.value = previousSegment;
+  upscale.fill(hello.models);
   updatePlan();
   updateButtons();
 }
@@ -273,8 +284,10 @@ async function onEvent(event: SessionEvent): Promise<void> {
     case "progress":
       if (isCurrent && !run?.cancelRequested) {
         const done = job?.results.length ?? 0;
-        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000);
+        const unit = currentMode === "upscale" ? "tile" : "step";
+        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000, unit);
         setStatus(text[0].toUpperCase() + text.slice(1), message.step, message.total);
+        if (currentMode in ACTIONS) upscale.say(`${currentMode}: ${text}`);
       }
       if (isCurrent && !run?.cancelRequested && event.image && event.image.format === "png") {
         shownJob = jobId ?? null;
@@ -283,6 +296,21 @@ async function onEvent(event: SessionEvent): Promise<void> {
       return;
     case "result": {
       if (!job || !event.image || (run && !run.placesResults)) return;
+      if (message.upscale) {
+        // one tile of the layer: kept (as PNG) until all are here, then drawn into one fill
+        const tile = message.layer;
+        job.tiles = [...(job.tiles ?? []).filter((t) => t.x !== tile.x || t.y !== tile.y), { ...tile, png: event.image.data.slice() }];
+        if (job.tiles.length < message.upscale.tiles) return;
+        const whole = message.upscale.layer;
+        const fill = await assembleTiles(whole, job.tiles);
+        job.tiles = undefined;
+        job.results.push({ index: 0, name: tile.name, ...whole, png: fill.png, scaledFrom: fill.scaledFrom });
+        if (jobId === current?.jobId) {
+          shownJob = jobId ?? null;
+          showPreview(fill.png);
+        }
+        return;
+      }
       const layer = message.layer;
       const png = event.image.data.slice();
       const fitted = await fitForFigma(png, event.image.width, event.image.height);
@@ -393,8 +421,8 @@ function onRunState(run: JobRun): void {
   updateButtons();
 }
 
-/** ``segment``: a segment job ("Refine selection": text null; "Select by words": the phrase). */
-async function generate(expand: boolean, segment?: { text: string | null }): Promise<void> {
+/** ``segment``: a segment job ("Refine selection": text null; "Select by words": the phrase); ``action``: an upscale section button. */
+async function generate(expand: boolean, segment?: { text: string | null }, action?: UpscaleAction): Promise<void> {
   const connected = client;
   if (!connected?.isConnected || busy()) return;
   showError(null);
@@ -433,14 +461,23 @@ async function generate(expand: boolean, segment?: { text: string | null }): Pro
       seed,
       batch: Number(ui.batch.value) || 1,
     });
-    const accepted = await run.start(job, async (planned) => {
+    const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : job;
+    let context = prepared.context;
+    if (spec.upscale) {
+      const scaled = scaledSize(geometry.canvas, spec.upscale.factor);
+      context = { ...context, placement: upscalePlacement(context.placement, geometry.canvas, scaled), mode: spec.mode };
+    } else if (action) {
+      context = { ...context, mode: spec.mode };
+    }
+    currentMode = spec.mode;
+    const accepted = await run.start(spec, async (planned) => {
       // Only the pixels the daemon asked for: the planned region, cut from the export and sent raw.
       const upload = await buildUpload(
         {
           upload: planned.upload,
           canvas: geometry.canvas,
           image: prepared.image,
-          mask: segment && segment.text !== null ? undefined : prepared.mask, // words: no rough mask
+          mask: spec.upscale || (segment && segment.text !== null) ? undefined : prepared.mask, // words and upscales: no mask
           maxFrameBytes: connected.welcome?.limits.max_frame_bytes ?? 0,
         },
         cropPng,
@@ -450,9 +487,9 @@ async function generate(expand: boolean, segment?: { text: string | null }): Pro
     });
     if (accepted === null) return;
     const jobId = accepted.job_id;
-    jobs.set(jobId, { context: prepared.context, prompt: ui.prompt.value, results: [], run });
+    jobs.set(jobId, { context, prompt: spec.prompt ?? "", results: [], run });
     if (!run.cancelRequested) {
-      pending[jobId] = prepared.context;
+      pending[jobId] = context;
       savePending();
       if (!ui.seedLock.checked && !segment) ui.seed.value = String(accepted.seed); // the seed used, to lock it
       setStatus(`Accepted (seed ${accepted.seed}).`, 0);

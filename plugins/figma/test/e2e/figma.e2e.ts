@@ -637,6 +637,72 @@ describe("figma plugin against a real daemon", () => {
     expect(await ui.isEnabled("#generate")).toBe(true);
   });
 
+  it("upscales the selected image by 2 into ONE fill over the image, and a region over its region", async () => {
+    await recordWire();
+    await ui.selectOption("#scale", "1");
+    await page.evaluate(() => (window as any).select("Photo"));
+    await waitFor("img2img summary", async () => (await sidebar()).selection.includes("Photo"));
+    await ui.click("#upscale-section summary");
+    await ui.fill("#upscale-factor", "2");
+    await ui.selectOption("#upscale-upscaler", "classical-upscale");
+    const before = (await page.evaluate(() => (window as any).created())).length;
+    await ui.click("#upscale-upscale");
+    const whole = await waitFor("the upscale node", async () => {
+      const nodes = await page.evaluate(() => (window as any).created());
+      return nodes.length > before ? nodes.at(-1) : null;
+    }, 60000);
+    const { submit } = await lastSubmit();
+    expect(submit.job).toMatchObject({ mode: "upscale", model: "classical-upscale", canvas: { width: 256, height: 192 }, upscale: { factor: 2 } });
+    expect(submit.job.selection ?? null).toBeNull();
+    const jobId = (await lastUpload()).job_id;
+    const tiles = (await received("result")).filter((m) => m.job_id === jobId);
+    expect(tiles.length).toBe(tiles[0].upscale.tiles);
+    expect(tiles[0].upscale.layer).toEqual({ x: 0, y: 0, width: 512, height: 384 });
+    expect(whole.parent).toBe("Board");
+    expect([whole.x, whole.y, whole.width, whole.height]).toEqual([40, 60, 256, 192]); // over the image, same design size
+    expect(whole.pixels).toEqual({ width: 512, height: 384 }); // twice the pixels in its fill
+
+    await recordWire();
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.click("#upscale-upscale");
+    const region = await waitFor("the region's upscale node", async () => {
+      const nodes = await page.evaluate(() => (window as any).created());
+      return nodes.length > before + 1 ? nodes.at(-1) : null;
+    }, 60000);
+    const job = (await lastSubmit()).submit.job;
+    expect(job.selection).toEqual({ x: 80, y: 50, width: 64, height: 48 });
+    const layer = (await received("result")).at(-1).upscale.layer;
+    expect(layer).toEqual({ x: 160, y: 100, width: 128, height: 96 });
+    expect([region.x, region.y, region.width, region.height]).toEqual([40 + 80, 60 + 50, 64, 48]); // over the region
+    expect(region.pixels).toEqual({ width: 128, height: 96 });
+    expect(await page.evaluate(() => (window as any).nodeState("Mask"))).toMatchObject({ exists: true });
+  });
+
+  it("an upscale past 4096 px fills within Figma's limit, placed exactly, and says it scaled", async () => {
+    await recordWire();
+    await page.evaluate(() => (window as any).select("Wide photo"));
+    await waitFor("img2img summary", async () => (await sidebar()).selection.includes("Wide photo"));
+    await ui.evaluate(() => ((document.getElementById("upscale-section") as HTMLDetailsElement).open = true));
+    await ui.selectOption("#upscale-upscaler", "classical-upscale");
+    await ui.fill("#upscale-factor", "2");
+    const before = (await page.evaluate(() => (window as any).created())).length;
+    await ui.click("#upscale-upscale");
+    const node = await waitFor("the wide upscale node", async () => {
+      const nodes = await page.evaluate(() => (window as any).created());
+      return nodes.length > before ? nodes.at(-1) : null;
+    }, 90000);
+    const layer = (await received("result")).at(-1).upscale.layer;
+    expect(layer).toEqual({ x: 0, y: 0, width: 4200, height: 120 });
+    expect([node.x, node.y, node.width, node.height]).toEqual([0, 2000, 2100, 60]);
+    const fit = fitImageSize(4200, 120);
+    expect(node.pixels).toEqual({ width: fit.width, height: fit.height });
+    expect(node.pixels.width).toBe(4096);
+    const notes = await ui.evaluate(() => document.getElementById("notes")!.textContent ?? "");
+    expect(notes).toContain("4200×120 px");
+    expect(notes).toContain("4096");
+  });
+
   it("Refine selection turns a drawn box into a mask node over the image, which then inpaints", async () => {
     await page.evaluate(() => (window as any).select("Object photo", "Drawn box"));
     await waitFor("the selection summary", async () => (await sidebar()).selection.includes("Object photo"));

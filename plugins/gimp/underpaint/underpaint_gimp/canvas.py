@@ -126,6 +126,18 @@ class GimpCanvas:
         finally:
             self.image.undo_group_end()
 
+    def scale(self, width: int, height: int) -> None:
+        """Image > Scale Image: every layer, channel and the selection resampled (cubic), one undo step."""
+        Gimp.context_push()
+        self.image.undo_group_start()
+        try:
+            Gimp.context_set_interpolation(Gimp.InterpolationType.CUBIC)
+            self.image.scale(width, height)
+        finally:
+            self.image.undo_group_end()
+            Gimp.context_pop()
+        Gimp.displays_flush()
+
     def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
         """Above the selected layer (in its group), a batch inside a new group; one undo group."""
         selected = list(self.image.get_selected_layers())

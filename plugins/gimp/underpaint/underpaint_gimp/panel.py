@@ -42,6 +42,7 @@ from .canvas import GimpCanvas  # noqa: E402
 from .model import ImageHost, make_controller  # noqa: E402
 from .segment_ui import SegmentSection  # noqa: E402
 from .settings import Settings, daemon_token  # noqa: E402
+from .upscale_ui import UpscaleSection  # noqa: E402
 
 PREVIEW_SIDE = 160
 THUMBNAIL_SIDE = 48
@@ -192,6 +193,8 @@ class Panel:
         box.pack_start(self.expander, False, False, 0)
         self.segment = SegmentSection(self)
         box.pack_start(self.segment.expander, False, False, 0)
+        self.upscale = UpscaleSection(self.controller, self.controller.generate, wheel_scrolls_past)
+        box.pack_start(self.upscale.expander, False, False, 0)
 
         self.mode_hint = Gtk.Label(label="", xalign=0, wrap=True)
         box.pack_start(self.mode_hint, False, False, 0)
@@ -438,6 +441,7 @@ class Panel:
         if job is not None and job.seed is not None and job.job_id is not None and not self.seed_lock.get_active():
             self.seed.set_text(str(job.seed))
         self._show_progress(controller)
+        self.upscale.show(controller)
         self.cancel.set_sensitive(controller.busy)
         self._show_staged(controller)
         if controller.preview is not None and controller.preview is not self._preview:

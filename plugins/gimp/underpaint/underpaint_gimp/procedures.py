@@ -4,7 +4,8 @@
 run a job to completion and add its layers; they work the same from the Filters menu (a dialog asks
 for the arguments), from batch mode and from other plug-ins or scripts (NONINTERACTIVE).
 ``underpaint-segment`` selects an object (a box, points, the rough selection or words) and makes
-it the selection by GIMP's own combine modes. ``underpaint-panel`` opens the non-modal panel.
+it the selection by GIMP's own combine modes. ``underpaint-upscale``, ``underpaint-refine-upscale``
+and ``underpaint-restore`` live in ``upscale_procedures``. ``underpaint-panel`` opens the non-modal panel.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from underpaint_protocol.controller import Controller, Request, UserError, WorkQ
 from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
 
 from . import settings as saved  # noqa: E402
+from . import upscale_procedures as upscale  # noqa: E402
 from .canvas import GimpCanvas  # noqa: E402
 from .model import ImageHost, make_controller, run_to_end  # noqa: E402
 from .segment import PROCEDURE as SEGMENT  # noqa: E402
@@ -36,6 +38,7 @@ MODES = {
     "underpaint-img2img": ("img2img", "Image to image…", "Repaint the selection (or the whole image) from the prompt"),
     "underpaint-txt2img": ("txt2img", "_Text to image…", "Paint a new layer from the prompt alone"),
 }
+UPSCALE_MODES = {mode for mode, _, _ in upscale.PROCEDURES.values()}
 MENU = "<Image>/Filters/underpaint"
 RW = GObject.ParamFlags.READWRITE
 MAX_SIDE = 32768
@@ -157,7 +160,12 @@ def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image
     controller = make_controller(ImageHost(canvas, show_progress), work.post, gimp_version())
     Gimp.progress_init(f"underpaint: {mode}")
     try:
-        request = segment_request(config, canvas) if mode == "segment" else request_from_config(config, mode)
+        if mode == "segment":
+            request = segment_request(config, canvas)
+        elif mode in UPSCALE_MODES:
+            request = upscale.request_from_config(config, mode)
+        else:
+            request = request_from_config(config, mode)
         job = run_to_end(controller, work, server, token, request, timeout)
         if job.state == "cancelled":
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
@@ -195,7 +203,7 @@ def run_panel(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Ima
 
 class UnderpaintPlugIn(Gimp.PlugIn):
     def do_query_procedures(self) -> list[str]:
-        return [PANEL, *MODES, SEGMENT]
+        return [PANEL, *MODES, SEGMENT, *upscale.PROCEDURES]
 
     def do_set_i18n(self, name: str) -> bool:
         return False
@@ -239,7 +247,7 @@ class UnderpaintPlugIn(Gimp.PlugIn):
             add_segment_arguments(procedure, RW)
             add_connection_arguments(procedure)
         else:
-            mode, label, blurb = MODES[name]
+            mode, label, blurb = MODES[name] if name in MODES else upscale.PROCEDURES[name]
 
             def run(p: Any, run_mode: Any, image: Any, drawables: Any, config: Any, data: Any, mode: str = mode) -> Any:
                 return run_job(p, run_mode, image, config, mode)
@@ -258,7 +266,11 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 | Gimp.ProcedureSensitivityMask.DRAWABLES
                 | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
             )
-            add_job_arguments(procedure, mode)
+            if name in MODES:
+                add_job_arguments(procedure, mode)
+            else:
+                upscale.add_arguments(procedure, mode)
+                add_connection_arguments(procedure)
         procedure.set_image_types("RGB*")
         procedure.add_menu_path(MENU)
         procedure.set_attribution("underpaint", "underpaint contributors", "2026")

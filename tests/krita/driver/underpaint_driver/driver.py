@@ -21,6 +21,8 @@ from krita import Extension, Krita, Selection
 from underpaint_krita import docker as docker_module
 from underpaint_krita.qt import QT_MAJOR, QtCore, QtGui, QTimer, QtWidgets
 
+UPSCALE_MODES = ("upscale", "refine_upscale", "restore")
+
 
 def _tree(node: Any) -> list[dict[str, Any]]:
     out = []
@@ -192,6 +194,9 @@ class TestDriver(Extension):
             return
         job = jobs[self.job_index]
         dock = self.dock
+        if job.get("upscale"):
+            self._start_upscale(job)
+            return
         ids = [str(dock.model_combo.itemData(i)) for i in range(dock.model_combo.count())]
         dock.model_combo.setCurrentIndex(ids.index(job["model"]))
         dock.prompt_edit.setPlainText(job.get("prompt", ""))
@@ -223,6 +228,45 @@ class TestDriver(Extension):
         self.report["stage"] = f"job {job['name']}"
         self._checkpoint()
         self.step = self._wait_job
+
+    def _start_upscale(self, job: dict[str, Any]) -> None:
+        """The docker's Upscale and restore section: factor, upscaler, the selection (or none), its button."""
+        box = self.dock.upscale_box
+        spec = job["upscale"]
+        box.factor_spin.setValue(float(spec["factor"]))
+        combo = box.combos["upscaler"]
+        combo.setCurrentIndex([str(combo.itemData(i)) for i in range(combo.count())].index(job["model"]))
+        region = spec.get("select")
+        if region:
+            selection = Selection()
+            selection.select(*region, 255)
+            self.doc.setSelection(selection)
+        else:
+            Krita.instance().action("deselect").trigger()
+        self.doc.waitForDone()
+        self.tree_before = _tree(self.doc.rootNode())
+        self.size_before = [self.doc.width(), self.doc.height()]
+        before = len(self.dock.model.jobs)
+        self.clicked_at = time.monotonic()
+        box.buttons[spec.get("action", "upscale")].click()  # the user's code path
+        if len(self.dock.model.jobs) == before:
+            raise RuntimeError(f"Upscale made no job: {self.dock.model.error}")
+        self.entry = self.dock.model.jobs[-1]
+        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.report["stage"] = f"job {job['name']}"
+        self._checkpoint()
+        self.step = self._wait_job
+
+    def _undo_upscale(self) -> dict[str, Any]:
+        """Two undos: the result layer goes, then the document's scaling; two redos bring both back."""
+        app = Krita.instance()
+        states = []
+        for action in ("edit_undo", "edit_undo", "edit_redo", "edit_redo"):
+            app.action(action).trigger()
+            self.doc.waitForDone()
+            names = [n["name"] for n in _tree(self.doc.rootNode()) if not n["type"].endswith("mask")]
+            states.append({"size": [self.doc.width(), self.doc.height()], "layers": names})
+        return {"states": states}
 
     def _wait_job(self) -> None:
         entry = self.entry
@@ -280,6 +324,10 @@ class TestDriver(Extension):
         record["layers"] = _tree(self.doc.rootNode())
         if job.get("undo_check"):
             record["undo"] = self._undo_redo()
+        if job.get("upscale"):
+            record["size_before"] = self.size_before
+            record["job_id"] = entry.job_id
+            record["undo_upscale"] = self._undo_upscale()
         self.job_index += 1
         self.step = self._start_job
 
@@ -287,6 +335,7 @@ class TestDriver(Extension):
         """Draw the box as a rectangular selection, pick the combine mode, click Refine selection."""
         if not self.segment_todo:  # the last mask (replace) is the selection: inpaint it
             self.spec["jobs"].append(self.spec["segment"]["inpaint"])
+            self.spec["jobs"].extend(self.spec["segment"].get("then", []))
             self.step = self._start_job
             return
         combine = self.segment_todo.pop(0)
@@ -393,10 +442,12 @@ class TestDriver(Extension):
             if time.monotonic() > self.deadline + 20:
                 raise RuntimeError(f"history stayed empty: {model.error}")
             return
-        item = model.history[0]
+        # the newest generation (the upscales, run last, carry no prompt or seed to reuse)
+        row = next(i for i, h in enumerate(model.history) if h.summary.get("mode") not in UPSCALE_MODES)
+        item = model.history[row]
         if not item.results:
-            if dock.history_list.currentRow() != 0:
-                dock.history_list.setCurrentRow(0)  # the user's click: fetches it
+            if dock.history_list.currentRow() != row:
+                dock.history_list.setCurrentRow(row)  # the user's click: fetches it
             if time.monotonic() > self.deadline + 40:
                 raise RuntimeError(f"history item never fetched: {model.error}")
             return
@@ -407,6 +458,7 @@ class TestDriver(Extension):
             "rows": [dock.history_list.item(i).text() for i in range(dock.history_list.count())],
             "icons": [not dock.history_list.item(i).icon().isNull() for i in range(dock.history_list.count())],
             "job_ids": [h.job_id for h in model.history],
+            "row": row,
             "seed": item.results[0].seed,
             "seed_field": dock.seed_edit.text(),
             "prompt_field": dock.prompt_edit.toPlainText(),

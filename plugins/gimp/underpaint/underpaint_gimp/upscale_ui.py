@@ -1,0 +1,128 @@
+"""The panel's "Upscale and restore" section (GTK 3): factor, upscaler, the refine pass (model,
+strength, prompt), the restorer, and the Upscale / Refine-upscale / Restore buttons.
+
+Widgets only: labels, model lists and requests are ``underpaint_protocol.upscale_panel``'s; the job
+(the image scaled in one undo group, then one layer over it) the shared controller's and
+``canvas.GimpCanvas.scale``'s. Runs on the panel's GTK main thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gi
+
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gtk  # noqa: E402
+
+from underpaint_protocol.controller import Controller  # noqa: E402
+from underpaint_protocol.panel import model_label  # noqa: E402
+from underpaint_protocol.upscale_panel import (  # noqa: E402
+    ACTIONS,
+    FACTOR_DEFAULT,
+    FACTOR_MAX,
+    FACTOR_MIN,
+    LABELS,
+    REFINE_STRENGTH_DEFAULT,
+    TIPS,
+    models_for,
+    upscale_request,
+)
+
+ROLES = ("upscaler", "refiner", "restorer")
+ROLE_OF = {"upscale": "upscaler", "refine_upscale": "refiner", "restore": "restorer"}
+
+
+class UpscaleSection:
+    """A collapsed section of the panel; ``start`` hands a request to the panel (which saves settings
+    and shows errors like Generate's); ``guard`` makes a field take the wheel only when focused."""
+
+    def __init__(self, controller: Controller, start: Callable[[Any], object], guard: Callable[[Any], None]) -> None:
+        self.controller = controller
+        self.start = start
+        self.expander = Gtk.Expander(label=LABELS["section"])
+        grid = Gtk.Grid(column_spacing=6, row_spacing=4, margin_top=2)
+        self.factor = Gtk.SpinButton.new_with_range(FACTOR_MIN, FACTOR_MAX, 0.5)
+        self.factor.set_digits(2)
+        self.factor.set_value(FACTOR_DEFAULT)
+        self.factor.set_tooltip_text(TIPS["factor"])
+        guard(self.factor)
+        factor_row = Gtk.Box(spacing=4)
+        factor_row.pack_start(self.factor, True, True, 0)
+        factor_row.pack_start(Gtk.Label(label="×"), False, False, 0)
+        self.combos: dict[str, Gtk.ComboBoxText] = {}
+        for role in ROLES:
+            combo = Gtk.ComboBoxText(hexpand=True)
+            guard(combo)
+            self.combos[role] = combo
+        self.strength = Gtk.SpinButton.new_with_range(1, 100, 5)
+        self.strength.set_value(REFINE_STRENGTH_DEFAULT)
+        self.strength.set_tooltip_text(TIPS["strength"])
+        guard(self.strength)
+        strength_row = Gtk.Box(spacing=4)
+        strength_row.pack_start(self.strength, True, True, 0)
+        strength_row.pack_start(Gtk.Label(label="%"), False, False, 0)
+        self.prompt = Gtk.Entry(placeholder_text="prompt for every tile", hexpand=True)
+        self.buttons: dict[str, Gtk.Button] = {}
+        for action, label in ACTIONS.items():
+            button = Gtk.Button(label=label)
+            button.set_tooltip_text(TIPS[action])
+            button.connect("clicked", lambda _button, action=action: self.run(action))
+            self.buttons[action] = button
+        rows: list[tuple[str | None, Gtk.Widget]] = [
+            (LABELS["factor"], factor_row),
+            (LABELS["upscaler"], self.combos["upscaler"]),
+            (None, self.buttons["upscale"]),
+            (LABELS["refiner"], self.combos["refiner"]),
+            (LABELS["strength"], strength_row),
+            (LABELS["prompt"], self.prompt),
+            (None, self.buttons["refine_upscale"]),
+            (LABELS["restorer"], self.combos["restorer"]),
+            (None, self.buttons["restore"]),
+        ]
+        for row, (caption, widget) in enumerate(rows):
+            if caption is None:
+                grid.attach(widget, 0, row, 2, 1)
+            else:
+                grid.attach(Gtk.Label(label=caption, xalign=0), 0, row, 1, 1)
+                grid.attach(widget, 1, row, 1, 1)
+        self.progress = Gtk.Label(label="", xalign=0, wrap=True)
+        grid.attach(self.progress, 0, len(rows), 2, 1)
+        self.expander.add(grid)
+        self._models_of: int | None = None
+
+    def request(self, action: str) -> Any:
+        chosen = {role: combo.get_active_id() or None for role, combo in self.combos.items()}
+        return upscale_request(
+            action,
+            factor=float(self.factor.get_value()),
+            upscaler=chosen["upscaler"],
+            refiner=chosen["refiner"],
+            restorer=chosen["restorer"],
+            strength_percent=float(self.strength.get_value()),
+            prompt=self.prompt.get_text().strip(),
+        )
+
+    def run(self, action: str) -> None:
+        self.start(self.request(action))
+
+    def show(self, controller: Controller) -> None:
+        """Model lists from a new welcome; buttons while connected; the current upscale's tile progress."""
+        if controller.connected and self._models_of != id(controller.welcome):
+            self._models_of = id(controller.welcome)
+            for role, combo in self.combos.items():
+                wanted = combo.get_active_id()
+                combo.remove_all()
+                listed = models_for(controller.models, role)
+                for info in listed:
+                    combo.append(str(info["id"]), model_label(info))
+                ids = [str(info["id"]) for info in listed]
+                if wanted in ids:
+                    combo.set_active_id(wanted)
+                elif ids:
+                    combo.set_active(0)
+        for action, button in self.buttons.items():
+            button.set_sensitive(controller.connected and self.combos[ROLE_OF[action]].get_active_id() is not None)
+        job = controller.current
+        self.progress.set_text(job.describe() if job is not None and job.mode in ACTIONS else "")
