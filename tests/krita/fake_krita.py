@@ -274,12 +274,6 @@ class FakeDocument:
         self._w, self._h = w, h
         self.undo_steps.append(("resize", (x, y, w, h)))
 
-    def xRes(self) -> float:
-        return 72.0
-
-    def yRes(self) -> float:
-        return 72.0
-
     def scaleImage(self, w: int, h: int, xres: int, yres: int, strategy: str) -> bool:
         """Nearest-neighbour stand-in for Krita's resampling (tests check sizes and undo, not filters)."""
         sx, sy = self._w / w, self._h / h

@@ -64,7 +64,11 @@ SEGMENT = {
     # last, after selecting: an upscale scales the document (664x432 after the expand)
     "then": [
         {"name": "upscale", "model": "classical-upscale", "upscale": {"factor": 2}},
-        {"name": "upscale_region", "model": "classical-upscale", "upscale": {"factor": 2, "select": [440, 260, 280, 220]}},
+        {
+            "name": "upscale_region",
+            "model": "classical-upscale",
+            "upscale": {"factor": 2, "select": [440, 260, 280, 220]},
+        },
     ],
 }
 

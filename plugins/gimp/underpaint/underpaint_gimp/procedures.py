@@ -22,6 +22,7 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
 from underpaint_protocol.controller import Controller, Request, UserError, WorkQueue  # noqa: E402
 from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
+from underpaint_protocol.segment import SegmentRequest  # noqa: E402
 
 from . import settings as saved  # noqa: E402
 from . import upscale_procedures as upscale  # noqa: E402
@@ -160,6 +161,7 @@ def run_job(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, image: Gimp.Image
     controller = make_controller(ImageHost(canvas, show_progress), work.post, gimp_version())
     Gimp.progress_init(f"underpaint: {mode}")
     try:
+        request: Request | SegmentRequest
         if mode == "segment":
             request = segment_request(config, canvas)
         elif mode in UPSCALE_MODES:
