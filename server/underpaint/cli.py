@@ -78,7 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     generate = commands.add_parser("generate", help="run one job through a daemon, like a plugin would")
-    generate.add_argument("mode", choices=["txt2img", "img2img", "inpaint", "outpaint"])
+    generate.add_argument(
+        "mode", nargs="?", choices=["txt2img", "img2img", "inpaint", "outpaint"], help="(with --from: its mode)"
+    )
+    generate.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="IMAGE.png",
+        help="rebuild the job that made this PNG (ours, A1111's or ComfyUI's); other options override it",
+    )
     generate.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
     generate.add_argument("--token", help="the daemon's token (default: read from this user's config)")
     generate.add_argument(
@@ -86,16 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--image", type=Path, help="input image (the canvas)")
     generate.add_argument("--mask", type=Path, help="selection as a grayscale image (white = selected)")
-    generate.add_argument("--width", type=int, default=512, help="canvas width for txt2img without --image")
-    generate.add_argument("--height", type=int, default=512, help="canvas height for txt2img without --image")
-    generate.add_argument("--prompt", default="")
-    generate.add_argument("--negative", default="", help="negative prompt")
+    generate.add_argument("--width", type=int, help="canvas width for txt2img without --image (default 512)")
+    generate.add_argument("--height", type=int, help="canvas height for txt2img without --image (default 512)")
+    generate.add_argument("--prompt")
+    generate.add_argument("--negative", help="negative prompt")
     generate.add_argument("--model", help="model id (default: the daemon's default)")
     generate.add_argument("--strength", type=float)
     generate.add_argument("--steps", type=int)
     generate.add_argument("--guidance", type=float)
     generate.add_argument("--seed", type=int)
-    generate.add_argument("--batch", type=int, default=1)
+    generate.add_argument("--batch", type=int)
     generate.add_argument("--extend", help="outpaint extents in pixels: LEFT,TOP,RIGHT,BOTTOM")
     generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
     generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")

@@ -20,6 +20,7 @@ CLIENT_MODULES = (
     "jobs.py",
     "panel.py",
     "controller.py",
+    "pnginfo.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"
