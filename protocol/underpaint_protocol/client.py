@@ -9,6 +9,7 @@ finished meanwhile. Standard library plus ``websockets`` only; Python 3.10+.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import re
@@ -319,6 +320,12 @@ class UnderpaintClient:
         except NotConnected as error:
             failed(error)
         return future
+
+    def request(self, message: dict[str, Any], expected: str) -> Future[dict[str, Any]]:
+        """Send a request (its ``request_id`` is set here); resolves to the ``expected`` reply, or
+        fails with ``DaemonError``. Feature modules (``library``) build their messages and use this."""
+        request_id = self.session.next_request_id()
+        return self._request(request_id, expected, [json.dumps({**message, "request_id": request_id})])
 
     def plan(self, job: dict[str, Any]) -> Future[dict[str, Any]]:
         """Ask which canvas region the job needs (resolves to the `planned` message)."""

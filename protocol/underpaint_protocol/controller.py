@@ -33,6 +33,7 @@ from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClie
 from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_DELAYS, TERMINAL_STATES
 from underpaint_protocol.errors import user_text
 from underpaint_protocol.jobs import Bounds, build_job, placement
+from underpaint_protocol.library import Library
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
 from underpaint_protocol.session import Event, ImageData
 
@@ -133,6 +134,8 @@ class Request:
     guidance: float | None = None
     extend: tuple[int, int, int, int] | None = None
     mode: str | None = None
+    style: str | None = None
+    """A style by name (the daemon's styles, see ``library``)."""
 
 
 @dataclass
@@ -437,6 +440,11 @@ class Controller:
         return self.connection == "connected" and self.client is not None
 
     @property
+    def library(self) -> Library | None:
+        """The daemon's styles and history (None while not connected)."""
+        return Library(self.client) if self.connected and self.client is not None else None
+
+    @property
     def busy(self) -> bool:
         return any(not job.done for job in self.jobs)
 
@@ -682,6 +690,7 @@ class Controller:
             guidance=request.guidance,
             extend=extend,
             mode=request.mode,
+            style=request.style or None,
         )
         self._check_model(spec)
         return spec

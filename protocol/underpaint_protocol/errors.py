@@ -30,6 +30,7 @@ ERROR_CODES: dict[str, str] = {
     "not_owner": "The job belongs to another client.",
     "not_cancellable": "The job has already finished, failed or been cancelled.",
     "queue_full": "The daemon's queue is full; try again later.",
+    "unknown_style": "No style with this name exists (list them with a `styles` request).",
     # engines
     "model_load_failed": "The model could not be loaded.",
     "unsafe_model_format": "Only .safetensors checkpoints and diffusers folders are loaded.",
@@ -70,6 +71,8 @@ USER_TEXT: dict[str, str] = {
     "not_owner": "This job belongs to another client.",
     "not_cancellable": "The job had already ended.",
     "queue_full": "The daemon's queue is full. Try again when some jobs have finished.",
+    "unknown_style": "The daemon has no style of this name. Pick one from the list (it may have been renamed or "
+    "deleted in another program).",
     # engines
     "model_load_failed": "The model could not be loaded. The daemon's log says why.",
     "unsafe_model_format": "The daemon only loads .safetensors checkpoints and diffusers folders.",

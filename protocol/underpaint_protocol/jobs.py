@@ -61,6 +61,7 @@ def build_job(
     guidance: float | None = None,
     extend: tuple[int, int, int, int] | None = None,
     mode: str | None = None,
+    style: str | None = None,
 ) -> dict[str, Any]:
     """The `job` object of a plan/submit message (see PROTOCOL.md); ``strength`` None: the daemon's default."""
     chosen = mode or choose_mode(canvas_width, canvas_height, selection, 1.0 if strength is None else strength, extend)
@@ -73,7 +74,7 @@ def build_job(
     }
     if strength is not None and (chosen != "txt2img" or strength < 1.0):
         job["strength"] = strength
-    for key, value in (("seed", seed), ("model", model), ("steps", steps), ("guidance", guidance)):
+    for key, value in (("seed", seed), ("model", model), ("steps", steps), ("guidance", guidance), ("style", style)):
         if value is not None:
             job[key] = value
     if selection is not None and selection.width > 0 and selection.height > 0:

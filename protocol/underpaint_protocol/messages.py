@@ -80,6 +80,30 @@ class Peer(Strict):
     version: Annotated[str, Field(max_length=100)] = ""
 
 
+# ---------------------------------------------------------------- prompt library: shared parts
+
+StyleName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+]
+"""A style's name as the user typed it (spaces allowed, no control characters, not blank)."""
+
+
+class Style(Strict):
+    """A named prompt template: ``{prompt}`` in ``prompt`` (and in ``negative_prompt``) is replaced by
+    the job's own; a negative without it is joined after the job's. The optional settings apply where
+    the job leaves them unset."""
+
+    name: StyleName
+    prompt: Annotated[str, Field(max_length=10000)] = "{prompt}"
+    negative_prompt: Annotated[str, Field(max_length=10000)] = ""
+    model: Identifier | None = None
+    steps: Annotated[int, Field(ge=1, le=200)] | None = None
+    guidance: Annotated[float, Field(ge=0.0, le=30.0)] | None = None
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    builtin: bool = False
+    """Shipped with the daemon (set by the daemon; cannot be changed, renamed or deleted)."""
+
+
 class JobSpec(Strict):
     """What to generate and where; pixels travel separately as attachments."""
 
@@ -96,6 +120,8 @@ class JobSpec(Strict):
     selection: Rect | None = None
     extend: Extents | None = None
     blend: Blend | None = None
+    style: StyleName | None = None
+    """A style to apply (see ``styles``); the result's params carry the resolved prompt."""
 
 
 # ---------------------------------------------------------------- client -> daemon
@@ -142,7 +168,35 @@ class Fetch(Strict):
     job_id: Identifier
 
 
-ClientMessage = Annotated[Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch, Field(discriminator="type")]
+# ---------------------------------------------------------------- prompt library requests
+
+
+class StylesRequest(Strict):
+    """List the styles, or change the user's own (answered by ``style_list`` with all of them)."""
+
+    type: Literal["styles"]
+    request_id: Identifier
+    action: Literal["list", "save", "rename", "delete"] = "list"
+    style: Style | None = None
+    """``save``: the style to add, or to replace by name."""
+    name: StyleName | None = None
+    """``rename``, ``delete``: the style's current name."""
+    new_name: StyleName | None = None
+    """``rename``: its new name."""
+
+
+class HistoryRequest(Strict):
+    """The user's recent prompts and settings, newest first (answered by ``history_list``)."""
+
+    type: Literal["history"]
+    request_id: Identifier
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
+ClientMessage = Annotated[
+    Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest,
+    Field(discriminator="type"),
+]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 
@@ -334,8 +388,57 @@ class Error(Strict):
     job_id: str | None = None
 
 
+# ---------------------------------------------------------------- prompt library replies
+
+
+class StyleList(Strict):
+    """Every style: the shipped ones, then the user's own (one file, shared by every client)."""
+
+    type: Literal["style_list"] = "style_list"
+    request_id: str
+    styles: list[Style]
+    notice: str | None = None
+    """Something the user should know about their styles file (it was unreadable and was kept aside)."""
+
+
+class HistoryEntry(Strict):
+    """One job the user submitted: what they typed and chose (their prompt before a style), and the seed."""
+
+    created: float
+    mode: Mode
+    model: str
+    prompt: str
+    negative_prompt: str
+    style: str | None = None
+    seed: int
+    steps: int | None = None
+    guidance: float | None = None
+    strength: float | None = None
+    width: int
+    height: int
+
+
+class HistoryList(Strict):
+    type: Literal["history_list"] = "history_list"
+    request_id: str
+    entries: list[HistoryEntry]
+
+
 ServerMessage = Annotated[
-    Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error,
+    Welcome
+    | Planned
+    | Accepted
+    | Queued
+    | Started
+    | Progress
+    | Result
+    | Finished
+    | Failed
+    | Cancelled
+    | Jobs
+    | Error
+    | StyleList
+    | HistoryList,
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from underpaint import __version__
+from underpaint import __version__, library_cli
 from underpaint_protocol import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--prompt")
     generate.add_argument("--negative", help="negative prompt")
     generate.add_argument("--model", help="model id (default: the daemon's default)")
+    generate.add_argument("--style", help="apply one of the daemon's styles (see `underpaint styles`)")
     generate.add_argument("--strength", type=float)
     generate.add_argument("--steps", type=int)
     generate.add_argument("--guidance", type=float)
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--model", action="append", default=[], metavar="SOURCE")
     models.add_argument("--models-dir", action="append", type=Path, default=[])
     models.set_defaults(run=_models)
+    library_cli.add_commands(commands, f"ws://127.0.0.1:{DEFAULT_PORT}")
     return parser
 
 

@@ -215,6 +215,7 @@ def run_generate(args: argparse.Namespace) -> None:
         guidance=args.guidance,
         extend=_extend(args),
         mode=args.mode,
+        style=args.style,
     )
     controller.connect(args.server, _token(args))
     try:

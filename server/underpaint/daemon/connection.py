@@ -40,6 +40,7 @@ from underpaint.daemon.protocol import (
 )
 from underpaint.daemon.records import Outgoing, to_wire_rect
 from underpaint.errors import JobError
+from underpaint.library import styles
 from underpaint_protocol import messages as wire
 from underpaint_protocol.frames import Attachment, encode_frame
 
@@ -224,6 +225,11 @@ class ClientHandler:
                 self._reply(wire.Jobs(request_id=message.request_id, jobs=manager.list_jobs(self.client_id)))
             elif isinstance(message, wire.Fetch):
                 await self._replay(await manager.fetch(self.client_id, message.job_id))
+            elif isinstance(message, wire.StylesRequest):
+                self._reply(styles.answer(manager.styles, message))
+            elif isinstance(message, wire.HistoryRequest):
+                entries = manager.history.recent(message.limit) if manager.history is not None else []
+                self._reply(wire.HistoryList(request_id=message.request_id, entries=entries))
         except JobError as error:
             self._reply(
                 wire.Error(

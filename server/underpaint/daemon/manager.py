@@ -39,6 +39,8 @@ from underpaint.daemon.records import (
 )
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
 from underpaint.errors import JobError
+from underpaint.library.history import HistoryStore
+from underpaint.library.styles import StyleStore, apply_style
 from underpaint.modes import Mode
 from underpaint_protocol import messages as wire
 from underpaint_protocol.messages import Limits
@@ -55,6 +57,8 @@ class PlannedJob(NamedTuple):
     model: ModelInfo
     engine: Engine
     strength: float
+    spec: wire.JobSpec
+    """The job as it runs: its style applied."""
 
 
 POSITION_UPDATE_SECONDS = 0.25
@@ -73,9 +77,14 @@ class JobManager:
         loop: asyncio.AbstractEventLoop,
         execute: Execute | None = None,
         threads: Mapping[str, int] | None = None,
+        styles: StyleStore | None = None,
+        history: HistoryStore | None = None,
     ) -> None:
         """``execute`` runs one job on a worker thread (default: in this process, see ``runner``);
-        ``threads`` says how many jobs of a device run at once (default one: a device runs one job)."""
+        ``threads`` says how many jobs of a device run at once (default one: a device runs one job);
+        ``styles`` and ``history`` are the user's prompt library (default: shipped styles, no history)."""
+        self.styles = styles or StyleStore(None)
+        self.history = history
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
         self.default_model = default_model
@@ -134,8 +143,10 @@ class JobManager:
     # ------------------------------------------------------------ planning and submitting
 
     def plan(self, spec: wire.JobSpec) -> PlannedJob:
-        """Resolve the model and plan the job from bounds only, checking every pixel count it would
-        allocate against the announced limits before anything is allocated."""
+        """Apply the job's style, resolve the model and plan the job from bounds only, checking every
+        pixel count it would allocate against the announced limits before anything is allocated."""
+        if spec.style is not None:
+            spec = apply_style(spec, self.styles.get(spec.style))
         info, engine = self.resolve_model(spec.model)
         mode = Mode(spec.mode)
         if mode not in info.modes:
@@ -165,7 +176,7 @@ class JobManager:
             blend_settings(spec),
         )
         self._check_pixels(spec, plan)
-        return PlannedJob(plan, info, engine, strength)
+        return PlannedJob(plan, info, engine, strength, spec)
 
     def _check_pixels(self, spec: wire.JobSpec, plan: JobPlan) -> None:
         limits = self.limits
@@ -210,8 +221,7 @@ class JobManager:
             )
 
     def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
-        spec = submit.job
-        plan, info, engine, strength = self.plan(spec)
+        plan, info, engine, strength, spec = self.plan(submit.job)
         queued = sum(len(q) for q in self._queues.values())
         if queued >= self.limits.max_queued_jobs:
             raise JobError("queue_full", f"{queued} jobs are queued; try again later")
@@ -232,7 +242,9 @@ class JobManager:
             strength=strength,
             image=image,
             mask=mask,
+            asked=submit.job if submit.job.style is not None else None,
         )
+        self._remember(job)
         self.jobs[job.id] = job
         self._forget_old_jobs()
         self._queues[engine.device].put(job)
@@ -247,6 +259,28 @@ class JobManager:
             client_id[:8],
         )
         return job
+
+    def _remember(self, job: Job) -> None:
+        """Add the job to the user's history, as they asked for it (their prompt before a style)."""
+        if self.history is None:
+            return
+        asked = job.asked or job.spec
+        self.history.add(
+            wire.HistoryEntry(
+                created=job.created,
+                mode=asked.mode,
+                model=job.model.id,
+                prompt=asked.prompt,
+                negative_prompt=asked.negative_prompt,
+                style=asked.style,
+                seed=job.seed,
+                steps=asked.steps,
+                guidance=asked.guidance,
+                strength=asked.strength,
+                width=asked.canvas.width,
+                height=asked.canvas.height,
+            )
+        )
 
     def _crop_upload(
         self, plan: JobPlan, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None

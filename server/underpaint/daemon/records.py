@@ -61,6 +61,8 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     terminal_event: Any = None
     announced_position: int | None = None
+    asked: wire.JobSpec | None = None
+    """The job as the client sent it, when a style rewrote ``spec``."""
     """The last queue position sent to the owner (positions are sent only when they change)."""
 
     @property

@@ -127,4 +127,13 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
         "model_size": {"width": job.plan.model_width, "height": job.plan.model_height},
         "underpaint": __version__,
         "protocol": PROTOCOL_VERSION,
+        **style_params(job),
     }
+
+
+def style_params(job: Job) -> dict[str, Any]:
+    """With a style: its name and what the user typed (``prompt`` above is the resolved one)."""
+    if job.asked is None:
+        return {}
+    asked = job.asked
+    return {"style": asked.style, "user_prompt": asked.prompt, "user_negative_prompt": asked.negative_prompt}

@@ -24,6 +24,8 @@ from underpaint.daemon.manager import JobManager
 from underpaint.daemon.outputs import OutputStore
 from underpaint.engines.base import Engine
 from underpaint.errors import StartupError
+from underpaint.library.history import HistoryStore
+from underpaint.library.styles import StyleStore
 from underpaint.modes import Mode
 from underpaint_protocol import messages as wire
 from underpaint_protocol.frames import IMAGE_FORMATS
@@ -139,6 +141,8 @@ class Daemon:
             self.config.limits,
             loop,
             threads=self.workers.threads() if self.workers else None,
+            styles=StyleStore(self.config.styles_file),
+            history=HistoryStore(self.config.history_file),
         )
         self._context = ConnectionContext(
             self._manager,

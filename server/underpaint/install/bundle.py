@@ -21,6 +21,7 @@ CLIENT_MODULES = (
     "panel.py",
     "controller.py",
     "pnginfo.py",
+    "library.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"

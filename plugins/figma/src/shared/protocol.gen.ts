@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "6b42beab4a908688bd57f6bb6e9018698cf2b8478692f7d5a0934ba0ab5a5cae";
+export const SCHEMA_SHA256 = "2c28e719e916becfff3acd6d0f2aaca49542f761284e6daa7a71a28249133647";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   not_owner: { meaning: "The job belongs to another client.", userText: "This job belongs to another client." },
   not_cancellable: { meaning: "The job has already finished, failed or been cancelled.", userText: "The job had already ended." },
   queue_full: { meaning: "The daemon's queue is full; try again later.", userText: "The daemon's queue is full. Try again when some jobs have finished." },
+  unknown_style: { meaning: "No style with this name exists (list them with a `styles` request).", userText: "The daemon has no style of this name. Pick one from the list (it may have been renamed or deleted in another program)." },
   model_load_failed: { meaning: "The model could not be loaded.", userText: "The model could not be loaded. The daemon's log says why." },
   unsafe_model_format: { meaning: "Only .safetensors checkpoints and diffusers folders are loaded.", userText: "The daemon only loads .safetensors checkpoints and diffusers folders." },
   out_of_memory: { meaning: "The device ran out of memory.", userText: "The graphics card ran out of memory. Select a smaller area, lower the batch, or close other programs using it." },
@@ -176,6 +177,37 @@ export interface Hello {
   previews?: boolean;
 }
 
+/** One job the user submitted: what they typed and chose (their prompt before a style), and the seed. */
+export interface HistoryEntry {
+  created: number;
+  mode: Mode;
+  model: string;
+  prompt: string;
+  negative_prompt: string;
+  style?: string | null;
+  seed: number;
+  steps?: number | null;
+  guidance?: number | null;
+  strength?: number | null;
+  width: number;
+  height: number;
+}
+
+export interface HistoryList {
+  type: "history_list";
+  request_id: string;
+  entries: HistoryEntry[];
+}
+
+/** The user's recent prompts and settings, newest first (answered by ``history_list``). */
+export interface HistoryRequest {
+  type: "history";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  /** 1..1000 (default 50) */
+  limit?: number;
+}
+
 /** What to generate and where; pixels travel separately as attachments. */
 export interface JobSpec {
   mode: Mode;
@@ -199,6 +231,8 @@ export interface JobSpec {
   selection?: Rect | null;
   extend?: Extents | null;
   blend?: Blend | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  style?: string | null;
 }
 
 export interface JobSummary {
@@ -342,6 +376,48 @@ export interface Started {
   job_id: string;
 }
 
+/** A named prompt template: ``{prompt}`` in ``prompt`` (and in ``negative_prompt``) is replaced by the job's own; a negative without it is joined after the job's. The optional settings apply where the job leaves them unset. */
+export interface Style {
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  name: string;
+  /** length 0..10000 (default "{prompt}") */
+  prompt?: string;
+  /** length 0..10000 (default "") */
+  negative_prompt?: string;
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  model?: string | null;
+  /** 1..200 */
+  steps?: number | null;
+  /** 0.0..30.0 */
+  guidance?: number | null;
+  /** 0.0..1.0 */
+  strength?: number | null;
+  /** (default false) */
+  builtin?: boolean;
+}
+
+/** Every style: the shipped ones, then the user's own (one file, shared by every client). */
+export interface StyleList {
+  type: "style_list";
+  request_id: string;
+  styles: Style[];
+  notice?: string | null;
+}
+
+/** List the styles, or change the user's own (answered by ``style_list`` with all of them). */
+export interface StylesRequest {
+  type: "styles";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  /** (default "list") */
+  action?: "list" | "save" | "rename" | "delete";
+  style?: Style | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  name?: string | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  new_name?: string | null;
+}
+
 export interface Submit {
   type: "submit";
   /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
@@ -378,15 +454,15 @@ export interface WorkerDescription {
 }
 
 /** Every client -> daemon message, told apart by `type`. */
-export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch;
+export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest;
 export type ClientMessageType = ClientMessage["type"];
-export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "list_jobs", "plan", "submit"] as const;
+export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "history", "list_jobs", "plan", "styles", "submit"] as const;
 /** The ClientMessage whose `type` is T. */
 export type ClientMessageOf<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>;
 
 /** Every daemon -> client message, told apart by `type`. */
-export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error;
+export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error | StyleList | HistoryList;
 export type ServerMessageType = ServerMessage["type"];
-export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "jobs", "planned", "progress", "queued", "result", "started", "welcome"] as const;
+export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "history_list", "jobs", "planned", "progress", "queued", "result", "started", "style_list", "welcome"] as const;
 /** The ServerMessage whose `type` is T. */
 export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;
