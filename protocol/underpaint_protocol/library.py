@@ -34,6 +34,10 @@ def history_request(limit: int = 50) -> dict[str, Any]:
     return {"type": "history", "limit": limit}
 
 
+def loras_request() -> dict[str, Any]:
+    return {"type": "loras"}
+
+
 def style(name: str, prompt: str, negative_prompt: str = "", **settings: Any) -> dict[str, Any]:
     """A style to save: ``prompt`` must hold ``{prompt}``; ``settings`` among model, steps, guidance,
     strength (None values left out)."""
@@ -82,6 +86,10 @@ class Library:
     def history(self, limit: int = 50) -> Future[list[dict[str, Any]]]:
         return _unwrap(self.client.request(history_request(limit), "history_list"), "entries")
 
+    def loras(self) -> Future[list[dict[str, Any]]]:
+        """The LoRAs jobs may name, with their trigger words (``refused`` set for pickles)."""
+        return _unwrap(self.client.request(loras_request(), "lora_list"), "loras")
+
 
 def job_fields_from_png(png: bytes) -> dict[str, Any] | None:
     """What a "reuse parameters" action fills in, from a PNG of ours, A1111's or ComfyUI's: prompt,
@@ -102,5 +110,6 @@ def job_fields_from_png(png: bytes) -> dict[str, Any] | None:
         "strength": found["strength"],
         "model": found["model"],
         "mode": ours.get("mode"),
+        "loras": list(ours.get("loras") or ()),
         "source": found["source"],
     }

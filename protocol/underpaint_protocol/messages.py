@@ -88,6 +88,13 @@ StyleName = Annotated[
 """A style's name as the user typed it (spaces allowed, no control characters, not blank)."""
 
 
+class LoraRef(Strict):
+    """A LoRA from the daemon's models folders (see ``loras``) and how strongly it applies."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f<>:/\\]+$")]
+    weight: Annotated[float, Field(ge=-4.0, le=4.0)] = 1.0
+
+
 class Style(Strict):
     """A named prompt template: ``{prompt}`` in ``prompt`` (and in ``negative_prompt``) is replaced by
     the job's own; a negative without it is joined after the job's. The optional settings apply where
@@ -102,6 +109,8 @@ class Style(Strict):
     strength: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     builtin: bool = False
     """Shipped with the daemon (set by the daemon; cannot be changed, renamed or deleted)."""
+    loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
+    """LoRAs the style adds (a job's own LoRA of the same name keeps the job's weight)."""
 
 
 class JobSpec(Strict):
@@ -122,6 +131,8 @@ class JobSpec(Strict):
     blend: Blend | None = None
     style: StyleName | None = None
     """A style to apply (see ``styles``); the result's params carry the resolved prompt."""
+    loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
+    """LoRAs for this job (``<lora:name:weight>`` in the prompt adds to them)."""
 
 
 # ---------------------------------------------------------------- client -> daemon
@@ -193,8 +204,15 @@ class HistoryRequest(Strict):
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
 
 
+class LorasRequest(Strict):
+    """The LoRAs in the daemon's models folders (answered by ``lora_list``)."""
+
+    type: Literal["loras"]
+    request_id: Identifier
+
+
 ClientMessage = Annotated[
-    Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest,
+    Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest | LorasRequest,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
@@ -424,6 +442,23 @@ class HistoryList(Strict):
     entries: list[HistoryEntry]
 
 
+class LoraDescription(Strict):
+    name: str
+    """What a job calls it (``LoraRef.name``, ``<lora:name:0.8>``)."""
+    triggers: list[str]
+    """Words its training used (from the file's metadata): put them in the prompt."""
+    base: str = ""
+    """The base model it was trained on, when its metadata says."""
+    refused: str | None = None
+    """Why a job naming it is refused (a pickle file), None when usable."""
+
+
+class LoraList(Strict):
+    type: Literal["lora_list"] = "lora_list"
+    request_id: str
+    loras: list[LoraDescription]
+
+
 ServerMessage = Annotated[
     Welcome
     | Planned
@@ -438,7 +473,8 @@ ServerMessage = Annotated[
     | Jobs
     | Error
     | StyleList
-    | HistoryList,
+    | HistoryList
+    | LoraList,
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)

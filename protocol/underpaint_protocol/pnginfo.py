@@ -161,7 +161,8 @@ def a1111_text(params: dict[str, Any]) -> str:
         ("Mode", params.get("mode")),
         ("Version", f"underpaint {params['underpaint']}" if params.get("underpaint") else None),
     ]
-    lines = [str(params.get("prompt", ""))]
+    tags = " ".join(f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in params.get("loras") or ())
+    lines = [" ".join(part for part in (str(params.get("prompt", "")), tags) if part)]
     if params.get("negative_prompt"):
         lines.append(f"Negative prompt: {params['negative_prompt']}")
     lines.append(", ".join(f"{key}: {_format_value(value)}" for key, value in pairs if value is not None))

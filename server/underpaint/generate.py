@@ -57,8 +57,9 @@ def apply_source(args: argparse.Namespace) -> dict[str, Any] | None:
         ours = found.get("underpaint") or {}
         canvas = ours.get("canvas") or {}
         extend = ours.get("extend")
+        tags = " ".join(f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in ours.get("loras") or ())
         taken = {
-            "prompt": found["prompt"],
+            "prompt": " ".join(part for part in (found["prompt"], tags) if part),
             "negative": found["negative_prompt"],
             "seed": found["seed"],
             "steps": found["steps"],

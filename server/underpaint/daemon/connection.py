@@ -227,6 +227,9 @@ class ClientHandler:
                 await self._replay(await manager.fetch(self.client_id, message.job_id))
             elif isinstance(message, wire.StylesRequest):
                 self._reply(styles.answer(manager.styles, message))
+            elif isinstance(message, wire.LorasRequest):
+                loras = await asyncio.to_thread(manager.loras)  # reads file headers
+                self._reply(wire.LoraList(request_id=message.request_id, loras=loras))
             elif isinstance(message, wire.HistoryRequest):
                 entries = manager.history.recent(message.limit) if manager.history is not None else []
                 self._reply(wire.HistoryList(request_id=message.request_id, entries=entries))

@@ -40,6 +40,7 @@ from underpaint.daemon.records import (
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
 from underpaint.errors import JobError
 from underpaint.library.history import HistoryStore
+from underpaint.library.lora_syntax import split_prompt
 from underpaint.library.styles import StyleStore, apply_style
 from underpaint.modes import Mode
 from underpaint_protocol import messages as wire
@@ -49,6 +50,7 @@ log = logging.getLogger("underpaint.jobs")
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 KEPT_JOB_RECORDS = 1000
+MAX_LORAS = 8
 DEFAULT_STRENGTH = {Mode.TXT2IMG: 1.0, Mode.IMG2IMG: 0.6, Mode.INPAINT: 1.0, Mode.OUTPAINT: 1.0}
 
 
@@ -120,6 +122,19 @@ class JobManager:
         known = ", ".join(info.id for info, _ in self.models())
         raise JobError("unknown_model", f"unknown model {wanted!r}; this daemon has: {known}", "job.model")
 
+    def loras(self) -> list[wire.LoraDescription]:
+        """Every LoRA jobs may name, from every engine (the first of a name wins)."""
+        found: dict[str, wire.LoraDescription] = {}
+        for engine in self.engines:
+            for info in engine.loras():
+                found.setdefault(
+                    info.name,
+                    wire.LoraDescription(
+                        name=info.name, triggers=list(info.triggers), base=info.base, refused=info.refused
+                    ),
+                )
+        return list(found.values())
+
     # ------------------------------------------------------------ subscriptions
 
     def subscribe(self, client_id: str, sink: Sink) -> None:
@@ -148,6 +163,7 @@ class JobManager:
         if spec.style is not None:
             spec = apply_style(spec, self.styles.get(spec.style))
         info, engine = self.resolve_model(spec.model)
+        spec = self._with_loras(spec, engine)
         mode = Mode(spec.mode)
         if mode not in info.modes:
             can = ", ".join(m.value for m in info.modes)
@@ -177,6 +193,30 @@ class JobManager:
         )
         self._check_pixels(spec, plan)
         return PlannedJob(plan, info, engine, strength, spec)
+
+    def _with_loras(self, spec: wire.JobSpec, engine: Engine) -> wire.JobSpec:
+        """The job's LoRAs (``loras`` and ``<lora:name:weight>`` tags, taken out of the prompt),
+        each checked against what the engine offers."""
+        prompt, tagged = split_prompt(spec.prompt)
+        refs = list(spec.loras or [])
+        if not refs and not tagged:
+            return spec
+        named = {ref.name for ref in refs}
+        refs += [
+            wire.LoraRef(name=name, weight=max(-4.0, min(4.0, weight))) for name, weight in tagged if name not in named
+        ]
+        if len(refs) > MAX_LORAS:
+            raise JobError("invalid_value", f"at most {MAX_LORAS} LoRAs per job", "job.loras")
+        available = {info.name: info for info in engine.loras()}
+        for index, ref in enumerate(refs):
+            where = f"job.loras[{index}].name" if index < len(spec.loras or []) else "job.prompt"
+            info = available.get(ref.name)
+            if info is None:
+                have = ", ".join(sorted(available)) or "none"
+                raise JobError("unknown_lora", f"no LoRA named {ref.name!r} (there are: {have})", where)
+            if info.refused is not None:
+                raise JobError("unsafe_model_format", f"LoRA {ref.name!r}: {info.refused}", where)
+        return spec.model_copy(update={"prompt": prompt, "loras": refs})
 
     def _check_pixels(self, spec: wire.JobSpec, plan: JobPlan) -> None:
         limits = self.limits

@@ -49,6 +49,7 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         height=plan.model_height,
         image=model_image,
         mask=model_mask,
+        loras=tuple((ref.name, ref.weight) for ref in job.spec.loras or ()),
     )
 
     def on_progress(progress: StepProgress) -> None:
@@ -127,6 +128,7 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
         "model_size": {"width": job.plan.model_width, "height": job.plan.model_height},
         "underpaint": __version__,
         "protocol": PROTOCOL_VERSION,
+        "loras": [ref.model_dump() for ref in spec.loras or ()],
         **style_params(job),
     }
 

@@ -47,6 +47,9 @@ def apply_style(spec: wire.JobSpec, style: wire.Style) -> wire.JobSpec:
     for key in ("model", "steps", "guidance", "strength"):
         if getattr(spec, key) is None and getattr(style, key) is not None:
             update[key] = getattr(style, key)
+    if style.loras:
+        own = list(spec.loras or [])
+        update["loras"] = own + [ref for ref in style.loras if ref.name not in {mine.name for mine in own}]
     return spec.model_copy(update=update)
 
 
