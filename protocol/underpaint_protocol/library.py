@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from underpaint_protocol import pnginfo
+from underpaint_protocol.session import ImageData
 
 if TYPE_CHECKING:
     from underpaint_protocol.client import UnderpaintClient
@@ -36,6 +37,11 @@ def history_request(limit: int = 50) -> dict[str, Any]:
 
 def loras_request() -> dict[str, Any]:
     return {"type": "loras"}
+
+
+def interrogate_request(flavours: int = 3) -> dict[str, Any]:
+    """An ``interrogate`` request; its ``image`` (and ``mask``) attachments are added when sent."""
+    return {"type": "interrogate", "flavours": flavours}
 
 
 def style(name: str, prompt: str, negative_prompt: str = "", **settings: Any) -> dict[str, Any]:
@@ -89,6 +95,12 @@ class Library:
     def loras(self) -> Future[list[dict[str, Any]]]:
         """The LoRAs jobs may name, with their trigger words (``refused`` set for pickles)."""
         return _unwrap(self.client.request(loras_request(), "lora_list"), "loras")
+
+    def interrogate(self, image: ImageData, mask: ImageData | None = None, flavours: int = 3) -> Future[dict[str, Any]]:
+        """A prompt for ``image`` (the selection's bounding box when ``mask`` is given): resolves to
+        the ``interrogated`` message (``prompt``, ``caption``, ``terms``)."""
+        images = {"image": image, **({"mask": mask} if mask is not None else {})}
+        return self.client.request(interrogate_request(flavours), "interrogated", images)
 
 
 def job_fields_from_png(png: bytes) -> dict[str, Any] | None:

@@ -211,8 +211,30 @@ class LorasRequest(Strict):
     request_id: Identifier
 
 
+class InterrogateRequest(Strict):
+    """A prompt from an image: ``image`` (the canvas or the planned region) and, optionally, the
+    selection as ``mask``, whose bounding box is what gets described. Binary frames follow as for
+    ``submit``; answered by ``interrogated``."""
+
+    type: Literal["interrogate"]
+    request_id: Identifier
+    image: AttachmentRef
+    mask: AttachmentRef | None = None
+    flavours: Annotated[int, Field(ge=0, le=8)] = 3
+    """How many flavour terms follow the caption, medium and style."""
+
+
 ClientMessage = Annotated[
-    Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest | LorasRequest,
+    Hello
+    | PlanRequest
+    | Submit
+    | Cancel
+    | ListJobs
+    | Fetch
+    | StylesRequest
+    | HistoryRequest
+    | LorasRequest
+    | InterrogateRequest,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
@@ -459,6 +481,16 @@ class LoraList(Strict):
     loras: list[LoraDescription]
 
 
+class Interrogated(Strict):
+    type: Literal["interrogated"] = "interrogated"
+    request_id: str
+    prompt: str
+    """The caption followed by the chosen terms: what a host puts in its prompt field."""
+    caption: str
+    terms: dict[str, list[str]]
+    """The terms CLIP ranked best, by list (``mediums``, ``styles``, ``flavours``)."""
+
+
 ServerMessage = Annotated[
     Welcome
     | Planned
@@ -474,7 +506,8 @@ ServerMessage = Annotated[
     | Error
     | StyleList
     | HistoryList
-    | LoraList,
+    | LoraList
+    | Interrogated,
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)

@@ -14,6 +14,7 @@ from underpaint_protocol import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from underpaint.daemon.config import DaemonConfig
+    from underpaint.engines.interrogate import Interrogator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--models-dir", action="append", type=Path, default=[], help="folder of models to offer")
     serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    serve.add_argument(
+        "--interrogator",
+        default="default",
+        metavar="MODELS",
+        help="what answers `interrogate` (a prompt from an image): default (BLIP base + CLIP ViT-B/32, loaded on "
+        "first use), CAPTIONER,RANKER (HF ids or folders), tiny-random, or none",
+    )
     outputs = serve.add_mutually_exclusive_group()
     outputs.add_argument("--outputs", type=Path, help="folder for every result (PNG + JSON sidecar)")
     outputs.add_argument("--no-outputs", action="store_true", help="keep results in memory only")
@@ -156,7 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
         for source in args.model:
             _check_model_source(source)
         engines, default_model = build_engines(args.engine, args.model, args.models_dir, args.device)
-        daemon = Daemon(config, engines, default_model)
+        daemon = Daemon(config, engines, default_model, interrogator=_interrogator(args))
         run_forever(daemon)
     except (JobError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
@@ -165,6 +173,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
         return 2
     return 0
+
+
+def _interrogator(args: argparse.Namespace) -> Interrogator | None:
+    from underpaint.engines.interrogate import Interrogator
+
+    return None if args.interrogator == "none" else Interrogator.from_option(args.interrogator, args.device)
 
 
 def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:

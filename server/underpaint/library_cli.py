@@ -1,4 +1,4 @@
-"""`underpaint styles` and `underpaint history`: the daemon's prompt library from a terminal,
+"""`underpaint styles`, `history` and `interrogate`: the daemon's prompt library from a terminal,
 through the same shared client module the plugins use (``underpaint_protocol.library``)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from underpaint import __version__
@@ -90,8 +91,35 @@ def run_history(args: argparse.Namespace) -> None:
         print(f"{entry['mode']}\t{entry['model']}\tseed {entry['seed']}\t{entry['prompt']}{style_name}")
 
 
+def run_interrogate(args: argparse.Namespace) -> None:
+    """Print a prompt for the image (the selection's bounding box with --mask)."""
+    import numpy as np
+    from PIL import Image
+
+    from underpaint_protocol.session import ImageData
+
+    def read(path: Any, mode: str, fmt: str) -> ImageData:
+        try:
+            with Image.open(path) as file:
+                pixels = np.ascontiguousarray(np.asarray(file.convert(mode)))
+        except OSError as error:
+            raise LibraryError(f"cannot read {path}: {error}") from None
+        return ImageData(fmt, int(pixels.shape[1]), int(pixels.shape[0]), pixels.tobytes())
+
+    image = read(args.image, "RGBA", "rgba8")
+    mask = read(args.mask, "L", "gray8") if args.mask is not None else None
+    if mask is not None and (mask.width, mask.height) != (image.width, image.height):
+        raise LibraryError(f"--mask is {mask.width}x{mask.height} but the image is {image.width}x{image.height}")
+    client = _connect(args)
+    try:
+        found = _ask(Library(client).interrogate(image, mask, args.flavours))
+    finally:
+        client.close()
+    print(found["prompt"])
+
+
 def add_commands(commands: Any, default_server: str) -> None:
-    """The `styles` and `history` subcommands."""
+    """The `styles`, `history` and `interrogate` subcommands."""
     styles = commands.add_parser("styles", help="list the daemon's styles, or save, rename, delete your own")
     styles.add_argument("--server", default=default_server, help="daemon URL")
     styles.add_argument("--token", help="the daemon's token (default: read from this user's config)")
@@ -114,6 +142,14 @@ def add_commands(commands: Any, default_server: str) -> None:
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")
     history.set_defaults(run=_run(run_history))
+
+    interrogate = commands.add_parser("interrogate", help="print a prompt describing an image (or its selection)")
+    interrogate.add_argument("--server", default=default_server, help="daemon URL")
+    interrogate.add_argument("--token", help="the daemon's token (default: read from this user's config)")
+    interrogate.add_argument("--image", type=Path, required=True)
+    interrogate.add_argument("--mask", type=Path, help="selection as a grayscale image: describe its bounding box")
+    interrogate.add_argument("--flavours", type=int, default=3, help="flavour terms after caption, medium, style")
+    interrogate.set_defaults(run=_run(run_interrogate))
 
 
 def _run(command: Any) -> Any:

@@ -136,6 +136,12 @@ def test_the_stdlib_client_builds_valid_messages() -> None:
     client_messages += [
         {**library.styles_request("save", style=library.style("Moody", "moody {prompt}", steps=3)), "request_id": "r9"},
         {**library.history_request(10), "request_id": "r10"},
+        {**library.loras_request(), "request_id": "r11"},
+        {
+            **library.interrogate_request(2),
+            "request_id": "r12",
+            "image": Attachment("r12-image", "rgba8", 2, 2).as_dict(),
+        },
     ]
     assert {m["type"] for m in client_messages} == CLIENT_TYPES
     for message in client_messages:

@@ -255,7 +255,31 @@ class ClientHandler:
                 await self._space.wait()
             self._put(outgoing)
 
+    async def _interrogate(self, event: SubmitReceived) -> None:
+        request = event.submit
+        assert isinstance(request, wire.InterrogateRequest)
+        try:
+            arrays: dict[str, np.ndarray] = {}
+            for name, (attachment, payload) in event.frames.items():
+                arrays[name] = await asyncio.to_thread(
+                    decode_attachment, attachment, payload, name, self.context.limits.max_upload_pixels
+                )
+            found = await self.context.manager.interrogate(arrays["image"], arrays.get("mask"), request.flavours)
+        except JobError as error:
+            self._reply(
+                wire.Error(code=error.code, message=error.message, field=error.field, request_id=request.request_id)
+            )
+            return
+        self._reply(
+            wire.Interrogated(
+                request_id=request.request_id, prompt=found.prompt, caption=found.caption, terms=found.terms
+            )
+        )
+
     async def _submit(self, event: SubmitReceived) -> None:
+        if isinstance(event.submit, wire.InterrogateRequest):
+            await self._interrogate(event)
+            return
         submit = event.submit
         limits = self.context.limits
         assert self.client_id is not None

@@ -38,6 +38,7 @@ from underpaint.daemon.records import (
     to_box,
 )
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
+from underpaint.engines.interrogate import Interrogation, Interrogator, crop_to_selection
 from underpaint.errors import JobError
 from underpaint.library.history import HistoryStore
 from underpaint.library.lora_syntax import split_prompt
@@ -51,6 +52,7 @@ log = logging.getLogger("underpaint.jobs")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 KEPT_JOB_RECORDS = 1000
 MAX_LORAS = 8
+MAX_INTERROGATIONS = 4
 DEFAULT_STRENGTH = {Mode.TXT2IMG: 1.0, Mode.IMG2IMG: 0.6, Mode.INPAINT: 1.0, Mode.OUTPAINT: 1.0}
 
 
@@ -81,12 +83,15 @@ class JobManager:
         threads: Mapping[str, int] | None = None,
         styles: StyleStore | None = None,
         history: HistoryStore | None = None,
+        interrogator: Interrogator | None = None,
     ) -> None:
         """``execute`` runs one job on a worker thread (default: in this process, see ``runner``);
         ``threads`` says how many jobs of a device run at once (default one: a device runs one job);
         ``styles`` and ``history`` are the user's prompt library (default: shipped styles, no history)."""
         self.styles = styles or StyleStore(None)
         self.history = history
+        self.interrogator = interrogator
+        self._interrogations = 0
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
         self.default_model = default_model
@@ -134,6 +139,22 @@ class JobManager:
                     ),
                 )
         return list(found.values())
+
+    async def interrogate(self, image: np.ndarray, mask: np.ndarray | None, flavours: int) -> Interrogation:
+        """A prompt for the image (the selection's bounding box with a mask), on a thread; at most
+        MAX_INTERROGATIONS run or wait at once, the rest are refused with ``queue_full``."""
+        if self.interrogator is None:
+            raise JobError("unsupported_mode", "this daemon has no interrogator (serve --interrogator)", "type")
+        if mask is not None and mask.shape[:2] != image.shape[:2]:
+            raise JobError("size_mismatch", "mask and image must have the same size", "mask")
+        if self._interrogations >= MAX_INTERROGATIONS:
+            raise JobError("queue_full", f"{self._interrogations} interrogations are waiting; try again later")
+        self._interrogations += 1
+        try:
+            rgb = np.ascontiguousarray(crop_to_selection(image[..., :3], mask))
+            return await asyncio.to_thread(self.interrogator.interrogate, rgb, flavours)
+        finally:
+            self._interrogations -= 1
 
     # ------------------------------------------------------------ subscriptions
 

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "2c28e719e916becfff3acd6d0f2aaca49542f761284e6daa7a71a28249133647";
+export const SCHEMA_SHA256 = "c9ce289da2030ca3ba23a716c043bfe673f9aadca0543319d59d8228cf1b58e9";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -59,6 +59,7 @@ export const ERROR_CODES = {
   not_cancellable: { meaning: "The job has already finished, failed or been cancelled.", userText: "The job had already ended." },
   queue_full: { meaning: "The daemon's queue is full; try again later.", userText: "The daemon's queue is full. Try again when some jobs have finished." },
   unknown_style: { meaning: "No style with this name exists (list them with a `styles` request).", userText: "The daemon has no style of this name. Pick one from the list (it may have been renamed or deleted in another program)." },
+  unknown_lora: { meaning: "No LoRA with this name is in the daemon's models folders (list them with a `loras` request).", userText: "The daemon has no LoRA of this name. Put its .safetensors file in a models folder, or pick one from the list." },
   model_load_failed: { meaning: "The model could not be loaded.", userText: "The model could not be loaded. The daemon's log says why." },
   unsafe_model_format: { meaning: "Only .safetensors checkpoints and diffusers folders are loaded.", userText: "The daemon only loads .safetensors checkpoints and diffusers folders." },
   out_of_memory: { meaning: "The device ran out of memory.", userText: "The graphics card ran out of memory. Select a smaller area, lower the batch, or close other programs using it." },
@@ -208,6 +209,25 @@ export interface HistoryRequest {
   limit?: number;
 }
 
+/** A prompt from an image: ``image`` (the canvas or the planned region) and, optionally, the selection as ``mask``, whose bounding box is what gets described. Binary frames follow as for ``submit``; answered by ``interrogated``. */
+export interface InterrogateRequest {
+  type: "interrogate";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  image: AttachmentRef;
+  mask?: AttachmentRef | null;
+  /** 0..8 (default 3) */
+  flavours?: number;
+}
+
+export interface Interrogated {
+  type: "interrogated";
+  request_id: string;
+  prompt: string;
+  caption: string;
+  terms: Record<string, string[]>;
+}
+
 /** What to generate and where; pixels travel separately as attachments. */
 export interface JobSpec {
   mode: Mode;
@@ -233,6 +253,7 @@ export interface JobSpec {
   blend?: Blend | null;
   /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
   style?: string | null;
+  loras?: LoraRef[] | null;
 }
 
 export interface JobSummary {
@@ -290,6 +311,35 @@ export interface ListJobs {
   type: "list_jobs";
   /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
   request_id?: string | null;
+}
+
+export interface LoraDescription {
+  name: string;
+  triggers: string[];
+  /** (default "") */
+  base?: string;
+  refused?: string | null;
+}
+
+export interface LoraList {
+  type: "lora_list";
+  request_id: string;
+  loras: LoraDescription[];
+}
+
+/** A LoRA from the daemon's models folders (see ``loras``) and how strongly it applies. */
+export interface LoraRef {
+  /** length 1..200, pattern ^[^\x00-\x1f\x7f<>:/\\]+$ */
+  name: string;
+  /** -4.0..4.0 (default 1.0) */
+  weight?: number;
+}
+
+/** The LoRAs in the daemon's models folders (answered by ``lora_list``). */
+export interface LorasRequest {
+  type: "loras";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
 }
 
 export interface ModelDescription {
@@ -394,6 +444,7 @@ export interface Style {
   strength?: number | null;
   /** (default false) */
   builtin?: boolean;
+  loras?: LoraRef[] | null;
 }
 
 /** Every style: the shipped ones, then the user's own (one file, shared by every client). */
@@ -454,15 +505,15 @@ export interface WorkerDescription {
 }
 
 /** Every client -> daemon message, told apart by `type`. */
-export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest;
+export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest | LorasRequest | InterrogateRequest;
 export type ClientMessageType = ClientMessage["type"];
-export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "history", "list_jobs", "plan", "styles", "submit"] as const;
+export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "history", "interrogate", "list_jobs", "loras", "plan", "styles", "submit"] as const;
 /** The ClientMessage whose `type` is T. */
 export type ClientMessageOf<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>;
 
 /** Every daemon -> client message, told apart by `type`. */
-export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error | StyleList | HistoryList;
+export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error | StyleList | HistoryList | LoraList | Interrogated;
 export type ServerMessageType = ServerMessage["type"];
-export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "history_list", "jobs", "planned", "progress", "queued", "result", "started", "style_list", "welcome"] as const;
+export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "history_list", "interrogated", "jobs", "lora_list", "planned", "progress", "queued", "result", "started", "style_list", "welcome"] as const;
 /** The ServerMessage whose `type` is T. */
 export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;
