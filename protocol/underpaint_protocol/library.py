@@ -9,9 +9,10 @@ fields of a job. Standard library (+ the threaded client for ``Library``).
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from underpaint_protocol import pnginfo
+from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 
 if TYPE_CHECKING:
@@ -101,6 +102,28 @@ class Library:
         the ``interrogated`` message (``prompt``, ``caption``, ``terms``)."""
         images = {"image": image, **({"mask": mask} if mask is not None else {})}
         return self.client.request(interrogate_request(flavours), "interrogated", images)
+
+
+class _Readable(Protocol):
+    def size(self) -> tuple[int, int]: ...
+    def selection(self) -> Bounds | None: ...
+    def read_image(self, rect: Bounds) -> ImageData: ...
+    def read_mask(self, rect: Bounds) -> ImageData: ...
+
+
+def read_for_interrogation(canvas: _Readable) -> tuple[ImageData, ImageData | None]:
+    """What an interrogation of a host canvas sends: the selection's bounds (clipped to the canvas)
+    with its soft mask, or the whole canvas without a selection."""
+    width, height = canvas.size()
+    selection = canvas.selection()
+    if selection is not None:
+        left, top = max(0, selection.x), max(0, selection.y)
+        right = min(width, selection.x + selection.width)
+        bottom = min(height, selection.y + selection.height)
+        if right > left and bottom > top:
+            rect = Bounds(left, top, right - left, bottom - top)
+            return canvas.read_image(rect), canvas.read_mask(rect)
+    return canvas.read_image(Bounds(0, 0, width, height)), None
 
 
 def job_fields_from_png(png: bytes) -> dict[str, Any] | None:
