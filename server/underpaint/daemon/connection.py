@@ -112,6 +112,7 @@ class ClientHandler:
         self._idle.set()
         self._dropped = False
         self._writing = True
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ reading
 
@@ -255,6 +256,14 @@ class ClientHandler:
                 await self._space.wait()
             self._put(outgoing)
 
+    async def _interrogate_safely(self, event: SubmitReceived) -> None:
+        try:
+            await self._interrogate(event)
+        except Exception:  # boundary: answer, log, and keep serving this client
+            log.exception("could not interrogate for %s", self.client_name)
+            message = "the daemon failed on this request; see its log"
+            self._reply(wire.Error(code="internal_error", message=message, request_id=event.submit.request_id))
+
     async def _interrogate(self, event: SubmitReceived) -> None:
         request = event.submit
         assert isinstance(request, wire.InterrogateRequest)
@@ -278,7 +287,10 @@ class ClientHandler:
 
     async def _submit(self, event: SubmitReceived) -> None:
         if isinstance(event.submit, wire.InterrogateRequest):
-            await self._interrogate(event)
+            # seconds of work: the connection keeps reading (a cancel must not wait behind it)
+            task = asyncio.create_task(self._interrogate_safely(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return
         submit = event.submit
         limits = self.context.limits

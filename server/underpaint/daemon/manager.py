@@ -303,7 +303,7 @@ class JobManager:
             strength=strength,
             image=image,
             mask=mask,
-            asked=submit.job if submit.job.style is not None else None,
+            asked=submit.job if submit.job != spec else None,
         )
         self._remember(job)
         self.jobs[job.id] = job

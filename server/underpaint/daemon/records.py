@@ -62,7 +62,7 @@ class Job:
     terminal_event: Any = None
     announced_position: int | None = None
     asked: wire.JobSpec | None = None
-    """The job as the client sent it, when a style rewrote ``spec``."""
+    """The job as the client sent it, when its style or ``<lora:...>`` tags rewrote ``spec``."""
     """The last queue position sent to the owner (positions are sent only when they change)."""
 
     @property

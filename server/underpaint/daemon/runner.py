@@ -134,7 +134,8 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
 
 
 def style_params(job: Job) -> dict[str, Any]:
-    """With a style: its name and what the user typed (``prompt`` above is the resolved one)."""
+    """When a style or LoRA tags rewrote the job: the style and what the user typed (``prompt`` above
+    is what ran)."""
     if job.asked is None:
         return {}
     asked = job.asked
