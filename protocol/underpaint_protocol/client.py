@@ -9,6 +9,7 @@ finished meanwhile. Standard library plus ``websockets`` only; Python 3.10+.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import re
@@ -23,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMes
 from websockets.sync.client import ClientConnection, connect
 
 from underpaint_protocol.constants import RECONNECT_DELAYS
+from underpaint_protocol.frames import Attachment, encode_frame
 from underpaint_protocol.session import ClientSession, Event, ImageData, SessionError
 
 log = logging.getLogger("underpaint.client")
@@ -319,6 +321,21 @@ class UnderpaintClient:
         except NotConnected as error:
             failed(error)
         return future
+
+    def request(
+        self, message: dict[str, Any], expected: str, images: dict[str, ImageData] | None = None
+    ) -> Future[dict[str, Any]]:
+        """Send a request (its ``request_id`` is set here) with ``images`` as its attachments (field
+        name -> image, frames in that order); resolves to the ``expected`` reply, or fails with
+        ``DaemonError``. Feature modules (``library``) build their messages and use this."""
+        request_id = self.session.next_request_id()
+        full = {**message, "request_id": request_id}
+        frames: list[Any] = []
+        for name, data in (images or {}).items():
+            attachment = Attachment(f"{request_id}-{name}", data.format, data.width, data.height)
+            full[name] = attachment.as_dict()
+            frames.append(encode_frame(attachment, data.data))
+        return self._request(request_id, expected, [json.dumps(full), *frames])
 
     def plan(self, job: dict[str, Any]) -> Future[dict[str, Any]]:
         """Ask which canvas region the job needs (resolves to the `planned` message)."""

@@ -34,6 +34,7 @@ from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClie
 from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_DELAYS, TERMINAL_STATES
 from underpaint_protocol.errors import user_text
 from underpaint_protocol.jobs import Bounds, build_job, placement
+from underpaint_protocol.library import Library, read_for_interrogation
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
 from underpaint_protocol.segment import SegmentRequest, SelectionCanvas, build_segment_job, segment_mask
 from underpaint_protocol.segment import problem as segment_problem
@@ -152,6 +153,8 @@ class Request:
     mode: str | None = None
     upscale: UpscaleRequest | None = None
     """For ``mode`` "upscale" / "refine_upscale": the factor (and the upscaler for refine_upscale)."""
+    style: str | None = None
+    """A style by name (the daemon's styles, see ``library``)."""
 
 
 @dataclass
@@ -464,6 +467,11 @@ class Controller:
         return self.connection == "connected" and self.client is not None
 
     @property
+    def library(self) -> Library | None:
+        """The daemon's styles and history (None while not connected)."""
+        return Library(self.client) if self.connected and self.client is not None else None
+
+    @property
     def busy(self) -> bool:
         return any(not job.done for job in self.jobs)
 
@@ -766,6 +774,7 @@ class Controller:
             extend=extend,
             mode=request.mode,
             upscale=upscale,
+            style=request.style or None,
         )
         self._check_model(spec)
         return spec
@@ -855,6 +864,42 @@ class Controller:
             self._handle(job, event)
 
     # ---------------------------------------------------------------- cancelling
+
+    # ---------------------------------------------------------------- prompt library (library.py)
+
+    def ask_library(self, ask: Callable[[Library], Future[Any]], then: Callable[[Any], None]) -> bool:
+        """Send a prompt-library request (styles, history, LoRAs); ``then`` gets the answer on the UI
+        thread. A failure sets ``error`` (and redraws); False when not connected."""
+        library = self.library
+        if library is None:
+            self._refuse(f"Not connected to the daemon. {self.status}")
+            return False
+        self.error = ""
+
+        def answered(done: Future[Any]) -> None:
+            error = done.exception()
+            if error is not None:
+                self._refuse(describe(error, self.url))
+            else:
+                then(done.result())
+
+        self._then(ask(library), answered)
+        return True
+
+    def interrogate(self, on_prompt: Callable[[str], None], canvas: Canvas | None = None) -> bool:
+        """Ask for a prompt describing the selection (its bounding box, with its soft mask) or, without
+        one, the whole canvas; ``on_prompt`` gets it on the UI thread (hosts fill their prompt field)."""
+        try:
+            target = canvas if canvas is not None else self.host.canvas()
+            if not target.is_open():
+                raise CanvasClosed("The image is no longer open.")
+            image, mask = read_for_interrogation(target)
+        except UserError as error:
+            self._refuse(str(error))
+            return False
+        return self.ask_library(
+            lambda library: library.interrogate(image, mask), lambda found: on_prompt(found["prompt"])
+        )
 
     def cancel(self, job: Job | None = None) -> None:
         """Cancel ``job``, or every job not ended yet. Before ``accepted`` the request is remembered and

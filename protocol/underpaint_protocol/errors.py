@@ -30,6 +30,8 @@ ERROR_CODES: dict[str, str] = {
     "not_owner": "The job belongs to another client.",
     "not_cancellable": "The job has already finished, failed or been cancelled.",
     "queue_full": "The daemon's queue is full; try again later.",
+    "unknown_style": "No style with this name exists (list them with a `styles` request).",
+    "unknown_lora": "No LoRA with this name is in the daemon's models folders (list them with a `loras` request).",
     # engines
     "model_load_failed": "The model could not be loaded.",
     "unsafe_model_format": "Only .safetensors checkpoints and diffusers folders are loaded.",
@@ -71,6 +73,10 @@ USER_TEXT: dict[str, str] = {
     "not_owner": "This job belongs to another client.",
     "not_cancellable": "The job had already ended.",
     "queue_full": "The daemon's queue is full. Try again when some jobs have finished.",
+    "unknown_lora": "The daemon has no LoRA of this name. Put its .safetensors file in a models folder, or pick one "
+    "from the list.",
+    "unknown_style": "The daemon has no style of this name. Pick one from the list (it may have been renamed or "
+    "deleted in another program).",
     # engines
     "model_load_failed": "The model could not be loaded. The daemon's log says why.",
     "unsafe_model_format": "The daemon only loads .safetensors checkpoints and diffusers folders.",

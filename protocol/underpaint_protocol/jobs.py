@@ -62,6 +62,7 @@ def build_job(
     extend: tuple[int, int, int, int] | None = None,
     mode: str | None = None,
     upscale: dict[str, Any] | None = None,
+    style: str | None = None,
 ) -> dict[str, Any]:
     """The `job` object of a plan/submit message (see PROTOCOL.md); ``strength`` None: the daemon's default;
     ``upscale`` the ``job.upscale`` object of the upscale modes (``upscale.UpscaleRequest.as_dict``)."""
@@ -75,7 +76,7 @@ def build_job(
     }
     if strength is not None and (chosen != "txt2img" or strength < 1.0):
         job["strength"] = strength
-    for key, value in (("seed", seed), ("model", model), ("steps", steps), ("guidance", guidance)):
+    for key, value in (("seed", seed), ("model", model), ("steps", steps), ("guidance", guidance), ("style", style)):
         if value is not None:
             job[key] = value
     if selection is not None and selection.width > 0 and selection.height > 0:

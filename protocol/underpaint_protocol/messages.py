@@ -156,6 +156,39 @@ class UpscaleResult(Strict):
     """How many ``result`` messages make up the layer."""
 
 
+# ---------------------------------------------------------------- prompt library: shared parts
+
+StyleName = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+]
+"""A style's name as the user typed it (spaces allowed, no control characters, not blank)."""
+
+
+class LoraRef(Strict):
+    """A LoRA from the daemon's models folders (see ``loras``) and how strongly it applies."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f<>:/\\]+$")]
+    weight: Annotated[float, Field(ge=-4.0, le=4.0)] = 1.0
+
+
+class Style(Strict):
+    """A named prompt template: ``{prompt}`` in ``prompt`` (and in ``negative_prompt``) is replaced by
+    the job's own; a negative without it is joined after the job's. The optional settings apply where
+    the job leaves them unset."""
+
+    name: StyleName
+    prompt: Annotated[str, Field(max_length=10000)] = "{prompt}"
+    negative_prompt: Annotated[str, Field(max_length=10000)] = ""
+    model: Identifier | None = None
+    steps: Annotated[int, Field(ge=1, le=200)] | None = None
+    guidance: Annotated[float, Field(ge=0.0, le=30.0)] | None = None
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    builtin: bool = False
+    """Shipped with the daemon (set by the daemon; cannot be changed, renamed or deleted)."""
+    loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
+    """LoRAs the style adds (a job's own LoRA of the same name keeps the job's weight)."""
+
+
 class JobSpec(Strict):
     """What to generate and where; pixels travel separately as attachments."""
 
@@ -175,6 +208,11 @@ class JobSpec(Strict):
     segment: SegmentSpec | None = None
     """Only with mode ``segment`` (and required there)."""
     upscale: UpscaleSpec | None = None
+
+    style: StyleName | None = None
+    """A style to apply (see ``styles``); the result's params carry the resolved prompt."""
+    loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
+    """LoRAs for this job (``<lora:name:weight>`` in the prompt adds to them)."""
 
 
 # ---------------------------------------------------------------- client -> daemon
@@ -221,7 +259,64 @@ class Fetch(Strict):
     job_id: Identifier
 
 
-ClientMessage = Annotated[Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch, Field(discriminator="type")]
+# ---------------------------------------------------------------- prompt library requests
+
+
+class StylesRequest(Strict):
+    """List the styles, or change the user's own (answered by ``style_list`` with all of them)."""
+
+    type: Literal["styles"]
+    request_id: Identifier
+    action: Literal["list", "save", "rename", "delete"] = "list"
+    style: Style | None = None
+    """``save``: the style to add, or to replace by name."""
+    name: StyleName | None = None
+    """``rename``, ``delete``: the style's current name."""
+    new_name: StyleName | None = None
+    """``rename``: its new name."""
+
+
+class HistoryRequest(Strict):
+    """The user's recent prompts and settings, newest first (answered by ``history_list``)."""
+
+    type: Literal["history"]
+    request_id: Identifier
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+
+
+class LorasRequest(Strict):
+    """The LoRAs in the daemon's models folders (answered by ``lora_list``)."""
+
+    type: Literal["loras"]
+    request_id: Identifier
+
+
+class InterrogateRequest(Strict):
+    """A prompt from an image: ``image`` (the canvas or the planned region) and, optionally, the
+    selection as ``mask``, whose bounding box is what gets described. Binary frames follow as for
+    ``submit``; answered by ``interrogated``."""
+
+    type: Literal["interrogate"]
+    request_id: Identifier
+    image: AttachmentRef
+    mask: AttachmentRef | None = None
+    flavours: Annotated[int, Field(ge=0, le=8)] = 3
+    """How many flavour terms follow the caption, medium and style."""
+
+
+ClientMessage = Annotated[
+    Hello
+    | PlanRequest
+    | Submit
+    | Cancel
+    | ListJobs
+    | Fetch
+    | StylesRequest
+    | HistoryRequest
+    | LorasRequest
+    | InterrogateRequest,
+    Field(discriminator="type"),
+]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 
@@ -418,8 +513,86 @@ class Error(Strict):
     job_id: str | None = None
 
 
+# ---------------------------------------------------------------- prompt library replies
+
+
+class StyleList(Strict):
+    """Every style: the shipped ones, then the user's own (one file, shared by every client)."""
+
+    type: Literal["style_list"] = "style_list"
+    request_id: str
+    styles: list[Style]
+    notice: str | None = None
+    """Something the user should know about their styles file (it was unreadable and was kept aside)."""
+
+
+class HistoryEntry(Strict):
+    """One job the user submitted: what they typed and chose (their prompt before a style), and the seed."""
+
+    created: float
+    mode: Mode
+    model: str
+    prompt: str
+    negative_prompt: str
+    style: str | None = None
+    seed: int
+    steps: int | None = None
+    guidance: float | None = None
+    strength: float | None = None
+    width: int
+    height: int
+
+
+class HistoryList(Strict):
+    type: Literal["history_list"] = "history_list"
+    request_id: str
+    entries: list[HistoryEntry]
+
+
+class LoraDescription(Strict):
+    name: str
+    """What a job calls it (``LoraRef.name``, ``<lora:name:0.8>``)."""
+    triggers: list[str]
+    """Words its training used (from the file's metadata): put them in the prompt."""
+    base: str = ""
+    """The base model it was trained on, when its metadata says."""
+    refused: str | None = None
+    """Why a job naming it is refused (a pickle file), None when usable."""
+
+
+class LoraList(Strict):
+    type: Literal["lora_list"] = "lora_list"
+    request_id: str
+    loras: list[LoraDescription]
+
+
+class Interrogated(Strict):
+    type: Literal["interrogated"] = "interrogated"
+    request_id: str
+    prompt: str
+    """The caption followed by the chosen terms: what a host puts in its prompt field."""
+    caption: str
+    terms: dict[str, list[str]]
+    """The terms CLIP ranked best, by list (``mediums``, ``styles``, ``flavours``)."""
+
+
 ServerMessage = Annotated[
-    Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error,
+    Welcome
+    | Planned
+    | Accepted
+    | Queued
+    | Started
+    | Progress
+    | Result
+    | Finished
+    | Failed
+    | Cancelled
+    | Jobs
+    | Error
+    | StyleList
+    | HistoryList
+    | LoraList
+    | Interrogated,
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)

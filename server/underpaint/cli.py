@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from underpaint import __version__
+from underpaint import __version__, library_cli
 from underpaint_protocol import DEFAULT_PORT
 
 if TYPE_CHECKING:
     from underpaint.daemon.config import DaemonConfig
+    from underpaint.engines.interrogate import Interrogator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         "CLIPSEG+SAM for words drawn by SAM, or tiny-random-sam / tiny-random-clipseg; repeatable",
     )
     serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    serve.add_argument(
+        "--interrogator",
+        default="default",
+        metavar="MODELS",
+        help="what answers `interrogate` (a prompt from an image): default (BLIP base + CLIP ViT-B/32, loaded on "
+        "first use), CAPTIONER,RANKER (HF ids or folders), tiny-random, or none",
+    )
     outputs = serve.add_mutually_exclusive_group()
     outputs.add_argument("--outputs", type=Path, help="folder for every result (PNG + JSON sidecar)")
     outputs.add_argument("--no-outputs", action="store_true", help="keep results in memory only")
@@ -89,7 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="run one job through a daemon, like a plugin would")
     generate.add_argument(
-        "mode", choices=["txt2img", "img2img", "inpaint", "outpaint", "upscale", "refine-upscale", "restore"]
+        "mode",
+        nargs="?",
+        choices=["txt2img", "img2img", "inpaint", "outpaint", "upscale", "refine-upscale", "restore"],
+        help="(with --from: its mode)",
+    )
+    generate.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="IMAGE.png",
+        help="rebuild the job that made this PNG (ours, A1111's or ComfyUI's); other options override it",
     )
     generate.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
     generate.add_argument("--token", help="the daemon's token (default: read from this user's config)")
@@ -98,16 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--image", type=Path, help="input image (the canvas)")
     generate.add_argument("--mask", type=Path, help="selection as a grayscale image (white = selected)")
-    generate.add_argument("--width", type=int, default=512, help="canvas width for txt2img without --image")
-    generate.add_argument("--height", type=int, default=512, help="canvas height for txt2img without --image")
-    generate.add_argument("--prompt", default="")
-    generate.add_argument("--negative", default="", help="negative prompt")
+    generate.add_argument("--width", type=int, help="canvas width for txt2img without --image (default 512)")
+    generate.add_argument("--height", type=int, help="canvas height for txt2img without --image (default 512)")
+    generate.add_argument("--prompt")
+    generate.add_argument("--negative", help="negative prompt")
     generate.add_argument("--model", help="model id (default: the daemon's default)")
+    generate.add_argument("--style", help="apply one of the daemon's styles (see `underpaint styles`)")
     generate.add_argument("--strength", type=float)
     generate.add_argument("--steps", type=int)
     generate.add_argument("--guidance", type=float)
     generate.add_argument("--seed", type=int)
-    generate.add_argument("--batch", type=int, default=1)
+    generate.add_argument("--batch", type=int)
     generate.add_argument("--extend", help="outpaint extents in pixels: LEFT,TOP,RIGHT,BOTTOM")
     generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
     generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")
@@ -136,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--models-dir", action="append", type=Path, default=[])
     models.add_argument("--segment-model", action="append", default=[], metavar="SOURCE")
     models.set_defaults(run=_models)
+    library_cli.add_commands(commands, f"ws://127.0.0.1:{DEFAULT_PORT}")
     return parser
 
 
@@ -170,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
         engines, default_model = build_engines(
             args.engine, args.model, args.models_dir, args.device, args.segment_model
         )
-        daemon = Daemon(config, engines, default_model)
+        daemon = Daemon(config, engines, default_model, interrogator=_interrogator(args))
         run_forever(daemon)
     except (JobError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
@@ -182,6 +202,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
         return 2
     return 0
+
+
+def _interrogator(args: argparse.Namespace) -> Interrogator | None:
+    from underpaint.engines.interrogate import Interrogator
+
+    return None if args.interrogator == "none" else Interrogator.from_option(args.interrogator, args.device)
 
 
 def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:

@@ -9,6 +9,7 @@ the input at full canvas size (grown for outpaint) plus, optionally, the raw lay
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from underpaint import __version__
 from underpaint.canvas import PixelLayer, composite_over
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.resize import resize_exact
+from underpaint_protocol import pnginfo
 from underpaint_protocol.controller import Controller, NewLayer, Request, WorkQueue
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
@@ -61,6 +63,51 @@ def load_mask(path: Path, width: int, height: int) -> np.ndarray:
     return mask
 
 
+DEFAULTS = {"prompt": "", "negative": "", "batch": 1, "width": 512, "height": 512}
+
+
+def apply_source(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Fill what the command line left unset from the PNG named by ``--from`` (then the defaults);
+    returns what the PNG carried (None without ``--from``)."""
+    found: dict[str, Any] | None = None
+    if args.source is not None:
+        try:
+            found = pnginfo.read_parameters(args.source.read_bytes())
+        except (OSError, pnginfo.PngInfoError) as error:
+            raise GenerateError(f"cannot read --from {args.source}: {error}") from None
+        if found is None:
+            raise GenerateError(f"{args.source} carries no generation parameters (ours, A1111's or ComfyUI's)")
+        ours = found.get("underpaint") or {}
+        canvas = ours.get("canvas") or {}
+        extend = ours.get("extend")
+        tags = " ".join(f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in ours.get("loras") or ())
+        taken = {
+            "prompt": " ".join(part for part in (found["prompt"], tags) if part),
+            "negative": found["negative_prompt"],
+            "seed": found["seed"],
+            "steps": found["steps"],
+            "guidance": found["guidance"],
+            "strength": found["strength"],
+            "model": found["model"],
+            "width": canvas.get("width", found["width"]),
+            "height": canvas.get("height", found["height"]),
+            "extend": ",".join(str(extend[side]) for side in ("left", "top", "right", "bottom")) if extend else None,
+            "mode": ours.get("mode") or ("img2img" if args.image is not None else "txt2img"),
+        }
+        if args.mask is not None and taken["mode"] in ("txt2img", "img2img"):
+            taken["mode"] = "inpaint"
+        args.model_from_source = args.model is None and taken["model"] is not None
+        for key, value in taken.items():
+            if getattr(args, key) is None and value is not None:
+                setattr(args, key, value)
+    if args.mode is None:
+        raise GenerateError("say which mode (txt2img, img2img, inpaint, outpaint), or give --from IMAGE.png")
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return found
+
+
 def _load_inputs(args: argparse.Namespace) -> tuple[np.ndarray | None, np.ndarray | None, int, int]:
     image = mask = None
     if args.image is not None:
@@ -86,7 +133,7 @@ def _extend(args: argparse.Namespace) -> tuple[int, int, int, int] | None:
 
 
 def _upscale(args: argparse.Namespace) -> UpscaleRequest | None:
-    if args.mode not in ("upscale", "refine-upscale"):
+    if args.mode.replace("_", "-") not in ("upscale", "refine-upscale"):
         return None
     if args.factor is None:
         raise GenerateError(f"{args.mode} needs --factor")
@@ -175,6 +222,7 @@ class _Terminal:
 
 
 def run_generate(args: argparse.Namespace) -> None:
+    apply_source(args)
     image, mask, width, height = _load_inputs(args)
     canvas = FileCanvas(image, mask, width, height)
     terminal = _Terminal(canvas)
@@ -194,12 +242,17 @@ def run_generate(args: argparse.Namespace) -> None:
         extend=_extend(args),
         mode=args.mode.replace("-", "_"),
         upscale=_upscale(args),
+        style=args.style,
     )
     controller.connect(args.server, token_of(args))
     try:
         work.run_until(lambda: controller.connection != "connecting", 30)
         if not controller.connected:
             raise GenerateError(controller.status)
+        known = {str(model.get("id")) for model in controller.models}
+        if getattr(args, "model_from_source", False) and request.model not in known:
+            sys.stderr.write(f"the daemon has no model {request.model!r}; using its default\n")
+            request = dataclasses.replace(request, model=None)
         job = controller.generate(request)
         if job is None:
             raise GenerateError(controller.error)

@@ -53,6 +53,8 @@ def start_daemon(
     """The one way tests start a daemon: classical + paced engines (or ``engines``), outputs under
     ``tmp_path``; ``settings`` override other ``DaemonConfig`` fields (timeouts, outgoing_bytes...)."""
     paced = paced or PacedEngine()
+    settings.setdefault("styles_file", tmp_path / "config" / "styles.json")
+    settings.setdefault("history_file", tmp_path / "data" / "history.jsonl")
     config = DaemonConfig(
         host=host,
         port=0,

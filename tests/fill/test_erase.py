@@ -130,7 +130,9 @@ def erase_resolution():
 def erase_daemon(tmp_path_factory: pytest.TempPathFactory, lama_file: Path) -> Iterator[DaemonThread]:
     tmp = tmp_path_factory.mktemp("erase-daemon")
     engines, default = build_engines("classical", [f"erase:{lama_file}"], [], "cpu")
-    config = DaemonConfig(port=0, token_file=tmp / "token", outputs=tmp / "outputs")
+    config = DaemonConfig(
+        port=0, token_file=tmp / "token", outputs=tmp / "outputs", styles_file=None, history_file=tmp / "history.jsonl"
+    )
     thread = DaemonThread(Daemon(config, engines, default)).start()
     yield thread
     thread.stop()

@@ -55,6 +55,8 @@ def test_install_into_a_pykrita_folder(tmp_path: Path) -> None:
     vendor = where / "vendor"
     assert (vendor / "underpaint_protocol" / "controller.py").is_file()
     assert (vendor / "underpaint_protocol" / "panel.py").is_file()
+    assert (vendor / "underpaint_protocol" / "library.py").is_file()
+    assert (vendor / "underpaint_protocol" / "pnginfo.py").is_file()
     assert (vendor / "websockets" / "sync" / "client.py").is_file()
     assert not list(vendor.rglob("*.so")) and not list(vendor.rglob("__pycache__"))
     assert "enable_underpaint_krita=true" in (tmp_path / "kritarc").read_text()

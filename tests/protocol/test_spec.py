@@ -10,7 +10,7 @@ from typing import Any, get_args
 import jsonschema
 import pytest
 
-from underpaint_protocol import constants, messages
+from underpaint_protocol import constants, library, messages
 from underpaint_protocol.errors import ERROR_CODES
 from underpaint_protocol.frames import Attachment, decode_frame, encode_frame
 from underpaint_protocol.schema import build_schema, render_schema
@@ -142,6 +142,17 @@ def test_the_stdlib_client_builds_valid_messages() -> None:
         json.loads(session.cancel("j1")),
         json.loads(session.list_jobs()[1]),
         json.loads(session.fetch("j1")),
+    ]
+    # feature modules build their requests without a request_id; the client adds the next one
+    client_messages += [
+        {**library.styles_request("save", style=library.style("Moody", "moody {prompt}", steps=3)), "request_id": "r9"},
+        {**library.history_request(10), "request_id": "r10"},
+        {**library.loras_request(), "request_id": "r11"},
+        {
+            **library.interrogate_request(2),
+            "request_id": "r12",
+            "image": Attachment("r12-image", "rgba8", 2, 2).as_dict(),
+        },
     ]
     assert {m["type"] for m in client_messages} == CLIENT_TYPES
     for message in client_messages:

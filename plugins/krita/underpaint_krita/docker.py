@@ -11,6 +11,7 @@ from underpaint_protocol.panel import ignored_summary, model_label
 
 from .glue import KritaGlue
 from .model import DockerModel, Settings
+from .prompt_ui import PromptTools
 from .qt import QByteArray, QObject, Qt, QtCore, QtGui, QTimer, QtWidgets, pyqtSignal
 from .segment_ui import SegmentBox
 from .upscale_ui import UpscaleBox
@@ -213,6 +214,8 @@ class UnderpaintDocker(DockWidget):
         for widget in (self.strength_spin, self.steps_spin, self.batch_spin):
             widget.valueChanged.connect(self._fields_changed)
         form.addLayout(grid)
+        self.prompt_tools = PromptTools(m, self._load_fields)
+        form.addWidget(self.prompt_tools)
         self._tooltips = {
             id(widget): (widget, widget.toolTip())
             for widget in (self.prompt_edit, self.negative_edit, self.strength_spin, self.steps_spin, self.seed_edit)
@@ -506,6 +509,9 @@ class UnderpaintDocker(DockWidget):
             self._show_queue()
             self._show_history()
             self.outputs_button.setEnabled(bool(m.controller.outputs_folder))
+            self.prompt_tools.refresh()
+            if self.prompt_edit.toPlainText().strip() != m.prompt:
+                self.prompt_edit.setPlainText(m.prompt)  # Describe and From PNG fill it
         finally:
             self._refreshing = False
         self._show_plan()

@@ -16,6 +16,7 @@ from typing import Any
 from underpaint_protocol.client import UnderpaintClient
 from underpaint_protocol.constants import DEFAULT_URL
 from underpaint_protocol.controller import Canvas, Controller, HistoryItem, Job, Plan, Post, Request, Staged
+from underpaint_protocol.library import job_fields_from_png
 from underpaint_protocol.panel import parse_seed
 from underpaint_protocol.session import ImageData
 
@@ -80,6 +81,10 @@ class DockerModel:
         self.seed = 0
         self.batch = 1
         self.extend = (0, 0, 0, 0)
+        # the daemon's prompt library (styles shared by every host)
+        self.style = settings.get("style", "")
+        self.styles: list[dict[str, Any]] = []
+        self._styles_asked = False
 
     # ---------------------------------------------------------------- the controller's Host
 
@@ -92,6 +97,11 @@ class DockerModel:
         ids = [str(m.get("id")) for m in controller.models]
         if ids and self.model_id not in ids:
             self.model_id = controller.default_model or ids[0]
+        if controller.connected and not self._styles_asked:
+            self._styles_asked = True
+            self.load_styles()
+        elif not controller.connected:
+            self._styles_asked = False
         self.changed()
 
     # ---------------------------------------------------------------- what the docker shows
@@ -217,6 +227,57 @@ class DockerModel:
             self.extend = request.extend
         self.changed()
 
+    # ---------------------------------------------------------------- prompt library
+
+    def load_styles(self) -> None:
+        """Ask the daemon for its styles (on connecting, and from the style picker's refresh)."""
+        self.controller.ask_library(lambda library: library.styles(), self._styles_loaded)
+
+    def _styles_loaded(self, reply: dict[str, Any]) -> None:
+        self.styles = list(reply.get("styles", []))
+        if self.style and self.style not in [str(item.get("name")) for item in self.styles]:
+            self.set_style("")  # renamed or deleted in another program
+        if reply.get("notice"):
+            self.controller.error = str(reply["notice"])
+        self.changed()
+
+    def set_style(self, name: str) -> None:
+        self.style = name
+        self.settings.set("style", name)
+        self.changed()
+
+    def describe(self) -> bool:
+        """The Describe button: a prompt for the selection (or the image) from the daemon fills the field."""
+        return self.controller.interrogate(self._described)
+
+    def _described(self, prompt: str) -> None:
+        self.prompt = prompt
+        self.changed()
+
+    def reuse_png(self, png: bytes) -> bool:
+        """Fill the fields from a PNG's parameters (ours, A1111's or ComfyUI's); False (with the
+        reason in ``error``) when it carries none."""
+        try:
+            fields = job_fields_from_png(png)
+        except ValueError:
+            fields = None
+        if fields is None:
+            self.controller.error = "That file carries no generation parameters (underpaint, A1111 or ComfyUI)."
+            self.changed()
+            return False
+        tags = " ".join(f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in fields.get("loras") or ())
+        self.prompt = " ".join(part for part in (fields["prompt"], tags) if part)
+        self.negative_prompt = fields["negative_prompt"]
+        if fields["seed"] is not None:
+            self.seed_random, self.seed = False, int(fields["seed"])
+        self.steps = int(fields["steps"] or 0)
+        if fields["strength"] is not None:
+            self.strength = float(fields["strength"])
+        if fields["model"] in [str(m.get("id")) for m in self.models]:
+            self.set_model(str(fields["model"]))
+        self.set_style(fields["style"] or "")
+        return True
+
     def request(self, expand: bool = False) -> Request:
         return Request(
             prompt=self.prompt,
@@ -228,6 +289,7 @@ class DockerModel:
             steps=int(self.steps) or None,
             extend=self.extend if expand else None,
             mode="outpaint" if expand else None,
+            style=self.style or None,
         )
 
     def generate(self, expand: bool = False) -> Job | None:

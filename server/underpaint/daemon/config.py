@@ -48,6 +48,10 @@ class DaemonConfig:
     """None disables writing results to disk (they are still kept in memory for refetch)."""
     memory_cache_bytes: int = 1024 * 1024 * 1024
     """Results kept in memory for refetch when outputs are off (with outputs, the disk serves them)."""
+    styles_file: Path | None = field(default_factory=lambda: config_dir() / "styles.json")
+    """The user's own styles, shared by every client (None: only the shipped styles)."""
+    history_file: Path | None = field(default_factory=lambda: data_dir() / "history.jsonl")
+    """The user's recent prompts and settings (None: kept in memory only)."""
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     outgoing_bytes: int = 64 * 1024 * 1024

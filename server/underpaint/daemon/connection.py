@@ -40,6 +40,7 @@ from underpaint.daemon.protocol import (
 )
 from underpaint.daemon.records import Outgoing, to_wire_rect
 from underpaint.errors import JobError
+from underpaint.library import styles
 from underpaint_protocol import messages as wire
 from underpaint_protocol.frames import Attachment, encode_frame
 
@@ -111,6 +112,7 @@ class ClientHandler:
         self._idle.set()
         self._dropped = False
         self._writing = True
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ reading
 
@@ -224,6 +226,14 @@ class ClientHandler:
                 self._reply(wire.Jobs(request_id=message.request_id, jobs=manager.list_jobs(self.client_id)))
             elif isinstance(message, wire.Fetch):
                 await self._replay(await manager.fetch(self.client_id, message.job_id))
+            elif isinstance(message, wire.StylesRequest):
+                self._reply(styles.answer(manager.styles, message))
+            elif isinstance(message, wire.LorasRequest):
+                loras = await asyncio.to_thread(manager.loras)  # reads file headers
+                self._reply(wire.LoraList(request_id=message.request_id, loras=loras))
+            elif isinstance(message, wire.HistoryRequest):
+                entries = manager.history.recent(message.limit) if manager.history is not None else []
+                self._reply(wire.HistoryList(request_id=message.request_id, entries=entries))
         except JobError as error:
             self._reply(
                 wire.Error(
@@ -246,7 +256,42 @@ class ClientHandler:
                 await self._space.wait()
             self._put(outgoing)
 
+    async def _interrogate_safely(self, event: SubmitReceived) -> None:
+        try:
+            await self._interrogate(event)
+        except Exception:  # boundary: answer, log, and keep serving this client
+            log.exception("could not interrogate for %s", self.client_name)
+            message = "the daemon failed on this request; see its log"
+            self._reply(wire.Error(code="internal_error", message=message, request_id=event.submit.request_id))
+
+    async def _interrogate(self, event: SubmitReceived) -> None:
+        request = event.submit
+        assert isinstance(request, wire.InterrogateRequest)
+        try:
+            arrays: dict[str, np.ndarray] = {}
+            for name, (attachment, payload) in event.frames.items():
+                arrays[name] = await asyncio.to_thread(
+                    decode_attachment, attachment, payload, name, self.context.limits.max_upload_pixels
+                )
+            found = await self.context.manager.interrogate(arrays["image"], arrays.get("mask"), request.flavours)
+        except JobError as error:
+            self._reply(
+                wire.Error(code=error.code, message=error.message, field=error.field, request_id=request.request_id)
+            )
+            return
+        self._reply(
+            wire.Interrogated(
+                request_id=request.request_id, prompt=found.prompt, caption=found.caption, terms=found.terms
+            )
+        )
+
     async def _submit(self, event: SubmitReceived) -> None:
+        if isinstance(event.submit, wire.InterrogateRequest):
+            # seconds of work: the connection keeps reading (a cancel must not wait behind it)
+            task = asyncio.create_task(self._interrogate_safely(event))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         submit = event.submit
         limits = self.context.limits
         assert self.client_id is not None

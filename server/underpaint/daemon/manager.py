@@ -40,8 +40,12 @@ from underpaint.daemon.records import (
     to_box,
 )
 from underpaint.engines.base import Engine, JobCancelled, ModelInfo
+from underpaint.engines.interrogate import Interrogation, Interrogator, crop_to_selection
 from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine, UpscalePlan, Upscaler
 from underpaint.errors import JobError
+from underpaint.library.history import HistoryStore
+from underpaint.library.lora_syntax import split_prompt
+from underpaint.library.styles import StyleStore, apply_style
 from underpaint.modes import UPSCALE_MODES, Mode
 from underpaint_protocol import messages as wire
 from underpaint_protocol.messages import Limits
@@ -50,6 +54,8 @@ log = logging.getLogger("underpaint.jobs")
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 KEPT_JOB_RECORDS = 1000
+MAX_LORAS = 8
+MAX_INTERROGATIONS = 4
 SPARE_BYTES = 65536
 """How much more than its crop a queued job may keep alive: a frame's header, not the rest of an upload."""
 DEFAULT_STRENGTH = {
@@ -68,6 +74,8 @@ class PlannedJob(NamedTuple):
     model: ModelInfo
     engine: Engine
     strength: float
+    spec: wire.JobSpec
+    """The job as it runs: its style applied."""
     upscale: UpscalePlan | None = None
 
 
@@ -87,9 +95,17 @@ class JobManager:
         loop: asyncio.AbstractEventLoop,
         execute: Execute | None = None,
         threads: Mapping[str, int] | None = None,
+        styles: StyleStore | None = None,
+        history: HistoryStore | None = None,
+        interrogator: Interrogator | None = None,
     ) -> None:
         """``execute`` runs one job on a worker thread (default: in this process, see ``runner``);
-        ``threads`` says how many jobs of a device run at once (default one: a device runs one job)."""
+        ``threads`` says how many jobs of a device run at once (default one: a device runs one job);
+        ``styles`` and ``history`` are the user's prompt library (default: shipped styles, no history)."""
+        self.styles = styles or StyleStore(None)
+        self.history = history
+        self.interrogator = interrogator
+        self._interrogations = 0
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
         self.default_model = default_model
@@ -133,6 +149,35 @@ class JobManager:
         known = ", ".join(info.id for info, _ in self.models())
         raise JobError("unknown_model", f"unknown model {wanted!r}; this daemon has: {known}", "job.model")
 
+    def loras(self) -> list[wire.LoraDescription]:
+        """Every LoRA jobs may name, from every engine (the first of a name wins)."""
+        found: dict[str, wire.LoraDescription] = {}
+        for engine in self.engines:
+            for info in engine.loras():
+                found.setdefault(
+                    info.name,
+                    wire.LoraDescription(
+                        name=info.name, triggers=list(info.triggers), base=info.base, refused=info.refused
+                    ),
+                )
+        return list(found.values())
+
+    async def interrogate(self, image: np.ndarray, mask: np.ndarray | None, flavours: int) -> Interrogation:
+        """A prompt for the image (the selection's bounding box with a mask), on a thread; at most
+        MAX_INTERROGATIONS run or wait at once, the rest are refused with ``queue_full``."""
+        if self.interrogator is None:
+            raise JobError("unsupported_mode", "this daemon has no interrogator (serve --interrogator)", "type")
+        if mask is not None and mask.shape[:2] != image.shape[:2]:
+            raise JobError("size_mismatch", "mask and image must have the same size", "mask")
+        if self._interrogations >= MAX_INTERROGATIONS:
+            raise JobError("queue_full", f"{self._interrogations} interrogations are waiting; try again later")
+        self._interrogations += 1
+        try:
+            rgb = np.ascontiguousarray(crop_to_selection(image[..., :3], mask))
+            return await asyncio.to_thread(self.interrogator.interrogate, rgb, flavours)
+        finally:
+            self._interrogations -= 1
+
     # ------------------------------------------------------------ subscriptions
 
     def subscribe(self, client_id: str, sink: Sink) -> None:
@@ -156,14 +201,17 @@ class JobManager:
     # ------------------------------------------------------------ planning and submitting
 
     def plan(self, spec: wire.JobSpec) -> PlannedJob:
-        """Resolve the model and plan the job from bounds only, checking every pixel count it would
-        allocate against the announced limits before anything is allocated."""
+        """Apply the job's style, resolve the model and plan the job from bounds only, checking every
+        pixel count it would allocate against the announced limits before anything is allocated."""
+        if spec.style is not None:
+            spec = apply_style(spec, self.styles.get(spec.style))
         mode = Mode(spec.mode)
         if mode is Mode.SEGMENT:
             return self._plan_segment(spec)
         if spec.segment is not None:
             raise JobError("invalid_field", "job.segment belongs to mode segment only", "job.segment")
         info, engine = self.resolve_model(spec.model, mode)
+        spec = self._with_loras(spec, engine)
         if mode not in info.modes:
             can = ", ".join(m.value for m in info.modes)
             hint = (
@@ -195,7 +243,31 @@ class JobManager:
             blend_settings(spec),
         )
         self._check_pixels(spec, plan)
-        return PlannedJob(plan, info, engine, strength)
+        return PlannedJob(plan, info, engine, strength, spec)
+
+    def _with_loras(self, spec: wire.JobSpec, engine: Engine) -> wire.JobSpec:
+        """The job's LoRAs (``loras`` and ``<lora:name:weight>`` tags, taken out of the prompt),
+        each checked against what the engine offers."""
+        prompt, tagged = split_prompt(spec.prompt)
+        refs = list(spec.loras or [])
+        if not refs and not tagged:
+            return spec
+        named = {ref.name for ref in refs}
+        refs += [
+            wire.LoraRef(name=name, weight=max(-4.0, min(4.0, weight))) for name, weight in tagged if name not in named
+        ]
+        if len(refs) > MAX_LORAS:
+            raise JobError("invalid_value", f"at most {MAX_LORAS} LoRAs per job", "job.loras")
+        available = {info.name: info for info in engine.loras()}
+        for index, ref in enumerate(refs):
+            where = f"job.loras[{index}].name" if index < len(spec.loras or []) else "job.prompt"
+            info = available.get(ref.name)
+            if info is None:
+                have = ", ".join(sorted(available)) or "none"
+                raise JobError("unknown_lora", f"no LoRA named {ref.name!r} (there are: {have})", where)
+            if info.refused is not None:
+                raise JobError("unsafe_model_format", f"LoRA {ref.name!r}: {info.refused}", where)
+        return spec.model_copy(update={"prompt": prompt, "loras": refs})
 
     def _plan_segment(self, spec: wire.JobSpec) -> PlannedJob:
         """A segment job: the model that can take its inputs, and the region around them."""
@@ -217,7 +289,7 @@ class JobManager:
                 "job.segment.text" if "text" in missing else field,
             )
         self._check_pixels(spec, plan)
-        return PlannedJob(plan, info, engine, 1.0)
+        return PlannedJob(plan, info, engine, 1.0, spec)
 
     def _default_segment_model(self, used: set[str]) -> str:
         """The first segment model that takes every input used, a learned one before the classical."""
@@ -239,7 +311,7 @@ class JobManager:
         named = info.id if mode is Mode.UPSCALE else (spec.upscale.model if spec.upscale is not None else None)
         upscaler = self._upscaler(named, mode)
         plan, up = upscaling.plan_upscale(spec, upscaler, self.limits)
-        return PlannedJob(plan, info, engine, plan.strength, up)
+        return PlannedJob(plan, info, engine, plan.strength, spec, up)
 
     def _upscaler(self, name: str | None, mode: Mode) -> Upscaler:
         """The upscaler a job names (``job.model`` for upscale, ``job.upscale.model`` for refine-upscale);
@@ -295,8 +367,7 @@ class JobManager:
             )
 
     def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
-        spec = submit.job
-        plan, info, engine, strength, upscale = self.plan(spec)
+        plan, info, engine, strength, spec, upscale = self.plan(submit.job)
         queued = sum(len(q) for q in self._queues.values())
         if queued >= self.limits.max_queued_jobs:
             raise JobError("queue_full", f"{queued} jobs are queued; try again later")
@@ -318,7 +389,9 @@ class JobManager:
             image=image,
             mask=mask,
             upscale=upscale,
+            asked=submit.job if submit.job != spec else None,
         )
+        self._remember(job)
         self.jobs[job.id] = job
         self._forget_old_jobs()
         self._queues[engine.device].put(job)
@@ -333,6 +406,28 @@ class JobManager:
             client_id[:8],
         )
         return job
+
+    def _remember(self, job: Job) -> None:
+        """Add the job to the user's history, as they asked for it (their prompt before a style)."""
+        if self.history is None:
+            return
+        asked = job.asked or job.spec
+        self.history.add(
+            wire.HistoryEntry(
+                created=job.created,
+                mode=asked.mode,
+                model=job.model.id,
+                prompt=asked.prompt,
+                negative_prompt=asked.negative_prompt,
+                style=asked.style,
+                seed=job.seed,
+                steps=asked.steps,
+                guidance=asked.guidance,
+                strength=asked.strength,
+                width=asked.canvas.width,
+                height=asked.canvas.height,
+            )
+        )
 
     def _crop_upload(
         self, plan: JobPlan, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None

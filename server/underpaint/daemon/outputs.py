@@ -4,9 +4,10 @@ A host that crashes or a socket that drops must lose nothing, so each result is 
 JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out. At wire
 speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the size is in the
 sidecar), and one background thread, at the lowest CPU priority, turns each into the PNG that
-``output`` names, then removes the raw file; raw files left by a crash are converted at the next
-start. Refetches read the disk (PNG or raw); only when outputs are off do results live in a bounded
-in-memory cache instead.
+``output`` names (carrying its parameters as A1111's ``parameters`` text and our JSON, see
+``underpaint_protocol.pnginfo``), then removes the raw file; raw files left by a crash are converted
+at the next start. Refetches read the disk (PNG or raw); only when outputs are off do results live
+in a bounded in-memory cache instead.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 
 from underpaint.daemon.images import png_bytes
+from underpaint_protocol import pnginfo
 
 log = logging.getLogger("underpaint.outputs")
 RAW = ".rgba"
@@ -128,9 +130,10 @@ class OutputStore:
             try:
                 pixels = _read_raw(raw)
                 if pixels is not None and pixels.size:
-                    _write_atomically(raw.with_suffix(".png"), png_bytes(pixels))
+                    params = json.loads(raw.with_suffix(".json").read_text(encoding="utf-8"))["params"]
+                    _write_atomically(raw.with_suffix(".png"), png_with_parameters(pixels, params))
                     raw.unlink()
-            except (OSError, ValueError, cv2.error) as error:  # the raw file still answers fetch
+            except (OSError, ValueError, KeyError, cv2.error) as error:  # the raw file still answers fetch
                 log.warning("could not write %s: %s", raw.with_suffix(".png").name, error)
 
     def load(self, job_id: str) -> list[StoredResult]:
@@ -192,6 +195,13 @@ def _yield_to_the_daemon() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         except OSError as error:
             log.debug("could not lower the PNG writer's priority: %s", error)
+
+
+def png_with_parameters(pixels: np.ndarray, params: dict[str, Any]) -> bytes:
+    """The result as a PNG that carries what made it: A1111's ``parameters`` text (read by the
+    tools the community uses) and our own JSON (every reproduction parameter)."""
+    texts = {pnginfo.A1111_KEY: pnginfo.a1111_text(params), pnginfo.OUR_KEY: json.dumps(params, ensure_ascii=False)}
+    return pnginfo.with_text(png_bytes(pixels), texts)
 
 
 def _read_png(path: Path) -> np.ndarray | None:

@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol.frames import Attachment, FrameError, decode_frame
-from underpaint_protocol.messages import AttachmentRef, Error, Hello, Submit, client_message_adapter
+from underpaint_protocol.messages import (
+    AttachmentRef,
+    Error,
+    Hello,
+    InterrogateRequest,
+    Submit,
+    client_message_adapter,
+)
 
 MAX_ECHOED = 200
 """Characters of a peer's own input (a request id, a field path) that an error echoes back."""
@@ -101,7 +108,7 @@ def _protocol_error(error: ValidationError, request_id: str | None) -> ProtocolE
 
 
 def _expected_types() -> str:
-    return "hello, plan, submit, cancel, list_jobs, fetch"
+    return "hello, plan, submit, cancel, list_jobs, fetch, styles, history, loras, interrogate"
 
 
 @dataclass(frozen=True)
@@ -126,9 +133,9 @@ class RequestReceived:
 
 @dataclass(frozen=True)
 class SubmitReceived:
-    """A submit whose announced frames have all arrived, each checked against its declaration."""
+    """A submit (or interrogate) whose announced frames have all arrived, each checked against its declaration."""
 
-    submit: Submit
+    submit: Submit | InterrogateRequest
     frames: dict[str, tuple[Attachment, memoryview]]
 
 
@@ -137,7 +144,7 @@ Event = Reply | HelloReceived | RequestReceived | SubmitReceived
 
 @dataclass
 class _PendingSubmit:
-    submit: Submit
+    submit: Submit | InterrogateRequest
     expected: list[tuple[str, AttachmentRef]]
     frames: dict[str, tuple[Attachment, memoryview]] = field(default_factory=dict)
     failed: bool = False
@@ -184,7 +191,7 @@ class ConnectionProtocol:
         if not self.greeted:
             first = Error(code="handshake_required", message="the first message must be hello", field="type")
             return [*events, Reply(first, close=True)]
-        if isinstance(message, Submit):
+        if isinstance(message, Submit | InterrogateRequest):
             expected = [(name, ref) for name, ref in (("image", message.image), ("mask", message.mask)) if ref]
             ids = [ref.id for _, ref in expected]
             if len(set(ids)) != len(ids):

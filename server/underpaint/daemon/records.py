@@ -63,6 +63,8 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     terminal_event: Any = None
     announced_position: int | None = None
+    asked: wire.JobSpec | None = None
+    """The job as the client sent it, when its style or ``<lora:...>`` tags rewrote ``spec``."""
     """The last queue position sent to the owner (positions are sent only when they change)."""
     upscale: UpscalePlan | None = None
     """For upscale and refine-upscale: the upscaler, factor and placement (``daemon.upscaling``)."""

@@ -55,6 +55,7 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         image=model_image,
         mask=model_mask,
         segment=segment_prompt(job),
+        loras=tuple((ref.name, ref.weight) for ref in job.spec.loras or ()),
     )
 
     def on_progress(progress: StepProgress) -> None:
@@ -159,4 +160,15 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
         "model_size": {"width": job.plan.model_width, "height": job.plan.model_height},
         "underpaint": __version__,
         "protocol": PROTOCOL_VERSION,
+        "loras": [ref.model_dump() for ref in spec.loras or ()],
+        **style_params(job),
     }
+
+
+def style_params(job: Job) -> dict[str, Any]:
+    """When a style or LoRA tags rewrote the job: the style and what the user typed (``prompt`` above
+    is what ran)."""
+    if job.asked is None:
+        return {}
+    asked = job.asked
+    return {"style": asked.style, "user_prompt": asked.prompt, "user_negative_prompt": asked.negative_prompt}

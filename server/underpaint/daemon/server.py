@@ -23,7 +23,10 @@ from underpaint.daemon.connection import ClientHandler, ConnectionContext
 from underpaint.daemon.manager import JobManager
 from underpaint.daemon.outputs import OutputStore
 from underpaint.engines.base import Engine
+from underpaint.engines.interrogate import Interrogator
 from underpaint.errors import StartupError
+from underpaint.library.history import HistoryStore
+from underpaint.library.styles import StyleStore
 from underpaint.modes import Mode
 from underpaint_protocol import messages as wire
 from underpaint_protocol.frames import IMAGE_FORMATS
@@ -45,8 +48,15 @@ class Workers(Protocol):
 
 class Daemon:
     def __init__(
-        self, config: DaemonConfig, engines: list[Engine], default_model: str, workers: Workers | None = None
+        self,
+        config: DaemonConfig,
+        engines: list[Engine],
+        default_model: str,
+        workers: Workers | None = None,
+        interrogator: Interrogator | None = None,
     ) -> None:
+        """``interrogator`` answers ``interrogate`` requests (None: they are refused)."""
+        self.interrogator = interrogator
         self.config = config
         self.engines = engines
         self.workers = workers
@@ -140,6 +150,9 @@ class Daemon:
             self.config.limits,
             loop,
             threads=self.workers.threads() if self.workers else None,
+            styles=StyleStore(self.config.styles_file),
+            history=HistoryStore(self.config.history_file),
+            interrogator=self.interrogator,
         )
         self._context = ConnectionContext(
             self._manager,

@@ -73,6 +73,19 @@ class GenerationInput:
     previews: bool = True
     segment: SegmentPrompt | None = None
     """Mode ``segment`` only: what to select. Such engines yield uint8 (height, width) masks."""
+    loras: tuple[tuple[str, float], ...] = ()
+    """LoRAs by name (from the engine's ``loras()``) with their weights."""
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    """A LoRA a job may name (found in the engine's models folders)."""
+
+    name: str
+    triggers: tuple[str, ...] = ()
+    base: str = ""
+    refused: str | None = None
+    """Why a job naming it is refused (a pickle), None when usable."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,10 @@ class Engine(ABC):
         without decoding the cancelled work. Failures the client can act on raise
         :class:`underpaint.errors.JobError`.
         """
+
+    def loras(self) -> list[LoraInfo]:
+        """The LoRAs jobs may name on this engine's models (engines without LoRA support: none)."""
+        return []
 
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         """What the engine resolved beyond the request (clamped steps, scheduler, dtype, ...).

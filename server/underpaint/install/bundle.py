@@ -23,6 +23,8 @@ CLIENT_MODULES = (
     "controller.py",
     "upscale.py",
     "upscale_panel.py",
+    "pnginfo.py",
+    "library.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "7147f1d7d3252a77e79c8206e80274cb8805bf166885b8837080dc49129b5b24";
+export const SCHEMA_SHA256 = "f80e4c755d095be47b9c0b0823826d23b749d295440a8fb2354f042b05d77c33";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -58,6 +58,8 @@ export const ERROR_CODES = {
   not_owner: { meaning: "The job belongs to another client.", userText: "This job belongs to another client." },
   not_cancellable: { meaning: "The job has already finished, failed or been cancelled.", userText: "The job had already ended." },
   queue_full: { meaning: "The daemon's queue is full; try again later.", userText: "The daemon's queue is full. Try again when some jobs have finished." },
+  unknown_style: { meaning: "No style with this name exists (list them with a `styles` request).", userText: "The daemon has no style of this name. Pick one from the list (it may have been renamed or deleted in another program)." },
+  unknown_lora: { meaning: "No LoRA with this name is in the daemon's models folders (list them with a `loras` request).", userText: "The daemon has no LoRA of this name. Put its .safetensors file in a models folder, or pick one from the list." },
   model_load_failed: { meaning: "The model could not be loaded.", userText: "The model could not be loaded. The daemon's log says why." },
   unsafe_model_format: { meaning: "Only .safetensors checkpoints and diffusers folders are loaded.", userText: "The daemon only loads .safetensors checkpoints and diffusers folders." },
   out_of_memory: { meaning: "The device ran out of memory.", userText: "The graphics card ran out of memory. Select a smaller area, lower the batch, or close other programs using it." },
@@ -177,6 +179,56 @@ export interface Hello {
   previews?: boolean;
 }
 
+/** One job the user submitted: what they typed and chose (their prompt before a style), and the seed. */
+export interface HistoryEntry {
+  created: number;
+  mode: Mode;
+  model: string;
+  prompt: string;
+  negative_prompt: string;
+  style?: string | null;
+  seed: number;
+  steps?: number | null;
+  guidance?: number | null;
+  strength?: number | null;
+  width: number;
+  height: number;
+}
+
+export interface HistoryList {
+  type: "history_list";
+  request_id: string;
+  entries: HistoryEntry[];
+}
+
+/** The user's recent prompts and settings, newest first (answered by ``history_list``). */
+export interface HistoryRequest {
+  type: "history";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  /** 1..1000 (default 50) */
+  limit?: number;
+}
+
+/** A prompt from an image: ``image`` (the canvas or the planned region) and, optionally, the selection as ``mask``, whose bounding box is what gets described. Binary frames follow as for ``submit``; answered by ``interrogated``. */
+export interface InterrogateRequest {
+  type: "interrogate";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  image: AttachmentRef;
+  mask?: AttachmentRef | null;
+  /** 0..8 (default 3) */
+  flavours?: number;
+}
+
+export interface Interrogated {
+  type: "interrogated";
+  request_id: string;
+  prompt: string;
+  caption: string;
+  terms: Record<string, string[]>;
+}
+
 /** What to generate and where; pixels travel separately as attachments. */
 export interface JobSpec {
   mode: Mode;
@@ -202,6 +254,9 @@ export interface JobSpec {
   blend?: Blend | null;
   segment?: SegmentSpec | null;
   upscale?: UpscaleSpec | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  style?: string | null;
+  loras?: LoraRef[] | null;
 }
 
 export interface JobSummary {
@@ -259,6 +314,35 @@ export interface ListJobs {
   type: "list_jobs";
   /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
   request_id?: string | null;
+}
+
+export interface LoraDescription {
+  name: string;
+  triggers: string[];
+  /** (default "") */
+  base?: string;
+  refused?: string | null;
+}
+
+export interface LoraList {
+  type: "lora_list";
+  request_id: string;
+  loras: LoraDescription[];
+}
+
+/** A LoRA from the daemon's models folders (see ``loras``) and how strongly it applies. */
+export interface LoraRef {
+  /** length 1..200, pattern ^[^\x00-\x1f\x7f<>:/\\]+$ */
+  name: string;
+  /** -4.0..4.0 (default 1.0) */
+  weight?: number;
+}
+
+/** The LoRAs in the daemon's models folders (answered by ``lora_list``). */
+export interface LorasRequest {
+  type: "loras";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
 }
 
 export interface ModelDescription {
@@ -370,6 +454,49 @@ export interface Started {
   job_id: string;
 }
 
+/** A named prompt template: ``{prompt}`` in ``prompt`` (and in ``negative_prompt``) is replaced by the job's own; a negative without it is joined after the job's. The optional settings apply where the job leaves them unset. */
+export interface Style {
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  name: string;
+  /** length 0..10000 (default "{prompt}") */
+  prompt?: string;
+  /** length 0..10000 (default "") */
+  negative_prompt?: string;
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  model?: string | null;
+  /** 1..200 */
+  steps?: number | null;
+  /** 0.0..30.0 */
+  guidance?: number | null;
+  /** 0.0..1.0 */
+  strength?: number | null;
+  /** (default false) */
+  builtin?: boolean;
+  loras?: LoraRef[] | null;
+}
+
+/** Every style: the shipped ones, then the user's own (one file, shared by every client). */
+export interface StyleList {
+  type: "style_list";
+  request_id: string;
+  styles: Style[];
+  notice?: string | null;
+}
+
+/** List the styles, or change the user's own (answered by ``style_list`` with all of them). */
+export interface StylesRequest {
+  type: "styles";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  /** (default "list") */
+  action?: "list" | "save" | "rename" | "delete";
+  style?: Style | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  name?: string | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  new_name?: string | null;
+}
+
 export interface Submit {
   type: "submit";
   /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
@@ -426,15 +553,15 @@ export interface WorkerDescription {
 }
 
 /** Every client -> daemon message, told apart by `type`. */
-export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch;
+export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest | LorasRequest | InterrogateRequest;
 export type ClientMessageType = ClientMessage["type"];
-export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "list_jobs", "plan", "submit"] as const;
+export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "history", "interrogate", "list_jobs", "loras", "plan", "styles", "submit"] as const;
 /** The ClientMessage whose `type` is T. */
 export type ClientMessageOf<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>;
 
 /** Every daemon -> client message, told apart by `type`. */
-export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error;
+export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error | StyleList | HistoryList | LoraList | Interrogated;
 export type ServerMessageType = ServerMessage["type"];
-export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "jobs", "planned", "progress", "queued", "result", "started", "welcome"] as const;
+export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "history_list", "interrogated", "jobs", "lora_list", "planned", "progress", "queued", "result", "started", "style_list", "welcome"] as const;
 /** The ServerMessage whose `type` is T. */
 export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +17,15 @@ import torch
 from PIL import Image
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    LoraInfo,
+    ModelInfo,
+    ProgressCallback,
+    StepProgress,
+)
 from underpaint.engines.diffusion.device import (
     Offload,
     decide_vae_tiling,
@@ -24,12 +35,15 @@ from underpaint.engines.diffusion.device import (
     resolve_device,
 )
 from underpaint.engines.diffusion.loading import LoadedModel, load_model
+from underpaint.engines.diffusion.loras import resolve, scan_loras
 from underpaint.engines.diffusion.previews import Previewer, make_previewer
 from underpaint.engines.diffusion.registry import Family, ModelSpec, build_registry, model_info, resolution_for
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
 MAX_STEPS = 500
+MAX_ADAPTERS = 4
+"""Job LoRAs kept loaded on the model at once (each costs its own weights in memory)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,10 @@ class DiffusionEngine(Engine):
         self.offload: Offload = offload
         self.previews = previews
         self._specs: dict[str, ModelSpec] = build_registry(sources, [Path(p) for p in models_dirs or []])
+        self._lora_folders = [Path(p) for p in models_dirs or []]
+        self._adapters: OrderedDict[str, str] = OrderedDict()
+        """LoRA file -> peft adapter name, loaded on the current model (least recently used first)."""
+        self._adapter_names = itertools.count()
         self._loaded: LoadedModel | None = None
         self._previewer: Previewer | None = None
         self._lock = threading.Lock()
@@ -103,6 +121,17 @@ class DiffusionEngine(Engine):
 
     def resolution(self, model: str) -> ModelResolution:
         return resolution_for(self._spec(model))
+
+    def loras(self) -> list[LoraInfo]:
+        """Scanned on every call, so a LoRA dropped into a models folder is there without a restart."""
+        found, pickles = scan_loras(self._lora_folders)
+        usable = [LoraInfo(lora.name, lora.triggers, lora.base) for lora in found.values()]
+        refused = [
+            LoraInfo(name, refused=f"{path.name} is a pickle; only .safetensors LoRAs are loaded")
+            for name, path in pickles.items()
+            if name not in found
+        ]
+        return sorted(usable + refused, key=lambda info: info.name.casefold())
 
     def generate(
         self,
@@ -119,6 +148,7 @@ class DiffusionEngine(Engine):
             raise JobCancelled()
         with self._lock:
             loaded = self._ensure_loaded(spec)
+            self._set_loras(loaded, job.loras)
             params = self.run_params(job)
             kind, call_kwargs = self._call_kwargs(loaded, job, params)
             pipe = loaded.pipeline_for(kind)
@@ -235,9 +265,50 @@ class DiffusionEngine(Engine):
         self._previewer = make_previewer(self.previews, spec.family, self.device, self.dtype)
         return self._loaded
 
+    def _set_loras(self, loaded: LoadedModel, wanted: tuple[tuple[str, float], ...]) -> None:
+        """Make exactly the job's LoRAs active, as peft adapters on the loaded model: a LoRA used
+        before is switched on, not loaded again, and the base model is never reloaded. At most
+        MAX_ADAPTERS stay loaded (least recently used go)."""
+        pipe = loaded.base
+        if not wanted:
+            if self._adapters:
+                pipe.disable_lora()
+            return
+        found, pickles = scan_loras(self._lora_folders)
+        chosen = resolve(list(wanted), found, pickles, "job.loras")
+        names: list[str] = []
+        for index, (lora, _) in enumerate(chosen):
+            key = str(lora.path)
+            if key in self._adapters:
+                self._adapters.move_to_end(key)
+            else:
+                in_use = {str(item.path) for item, _ in chosen}
+                for old in [k for k in self._adapters if k not in in_use][
+                    : max(0, len(self._adapters) + 1 - MAX_ADAPTERS)
+                ]:
+                    pipe.delete_adapters(self._adapters.pop(old))
+                name = f"job_lora_{next(self._adapter_names)}"
+                try:
+                    pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
+                except (ValueError, KeyError, RuntimeError, ImportError) as error:
+                    with contextlib.suppress(Exception):  # a half-loaded adapter must not linger
+                        pipe.delete_adapters(name)
+                    raise JobError(
+                        "invalid_value",
+                        f"LoRA {lora.name} does not fit model {loaded.spec.id}: {error}",
+                        f"job.loras[{index}].name",
+                    ) from None
+                self._adapters[key] = name
+            names.append(self._adapters[key])
+        pipe.enable_lora()
+        pipe.set_adapters(names, adapter_weights=[weight for _, weight in chosen])
+
     def _unload(self) -> None:
         if self._loaded is None:
             return
+        if self._adapters:  # the modules may be shared (tiny-random): leave them as they were loaded
+            self._loaded.base.unload_lora_weights()
+            self._adapters.clear()
         self._loaded.pipes.clear()
         self._loaded = None
         self._previewer = None
