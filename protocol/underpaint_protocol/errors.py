@@ -39,6 +39,9 @@ ERROR_CODES: dict[str, str] = {
     "worker_lost": "The worker running the job stopped (a Ray replica died or its machine became unreachable).",
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
+    # control layers and references
+    "unsupported_control": "The model has no ControlNet for this control kind, or no IP-Adapter for references.",
+    "too_many_controls": "More control layers or reference images than the daemon's limits allow.",
 }
 
 USER_TEXT: dict[str, str] = {
@@ -80,6 +83,10 @@ USER_TEXT: dict[str, str] = {
     "worker_lost": "The machine running this job stopped or became unreachable. Generate again.",
     "shutting_down": "The daemon is shutting down; the job was stopped. Start it again and Generate again.",
     "internal_error": "The daemon hit a bug. Its log has the details; please report it.",
+    # control layers and references
+    "unsupported_control": "The chosen model cannot use this kind of control layer or reference. Pick another "
+    "kind or model (the model list says what each takes).",
+    "too_many_controls": "Too many control layers or references for one job. Turn some off.",
 }
 """What a user reads for each code: a sentence that says what to do, never the code itself."""
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from underpaint import canvas
+from underpaint.canvas.controls import control_region
 from underpaint.canvas.geometry import Box, Extents
 from underpaint.canvas.plan import JobPlan
 from underpaint.daemon import runner
@@ -147,6 +148,7 @@ class JobManager:
             )
             raise JobError("unsupported_mode", f"model {info.id!r} cannot {mode.value}; it can {can}{hint}", "job.mode")
         limits = self.limits
+        _check_guides(spec, info, limits)
         side = limits.max_canvas_side
         if spec.canvas.width > side or spec.canvas.height > side:
             raise JobError("too_many_pixels", f"canvas sides are limited to {side} pixels", "job.canvas")
@@ -209,9 +211,21 @@ class JobManager:
                 "job.batch",
             )
 
-    def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
+    def submit(
+        self,
+        client_id: str,
+        submit: wire.Submit,
+        image: np.ndarray | None,
+        mask: np.ndarray | None,
+        controls: list[np.ndarray] | None = None,
+        references: list[np.ndarray] | None = None,
+    ) -> Job:
+        """Queue a job; ``controls`` and ``references`` are the decoded frames of ``submit.controls`` /
+        ``submit.references``, in order."""
         spec = submit.job
         plan, info, engine, strength = self.plan(spec)
+        controls = controls or []
+        _check_control_sizes(plan, controls)
         queued = sum(len(q) for q in self._queues.values())
         if queued >= self.limits.max_queued_jobs:
             raise JobError("queue_full", f"{queued} jobs are queued; try again later")
@@ -232,6 +246,8 @@ class JobManager:
             strength=strength,
             image=image,
             mask=mask,
+            controls=controls,
+            references=references or [],
         )
         self.jobs[job.id] = job
         self._forget_old_jobs()
@@ -401,6 +417,7 @@ class JobManager:
         job.state = state
         job.terminal_event = event
         job.image = job.mask = None  # the pixels are no longer needed; results live in the store
+        job.controls, job.references = [], []
         self._deliver(job.owner, Outgoing(event))
 
     def _announce_positions(self, device: str) -> None:
@@ -436,6 +453,58 @@ class JobManager:
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         return interrupted
+
+
+def _check_guides(spec: wire.JobSpec, info: ModelInfo, limits: Limits) -> None:
+    """Control layers and references the model can take, within the announced limits."""
+    if len(spec.controls) > limits.max_controls:
+        raise JobError(
+            "too_many_controls",
+            f"{len(spec.controls)} control layers; this daemon takes at most {limits.max_controls} per job",
+            "job.controls",
+        )
+    if len(spec.references) > limits.max_references:
+        raise JobError(
+            "too_many_controls",
+            f"{len(spec.references)} reference images; this daemon takes at most {limits.max_references} per job",
+            "job.references",
+        )
+    for index, control in enumerate(spec.controls):
+        if control.kind not in info.control_kinds:
+            can = ", ".join(info.control_kinds) or "none"
+            raise JobError(
+                "unsupported_control",
+                f"model {info.id!r} has no {control.kind} control; it takes: {can}",
+                f"job.controls.{index}.kind",
+            )
+        if control.start >= control.end:
+            raise JobError(
+                "invalid_field",
+                f"control {index} starts at {control.start} but ends at {control.end}: start must be before end",
+                f"job.controls.{index}.end",
+            )
+    for index, reference in enumerate(spec.references):
+        if reference.take not in info.reference_modes:
+            raise JobError(
+                "unsupported_control",
+                f"model {info.id!r} takes no reference images (no IP-Adapter for its family is configured)"
+                if not info.reference_modes
+                else f"model {info.id!r} takes no {reference.take} references",
+                f"job.references.{index}.take",
+            )
+
+
+def _check_control_sizes(plan: JobPlan, controls: list[np.ndarray]) -> None:
+    """Each control layer covers exactly the planned control region, so it lines up with the canvas."""
+    region = control_region(plan)
+    for index, array in enumerate(controls):
+        if array.shape[:2] != (region.height, region.width):
+            raise JobError(
+                "size_mismatch",
+                f"control {index} is {array.shape[1]}x{array.shape[0]} but the planned control region is "
+                f"{region.width}x{region.height} ({_rect_text(region)})",
+                f"controls.{index}",
+            )
 
 
 def _shutting_down(job: Job) -> wire.Failed:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from underpaint import __version__, canvas
+from underpaint.canvas.controls import control_at_model_size
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, blend_settings, result_message
-from underpaint.engines.base import GenerationInput, JobCancelled, StepProgress
+from underpaint.engines.base import ControlInput, GenerationInput, JobCancelled, ReferenceInput, StepProgress
 from underpaint.modes import Mode
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol import messages as wire
@@ -49,6 +50,21 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         height=plan.model_height,
         image=model_image,
         mask=model_mask,
+        controls=tuple(
+            ControlInput(
+                kind=control.kind,
+                image=control_at_model_size(plan, pixels),
+                strength=control.strength,
+                start=control.start,
+                end=control.end,
+                preprocess=control.preprocess,
+            )
+            for control, pixels in zip(job.spec.controls, job.controls, strict=True)
+        ),
+        references=tuple(
+            ReferenceInput(image=pixels, mode=reference.take, weight=reference.weight)
+            for reference, pixels in zip(job.spec.references, job.references, strict=True)
+        ),
     )
 
     def on_progress(progress: StepProgress) -> None:
@@ -118,6 +134,8 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
         "selection": spec.selection.model_dump() if spec.selection else None,
         "extend": spec.extend.model_dump() if spec.extend else None,
         "blend": spec.blend.model_dump() if spec.blend else None,
+        "controls": [control.model_dump() for control in spec.controls],
+        "references": [reference.model_dump() for reference in spec.references],
         "work": {
             "x": job.plan.work.x,
             "y": job.plan.work.y,

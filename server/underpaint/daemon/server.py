@@ -82,6 +82,8 @@ class Daemon:
                     description=info.description,
                     default_steps=info.default_steps,
                     default_guidance=info.default_guidance,
+                    control_kinds=list(info.control_kinds),  # type: ignore[arg-type]
+                    reference_modes=list(info.reference_modes),  # type: ignore[arg-type]
                 )
                 for info, _ in models
             ],

@@ -32,6 +32,33 @@ class ModelInfo:
     default_guidance: float
     loaded: bool = False
     capabilities: tuple[str, ...] = field(default_factory=tuple)
+    control_kinds: tuple[str, ...] = ()
+    """Control layer kinds the model takes (a ControlNet of its family is configured for each)."""
+    reference_modes: tuple[str, ...] = ()
+    """Reference image modes it takes (an IP-Adapter of its family is configured)."""
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    """One control layer at model resolution."""
+
+    kind: str
+    image: np.ndarray
+    """RGBA uint8 (height, width, 4), the same crop and scale as ``GenerationInput.image``."""
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocess: bool = False
+
+
+@dataclass(frozen=True)
+class ReferenceInput:
+    """One reference image (IP-Adapter), at the size it was sent."""
+
+    image: np.ndarray
+    """RGBA uint8 (h, w, 4)."""
+    mode: str = "both"
+    weight: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -53,6 +80,8 @@ class GenerationInput:
     mask: np.ndarray | None
     """uint8 (height, width), 255 where the model may change pixels; None means everywhere."""
     previews: bool = True
+    controls: tuple[ControlInput, ...] = ()
+    references: tuple[ReferenceInput, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "6b42beab4a908688bd57f6bb6e9018698cf2b8478692f7d5a0934ba0ab5a5cae";
+export const SCHEMA_SHA256 = "e76ec2bf4c6163c78b5a806c48fa8094538fdaa3b6db14197000b6178e230214";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -66,6 +66,8 @@ export const ERROR_CODES = {
   worker_lost: { meaning: "The worker running the job stopped (a Ray replica died or its machine became unreachable).", userText: "The machine running this job stopped or became unreachable. Generate again." },
   shutting_down: { meaning: "The daemon is shutting down; the job was interrupted.", userText: "The daemon is shutting down; the job was stopped. Start it again and Generate again." },
   internal_error: { meaning: "A bug in the daemon; the log has details.", userText: "The daemon hit a bug. Its log has the details; please report it." },
+  unsupported_control: { meaning: "The model has no ControlNet for this control kind, or no IP-Adapter for references.", userText: "The chosen model cannot use this kind of control layer or reference. Pick another kind or model (the model list says what each takes)." },
+  too_many_controls: { meaning: "More control layers or reference images than the daemon's limits allow.", userText: "Too many control layers or references for one job. Turn some off." },
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -112,6 +114,19 @@ export interface Cancel {
 export interface Cancelled {
   type: "cancelled";
   job_id: string;
+}
+
+/** One control layer (ControlNet): its pixels travel as the matching ``submit.controls`` frame, read over ``planned.control`` so that they line up with the canvas pixel for pixel. */
+export interface Control {
+  kind: "scribble" | "lineart" | "softedge" | "canny" | "depth" | "pose" | "tile";
+  /** 0.0..2.0 (default 1.0) */
+  strength?: number;
+  /** 0.0..1.0 (default 0.0) */
+  start?: number;
+  /** 0.0..1.0 (default 1.0) */
+  end?: number;
+  /** (default false) */
+  preprocess?: boolean;
 }
 
 export interface EngineDescription {
@@ -199,6 +214,8 @@ export interface JobSpec {
   selection?: Rect | null;
   extend?: Extents | null;
   blend?: Blend | null;
+  controls?: Control[];
+  references?: Reference[];
 }
 
 export interface JobSummary {
@@ -250,6 +267,10 @@ export interface Limits {
   max_queued_per_client?: number;
   /** (default 64) */
   max_connections?: number;
+  /** (default 4) */
+  max_controls?: number;
+  /** (default 1) */
+  max_references?: number;
 }
 
 export interface ListJobs {
@@ -267,6 +288,8 @@ export interface ModelDescription {
   description: string;
   default_steps: number;
   default_guidance: number;
+  control_kinds?: ("scribble" | "lineart" | "softedge" | "canny" | "depth" | "pose" | "tile")[];
+  reference_modes?: ("style" | "composition" | "both")[];
 }
 
 export interface Peer {
@@ -292,6 +315,7 @@ export interface Planned {
   canvas: Rect;
   model_width: number;
   model_height: number;
+  control?: Rect | null;
 }
 
 export interface Progress {
@@ -318,6 +342,14 @@ export interface Rect {
   width: number;
   /** 0..65536 */
   height: number;
+}
+
+/** One reference image (IP-Adapter): any size, as the matching ``submit.references`` frame. */
+export interface Reference {
+  /** (default "both") */
+  take?: "style" | "composition" | "both";
+  /** 0.0..2.0 (default 0.6) */
+  weight?: number;
 }
 
 export interface Result {
@@ -350,6 +382,8 @@ export interface Submit {
   region?: Rect | null;
   image?: AttachmentRef | null;
   mask?: AttachmentRef | null;
+  controls?: AttachmentRef[];
+  references?: AttachmentRef[];
 }
 
 export interface Welcome {
