@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or tiny-random (random weights, draws noise); repeatable",
     )
     serve.add_argument("--models-dir", action="append", type=Path, default=[], help="folder of models to offer")
+    _add_guide_sources(serve)
     serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     outputs = serve.add_mutually_exclusive_group()
     outputs.add_argument("--outputs", type=Path, help="folder for every result (PNG + JSON sidecar)")
@@ -99,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--extend", help="outpaint extents in pixels: LEFT,TOP,RIGHT,BOTTOM")
     generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
     generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")
+    generate.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="KIND:IMAGE[:STRENGTH[:START-END]]",
+        help="a control layer: an image the canvas's size (e.g. canny:edges.png:0.8:0-0.6); repeatable",
+    )
+    generate.add_argument(
+        "--preprocess", action="store_true", help="let the daemon make each control's map from a plain picture"
+    )
+    generate.add_argument(
+        "--reference", action="append", default=[], metavar="IMAGE[:WEIGHT]", help="a reference image (IP-Adapter)"
+    )
+    generate.add_argument(
+        "--reference-take", choices=["style", "composition", "both"], default="both", help="what references give"
+    )
     generate.set_defaults(run=_generate)
 
     token = commands.add_parser("token", help="print the token browser-based clients (Figma) must present")
@@ -120,8 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the models available on this machine")
     models.add_argument("--model", action="append", default=[], metavar="SOURCE")
     models.add_argument("--models-dir", action="append", type=Path, default=[])
+    _add_guide_sources(models)
     models.set_defaults(run=_models)
     return parser
+
+
+def _add_guide_sources(command: argparse.ArgumentParser) -> None:
+    """ControlNets, IP-Adapters and the depth model a daemon offers (``serve``) or would offer (``models``)."""
+    command.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="KIND=SOURCE",
+        help="a ControlNet for control layers of KIND (scribble, lineart, softedge, canny, depth, pose, tile): "
+        "a Hugging Face repo id, a diffusers folder, a .safetensors file, or tiny-random; repeatable",
+    )
+    command.add_argument(
+        "--ip-adapter",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="IP-Adapter weights for reference images: a .safetensors file with image_encoder/ beside it, "
+        "or REPO/SUBFOLDER/FILE.safetensors on Hugging Face; one per model family",
+    )
+    command.add_argument(
+        "--depth-model", metavar="SOURCE", help="depth model (HF id or folder) that makes depth maps from pictures"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -144,10 +185,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         for source in args.model:
             _check_model_source(source)
-        engines, default_model = build_engines(args.engine, args.model, args.models_dir, args.device)
+        engines, default_model = build_engines(
+            args.engine,
+            args.model,
+            args.models_dir,
+            args.device,
+            guides={"controls": args.control, "adapters": args.ip_adapter, "depth_model": args.depth_model},
+        )
         daemon = Daemon(config, engines, default_model)
         run_forever(daemon)
-    except (JobError, StartupError) as error:
+    except (JobError, StartupError, ValueError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
         return 2
     except ImportError as error:
@@ -295,21 +342,29 @@ def _models(args: argparse.Namespace) -> int:
     from underpaint.engines.classical import ClassicalEngine
 
     rows = [
-        (info.id, info.family, ", ".join(m.value for m in info.modes), info.description)
+        (info.id, info.family, ", ".join(m.value for m in info.modes), "-", info.description)
         for info in ClassicalEngine().models()
     ]
     try:
         from underpaint.engines.diffusion import TINY_ID, list_local_models
+        from underpaint.engines.diffusion.controls import guides_by_family
     except ImportError as error:
         print(f"(diffusion engine unavailable: {error})", file=sys.stderr)
     else:
         sources = args.model if TINY_ID in args.model else [*args.model, TINY_ID]  # the built-in one is always there
+        try:
+            kinds, adapters = guides_by_family(args.control, args.ip_adapter)
+        except ValueError as error:
+            print(f"underpaint: {error}", file=sys.stderr)
+            return 2
         for info in list_local_models(sources, args.models_dir):
-            rows.append((info.id, info.family, ", ".join(m.value for m in info.modes), info.description))
-    widths = [max(len(row[i]) for row in [("MODEL", "FAMILY", "MODES", ""), *rows]) for i in range(3)]
-    print(f"{'MODEL':<{widths[0]}}  {'FAMILY':<{widths[1]}}  {'MODES':<{widths[2]}}  DESCRIPTION")
-    for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+            guides = [*kinds.get(info.family, []), *(["references"] if info.family in adapters else [])]
+            modes = ", ".join(m.value for m in info.modes)
+            rows.append((info.id, info.family, modes, ", ".join(guides) or "-", info.description))
+    header = ("MODEL", "FAMILY", "MODES", "CONTROLS", "DESCRIPTION")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from underpaint.canvas.fill import use_learned_fill
 from underpaint.engines.base import Engine
@@ -15,13 +16,15 @@ SCHEME = "erase:"
 ENGINE_NAMES = ("classical", "diffusion", "echo")
 
 
-def build_engines(engine: str, models: list[str], models_dirs: list[Path], device: str) -> tuple[list[Engine], str]:
+def build_engines(
+    engine: str, models: list[str], models_dirs: list[Path], device: str, guides: dict[str, Any] | None = None
+) -> tuple[list[Engine], str]:
     """The engines to serve and the default model id.
 
     The classical engine is always there (content-aware fill works on every machine); learned fill
     models join when named as ``erase:PATH[#allow_research]`` (they also become the ``learned``
     pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
-    for diagnostics.
+    for diagnostics. ``guides``: the diffusion engine's ``controls``, ``adapters`` and ``depth_model``.
     """
     engines: list[Engine] = [ClassicalEngine()]
     default_model = CLASSICAL_MODEL
@@ -41,7 +44,9 @@ def build_engines(engine: str, models: list[str], models_dirs: list[Path], devic
     if engine == "diffusion" or models:
         from underpaint.engines.diffusion import DiffusionEngine  # torch is imported only when needed
 
-        diffusion = DiffusionEngine(sources=models or ["tiny-random"], models_dirs=models_dirs, device=device)
+        diffusion = DiffusionEngine(
+            sources=models or ["tiny-random"], models_dirs=models_dirs, device=device, **(guides or {})
+        )
         engines.append(diffusion)
         if engine == "diffusion" or (engine == "classical" and models):
             default_model = diffusion.models()[0].id

@@ -137,6 +137,15 @@ def _family_of_adapter(path: Path) -> Family:
     return "sd2" if width == 1024 else "sd1"
 
 
+def guides_by_family(controls: list[str], adapters: list[str]) -> tuple[dict[str, list[str]], set[str]]:
+    """The control kinds per model family, and the families with an IP-Adapter (for ``underpaint models``)."""
+    kinds: dict[str, list[str]] = {}
+    for source in controls:
+        spec = parse_control_source(source)
+        kinds.setdefault(spec.family, []).append(spec.kind)
+    return kinds, {parse_adapter_source(source).family for source in adapters}
+
+
 # --- loading ------------------------------------------------------------------------------------------
 
 
