@@ -19,6 +19,7 @@ CLIENT_MODULES = (
     "client.py",
     "jobs.py",
     "panel.py",
+    "guides.py",
     "controller.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""

@@ -42,7 +42,7 @@ def soft_edges(rgb: np.ndarray) -> np.ndarray:
     gray = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.5)
     magnitude = cv2.magnitude(cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3))
     peak = float(np.percentile(magnitude, 99)) or 1.0
-    soft = np.clip(magnitude / peak, 0.0, 1.0) ** 0.7 * 255.0
+    soft = np.clip(magnitude / peak, 0.0, 1.0) * 255.0
     return np.dstack([np.rint(soft).astype(np.uint8)] * 3)
 
 
