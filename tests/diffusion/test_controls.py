@@ -31,7 +31,12 @@ def guides(tmp_path_factory: pytest.TempPathFactory) -> TinyGuides:
 @pytest.fixture(scope="module")
 def engine(tiny_models: TinyModels, guides: TinyGuides) -> Iterator[DiffusionEngine]:
     engine = DiffusionEngine(
-        sources=[str(tiny_models.sd15_folder), str(tiny_models.sd15_inpaint_folder), str(tiny_models.sdxl_folder)],
+        sources=[
+            str(tiny_models.sd15_folder),
+            str(tiny_models.sd15_inpaint_folder),
+            str(tiny_models.sdxl_folder),
+            str(tiny_models.sdxl_inpaint_file),
+        ],
         device="cpu",
         previews="none",
         controls=guides.control_sources(),
@@ -87,6 +92,7 @@ def test_models_announce_the_kinds_of_their_family(engine: DiffusionEngine) -> N
         ("sdxl", False, Mode.TXT2IMG),
         ("sdxl", False, Mode.IMG2IMG),
         ("sdxl", False, Mode.INPAINT),
+        ("sdxl", True, Mode.INPAINT),
     ],
 )
 def test_a_control_changes_the_result_in_every_pipeline(
