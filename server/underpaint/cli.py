@@ -220,6 +220,9 @@ def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
         models_dirs=tuple(str(folder) for folder in args.models_dir),
         device=args.device,
         max_models=args.warm_models,
+        controls=tuple(args.control),
+        adapters=tuple(args.ip_adapter),
+        depth_model=args.depth_model,
     )
     workers = RayWorkers(settings, RayOptions(address=args.ray_address))
     try:

@@ -199,3 +199,19 @@ def test_pickled_controlnets_are_refused_without_being_opened(tmp_path: Path, gu
         generate(engine, Mode.TXT2IMG, "tiny-random", [ControlInput("canny", square())])
     assert refused.value.code == "unsafe_model_format"
     assert not marker.exists()
+
+
+def test_replicas_build_the_same_control_kinds(guides: TinyGuides) -> None:
+    """``serve --workers ray`` hands its control sources to every replica's engines (built here in-process)."""
+    from underpaint.scaleout.replica import EngineSettings
+
+    settings = EngineSettings(
+        engine="diffusion",
+        models=("tiny-random",),
+        device="cpu",
+        controls=(f"canny={guides.canny_folder}", "scribble=tiny-random"),
+        adapters=(str(guides.adapter_sd15),),
+    )
+    engines, default = settings.build()
+    (info,) = [info for engine in engines for info in engine.models() if info.id == default]
+    assert set(info.control_kinds) == {"canny", "scribble"} and "style" in info.reference_modes
