@@ -15,7 +15,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -349,11 +349,17 @@ class UnderpaintClient:
         image: ImageData | None = None,
         mask: ImageData | None = None,
         on_sent: Callable[[], None] | None = None,
+        controls: Sequence[ImageData] = (),
+        references: Sequence[ImageData] = (),
     ) -> Future[dict[str, Any]]:
         """Queue a job (resolves to the `accepted` message with job_id and seed); ``on_sent`` is called
-        on the sending thread once its frames are out."""
+        on the sending thread once its frames are out. ``controls`` / ``references``: the pixels of
+        each ``job["controls"]`` / ``job["references"]`` item, in order."""
         limit = int((self.welcome or {}).get("limits", {}).get("max_frame_bytes", 0))
-        for name, data in (("image", image), ("mask", mask)):
+        named = [("image", image), ("mask", mask)]
+        named += [(f"controls.{index}", data) for index, data in enumerate(controls)]
+        named += [(f"references.{index}", data) for index, data in enumerate(references)]
+        for name, data in named:
             if data is not None and limit and memoryview(data.data).nbytes > limit:
                 future: Future[dict[str, Any]] = Future()
                 future.set_exception(
@@ -366,7 +372,7 @@ class UnderpaintClient:
                     )
                 )
                 return future
-        request_id, frames = self.session.submit(job, region, image, mask)
+        request_id, frames = self.session.submit(job, region, image, mask, controls, references)
         return self._request(request_id, "accepted", frames, on_sent)
 
     def cancel(self, job_id: str) -> None:

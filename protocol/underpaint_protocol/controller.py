@@ -33,6 +33,14 @@ from typing import Any, Protocol, runtime_checkable
 from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
 from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_DELAYS, TERMINAL_STATES
 from underpaint_protocol.errors import user_text
+from underpaint_protocol.guides import (
+    ControlLayer,
+    LayerCanvas,
+    ReferenceImage,
+    add_guides,
+    guide_problem,
+    read_guides,
+)
 from underpaint_protocol.jobs import Bounds, build_job, placement
 from underpaint_protocol.library import Library, read_for_interrogation
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
@@ -155,6 +163,10 @@ class Request:
     """For ``mode`` "upscale" / "refine_upscale": the factor (and the upscaler for refine_upscale)."""
     style: str | None = None
     """A style by name (the daemon's styles, see ``library``)."""
+    controls: tuple[ControlLayer, ...] = ()
+    """Layers used as control layers (the canvas must be a ``guides.LayerCanvas``)."""
+    references: tuple[ReferenceImage, ...] = ()
+    """Layers or files used as reference images."""
 
 
 @dataclass
@@ -777,6 +789,16 @@ class Controller:
             style=request.style or None,
         )
         self._check_model(spec)
+        if request.controls or request.references:
+            if not isinstance(canvas, LayerCanvas):
+                raise UserError("This host cannot use layers as control layers or references yet.")
+            model_id = spec.get("model") or self.default_model
+            info = next((m for m in self.models if m.get("id") == model_id), None)
+            limits = self.client.welcome.get("limits", {}) if self.client and self.client.welcome else {}
+            problem = guide_problem(info, request.controls, request.references, limits)
+            if problem is not None:
+                raise UserError(problem)
+            add_guides(spec, request.controls, request.references)
         return spec
 
     def _check_model(self, spec: dict[str, Any]) -> None:
@@ -826,6 +848,7 @@ class Controller:
                 image = job.canvas.read_image(upload)
                 if "selection" in job.spec and job.mode not in UPSCALE_MODES:  # an upscale takes the bounds
                     mask = job.canvas.read_mask(upload)
+            controls, references = read_guides(job.canvas, planned, job.request.controls, job.request.references)
         except UserError as failure:
             self._fail(job, str(failure))
             return
@@ -840,6 +863,8 @@ class Controller:
             image,
             mask,
             on_sent=lambda: self.post(lambda: self._sent(job)),
+            controls=controls,
+            references=references,
         )
         self._then(future, lambda done: self._accepted(job, done))
 

@@ -42,6 +42,9 @@ ERROR_CODES: dict[str, str] = {
     "shutting_down": "The daemon is shutting down; the job was interrupted.",
     "internal_error": "A bug in the daemon; the log has details.",
     "licence_refused": "The model's licence tag forbids this use (e.g. non-commercial only); it is not run.",
+    # control layers and references
+    "unsupported_control": "The model has no ControlNet for this control kind, or no IP-Adapter for references.",
+    "too_many_controls": "More control layers or reference images than the daemon's limits allow.",
 }
 
 USER_TEXT: dict[str, str] = {
@@ -89,6 +92,10 @@ USER_TEXT: dict[str, str] = {
     "internal_error": "The daemon hit a bug. Its log has the details; please report it.",
     "licence_refused": "The model's licence does not allow this use (it is for non-commercial use only). Pick "
     "another model.",
+    # control layers and references
+    "unsupported_control": "The chosen model cannot use this kind of control layer or reference. Pick another "
+    "kind or model (the model list says what each takes).",
+    "too_many_controls": "Too many control layers or references for one job. Turn some off.",
 }
 """What a user reads for each code: a sentence that says what to do, never the code itself."""
 

@@ -189,6 +189,40 @@ class Style(Strict):
     """LoRAs the style adds (a job's own LoRA of the same name keeps the job's weight)."""
 
 
+# ---------------------------------------------------------------- control layers and references (issue 18)
+
+ControlKind = Literal["scribble", "lineart", "softedge", "canny", "depth", "pose", "tile"]
+ReferenceMode = Literal["style", "composition", "both"]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Control(Strict):
+    """One control layer (ControlNet): its pixels travel as the matching ``submit.controls`` frame,
+    read over ``planned.control`` so that they line up with the canvas pixel for pixel."""
+
+    kind: ControlKind
+    strength: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
+    """ControlNet conditioning scale."""
+    start: Fraction = 0.0
+    """Fraction of the denoising steps at which the control starts to act."""
+    end: Fraction = 1.0
+    """Fraction of the steps at which it stops (``start`` < ``end``)."""
+    preprocess: bool = False
+    """Let the daemon turn a photo into the kind's input (edges for canny/softedge, a depth map for
+    depth, white lines on black for scribble/lineart); false: the layer is used as it is."""
+
+
+class Reference(Strict):
+    """One reference image (IP-Adapter): any size, as the matching ``submit.references`` frame."""
+
+    take: ReferenceMode = "both"
+    """What to take from it: its style, its composition (layout), or both."""
+    weight: Annotated[float, Field(ge=0.0, le=2.0)] = 0.6
+
+
+# ---------------------------------------------------------------- end of control layers and references
+
+
 class JobSpec(Strict):
     """What to generate and where; pixels travel separately as attachments."""
 
@@ -213,6 +247,9 @@ class JobSpec(Strict):
     """A style to apply (see ``styles``); the result's params carry the resolved prompt."""
     loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
     """LoRAs for this job (``<lora:name:weight>`` in the prompt adds to them)."""
+    # control layers and references (issue 18): pixels in ``Submit.controls`` / ``Submit.references``
+    controls: Annotated[list[Control], Field(max_length=64)] = Field(default_factory=list)
+    references: Annotated[list[Reference], Field(max_length=64)] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- client -> daemon
@@ -242,6 +279,10 @@ class Submit(Strict):
     region: Rect | None = None
     image: AttachmentRef | None = None
     mask: AttachmentRef | None = None
+    # control layers and references (issue 18): one frame per ``job.controls`` / ``job.references``
+    # item, in the same order, after ``image`` and ``mask``
+    controls: Annotated[list[AttachmentRef], Field(max_length=64)] = Field(default_factory=list)
+    references: Annotated[list[AttachmentRef], Field(max_length=64)] = Field(default_factory=list)
 
 
 class Cancel(Strict):
@@ -334,6 +375,10 @@ class ModelDescription(Strict):
     default_guidance: float
     segment_inputs: list[SegmentInput] | None = None
     """For models with mode ``segment``: what they can start from."""
+    control_kinds: list[ControlKind] = Field(default_factory=list)
+    """Control kinds this model can take (a ControlNet of its family is configured for each)."""
+    reference_modes: list[ReferenceMode] = Field(default_factory=list)
+    """Reference modes it can take (empty: no IP-Adapter configured for its family)."""
 
 
 class WorkerDescription(Strict):
@@ -383,6 +428,10 @@ class Limits(Strict):
     """Jobs waiting for one client id."""
     max_connections: int = 64
     """Open websocket connections, all clients together."""
+    max_controls: int = 4
+    """Control layers in one job (each runs its own ControlNet every step)."""
+    max_references: int = 1
+    """Reference images in one job."""
 
 
 class Welcome(Strict):
@@ -412,6 +461,9 @@ class Planned(Strict):
     canvas: Rect
     model_width: int
     model_height: int
+    control: Rect | None = None
+    """The region each control layer is read over: the work area inside the canvas (``upload`` for
+    every mode but txt2img, whose ``upload`` is empty)."""
 
 
 class Accepted(Strict):

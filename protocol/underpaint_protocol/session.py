@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,8 +106,13 @@ class ClientSession:
         region: dict[str, int] | None = None,
         image: ImageData | None = None,
         mask: ImageData | None = None,
+        controls: Sequence[ImageData] = (),
+        references: Sequence[ImageData] = (),
     ) -> tuple[str, list[Any]]:
-        """The request id and the frames to send, in order: the JSON message, then each image."""
+        """The request id and the frames to send, in order: the JSON message, then each image.
+
+        ``controls`` / ``references``: the pixels of each ``job["controls"]`` / ``job["references"]``
+        item, in the same order (control layers read over ``planned["control"]``)."""
         request_id = self.next_request_id()
         message: dict[str, Any] = {"type": "submit", "request_id": request_id, "job": job}
         frames: list[Any] = []
@@ -118,6 +124,15 @@ class ClientSession:
             attachment = Attachment(f"{request_id}-{name}", data.format, data.width, data.height)
             message[name] = attachment.as_dict()
             frames.append(encode_frame(attachment, data.data))
+        for name, items in (("control", controls), ("reference", references)):
+            if not items:
+                continue
+            refs = []
+            for index, data in enumerate(items):
+                attachment = Attachment(f"{request_id}-{name}-{index}", data.format, data.width, data.height)
+                refs.append(attachment.as_dict())
+                frames.append(encode_frame(attachment, data.data))
+            message[f"{name}s"] = refs
         return request_id, [json.dumps(message), *frames]
 
     def cancel(self, job_id: str) -> str:

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model that selects objects: a SAM, SAM 2 or CLIPSeg Hugging Face id or folder (safetensors), "
         "CLIPSEG+SAM for words drawn by SAM, or tiny-random-sam / tiny-random-clipseg; repeatable",
     )
+    _add_guide_sources(serve)
     serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     serve.add_argument(
         "--interrogator",
@@ -131,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
     generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")
     _add_upscale_arguments(generate)
+    generate.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="KIND:IMAGE[:STRENGTH[:START-END]]",
+        help="a control layer: an image the canvas's size (e.g. canny:edges.png:0.8:0-0.6); repeatable",
+    )
+    generate.add_argument(
+        "--preprocess", action="store_true", help="let the daemon make each control's map from a plain picture"
+    )
+    generate.add_argument(
+        "--reference", action="append", default=[], metavar="IMAGE[:WEIGHT]", help="a reference image (IP-Adapter)"
+    )
+    generate.add_argument(
+        "--reference-take", choices=["style", "composition", "both"], default="both", help="what references give"
+    )
     generate.set_defaults(run=_generate)
     _add_segment(commands)
 
@@ -154,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--model", action="append", default=[], metavar="SOURCE")
     models.add_argument("--models-dir", action="append", type=Path, default=[])
     models.add_argument("--segment-model", action="append", default=[], metavar="SOURCE")
+    _add_guide_sources(models)
     models.set_defaults(run=_models)
     library_cli.add_commands(commands, f"ws://127.0.0.1:{DEFAULT_PORT}")
     return parser
@@ -166,6 +184,29 @@ def _add_upscale_arguments(generate: argparse.ArgumentParser) -> None:
         "--upscaler", help="refine-upscale: the upscaler model id before the diffusion pass (default: the daemon's)"
     )
     generate.add_argument("--tile", type=int, help="upscaler tile side in input pixels (default: the daemon's)")
+
+
+def _add_guide_sources(command: argparse.ArgumentParser) -> None:
+    """ControlNets, IP-Adapters and the depth model a daemon offers (``serve``) or would offer (``models``)."""
+    command.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="KIND=SOURCE",
+        help="a ControlNet for control layers of KIND (scribble, lineart, softedge, canny, depth, pose, tile): "
+        "a Hugging Face repo id, a diffusers folder, a .safetensors file, or tiny-random; repeatable",
+    )
+    command.add_argument(
+        "--ip-adapter",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="IP-Adapter weights for reference images: a .safetensors file with image_encoder/ beside it, "
+        "or REPO/SUBFOLDER/FILE.safetensors on Hugging Face; one per model family",
+    )
+    command.add_argument(
+        "--depth-model", metavar="SOURCE", help="depth model (HF id or folder) that makes depth maps from pictures"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -188,15 +229,17 @@ def _serve(args: argparse.Namespace) -> int:
         for source in args.model:
             _check_model_source(source)
         engines, default_model = build_engines(
-            args.engine, args.model, args.models_dir, args.device, args.segment_model
+            args.engine,
+            args.model,
+            args.models_dir,
+            args.device,
+            segment_models=args.segment_model,
+            guides={"controls": args.control, "adapters": args.ip_adapter, "depth_model": args.depth_model},
         )
         daemon = Daemon(config, engines, default_model, interrogator=_interrogator(args))
         run_forever(daemon)
-    except (JobError, StartupError) as error:
+    except (JobError, StartupError, ValueError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
-        return 2
-    except ValueError as error:  # a --segment-model that is no SAM / CLIPSeg model
-        print(f"underpaint: --segment-model {error}", file=sys.stderr)
         return 2
     except ImportError as error:
         print(f"underpaint: the diffusion engine needs torch and diffusers ({error}); see README", file=sys.stderr)
@@ -227,6 +270,9 @@ def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
         models_dirs=tuple(str(folder) for folder in args.models_dir),
         device=args.device,
         max_models=args.warm_models,
+        controls=tuple(args.control),
+        adapters=tuple(args.ip_adapter),
+        depth_model=args.depth_model,
     )
     workers = RayWorkers(settings, RayOptions(address=args.ray_address))
     try:
@@ -359,22 +405,32 @@ def _models(args: argparse.Namespace) -> int:
     from underpaint.engines.classical import ClassicalEngine
 
     rows = [
-        (info.id, info.family, ", ".join(m.value for m in info.modes), info.description)
+        (info.id, info.family, ", ".join(m.value for m in info.modes), "-", info.description)
         for info in ClassicalEngine().models()
     ]
     try:
         from underpaint.engines.diffusion import TINY_ID, list_local_models
+        from underpaint.engines.diffusion.controls import guides_by_family
     except ImportError as error:
         print(f"(diffusion engine unavailable: {error})", file=sys.stderr)
     else:
         sources = args.model if TINY_ID in args.model else [*args.model, TINY_ID]  # the built-in one is always there
+        try:
+            kinds, adapters = guides_by_family(args.control, args.ip_adapter)
+        except ValueError as error:
+            print(f"underpaint: {error}", file=sys.stderr)
+            return 2
         for info in list_local_models(sources, args.models_dir):
-            rows.append((info.id, info.family, ", ".join(m.value for m in info.modes), info.description))
-    rows += _segment_model_rows(args.segment_model)
-    widths = [max(len(row[i]) for row in [("MODEL", "FAMILY", "MODES", ""), *rows]) for i in range(3)]
-    print(f"{'MODEL':<{widths[0]}}  {'FAMILY':<{widths[1]}}  {'MODES':<{widths[2]}}  DESCRIPTION")
-    for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+            guides = [*kinds.get(info.family, []), *(["references"] if info.family in adapters else [])]
+            modes = ", ".join(m.value for m in info.modes)
+            rows.append((info.id, info.family, modes, ", ".join(guides) or "-", info.description))
+    rows += [
+        (model, family, modes, "-", text) for model, family, modes, text in _segment_model_rows(args.segment_model)
+    ]
+    header = ("MODEL", "FAMILY", "MODES", "CONTROLS", "DESCRIPTION")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
     return 0
 
 

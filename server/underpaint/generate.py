@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from underpaint.canvas.geometry import Box
 from underpaint.canvas.resize import resize_exact
 from underpaint_protocol import pnginfo
 from underpaint_protocol.controller import Controller, NewLayer, Request, WorkQueue
+from underpaint_protocol.guides import CONTROL_KINDS, ControlLayer, ReferenceImage
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 from underpaint_protocol.upscale import UpscaleRequest
@@ -140,6 +142,60 @@ def _upscale(args: argparse.Namespace) -> UpscaleRequest | None:
     return UpscaleRequest(args.factor, model=args.upscaler, tile=args.tile)
 
 
+_CONTROL = re.compile(r"^(?P<image>.+?)(?::(?P<strength>[0-9.]+))?(?::(?P<start>[0-9.]+)-(?P<end>[0-9.]+))?$")
+
+
+def _read_rgba(path: Path, option: str) -> np.ndarray:
+    try:
+        with Image.open(path) as file:
+            return np.asarray(file.convert("RGBA"))
+    except OSError as error:
+        raise GenerateError(f"cannot read {option} {path}: {error}") from None
+
+
+def parse_control(text: str, preprocess: bool = False) -> tuple[str, Path, float, float, float, bool]:
+    """``KIND:IMAGE[:STRENGTH[:START-END]]`` -> (kind, image, strength, start, end, preprocess)."""
+    kind, _, rest = text.partition(":")
+    found = _CONTROL.match(rest)
+    if kind not in CONTROL_KINDS or not rest or found is None:
+        raise GenerateError(
+            f"--control {text}: use KIND:IMAGE[:STRENGTH[:START-END]] with KIND one of {', '.join(CONTROL_KINDS)}"
+        )
+    try:
+        strength = float(found["strength"]) if found["strength"] else 1.0
+        start = float(found["start"]) if found["start"] else 0.0
+        end = float(found["end"]) if found["end"] else 1.0
+    except ValueError:
+        raise GenerateError(f"--control {text}: STRENGTH, START and END are numbers") from None
+    return kind, Path(found["image"]), strength, start, end, preprocess
+
+
+def _guides(
+    args: argparse.Namespace, width: int, height: int
+) -> tuple[tuple[ControlLayer, ...], tuple[ReferenceImage, ...]]:
+    """The control layers (images the canvas's size) and references the command line names."""
+    controls = []
+    for text in args.control:
+        kind, path, strength, start, end, preprocess = parse_control(text, args.preprocess)
+        pixels = _read_rgba(path, "--control")
+        if pixels.shape[:2] != (height, width):
+            raise GenerateError(
+                f"--control {path} is {pixels.shape[1]}x{pixels.shape[0]}; a control layer must be the canvas's "
+                f"size, {width}x{height}"
+            )
+        controls.append(ControlLayer(pixels, kind, strength, start, end, preprocess))
+    references = []
+    for text in args.reference:
+        image, _, weight = text.rpartition(":")
+        try:
+            value = float(weight) if image else 0.6
+        except ValueError:
+            image, value = "", 0.6
+        path = Path(image or text)
+        references.append(ReferenceImage(_read_rgba(path, "--reference"), args.reference_take, value))
+    return tuple(controls), tuple(references)
+
+
 def token_of(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
@@ -173,6 +229,13 @@ class FileCanvas:
     def read_mask(self, rect: Bounds) -> ImageData:
         assert self.mask is not None  # the controller reads a mask only for a job with a selection
         return _raw(self.mask[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width], "gray8")
+
+    def read_layer_region(self, layer: np.ndarray, rect: Bounds) -> ImageData:
+        """A control image (canvas-sized) over ``rect``: the CLI's layers are files."""
+        return _raw(layer[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width], "rgba8")
+
+    def read_layer(self, layer: np.ndarray) -> ImageData:
+        return _raw(layer, "rgba8")
 
     def grow(self, width: int, height: int, offset_x: int, offset_y: int) -> None:
         grown = np.zeros((height, width, 4), np.uint8)
@@ -225,6 +288,7 @@ def run_generate(args: argparse.Namespace) -> None:
     apply_source(args)
     image, mask, width, height = _load_inputs(args)
     canvas = FileCanvas(image, mask, width, height)
+    controls, references = _guides(args, width, height)
     terminal = _Terminal(canvas)
     work = WorkQueue()
     controller = Controller(
@@ -243,6 +307,8 @@ def run_generate(args: argparse.Namespace) -> None:
         mode=args.mode.replace("-", "_"),
         upscale=_upscale(args),
         style=args.style,
+        controls=controls,
+        references=references,
     )
     controller.connect(args.server, token_of(args))
     try:

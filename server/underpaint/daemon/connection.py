@@ -25,6 +25,7 @@ import numpy as np
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from underpaint.canvas.controls import control_region
 from underpaint.daemon import auth
 from underpaint.daemon.config import Timeouts
 from underpaint.daemon.images import decode_attachment, encode_image
@@ -218,6 +219,7 @@ class ClientHandler:
                         canvas=to_wire_rect(plan.new_canvas),
                         model_width=plan.model_width,
                         model_height=plan.model_height,
+                        control=to_wire_rect(control_region(plan)) if message.job.controls else None,
                     )
                 )
             elif isinstance(message, wire.Cancel):
@@ -304,7 +306,14 @@ class ClientHandler:
                     )
                 else:
                     arrays[name] = decode_attachment(attachment, payload, name, limits.max_upload_pixels)
-            job = self.context.manager.submit(self.client_id, submit, arrays.get("image"), arrays.get("mask"))
+            job = self.context.manager.submit(
+                self.client_id,
+                submit,
+                arrays.get("image"),
+                arrays.get("mask"),
+                [arrays[f"controls.{index}"] for index in range(len(submit.controls))],
+                [arrays[f"references.{index}"] for index in range(len(submit.references))],
+            )
         except JobError as error:
             self._reply(
                 wire.Error(code=error.code, message=error.message, field=error.field, request_id=submit.request_id)

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from underpaint import canvas
+from underpaint.canvas.controls import control_region
 from underpaint.canvas.geometry import Box, Extents
 from underpaint.canvas.plan import JobPlan
 from underpaint.canvas.region import SegmentInputs, plan_segment
@@ -206,6 +207,9 @@ class JobManager:
         if spec.style is not None:
             spec = apply_style(spec, self.styles.get(spec.style))
         mode = Mode(spec.mode)
+        if (mode is Mode.SEGMENT or mode in UPSCALE_MODES) and (spec.controls or spec.references):
+            field = "job.controls" if spec.controls else "job.references"
+            raise JobError("invalid_field", f"control layers and references do not apply to {mode.value}", field)
         if mode is Mode.SEGMENT:
             return self._plan_segment(spec)
         if spec.segment is not None:
@@ -225,6 +229,7 @@ class JobManager:
         if mode in UPSCALE_MODES or spec.upscale is not None:
             return self._plan_upscale(spec, mode, info, engine)
         limits = self.limits
+        _check_guides(spec, info, limits)
         side = limits.max_canvas_side
         if spec.canvas.width > side or spec.canvas.height > side:
             raise JobError("too_many_pixels", f"canvas sides are limited to {side} pixels", "job.canvas")
@@ -366,8 +371,20 @@ class JobManager:
                 "job.batch",
             )
 
-    def submit(self, client_id: str, submit: wire.Submit, image: np.ndarray | None, mask: np.ndarray | None) -> Job:
+    def submit(
+        self,
+        client_id: str,
+        submit: wire.Submit,
+        image: np.ndarray | None,
+        mask: np.ndarray | None,
+        controls: list[np.ndarray] | None = None,
+        references: list[np.ndarray] | None = None,
+    ) -> Job:
+        """Queue a job; ``controls`` and ``references`` are the decoded frames of ``submit.controls`` /
+        ``submit.references``, in order."""
         plan, info, engine, strength, spec, upscale = self.plan(submit.job)
+        controls = controls or []
+        _check_control_sizes(plan, controls)
         queued = sum(len(q) for q in self._queues.values())
         if queued >= self.limits.max_queued_jobs:
             raise JobError("queue_full", f"{queued} jobs are queued; try again later")
@@ -390,6 +407,8 @@ class JobManager:
             mask=mask,
             upscale=upscale,
             asked=submit.job if submit.job != spec else None,
+            controls=controls,
+            references=references or [],
         )
         self._remember(job)
         self.jobs[job.id] = job
@@ -583,6 +602,7 @@ class JobManager:
         job.state = state
         job.terminal_event = event
         job.image = job.mask = None  # the pixels are no longer needed; results live in the store
+        job.controls, job.references = [], []
         self._deliver(job.owner, Outgoing(event))
 
     def _announce_positions(self, device: str) -> None:
@@ -629,6 +649,58 @@ def _segment_inputs_used(inputs: SegmentInputs) -> set[str]:
     if inputs.text is not None:
         used.add("text")
     return used
+
+
+def _check_guides(spec: wire.JobSpec, info: ModelInfo, limits: Limits) -> None:
+    """Control layers and references the model can take, within the announced limits."""
+    if len(spec.controls) > limits.max_controls:
+        raise JobError(
+            "too_many_controls",
+            f"{len(spec.controls)} control layers; this daemon takes at most {limits.max_controls} per job",
+            "job.controls",
+        )
+    if len(spec.references) > limits.max_references:
+        raise JobError(
+            "too_many_controls",
+            f"{len(spec.references)} reference images; this daemon takes at most {limits.max_references} per job",
+            "job.references",
+        )
+    for index, control in enumerate(spec.controls):
+        if control.kind not in info.control_kinds:
+            can = ", ".join(info.control_kinds) or "none"
+            raise JobError(
+                "unsupported_control",
+                f"model {info.id!r} has no {control.kind} control; it takes: {can}",
+                f"job.controls.{index}.kind",
+            )
+        if control.start >= control.end:
+            raise JobError(
+                "invalid_field",
+                f"control {index} starts at {control.start} but ends at {control.end}: start must be before end",
+                f"job.controls.{index}.end",
+            )
+    for index, reference in enumerate(spec.references):
+        if reference.take not in info.reference_modes:
+            raise JobError(
+                "unsupported_control",
+                f"model {info.id!r} takes no reference images (no IP-Adapter for its family is configured)"
+                if not info.reference_modes
+                else f"model {info.id!r} takes no {reference.take} references",
+                f"job.references.{index}.take",
+            )
+
+
+def _check_control_sizes(plan: JobPlan, controls: list[np.ndarray]) -> None:
+    """Each control layer covers exactly the planned control region, so it lines up with the canvas."""
+    region = control_region(plan)
+    for index, array in enumerate(controls):
+        if array.shape[:2] != (region.height, region.width):
+            raise JobError(
+                "size_mismatch",
+                f"control {index} is {array.shape[1]}x{array.shape[0]} but the planned control region is "
+                f"{region.width}x{region.height} ({_rect_text(region)})",
+                f"controls.{index}",
+            )
 
 
 def _shutting_down(job: Job) -> wire.Failed:

@@ -111,6 +111,29 @@ def _expected_types() -> str:
     return "hello, plan, submit, cancel, list_jobs, fetch, styles, history, loras, interrogate"
 
 
+def _owed_frames(request: Submit | InterrogateRequest) -> list[tuple[str, AttachmentRef]]:
+    """The frames a submit (or interrogate) announces, in the order they must follow it, named by their field."""
+    owed = [(name, ref) for name, ref in (("image", request.image), ("mask", request.mask)) if ref]
+    if isinstance(request, Submit):
+        owed += [(f"controls.{index}", ref) for index, ref in enumerate(request.controls)]
+        owed += [(f"references.{index}", ref) for index, ref in enumerate(request.references)]
+    return owed
+
+
+def _misaligned_attachments(submit: Submit) -> Error | None:
+    """Each ``job.controls`` / ``job.references`` item needs exactly one frame, in the same order."""
+    for name in ("controls", "references"):
+        declared, items = len(getattr(submit, name)), len(getattr(submit.job, name))
+        if declared != items:
+            return Error(
+                code="invalid_field",
+                message=f"{name}: job.{name} has {items} item(s) but the submit declares {declared} attachment(s)",
+                field=name,
+                request_id=submit.request_id,
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class Reply:
     """Send this message to the peer."""
@@ -192,16 +215,22 @@ class ConnectionProtocol:
             first = Error(code="handshake_required", message="the first message must be hello", field="type")
             return [*events, Reply(first, close=True)]
         if isinstance(message, Submit | InterrogateRequest):
-            expected = [(name, ref) for name, ref in (("image", message.image), ("mask", message.mask)) if ref]
-            ids = [ref.id for _, ref in expected]
-            if len(set(ids)) != len(ids):
-                duplicate = Error(
-                    code="invalid_field",
-                    message="image and mask must have different attachment ids",
-                    field="mask.id",
-                    request_id=message.request_id,
-                )
-                return [*events, Reply(duplicate)]
+            if isinstance(message, Submit):
+                misaligned = _misaligned_attachments(message)
+                if misaligned is not None:
+                    return [*events, Reply(misaligned)]
+            expected = _owed_frames(message)
+            seen: set[str] = set()
+            for name, ref in expected:
+                if ref.id in seen:
+                    duplicate = Error(
+                        code="invalid_field",
+                        message=f"{name}: every attachment of a request needs its own id, {ref.id!a} is repeated",
+                        field=f"{name}.id",
+                        request_id=message.request_id,
+                    )
+                    return [*events, Reply(duplicate)]
+                seen.add(ref.id)
             if not expected:
                 return [*events, SubmitReceived(message, {})]
             self._pending = _PendingSubmit(message, expected)

@@ -57,6 +57,10 @@ class Job:
     strength: float
     image: np.ndarray | None
     mask: np.ndarray | None
+    controls: list[np.ndarray] = field(default_factory=list)
+    """RGBA of each ``spec.controls`` item over the control region (see ``canvas.controls``)."""
+    references: list[np.ndarray] = field(default_factory=list)
+    """RGBA of each ``spec.references`` item, as sent."""
     created: float = field(default_factory=time.time)
     state: str = "queued"
     results: int = 0

@@ -14,10 +14,18 @@ from typing import Any
 import numpy as np
 
 from underpaint import __version__, canvas
+from underpaint.canvas.controls import control_at_model_size
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, blend_settings, result_message
 from underpaint.daemon.upscaling import execute_upscale
-from underpaint.engines.base import GenerationInput, JobCancelled, SegmentPrompt, StepProgress
+from underpaint.engines.base import (
+    ControlInput,
+    GenerationInput,
+    JobCancelled,
+    ReferenceInput,
+    SegmentPrompt,
+    StepProgress,
+)
 from underpaint.modes import Mode
 from underpaint_protocol import PROTOCOL_VERSION
 from underpaint_protocol import messages as wire
@@ -56,6 +64,21 @@ def execute(job: Job, publish: Publish, store: OutputStore) -> int:
         mask=model_mask,
         segment=segment_prompt(job),
         loras=tuple((ref.name, ref.weight) for ref in job.spec.loras or ()),
+        controls=tuple(
+            ControlInput(
+                kind=control.kind,
+                image=control_at_model_size(plan, pixels),
+                strength=control.strength,
+                start=control.start,
+                end=control.end,
+                preprocess=control.preprocess,
+            )
+            for control, pixels in zip(job.spec.controls, job.controls, strict=True)
+        ),
+        references=tuple(
+            ReferenceInput(image=pixels, mode=reference.take, weight=reference.weight)
+            for reference, pixels in zip(job.spec.references, job.references, strict=True)
+        ),
     )
 
     def on_progress(progress: StepProgress) -> None:
@@ -151,6 +174,8 @@ def reproduction_params(job: Job, index: int, item_seed: int) -> dict[str, Any]:
         "extend": spec.extend.model_dump() if spec.extend else None,
         "blend": spec.blend.model_dump() if spec.blend else None,
         **({"segment": spec.segment.model_dump()} if spec.segment else {}),
+        "controls": [control.model_dump() for control in spec.controls],
+        "references": [reference.model_dump() for reference in spec.references],
         "work": {
             "x": job.plan.work.x,
             "y": job.plan.work.y,

@@ -93,6 +93,8 @@ class Daemon:
                     default_steps=info.default_steps,
                     default_guidance=info.default_guidance,
                     segment_inputs=list(info.segment_inputs) or None,  # type: ignore[arg-type]
+                    control_kinds=list(info.control_kinds),  # type: ignore[arg-type]
+                    reference_modes=list(info.reference_modes),  # type: ignore[arg-type]
                 )
                 for info, _ in models
             ],

@@ -36,6 +36,10 @@ class ModelInfo:
     """Why every job for this model is refused (its licence forbids the use), or None."""
     segment_inputs: tuple[str, ...] = ()
     """For segment models: what they start from ("box", "points", "mask", "text")."""
+    control_kinds: tuple[str, ...] = ()
+    """Control layer kinds the model takes (a ControlNet of its family is configured for each)."""
+    reference_modes: tuple[str, ...] = ()
+    """Reference image modes it takes (an IP-Adapter of its family is configured)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,29 @@ class SegmentPrompt:
     text: str | None = None
     threshold: float | None = None
     soften: int | None = None
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    """One control layer at model resolution."""
+
+    kind: str
+    image: np.ndarray
+    """RGBA uint8 (height, width, 4), the same crop and scale as ``GenerationInput.image``."""
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocess: bool = False
+
+
+@dataclass(frozen=True)
+class ReferenceInput:
+    """One reference image (IP-Adapter), at the size it was sent."""
+
+    image: np.ndarray
+    """RGBA uint8 (h, w, 4)."""
+    mode: str = "both"
+    weight: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,8 @@ class GenerationInput:
     """Mode ``segment`` only: what to select. Such engines yield uint8 (height, width) masks."""
     loras: tuple[tuple[str, float], ...] = ()
     """LoRAs by name (from the engine's ``loras()``) with their weights."""
+    controls: tuple[ControlInput, ...] = ()
+    references: tuple[ReferenceInput, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from underpaint.canvas.fill import use_learned_fill
 from underpaint.engines.base import Engine
@@ -22,7 +23,12 @@ ENGINE_NAMES = ("classical", "diffusion", "echo")
 
 
 def build_engines(
-    engine: str, models: list[str], models_dirs: list[Path], device: str, segment_models: list[str] | None = None
+    engine: str,
+    models: list[str],
+    models_dirs: list[Path],
+    device: str,
+    segment_models: list[str] | None = None,
+    guides: dict[str, Any] | None = None,
 ) -> tuple[list[Engine], str]:
     """The engines to serve and the default model id.
 
@@ -32,7 +38,8 @@ def build_engines(
     models join when named as ``erase:PATH[#allow_research]`` (they also become the ``learned``
     pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
     for diagnostics. ``refine`` (GrabCut) always selects objects; ``segment_models`` (SAM, SAM 2,
-    CLIPSeg, ``CLIPSEG+SAM`` pairs, the tiny ones) join it.
+    CLIPSeg, ``CLIPSEG+SAM`` pairs, the tiny ones) join it. ``guides``: the diffusion engine's
+    ``controls``, ``adapters`` and ``depth_model``.
     """
     upscale_sources = [m.removeprefix(UPSCALE_SCHEME) for m in models if m.startswith(UPSCALE_SCHEME)]
     restore_sources = [m.removeprefix(RESTORE_SCHEME) for m in models if m.startswith(RESTORE_SCHEME)]
@@ -59,7 +66,9 @@ def build_engines(
     if engine == "diffusion" or models:
         from underpaint.engines.diffusion import DiffusionEngine  # torch is imported only when needed
 
-        diffusion = DiffusionEngine(sources=models or ["tiny-random"], models_dirs=models_dirs, device=device)
+        diffusion = DiffusionEngine(
+            sources=models or ["tiny-random"], models_dirs=models_dirs, device=device, **(guides or {})
+        )
         engines.append(diffusion)
         if engine == "diffusion" or (engine == "classical" and models):
             default_model = diffusion.models()[0].id

@@ -20,6 +20,7 @@ CLIENT_MODULES = (
     "jobs.py",
     "panel.py",
     "segment.py",
+    "guides.py",
     "controller.py",
     "upscale.py",
     "upscale_panel.py",

@@ -51,9 +51,15 @@ class EngineSettings:
     """Warm models kept per replica (LRU); a job for another model evicts the least recently used."""
     torch_threads: int | None = None
     """CPU threads torch may use in each replica (several CPU replicas on one machine share its cores)."""
+    controls: tuple[str, ...] = ()
+    """ControlNets (``KIND=SOURCE``), IP-Adapters and the depth model, as ``serve`` takes them."""
+    adapters: tuple[str, ...] = ()
+    depth_model: str | None = None
 
     def build(self) -> tuple[list[Engine], str]:
-        return build_engines(self.engine, list(self.models), [Path(p) for p in self.models_dirs], self.device)
+        guides = {"controls": list(self.controls), "adapters": list(self.adapters), "depth_model": self.depth_model}
+        models_dirs = [Path(p) for p in self.models_dirs]
+        return build_engines(self.engine, list(self.models), models_dirs, self.device, guides=guides)
 
 
 @dataclass(frozen=True)

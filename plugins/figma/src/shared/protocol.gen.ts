@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "f80e4c755d095be47b9c0b0823826d23b749d295440a8fb2354f042b05d77c33";
+export const SCHEMA_SHA256 = "7256f6c0af7d1149163cacbed7d81569a79740913cfaab8f50b4451c88a03ecb";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -69,6 +69,8 @@ export const ERROR_CODES = {
   shutting_down: { meaning: "The daemon is shutting down; the job was interrupted.", userText: "The daemon is shutting down; the job was stopped. Start it again and Generate again." },
   internal_error: { meaning: "A bug in the daemon; the log has details.", userText: "The daemon hit a bug. Its log has the details; please report it." },
   licence_refused: { meaning: "The model's licence tag forbids this use (e.g. non-commercial only); it is not run.", userText: "The model's licence does not allow this use (it is for non-commercial use only). Pick another model." },
+  unsupported_control: { meaning: "The model has no ControlNet for this control kind, or no IP-Adapter for references.", userText: "The chosen model cannot use this kind of control layer or reference. Pick another kind or model (the model list says what each takes)." },
+  too_many_controls: { meaning: "More control layers or reference images than the daemon's limits allow.", userText: "Too many control layers or references for one job. Turn some off." },
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -115,6 +117,19 @@ export interface Cancel {
 export interface Cancelled {
   type: "cancelled";
   job_id: string;
+}
+
+/** One control layer (ControlNet): its pixels travel as the matching ``submit.controls`` frame, read over ``planned.control`` so that they line up with the canvas pixel for pixel. */
+export interface Control {
+  kind: "scribble" | "lineart" | "softedge" | "canny" | "depth" | "pose" | "tile";
+  /** 0.0..2.0 (default 1.0) */
+  strength?: number;
+  /** 0.0..1.0 (default 0.0) */
+  start?: number;
+  /** 0.0..1.0 (default 1.0) */
+  end?: number;
+  /** (default false) */
+  preprocess?: boolean;
 }
 
 export interface EngineDescription {
@@ -257,6 +272,8 @@ export interface JobSpec {
   /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
   style?: string | null;
   loras?: LoraRef[] | null;
+  controls?: Control[];
+  references?: Reference[];
 }
 
 export interface JobSummary {
@@ -308,6 +325,10 @@ export interface Limits {
   max_queued_per_client?: number;
   /** (default 64) */
   max_connections?: number;
+  /** (default 4) */
+  max_controls?: number;
+  /** (default 1) */
+  max_references?: number;
 }
 
 export interface ListJobs {
@@ -355,6 +376,8 @@ export interface ModelDescription {
   default_steps: number;
   default_guidance: number;
   segment_inputs?: ("box" | "points" | "mask" | "text")[] | null;
+  control_kinds?: ("scribble" | "lineart" | "softedge" | "canny" | "depth" | "pose" | "tile")[];
+  reference_modes?: ("style" | "composition" | "both")[];
 }
 
 export interface Peer {
@@ -380,6 +403,7 @@ export interface Planned {
   canvas: Rect;
   model_width: number;
   model_height: number;
+  control?: Rect | null;
 }
 
 /** A clicked pixel in canvas coordinates. */
@@ -414,6 +438,14 @@ export interface Rect {
   width: number;
   /** 0..65536 */
   height: number;
+}
+
+/** One reference image (IP-Adapter): any size, as the matching ``submit.references`` frame. */
+export interface Reference {
+  /** (default "both") */
+  take?: "style" | "composition" | "both";
+  /** 0.0..2.0 (default 0.6) */
+  weight?: number;
 }
 
 export interface Result {
@@ -505,6 +537,8 @@ export interface Submit {
   region?: Rect | null;
   image?: AttachmentRef | null;
   mask?: AttachmentRef | null;
+  controls?: AttachmentRef[];
+  references?: AttachmentRef[];
 }
 
 /** How an upscale result lands: the document SCALES (never grows) and big layers come in tiles. ``Result.canvas`` is the scaled canvas, ``Rect(0, 0, canvas.width, canvas.height)``; ``Result.layer`` is one tile of the whole layer ``layer``, placed in scaled-canvas coordinates, and ``Result.index`` is the tile's number (0 .. ``tiles`` - 1). A host scales its document to ``canvas`` first (once, one undo step), then pastes the tiles into one layer at ``layer`` (or reassembles them first). */

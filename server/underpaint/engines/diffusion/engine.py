@@ -8,7 +8,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,17 @@ from underpaint.engines.base import (
     ProgressCallback,
     StepProgress,
 )
+from underpaint.engines.diffusion.controls import (
+    REFERENCE_MODES,
+    AdapterSpec,
+    ControlSpec,
+    LoadedAdapter,
+    adapter_scale,
+    load_adapter,
+    load_controlnet,
+    parse_adapter_source,
+    parse_control_source,
+)
 from underpaint.engines.diffusion.device import (
     Offload,
     decide_vae_tiling,
@@ -36,6 +47,7 @@ from underpaint.engines.diffusion.device import (
 )
 from underpaint.engines.diffusion.loading import LoadedModel, load_model
 from underpaint.engines.diffusion.loras import resolve, scan_loras
+from underpaint.engines.diffusion.preprocess import DepthEstimator, over_white, prepare_control
 from underpaint.engines.diffusion.previews import Previewer, make_previewer
 from underpaint.engines.diffusion.registry import Family, ModelSpec, build_registry, model_info, resolution_for
 from underpaint.errors import JobError
@@ -69,6 +81,10 @@ class RunParams:
     """The LoRA fused into the model (its configured file, folder or repo), if any."""
     few_step: str | None = None
     """The few-step profile that set scheduler/guidance/step limits (turbo, lcm, lightning, hyper)."""
+    controls: tuple[str, ...] = ()
+    """The ControlNet of each control layer (``kind=source``), in the job's order."""
+    adapter: str | None = None
+    """The IP-Adapter that read the reference images, if any."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +101,10 @@ class DiffusionEngine(Engine):
         offload: ``auto`` (model CPU offload when free GPU memory is short) | ``none`` | ``model`` | ``sequential``.
         previews: ``auto`` | ``linear`` | ``taesd`` | ``none`` | a TAESD folder.
         dtype: ``auto`` (fp16 on GPU, fp32 on CPU) | ``fp16`` | ``bf16`` | ``fp32``.
+        controls: ControlNets as ``KIND=SOURCE`` (see ``controls.parse_control_source``); a model takes the
+            kinds configured for its family.
+        adapters: IP-Adapter ``.safetensors`` files (with ``image_encoder/`` beside them), one per family.
+        depth_model: a depth estimation model (HF id or folder) for ``depth`` controls with ``preprocess``.
     """
 
     name = "diffusion"
@@ -97,6 +117,9 @@ class DiffusionEngine(Engine):
         offload: Offload = "auto",
         previews: str = "auto",
         dtype: str = "auto",
+        controls: list[str] | None = None,
+        adapters: list[str] | None = None,
+        depth_model: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -110,6 +133,20 @@ class DiffusionEngine(Engine):
         self._loaded: LoadedModel | None = None
         self._previewer: Previewer | None = None
         self._lock = threading.Lock()
+        self._control_specs: dict[tuple[str, str], ControlSpec] = {}
+        for source in controls or []:
+            control = parse_control_source(source)
+            self._control_specs[(control.family, control.kind)] = control
+        self._controlnets: dict[ControlSpec, Any] = {}
+        """Loaded ControlNets, kept across jobs and modes (only those of the loaded model's family)."""
+        self._adapter_specs: dict[str, AdapterSpec] = {}
+        for source in adapters or []:
+            adapter = parse_adapter_source(source)
+            self._adapter_specs[adapter.family] = adapter
+        self._adapter: LoadedAdapter | None = None
+        self._adapter_applied = False
+        """Whether the loaded model's UNet carries the IP-Adapter's attention processors now."""
+        self._depth = DepthEstimator(depth_model, self.device, self.dtype) if depth_model else None
         self.last_decode_redone = False
         """True when the last image's fp16 VAE decode gave NaN/black and was redone in fp32."""
 
@@ -117,7 +154,13 @@ class DiffusionEngine(Engine):
 
     def models(self) -> list[ModelInfo]:
         loaded_id = self._loaded.spec.id if self._loaded else None
-        return [model_info(s, loaded=s.id == loaded_id) for s in self._specs.values() if s.usable]
+        return [self._with_guides(model_info(s, loaded=s.id == loaded_id)) for s in self._specs.values() if s.usable]
+
+    def _with_guides(self, info: ModelInfo) -> ModelInfo:
+        """The control kinds and reference modes configured for the model's family."""
+        kinds = tuple(kind for family, kind in self._control_specs if family == info.family)
+        modes = REFERENCE_MODES if info.family in self._adapter_specs else ()
+        return replace(info, control_kinds=kinds, reference_modes=modes)
 
     def resolution(self, model: str) -> ModelResolution:
         return resolution_for(self._spec(model))
@@ -151,7 +194,9 @@ class DiffusionEngine(Engine):
             self._set_loras(loaded, job.loras)
             params = self.run_params(job)
             kind, call_kwargs = self._call_kwargs(loaded, job, params)
-            pipe = loaded.pipeline_for(kind)
+            controlnet = self._guide_kwargs(loaded, job, kind, call_kwargs)
+            pipe = loaded.pipeline_for(kind, controlnet)
+            self._use_adapter(pipe, job, call_kwargs)
             self._set_vae_tiling(pipe, spec, job)
             for k in range(batch_count):
                 if cancel.is_set():
@@ -209,6 +254,14 @@ class DiffusionEngine(Engine):
             adjustments=tuple(notes),
             lora=spec.lora,
             few_step=spec.few_step.name if spec.few_step else None,
+            controls=tuple(
+                f"{c.kind}={self._control_specs[(spec.family, c.kind)].location}"
+                for c in job.controls
+                if (spec.family, c.kind) in self._control_specs
+            ),
+            adapter=self._adapter_specs[spec.family].location
+            if job.references and spec.family in self._adapter_specs
+            else None,
         )
 
     def adopt_pipeline(self, model_id: str, pipe: Any, family: Family, inpaint_unet: bool = False) -> None:
@@ -311,6 +364,7 @@ class DiffusionEngine(Engine):
             self._adapters.clear()
         self._loaded.pipes.clear()
         self._loaded = None
+        self._adapter_applied = False
         self._previewer = None
         release_memory(self.device)
 
@@ -344,6 +398,63 @@ class DiffusionEngine(Engine):
         if kind != "img2img":
             kwargs.update(width=job.width, height=job.height)
         return kind, kwargs
+
+    def _guide_kwargs(self, loaded: LoadedModel, job: GenerationInput, kind: str, kwargs: dict) -> Any:
+        """Add the control layers to ``kwargs``; returns the ControlNet (or several) the job needs, or None.
+
+        ControlNets load once and stay for every later job and mode; those of another family are freed.
+        """
+        if not job.controls:
+            return None
+        from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+
+        family = loaded.spec.family
+        for held in [s for s in self._controlnets if s.family != family]:
+            del self._controlnets[held]
+        models, images = [], []
+        for index, control in enumerate(job.controls):
+            spec = self._control_specs.get((family, control.kind))
+            if spec is None:
+                raise JobError(
+                    "unsupported_control",
+                    f"no {control.kind} ControlNet for {family} models",
+                    f"job.controls.{index}.kind",
+                )
+            if spec not in self._controlnets:
+                self._controlnets[spec] = load_controlnet(spec, loaded.base.unet, self.device, loaded.base.unet.dtype)
+            models.append(self._controlnets[spec])
+            rgb = prepare_control(control.kind, control.image, control.preprocess, self._depth, f"job.controls.{index}")
+            images.append(Image.fromarray(rgb))
+        single = len(models) == 1
+        kwargs["image" if kind == "txt2img" else "control_image"] = images[0] if single else images
+        kwargs["controlnet_conditioning_scale"] = (
+            job.controls[0].strength if single else [c.strength for c in job.controls]
+        )
+        kwargs["control_guidance_start"] = [c.start for c in job.controls]
+        kwargs["control_guidance_end"] = [c.end for c in job.controls]
+        return models[0] if single else MultiControlNetModel(models)
+
+    def _use_adapter(self, pipe: Any, job: GenerationInput, kwargs: dict) -> None:
+        """Switch the IP-Adapter on for a job with a reference image (weights kept in memory), off otherwise."""
+        if not job.references:
+            if self._adapter_applied:
+                pipe.unload_ip_adapter()
+                self._adapter_applied = False
+            return
+        family = self._loaded.spec.family if self._loaded else "unknown"
+        spec = self._adapter_specs.get(family)
+        if spec is None:
+            raise JobError("unsupported_control", f"no IP-Adapter for {family} models", "job.references.0.take")
+        if self._adapter is None or self._adapter.spec != spec:
+            self._adapter = load_adapter(spec, self.device, pipe.unet.dtype)
+        adapter = self._adapter
+        pipe.register_modules(image_encoder=adapter.image_encoder, feature_extractor=adapter.feature_extractor)
+        if not self._adapter_applied:
+            pipe.load_ip_adapter([adapter.state_dict], subfolder=[""], weight_name=[Path(spec.location).name])
+            self._adapter_applied = True
+        reference = job.references[0]
+        pipe.set_ip_adapter_scale(adapter_scale(pipe.unet, reference.mode, reference.weight))
+        kwargs["ip_adapter_image"] = Image.fromarray(over_white(reference.image))
 
     def _set_vae_tiling(self, pipe: Any, spec: ModelSpec, job: GenerationInput) -> bool:
         """Tile the VAE for this job or not (see :func:`decide_vae_tiling`); returns the decision."""

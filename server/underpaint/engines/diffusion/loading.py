@@ -19,9 +19,15 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     LCMScheduler,
+    StableDiffusionControlNetImg2ImgPipeline,
+    StableDiffusionControlNetInpaintPipeline,
+    StableDiffusionControlNetPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLControlNetImg2ImgPipeline,
+    StableDiffusionXLControlNetInpaintPipeline,
+    StableDiffusionXLControlNetPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLInpaintPipeline,
     StableDiffusionXLPipeline,
@@ -44,6 +50,20 @@ PIPELINES: dict[str, dict[str, Any]] = {
         "inpaint": StableDiffusionInpaintPipeline,
     },
 }
+
+CONTROL_PIPELINES: dict[str, dict[str, Any]] = {
+    "sdxl": {
+        "txt2img": StableDiffusionXLControlNetPipeline,
+        "img2img": StableDiffusionXLControlNetImg2ImgPipeline,
+        "inpaint": StableDiffusionXLControlNetInpaintPipeline,
+    },
+    "sd": {
+        "txt2img": StableDiffusionControlNetPipeline,
+        "img2img": StableDiffusionControlNetImg2ImgPipeline,
+        "inpaint": StableDiffusionControlNetInpaintPipeline,
+    },
+}
+"""The same three modes with ControlNet guidance (one ControlNet, or a ``MultiControlNetModel``)."""
 
 # Where a single-file checkpoint can find a real CLIP tokenizer (vocab.json + merges.txt, ~2 MB that
 # this package does not ship): repos a user may already have in the HF cache. (repo, subfolder)
@@ -85,15 +105,26 @@ class LoadedModel:
     pipes: dict[str, Pipe] = field(default_factory=dict)
     _offload_owner: str | None = None
 
-    def pipeline_for(self, kind: str) -> Pipe:
-        """The pipeline for ``kind`` (txt2img/img2img/inpaint), made once with ``from_pipe`` (no reload)."""
-        pipe = self.pipes.get(kind)
+    def pipeline_for(self, kind: str, controlnet: Any = None) -> Pipe:
+        """The pipeline for ``kind`` (txt2img/img2img/inpaint), made once with ``from_pipe`` (no reload).
+
+        With ``controlnet`` (a ControlNet or a ``MultiControlNetModel``), its ControlNet variant: made once
+        too, sharing the same modules; the job's ControlNet is swapped in, nothing is reloaded.
+        """
+        key = f"control-{kind}" if controlnet is not None else kind
+        pipe = self.pipes.get(key)
+        family = "sdxl" if self.spec.family == "sdxl" else "sd"
         if pipe is None:
-            cls = PIPELINES["sdxl" if self.spec.family == "sdxl" else "sd"][kind]
-            extra = {} if self.spec.family == "sdxl" else {"requires_safety_checker": False}
+            cls = (CONTROL_PIPELINES if controlnet is not None else PIPELINES)[family][kind]
+            extra: dict[str, Any] = {} if self.spec.family == "sdxl" else {"requires_safety_checker": False}
+            if controlnet is not None:
+                extra["controlnet"] = controlnet
             pipe = self.base if isinstance(self.base, cls) else cls.from_pipe(self.base, **extra)
             pipe.set_progress_bar_config(disable=True)
-            self.pipes[kind] = pipe
+            self.pipes[key] = pipe
+        elif controlnet is not None and pipe.controlnet is not controlnet:
+            pipe.register_modules(controlnet=controlnet)
+        kind = key
         if self.offload != "none" and self._offload_owner != kind:
             # Offload hooks live on the shared modules but are driven by one pipeline: re-arm on switch.
             if self.offload == "model":

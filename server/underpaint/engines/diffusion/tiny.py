@@ -181,3 +181,123 @@ def save_config_folder(pipe: Any, folder: Path) -> Path:
         elif hasattr(component, "config") and hasattr(component.config, "to_json_file"):
             component.config.to_json_file(str(sub / "config.json"))
     return folder
+
+
+# --- control layers and references (issue 18): tiny ControlNet, IP-Adapter and depth model ----------------
+
+
+def build_controlnet(unet: Any, seed: int = 0) -> Any:
+    """A ControlNet made from ``unet``'s config, every weight random.
+
+    A fresh ControlNet's zero convolutions make it a no-op until trained; random ones make it act, so
+    tests can see that a control changes the result.
+    """
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(8, 8, 16, 16), load_weights_from_unet=False
+    )
+    with torch.no_grad():
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            torch.nn.init.normal_(module.weight, std=0.5)
+        torch.nn.init.normal_(controlnet.controlnet_cond_embedding.conv_out.weight, std=0.5)
+    return controlnet
+
+
+IMAGE_EMBED_DIM = 32
+
+
+def build_image_encoder(seed: int = 0) -> Any:
+    """A tiny CLIP vision tower with projection, as IP-Adapter's ``image_encoder`` folder holds."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        projection_dim=IMAGE_EMBED_DIM,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+    )
+    return CLIPVisionModelWithProjection(config)
+
+
+def ip_adapter_state_dict(unet: Any, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random IP-Adapter weights for ``unet`` in the flat safetensors layout of h94/IP-Adapter
+    (``image_proj.*`` and ``ip_adapter.<n>.to_k_ip.weight``, n = 1, 3, 5... per cross-attention)."""
+    generator = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    channels = list(unet.config.block_out_channels)
+    weights = {
+        "image_proj.proj.weight": torch.randn(cross * 4, IMAGE_EMBED_DIM, generator=generator) * 0.2,
+        "image_proj.proj.bias": torch.zeros(cross * 4),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            hidden = channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = channels[int(name[len("down_blocks.")])]
+        for which in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{key_id}.{which}.weight"] = torch.randn(hidden, cross, generator=generator) * 0.5
+        key_id += 2
+    return weights
+
+
+def save_ip_adapter(unet: Any, folder: Path, weight_name: str, seed: int = 0) -> Path:
+    """Write a tiny IP-Adapter as h94/IP-Adapter lays one out: ``folder/<weight_name>`` beside
+    ``folder/image_encoder/``; returns the weights file."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / weight_name
+    save_file({k: v.contiguous() for k, v in ip_adapter_state_dict(unet, seed).items()}, str(path))
+    build_image_encoder(seed).save_pretrained(str(folder / "image_encoder"), safe_serialization=True)
+    return path
+
+
+def build_depth_model(seed: int = 0) -> tuple[Any, Any]:
+    """A tiny Depth Anything (DINOv2 backbone) with its image processor, random weights."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    torch.manual_seed(seed)
+    backbone_options: dict[str, Any] = dict(
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=37,
+        image_size=56,
+        patch_size=14,
+        out_indices=[1, 2, 3, 4],
+        apply_layernorm=True,
+        reshape_hidden_states=False,
+    )
+    backbone = Dinov2Config(**backbone_options)
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        patch_size=14,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+    )
+    model = DepthAnythingForDepthEstimation(config)
+    processor = DPTImageProcessor(
+        do_resize=True,
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    return model, processor
