@@ -33,6 +33,21 @@ def test_a_box_becomes_the_object(background: str, seed: int) -> None:
     assert not mask[outside].any(), "nothing outside the box is selected"
 
 
+def test_the_same_request_gives_the_same_mask_whatever_ran_before() -> None:
+    """OpenCV's per-thread RNG (GrabCut's k-means start) must not make a repeated refine differ."""
+    scene = composite("coffee.jpg", 1)
+    first = refine(scene.rgb, None, SegmentPrompt(box=scene.box))
+    cv2.kmeans(  # something else on this thread draws from the RNG in between
+        np.random.default_rng(0).random((64, 3), dtype=np.float32),
+        4,
+        None,
+        (cv2.TERM_CRITERIA_MAX_ITER, 3, 0),
+        1,
+        cv2.KMEANS_RANDOM_CENTERS,
+    )
+    assert np.array_equal(refine(scene.rgb, None, SegmentPrompt(box=scene.box)), first)
+
+
 def test_a_rough_selection_is_refined_with_soft_edges() -> None:
     scene = composite("astronaut.jpg", 2)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (31, 31))

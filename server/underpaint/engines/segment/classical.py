@@ -89,6 +89,9 @@ def refine(
     if (labels == cv2.GC_PR_FGD).any() or (labels == cv2.GC_FGD).any():
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        # GrabCut's k-means start draws from OpenCV's per-thread RNG, which earlier jobs advanced: a
+        # fixed seed makes the same request give the same mask every time
+        cv2.setRNGSeed(0)
         for step in range(iterations):
             if cancel is not None and cancel.is_set():
                 raise JobCancelled()
