@@ -33,7 +33,7 @@ from underpaint.engines.base import (
     StepProgress,
 )
 from underpaint.engines.segment.edges import soft_mask
-from underpaint.engines.segment.tiny import TINY_CLIPSEG, TINY_IDS, tiny_folder
+from underpaint.engines.segment.tiny import TINY_CLIPSEG, TINY_IDS, TINY_SAM2, tiny_folder
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
@@ -68,7 +68,8 @@ def parse_source(source: str) -> SegmentModel:
             raise ValueError(f"{source}: a pair is CLIPSEG+SAM (a CLIPSeg model, then a SAM model)")
         return SegmentModel(source, "pair", text.location, sam)
     if source in TINY_IDS:
-        return SegmentModel(source, "clipseg" if source == TINY_CLIPSEG else "sam", source)
+        kind = {TINY_CLIPSEG: "clipseg", TINY_SAM2: "sam2"}.get(source, "sam")
+        return SegmentModel(source, kind, source)
     return SegmentModel(source, _kind(source), source)
 
 
@@ -333,9 +334,12 @@ def _digest(rgb: np.ndarray) -> str:
 def _input_scale(processor: Any, size: tuple[int, int]) -> tuple[float, float]:
     """Region pixels -> the model's input pixels (SAM resizes the longer side to its input size)."""
     height, width = size
-    image_processor = processor.image_processor
-    target = image_processor.size
-    if "longest_edge" in target:
-        scale = target["longest_edge"] / max(height, width)
-        return scale, scale
-    return target["width"] / width, target["height"] / height
+    target = processor.image_processor.size
+
+    def side(name: str) -> Any:
+        return target.get(name) if isinstance(target, dict) else getattr(target, name, None)
+
+    longest = side("longest_edge")
+    if longest:  # SAM: the longer side to its input size, the aspect kept
+        return longest / max(height, width), longest / max(height, width)
+    return side("width") / width, side("height") / height  # SAM 2: stretched to a square
