@@ -3,7 +3,8 @@
 
 They are saved as safetensors folders and loaded back through the same loader as a user's model, so
 tests and the plugins run the whole path on any machine. They select noise. SAM keeps its real input
-size (1024) and embedding layout, so the costs of encoder versus decoder behave like the real model's.
+size (1024), so preprocessing, prompt scaling and the embedding cache work as with a real model; its
+encoder is far cheaper than a real one's, so what a cached click saves is smaller here than there.
 """
 
 from __future__ import annotations
