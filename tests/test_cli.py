@@ -151,6 +151,15 @@ def test_models_lists_the_classical_engine() -> None:
     assert "classical" in run.stdout and "inpaint, outpaint" in run.stdout
 
 
+def test_models_lists_the_segment_models() -> None:
+    run = underpaint("models", "--segment-model", "CIDAS/clipseg-rd64-refined+facebook/sam-vit-base")
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line for line in run.stdout.splitlines()[1:]}
+    assert "segment (box, points, mask)" in rows["refine"]
+    assert "segment (box, points)" in rows["tiny-random-sam"] and "segment (text)" in rows["tiny-random-clipseg"]
+    assert "segment (text, box, points)" in rows["CIDAS/clipseg-rd64-refined+facebook/sam-vit-base"]
+
+
 def test_ctrl_c_says_which_jobs_were_interrupted(tmp_path: Path) -> None:
     """A running diffusion job and a queued one are named in the log when the daemon stops."""
     port = free_port()

@@ -44,7 +44,13 @@ from underpaint_protocol.guides import (
 from underpaint_protocol.jobs import Bounds, build_job, placement
 from underpaint_protocol.library import Library, read_for_interrogation
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
-from underpaint_protocol.segment import SegmentRequest, SelectionCanvas, build_segment_job, segment_mask
+from underpaint_protocol.segment import (
+    SegmentRequest,
+    SelectionCanvas,
+    build_segment_job,
+    segment_mask,
+    segment_models,
+)
 from underpaint_protocol.segment import problem as segment_problem
 from underpaint_protocol.session import Event, ImageData
 from underpaint_protocol.upscale import UPSCALE_MODES, TileSet, UpscaleRequest
@@ -463,7 +469,13 @@ class Controller:
 
     @property
     def models(self) -> list[dict[str, Any]]:
-        return list(self.welcome.get("models", []))
+        """The models Generate can use (segment-only models are in ``segment_models``)."""
+        return [m for m in self.welcome.get("models", []) if any(mode != "segment" for mode in m.get("modes", []))]
+
+    @property
+    def segment_models(self) -> list[dict[str, Any]]:
+        """The models that select objects, each with its ``segment_inputs`` (box, points, mask, text)."""
+        return segment_models(list(self.welcome.get("models", [])))
 
     @property
     def default_model(self) -> str | None:
@@ -494,7 +506,7 @@ class Controller:
     def model_info(self, model_id: str | None = None) -> dict[str, Any] | None:
         """The ``welcome`` description of ``model_id`` (the default model when None)."""
         wanted = model_id or self.default_model
-        return next((m for m in self.models if m.get("id") == wanted), None)
+        return next((m for m in self.welcome.get("models", []) if m.get("id") == wanted), None)
 
     def ignored(self, model_id: str | None = None) -> dict[str, str]:
         """Fields the model ignores -> the hint why (panels disable them)."""
@@ -804,7 +816,7 @@ class Controller:
     def _check_model(self, spec: dict[str, Any]) -> None:
         """Refuse, with what to do instead, a mode the chosen model cannot run (before sending anything)."""
         model_id = spec.get("model") or self.default_model
-        info = next((m for m in self.models if m.get("id") == model_id), None)
+        info = next((m for m in self.welcome.get("models", []) if m.get("id") == model_id), None)
         modes = info.get("modes") if info is not None else None
         mode = str(spec["mode"])
         if not isinstance(modes, list) or mode in modes:

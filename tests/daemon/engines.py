@@ -35,7 +35,7 @@ class PacedEngine(Engine):
                 id=PACED_MODEL,
                 engine=self.name,
                 family="test",
-                modes=tuple(Mode),
+                modes=tuple(m for m in Mode if m is not Mode.SEGMENT),
                 description="test engine: waits per step, returns its input",
                 default_steps=self.steps,
                 default_guidance=1.0,

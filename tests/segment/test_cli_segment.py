@@ -27,7 +27,7 @@ def test_segment_writes_the_mask_at_the_image_size(tmp_path: Path, capsys: pytes
         with Image.open(out) as written:
             assert written.mode == "L" and written.size == (scene.rgb.shape[1], scene.rgb.shape[0])
             mask = np.asarray(written)
-        assert iou(mask, scene.truth) > 0.65
+        assert iou(mask, scene.truth) > 0.8
         assert "wrote" in capsys.readouterr().out
         rough = tmp_path / "rough.png"
         Image.fromarray(scene.truth.astype(np.uint8) * 255).save(rough)

@@ -35,14 +35,15 @@ from underpaint_protocol.controller import Controller, WorkQueue
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.segment import SegmentRequest
 
-SAM, CLIPSEG, PAIR = "tiny-random-sam", "tiny-random-clipseg", "tiny-random-clipseg+tiny-random-sam"
+SAM, SAM2, CLIPSEG = "tiny-random-sam", "tiny-random-sam2", "tiny-random-clipseg"
+PAIR = "tiny-random-clipseg+tiny-random-sam"
 MakeClient = Callable[..., tuple[UnderpaintClient, Recorder]]
 
 
 @pytest.fixture(scope="module")
 def segment_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDaemon]:
     paced = PacedEngine(step_seconds=0.2, steps=10)
-    engines = [ClassicalEngine(), RefineEngine(), LearnedSegmentEngine([SAM, CLIPSEG, PAIR]), paced]
+    engines = [ClassicalEngine(), RefineEngine(), LearnedSegmentEngine([SAM, CLIPSEG, PAIR, SAM2]), paced]
     running = start_daemon(tmp_path_factory.mktemp("segment"), engines=engines, paced=paced)
     yield running
     running.thread.stop()
@@ -80,6 +81,7 @@ def test_welcome_lists_segment_models(make_client: MakeClient) -> None:
     assert models[SAM]["segment_inputs"] == ["box", "points"]
     assert models[CLIPSEG]["segment_inputs"] == ["text"]
     assert models[PAIR]["segment_inputs"] == ["text", "box", "points"]
+    assert models[SAM2]["family"] == "sam2" and models[SAM2]["segment_inputs"] == ["box", "points"]
     assert "segment_inputs" not in models["classical"] or models["classical"]["segment_inputs"] is None
     assert "segment" in client.welcome["modes"]
 
@@ -117,6 +119,20 @@ def test_sam_clicks_reuse_the_image_embedding(
     third = run(client, recorder, segment_job(other, SAM, points=[{"x": 100, "y": 90}]), other)
     assert third.message["params"]["engine_params"]["embedding"] == "computed"
     assert len(calls) == 2
+
+
+def test_sam2_clicks_and_box(segment_daemon: RunningDaemon, make_client: MakeClient) -> None:
+    client, recorder = make_client()
+    canvas = photo_like(300, 200, seed=9)
+    engine = learned(segment_daemon)
+    runs = engine.encoder_runs
+    click = run(client, recorder, segment_job(canvas, SAM2, points=[{"x": 30, "y": 40}]), canvas)
+    assert layer_array(click).shape == (200, 300, 4)
+    assert engine.encoder_runs == runs + 1
+    again = run(client, recorder, segment_job(canvas, SAM2, points=[{"x": 30, "y": 40}, {"x": 200, "y": 150}]), canvas)
+    assert again.message["params"]["engine_params"]["embedding"] == "cached" and engine.encoder_runs == runs + 1
+    box = run(client, recorder, segment_job(canvas, SAM2, box={"x": 100, "y": 50, "width": 60, "height": 40}), canvas)
+    assert (box.message["layer"]["width"], box.message["layer"]["height"]) == (92, 72)  # at least 16 px context
 
 
 def test_sam_box_region_and_placement(make_client: MakeClient) -> None:

@@ -32,6 +32,8 @@ ITERATIONS = 5
 MODEL_SIDE = 1024
 POINT_RADIUS = 0.012
 """Radius of the sure-foreground / sure-background disc a click makes, as a fraction of the longer side."""
+CONTEXT_RING = 0.25
+"""Sure background GrabCut sees around the uncertain area, as a fraction of that area's longer side."""
 ROUGH_MARGIN = 0.08
 """How far past a rough selection the object may reach, as a fraction of the selection's longer side."""
 
@@ -87,8 +89,15 @@ def refine(
     seeds = _initial_labels(small.shape[:2], small_rough, prompt, scale)
     labels = seeds.copy()
     if (labels == cv2.GC_PR_FGD).any() or (labels == cv2.GC_FGD).any():
+        # Far from the uncertain area every pixel is sure background: GrabCut runs on the uncertain
+        # area plus a ring of background to learn from (its graph cut costs per pixel).
+        x, y, w, h = cv2.boundingRect((labels != cv2.GC_BGD).astype(np.uint8))
+        ring = max(8, round(CONTEXT_RING * max(w, h)))
+        rows = slice(max(0, y - ring), min(labels.shape[0], y + h + ring))
+        cols = slice(max(0, x - ring), min(labels.shape[1], x + w + ring))
+        part = np.ascontiguousarray(labels[rows, cols])
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(np.ascontiguousarray(small[rows, cols]), cv2.COLOR_RGB2BGR)
         # GrabCut's k-means start draws from OpenCV's per-thread RNG, which earlier jobs advanced: a
         # fixed seed makes the same request give the same mask every time
         cv2.setRNGSeed(0)
@@ -97,11 +106,12 @@ def refine(
                 raise JobCancelled()
             mode = cv2.GC_INIT_WITH_MASK if step == 0 else cv2.GC_EVAL
             try:
-                cv2.grabCut(bgr, labels, (0, 0, 0, 0), background, foreground, 1, mode)
+                cv2.grabCut(bgr, part, (0, 0, 0, 0), background, foreground, 1, mode)
             except cv2.error:  # one colour class empty (e.g. the box is the whole image): keep the seeds
                 break
             if on_progress is not None:
                 on_progress(StepProgress(step=step + 1, total=iterations))
+        labels[rows, cols] = part
     selected = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
     selected = _clean(selected, seeds)
     mask = soft_mask(rgb, selected.astype(np.float32), prompt.soften)

@@ -12,18 +12,33 @@ import numpy as np
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Edge-preserving smoothing of ``source`` (float32 0..1) guided by the gray ``guide`` (float32 0..1)."""
-    size = (2 * radius + 1, 2 * radius + 1)
+    """Edge-preserving smoothing of ``source`` (float32 0..1) guided by the gray ``guide`` (float32 0..1).
+
+    The fast guided filter (He and Sun, 2015): the local linear model is fitted at half resolution when
+    the radius allows, then applied to the full-resolution guide, so the edge keeps its full detail.
+    """
+    height, width = guide.shape
+    step = 2 if radius >= 4 and min(height, width) >= 16 else 1
+    small_guide, small_source = guide, source
+    if step > 1:
+        size = (max(1, width // step), max(1, height // step))
+        small_guide = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
+        small_source = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
+    window = (2 * (radius // step) + 1, 2 * (radius // step) + 1)
 
     def mean(array: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(array, cv2.CV_32F, size, borderType=cv2.BORDER_REFLECT)
+        return cv2.boxFilter(array, cv2.CV_32F, window, borderType=cv2.BORDER_REFLECT)
 
-    mean_guide, mean_source = mean(guide), mean(source)
-    variance = mean(guide * guide) - mean_guide * mean_guide
-    covariance = mean(guide * source) - mean_guide * mean_source
+    mean_guide, mean_source = mean(small_guide), mean(small_source)
+    variance = mean(small_guide * small_guide) - mean_guide * mean_guide
+    covariance = mean(small_guide * small_source) - mean_guide * mean_source
     a = covariance / (variance + eps)
     b = mean_source - a * mean_guide
-    return mean(a) * guide + mean(b)
+    mean_a, mean_b = mean(a), mean(b)
+    if step > 1:
+        mean_a = cv2.resize(mean_a, (width, height), interpolation=cv2.INTER_LINEAR)
+        mean_b = cv2.resize(mean_b, (width, height), interpolation=cv2.INTER_LINEAR)
+    return mean_a * guide + mean_b
 
 
 def soft_mask(rgb: np.ndarray, probability: np.ndarray, soften: int | None, threshold: float = 0.5) -> np.ndarray:

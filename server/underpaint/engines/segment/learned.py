@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from underpaint.engines.base import (
     StepProgress,
 )
 from underpaint.engines.segment.edges import soft_mask
-from underpaint.engines.segment.tiny import TINY_CLIPSEG, TINY_IDS, tiny_folder
+from underpaint.engines.segment.tiny import TINY_CLIPSEG, TINY_IDS, TINY_SAM2, tiny_folder
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 
@@ -68,7 +69,8 @@ def parse_source(source: str) -> SegmentModel:
             raise ValueError(f"{source}: a pair is CLIPSEG+SAM (a CLIPSeg model, then a SAM model)")
         return SegmentModel(source, "pair", text.location, sam)
     if source in TINY_IDS:
-        return SegmentModel(source, "clipseg" if source == TINY_CLIPSEG else "sam", source)
+        kind = {TINY_CLIPSEG: "clipseg", TINY_SAM2: "sam2"}.get(source, "sam")
+        return SegmentModel(source, kind, source)
     return SegmentModel(source, _kind(source), source)
 
 
@@ -228,7 +230,10 @@ class LearnedSegmentEngine(Engine):
                 raise JobCancelled()
             embedding = model.get_image_embeddings(pixels["pixel_values"].to(self.device, model.dtype))
             self.encoder_runs += 1
-            cached = (embedding, pixels["original_sizes"], pixels.get("reshaped_input_sizes"))
+            input_height, input_width = pixels["pixel_values"].shape[-2:]
+            reshaped = pixels.get("reshaped_input_sizes")  # SAM pads the resized image; SAM 2 stretches it
+            used = (1.0, 1.0) if reshaped is None else (reshaped[0][0] / input_height, reshaped[0][1] / input_width)
+            cached = (embedding, (float(used[0]), float(used[1])))
             self._embeddings[cache_key] = cached
             while len(self._embeddings) > CACHED_EMBEDDINGS:
                 self._embeddings.popitem(last=False)
@@ -236,7 +241,7 @@ class LearnedSegmentEngine(Engine):
             self._embeddings.move_to_end(cache_key)
         if cancel is not None and cancel.is_set():
             raise JobCancelled()
-        embedding, original_sizes, reshaped_sizes = cached
+        embedding, used = cached
         scale = _input_scale(processor, rgb.shape[:2])
         points = [(x, y, 1) for x, y in prompt.points] + [(x, y, 0) for x, y in prompt.negative_points]
         inputs: dict[str, Any] = {}
@@ -251,15 +256,12 @@ class LearnedSegmentEngine(Engine):
             inputs["input_boxes"] = torch.tensor([[corners]], dtype=torch.float32, device=self.device)
         ambiguous = prompt.box is None and len(points) == 1
         outputs = model(image_embeddings=embedding, multimask_output=ambiguous, **inputs)
-        post = processor.post_process_masks(
-            outputs.pred_masks.cpu(),
-            original_sizes,
-            *([reshaped_sizes] if reshaped_sizes is not None else []),
-            binarize=False,
-        )
-        logits = post[0][0]  # (masks, height, width) for the one prompt
         best = int(outputs.iou_scores[0, 0].argmax()) if ambiguous else 0
-        return torch.sigmoid(logits[best].float()).numpy()
+        low = outputs.pred_masks[0, 0, best]  # low-resolution logits over the model's input
+        rows, cols = math.ceil(low.shape[0] * used[0]), math.ceil(low.shape[1] * used[1])
+        # The image's part of it, scaled to the region once (soft_mask), as the processor's
+        # post_process_masks would in two steps.
+        return torch.sigmoid(low[:rows, :cols].detach().float()).cpu().numpy()
 
     # ------------------------------------------------------------ CLIPSeg
 
@@ -333,9 +335,12 @@ def _digest(rgb: np.ndarray) -> str:
 def _input_scale(processor: Any, size: tuple[int, int]) -> tuple[float, float]:
     """Region pixels -> the model's input pixels (SAM resizes the longer side to its input size)."""
     height, width = size
-    image_processor = processor.image_processor
-    target = image_processor.size
-    if "longest_edge" in target:
-        scale = target["longest_edge"] / max(height, width)
-        return scale, scale
-    return target["width"] / width, target["height"] / height
+    target = processor.image_processor.size
+
+    def side(name: str) -> Any:
+        return target.get(name) if isinstance(target, dict) else getattr(target, name, None)
+
+    longest = side("longest_edge")
+    if longest:  # SAM: the longer side to its input size, the aspect kept
+        return longest / max(height, width), longest / max(height, width)
+    return side("width") / width, side("height") / height  # SAM 2: stretched to a square
