@@ -308,3 +308,20 @@ def test_cli_writes_the_whole_upscaled_image(daemon: RunningDaemon, tmp_path: Pa
     assert main([*argv, "--factor", "2.5", "--model", "tiny-compact-x2", "--out", str(out)]) in (0, None)
     with Image.open(out) as written:
         assert written.size == (375, 250)
+
+
+def test_cancel_stops_an_upscale_between_tiles(make_client) -> None:
+    client, events = make_client()
+    job = {
+        "mode": "upscale",
+        "model": "tiny-compact-x2",
+        "canvas": {"width": 640, "height": 448},
+        "upscale": {"factor": 2.0, "tile": 64},
+    }
+    accepted = submit_job(client, job, photo_like(640, 448, seed=8))
+    events.wait_for(lambda: bool(events.of(accepted["job_id"], "progress")), 120)
+    client.cancel(accepted["job_id"])
+    outcome = events.wait_outcome(accepted["job_id"], 120)
+    assert outcome.type == "cancelled", outcome.message
+    total = events.of(accepted["job_id"], "progress")[-1].message["total"]
+    assert len(events.of(accepted["job_id"], "progress")) < total  # it stopped before the last tile
