@@ -120,3 +120,14 @@ def test_the_controller_reads_control_layers_over_the_planned_region(monkeypatch
     plain_host, _, _ = scripted(FakeCanvas.photo())
     assert plain_host.generate(Request(model="paced", strength=0.5, controls=(ControlLayer("x", "canny"),))) is None
     assert "cannot use layers" in plain_host.error
+
+
+def test_the_stdlib_lists_match_the_protocol() -> None:
+    """Plugins cannot import the pydantic definitions: their copies of the kinds must not drift."""
+    from typing import get_args
+
+    from underpaint_protocol import messages
+    from underpaint_protocol.guides import CONTROL_KINDS, REFERENCE_TAKES
+
+    assert get_args(messages.ControlKind) == CONTROL_KINDS
+    assert get_args(messages.ReferenceMode) == REFERENCE_TAKES
