@@ -200,7 +200,6 @@ BASE = {"mode": "txt2img", "steps": 1, "canvas": {"width": 64, "height": 64}}
         ),
         (
             {**BASE, "controls": [{"kind": "canny", "start": 0.7, "end": 0.2}]},
-            {},
             "invalid_field",
             "job.controls.0.end",
         ),

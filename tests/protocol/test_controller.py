@@ -45,6 +45,7 @@ class ScriptedClient:
         self.plans: list[Future[Any]] = []
         self.submits: list[tuple[dict[str, Any], Any, Any, Any, Future[Any], Callable[[], None]]] = []
         self.cancels: list[str] = []
+        self.guides: list[tuple[list[ImageData], list[ImageData]]] = []
         self.closed = False
 
     def connect(self, timeout: float, fail_fast: bool = False) -> dict[str, Any]:
@@ -57,8 +58,9 @@ class ScriptedClient:
         self.plans.append(Future())
         return self.plans[-1]
 
-    def submit(self, job, region=None, image=None, mask=None, on_sent=None):  # type: ignore[no-untyped-def]
+    def submit(self, job, region=None, image=None, mask=None, on_sent=None, controls=(), references=()):  # type: ignore[no-untyped-def]
         future: Future[Any] = Future()
+        self.guides.append((list(controls), list(references)))
         self.submits.append((job, region, image, mask, future, on_sent))
         return future
 

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from tests.protocol.fake_host import FakeCanvas
+from tests.protocol.test_controller import WELCOME, scripted
+from underpaint_protocol.controller import Request
 from underpaint_protocol.frames import decode_frame
 from underpaint_protocol.guides import (
     ControlLayer,
@@ -77,3 +80,54 @@ def test_controls_are_read_over_the_planned_control_region_and_sent_in_order() -
     ]
     with pytest.raises(TypeError):
         read_guides(object(), planned, controls, ())
+
+
+class LayeredCanvas(FakeCanvas):
+    """The fake host canvas plus named layers: what a host adds to take control layers."""
+
+    def read_layer_region(self, layer: str, rect: Bounds) -> ImageData:
+        self.reads.append((f"layer:{layer}", rect))
+        return ImageData("rgba8", rect.width, rect.height, bytes(rect.width * rect.height * 4))
+
+    def read_layer(self, layer: str) -> ImageData:
+        self.reads.append((f"whole:{layer}", Bounds(0, 0, 5, 4)))
+        return ImageData("rgba8", 5, 4, bytes(80))
+
+
+def test_the_controller_reads_control_layers_over_the_planned_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(WELCOME["models"][1], "control_kinds", ["canny", "scribble"])
+    monkeypatch.setitem(WELCOME["models"][1], "reference_modes", ["style", "composition", "both"])
+    photo = FakeCanvas.photo()
+    canvas = LayeredCanvas(photo.width, photo.height, photo.background)
+    controller, client, _ = scripted(canvas)
+    request = Request(
+        model="paced", strength=0.5, controls=(ControlLayer("lines", "canny"),), references=(ReferenceImage("ref"),)
+    )
+    job = controller.generate(request)
+    assert job is not None and job.spec["controls"][0]["kind"] == "canny"
+    client.plans[0].set_result(
+        {
+            "type": "planned",
+            "upload": {"x": 0, "y": 0, "width": 160, "height": 120},
+            "control": {"x": 0, "y": 0, "width": 160, "height": 120},
+        }
+    )
+    assert [kind for kind, _ in canvas.reads] == ["image", "layer:lines", "whole:ref"]
+    ((controls, references),) = client.guides
+    assert (controls[0].width, controls[0].height, references[0].width) == (160, 120, 5)
+    refused = controller.generate(Request(model="paced", strength=0.5, controls=(ControlLayer("lines", "depth"),)))
+    assert refused is None and "depth" in controller.error
+    plain_host, _, _ = scripted(FakeCanvas.photo())
+    assert plain_host.generate(Request(model="paced", strength=0.5, controls=(ControlLayer("x", "canny"),))) is None
+    assert "cannot use layers" in plain_host.error
+
+
+def test_the_stdlib_lists_match_the_protocol() -> None:
+    """Plugins cannot import the pydantic definitions: their copies of the kinds must not drift."""
+    from typing import get_args
+
+    from underpaint_protocol import messages
+    from underpaint_protocol.guides import CONTROL_KINDS, REFERENCE_TAKES
+
+    assert get_args(messages.ControlKind) == CONTROL_KINDS
+    assert get_args(messages.ReferenceMode) == REFERENCE_TAKES
