@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SOURCE",
         help="diffusion model: a Hugging Face repo id, a diffusers folder, a .safetensors file, "
-        "or tiny-random (random weights, draws noise); repeatable",
+        "or tiny-random (random weights, draws noise); erase:PATH a learned fill model, upscale:PATH a "
+        "super-resolution model (e.g. RealESRGAN_x4plus.safetensors), restore:PATH a face restoration model "
+        "(e.g. GFPGANv1.4.safetensors); repeatable",
     )
     serve.add_argument("--models-dir", action="append", type=Path, default=[], help="folder of models to offer")
     serve.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     generate = commands.add_parser("generate", help="run one job through a daemon, like a plugin would")
-    generate.add_argument("mode", choices=["txt2img", "img2img", "inpaint", "outpaint"])
+    generate.add_argument(
+        "mode", choices=["txt2img", "img2img", "inpaint", "outpaint", "upscale", "refine-upscale", "restore"]
+    )
     generate.add_argument("--server", default=f"ws://127.0.0.1:{DEFAULT_PORT}", help="daemon URL")
     generate.add_argument("--token", help="the daemon's token (default: read from this user's config)")
     generate.add_argument(
@@ -99,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--extend", help="outpaint extents in pixels: LEFT,TOP,RIGHT,BOTTOM")
     generate.add_argument("--out", type=Path, required=True, help="result composited over the input, full canvas")
     generate.add_argument("--layer-out", type=Path, help="the raw layer (PNG) with its placement (JSON beside it)")
+    _add_upscale_arguments(generate)
     generate.set_defaults(run=_generate)
 
     token = commands.add_parser("token", help="print the token browser-based clients (Figma) must present")
@@ -122,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--models-dir", action="append", type=Path, default=[])
     models.set_defaults(run=_models)
     return parser
+
+
+def _add_upscale_arguments(generate: argparse.ArgumentParser) -> None:
+    """`generate upscale | refine-upscale`: the factor, refine-upscale's upscaler, the tile size."""
+    generate.add_argument("--factor", type=float, help="upscale factor, 1-16, any number (upscale, refine-upscale)")
+    generate.add_argument(
+        "--upscaler", help="refine-upscale: the upscaler model id before the diffusion pass (default: the daemon's)"
+    )
+    generate.add_argument("--tile", type=int, help="upscaler tile side in input pixels (default: the daemon's)")
 
 
 def _serve(args: argparse.Namespace) -> int:

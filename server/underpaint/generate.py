@@ -20,9 +20,11 @@ from PIL import Image
 from underpaint import __version__
 from underpaint.canvas import PixelLayer, composite_over
 from underpaint.canvas.geometry import Box
+from underpaint.canvas.resize import resize_exact
 from underpaint_protocol.controller import Controller, NewLayer, Request, WorkQueue
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
+from underpaint_protocol.upscale import UpscaleRequest
 
 
 class GenerateError(Exception):
@@ -72,6 +74,14 @@ def _extend(args: argparse.Namespace) -> tuple[int, int, int, int] | None:
     return left, top, right, bottom
 
 
+def _upscale(args: argparse.Namespace) -> UpscaleRequest | None:
+    if args.mode not in ("upscale", "refine-upscale"):
+        return None
+    if args.factor is None:
+        raise GenerateError(f"{args.mode} needs --factor")
+    return UpscaleRequest(args.factor, model=args.upscaler, tile=args.tile)
+
+
 def _token(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
@@ -111,6 +121,10 @@ class FileCanvas:
         old_height, old_width = self.pixels.shape[:2]
         grown[offset_y : offset_y + old_height, offset_x : offset_x + old_width] = self.pixels
         self.pixels = grown
+
+    def scale(self, width: int, height: int) -> None:
+        """An upscale scales the document first; the result layer then covers its part of it."""
+        self.pixels = np.asarray(resize_exact(self.pixels, width, height))
 
     def paste(self, layers: list[NewLayer], group: str | None) -> list[Any]:
         self.pasted += layers
@@ -167,7 +181,8 @@ def run_generate(args: argparse.Namespace) -> None:
         steps=args.steps,
         guidance=args.guidance,
         extend=_extend(args),
-        mode=args.mode,
+        mode=args.mode.replace("-", "_"),
+        upscale=_upscale(args),
     )
     controller.connect(args.server, _token(args))
     try:

@@ -40,7 +40,7 @@ def test_welcome_lists_tiny_random_as_a_diffusion_model(client) -> None:
     connected, _ = client
     models = {m["id"]: m for m in connected.welcome["models"]}
     assert models["tiny-random"]["engine"] == "diffusion"
-    assert set(models["tiny-random"]["modes"]) == {"txt2img", "img2img", "inpaint", "outpaint"}
+    assert set(models["tiny-random"]["modes"]) == {"txt2img", "img2img", "inpaint", "outpaint", "refine_upscale"}
     assert connected.welcome["default_model"] == "tiny-random"
 
 

@@ -114,10 +114,10 @@ class JobManager:
         return [(info, engine) for engine in self.engines for info in engine.models()]
 
     def resolve_model(self, name: str | None, mode: Mode | None = None) -> tuple[ModelInfo, Engine]:
-        """The named model, else the default one, else (when the default cannot run ``mode``) the first
-        model that can: an upscale without a model gets an upscaler, a restore a restoration model."""
+        """The named model, else the default one; an upscale or restore without a model, when the default
+        cannot run it, gets the first model that can (an upscaler, a restoration model)."""
         wanted = name or self.default_model
-        if name is None and mode is not None:
+        if name is None and mode in (Mode.UPSCALE, Mode.RESTORE):
             able = [info.id for info, _ in self.models() if mode in info.modes]
             if able and wanted not in able:
                 wanted = able[0]

@@ -24,7 +24,7 @@ from underpaint import __version__
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.plan import JobPlan, model_size
 from underpaint.canvas.resize import resize_exact
-from underpaint.canvas.tiles import Cancelled, TiledPass
+from underpaint.canvas.tiles import Cancelled, TiledPass, pass_memory
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, result_message
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, StepProgress
@@ -36,8 +36,11 @@ from underpaint_protocol import messages as wire
 from underpaint_protocol.messages import Limits
 
 RESULT_TILE_BYTES = 8 * 1024 * 1024
-"""Bytes of RGBA per result tile: several fit in a connection's event budget (64 MB), so a client
-reading at loopback speed is never dropped as too slow while a fast upscaler produces."""
+"""Bytes of RGBA per result tile (at most half a frame): several fit in a connection's event budget
+(64 MB), so a client reading at loopback speed is never dropped as too slow while a fast upscaler
+produces."""
+BAND_BYTES = 32 * 1024 * 1024
+"""Most bytes of one band of finished output rows (uint8 RGBA): caps the tile height on wide layers."""
 DEFAULT_REFINE_STRENGTH = 0.3
 MAX_FACTOR = 16.0
 
@@ -96,17 +99,26 @@ def plan_upscale(spec: wire.JobSpec, upscaler: Upscaler, limits: Limits) -> tupl
         model_height=layer.height,
         strength=spec.strength if spec.strength is not None else DEFAULT_REFINE_STRENGTH,
     )
-    tile = upscaler.tile_for(factor, spec.upscale.tile)
-    return plan, UpscalePlan(factor, upscaler, region, scaled, layer, tile)
+    # A tile row's band of finished rows spans the layer's width: keep it within BAND_BYTES.
+    tile = min(
+        upscaler.tile_for(factor, spec.upscale.tile), max(32, BAND_BYTES // (4 * layer.width * math.ceil(factor)))
+    )
+    rows = max(1, min(RESULT_TILE_BYTES, limits.max_frame_bytes // 2) // (4 * layer.width))
+    return plan, UpscalePlan(factor, upscaler, region, scaled, layer, tile, rows)
 
 
-def result_rows(up: UpscalePlan) -> int:
-    """Rows per result tile (the last one may be shorter)."""
-    return max(1, RESULT_TILE_BYTES // (4 * up.layer.width))
-
-
-def result_tiles(up: UpscalePlan) -> int:
-    return math.ceil(up.layer.height / result_rows(up))
+def memory_bound(up: UpscalePlan, model_bytes: int = 0) -> int:
+    """What an upscale holds beyond its upload, the model and the results waiting to be sent (those are
+    bounded by the connection's event budget, 64 MB): the tiled pass's buffers (``tiles.pass_memory``)
+    with one tile's working copies (input, native output, resampled, sharpened: float32 RGBA, a few
+    each) and one result tile being cut. For 4096x4096 -> 16384x16384 classical: about 100 MB, where
+    the result itself is 1 GiB."""
+    scale_x, scale_y = up.layer.width / up.region.width, up.layer.height / up.region.height
+    tiled = TiledPass(up.region.width, up.region.height, up.layer.width, up.layer.height, up.tile, MARGIN)
+    native = up.upscaler.scale ** up.upscaler.passes(up.factor)
+    side_in = up.tile + 2 * MARGIN
+    tile_bytes = 16 * side_in * side_in * (2 * native * native + 4 * scale_x * scale_y) + model_bytes
+    return pass_memory(tiled, 4, int(tile_bytes)) + 4 * up.layer.width * up.result_rows
 
 
 class ResultTiles:
@@ -124,7 +136,7 @@ class ResultTiles:
         assert first_row == self.next_row + self.pending_rows, "rows arrive in order"
         self.pending.append(rows)
         self.pending_rows += rows.shape[0]
-        step = result_rows(self.up)
+        step = self.up.result_rows
         while self.pending_rows >= step or (
             self.pending_rows and self.next_row + self.pending_rows == self.up.layer.height
         ):
@@ -191,7 +203,7 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
                     "source": _rect(up.region),
                     "canvas": {"width": up.scaled.width, "height": up.scaled.height},
                     "layer": _rect(up.layer),
-                    "tiles": result_tiles(up),
+                    "tiles": up.result_tiles,
                 },
             )
         )

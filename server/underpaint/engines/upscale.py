@@ -130,8 +130,13 @@ def tile_process(upscaler: Upscaler, factor: float, scale_x: float, scale_y: flo
         if upscaler.sharpen:
             out = edge_aware_sharpen(out, sigma=max(0.6, 0.5 * scale_x))
         out = out[target.y - reach.y : target.bottom - reach.y, target.x - reach.x : target.right - reach.x]
-        alpha = resample(tile[:, :, 3:].astype(np.float32), source, 1, target, scale_x, scale_y)
-        return np.concatenate([out, alpha], axis=2)
+        made = np.empty((target.height, target.width, 4), np.float32)
+        made[:, :, :3] = out
+        if tile[:, :, 3].min() == 255:  # opaque (the usual flattened canvas): nothing to resample
+            made[:, :, 3] = 255.0
+        else:
+            made[:, :, 3:] = resample(tile[:, :, 3:].astype(np.float32), source, 1, target, scale_x, scale_y)
+        return made
 
     return process
 
@@ -150,6 +155,12 @@ class UpscalePlan:
     """The result layer in the scaled canvas."""
     tile: int
     """Input pixels per upscaler tile core."""
+    result_rows: int
+    """Rows of the layer per result tile (the last one may be shorter)."""
+
+    @property
+    def result_tiles(self) -> int:
+        return math.ceil(self.layer.height / self.result_rows)
 
 
 class UpscaleEngine(Engine):
