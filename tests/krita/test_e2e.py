@@ -388,11 +388,12 @@ def _upscaled(job: dict[str, Any], size_before: list[int], factor: int) -> None:
     names = [n["name"] for n in job["layers"] if not n["type"].endswith("mask")]
     before = [n["name"] for n in job["tree_before"] if not n["type"].endswith("mask")]
     assert names == [*before, pasted["name"]], "one new layer, on top of the ones there were"
-    node = _find(job["layers"], pasted["name"])
-    assert node is not None and node["bounds"] == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]]
+    node = [n for n in job["layers"] if n["name"] == pasted["name"]][-1]  # the top one of that name
+    assert node["bounds"] == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]]
     assert job["readback_sha256"] == [pasted["sha256"]], "Krita's layer holds what the plugin pasted"
     undo = job["undo_upscale"]["states"]
-    assert [state["size"] for state in undo] == [job["doc_size"], size_before, size_before, job["doc_size"]]
+    # undo: the layer goes, then the scaling; redo: the scaling, then the layer
+    assert [state["size"] for state in undo] == [job["doc_size"], size_before, job["doc_size"], job["doc_size"]]
     assert [state["layers"] for state in undo] == [before, before, before, names]
 
 

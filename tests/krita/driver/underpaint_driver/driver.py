@@ -50,6 +50,16 @@ def _find(node: Any, name: str) -> Any:
     return None
 
 
+def _find_last(node: Any, name: str) -> Any:
+    """The last layer named ``name`` in stacking order (bottom to top, depth first)."""
+    found = None
+    for child in node.childNodes():
+        if child.name() == name:
+            found = child
+        found = _find_last(child, name) or found
+    return found
+
+
 def _preview_name(root: Any) -> str:
     return next((n.name() for n in root.childNodes() if n.name().startswith("[preview")), "")
 
@@ -289,7 +299,7 @@ class TestDriver(Extension):
         readback, pasted = [], []
         for item in entry.pasted:  # what the plugin pasted, read back from Krita's layer
             width, height = item.image.width, item.image.height
-            node = _find(self.doc.rootNode(), item.name)
+            node = _find_last(self.doc.rootNode(), item.name)  # the newest of that name (two upscales)
             data = bytes(node.pixelData(item.x, item.y, width, height)) if node else b""
             readback.append(hashlib.sha256(data).hexdigest())
             digest = hashlib.sha256(bytes(item.image.data)).hexdigest()  # bgra8, as the plugin asks
