@@ -100,12 +100,13 @@ def test_whole_canvas_upscale_scales_the_document_and_lands_the_joined_tiles(dae
     assert job.state == "finished", job.error
     assert canvas.scales == [(1200, 800)] and canvas.undo_steps == ["scale", "paste"]
     assert [kind for kind, _ in canvas.reads] == ["image"]  # the bounds, no mask
-    assert job.total == 1 and job.step == 1  # one upscaler tile for 300x200
+    tile = ClassicalUpscaler().tile_for(4.0, None)
+    assert tile == 224 and job.total == job.step == 2  # two upscaler tiles of 224 px for 300x200
     (result,) = job.results
     assert result.message["upscale"]["tiles"] == 4 and result.message["layer"]["height"] == 800
     layer = canvas.layers[0]
     assert (layer.x, layer.y, layer.width, layer.height) == (0, 0, 1200, 800)
-    expected, _ = upscale(picture, ClassicalUpscaler(), 4.0, tile=512)
+    expected, _ = upscale(picture, ClassicalUpscaler(), 4.0, tile=tile)
     assert np.array_equal(layer.pixels, expected), "the joined tiles are the daemon's whole result"
 
 

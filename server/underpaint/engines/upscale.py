@@ -28,6 +28,8 @@ from underpaint.modes import Mode
 CLASSICAL_UPSCALER = "classical-upscale"
 MAX_NATIVE_SIDE = 2048
 """Largest tile side a model pass produces: bounds the per-tile memory whatever the factor."""
+MAX_OUTPUT_TILE = 1024
+"""Largest tile side after resampling: the float32 working copies of one tile stay within tens of MB."""
 MARGIN = 16
 """Input pixels of context around every tile (more than the receptive field's useful reach of the
 usual SR models at a tile border; half of it, in output pixels, is the blend band)."""
@@ -57,9 +59,9 @@ class Upscaler:
 
     def tile_for(self, factor: float, wanted: int | None) -> int:
         """Input tile core side: the job's or the model's choice, small enough that a model pass
-        stays within ``MAX_NATIVE_SIDE``."""
+        stays within ``MAX_NATIVE_SIDE`` and the resampled tile within ``MAX_OUTPUT_TILE``."""
         native = self.scale ** self.passes(factor)
-        most = max(32, MAX_NATIVE_SIDE // native - 2 * MARGIN)
+        most = min(MAX_NATIVE_SIDE // native, int(MAX_OUTPUT_TILE / max(factor, 1.0))) - 2 * MARGIN
         return max(32, min(wanted or self.default_tile, most))
 
 
