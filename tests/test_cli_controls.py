@@ -49,7 +49,7 @@ def test_models_lists_each_models_control_kinds() -> None:
     run = underpaint("models", "--control", "canny=tiny-random", "--control", "depth=tiny-random")
     assert run.returncode == 0, run.stderr
     assert "CONTROLS" in run.stdout
-    (row,) = [line for line in run.stdout.splitlines() if line.startswith("tiny-random")]
+    (row,) = [line for line in run.stdout.splitlines() if line.split()[0] == "tiny-random"]
     assert "canny, depth" in row
     bad = underpaint("models", "--control", "sketchy=tiny-random")
     assert bad.returncode == 2 and "KIND=SOURCE" in bad.stderr

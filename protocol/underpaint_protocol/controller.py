@@ -75,6 +75,10 @@ MODE_WORDS = {
 }
 
 
+GENERATE_MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+"""What the Generate button runs; other modes have their own sections (segment, upscale, restore)."""
+
+
 class UserError(Exception):
     """Something to tell the user as it is (never a traceback)."""
 
@@ -469,8 +473,14 @@ class Controller:
 
     @property
     def models(self) -> list[dict[str, Any]]:
-        """The models Generate can use (segment-only models are in ``segment_models``)."""
-        return [m for m in self.welcome.get("models", []) if any(mode != "segment" for mode in m.get("modes", []))]
+        """The models Generate can use: those that make images (segment models are in ``segment_models``,
+        upscalers and restorers in ``every_model``, for the sections that pick them by mode)."""
+        return [m for m in self.every_model if any(mode in GENERATE_MODES for mode in m.get("modes", []))]
+
+    @property
+    def every_model(self) -> list[dict[str, Any]]:
+        """Every model the daemon serves, as ``welcome`` lists them."""
+        return list(self.welcome.get("models", []))
 
     @property
     def segment_models(self) -> list[dict[str, Any]]:

@@ -165,7 +165,7 @@ def test_the_docker_upscales_a_document_through_a_real_daemon(tmp_path: Path) ->
         model, ui = make_model(app, thread.url, thread.daemon.token)
         model.connect()
         ui.run_until(lambda: model.connection == "connected")
-        assert [m["id"] for m in models_for(model.models, "upscaler")] == [CLASSICAL_UPSCALER]
+        assert [m["id"] for m in models_for(model.controller.every_model, "upscaler")] == [CLASSICAL_UPSCALER]
         job = model.controller.generate(upscale_request("upscale", factor=2, upscaler=CLASSICAL_UPSCALER))
         assert job is not None, model.error
         ui.run_until(lambda: job.settled, 60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from underpaint_protocol.controller import Job, UserError
-from underpaint_protocol.segment import SegmentRequest, segment_models
+from underpaint_protocol.segment import SegmentRequest
 
 from .glue import KritaCanvas
 from .model import DockerModel
@@ -78,7 +78,7 @@ class SegmentFields:
         self.model.settings.set("segment_model", model_id)
 
     def models(self) -> list[dict[str, Any]]:
-        return segment_models(self.model.models)
+        return self.model.controller.segment_models
 
     def _canvas(self) -> KritaCanvas | None:
         try:

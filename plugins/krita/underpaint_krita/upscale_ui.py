@@ -133,7 +133,7 @@ class UpscaleBox(QtWidgets.QGroupBox):
 
     def refresh(self) -> None:
         """Model lists from the daemon's welcome, buttons enabled while connected, the tile progress."""
-        models = self.model.models
+        models = self.model.controller.every_model
         self._filling = True
         try:
             for role, combo in self.combos.items():

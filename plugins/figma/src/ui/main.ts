@@ -3,7 +3,7 @@
 import { buildJob } from "../shared/job";
 import { segmentJob, segmentModels } from "../shared/segment";
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
-import { DEFAULT_PORT, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
+import { DEFAULT_PORT, type Mode, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
 import { buildUpload } from "../shared/upload";
 import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
 import { describeError } from "./errors";
@@ -15,6 +15,9 @@ import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
 import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
 import { assembleTiles, mountUpscale, type Tile } from "./upscale";
+
+/** What Generate runs (the Python controller's GENERATE_MODES). */
+const GENERATE_MODES: readonly Mode[] = ["txt2img", "img2img", "inpaint", "outpaint"];
 
 declare const __VERSION__: string;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -171,14 +174,16 @@ function fillModels(hello: Welcome): void {
   welcome = hello;
   const previous = ui.model.value;
   ui.model.innerHTML = "";
-  for (const model of hello.models) {
+  // Generate's models make images; segment, upscale and restore models have their own sections
+  const generating = hello.models.filter((m) => m.modes.some((mode) => GENERATE_MODES.includes(mode)));
+  for (const model of generating) {
     const option = document.createElement("option");
     option.value = model.id;
     option.textContent = modelLabel(model);
     option.title = model.description ?? "";
     ui.model.append(option);
   }
-  ui.model.value = hello.models.some((m) => m.id === previous) ? previous : hello.default_model;
+  ui.model.value = generating.some((m) => m.id === previous) ? previous : hello.default_model;
   const previousSegment = ui.segmentModel.value;
   const able = segmentModels(hello.models);
   ui.segmentModel.innerHTML = "";

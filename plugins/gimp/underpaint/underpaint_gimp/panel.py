@@ -429,7 +429,7 @@ class Panel:
         if controller.connected and self._models_of != id(controller.welcome):
             self._models_of = id(controller.welcome)
             self._fill_models()
-            self.segment.fill_models(controller.models)
+            self.segment.fill_models(controller.segment_models)
             if controller.client_id and controller.client_id != self.settings.client_id:
                 self._save()  # the same identity, so the same history, after a restart
             controller.refresh_history()

@@ -114,7 +114,7 @@ class UpscaleSection:
             for role, combo in self.combos.items():
                 wanted = combo.get_active_id()
                 combo.remove_all()
-                listed = models_for(controller.models, role)
+                listed = models_for(controller.every_model, role)
                 for info in listed:
                     combo.append(str(info["id"]), model_label(info))
                 ids = [str(info["id"]) for info in listed]
