@@ -52,7 +52,7 @@ class Daemon:
         found = []
         for path in sorted(self.outputs.rglob("*.json")):
             data = json.loads(path.read_text())
-            if data["params"]["prompt"] == prompt:
+            if data["params"].get("prompt") == prompt:  # upscale tiles carry no prompt
                 data["png"] = path.with_suffix(".png")
                 found.append(data)
         return sorted(found, key=lambda item: item["index"])

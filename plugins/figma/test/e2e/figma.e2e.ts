@@ -416,8 +416,11 @@ describe("figma plugin against a real daemon", () => {
       (await page.evaluate(() => (window as any).created())).find((n: any) => n.name.startsWith("after reopening")),
     );
     expect(node.parent).toBe("Board");
-    const stored = await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending"));
-    expect(Object.keys(stored)).toEqual([]);
+    // the sidebar forgets the job once it has landed (a message to the main thread after the paste)
+    await waitFor("no pending job left in clientStorage", async () => {
+      const stored = await page.evaluate(() => (window as any).fake.storage.get("underpaint-pending"));
+      return Object.keys(stored).length === 0;
+    });
     expect(Object.keys(pending)).toHaveLength(1);
   });
 

@@ -424,13 +424,23 @@ class TestDriver(Extension):
         with_preview = _tree(self.doc.rootNode())
         buttons = {"apply": dock.apply_button, "apply_all": dock.apply_all_button, "discard": dock.discard_button}
         buttons[job["preview"]].click()
+        self.preview_record = {"state": entry.state, "preview_names": names, "with_preview": with_preview}
+        self.deadline = time.monotonic() + 10
+        self.step = self._preview_landed
+
+    def _preview_landed(self) -> None:
+        """The layers once Krita has carried out the click (its node changes may land a tick later)."""
         self.doc.waitForDone()
+        job, entry = self.spec["jobs"][self.job_index], self.entry
+        tree = _tree(self.doc.rootNode())
+        landed = [n for n in tree if n["name"] not in {m["name"] for m in self.tree_before}]
+        waiting = any(n["name"].startswith("[preview") for n in tree) or (job["preview"] != "discard" and not landed)
+        if waiting and time.monotonic() < self.deadline:
+            return
         record = {
-            "state": entry.state,
-            "preview_names": names,
-            "with_preview": with_preview,
+            **self.preview_record,
             "before": self.tree_before,
-            "after": _tree(self.doc.rootNode()),
+            "after": tree,
             "pasted": [p.name for p in entry.pasted],
             "result_names": [r.message["layer"]["name"] for r in entry.results],
             "undo": self._undo_redo(),
