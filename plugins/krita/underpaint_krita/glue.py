@@ -205,6 +205,7 @@ class KritaCanvas:
         is its adding). Discard: the layer is removed (Krita's own undoable removal)."""
         doc = self.document()
         if keep is None:
+            _step_off(doc, handle)
             handle.remove()
             doc.refreshProjection()
             return []
@@ -213,13 +214,31 @@ class KritaCanvas:
         return [handle]
 
 
+def _step_off(doc: Any, node: Any) -> None:
+    """Make the layer below ``node`` active before ``node`` goes: Krita 5 keeps reporting a removed
+    active node, and a paste placed above it (Apply all) would land nowhere."""
+    active = doc.activeNode()
+    if active is None or node_key(active) != node_key(node):
+        return
+    parent = node.parentNode()
+    siblings = parent.childNodes() if parent is not None else []
+    keys = [node_key(sibling) for sibling in siblings]
+    index = keys.index(node_key(node)) if node_key(node) in keys else -1
+    below = siblings[index - 1] if index > 0 else None
+    doc.setActiveNode(below if below is not None else parent)
+
+
 def _insertion_point(doc: Any) -> tuple[Any, Any]:
     """(parent, above): right above the active layer; above the top layer when none is active."""
     root = doc.rootNode()
     active = doc.activeNode()
     if active is not None and str(active.type()).endswith("mask"):
         active = active.parentNode()  # a mask's layer, not inside the layer's masks
-    if active is None or node_key(active) == node_key(root):
+    parent = active.parentNode() if active is not None else None
+    if active is None or node_key(active) == node_key(root) or parent is None:
         children = root.childNodes()
         return root, (children[-1] if children else None)
-    return active.parentNode() or root, active
+    if node_key(active) not in {node_key(child) for child in parent.childNodes()}:  # removed meanwhile
+        children = root.childNodes()
+        return root, (children[-1] if children else None)
+    return parent, active
