@@ -694,18 +694,29 @@ class Controller:
 
     # ---------------------------------------------------------------- generating
 
-    def generate(self, request: Request, canvas: Canvas | None = None) -> Job | None:
-        """Start a job from what the user did; None (and ``error`` says why) when it cannot start."""
+    def _connected_client(self) -> UnderpaintClient | None:
+        """The client a new job goes through; None (and ``error`` says why) while not connected."""
         self.error = ""
-        client = self.client
-        if client is None or self.connection != "connected":
+        if self.client is None or self.connection != "connected":
             waiting = "Wait for the connection." if self.connection in ("connecting", "reconnecting") else self.status
             self._refuse(f"Not connected to the daemon. {waiting}")
             return None
+        return self.client
+
+    def _open_canvas(self, canvas: Canvas | None) -> Canvas:
+        """The canvas a new job works on: the one given, else the host's, and it must still be open."""
+        target = canvas if canvas is not None else self.host.canvas()
+        if not target.is_open():
+            raise CanvasClosed("The image is no longer open.")
+        return target
+
+    def generate(self, request: Request, canvas: Canvas | None = None) -> Job | None:
+        """Start a job from what the user did; None (and ``error`` says why) when it cannot start."""
+        client = self._connected_client()
+        if client is None:
+            return None
         try:
-            target = canvas if canvas is not None else self.host.canvas()
-            if not target.is_open():
-                raise CanvasClosed("The image is no longer open.")
+            target = self._open_canvas(canvas)
             width, height = target.size()
             spec = self._build(request, target, width, height)
         except UserError as error:
@@ -728,16 +739,11 @@ class Controller:
         in one undo step. Queue, cancel (``cancel``/``cancel_current``), errors and history are those
         of any job. Returns the job, or None (``error`` says why) when it cannot start.
         """
-        self.error = ""
-        client = self.client
-        if client is None or self.connection != "connected":
-            waiting = "Wait for the connection." if self.connection in ("connecting", "reconnecting") else self.status
-            self._refuse(f"Not connected to the daemon. {waiting}")
+        client = self._connected_client()
+        if client is None:
             return None
         try:
-            target = canvas if canvas is not None else self.host.canvas()
-            if not target.is_open():
-                raise CanvasClosed("The image is no longer open.")
+            target = self._open_canvas(canvas)
             if not isinstance(target, SelectionCanvas):
                 raise UserError("This host cannot take a selection from underpaint.")
             width, height = target.size()

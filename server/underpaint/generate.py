@@ -24,7 +24,7 @@ from underpaint.canvas import PixelLayer, composite_over
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.resize import resize_exact
 from underpaint_protocol import pnginfo
-from underpaint_protocol.controller import Controller, NewLayer, Request, WorkQueue
+from underpaint_protocol.controller import Controller, Job, NewLayer, Request, WorkQueue
 from underpaint_protocol.guides import CONTROL_KINDS, ControlLayer, ReferenceImage
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
@@ -196,6 +196,20 @@ def _guides(
     return tuple(controls), tuple(references)
 
 
+def run_to_settled(controller: Controller, work: WorkQueue, job: Job | None) -> Job:
+    """Run the controller's work until the job it started settles (None: it could not start, and
+    ``controller.error`` says why); Ctrl-C cancels the job."""
+    if job is None:
+        raise GenerateError(controller.error)
+    try:
+        work.run_until(lambda: job.settled, float("inf"))
+    except KeyboardInterrupt:
+        controller.cancel(job)
+        work.run_until(lambda: job.done, 30)
+        raise GenerateError("cancelled") from None
+    return job
+
+
 def token_of(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
@@ -319,15 +333,7 @@ def run_generate(args: argparse.Namespace) -> None:
         if getattr(args, "model_from_source", False) and request.model not in known:
             sys.stderr.write(f"the daemon has no model {request.model!r}; using its default\n")
             request = dataclasses.replace(request, model=None)
-        job = controller.generate(request)
-        if job is None:
-            raise GenerateError(controller.error)
-        try:
-            work.run_until(lambda: job.settled, float("inf"))
-        except KeyboardInterrupt:
-            controller.cancel(job)
-            work.run_until(lambda: job.done, 30)
-            raise GenerateError("cancelled") from None
+        job = run_to_settled(controller, work, controller.generate(request))
     finally:
         controller.close()
     if terminal.interactive:

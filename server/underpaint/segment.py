@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from underpaint import __version__
-from underpaint.generate import FileCanvas, GenerateError, load_image, load_mask, token_of
+from underpaint.generate import FileCanvas, GenerateError, load_image, load_mask, run_to_settled, token_of
 from underpaint_protocol.controller import Controller, WorkQueue
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.segment import SegmentMask, SegmentRequest
@@ -86,15 +86,7 @@ def run_segment(args: argparse.Namespace) -> None:
         work.run_until(lambda: controller.connection != "connecting", 30)
         if not controller.connected:
             raise GenerateError(controller.status)
-        job = controller.segment(request)
-        if job is None:
-            raise GenerateError(controller.error)
-        try:
-            work.run_until(lambda: job.settled, float("inf"))
-        except KeyboardInterrupt:
-            controller.cancel(job)
-            work.run_until(lambda: job.done, 30)
-            raise GenerateError("cancelled") from None
+        job = run_to_settled(controller, work, controller.segment(request))
     finally:
         controller.close()
     if job.state != "finished" or controller.error or canvas.selected is None:
