@@ -24,3 +24,7 @@ TERMINAL_STATES: tuple[str, ...] = ("finished", "failed", "cancelled")
 
 RECONNECT_DELAYS: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Seconds a client waits before each reconnect attempt; the last repeats."""
+
+GENERATE_MODES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint")
+"""The modes that make an image from a prompt: what a panel's Generate button runs and the models it
+lists. The other modes (segment, upscale, refine_upscale, restore) have their own sections."""

@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
-from underpaint_protocol.constants import DEFAULT_PORT, DEFAULT_URL, RECONNECT_DELAYS, TERMINAL_STATES
+from underpaint_protocol.constants import (
+    DEFAULT_PORT,
+    DEFAULT_URL,
+    GENERATE_MODES,
+    RECONNECT_DELAYS,
+    TERMINAL_STATES,
+)
 from underpaint_protocol.errors import user_text
 from underpaint_protocol.guides import (
     ControlLayer,
@@ -73,10 +79,6 @@ MODE_WORDS = {
     "refine_upscale": "upscale and refine",
     "restore": "restore the faces in the selection",
 }
-
-
-GENERATE_MODES = ("txt2img", "img2img", "inpaint", "outpaint")
-"""What the Generate button runs; other modes have their own sections (segment, upscale, restore)."""
 
 
 class UserError(Exception):

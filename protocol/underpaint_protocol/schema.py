@@ -41,6 +41,7 @@ def build_constants() -> dict[str, Any]:
         "result_formats": list(constants.RESULT_FORMATS),
         "job_states": list(constants.JOB_STATES),
         "terminal_states": list(constants.TERMINAL_STATES),
+        "generate_modes": list(constants.GENERATE_MODES),
         "reconnect_delays": list(constants.RECONNECT_DELAYS),
         "max_frame_header_bytes": frames.MAX_HEADER_BYTES,
         "error_codes": error_table(),

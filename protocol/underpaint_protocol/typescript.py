@@ -29,6 +29,7 @@ FACT_ENUMS = (
     ("result_formats", "RESULT_FORMATS", "ResultFormat", "Formats a client may ask its results in."),
     ("job_states", "JOB_STATES", "JobState", "A job's state as the daemon reports it."),
     ("terminal_states", "TERMINAL_STATES", "TerminalState", "States a job never leaves."),
+    ("generate_modes", "GENERATE_MODES", "GenerateMode", "The modes that make an image: what Generate runs."),
 )
 """Lists of ``x-underpaint`` exported as const arrays: key, const name, type name, doc."""
 

@@ -63,6 +63,8 @@ def test_schema_carries_the_shared_constants() -> None:
     assert tuple(facts["reconnect_delays"]) == constants.RECONNECT_DELAYS
     assert list(facts["error_codes"]) == list(ERROR_CODES)
     assert all(entry["user_text"] for entry in facts["error_codes"].values())
+    assert tuple(facts["generate_modes"]) == constants.GENERATE_MODES
+    assert set(constants.GENERATE_MODES) < set(get_args(messages.Mode))
 
 
 def test_every_example_in_the_spec_is_valid() -> None:

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "7256f6c0af7d1149163cacbed7d81569a79740913cfaab8f50b4451c88a03ecb";
+export const SCHEMA_SHA256 = "66412615cbf4b0549576f8227744554fae36aba25441e1528c7f44d5a28f397b";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -28,6 +28,9 @@ export type JobState = (typeof JOB_STATES)[number];
 /** States a job never leaves. */
 export const TERMINAL_STATES = ["finished", "failed", "cancelled"] as const;
 export type TerminalState = (typeof TERMINAL_STATES)[number];
+/** The modes that make an image: what Generate runs. */
+export const GENERATE_MODES = ["txt2img", "img2img", "inpaint", "outpaint"] as const;
+export type GenerateMode = (typeof GENERATE_MODES)[number];
 /** The values of `mode`. */
 export const MODES = ["txt2img", "img2img", "inpaint", "outpaint", "segment", "upscale", "refine_upscale", "restore"] as const;
 export type Mode = (typeof MODES)[number];

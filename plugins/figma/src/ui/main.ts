@@ -3,7 +3,7 @@
 import { buildJob } from "../shared/job";
 import { segmentJob, segmentModels } from "../shared/segment";
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
-import { DEFAULT_PORT, type Mode, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
+import { DEFAULT_PORT, GENERATE_MODES, type Mode, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
 import { buildUpload } from "../shared/upload";
 import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
 import { describeError } from "./errors";
@@ -15,9 +15,6 @@ import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
 import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
 import { assembleTiles, mountUpscale, type Tile } from "./upscale";
-
-/** What Generate runs (the Python controller's GENERATE_MODES). */
-const GENERATE_MODES: readonly Mode[] = ["txt2img", "img2img", "inpaint", "outpaint"];
 
 declare const __VERSION__: string;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -175,7 +172,7 @@ function fillModels(hello: Welcome): void {
   const previous = ui.model.value;
   ui.model.innerHTML = "";
   // Generate's models make images; segment, upscale and restore models have their own sections
-  const generating = hello.models.filter((m) => m.modes.some((mode) => GENERATE_MODES.includes(mode)));
+  const generating = hello.models.filter((m) => m.modes.some((mode) => (GENERATE_MODES as readonly Mode[]).includes(mode)));
   for (const model of generating) {
     const option = document.createElement("option");
     option.value = model.id;
