@@ -25,6 +25,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait until the daemon `process` listens on `port`; fail with its output if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:
+                    process.kill()
+                raise AssertionError(process.communicate()[0] or "daemon did not start") from None
+            time.sleep(0.1)
+
+
 def underpaint(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "underpaint", *args], capture_output=True, text=True, timeout=timeout, env=env
@@ -42,15 +57,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
         text=True,
         env=os.environ.copy(),
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(process.stdout.read() if process.stdout else "daemon did not start") from None
-            time.sleep(0.1)
+    wait_for_port(port, process)
     yield f"ws://127.0.0.1:{port}", outputs, process
     if process.poll() is None:
         process.kill()
@@ -185,14 +192,7 @@ def test_ctrl_c_says_which_jobs_were_interrupted(tmp_path: Path) -> None:
     try:
         from underpaint_protocol.client import UnderpaintClient
 
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "daemon did not start"
-                time.sleep(0.2)
+        wait_for_port(port, process, timeout=120)
         started = []
         client = UnderpaintClient(
             f"ws://127.0.0.1:{port}",

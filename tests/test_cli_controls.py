@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_cli import free_port, underpaint
+from tests.test_cli import free_port, underpaint, wait_for_port
 
 SERVE = [sys.executable, "-m", "underpaint", "serve", "--no-outputs", "--model", "tiny-random"]
 
@@ -31,15 +29,7 @@ def control_server() -> Iterator[str]:
         text=True,
         env=os.environ.copy(),
     )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(process.stdout.read() if process.stdout else "daemon did not start") from None
-            time.sleep(0.2)
+    wait_for_port(port, process, timeout=120)
     yield f"ws://127.0.0.1:{port}"
     process.kill()
     process.wait(10)

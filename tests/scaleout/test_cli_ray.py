@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import free_port
+from tests.test_cli import free_port, wait_for_port
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
 
@@ -23,16 +23,7 @@ def test_serve_on_ray_starts_local_ray_reports_its_worker_and_stops_on_ctrl_c(tm
     command = [sys.executable, "-m", "underpaint", "serve", "--workers", "ray", "--port", str(port), "--no-outputs"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        deadline = time.monotonic() + 240  # Ray, Serve and a replica start from nothing
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise AssertionError(process.communicate()[0]) from None
-                time.sleep(0.2)
+        wait_for_port(port, process, timeout=240)  # Ray, Serve and a replica start from nothing
         listed = ""
         for _ in range(20):  # the status arrives once the replica has reported
             done = subprocess.run(
