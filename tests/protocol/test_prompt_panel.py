@@ -148,6 +148,9 @@ def test_recent_prompts_are_what_the_user_typed_and_fill_the_fields(two: tuple[S
     assert job is not None
     a.live.until(lambda: job.settled)
     assert job.state == "finished", job.error
+    again = a.live.controller.reuse(job.results[0])
+    assert (again.prompt, again.negative_prompt, again.style, again.seed) == ("a recent cup", "fog", "Photograph", 5)
+    assert job.results[0].message["params"]["prompt"].startswith("photograph of a recent cup"), "it ran styled"
     b.prompts.load()
     b.until(lambda: b.prompts.history and b.prompts.history[0]["prompt"] == "a recent cup")
     assert history_label(b.prompts.history[0]) == "a recent cup [Photograph]"
