@@ -947,6 +947,7 @@ describe("figma plugin against a real daemon", () => {
     });
     await page.evaluate(() => (window as any).select("Photo", "Mask"));
     await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "tiny-random"); // the classical engine disables the prompt field
     await ui.fill("#prompt", "");
     await ui.click("#describe");
     const described = await waitFor("the described prompt", async () => (await ui.inputValue("#prompt")) || null, 120000);
@@ -976,6 +977,7 @@ describe("figma plugin against a real daemon", () => {
     await ui.setInputFiles("#reuse-file", { name: "plain.png", mimeType: "image/png", buffer: Buffer.from(await testImage(8, 8)) });
     await waitFor("the no-parameters error", async () => (await sidebar()).error.includes("no generation parameters"));
     expect(await ui.inputValue("#prompt")).toBe("a red boat");
+    await ui.selectOption("#model", "tiny-random");
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
     await ui.fill("#negative", "");
