@@ -429,6 +429,7 @@ def styled_seed(daemon: Daemon, job_id: str) -> int:
     raise AssertionError(f"no sidecar of {job_id}")
 
 
+@pytest.mark.timeout(900)  # two GIMP launches and nine jobs: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
     """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
@@ -476,7 +477,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         select=[200, 120, 150, 120],
         interactive=True,
         env=env,
-        timeout=300,
+        timeout=480,
     )
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())
