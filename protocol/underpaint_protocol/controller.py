@@ -1349,13 +1349,16 @@ class Controller:
 
     @staticmethod
     def reuse(result: Result) -> Request:
-        """A request with ``result``'s parameters (its own seed included), for the panel's fields."""
+        """A request with ``result``'s parameters (its own seed included), for the panel's fields; a
+        styled result gives what the user typed and its style (not the resolved prompt, styled again)."""
         params = result.message.get("params", {})
         extend = params.get("extend")
         mode = params.get("mode")
+        styled = bool(params.get("style"))
+        typed = ("user_prompt", "user_negative_prompt") if styled else ("prompt", "negative_prompt")
         return Request(
-            prompt=str(params.get("prompt") or ""),
-            negative_prompt=str(params.get("negative_prompt") or ""),
+            prompt=str(params.get(typed[0]) or ""),
+            negative_prompt=str(params.get(typed[1]) or ""),
             strength=float(params["strength"]) if params.get("strength") is not None else None,
             seed=int(params["seed"]) if params.get("seed") is not None else None,
             batch=1,
@@ -1364,6 +1367,7 @@ class Controller:
             guidance=float(params["guidance"]) if params.get("guidance") is not None else None,
             extend=(extend["left"], extend["top"], extend["right"], extend["bottom"]) if extend else None,
             mode=str(mode) if mode == "outpaint" else None,
+            style=str(params["style"]) if styled else None,
         )
 
     def _show(self) -> None:

@@ -277,7 +277,9 @@ def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
     workers = RayWorkers(settings, RayOptions(address=args.ray_address))
     try:
         workers.start()
-        run_forever(Daemon(config, workers.engines, workers.default_model, workers=workers))
+        # interrogations are not jobs: they run in this process (loaded on first use), as without Ray
+        interrogator = _interrogator(args)
+        run_forever(Daemon(config, workers.engines, workers.default_model, workers=workers, interrogator=interrogator))
     except (ScaleoutError, StartupError) as error:
         print(f"underpaint: {error}", file=sys.stderr)
         return 2

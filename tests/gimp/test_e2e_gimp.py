@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.gimp.gimp_script import script
 from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, get_gimp, run_gimp_batch
+from underpaint.engines.interrogate import terms
 from underpaint.install.gimp import install
 from underpaint_protocol.jobs import placement
 
@@ -70,9 +71,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     port = _free_port()
     log = folder / "daemon.log"
     argv = [sys.executable, "-m", "underpaint", "serve", "--port", str(port), "--outputs", str(folder / "outputs")]
-    argv += ["--token-file", str(folder / "token"), "--model", "tiny-random"]
+    argv += ["--token-file", str(folder / "token"), "--model", "tiny-random", "--interrogator", "tiny-random"]
+    env = os.environ | {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data")}  # styles
     with open(log, "w") as handle:
-        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 120
         while "listening on" not in log.read_text():
@@ -409,13 +411,34 @@ def test_seed_above_2_to_the_31_round_trips_through_the_procedure(label: str, tm
     assert not bad["success"] and "between 0 and 4294967295" in (bad["error"] or ""), bad["error"]
 
 
+def a1111_png(folder: Path) -> Path:
+    """A PNG as A1111 saves it: its parameters in a ``parameters`` text chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red boat\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 77")
+    path = folder / "a1111.png"
+    Image.new("RGB", (8, 8)).save(path, "PNG", pnginfo=info)
+    return path
+
+
+def styled_seed(daemon: Daemon, job_id: str) -> int:
+    """The seed of a job's first result, from the daemon's own sidecar."""
+    for path in daemon.outputs.rglob("*.json"):
+        data = json.loads(path.read_text())
+        if data.get("job_id") == job_id:
+            return int(data["params"]["seed"])
+    raise AssertionError(f"no sidecar of {job_id}")
+
+
+@pytest.mark.timeout(900)  # two GIMP launches and nine jobs: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
     """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
     plug-in installed beside the real one (the shipped plug-in has no test code): it fits its default
     size with progress and status visible (screenshot in artifacts/), the wheel scrolls past fields,
     fields the model ignores are disabled, Cancel cancels the running job (nothing pasted), a locked
-    seed above 2^31 is used as typed, a random seed is shown once used."""
+    seed above 2^31 is used as typed, a random seed is shown once used; the prompt library saves the
+    prompt as a style that then runs, fills the prompt from the image (the daemon's tiny interrogator)
+    and the fields from PNGs (ours, A1111's)."""
     config_dir = install_plugin(tmp_path)
     driver = config_dir / "GIMP" / "plug-ins" / "underpaint_driver"
     shutil.copytree(Path(__file__).parent / "driver" / "underpaint_driver", driver)
@@ -438,6 +461,10 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "report": str(panel_report),
                 "screenshot": str(screenshot),
                 "segment_box": SEGMENT_BOX,
+                "style": f"GIMP e2e {label}",
+                "styled_prompt": prompt + " styled",
+                "describe_box": [250, 150, 120, 90],
+                "a1111_png": str(a1111_png(tmp_path)),
             }
         )
     )
@@ -450,7 +477,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         select=[200, 120, 150, 120],
         interactive=True,
         env=env,
-        timeout=300,
+        timeout=480,
     )
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())
@@ -545,7 +572,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     # GIMP now holds the applied result, the landed one and the re-applied one above the Background
     assert report["canvas"] == [WIDTH, HEIGHT]
     names = [layer["name"] for layer in report["layers"]]
-    assert names[-1] == "Background" and len(names) == 4, names
+    assert names[-1] == "Background" and len(names) == 5, names  # + the styled job's layer (landed directly)
     assert sum(name.startswith(f"{prompt} [seed {SEED + 1}]") for name in names) == 2, names  # GIMP adds " #1"
     inpainted = [
         item
@@ -557,7 +584,8 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert report["background_after"] == report["background_before"]
     assert report["selected"] == ["Background"]
     saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
-    assert saved["prompt"] == prompt and saved["expand_right"] == 64, "the panel remembers its settings"
+    assert saved["prompt"] == "a red boat" and saved["expand_right"] == 64, "the panel remembers its settings"
+    assert saved["style"] == "", "the style the panel chose last (the A1111 PNG had none)"
     assert saved["strength"] == 1.0 and saved["land_directly"] is True
     assert saved["client_id"] == history["client_id"], "the panel remembers its identity"
 
@@ -566,6 +594,34 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert "refine" in panel["segment_models"]
     assert segment["state"] == "finished" and not segment["error"], segment
     assert segment["wrong_px"] == 0 and 0 < segment["selected_px"] < SEGMENT_BOX[2] * SEGMENT_BOX[3], segment
+
+    # the prompt library: a style saved from the panel is chosen and runs (its params: the resolved prompt)
+    saved_style = panel["style_saved"]
+    assert saved_style["active"] == f"GIMP e2e {label}" and saved_style["rename"], saved_style
+    assert f"GIMP e2e {label}" in saved_style["listed"] and "Photograph" in saved_style["listed"]
+    styled = panel["styled"]
+    assert styled["state"] == "finished", styled
+    assert styled["params"] == {
+        "prompt": f"e2e look of {prompt} styled",
+        "style": f"GIMP e2e {label}",
+        "user_prompt": f"{prompt} styled",
+    }, styled
+    # Prompt from image: the built-in tiny captioner and CLIP fill the prompt field
+    described = panel["described"]
+    assert not described["error"] and any(medium in described["prompt"] for medium in terms("mediums")), described
+    # Reuse parameters: our PNG gives what the user typed and its style; an A1111 PNG its fields, seed locked
+    ours, theirs = panel["reused_png"]
+    assert ours["ok"] and ours["prompt"] == f"{prompt} styled" and ours["style"] == f"GIMP e2e {label}", ours
+    assert ours["seed"] == str(styled_seed(daemon, styled["job_id"])) and ours["locked"], ours
+    assert theirs == {
+        "ok": True,
+        "prompt": "a red boat",
+        "negative": "fog",
+        "style": "",
+        "seed": "77",
+        "locked": True,
+        "steps": 12.0,
+    }, theirs
 
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
@@ -583,6 +639,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     restarted = json.loads(panel_report.read_text())
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again
-    earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id != segment["job_id"]]
+    later = (segment["job_id"], styled["job_id"])
+    earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id not in later]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]

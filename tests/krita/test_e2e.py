@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -21,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.hosts import ARTIFACTS_DIR, KRITA_LABELS, REPO_ROOT, HostMissing, get_krita, prepare_krita_home, run_krita
+from underpaint.engines.interrogate import terms
 from underpaint.install.krita import enable_in_kritarc, install
 
 pytestmark = pytest.mark.host
@@ -54,8 +56,10 @@ JOBS = [
         "seed": 23,
         "preview": "apply_all",
     },
+    {"name": "styled", "model": "classical", "prompt": "styled cup", "seed": 8, "style": "Photograph"},
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
+DESCRIBE_BOX = [300, 200, 240, 180]  # last: a selection in the upscaled document
 SEGMENT = {
     "box": [200, 110, 200, 160],  # a drawn box around the cup
     "model": "refine",
@@ -110,9 +114,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
                 str(token_file),
                 "--model",
                 "tiny-random",
+                "--interrogator",
+                "tiny-random",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=os.environ | {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data")},
         )
         deadline = time.monotonic() + 180  # importing torch on a loaded machine can take a minute
         while True:
@@ -147,8 +154,18 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
         rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
     spec = home / "spec.json"
+    library = {"describe_box": DESCRIBE_BOX, "a1111_png": str(a1111_png(home))}
     spec.write_text(
-        json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": JOBS, "segment": SEGMENT, "job_timeout": 150})
+        json.dumps(
+            {
+                "image": str(IMAGE),
+                "selection": SELECTION,
+                "jobs": JOBS,
+                "segment": SEGMENT,
+                "library": library,
+                "job_timeout": 150,
+            }
+        )
     )
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
@@ -163,6 +180,15 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     if "error" in report:
         pytest.fail(f"{label}: the test hook failed:\n{report['error']}\n{run.output()}", pytrace=False)
     return report
+
+
+def a1111_png(folder: Path) -> Path:
+    """A PNG as A1111 saves it: its parameters in a ``parameters`` text chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red boat\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 77")
+    path = folder / "a1111.png"
+    Image.new("RGB", (8, 8)).save(path, "PNG", pnginfo=info)
+    return path
 
 
 def _find(tree: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
@@ -417,3 +443,27 @@ def test_a_region_upscale_lands_over_that_region_of_the_scaled_document(
     (pasted,) = job["pasted"]
     assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [880, 520, 560, 440]
     assert pasted["sha256"] == digest
+
+
+def test_a_style_picked_in_the_docker_runs_and_its_params_show_the_resolved_prompt(krita_run: dict[str, Any]) -> None:
+    job = krita_run["jobs"]["styled"]
+    assert job["state"] == "finished", job
+    params = job["params"]
+    assert params["style"] == "Photograph" and params["user_prompt"] == "styled cup", params
+    assert params["prompt"].startswith("photograph of styled cup, "), params
+    later = krita_run["jobs"]["expand"]["params"]
+    assert later["style"] is None and later["prompt"] == "more table", "back to no style for the next job"
+
+
+def test_describe_fills_the_prompt_from_the_selection(krita_run: dict[str, Any]) -> None:
+    described = krita_run["described"]
+    assert not described["error"], described
+    assert any(medium in described["prompt"] for medium in terms("mediums")), described
+
+
+def test_from_png_fills_the_fields_from_ours_and_from_an_a1111_png(krita_run: dict[str, Any]) -> None:
+    ours, theirs = krita_run["reused_png"]
+    seed = krita_run["jobs"]["styled"]["params"]["seed"]
+    wanted = {"prompt": "styled cup", "negative": "", "seed": str(seed), "style": "Photograph", "error": ""}
+    assert {key: ours[key] for key in wanted} == wanted, "what the user typed, its style and seed"
+    assert theirs == {"prompt": "a red boat", "negative": "fog", "seed": "77", "steps": 12, "style": "", "error": ""}

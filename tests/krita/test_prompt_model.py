@@ -31,12 +31,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
 def test_styles_arrive_on_connect_and_a_chosen_style_runs(daemon: DaemonThread) -> None:
     app, doc = photo(120, 80)
     model, ui = connected(app, daemon)
-    ui.run_until(lambda: bool(model.styles))
-    assert "Photograph" in [item["name"] for item in model.styles]
+    ui.run_until(lambda: bool(model.prompts.styles))
+    assert "Photograph" in [item["name"] for item in model.prompts.styles]
     model.controller.ask_library(lambda library: library.save_style(style("Krita test", "kt {prompt}")), print)
-    model.load_styles()
-    ui.run_until(lambda: "Krita test" in [item["name"] for item in model.styles])
-    model.set_style("Krita test")
+    model.prompts.load_styles()
+    ui.run_until(lambda: "Krita test" in [item["name"] for item in model.prompts.styles])
+    model.prompts.set_style("Krita test")
     assert app.settings[("underpaint", "style")] == "Krita test"  # remembered
     doc.select_rect(40, 30, 12, 10)
     model.prompt = "wood"
@@ -51,16 +51,16 @@ def test_styles_arrive_on_connect_and_a_chosen_style_runs(daemon: DaemonThread) 
 def test_a_style_deleted_elsewhere_is_dropped_from_the_choice(daemon: DaemonThread) -> None:
     app, _ = photo(64, 48)
     model, ui = connected(app, daemon)
-    ui.run_until(lambda: bool(model.styles))
+    ui.run_until(lambda: bool(model.prompts.styles))
     model.controller.ask_library(lambda library: library.save_style(style("Gone soon", "g {prompt}")), print)
-    model.load_styles()
-    ui.run_until(lambda: "Gone soon" in [item["name"] for item in model.styles])
-    model.set_style("Gone soon")
+    model.prompts.load_styles()
+    ui.run_until(lambda: "Gone soon" in [item["name"] for item in model.prompts.styles])
+    model.prompts.set_style("Gone soon")
     assert model.controller.client is not None
     Library(model.controller.client).delete_style("Gone soon").result(timeout=10)  # as another host would
-    model.load_styles()
-    ui.run_until(lambda: "Gone soon" not in [item["name"] for item in model.styles])
-    assert model.style == "" and model.request().style is None
+    model.prompts.load_styles()
+    ui.run_until(lambda: "Gone soon" not in [item["name"] for item in model.prompts.styles])
+    assert model.prompts.style == "" and model.request().style is None
     model.close()
 
 

@@ -88,7 +88,8 @@ describe("history (the controller's list_jobs + fetch rules)", () => {
       strength: 35,
       steps: 7,
       seed: 3000000061,
+      style: null,
     });
-    expect(reuseFields({ seed: null, strength: null, steps: 0 })).toEqual({ model: null, prompt: "", negativePrompt: "", strength: null, steps: null, seed: null });
+    expect(reuseFields({ seed: null, strength: null, steps: 0 })).toEqual({ model: null, prompt: "", negativePrompt: "", strength: null, steps: null, seed: null, style: null });
   });
 });

@@ -16,8 +16,8 @@ from typing import Any
 from underpaint_protocol.client import UnderpaintClient
 from underpaint_protocol.constants import DEFAULT_URL
 from underpaint_protocol.controller import Canvas, Controller, HistoryItem, Job, Plan, Post, Request, Staged
-from underpaint_protocol.library import job_fields_from_png
 from underpaint_protocol.panel import parse_seed
+from underpaint_protocol.prompt_panel import PromptLibrary
 from underpaint_protocol.session import ImageData
 
 from .glue import KritaGlue
@@ -81,10 +81,10 @@ class DockerModel:
         self.seed = 0
         self.batch = 1
         self.extend = (0, 0, 0, 0)
-        # the daemon's prompt library (styles shared by every host)
-        self.style = settings.get("style", "")
-        self.styles: list[dict[str, Any]] = []
-        self._styles_asked = False
+        # the daemon's prompt library (styles, recent prompts, LoRAs shared by every host)
+        self.prompts = PromptLibrary(
+            self.controller, self.changed, settings.get("style", ""), lambda name: settings.set("style", name)
+        )
 
     # ---------------------------------------------------------------- the controller's Host
 
@@ -97,11 +97,7 @@ class DockerModel:
         ids = [str(m.get("id")) for m in controller.models]
         if ids and self.model_id not in ids:
             self.model_id = controller.default_model or ids[0]
-        if controller.connected and not self._styles_asked:
-            self._styles_asked = True
-            self.load_styles()
-        elif not controller.connected:
-            self._styles_asked = False
+        self.prompts.show()
         self.changed()
 
     # ---------------------------------------------------------------- what the docker shows
@@ -213,9 +209,12 @@ class DockerModel:
 
     def reuse(self, item: HistoryItem, index: int = 0) -> None:
         """Copy a history result's parameters (its seed included, locked) into the fields."""
-        if index >= len(item.results):
-            return
-        request = self.controller.reuse(item.results[index])
+        if index < len(item.results):
+            self.fill(self.controller.reuse(item.results[index]))
+
+    def fill(self, request: Request) -> None:
+        """The fields from ``request`` (a history result, a recent prompt, a PNG's parameters); a seed
+        it carries is locked, its style chosen."""
         self.prompt, self.negative_prompt = request.prompt, request.negative_prompt
         self.strength = request.strength if request.strength is not None else self.strength
         self.steps = request.steps or 0
@@ -225,30 +224,15 @@ class DockerModel:
             self.set_model(request.model)
         if request.extend:
             self.extend = request.extend
+        if request.style != (self.prompts.style or None):
+            self.prompts.set_style(request.style or "")
         self.changed()
 
     # ---------------------------------------------------------------- prompt library
 
-    def load_styles(self) -> None:
-        """Ask the daemon for its styles (on connecting, and from the style picker's refresh)."""
-        self.controller.ask_library(lambda library: library.styles(), self._styles_loaded)
-
-    def _styles_loaded(self, reply: dict[str, Any]) -> None:
-        self.styles = list(reply.get("styles", []))
-        if self.style and self.style not in [str(item.get("name")) for item in self.styles]:
-            self.set_style("")  # renamed or deleted in another program
-        if reply.get("notice"):
-            self.controller.error = str(reply["notice"])
-        self.changed()
-
-    def set_style(self, name: str) -> None:
-        self.style = name
-        self.settings.set("style", name)
-        self.changed()
-
     def describe(self) -> bool:
         """The Describe button: a prompt for the selection (or the image) from the daemon fills the field."""
-        return self.controller.interrogate(self._described)
+        return self.prompts.describe(self._described)
 
     def _described(self, prompt: str) -> None:
         self.prompt = prompt
@@ -257,26 +241,10 @@ class DockerModel:
     def reuse_png(self, png: bytes) -> bool:
         """Fill the fields from a PNG's parameters (ours, A1111's or ComfyUI's); False (with the
         reason in ``error``) when it carries none."""
-        try:
-            fields = job_fields_from_png(png)
-        except ValueError:
-            fields = None
-        if fields is None:
-            self.controller.error = "That file carries no generation parameters (underpaint, A1111 or ComfyUI)."
-            self.changed()
-            return False
-        tags = " ".join(f"<lora:{lora['name']}:{lora['weight']:g}>" for lora in fields.get("loras") or ())
-        self.prompt = " ".join(part for part in (fields["prompt"], tags) if part)
-        self.negative_prompt = fields["negative_prompt"]
-        if fields["seed"] is not None:
-            self.seed_random, self.seed = False, int(fields["seed"])
-        self.steps = int(fields["steps"] or 0)
-        if fields["strength"] is not None:
-            self.strength = float(fields["strength"])
-        if fields["model"] in [str(m.get("id")) for m in self.models]:
-            self.set_model(str(fields["model"]))
-        self.set_style(fields["style"] or "")
-        return True
+        request = self.prompts.reuse_png(png)
+        if request is not None:
+            self.fill(request)
+        return request is not None
 
     def request(self, expand: bool = False) -> Request:
         return Request(
@@ -289,7 +257,7 @@ class DockerModel:
             steps=int(self.steps) or None,
             extend=self.extend if expand else None,
             mode="outpaint" if expand else None,
-            style=self.style or None,
+            style=self.prompts.style or None,
         )
 
     def generate(self, expand: bool = False) -> Job | None:

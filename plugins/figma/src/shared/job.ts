@@ -14,6 +14,8 @@ export interface JobForm {
   /** null: random. */
   seed: number | null;
   batch: number;
+  /** A style by name (the daemon's styles); absent or "" for none. */
+  style?: string;
 }
 
 const clamp = (value: number, low: number, high: number): number => Math.min(high, Math.max(low, value));
@@ -36,5 +38,6 @@ export function buildJob(geometry: JobGeometry, form: JobForm): JobSpec {
   }
   if (form.steps !== null && Number.isFinite(form.steps)) job.steps = clamp(Math.round(form.steps), 1, 200);
   if (form.seed !== null && Number.isFinite(form.seed)) job.seed = clamp(Math.round(form.seed), 0, 2 ** 32 - 1);
+  if (form.style) job.style = form.style;
   return job;
 }

@@ -11,14 +11,19 @@ import {
   type Accepted,
   DEFAULT_PORT,
   type ErrorCode,
+  type HistoryEntry,
+  type Interrogated,
   type JobSpec,
   type JobSummary,
+  type LoraDescription,
   type Planned,
   RECONNECT_DELAYS,
   type Rect,
   type ServerMessage,
   type ServerMessageOf,
   type ServerMessageType,
+  type Style,
+  type StyleList,
 } from "../shared/protocol.gen";
 import { errorText } from "./errors";
 import { ClientSession, type ImageData, SessionError, type SessionEvent } from "./session";
@@ -328,5 +333,47 @@ export class UnderpaintClient {
 
   fetch(jobId: string): void {
     this.send([this.session.fetch(jobId)]);
+  }
+
+  // ------------------------------------------------------------ prompt library (PROTOCOL.md §10)
+
+  /** Every style (shipped, then the user's own); `notice` when the user's file was set aside. */
+  styles(): Promise<StyleList> {
+    const [requestId, text] = this.session.styles();
+    return this.request(requestId, "style_list", [text]);
+  }
+
+  /** Save (or replace) the user's style; resolves to the whole list. */
+  saveStyle(style: Style): Promise<StyleList> {
+    const [requestId, text] = this.session.styles({ action: "save", style });
+    return this.request(requestId, "style_list", [text]);
+  }
+
+  renameStyle(name: string, newName: string): Promise<StyleList> {
+    const [requestId, text] = this.session.styles({ action: "rename", name, new_name: newName });
+    return this.request(requestId, "style_list", [text]);
+  }
+
+  deleteStyle(name: string): Promise<StyleList> {
+    const [requestId, text] = this.session.styles({ action: "delete", name });
+    return this.request(requestId, "style_list", [text]);
+  }
+
+  /** The user's recent prompts and settings, newest first. */
+  async history(limit = 50): Promise<HistoryEntry[]> {
+    const [requestId, text] = this.session.history(limit);
+    return (await this.request(requestId, "history_list", [text])).entries;
+  }
+
+  /** The LoRAs jobs may name, with their trigger words (`refused` set for pickles). */
+  async loras(): Promise<LoraDescription[]> {
+    const [requestId, text] = this.session.loras();
+    return (await this.request(requestId, "lora_list", [text])).loras;
+  }
+
+  /** A prompt for `image` (the bounding box of `mask` when given). */
+  interrogate(image: ImageData, mask?: ImageData | null, flavours?: number): Promise<Interrogated> {
+    const [requestId, frames] = this.session.interrogate(image, mask, flavours);
+    return this.request(requestId, "interrogated", frames);
   }
 }

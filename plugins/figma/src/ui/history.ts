@@ -45,19 +45,25 @@ export interface ReusedFields {
   strength: number | null;
   steps: number | null;
   seed: number | null;
+  /** The style to choose (null: none). */
+  style?: string | null;
 }
 
+/** A styled result gives what the user typed and its style, not the resolved prompt (styled again). */
 export function reuseFields(params: Record<string, unknown>): ReusedFields {
   const num = (value: unknown): number | null => (typeof value === "number" && Number.isFinite(value) ? value : null);
   const strength = num(params.strength);
   const steps = num(params.steps);
+  const style = typeof params.style === "string" && params.style ? params.style : null;
+  const typed = style ? ["user_prompt", "user_negative_prompt"] : ["prompt", "negative_prompt"];
   return {
     model: typeof params.model === "string" && params.model ? params.model : null,
-    prompt: typeof params.prompt === "string" ? params.prompt : "",
-    negativePrompt: typeof params.negative_prompt === "string" ? params.negative_prompt : "",
+    prompt: typeof params[typed[0]] === "string" ? (params[typed[0]] as string) : "",
+    negativePrompt: typeof params[typed[1]] === "string" ? (params[typed[1]] as string) : "",
     strength: strength === null ? null : strengthPercent(strength),
     steps: steps ? steps : null,
     seed: num(params.seed),
+    style,
   };
 }
 

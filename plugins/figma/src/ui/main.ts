@@ -11,6 +11,7 @@ import { ignoredFields, ignoredSummary, type ModelInfo, modelLabel, parseSeed, p
 import type { ReusedFields } from "./history";
 import { cropPng, fitForFigma, randomClientId } from "./images";
 import { ResultsPanel } from "./results";
+import { mountPrompts } from "./prompts";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
 import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
@@ -54,6 +55,23 @@ const ui = {
   error: $<HTMLDivElement>("error"),
   notes: $<HTMLDivElement>("notes"),
 };
+
+/** The prompt library (ui/prompts.ts): styles, recent prompts, LoRAs, prompt from image, reuse a PNG. */
+const prompts = mountPrompts($<HTMLDivElement>("prompt-library"), {
+  client: () => (client?.isConnected ? client : null),
+  prompt: ui.prompt,
+  negative: ui.negative,
+  readImage: async () => {
+    const prepared = await prepare(false);
+    const { width, height } = prepared.geometry.canvas;
+    if (!prepared.image) throw new Error("Select an image to describe (or shapes over one).");
+    const png = (data: Uint8Array) => ({ format: "png" as const, width, height, data });
+    return { image: png(prepared.image), mask: prepared.mask ? png(prepared.mask) : null };
+  },
+  fill: (fields) => reuse(fields),
+  showError: (error) => showError(error),
+  setStatus: (text) => setStatus(text),
+});
 
 /** The "Upscale and restore" section (ui/upscale.ts), before the progress bar. */
 const upscale = mountUpscale(ui.progress, (action) => void generate(false, undefined, action));
@@ -161,6 +179,7 @@ function updateButtons(): void {
   ui.segmentRefine.disabled = segmenting;
   ui.segmentWordsGo.disabled = segmenting;
   upscale.setEnabled(connected && !busy() && selectionOk);
+  prompts.setEnabled(connected);
 }
 
 function savePending(): void {
@@ -248,6 +267,7 @@ function connect(): void {
     },
     onState: (state, detail, error) => {
       setState(state, state === "connected" ? `Connected to ${settings.address}.` : detail);
+      if (state === "connected") void prompts.load();
       if (state === "refused" && error) {
         const hint = error.code === "unauthorized" ? " Paste the token printed by `underpaint token` and press Connect." : "";
         showError(error, hint);
@@ -462,6 +482,7 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
       steps: numberOrNull(ui.steps.value),
       seed,
       batch: Number(ui.batch.value) || 1,
+      style: prompts.style(),
     });
     const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : job;
     let context = prepared.context;
@@ -495,6 +516,7 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
       savePending();
       if (!ui.seedLock.checked && !segment) ui.seed.value = String(accepted.seed); // the seed used, to lock it
       setStatus(`Accepted (seed ${accepted.seed}).`, 0);
+      if (!segment && !action) void prompts.loadHistory(); // the recent prompts now start with this one
     }
     updateButtons();
   } catch (error) {
@@ -569,6 +591,7 @@ function reuse(fields: ReusedFields): void {
   ui.seedLock.checked = fields.seed !== null;
   ui.seed.value = fields.seed === null ? "" : String(fields.seed);
   ui.batch.value = "1";
+  if (fields.style !== undefined) prompts.setStyle(fields.style ?? "");
   updatePlan();
   setStatus("Reused a result's parameters (its seed is locked).");
 }

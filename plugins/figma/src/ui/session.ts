@@ -11,6 +11,7 @@ import {
   type ClientMessage,
   type Hello,
   type ImageFormat,
+  type InterrogateRequest,
   type JobSpec,
   type JobState,
   type JobSummary,
@@ -18,6 +19,7 @@ import {
   type Rect,
   type ResultFormat,
   type ServerMessage,
+  type StylesRequest,
   type Submit,
   TERMINAL_STATES,
 } from "../shared/protocol.gen";
@@ -118,6 +120,41 @@ export class ClientSession {
       message[name] = attachment;
       frames.push(encodeFrame(attachment, data.data));
     }
+    return [requestId, [text(message), ...frames]];
+  }
+
+  /** A `styles` request (list, save, rename or delete; see PROTOCOL.md "Prompt library"). */
+  styles(request: Omit<StylesRequest, "type" | "request_id"> = {}): [string, string] {
+    const requestId = this.nextRequestId();
+    return [requestId, text({ type: "styles", request_id: requestId, ...request })];
+  }
+
+  history(limit: number): [string, string] {
+    const requestId = this.nextRequestId();
+    return [requestId, text({ type: "history", request_id: requestId, limit })];
+  }
+
+  loras(): [string, string] {
+    const requestId = this.nextRequestId();
+    return [requestId, text({ type: "loras", request_id: requestId })];
+  }
+
+  /** An `interrogate` request and its frames: the image, then the selection's mask if any. */
+  interrogate(image: ImageData, mask?: ImageData | null, flavours?: number): [string, (string | Uint8Array)[]] {
+    const requestId = this.nextRequestId();
+    const ref = (name: string, data: ImageData): AttachmentRef => ({
+      id: `${requestId}-${name}`,
+      format: data.format,
+      width: data.width,
+      height: data.height,
+    });
+    const message: InterrogateRequest = { type: "interrogate", request_id: requestId, image: ref("image", image) };
+    const frames = [encodeFrame(message.image, image.data)];
+    if (mask) {
+      message.mask = ref("mask", mask);
+      frames.push(encodeFrame(message.mask, mask.data));
+    }
+    if (flavours !== undefined) message.flavours = flavours;
     return [requestId, [text(message), ...frames]];
   }
 

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { createServer, type Server } from "node:http";
 import { connect as tcpConnect, createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
+import { crc32 } from "node:zlib";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -182,9 +183,12 @@ beforeAll(async () => {
   daemonPort = await freePort();
   const tokenFile = join(tmp, "token");
   const outputs = join(tmp, "outputs");
-  daemon = spawn(python, ["-m", "underpaint", "serve", "--port", String(daemonPort), "--outputs", outputs, "--token-file", tokenFile, "--model", "tiny-random"], {
+  const serve = ["-m", "underpaint", "serve", "--port", String(daemonPort), "--outputs", outputs, "--token-file", tokenFile, "--model", "tiny-random"];
+  daemon = spawn(python, [...serve, "--interrogator", "tiny-random"], {
     cwd: repo,
     stdio: ["ignore", "pipe", "pipe"],
+    // the daemon keeps the user's styles and history in their folders: this run's own
+    env: { ...process.env, XDG_CONFIG_HOME: join(tmp, "config"), XDG_DATA_HOME: join(tmp, "data") },
   });
   daemon.stdout!.on("data", (d) => (daemonLog += d));
   daemon.stderr!.on("data", (d) => (daemonLog += d));
@@ -240,6 +244,17 @@ beforeAll(async () => {
   ui = page.frames().find((f) => f.url().endsWith("/ui.html"))!;
   await ui.waitForSelector("#connect");
 }, 360000);
+
+/** A PNG as A1111 saves it: its parameters in a `parameters` tEXt chunk before IEND. */
+async function a1111Png(parameters: string): Promise<Buffer> {
+  const png = Buffer.from(await testImage(8, 8));
+  const body = Buffer.concat([Buffer.from("tEXt", "latin1"), Buffer.from(`parameters\0${parameters}`, "latin1")]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length - 4);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(crc32(body));
+  return Buffer.concat([png.subarray(0, png.length - 12), length, body, crc, png.subarray(png.length - 12)]);
+}
 
 afterAll(async () => {
   // E2E_DAEMON_LOG=/some/file keeps the daemon's log (job timings, cancels) for a look afterwards.
@@ -893,6 +908,80 @@ describe("figma plugin against a real daemon", () => {
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
   }, 540000);
+
+  it("prompt library: a style saved in the sidebar runs, Prompt from image fills the prompt, Reuse parameters reads PNGs", async () => {
+    await ui.check("#land-directly");
+    await page.evaluate(() => {
+      for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true;
+    });
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await waitFor("the daemon's styles", async () => (await ui.locator("#style option").allTextContents()).includes("Photograph"));
+    // Save: the prompt field becomes the style's template
+    await ui.selectOption("#model", "tiny-random");
+    await ui.fill("#prompt", "figma look of {prompt}");
+    await ui.fill("#negative", "");
+    await ui.fill("#style-name", "Figma e2e");
+    await ui.click("#style-save");
+    await waitFor("the saved style chosen", async () => (await ui.inputValue("#style")) === "Figma e2e");
+    expect(await ui.isEnabled("#style-rename")).toBe(true);
+    // Generate names it; the result's params hold the resolved prompt and what the user typed
+    await ui.fill("#prompt", "a styled ball");
+    await ui.selectOption("#model", "classical");
+    await ui.fill("#batch", "1");
+    await recordWire();
+    await ui.click("#generate");
+    const [result] = await waitFor("the styled result", async () => {
+      const found = await received("result");
+      return found.length > 0 ? found : null;
+    }, 120000);
+    expect((await lastSubmit()).submit.job.style).toBe("Figma e2e");
+    expect(result.params).toMatchObject({ prompt: "figma look of a styled ball", user_prompt: "a styled ball", style: "Figma e2e" });
+    await waitFor("the placed status", async () => (await sidebar()).status.startsWith("Placed"));
+    // the recent prompts start with it
+    await waitFor("the recent prompt", async () => ((await ui.locator("#recent option").first().textContent()) ?? "") === "a styled ball [Figma e2e]");
+
+    // Prompt from image: the selected image and its mask go to the daemon's (tiny) interrogator
+    await page.evaluate(() => {
+      for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true;
+    });
+    await page.evaluate(() => (window as any).select("Photo", "Mask"));
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    await ui.selectOption("#model", "tiny-random"); // the classical engine disables the prompt field
+    await ui.fill("#prompt", "");
+    await ui.click("#describe");
+    const described = await waitFor("the described prompt", async () => (await ui.inputValue("#prompt")) || null, 120000);
+    const [answer] = await received("interrogated");
+    expect(described).toBe(answer.prompt);
+    expect(described).toContain(answer.terms.mediums[0]);
+    const sent = await ui.evaluate(() => (window as any).__wire.sent.find((m: any) => m.text?.type === "interrogate")?.text);
+    expect(sent.image.format).toBe("png");
+    expect(sent.mask).toBeTruthy();
+    expect((await sidebar()).error).toBe("");
+
+    // Reuse parameters: our result's PNG gives what the user typed, its style and seed (locked)
+    await waitFor("the result's PNG on disk", async () => existsSync(result.output)); // written after the result
+    const ours = readFileSync(result.output);
+    await ui.setInputFiles("#reuse-file", { name: "ours.png", mimeType: "image/png", buffer: ours });
+    await waitFor("our parameters", async () => (await ui.inputValue("#prompt")) === "a styled ball");
+    expect(await ui.inputValue("#style")).toBe("Figma e2e");
+    expect(await ui.inputValue("#seed")).toBe(String(result.params.seed));
+    expect(await ui.isChecked("#seed-lock")).toBe(true);
+    // and an A1111 PNG its prompt, negative prompt, steps and seed; no style
+    const a1111 = await a1111Png("a red boat\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 77");
+    await ui.setInputFiles("#reuse-file", { name: "a1111.png", mimeType: "image/png", buffer: a1111 });
+    await waitFor("the A1111 parameters", async () => (await ui.inputValue("#prompt")) === "a red boat");
+    expect([await ui.inputValue("#negative"), await ui.inputValue("#steps"), await ui.inputValue("#seed")]).toEqual(["fog", "12", "77"]);
+    expect(await ui.inputValue("#style")).toBe("");
+    // a PNG without parameters: said, nothing changed
+    await ui.setInputFiles("#reuse-file", { name: "plain.png", mimeType: "image/png", buffer: Buffer.from(await testImage(8, 8)) });
+    await waitFor("the no-parameters error", async () => (await sidebar()).error.includes("no generation parameters"));
+    expect(await ui.inputValue("#prompt")).toBe("a red boat");
+    await ui.selectOption("#model", "tiny-random");
+    await ui.uncheck("#seed-lock");
+    await ui.fill("#steps", "");
+    await ui.fill("#negative", "");
+  }, 300000);
 
   it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
     const size = await page.evaluate(() => (window as any).fake.uiOptions.options);

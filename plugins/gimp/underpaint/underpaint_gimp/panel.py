@@ -40,6 +40,7 @@ from underpaint_protocol.session import ImageData  # noqa: E402
 
 from .canvas import GimpCanvas  # noqa: E402
 from .model import ImageHost, make_controller  # noqa: E402
+from .prompt_ui import PromptSection  # noqa: E402
 from .segment_ui import SegmentSection  # noqa: E402
 from .settings import Settings, daemon_token  # noqa: E402
 from .upscale_ui import UpscaleSection  # noqa: E402
@@ -177,6 +178,8 @@ class Panel:
         more.attach(self.land_directly, 0, 2, 2, 1)
         self.more.add(more)
         box.pack_start(self.more, False, False, 0)
+        self.prompt_library = PromptSection(self, wheel_scrolls_past, lambda: self._show(self.controller))
+        box.pack_start(self.prompt_library.expander, False, False, 0)
 
         self.expander = Gtk.Expander(label="Expand the canvas (outpaint)")
         sides = _grid()
@@ -324,6 +327,7 @@ class Panel:
             mode="outpaint" if expand else None,
             extend=(sides[0], sides[1], sides[2], sides[3]) if expand else None,
             steps=None if self.model_steps.get_active() else int(self.steps.get_value()),
+            style=self.prompt_library.prompts.style or None,
         )
 
     # ---------------------------------------------------------------- actions
@@ -442,6 +446,7 @@ class Panel:
             self.seed.set_text(str(job.seed))
         self._show_progress(controller)
         self.upscale.show(controller)
+        self.prompt_library.show()
         self.cancel.set_sensitive(controller.busy)
         self._show_staged(controller)
         if controller.preview is not None and controller.preview is not self._preview:
@@ -518,10 +523,13 @@ class Panel:
 
     def reuse(self, item: HistoryItem, index: int = 0) -> None:
         """A history result's parameters into the fields, its seed locked."""
-        if index >= len(item.results):
-            return
-        request = self.controller.reuse(item.results[index])
-        self.prompt.get_buffer().set_text(request.prompt)
+        if index < len(item.results):
+            self.fill(self.controller.reuse(item.results[index]))
+
+    def fill(self, request: Request) -> None:
+        """The fields from ``request`` (a history result, a recent prompt, a PNG's parameters): a seed
+        it carries is locked, its style chosen."""
+        self.set_prompt(request.prompt)
         self.negative.set_text(request.negative_prompt)
         if request.strength is not None:
             self.strength.set_value(strength_percent(request.strength))
@@ -536,7 +544,12 @@ class Panel:
         if request.extend is not None:
             for side, value in zip(("left", "top", "right", "bottom"), request.extend, strict=True):
                 self.sides[side].set_value(value)
+        if request.style != (self.prompt_library.prompts.style or None):
+            self.prompt_library.prompts.set_style(request.style or "")
         self._refresh()
+
+    def set_prompt(self, text: str) -> None:
+        self.prompt.get_buffer().set_text(text)
 
     def _fill_models(self) -> None:
         models = self.controller.models

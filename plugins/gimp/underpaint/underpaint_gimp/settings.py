@@ -37,6 +37,8 @@ class Settings:
     expand_bottom: int = 0
     land_directly: bool = False
     """False: results first appear in a preview layer, to step through and Apply or Discard."""
+    style: str = ""
+    """The style chosen in the prompt library ("" for none)."""
     client_id: str = ""
     """The identity the daemon gave this panel: the history shows its results across restarts."""
 

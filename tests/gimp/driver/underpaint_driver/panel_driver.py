@@ -6,7 +6,8 @@ Everything happens on the panel's GTK main loop, through its widgets: wait for t
 (server remembered in the settings file); measure the layout at the default size and save a
 screenshot; wheel over a field; pick a model and see which fields it ignores; Generate a long job
 and Cancel it while it runs; Generate with a locked seed above 2^31; set the Expand sides and click
-Expand with a random seed; write a report and close the window.
+Expand with a random seed; the prompt library (save the prompt as a style, Generate with it, Prompt
+from image, Reuse parameters from PNGs); write a report and close the window.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def drive(panel: Any, spec_path: str) -> None:
     else:
         plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
         plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse"]
-        plan += ["segment", "segment_wait", "finish"]
+        plan += ["segment", "segment_wait", "library", "style_saved", "style_wait", "describe", "described"]
+        plan += ["reuse_png", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
     def record_state() -> None:
@@ -319,6 +321,70 @@ def drive(panel: Any, spec_path: str) -> None:
                             wrong += abs(got[y * w + x] - (mask.data[my * mask.width + mx] if inside else 0)) > 1
                     record.update({"wrong_px": wrong, "selected_px": sum(1 for v in got if v > 127)})
                 report["segment"] = record
+            elif step == "library":  # the prompt library: save the prompt as a style with the panel's Save
+                section = panel.prompt_library
+                section.expander.set_expanded(True)
+                if len(section.prompts.styles) < 2:
+                    return True
+                panel.model.set_active_id("classical")
+                panel.set_prompt("e2e look of {prompt}")
+                section.style_name.set_text(spec["style"])
+                section.save.clicked()
+            elif step == "style_saved":
+                section = panel.prompt_library
+                if section.prompts.style != spec["style"]:
+                    if panel.controller.error:
+                        raise RuntimeError(f"saving the style failed: {panel.controller.error}")
+                    return True
+                report["style_saved"] = {
+                    "active": section.style.get_active_id(),
+                    "listed": [row[0] for row in section.style.get_model()],
+                    "rename": section.rename.get_sensitive(),
+                }
+                panel.set_prompt(spec["styled_prompt"])
+                stage["jobs"] = len(panel.controller.jobs)
+                panel.generate.clicked()  # results land directly (set above)
+            elif step == "style_wait":
+                jobs = panel.controller.jobs
+                if len(jobs) <= stage["jobs"] or not jobs[-1].settled:
+                    return True
+                job = jobs[-1]
+                params = job.results[0].message["params"] if job.results else {}
+                output = job.results[0].message.get("output") if job.results else None
+                if output and not os.path.isfile(output):  # saved in the background after the result
+                    return True
+                report["styled"] = {
+                    "state": job.state,
+                    "error": job.error,
+                    "job_id": job.job_id,
+                    "params": {key: params.get(key) for key in ("prompt", "style", "user_prompt")},
+                    "output": output,
+                }
+            elif step == "describe":
+                panel.canvas.image.select_rectangle(Gimp.ChannelOps.REPLACE, *spec["describe_box"])
+                panel.set_prompt("")
+                panel.prompt_library.describe.clicked()
+            elif step == "described":
+                prompt = panel.request(expand=False).prompt
+                if not prompt and not panel.controller.error:
+                    return True
+                report["described"] = {"prompt": prompt, "error": panel.controller.error}
+            elif step == "reuse_png":
+                section = panel.prompt_library
+                reused = []
+                for path in (report["styled"]["output"], spec["a1111_png"]):
+                    reused.append(
+                        {
+                            "ok": section.reuse_file(path),
+                            "prompt": panel.request(expand=False).prompt,
+                            "negative": panel.negative.get_text(),
+                            "style": section.style.get_active_id(),
+                            "seed": panel.seed.get_text(),
+                            "locked": panel.seed_lock.get_active(),
+                            "steps": None if panel.model_steps.get_active() else panel.steps.get_value(),
+                        }
+                    )
+                report["reused_png"] = reused
             elif step == "finish":
                 finish()
                 return False

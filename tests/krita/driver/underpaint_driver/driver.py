@@ -200,13 +200,20 @@ class TestDriver(Extension):
                 self.segment_todo = list(segment["combine"])
                 self.step = self._segment_start
             else:
-                self.step = self._undo_check
+                self.step = self._library_start if self.spec.get("library") else self._undo_check
             return
         job = jobs[self.job_index]
         dock = self.dock
         if job.get("upscale"):
             self._start_upscale(job)
             return
+        styles = dock.prompt_tools.style_combo
+        names = [str(styles.itemData(i) or "") for i in range(styles.count())]
+        if job.get("style", "") not in names:  # the daemon's styles arrive after connecting
+            if time.monotonic() > self.deadline:
+                raise RuntimeError(f"no style {job.get('style')!r} in {names}")
+            return
+        styles.setCurrentIndex(names.index(job.get("style", "")))  # the user's pick
         ids = [str(dock.model_combo.itemData(i)) for i in range(dock.model_combo.count())]
         dock.model_combo.setCurrentIndex(ids.index(job["model"]))
         dock.prompt_edit.setPlainText(job.get("prompt", ""))
@@ -321,6 +328,10 @@ class TestDriver(Extension):
             "doc_size": [self.doc.width(), self.doc.height()],
         }
         record = self.report["jobs"][job["name"]]
+        if entry.results:
+            params = entry.results[0].message["params"]
+            record["params"] = {key: params.get(key) for key in ("prompt", "style", "user_prompt", "seed")}
+            record["output"] = entry.results[0].message.get("output")
         if entry.results:
             canvas = entry.results[0].message["canvas"]
             self.offset = (self.offset[0] - canvas["x"], self.offset[1] - canvas["y"])
@@ -487,6 +498,53 @@ class TestDriver(Extension):
             "client_id_kept": bool(model.controller.client_id),
             "outputs_enabled": dock.outputs_button.isEnabled(),
         }
+        self.step = self._undo_check
+
+    def _library_start(self) -> None:
+        """The prompt row: Describe on a selection fills the prompt field (the daemon's tiny interrogator)."""
+        library = self.spec["library"]
+        selection = Selection()
+        selection.select(*library["describe_box"], 255)
+        self.doc.setSelection(selection)
+        self.doc.waitForDone()
+        self.dock.prompt_edit.setPlainText("")
+        self.dock.prompt_tools.describe_button.click()
+        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.report["stage"] = "describe"
+        self._checkpoint()
+        self.step = self._library_described
+
+    def _library_described(self) -> None:
+        dock = self.dock
+        if not dock.prompt_edit.toPlainText() and not dock.model.error:
+            if time.monotonic() > self.deadline:
+                raise RuntimeError("Describe never filled the prompt")
+            return
+        self.report["described"] = {"prompt": dock.prompt_edit.toPlainText(), "error": dock.model.error}
+        styled = self.report["jobs"]["styled"]["output"]
+        if not os.path.isfile(styled):  # saved in the background after the result
+            return
+        reused = []
+        chooser = QtWidgets.QFileDialog.getOpenFileName
+        try:
+            for path in (styled, self.spec["library"]["a1111_png"]):
+                # the file dialog's answer; the rest is the From PNG button's own code path
+                QtWidgets.QFileDialog.getOpenFileName = staticmethod(lambda *_args, _path=path, **_kw: (_path, ""))
+                dock.prompt_tools.reuse_button.click()
+                combo = dock.prompt_tools.style_combo
+                reused.append(
+                    {
+                        "prompt": dock.prompt_edit.toPlainText(),
+                        "negative": dock.negative_edit.text(),
+                        "seed": dock.seed_edit.text(),
+                        "steps": dock.steps_spin.value(),
+                        "style": str(combo.itemData(combo.currentIndex()) or ""),
+                        "error": dock.model.error,
+                    }
+                )
+        finally:
+            QtWidgets.QFileDialog.getOpenFileName = chooser
+        self.report["reused_png"] = reused
         self.step = self._undo_check
 
     def _undo_redo(self) -> dict[str, Any]:
