@@ -40,6 +40,8 @@ pytestmark = pytest.mark.host
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "tests" / "data" / "coffee.jpg"
 WIDTH, HEIGHT = 600, 400
+CONTROL = "canny=tiny-random"
+"""The daemon's tiny random ControlNet (built in code) for the tiny-random model."""
 
 
 @dataclass
@@ -70,7 +72,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     port = _free_port()
     log = folder / "daemon.log"
     argv = [sys.executable, "-m", "underpaint", "serve", "--port", str(port), "--outputs", str(folder / "outputs")]
-    argv += ["--token-file", str(folder / "token"), "--model", "tiny-random"]
+    argv += ["--token-file", str(folder / "token"), "--model", "tiny-random", "--control", CONTROL]
     with open(log, "w") as handle:
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
     try:
@@ -438,6 +440,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "report": str(panel_report),
                 "screenshot": str(screenshot),
                 "segment_box": SEGMENT_BOX,
+                "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100, "seed": 41},
             }
         )
     )
@@ -567,6 +570,20 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert segment["state"] == "finished" and not segment["error"], segment
     assert segment["wrong_px"] == 0 and 0 < segment["selected_px"] < SEGMENT_BOX[2] * SEGMENT_BOX[3], segment
 
+    # a hidden layer picked in the Control layers section (canny, 90 %): the job carries it, the daemon ran
+    # its ControlNet, and the result differs from the same seed without it (both from the same image)
+    plain, guided = panel["control_jobs"]
+    assert plain["state"] == guided["state"] == "finished", panel["control_jobs"]
+    assert plain["mode"] == guided["mode"] == "inpaint" and plain["merged_before"] == guided["merged_before"]
+    rows = [{"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": False}]
+    assert panel["control_rows"] == rows and "canny" in panel["control_hint"]
+    assert panel["control_plan"][1] == "Generate will inpaint the selection.", panel["control_plan"]
+    (plain_params,), (guided_params,) = plain["params"], guided["params"]
+    assert plain_params["seed"] == guided_params["seed"] == 41 and plain_params["controls"] == []
+    assert guided_params["controls"] == rows and guided_params["engine_params"]["controls"] == [CONTROL]
+    assert plain["result_sha256"] != guided["result_sha256"], "the control layer changed the result"
+    assert panel["control_rows_after_remove"] == 0
+
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
     panel_report.unlink()
@@ -583,6 +600,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     restarted = json.loads(panel_report.read_text())
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again
-    earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id != segment["job_id"]]
+    later = {segment["job_id"], plain["job_id"], guided["job_id"]}
+    earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id not in later]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]
