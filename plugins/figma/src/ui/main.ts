@@ -1,5 +1,6 @@
 /** The sidebar: settings, connection, the job form, progress, errors; talks to code.ts by messages. */
 
+import { addGuides, guideFrames, guideProblem } from "../shared/guides";
 import { buildJob } from "../shared/job";
 import { segmentJob, segmentModels } from "../shared/segment";
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
@@ -14,6 +15,7 @@ import { ResultsPanel } from "./results";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
 import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
+import { mountGuides } from "./guides";
 import { assembleTiles, mountUpscale, type Tile } from "./upscale";
 
 /** What Generate runs (the Python controller's GENERATE_MODES). */
@@ -57,6 +59,11 @@ const ui = {
   error: $<HTMLDivElement>("error"),
   notes: $<HTMLDivElement>("notes"),
 };
+
+/** The selected nodes (what "Add control layer" and "Add reference" pick). */
+let selectedNodes: { id: string; name: string }[] = [];
+/** The "Control layers and references" section (ui/guides.ts), before Expand. */
+const guides = mountGuides($("guides-mount"), () => selectedNodes, () => chosenModel(), () => updatePlan());
 
 /** The "Upscale and restore" section (ui/upscale.ts), before the progress bar. */
 const upscale = mountUpscale(ui.progress, (action) => void generate(false, undefined, action));
@@ -196,6 +203,7 @@ function fillModels(hello: Welcome): void {
   }
   if (able.some((m) => m.id === previousSegment)) ui.segmentModel.value = previousSegment;
   upscale.fill(hello.models);
+  guides.refresh();
   updatePlan();
   updateButtons();
 }
@@ -208,8 +216,9 @@ function chosenModel(): ModelInfo | undefined {
 function updatePlan(): void {
   const model = chosenModel();
   const planned = selectionOk ? plan(selectionMode, selectionSummary, model) : { sentence: selectionSummary, refusal: selectionSummary };
-  ui.plan.textContent = planned.sentence;
-  refused = planned.refusal !== null;
+  const problem = guideProblem(model, guides.controls(), guides.references(), welcome?.limits ?? {});
+  ui.plan.textContent = problem ?? planned.sentence;
+  refused = planned.refusal !== null || problem !== null;
   const ignored = ignoredFields(model);
   const fields: [keyof typeof ignored, HTMLElement[]][] = [
     ["prompt", [ui.prompt]],
@@ -397,7 +406,7 @@ function readExtents(): { left: number; top: number; right: number; bottom: numb
   return { left, top, right, bottom };
 }
 
-function prepare(expand: boolean): Promise<PreparedJob> {
+function prepare(expand: boolean, withGuides: boolean): Promise<PreparedJob> {
   const requestId = `p${Date.now()}${Math.random().toString(36).slice(2, 6)}`;
   return new Promise((resolve, reject) => {
     preparing.set(requestId, (reply) => {
@@ -407,7 +416,13 @@ function prepare(expand: boolean): Promise<PreparedJob> {
     toMain({
       type: "prepare",
       requestId,
-      options: { scale: ui.scale.value === "2" ? 2 : 1, expand: expand ? readExtents() : undefined },
+      options: {
+        scale: ui.scale.value === "2" ? 2 : 1,
+        expand: expand ? readExtents() : undefined,
+        guides: withGuides
+          ? { controls: guides.controls().map((row) => row.nodeId), references: guides.references().map((row) => row.nodeId) }
+          : undefined,
+      },
     });
   });
 }
@@ -447,7 +462,8 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
   updateButtons();
   setStatus("Reading the selection…", 0);
   try {
-    const prepared = await prepare(expand);
+    const guided = !segment && !action; // control layers and references guide Generate and Expand
+    const prepared = await prepare(expand, guided);
     if (run.cancelRequested) {
       run.cancel();
       return;
@@ -466,7 +482,7 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
       seed,
       batch: Number(ui.batch.value) || 1,
     });
-    const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : job;
+    const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : guided ? addGuides(job, guides.controls(), guides.references()) : job;
     let context = prepared.context;
     if (spec.upscale) {
       const scaled = scaledSize(geometry.canvas, spec.upscale.factor);
@@ -488,7 +504,9 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
         cropPng,
       );
       if (upload.region) setStatus(`Uploading ${upload.region.width}×${upload.region.height} px…`, 0);
-      return upload;
+      if (!prepared.guides) return upload;
+      // each control node over the planned control rectangle, so it lines up with the canvas pixel for pixel
+      return { ...upload, guides: await guideFrames(planned.control, geometry.canvas, prepared.guides, cropPng) };
     });
     if (accepted === null) return;
     const jobId = accepted.job_id;
@@ -534,6 +552,8 @@ window.addEventListener("message", (event: MessageEvent) => {
       selectionOk = message.ok;
       selectionMode = message.mode ?? null;
       selectionSummary = message.summary;
+      selectedNodes = message.nodes ?? [];
+      guides.refresh();
       ui.selection.textContent = message.summary;
       ui.selection.classList.toggle("bad", !message.ok);
       updatePlan();
@@ -611,6 +631,9 @@ ui.strength.addEventListener("input", () => {
   ui.strengthValue.textContent = `${ui.strength.value}%`;
 });
 ui.seedLock.addEventListener("change", updatePlan);
-ui.model.addEventListener("change", updatePlan);
+ui.model.addEventListener("change", () => {
+  guides.refresh();
+  updatePlan();
+});
 
 toMain({ type: "load-settings" });
