@@ -173,8 +173,11 @@ export function mountGuides(
     controls: () => [...controls],
     references: () => [...references],
     refresh: () => {
-      addControl.disabled = selected().length === 0;
-      addReference.disabled = selected().length === 0;
+      const names = selected().map((node) => `"${node.name}"`).join(", ");
+      addControl.disabled = names === "";
+      addReference.disabled = names === "";
+      addControl.title = names ? `Use ${names} to guide the picture: its pixels over the generated area` : "Select the node(s) to use first";
+      addReference.title = names ? `Use ${names} as reference images (style, composition or both)` : "Select the node(s) to use first";
       draw();
     },
   };

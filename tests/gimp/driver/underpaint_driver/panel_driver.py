@@ -359,6 +359,7 @@ def drive(panel: Any, spec_path: str) -> None:
                     row["kind"].set_active_id(control["kind"])
                     row["strength"].set_value(control["strength"])
                     row["end"].set_value(control["end"])
+                    row["preprocess"].set_active(False)  # the lines are the canny input as they are
                     report["control_rows"] = [c.job_item() for c in section.fields.controls]
                     report["control_hint"] = section.hint.get_text()
                 panel._refresh()
