@@ -905,6 +905,7 @@ describe("figma plugin against a real daemon", () => {
       lines.fills = [{ type: "SOLID", color: { r: 1, g: 1, b: 1 } }];
       lines.visible = false;
     });
+    await ui.check("#land-directly"); // results land at once (the preview scenarios turned that off)
     await ui.selectOption("#model", "tiny-random");
     await ui.fill("#prompt", "guided");
     await ui.check("#seed-lock");
@@ -932,7 +933,10 @@ describe("figma plugin against a real daemon", () => {
         await ui.fill("#guide-strength-0", "90");
         await ui.uncheck("#guide-preprocess-0"); // the lines are the canny input as they are
       }
-      await page.evaluate(() => (window as any).select("Photo", "Mask"));
+      await page.evaluate(() => {
+        for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true; // a landing hid it
+        (window as any).select("Photo", "Mask");
+      });
       await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
       expect(await ui.textContent("#plan")).toContain("inpaint");
       await recordWire();
@@ -964,6 +968,7 @@ describe("figma plugin against a real daemon", () => {
     await ui.click("#guides-section > summary");
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
+    await ui.uncheck("#land-directly");
   }, 300000);
 
   it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
