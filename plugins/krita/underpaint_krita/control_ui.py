@@ -37,6 +37,15 @@ from .qt import QtCore, QtGui, QtWidgets
 IMAGE_FILES = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
 
 
+def _name_label(text: str) -> Any:
+    """A row's layer name: cut rather than widen the docker past its 300 px."""
+    label = QtWidgets.QLabel(text)
+    label.setToolTip(text)
+    label.setMinimumWidth(0)
+    label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+    return label
+
+
 def _percent_spin(guard: Callable[[Any], Any], high: int, value: int, tip: str) -> Any:
     spin = guard(QtWidgets.QSpinBox())
     spin.setRange(0, high)
@@ -191,8 +200,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid.setContentsMargins(4, 2, 4, 2)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
-        name = QtWidgets.QLabel(self.fields.name(control))
-        name.setMinimumWidth(0)
+        name = _name_label(self.fields.name(control))
         kind = self.guard(QtWidgets.QComboBox())
         for value in [*kinds, *([control.kind] if control.kind not in kinds else [])]:
             kind.addItem(KIND_LABELS[value], value)
@@ -234,8 +242,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid = QtWidgets.QGridLayout(box)
         grid.setContentsMargins(4, 2, 4, 2)
         grid.setColumnStretch(1, 1)
-        name = QtWidgets.QLabel(f"{LABELS['reference']}: {self.fields.name(reference)}")
-        name.setMinimumWidth(0)
+        name = _name_label(f"{LABELS['reference']}: {self.fields.name(reference)}")
         take = self.guard(QtWidgets.QComboBox())
         for value in [*takes, *([reference.take] if reference.take not in takes else [])]:
             take.addItem(TAKE_LABELS[value], value)

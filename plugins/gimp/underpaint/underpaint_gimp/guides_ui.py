@@ -17,7 +17,8 @@ import gi
 
 gi.require_version("Gtk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
-from gi.repository import GdkPixbuf, GLib, Gtk  # noqa: E402
+gi.require_version("Pango", "1.0")
+from gi.repository import GdkPixbuf, GLib, Gtk, Pango  # noqa: E402
 
 from underpaint_protocol.guides_panel import (  # noqa: E402
     KIND_LABELS,
@@ -209,7 +210,7 @@ class GuidesSection:
         preprocess.set_active(control.preprocess)
         preprocess.connect("toggled", lambda check: self._set_control(index, preprocess=check.get_active()))
         remove = self._remove_button(self.fields.remove_control, index)
-        grid.attach(Gtk.Label(label=self.fields.name(control), xalign=0, ellipsize=3), 0, 0, 2, 1)
+        grid.attach(Gtk.Label(label=self.fields.name(control), xalign=0, ellipsize=Pango.EllipsizeMode.END), 0, 0, 2, 1)
         grid.attach(kind, 2, 0, 2, 1)
         grid.attach(remove, 4, 0, 1, 1)
         grid.attach(Gtk.Label(label=LABELS["strength"], xalign=0), 0, 1, 1, 1)
@@ -241,7 +242,7 @@ class GuidesSection:
         )
         remove = self._remove_button(self.fields.remove_reference, index)
         name = f"{LABELS['reference']}: {self.fields.name(reference)}"
-        grid.attach(Gtk.Label(label=name, xalign=0, ellipsize=3, hexpand=True), 0, 0, 2, 1)
+        grid.attach(Gtk.Label(label=name, xalign=0, ellipsize=Pango.EllipsizeMode.END, hexpand=True), 0, 0, 2, 1)
         grid.attach(remove, 2, 0, 1, 1)
         grid.attach(Gtk.Label(label=LABELS["take"], xalign=0), 0, 1, 1, 1)
         grid.attach(take, 1, 1, 2, 1)
