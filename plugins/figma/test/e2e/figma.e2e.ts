@@ -941,7 +941,7 @@ describe("figma plugin against a real daemon", () => {
       expect(await ui.textContent("#plan")).toContain("inpaint");
       await recordWire();
       await ui.click("#generate");
-      const result = await waitFor("the result", async () => (await received("result")).at(-1), 120000);
+      const result = await waitFor("the result", async () => (await received("result")).at(-1), 240000);
       const node = await waitFor("its node", async () =>
         (await page.evaluate(() => (window as any).created())).find((n: any) => n.name === result.layer.name),
       );
@@ -969,7 +969,7 @@ describe("figma plugin against a real daemon", () => {
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
     await ui.uncheck("#land-directly");
-  }, 300000);
+  }, 540000);
 
   it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
     const size = await page.evaluate(() => (window as any).fake.uiOptions.options);
