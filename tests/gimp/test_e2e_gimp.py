@@ -41,6 +41,8 @@ pytestmark = pytest.mark.host
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "tests" / "data" / "coffee.jpg"
 WIDTH, HEIGHT = 600, 400
+CONTROL = "canny=tiny-random"
+"""The daemon's tiny random ControlNet (built in code) for the tiny-random model."""
 
 
 @dataclass
@@ -72,6 +74,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     log = folder / "daemon.log"
     argv = [sys.executable, "-m", "underpaint", "serve", "--port", str(port), "--outputs", str(folder / "outputs")]
     argv += ["--token-file", str(folder / "token"), "--model", "tiny-random", "--interrogator", "tiny-random"]
+    argv += ["--control", CONTROL]
     env = os.environ | {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data")}  # styles
     with open(log, "w") as handle:
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -465,6 +468,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "styled_prompt": prompt + " styled",
                 "describe_box": [250, 150, 120, 90],
                 "a1111_png": str(a1111_png(tmp_path)),
+                "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100, "seed": 41},
             }
         )
     )
@@ -622,6 +626,19 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         "locked": True,
         "steps": 12.0,
     }, theirs
+    # a hidden layer picked in the Control layers section (canny, 90 %): the job carries it, the daemon ran
+    # its ControlNet, and the result differs from the same seed without it (both from the same image)
+    plain, guided = panel["control_jobs"]
+    assert plain["state"] == guided["state"] == "finished", panel["control_jobs"]
+    assert plain["mode"] == guided["mode"] == "inpaint" and plain["merged_before"] == guided["merged_before"]
+    rows = [{"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": False}]
+    assert panel["control_rows"] == rows and "canny" in panel["control_hint"]
+    assert panel["control_plan"][1] == "Generate will inpaint the selection.", panel["control_plan"]
+    (plain_params,), (guided_params,) = plain["params"], guided["params"]
+    assert plain_params["seed"] == guided_params["seed"] == 41 and plain_params["controls"] == []
+    assert guided_params["controls"] == rows and guided_params["engine_params"]["controls"] == [CONTROL]
+    assert plain["result_sha256"] != guided["result_sha256"], "the control layer changed the result"
+    assert panel["control_rows_after_remove"] == 0
 
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
@@ -639,7 +656,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     restarted = json.loads(panel_report.read_text())
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again
-    later = (segment["job_id"], styled["job_id"])
+    later = {segment["job_id"], styled["job_id"], plain["job_id"], guided["job_id"]}
     earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id not in later]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]

@@ -56,10 +56,32 @@ JOBS = [
         "seed": 23,
         "preview": "apply_all",
     },
+    # the same seed without, then with a control layer (a hidden layer of white lines): the paste of
+    # the first is undone, so both start from the same image
+    {
+        "name": "control_off",
+        "model": "tiny-random",
+        "prompt": "guided",
+        "steps": 2,
+        "seed": 41,
+        "control_layer": {"name": "control lines", "step": 12},
+        "undo_after": True,
+    },
+    {
+        "name": "control",
+        "model": "tiny-random",
+        "prompt": "guided",
+        "steps": 2,
+        "seed": 41,
+        "controls": [{"layer": "control lines", "kind": "canny", "strength": 90, "start": 0, "end": 100}],
+        "drop_control_layer": "control lines",
+    },
     {"name": "styled", "model": "classical", "prompt": "styled cup", "seed": 8, "style": "Photograph"},
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
 DESCRIBE_BOX = [300, 200, 240, 180]  # last: a selection in the upscaled document
+CONTROL = "canny=tiny-random"
+"""The daemon's tiny random ControlNet (built in code) for the tiny-random model."""
 SEGMENT = {
     "box": [200, 110, 200, 160],  # a drawn box around the cup
     "model": "refine",
@@ -116,6 +138,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory):
                 "tiny-random",
                 "--interrogator",
                 "tiny-random",
+                "--control",
+                CONTROL,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -251,6 +275,24 @@ def test_tiny_random_batch_lands_in_one_group_and_undoes_in_one_step(krita_run: 
     assert undo["before"] == job["layers"]
     assert undo["after_undo"] == [n for n in job["layers"] if n is not group]  # the whole group, one undo
     assert undo["after_redo"] == undo["before"]
+
+
+def test_a_control_layer_guides_an_inpaint(krita_run: dict[str, Any]) -> None:
+    """A hidden layer picked in the docker's Control layers section, kind canny at 90 %: the job
+    carries it, the daemon ran its ControlNet, and the result differs from the same seed without it."""
+    off, on = krita_run["jobs"]["control_off"], krita_run["jobs"]["control"]
+    assert off["mode"] == on["mode"] == "inpaint"
+    _layer_matches_result(on)
+    assert off["state"] == "finished" and off["merged_before"] == on["merged_before"], "the same image both times"
+    assert krita_run["guide_rows"] == [
+        [{"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": False}]
+    ]
+    (plain,), (guided,) = off["params"], on["params"]
+    assert plain["seed"] == guided["seed"] == 41 and plain["controls"] == []
+    assert guided["controls"] == krita_run["guide_rows"][0]
+    assert guided["engine_params"]["controls"] == [CONTROL]
+    assert off["pasted"][0]["sha256"] != on["pasted"][0]["sha256"], "the control layer changed the result"
+    assert "canny" in on["guides_hint"] and on["rows_after_remove"] == 0
 
 
 def test_expand_grows_the_canvas_and_outpaints(krita_run: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from krita import DockWidget, Krita
 
 from underpaint_protocol.panel import ignored_summary, model_label
 
+from .control_ui import GuidesBox
 from .glue import KritaGlue
 from .model import DockerModel, Settings
 from .prompt_ui import PromptTools
@@ -216,6 +217,8 @@ class UnderpaintDocker(DockWidget):
         form.addLayout(grid)
         self.prompt_tools = PromptTools(m, self._load_fields)
         form.addWidget(self.prompt_tools)
+        self.guides_box = GuidesBox(m, guard_wheel)
+        form.addWidget(self.guides_box)
         self._tooltips = {
             id(widget): (widget, widget.toolTip())
             for widget in (self.prompt_edit, self.negative_edit, self.strength_spin, self.steps_spin, self.seed_edit)
@@ -488,6 +491,7 @@ class UnderpaintDocker(DockWidget):
             self.generate_button.setEnabled(connected)
             self.expand_button.setEnabled(connected)
             self.segment_box.refresh(connected)
+            self.guides_box.refresh(connected)
             self.cancel_button.setEnabled(m.busy)
             self.progress_bar.setValue(round(m.controller.progress_fraction * 1000))
             self.progress_label.setText(m.controller.progress_text())

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from underpaint_protocol.controller import CanvasClosed, NewLayer, UserError
+from underpaint_protocol.guides_panel import FileReference, HostLayer
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.segment import COMBINE_MODES, SegmentMask
 from underpaint_protocol.session import ImageData
@@ -114,6 +115,56 @@ class KritaCanvas:
         if len(data) != rect.width * rect.height:
             raise UserError(f"Krita returned {len(data)} selection bytes for a {rect.width}x{rect.height} region")
         return ImageData("gray8", rect.width, rect.height, data)
+
+    def layers(self) -> list[HostLayer]:
+        """Every layer, top first, named with its groups ("Group / Layer"); a layer's handle is its
+        unique id (a mask holds no picture)."""
+        found: list[HostLayer] = []
+
+        def walk(node: Any, path: str) -> None:
+            for child in reversed(node.childNodes()):  # childNodes() run bottom to top
+                name = f"{path}{child.name()}"
+                found.append(HostLayer(node_key(child), name, not str(child.type()).endswith("mask")))
+                if str(child.type()) == "grouplayer":
+                    walk(child, f"{name} / ")
+
+        walk(self.document().rootNode(), "")
+        return found
+
+    def _node(self, key: str) -> Any:
+        def find(node: Any) -> Any:
+            for child in node.childNodes():
+                if node_key(child) == key:
+                    return child
+                found = find(child)
+                if found is not None:
+                    return found
+            return None
+
+        node = find(self.document().rootNode())
+        if node is None:
+            raise UserError("A control layer or reference was deleted: remove its row, or pick another layer.")
+        return node
+
+    def read_layer_region(self, layer: str, rect: Bounds) -> ImageData:
+        """One layer's own pixels over ``rect`` (hidden or not): a paint layer's pixels, any other
+        layer's projection (a group's merged children, a vector or file layer's rendering)."""
+        node = self._node(layer)
+        self.document().waitForDone()
+        read = node.pixelData if str(node.type()) == "paintlayer" else node.projectionPixelData
+        data = bytes(read(rect.x, rect.y, rect.width, rect.height))
+        if len(data) != rect.width * rect.height * 4:
+            raise UserError(f"Krita returned {len(data)} bytes for a {rect.width}x{rect.height} layer region")
+        return ImageData("bgra8", rect.width, rect.height, data)
+
+    def read_layer(self, layer: str | FileReference) -> ImageData:
+        """A reference image: a file as it is, or a layer over its own bounds."""
+        if isinstance(layer, FileReference):
+            return layer.image()
+        bounds = self._node(layer).bounds()
+        if bounds.width() <= 0 or bounds.height() <= 0:
+            raise UserError("A reference layer is empty: paint or paste a picture into it first.")
+        return self.read_layer_region(layer, Bounds(bounds.x(), bounds.y(), bounds.width(), bounds.height()))
 
     def apply_selection(self, mask: SegmentMask) -> None:
         """The soft mask at its placement joins the selection by Krita's own replace / add /

@@ -16,6 +16,7 @@ from typing import Any
 from underpaint_protocol.client import UnderpaintClient
 from underpaint_protocol.constants import DEFAULT_URL
 from underpaint_protocol.controller import Canvas, Controller, HistoryItem, Job, Plan, Post, Request, Staged
+from underpaint_protocol.guides_panel import GuideFields
 from underpaint_protocol.panel import parse_seed
 from underpaint_protocol.prompt_panel import PromptLibrary
 from underpaint_protocol.session import ImageData
@@ -81,6 +82,7 @@ class DockerModel:
         self.seed = 0
         self.batch = 1
         self.extend = (0, 0, 0, 0)
+        self.guides = GuideFields()  # control layers and references (control_ui.py)
         # the daemon's prompt library (styles, recent prompts, LoRAs shared by every host)
         self.prompts = PromptLibrary(
             self.controller, self.changed, settings.get("style", ""), lambda name: settings.set("style", name)
@@ -247,6 +249,7 @@ class DockerModel:
         return request is not None
 
     def request(self, expand: bool = False) -> Request:
+        controls, references = self.guides.guides()
         return Request(
             prompt=self.prompt,
             negative_prompt=self.negative_prompt,
@@ -258,6 +261,8 @@ class DockerModel:
             extend=self.extend if expand else None,
             mode="outpaint" if expand else None,
             style=self.prompts.style or None,
+            controls=controls,
+            references=references,
         )
 
     def generate(self, expand: bool = False) -> Job | None:

@@ -21,6 +21,7 @@ CLIENT_MODULES = (
     "panel.py",
     "segment.py",
     "guides.py",
+    "guides_panel.py",
     "controller.py",
     "upscale.py",
     "upscale_panel.py",

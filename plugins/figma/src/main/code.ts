@@ -22,11 +22,12 @@ function errorText(error: unknown): string {
 }
 
 function sendSelection(): void {
+  const nodes = figma.currentPage.selection.map((node) => ({ id: node.id, name: node.name }));
   try {
     const classified = classify(figma.currentPage.selection);
-    post({ type: "selection", summary: describe(classified), ok: true, mode: classified.mode });
+    post({ type: "selection", summary: describe(classified), ok: true, mode: classified.mode, nodes });
   } catch (error) {
-    post({ type: "selection", summary: errorText(error), ok: false });
+    post({ type: "selection", summary: errorText(error), ok: false, nodes });
   }
 }
 

@@ -11,6 +11,7 @@ import {
 } from "../shared/geometry";
 import type { PreparedJob, PrepareOptions } from "../shared/messages";
 import { pngSize } from "../shared/png";
+import { readGuides } from "./guides";
 import { SEGMENT_KEY } from "./segment";
 
 const FRAME_TYPES = new Set(["FRAME", "COMPONENT", "INSTANCE"]);
@@ -151,7 +152,10 @@ export async function prepareJob(selection: readonly SceneNode[], options: Prepa
   let mask: Uint8Array | undefined;
   let canvas = exportSize(classified.base.box, scale);
   if (classified.mode !== "txt2img") {
-    image = await exportImage(base, masks, scale);
+    // control layers drawn over the image (inside its frame) guide it: they are not part of it
+    const controls = await Promise.all((options.guides?.controls ?? []).map((id) => figma.getNodeByIdAsync(id)));
+    const hide = controls.filter((node): node is SceneNode => node !== null && "visible" in node);
+    image = await exportImage(base, [...masks, ...hide], scale);
     const size = pngSize(image);
     if (size === null) throw new Error("figma exported something that is not a PNG");
     canvas = size;
@@ -172,11 +176,13 @@ export async function prepareJob(selection: readonly SceneNode[], options: Prepa
     const e = geometry.extend!;
     summary = `Outpaint "${base.name}" by ${e.left}/${e.top}/${e.right}/${e.bottom} px (left/top/right/bottom)`;
   }
+  const guides = options.guides && (options.guides.controls.length > 0 || options.guides.references.length > 0);
   return {
     geometry,
     image,
     mask,
     summary,
+    guides: guides ? await readGuides(classified.base.box, scale, options.guides!) : undefined,
     context: {
       placement: { parentId: parent ? parent.id : figma.currentPage.id, x: base.x, y: base.y, scale },
       baseId: base.id,

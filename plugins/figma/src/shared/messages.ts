@@ -1,6 +1,7 @@
 /** Messages between the UI iframe and the main thread (figma.ui.postMessage / parent.postMessage). */
 
 import type { Extents, JobGeometry, Mode, Placement } from "./geometry";
+import type { GuidePixels } from "./guides";
 
 export interface Settings {
   address: string;
@@ -14,6 +15,8 @@ export interface PrepareOptions {
   scale: 1 | 2;
   /** Extents in design units for the Expand action (outpaint); absent for Generate. */
   expand?: Extents;
+  /** Node ids of the job's control layers and references (read with the image). */
+  guides?: { controls: string[]; references: string[] };
 }
 
 /** Everything the main thread needs later to place a job's results. */
@@ -31,6 +34,8 @@ export interface PreparedJob {
   mask?: Uint8Array;
   context: JobContext;
   summary: string;
+  /** The control nodes over the whole canvas and the references, when `guides` asked for them. */
+  guides?: GuidePixels;
 }
 
 export interface ResultItem {
@@ -61,7 +66,8 @@ export type UiToMain =
 
 export type MainToUi =
   | { type: "settings"; settings: Settings; pending: Record<string, JobContext> }
-  | { type: "selection"; summary: string; ok: boolean; mode?: string }
+  /** `nodes`: the selected nodes, for picking control layers and references. */
+  | { type: "selection"; summary: string; ok: boolean; mode?: string; nodes: { id: string; name: string }[] }
   | { type: "prepared"; requestId: string; job: PreparedJob }
   | { type: "prepare-error"; requestId: string; message: string }
   | { type: "placed"; jobId: string; nodeIds: string[]; notes: string[] }

@@ -26,7 +26,7 @@ import {
   type StyleList,
 } from "../shared/protocol.gen";
 import { errorText } from "./errors";
-import { ClientSession, type ImageData, SessionError, type SessionEvent } from "./session";
+import { ClientSession, type Guides, type ImageData, SessionError, type SessionEvent } from "./session";
 
 /** The same states as the Python client's: what the sidebar shows next to the address. */
 export type ConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "refused";
@@ -310,15 +310,21 @@ export class UnderpaintClient {
     return this.request(requestId, "planned", [text]);
   }
 
-  submit(job: JobSpec, region?: Rect | null, image?: ImageData | null, mask?: ImageData | null): Promise<Accepted> {
+  submit(job: JobSpec, region?: Rect | null, image?: ImageData | null, mask?: ImageData | null, guides?: Guides): Promise<Accepted> {
     const limit = this.welcome?.limits.max_frame_bytes ?? 0;
-    for (const [name, data] of [["image", image], ["mask", mask]] as const) {
+    const named: [string, ImageData | null | undefined][] = [
+      ["image", image],
+      ["mask", mask],
+      ...(guides?.controls ?? []).map((data, index): [string, ImageData] => [`controls.${index}`, data]),
+      ...(guides?.references ?? []).map((data, index): [string, ImageData] => [`references.${index}`, data]),
+    ];
+    for (const [name, data] of named) {
       if (data && limit && data.data.byteLength > limit) {
         const code: ErrorCode = "frame_too_large";
         return Promise.reject(new DaemonError({ code, field: name, message: `${name} is larger than the daemon accepts` }));
       }
     }
-    const [requestId, frames] = this.session.submit(job, region, image, mask);
+    const [requestId, frames] = this.session.submit(job, region, image, mask, guides);
     return this.request(requestId, "accepted", frames);
   }
 

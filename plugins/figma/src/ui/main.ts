@@ -1,5 +1,6 @@
 /** The sidebar: settings, connection, the job form, progress, errors; talks to code.ts by messages. */
 
+import { addGuides, guideFrames, guideProblem } from "../shared/guides";
 import { buildJob } from "../shared/job";
 import { segmentJob, segmentModels } from "../shared/segment";
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
@@ -15,6 +16,7 @@ import { mountPrompts } from "./prompts";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
 import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
+import { mountGuides } from "./guides";
 import { assembleTiles, mountUpscale, type Tile } from "./upscale";
 
 declare const __VERSION__: string;
@@ -62,7 +64,7 @@ const prompts = mountPrompts($<HTMLDivElement>("prompt-library"), {
   prompt: ui.prompt,
   negative: ui.negative,
   readImage: async () => {
-    const prepared = await prepare(false);
+    const prepared = await prepare(false, false);
     const { width, height } = prepared.geometry.canvas;
     if (!prepared.image) throw new Error("Select an image to describe (or shapes over one).");
     const png = (data: Uint8Array) => ({ format: "png" as const, width, height, data });
@@ -72,6 +74,10 @@ const prompts = mountPrompts($<HTMLDivElement>("prompt-library"), {
   showError: (error) => showError(error),
   setStatus: (text) => setStatus(text),
 });
+/** The selected nodes (what "Add control layer" and "Add reference" pick). */
+let selectedNodes: { id: string; name: string }[] = [];
+/** The "Control layers and references" section (ui/guides.ts), before Expand. */
+const guides = mountGuides($("guides-mount"), () => selectedNodes, () => chosenModel(), () => updatePlan());
 
 /** The "Upscale and restore" section (ui/upscale.ts), before the progress bar. */
 const upscale = mountUpscale(ui.progress, (action) => void generate(false, undefined, action));
@@ -212,6 +218,7 @@ function fillModels(hello: Welcome): void {
   }
   if (able.some((m) => m.id === previousSegment)) ui.segmentModel.value = previousSegment;
   upscale.fill(hello.models);
+  guides.refresh();
   updatePlan();
   updateButtons();
 }
@@ -224,8 +231,9 @@ function chosenModel(): ModelInfo | undefined {
 function updatePlan(): void {
   const model = chosenModel();
   const planned = selectionOk ? plan(selectionMode, selectionSummary, model) : { sentence: selectionSummary, refusal: selectionSummary };
-  ui.plan.textContent = planned.sentence;
-  refused = planned.refusal !== null;
+  const problem = guideProblem(model, guides.controls(), guides.references(), welcome?.limits ?? {});
+  ui.plan.textContent = problem ?? planned.sentence;
+  refused = planned.refusal !== null || problem !== null;
   const ignored = ignoredFields(model);
   const fields: [keyof typeof ignored, HTMLElement[]][] = [
     ["prompt", [ui.prompt]],
@@ -414,7 +422,7 @@ function readExtents(): { left: number; top: number; right: number; bottom: numb
   return { left, top, right, bottom };
 }
 
-function prepare(expand: boolean): Promise<PreparedJob> {
+function prepare(expand: boolean, withGuides: boolean): Promise<PreparedJob> {
   const requestId = `p${Date.now()}${Math.random().toString(36).slice(2, 6)}`;
   return new Promise((resolve, reject) => {
     preparing.set(requestId, (reply) => {
@@ -424,7 +432,13 @@ function prepare(expand: boolean): Promise<PreparedJob> {
     toMain({
       type: "prepare",
       requestId,
-      options: { scale: ui.scale.value === "2" ? 2 : 1, expand: expand ? readExtents() : undefined },
+      options: {
+        scale: ui.scale.value === "2" ? 2 : 1,
+        expand: expand ? readExtents() : undefined,
+        guides: withGuides
+          ? { controls: guides.controls().map((row) => row.nodeId), references: guides.references().map((row) => row.nodeId) }
+          : undefined,
+      },
     });
   });
 }
@@ -464,7 +478,8 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
   updateButtons();
   setStatus("Reading the selection…", 0);
   try {
-    const prepared = await prepare(expand);
+    const guided = !segment && !action; // control layers and references guide Generate and Expand
+    const prepared = await prepare(expand, guided);
     if (run.cancelRequested) {
       run.cancel();
       return;
@@ -484,7 +499,7 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
       batch: Number(ui.batch.value) || 1,
       style: prompts.style(),
     });
-    const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : job;
+    const spec = action ? upscaleJob(job, geometry, action, upscale.form()) : guided ? addGuides(job, guides.controls(), guides.references()) : job;
     let context = prepared.context;
     if (spec.upscale) {
       const scaled = scaledSize(geometry.canvas, spec.upscale.factor);
@@ -506,7 +521,9 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
         cropPng,
       );
       if (upload.region) setStatus(`Uploading ${upload.region.width}×${upload.region.height} px…`, 0);
-      return upload;
+      if (!prepared.guides) return upload;
+      // each control node over the planned control rectangle, so it lines up with the canvas pixel for pixel
+      return { ...upload, guides: await guideFrames(planned.control, geometry.canvas, prepared.guides, cropPng) };
     });
     if (accepted === null) return;
     const jobId = accepted.job_id;
@@ -553,6 +570,8 @@ window.addEventListener("message", (event: MessageEvent) => {
       selectionOk = message.ok;
       selectionMode = message.mode ?? null;
       selectionSummary = message.summary;
+      selectedNodes = message.nodes ?? [];
+      guides.refresh();
       ui.selection.textContent = message.summary;
       ui.selection.classList.toggle("bad", !message.ok);
       updatePlan();
@@ -631,6 +650,9 @@ ui.strength.addEventListener("input", () => {
   ui.strengthValue.textContent = `${ui.strength.value}%`;
 });
 ui.seedLock.addEventListener("change", updatePlan);
-ui.model.addEventListener("change", updatePlan);
+ui.model.addEventListener("change", () => {
+  guides.refresh();
+  updatePlan();
+});
 
 toMain({ type: "load-settings" });

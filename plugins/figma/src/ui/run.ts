@@ -6,7 +6,7 @@
  */
 
 import type { Accepted, JobSpec, JobState, Planned, Rect, ServerMessage } from "../shared/protocol.gen";
-import type { ImageData } from "./session";
+import type { Guides, ImageData } from "./session";
 
 /** Client-side states before the daemon knows the job, then the daemon's own job states. */
 export type RunState = "planning" | "uploading" | "submitted" | JobState;
@@ -16,7 +16,7 @@ export const isEnded = (state: RunState): boolean => state === "finished" || sta
 /** What the run needs from the client (the real one, or a fake in unit tests). */
 export interface RunClient {
   plan(job: JobSpec): Promise<Planned>;
-  submit(job: JobSpec, region?: Rect | null, image?: ImageData | null, mask?: ImageData | null): Promise<Accepted>;
+  submit(job: JobSpec, region?: Rect | null, image?: ImageData | null, mask?: ImageData | null, guides?: Guides): Promise<Accepted>;
   cancel(jobId: string): void;
 }
 
@@ -24,6 +24,8 @@ export interface Upload {
   region: Rect | null;
   image: ImageData | null;
   mask: ImageData | null;
+  /** Control layers over `planned.control` and whole references, when the job has them. */
+  guides?: Guides;
 }
 
 export class JobRun {
@@ -46,10 +48,10 @@ export class JobRun {
     const planned = await this.client.plan(job);
     if (this.cancelRequested) return this.endCancelled();
     this.set("uploading");
-    const { region, image, mask } = await upload(planned);
+    const { region, image, mask, guides } = await upload(planned);
     if (this.cancelRequested) return this.endCancelled();
     this.set("submitted");
-    const accepted = await this.client.submit(job, region, image, mask);
+    const accepted = await this.client.submit(job, region, image, mask, guides);
     this.accepted = accepted;
     this.jobId = accepted.job_id;
     if (this.cancelRequested) this.sendCancel();

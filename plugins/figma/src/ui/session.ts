@@ -31,6 +31,12 @@ export interface ImageData {
   data: Uint8Array;
 }
 
+/** A job's control-layer and reference images, in the order of its `controls` / `references` items. */
+export interface Guides {
+  controls: ImageData[];
+  references: ImageData[];
+}
+
 /** One message from the daemon, with the image frame it announced, if any. */
 export interface SessionEvent<M extends ServerMessage = ServerMessage> {
   message: M;
@@ -103,22 +109,33 @@ export class ClientSession {
     return [requestId, text({ type: "plan", request_id: requestId, job })];
   }
 
-  /** The request id and the frames to send in order: the JSON message, then each image. */
+  /**
+   * The request id and the frames to send in order: the JSON message, then the image, the mask, each
+   * control layer and each reference (in the order of `job.controls` / `job.references`).
+   */
   submit(
     job: JobSpec,
     region?: Rect | null,
     image?: ImageData | null,
     mask?: ImageData | null,
+    guides?: Guides,
   ): [string, (string | Uint8Array)[]] {
     const requestId = this.nextRequestId();
     const message: Submit = { type: "submit", request_id: requestId, job };
     const frames: Uint8Array[] = [];
     if (region) message.region = region;
+    const ref = (id: string, data: ImageData) => ({ id, format: data.format, width: data.width, height: data.height });
     for (const [name, data] of [["image", image], ["mask", mask]] as const) {
       if (!data) continue;
-      const attachment = { id: `${requestId}-${name}`, format: data.format, width: data.width, height: data.height };
+      const attachment = ref(`${requestId}-${name}`, data);
       message[name] = attachment;
       frames.push(encodeFrame(attachment, data.data));
+    }
+    for (const [name, list] of [["control", guides?.controls ?? []], ["reference", guides?.references ?? []]] as const) {
+      if (list.length === 0) continue;
+      const attachments = list.map((data, index) => ref(`${requestId}-${name}-${index}`, data));
+      message[name === "control" ? "controls" : "references"] = attachments;
+      list.forEach((data, index) => frames.push(encodeFrame(attachments[index], data.data)));
     }
     return [requestId, [text(message), ...frames]];
   }

@@ -27,6 +27,8 @@ const dist = join(pluginDir, "dist");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const python = process.env.UNDERPAINT_PYTHON ?? (existsSync(join(repo, ".venv/bin/python")) ? join(repo, ".venv/bin/python") : "python3");
 
+/** The daemon's tiny random ControlNet (built in code) for the tiny-random model. */
+const CONTROL = "canny=tiny-random";
 let daemon: ChildProcess | undefined;
 let daemonLog = "";
 let http: Server | undefined;
@@ -184,7 +186,7 @@ beforeAll(async () => {
   const tokenFile = join(tmp, "token");
   const outputs = join(tmp, "outputs");
   const serve = ["-m", "underpaint", "serve", "--port", String(daemonPort), "--outputs", outputs, "--token-file", tokenFile, "--model", "tiny-random"];
-  daemon = spawn(python, [...serve, "--interrogator", "tiny-random"], {
+  daemon = spawn(python, [...serve, "--interrogator", "tiny-random", "--control", CONTROL], {
     cwd: repo,
     stdio: ["ignore", "pipe", "pipe"],
     // the daemon keeps the user's styles and history in their folders: this run's own
@@ -982,6 +984,80 @@ describe("figma plugin against a real daemon", () => {
     await ui.fill("#steps", "");
     await ui.fill("#negative", "");
   }, 300000);
+  it("a node picked as a control layer guides an inpaint: the job carries it, and the same seed without it differs", async () => {
+    // a hidden node of white lines over the photo, picked in the sidebar's section
+    await page.evaluate(() => {
+      const fake = (window as any).fake;
+      const board = [...fake.nodes.values()].find((n: any) => n.name === "Board");
+      const lines = fake.shape("RECTANGLE", "Control lines", 60, 90, 150, 10, board);
+      lines.fills = [{ type: "SOLID", color: { r: 1, g: 1, b: 1 } }];
+      lines.visible = false;
+    });
+    await ui.check("#land-directly"); // results land at once (the preview scenarios turned that off)
+    await ui.selectOption("#model", "tiny-random");
+    await ui.fill("#prompt", "guided");
+    await ui.check("#seed-lock");
+    await ui.fill("#seed", "41");
+    await ui.fill("#steps", "2");
+    await ui.fill("#batch", "1");
+    await ui.selectOption("#scale", "1");
+    const digest = (name: string): Promise<string> =>
+      page.evaluate(async (n) => {
+        const fake = (window as any).fake;
+        const node = [...fake.nodes.values()].find((item: any) => item.name === n && !item.removed);
+        const fill = node.fills.find((f: any) => f.type === "IMAGE");
+        const hash = await crypto.subtle.digest("SHA-256", fake.images.get(fill.imageHash).bytes);
+        return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("");
+      }, name);
+    const runs: { submit: any; frames: any[]; image: string; result: any; digest: string }[] = [];
+    for (const guided of [false, true]) {
+      if (guided) {
+        await page.evaluate(() => (window as any).select("Control lines"));
+        await waitFor("the node to add", async () => (await ui.getAttribute("#guides-add-control", "title"))?.includes('"Control lines"'));
+        await ui.click("#guides-section > summary");
+        expect(await ui.textContent("#guides-hint")).toBe("tiny-random takes control layers: canny edges; no references.");
+        await ui.click("#guides-add-control");
+        await ui.selectOption("#guide-kind-0", "canny");
+        await ui.fill("#guide-strength-0", "90");
+        await ui.uncheck("#guide-preprocess-0"); // the lines are the canny input as they are
+      }
+      await page.evaluate(() => {
+        for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true; // a landing hid it
+        (window as any).select("Photo", "Mask");
+      });
+      await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+      expect(await ui.textContent("#plan")).toContain("inpaint");
+      await recordWire();
+      await ui.click("#generate");
+      const result = await waitFor("the result", async () => (await received("result")).at(-1), 240000);
+      const node = await waitFor("its node", async () =>
+        (await page.evaluate(() => (window as any).created())).find((n: any) => n.name === result.layer.name),
+      );
+      const { submit, frames } = await lastSubmit();
+      const image = Array.from(await framePayload(0)).join(",");
+      runs.push({ submit, frames, image, result, digest: await digest(node.name) });
+      await page.evaluate((name) => (window as any).fake.nodes.forEach((n: any) => n.name === name && n.remove()), node.name);
+    }
+    const [plain, guided] = runs;
+    expect(plain.submit.job.controls).toBeUndefined();
+    expect(guided.submit.job.controls).toEqual([{ kind: "canny", strength: 0.9, start: 0, end: 1, preprocess: false }]);
+    // the control frame follows the image and mask, cut to the planned control rectangle
+    expect(guided.frames.map((f) => f.header.id)).toEqual([guided.submit.image.id, guided.submit.mask.id, guided.submit.controls[0].id]);
+    expect([guided.submit.controls[0].width, guided.submit.controls[0].height]).toEqual([guided.submit.region.width, guided.submit.region.height]);
+    expect(plain.image).toBe(guided.image); // both started from the same pixels
+    expect(plain.result.params.seed).toBe(41);
+    expect(guided.result.params.seed).toBe(41);
+    expect(plain.result.params.controls).toEqual([]);
+    expect(guided.result.params.controls).toEqual(guided.submit.job.controls);
+    expect(guided.result.params.engine_params.controls).toEqual([CONTROL]);
+    expect(plain.digest).not.toBe(guided.digest); // the control layer changed the result
+    await ui.click("#guide-remove-0");
+    expect(await ui.locator("#guides-rows > *").count()).toBe(0);
+    await ui.click("#guides-section > summary");
+    await ui.uncheck("#seed-lock");
+    await ui.fill("#steps", "");
+    await ui.uncheck("#land-directly");
+  }, 540000);
 
   it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
     const size = await page.evaluate(() => (window as any).fake.uiOptions.options);

@@ -15,6 +15,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
 from underpaint_protocol.controller import NewLayer, UserError  # noqa: E402
+from underpaint_protocol.guides_panel import FileReference, HostLayer  # noqa: E402
 from underpaint_protocol.jobs import Bounds  # noqa: E402
 from underpaint_protocol.segment import SegmentMask  # noqa: E402
 from underpaint_protocol.session import ImageData  # noqa: E402
@@ -60,6 +61,43 @@ class GimpCanvas:
         selection = self.image.get_selection()
         data = selection.get_buffer().get(_rect(rect), 1.0, GRAY, Gegl.AbyssPolicy.NONE)
         return ImageData("gray8", rect.width, rect.height, bytes(data))
+
+    def layers(self) -> list[HostLayer]:
+        """Every layer, top first, named with its groups ("Group / Layer"); a layer's handle is its id."""
+        found: list[HostLayer] = []
+
+        def walk(items: list[Any], path: str) -> None:
+            for item in items:
+                name = f"{path}{item.get_name()}"
+                found.append(HostLayer(int(item.get_id()), name))
+                if item.is_group():
+                    walk(list(item.get_children()), f"{name} / ")
+
+        walk(list(self.image.get_layers()), "")
+        return found
+
+    def _layer(self, key: int) -> Any:
+        layer = Gimp.Layer.get_by_id(key)
+        if layer is None or not layer.is_valid() or layer.get_image().get_id() != self.image.get_id():
+            raise UserError("A control layer or reference was deleted: remove its row, or pick another layer.")
+        return layer
+
+    def read_layer_region(self, layer: int, rect: Bounds) -> ImageData:
+        """One layer's own pixels over ``rect`` in image coordinates (hidden or not; a group's
+        merged children), transparent where the layer has none."""
+        item = self._layer(layer)
+        _, x, y = item.get_offsets()
+        local = Gegl.Rectangle.new(rect.x - x, rect.y - y, rect.width, rect.height)
+        data = item.get_buffer().get(local, 1.0, RGBA, Gegl.AbyssPolicy.NONE)
+        return ImageData("rgba8", rect.width, rect.height, bytes(data))
+
+    def read_layer(self, layer: int | FileReference) -> ImageData:
+        """A reference image: a file as it is, or a whole layer at its own size."""
+        if isinstance(layer, FileReference):
+            return layer.image()
+        item = self._layer(layer)
+        _, x, y = item.get_offsets()
+        return self.read_layer_region(layer, Bounds(int(x), int(y), int(item.get_width()), int(item.get_height())))
 
     def apply_selection(self, mask: SegmentMask) -> None:
         """The soft mask at its placement joins the selection by GIMP's own replace / add /

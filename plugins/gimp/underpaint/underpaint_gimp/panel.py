@@ -39,6 +39,7 @@ from underpaint_protocol.panel import (  # noqa: E402
 from underpaint_protocol.session import ImageData  # noqa: E402
 
 from .canvas import GimpCanvas  # noqa: E402
+from .guides_ui import GuidesSection  # noqa: E402
 from .model import ImageHost, make_controller  # noqa: E402
 from .prompt_ui import PromptSection  # noqa: E402
 from .segment_ui import SegmentSection  # noqa: E402
@@ -196,6 +197,8 @@ class Panel:
         box.pack_start(self.expander, False, False, 0)
         self.segment = SegmentSection(self)
         box.pack_start(self.segment.expander, False, False, 0)
+        self.guides = GuidesSection(self, wheel_scrolls_past)
+        box.pack_start(self.guides.expander, False, False, 0)
         self.upscale = UpscaleSection(self.controller, self.controller.generate, wheel_scrolls_past)
         box.pack_start(self.upscale.expander, False, False, 0)
 
@@ -317,6 +320,7 @@ class Panel:
             except ValueError:
                 seed = None
         sides = tuple(int(self.sides[side].get_value()) for side in ("left", "top", "right", "bottom"))
+        controls, references = self.guides.fields.guides()
         return Request(
             prompt=buffer.get_text(buffer.get_start_iter(), buffer.get_end_iter(), False),
             negative_prompt=self.negative.get_text(),
@@ -328,6 +332,8 @@ class Panel:
             extend=(sides[0], sides[1], sides[2], sides[3]) if expand else None,
             steps=None if self.model_steps.get_active() else int(self.steps.get_value()),
             style=self.prompt_library.prompts.style or None,
+            controls=controls,
+            references=references,
         )
 
     # ---------------------------------------------------------------- actions
@@ -374,6 +380,7 @@ class Panel:
         """Periodic and on change: what Generate would do, which fields count, the elapsed time."""
         if self.closed:
             return False
+        self.guides.refresh()
         plan = self.controller.plan(self.request(expand=False))
         self.mode_hint.set_text(plan.sentence)
         self.generate.set_sensitive(self.canvas.is_open() and plan.refusal is None)

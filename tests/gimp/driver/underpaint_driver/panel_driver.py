@@ -12,6 +12,7 @@ from image, Reuse parameters from PNGs); write a report and close the window.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -92,6 +93,23 @@ def wheel(panel: Any, report: dict[str, Any]) -> None:
     }
 
 
+def make_control_layer(image: Any, name: str, step: int = 12) -> None:
+    """A hidden layer of white lines on transparent (the artist's sketch) on top; the user's selected
+    layers stay selected."""
+    w, h = image.get_width(), image.get_height()
+    white, clear = b"\xff\xff\xff\xff", b"\0\0\0\0"
+    lines = b"".join(white if x % step == 0 else clear for x in range(w))
+    rows = [white * w if y % step == 0 else lines for y in range(h)]
+    selected = list(image.get_selected_layers())
+    layer = Gimp.Layer.new(image, name, w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", b"".join(rows))
+    buffer.flush()
+    layer.set_visible(False)
+    image.set_selected_layers(selected)
+
+
 def drive(panel: Any, spec_path: str) -> None:
     with open(spec_path) as handle:
         spec = json.load(handle)
@@ -102,8 +120,8 @@ def drive(panel: Any, spec_path: str) -> None:
     else:
         plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
         plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse"]
-        plan += ["segment", "segment_wait", "library", "style_saved", "style_wait", "describe", "described"]
-        plan += ["reuse_png", "finish"]
+        plan += ["segment", "segment_wait", "control_off", "control_wait", "control_on", "control_wait"]
+        plan += ["library", "style_saved", "style_wait", "describe", "described", "reuse_png", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
     def record_state() -> None:
@@ -321,6 +339,72 @@ def drive(panel: Any, spec_path: str) -> None:
                             wrong += abs(got[y * w + x] - (mask.data[my * mask.width + mx] if inside else 0)) > 1
                     record.update({"wrong_px": wrong, "selected_px": sum(1 for v in got if v > 127)})
                 report["segment"] = record
+            elif step in ("control_off", "control_on"):  # the same seed without, then with a control layer
+                image = panel.canvas.image
+                if step == "control_off":
+                    make_control_layer(image, spec["control"]["layer"])
+                section = panel.guides
+                section.expander.set_expanded(True)
+                panel.model.set_active_id(spec["model"])
+                panel.seed_lock.set_active(True)
+                panel.seed.set_text(str(spec["control"]["seed"]))
+                panel.batch.set_value(1)
+                panel.model_steps.set_active(False)
+                panel.steps.set_value(spec["steps"])
+                if step == "control_on":
+                    control = spec["control"]
+                    section.refresh()
+                    names = [row[0] for row in section.layer.get_model()]
+                    section.layer.set_active(names.index(control["layer"]))
+                    section.add_control.clicked()
+                    row = section.row_widgets[-1]
+                    row["kind"].set_active_id(control["kind"])
+                    row["strength"].set_value(control["strength"])
+                    row["end"].set_value(control["end"])
+                    row["preprocess"].set_active(False)  # the lines are the canny input as they are
+                    report["control_rows"] = [c.job_item() for c in section.fields.controls]
+                    report["control_hint"] = section.hint.get_text()
+                panel._refresh()
+                w, h = image.get_width(), image.get_height()
+                from underpaint_protocol.jobs import Bounds
+
+                merged = panel.canvas.read_image(Bounds(0, 0, w, h)).data
+                stage["merged"] = hashlib.sha256(bytes(merged)).hexdigest()
+                stage["jobs"] = len(panel.controller.jobs)
+                report.setdefault("control_plan", []).append(panel.mode_hint.get_text())
+                panel.generate.clicked()
+                if len(panel.controller.jobs) == stage["jobs"]:
+                    raise RuntimeError(f"Generate made no job: {panel.controller.error}")
+            elif step == "control_wait":
+                job = panel.controller.jobs[-1]
+                if not job.settled:
+                    return True
+                report.setdefault("control_jobs", []).append(
+                    {
+                        "state": job.state,
+                        "error": job.error or panel.controller.error,
+                        "job_id": job.job_id,
+                        "mode": job.mode,
+                        "merged_before": stage["merged"],
+                        "params": [
+                            {k: r.message["params"].get(k) for k in ("seed", "controls", "engine_params")}
+                            for r in job.results
+                        ],
+                        "result_sha256": [hashlib.sha256(bytes(r.image.data)).hexdigest() for r in job.results],
+                    }
+                )
+                image = panel.canvas.image
+                for handle in job.handles:  # the image as it was, for the next job and the final checks
+                    if handle.is_valid():
+                        image.remove_layer(handle)
+                if len(report["control_jobs"]) == 2:
+                    section = panel.guides
+                    while section.row_widgets:
+                        section.row_widgets[0]["remove"].clicked()
+                    report["control_rows_after_remove"] = len(section.fields.controls)
+                    for layer in image.get_layers():
+                        if layer.get_name() == spec["control"]["layer"]:
+                            image.remove_layer(layer)
             elif step == "library":  # the prompt library: save the prompt as a style with the panel's Save
                 section = panel.prompt_library
                 section.expander.set_expanded(True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from krita import Extension, Krita, Selection
 from underpaint_krita import docker as docker_module
-from underpaint_krita.qt import QT_MAJOR, QtCore, QtGui, QTimer, QtWidgets
+from underpaint_krita.qt import QT_MAJOR, QByteArray, QtCore, QtGui, QTimer, QtWidgets
 
 UPSCALE_MODES = ("upscale", "refine_upscale", "restore")
 
@@ -234,6 +234,12 @@ class TestDriver(Extension):
             dock.queue_list.setCurrentRow(dock.queue_list.count() - 1)
             self.highlighted = dock.queue_list.currentItem().text()
         self.report.setdefault("highlight_before", {})[job["name"]] = dock.queue_list.currentRow()
+        if job.get("control_layer"):
+            self._make_control_layer(job["control_layer"])
+        self._set_controls(job.get("controls") or [])
+        self.doc.waitForDone()
+        w, h = self.doc.width(), self.doc.height()
+        self.merged_before = hashlib.sha256(bytes(self.doc.pixelData(0, 0, w, h))).hexdigest()
         self.tree_before = _tree(self.doc.rootNode())
         before = len(dock.model.jobs)
         self.clicked_at = time.monotonic()
@@ -245,6 +251,38 @@ class TestDriver(Extension):
         self.report["stage"] = f"job {job['name']}"
         self._checkpoint()
         self.step = self._wait_job
+
+    def _make_control_layer(self, spec: dict[str, Any]) -> None:
+        """A hidden paint layer of white lines on transparent (the artist's sketch), on top."""
+        w, h, step = self.doc.width(), self.doc.height(), int(spec.get("step", 16))
+        white, clear = b"\xff\xff\xff\xff", b"\0\0\0\0"
+        lines = b"".join(white if x % step == 0 else clear for x in range(w))
+        rows = [white * w if y % step == 0 else lines for y in range(h)]
+        node = self.doc.createNode(spec["name"], "paintlayer")
+        node.setPixelData(QByteArray(b"".join(rows)), 0, 0, w, h)
+        node.setVisible(False)
+        self.doc.rootNode().addChildNode(node, None)
+        self.doc.waitForDone()
+
+    def _set_controls(self, controls: list[dict[str, Any]]) -> None:
+        """Each control row through the section's widgets: pick the layer, Add control layer, then
+        its kind, strength and range."""
+        if not controls:
+            return
+        box = self.dock.guides_box
+        for control in controls:
+            box.refresh(True)
+            names = [box.layer_combo.itemText(i) for i in range(box.layer_combo.count())]
+            box.layer_combo.setCurrentIndex(names.index(control["layer"]))
+            box.add_control_button.click()
+            box.refresh(True)
+            row = box.row_widgets[-1]
+            row["kind"].setCurrentIndex(row["kind"].findData(control["kind"]))
+            row["strength"].setValue(int(control.get("strength", 100)))
+            row["start"].setValue(int(control.get("start", 0)))
+            row["end"].setValue(int(control.get("end", 100)))
+            row["preprocess"].setChecked(bool(control.get("preprocess", False)))
+        self.report.setdefault("guide_rows", []).append([c.job_item() for c in self.dock.model.guides.controls])
 
     def _start_upscale(self, job: dict[str, Any]) -> None:
         """The docker's Upscale and restore section: factor, upscaler, the selection (or none), its button."""
@@ -345,6 +383,24 @@ class TestDriver(Extension):
         record["layers"] = _tree(self.doc.rootNode())
         if job.get("undo_check"):
             record["undo"] = self._undo_redo()
+        record["merged_before"] = self.merged_before
+        record["params"] = [
+            {key: r.message["params"].get(key) for key in ("seed", "controls", "references", "engine_params")}
+            for r in entry.results
+        ]
+        if job.get("controls"):
+            box = self.dock.guides_box
+            record["guides_hint"] = box.hint.text()
+            while box.row_widgets:  # the rows go, as the artist removes them
+                box.row_widgets[0]["remove"].click()
+                box.refresh(True)
+            record["rows_after_remove"] = len(self.dock.model.guides.controls)
+        if job.get("undo_after"):  # the image as it was, for the next job to start from
+            Krita.instance().action("edit_undo").trigger()
+            self.doc.waitForDone()
+        if job.get("drop_control_layer"):
+            _find(self.doc.rootNode(), job["drop_control_layer"]).remove()
+            self.doc.waitForDone()
         if job.get("upscale"):
             record["size_before"] = self.size_before
             record["job_id"] = entry.job_id
