@@ -26,6 +26,7 @@ CLIENT_MODULES = (
     "upscale_panel.py",
     "pnginfo.py",
     "library.py",
+    "live.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"
