@@ -111,8 +111,7 @@ class JobManager:
         self._interrogations = 0
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
-        self.in_process = execute is None
-        """False when another backend runs jobs (``--workers ray``): live painting is refused there."""
+
         self.default_model = default_model
         self.store = store
         self.limits = limits
@@ -504,13 +503,6 @@ class JobManager:
         """Plan a live session like a job (errors name ``live.*``); its frames then take turns on the
         model's device. ``mask``: the soft selection over ``live.selection``. ``publish`` sends to the
         starting connection only (callable from any thread)."""
-        if not self.in_process:
-            raise JobError(
-                "unsupported_mode",
-                "live painting runs on the daemon's own devices; this daemon runs jobs on Ray workers "
-                "(--workers ray), which live painting does not use yet",
-                "type",
-            )
         live = start.live
         try:
             info, _ = self.resolve_model(live.model)
