@@ -326,3 +326,25 @@ def test_the_shared_controller_paints_live_on_an_in_memory_host(running: Running
     assert controller.live.state == "off" and live_layer not in canvas.layers
     assert np.array_equal(canvas.background[:30], original[:30]), "the painting itself is never written"
     controller.close()
+
+
+def test_the_controller_follows_the_newest_start(running: RunningDaemon) -> None:
+    from tests.protocol.fake_host import FakeCanvas, FakeHost
+    from underpaint_protocol.controller import Controller, WorkQueue
+    from underpaint_protocol.live import LiveRequest
+
+    canvas = FakeCanvas.photo(WIDTH, HEIGHT)
+    work = WorkQueue()
+    controller = Controller(FakeHost(canvas), work.post, client_name="pytest-live")
+    controller.connect(running.url)
+    assert work.run_until(lambda: controller.connected, 10)
+    assert controller.start_live(LiveRequest(prompt="first", model=PACED_MODEL, steps=1))
+    assert controller.start_live(LiveRequest(prompt="second", model=PACED_MODEL, steps=1))
+    assert work.run_until(lambda: controller.live.results >= 1, 20), controller.live.status()
+    live = controller.live
+    assert live.request is not None and live.request.prompt == "second"
+    assert live.layer is not None and live.layer.name == "Live: second"
+    assert len([layer for layer in canvas.layers if layer.name.startswith("Live")]) == 1
+    controller.stop_live()
+    assert controller.live.state == "off"
+    controller.close()

@@ -742,7 +742,9 @@ class JobManager:
         self._shutting_down = True
         interrupted = []
         for session in list(self.live_sessions):
-            self.stop_live(session, "shutting_down")
+            stopped = self.stop_live(session, "shutting_down")
+            if stopped is not None:
+                session.publish(stopped, None)
             interrupted.append(f"live session {session.id[:8]} ({session.frames} frames)")
         for queue in self._queues.values():
             for job in queue.close():
