@@ -69,3 +69,33 @@ def test_a_job_loading_another_model_between_frames_sets_the_session_up_again(tm
     engine.adopt_pipeline("other", tiny.build_sd15(tiny.write_tokenizer(tmp_path / "tok"), seed=8), "sd1")
     after = live.frame(image, threading.Event())
     assert live.setups == 2 and np.array_equal(before, after)
+
+
+def test_a_few_step_model_runs_live_at_its_profile(tmp_path: Path) -> None:
+    """A turbo-profile model: live_started reports (and frames run) its steps and guidance, whatever was asked."""
+    import json
+
+    from tests.daemon.conftest import greeted, recv_json, start_daemon
+    from underpaint.engines.diffusion import DiffusionEngine, tiny
+    from underpaint_protocol.frames import Attachment, encode_frame
+
+    folder = tmp_path / "turbo"
+    tiny.build_sd15(tiny.write_tokenizer(tmp_path / "tok"), seed=2).save_pretrained(str(folder))
+    engine = DiffusionEngine(sources=[f"{folder}#few_step=turbo"], device="cpu")
+    (model,) = [info.id for info in engine.models()]
+    daemon = start_daemon(tmp_path / "daemon", engines=[engine], default_model=model)
+    try:
+        connection = greeted(daemon.url)
+        live = {"steps": 30, "guidance": 7.0, "canvas": {"width": 64, "height": 64}}
+        connection.send(json.dumps({"type": "live_start", "request_id": "t", "live": live}))
+        started = recv_json(connection, timeout=60)
+        assert (started["type"], started["steps"], started["guidance"]) == ("live_started", 4, 0.0), started
+        attachment = Attachment("live-1", "rgba8", 64, 64)
+        rect = {"x": 0, "y": 0, "width": 64, "height": 64}
+        connection.send(json.dumps({"type": "live_frame", "seq": 1, "rect": rect, "image": attachment.as_dict()}))
+        connection.send(b"".join(bytes(part) for part in encode_frame(attachment, bytes(64 * 64 * 4))))
+        result = recv_json(connection, timeout=120)
+        assert (result["type"], result["seq"]) == ("live_result", 1), result
+        connection.close()
+    finally:
+        daemon.thread.stop()

@@ -9,6 +9,7 @@ connection dropping, and a reconnecting client with the same id lists and fetche
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -547,6 +548,12 @@ class JobManager:
             mask=None,
             previews=False,
             loras=tuple((ref.name, ref.weight) for ref in spec.loras or ()),
+        )
+        resolved = engine.reproduction_params(generation)  # a few-step profile's steps and guidance
+        generation = dataclasses.replace(
+            generation,
+            steps=int(resolved.get("steps", generation.steps)),
+            guidance=float(resolved.get("guidance", generation.guidance)),
         )
         words = " ".join(live.prompt.split())
         session = LiveSession(
