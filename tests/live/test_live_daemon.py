@@ -243,6 +243,7 @@ def test_bad_live_input_names_the_field_and_the_connection_goes_on(running: Runn
         ({"model": "classical", "canvas": canvas}, "empty_selection", "live.selection"),
         ({"model": PACED_MODEL, "mode": "txt2img", "canvas": canvas}, "invalid_value", "live.mode"),
         ({"model": PACED_MODEL, "canvas": canvas, "strength": 2}, "invalid_field", "live.strength"),
+        ({"model": PACED_MODEL, "canvas": canvas, "strength": 0}, "invalid_value", "live.strength"),
     ]
     for index, (live, code, field) in enumerate(starts):
         connection.send(json.dumps({"type": "live_start", "request_id": f"bad{index}", "live": live}))

@@ -112,7 +112,6 @@ class JobManager:
         self._interrogations = 0
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
-
         self.default_model = default_model
         self.store = store
         self.limits = limits
@@ -505,6 +504,8 @@ class JobManager:
         model's device. ``mask``: the soft selection over ``live.selection``. ``publish`` sends to the
         starting connection only (callable from any thread)."""
         live = start.live
+        if live.strength == 0:
+            raise JobError("invalid_value", "at strength 0 every frame would come back unchanged", "live.strength")
         try:
             info, _ = self.resolve_model(live.model)
             mode = live.mode or ("img2img" if Mode.IMG2IMG in info.modes else "inpaint")
@@ -549,7 +550,10 @@ class JobManager:
             previews=False,
             loras=tuple((ref.name, ref.weight) for ref in spec.loras or ()),
         )
-        resolved = engine.reproduction_params(generation)  # a few-step profile's steps and guidance
+        try:
+            resolved = engine.reproduction_params(generation)  # a few-step profile's steps and guidance
+        except JobError as error:
+            raise JobError(error.code, error.message, _live_field(error.field)) from None
         generation = dataclasses.replace(
             generation,
             steps=int(resolved.get("steps", generation.steps)),
