@@ -393,6 +393,21 @@ class UnderpaintClient:
         inner.add_done_callback(unwrap)
         return outer
 
+    def live_start(self, live: dict[str, Any], mask: ImageData | None = None) -> Future[dict[str, Any]]:
+        """Start this connection's live session (resolves to ``live_started``); see ``live.py``."""
+        request_id, frames = self.session.live_start(live, mask)
+        return self._request(request_id, "live_started", frames)
+
+    def live_frame(self, seq: int, x: int, y: int, image: ImageData, on_sent: Callable[[], None] | None = None) -> None:
+        """Send changed pixels (queued for the sending thread; ``image`` must not change until ``on_sent``).
+        Raises NotConnected while there is no connection."""
+        self._send(self.session.live_frame(seq, x, y, image), on_sent=on_sent)
+
+    def live_stop(self) -> Future[dict[str, Any]]:
+        """End the live session (resolves to ``live_stopped``, or fails with ``no_live_session``)."""
+        request_id, text = self.session.live_stop()
+        return self._request(request_id, "live_stopped", [text])
+
     def fetch(self, job_id: str, replay: bool = False) -> None:
         """Ask for a job's results again; they arrive as events like the first time (``replay``: even
         those this client has already received)."""

@@ -49,6 +49,8 @@ from underpaint_protocol.guides import (
 )
 from underpaint_protocol.jobs import Bounds, build_job, placement
 from underpaint_protocol.library import Library, read_for_interrogation
+from underpaint_protocol.live import LiveCanvas, LiveRequest, LiveSession
+from underpaint_protocol.live import crop as _crop
 from underpaint_protocol.panel import elapsed_text, ignored_fields, seed_problem, thumbnail
 from underpaint_protocol.segment import (
     SegmentRequest,
@@ -470,6 +472,8 @@ class Controller:
         self.staged: Staged | None = None
         self.history: list[HistoryItem] = []
         self._fetching: dict[str, HistoryItem] = {}
+        self.live = LiveSession()
+        """Live painting (``start_live``, ``feed_live``, ``apply_live``, ``stop_live``; see ``live.py``)."""
 
     # ---------------------------------------------------------------- what hosts read
 
@@ -672,6 +676,7 @@ class Controller:
         if state == "connected":
             self._welcome(self.client.welcome or self.welcome)
         elif state == "reconnecting":
+            self._live_ended("The connection to the daemon was lost; turn Live on again.")
             self._set_connection(
                 "reconnecting",
                 "Lost the connection to the daemon; reconnecting. Running jobs go on in the daemon and their "
@@ -688,6 +693,7 @@ class Controller:
 
     def close(self) -> None:
         """The host is going away: drop the connection without waiting on the UI thread."""
+        self._live_ended("")
         self._generation += 1
         client, self.client = self.client, None
         if client is not None:
@@ -988,6 +994,12 @@ class Controller:
 
     def _on_event(self, generation: int, event: Event) -> None:
         if generation != self._generation:
+            return
+        if event.type in ("live_result", "live_stopped"):
+            self._live_event(event)
+            return
+        if event.type == "error" and event.message.get("code") == "no_live_session":
+            self._live_ended("The daemon had no live session.")
             return
         if event.type == "error":
             message = event.message
@@ -1369,6 +1381,162 @@ class Controller:
             mode=str(mode) if mode == "outpaint" else None,
             style=str(params["style"]) if styled else None,
         )
+
+    # ---------------------------------------------------------------- live painting (live.py)
+
+    def start_live(self, request: LiveRequest, canvas: Canvas | None = None) -> bool:
+        """Turn Live on for ``canvas`` (default: the host's): sends ``live_start``; once the daemon
+        answers, the whole region goes as the first frame. A running session is replaced. False (and
+        ``error`` says why) when it cannot start."""
+        client = self._connected_client()
+        if client is None:
+            return False
+        try:
+            target = self._open_canvas(canvas)
+            if not isinstance(target, LiveCanvas):
+                raise UserError("This host cannot paint live.")
+            problem = seed_problem(request.seed)
+            if problem is not None:
+                raise UserError(problem)
+            width, height = target.size()
+            selection = None if request.whole_canvas else target.selection()
+            spec = request.spec(width, height, selection)
+            mask = target.read_mask(selection) if selection is not None else None  # its soft edge
+        except UserError as error:
+            self._refuse(str(error))
+            return False
+        except Exception as failure:  # a host API surprise: a message, never a traceback dialog
+            self._refuse(f"Could not read the image: {failure}")
+            return False
+        self._remove_live_layer()
+        session = self.live = LiveSession()  # an answer to an earlier start finds another session
+        session.starting(request, target)
+        self._then(client.live_start(spec, mask), lambda done: self._live_started(client, session, done))
+        self._show()
+        return True
+
+    def _live_started(self, client: UnderpaintClient, session: LiveSession, done: Future[Any]) -> None:
+        if session is not self.live or session.state != "starting":
+            return  # stopped or started again meanwhile (the daemon ended that session then)
+        error = done.exception()
+        if error is not None:
+            self.error = describe(error, self.url)
+            self._live_ended(self.error)
+            return
+        region = self.live.started(done.result())
+        self._send_live(client, region, None)
+        self._show()
+
+    def feed_live(self, rect: Bounds | None = None) -> None:
+        """The painting may have changed: send what did. ``rect`` (canvas coordinates) when the host
+        knows it; None: read the whole region and send the rectangle that differs from the last frame
+        (nothing when nothing changed). Cheap to call often; does nothing unless Live is on."""
+        client = self.client
+        if self.live.state != "live" or client is None or self.connection != "connected":
+            return
+        if rect is not None:
+            self._send_live(client, rect, None)
+        else:
+            self._send_live(client, None, self.live.region)
+
+    def _send_live(self, client: UnderpaintClient, rect: Bounds | None, compare: Bounds | None) -> None:
+        """Read and send one frame: ``rect`` as it is, or the part of ``compare`` (the region) that changed."""
+        live = self.live
+        canvas = live.canvas
+        try:
+            if not canvas.is_open():
+                raise CanvasClosed("The image was closed; Live is off.")
+            if compare is not None:
+                whole = canvas.read_live(compare)
+                changed = live.changed(whole)
+                if changed is None:
+                    return
+                assert live.region is not None
+                inner = Bounds(changed.x - live.region.x, changed.y - live.region.y, changed.width, changed.height)
+                image = whole if changed == live.region else _crop(whole, inner)
+                rect = changed
+            else:
+                assert rect is not None
+                clipped = live.clip(rect)
+                if clipped is None:
+                    return
+                rect = clipped
+                image = canvas.read_live(rect)
+        except UserError as error:
+            self.error = str(error)
+            self.stop_live()
+            return
+        except Exception as failure:  # a host API surprise: a message, never a traceback dialog
+            self.error = f"Could not read the image: {failure}"
+            self.stop_live()
+            return
+        seq = live.frame(rect, image)
+        try:
+            client.live_frame(seq, rect.x, rect.y, image)
+        except NotConnected:
+            self._live_ended("The connection to the daemon was lost; turn Live on again.")
+
+    def _live_event(self, event: Event) -> None:
+        live = self.live
+        if event.type == "live_result" and event.image is not None:
+            layer = live.result(event.message, event.image)
+            if layer is None or live.canvas is None:
+                return
+            try:
+                live.handle = live.canvas.show_live(NewLayer(layer.name, layer.image, layer.x, layer.y), live.handle)
+            except Exception as failure:  # the image was closed under us, or a host API surprise
+                self.error = f"Could not show the live result: {failure}"
+                self.stop_live()
+                return
+            self._show()
+        elif event.type == "live_stopped" and event.message.get("session_id") == live.session_id:
+            reason = str(event.message.get("reason"))
+            if reason == "failed":
+                code, message = str(event.message.get("code")), str(event.message.get("message", ""))
+                self.error = user_text(code, message, None)
+                self._live_ended(self.error)
+            elif reason != "restarted":
+                self._live_ended("" if reason == "stopped" else "The daemon ended live painting.")
+
+    def apply_live(self) -> list[Any]:
+        """Copy the current live result to a normal result layer (one undo step); Live goes on.
+        Returns the host's new layer (empty when there is no result yet)."""
+        live = self.live
+        layer, canvas = live.layer, live.canvas
+        if layer is None or canvas is None:
+            self._refuse("There is no live result to apply yet.")
+            return []
+        request = live.request or LiveRequest()
+        seed = live.started_message.get("seed")
+        words = " ".join(request.prompt.split())[:48] or "Live"
+        name = f"{words} [seed {seed}]" if seed is not None else words
+        try:
+            return list(canvas.paste([NewLayer(name, layer.image, layer.x, layer.y)], None))
+        except Exception as failure:  # the image was closed, or a host API surprise
+            self._refuse(f"Could not apply the live result: {failure}")
+            return []
+
+    def stop_live(self) -> None:
+        """Turn Live off: the daemon ends the session at once (freeing the device) and the live layer goes."""
+        client = self.client
+        if self.live.state in ("starting", "live") and client is not None:
+            with contextlib.suppress(NotConnected):
+                client.live_stop()  # its answer (live_stopped, or no_live_session) finds the session off
+        self._live_ended("")
+
+    def _live_ended(self, note: str) -> None:
+        if self.live.state == "off" and self.live.handle is None:
+            return
+        self._remove_live_layer()
+        self.live.stopped(note)
+        self._show()
+
+    def _remove_live_layer(self) -> None:
+        live = self.live
+        handle, live.handle = live.handle, None
+        if handle is not None and live.canvas is not None:
+            with contextlib.suppress(Exception):  # the image may be closed already
+                live.canvas.remove_live(handle)
 
     def _show(self) -> None:
         self.host.show(self)

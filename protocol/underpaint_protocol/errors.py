@@ -45,6 +45,8 @@ ERROR_CODES: dict[str, str] = {
     # control layers and references
     "unsupported_control": "The model has no ControlNet for this control kind, or no IP-Adapter for references.",
     "too_many_controls": "More control layers or reference images than the daemon's limits allow.",
+    # live painting
+    "no_live_session": "A live frame or stop arrived on a connection without a live session (send `live_start`).",
 }
 
 USER_TEXT: dict[str, str] = {
@@ -96,6 +98,8 @@ USER_TEXT: dict[str, str] = {
     "unsupported_control": "The chosen model cannot use this kind of control layer or reference. Pick another "
     "kind or model (the model list says what each takes).",
     "too_many_controls": "Too many control layers or references for one job. Turn some off.",
+    # live painting
+    "no_live_session": "Live painting is not running. Turn Live on again.",
 }
 """What a user reads for each code: a sentence that says what to do, never the code itself."""
 

@@ -252,6 +252,41 @@ class JobSpec(Strict):
     references: Annotated[list[Reference], Field(max_length=64)] = Field(default_factory=list)
 
 
+# ---------------------------------------------------------------- live painting (issue 19)
+
+LIVE_MODES = ("img2img", "inpaint")
+"""The modes a live session runs (``LiveSpec.mode``; others are refused naming ``live.mode``)."""
+LiveEnd = Literal["stopped", "restarted", "disconnected", "failed", "shutting_down"]
+
+
+class LiveSpec(Strict):
+    """What a live session paints, held fixed for the whole session (start it again to change it).
+
+    The region is the selection's bounds, or the whole canvas without one; the daemon plans it once
+    (context, model size, masks) and keeps its own copy of those pixels, which frames patch.
+    """
+
+    model: ModelId | None = None
+    mode: Mode | None = None
+    """``LIVE_MODES`` only: img2img redraws the region from what is painted; inpaint regenerates the
+    selection only (needs ``selection``; a soft one sends ``live_start.mask``). None: img2img when the
+    model can, else inpaint."""
+    prompt: Annotated[str, Field(max_length=10000)] = ""
+    negative_prompt: Annotated[str, Field(max_length=10000)] = ""
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    """The same seed for every frame (random when absent; ``live_started`` says which)."""
+    steps: Annotated[int, Field(ge=1, le=200)] | None = None
+    """Default: the model's (a few-step model's profile clamps steps and guidance)."""
+    guidance: Annotated[float, Field(ge=0.0, le=30.0)] | None = None
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """How far each frame may depart from what is painted (default: the mode's, 0.6 for img2img)."""
+    canvas: Size
+    selection: Rect | None = None
+    """Bounds of the selection the session covers; None: the whole canvas."""
+    style: StyleName | None = None
+    loras: Annotated[list[LoraRef], Field(max_length=8)] | None = None
+
+
 # ---------------------------------------------------------------- client -> daemon
 
 
@@ -345,6 +380,35 @@ class InterrogateRequest(Strict):
     """How many flavour terms follow the caption, medium and style."""
 
 
+class LiveStart(Strict):
+    """Start this connection's live session (one per connection; a second start ends the first)."""
+
+    type: Literal["live_start"]
+    request_id: Identifier
+    live: LiveSpec
+    mask: AttachmentRef | None = None
+    """The soft selection over exactly ``live.selection`` (gray8 or png); its frame follows. Without
+    it the selection rectangle counts as fully selected."""
+
+
+class LiveFrame(Strict):
+    """Changed pixels: the dirty rectangle ``rect`` (in canvas coordinates, inside the session's
+    ``region``) and its pixels as the one frame that follows. The first frame must cover the whole
+    region; ``seq`` increases with every frame of the session."""
+
+    type: Literal["live_frame"]
+    seq: Annotated[int, Field(ge=1, le=2**53)]
+    rect: Rect
+    image: AttachmentRef
+
+
+class LiveStop(Strict):
+    """End this connection's live session now (a frame in the model is abandoned at its next step)."""
+
+    type: Literal["live_stop"]
+    request_id: Identifier | None = None
+
+
 ClientMessage = Annotated[
     Hello
     | PlanRequest
@@ -355,7 +419,10 @@ ClientMessage = Annotated[
     | StylesRequest
     | HistoryRequest
     | LorasRequest
-    | InterrogateRequest,
+    | InterrogateRequest
+    | LiveStart
+    | LiveFrame
+    | LiveStop,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
@@ -628,6 +695,58 @@ class Interrogated(Strict):
     """The terms CLIP ranked best, by list (``mediums``, ``styles``, ``flavours``)."""
 
 
+class LiveStarted(Strict):
+    """The live session runs: the host sends ``region`` whole as its first frame, then what changes."""
+
+    type: Literal["live_started"] = "live_started"
+    request_id: str
+    session_id: str
+    region: Rect
+    """The canvas pixels the daemon keeps a copy of: every frame's ``rect`` lies inside it."""
+    work: Rect
+    """The area the model sees (the region, or the selection plus context)."""
+    model: str
+    mode: Mode
+    model_width: int
+    model_height: int
+    seed: int
+    steps: int
+    guidance: float
+    strength: float
+
+
+class LiveResult(Strict):
+    """The picture for frame ``seq`` (the newest the daemon had when the model started): a layer placed
+    like ``result.layer`` that REPLACES the previous live result. Results come in ``seq`` order; a
+    result not yet sent is replaced by a newer one."""
+
+    type: Literal["live_result"] = "live_result"
+    session_id: str
+    seq: int
+    layer: Layer
+    frames: int
+    """Frames received so far in this session."""
+    dropped: int
+    """Frames a newer frame replaced before the model got to them (their pixels still count)."""
+    latency_ms: float
+    """From the frame's arrival to its result being ready, in the daemon."""
+
+
+class LiveStopped(Strict):
+    """The live session ended: asked (``stopped``), replaced by a new start (``restarted``), or a frame
+    failed (``failed``, with ``code`` and ``message``); the device is free again."""
+
+    type: Literal["live_stopped"] = "live_stopped"
+    session_id: str
+    request_id: str | None = None
+    reason: LiveEnd
+    frames: int
+    results: int
+    dropped: int
+    code: str | None = None
+    message: str | None = None
+
+
 ServerMessage = Annotated[
     Welcome
     | Planned
@@ -644,7 +763,10 @@ ServerMessage = Annotated[
     | StyleList
     | HistoryList
     | LoraList
-    | Interrogated,
+    | Interrogated
+    | LiveStarted
+    | LiveResult
+    | LiveStopped,
     Field(discriminator="type"),
 ]
 server_message_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)

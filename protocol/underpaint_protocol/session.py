@@ -149,6 +149,31 @@ class ClientSession:
             self.replaying.add(job_id)
         return json.dumps({"type": "fetch", "job_id": job_id})
 
+    # ---------------------------------------------------------------- live painting (see live.py)
+
+    def live_start(self, live: dict[str, Any], mask: ImageData | None = None) -> tuple[str, list[Any]]:
+        """The request id and frames of a ``live_start``: the message, then the mask's frame (gray8
+        over exactly ``live["selection"]``) when there is one."""
+        request_id = self.next_request_id()
+        message: dict[str, Any] = {"type": "live_start", "request_id": request_id, "live": live}
+        frames: list[Any] = []
+        if mask is not None:
+            attachment = Attachment(f"{request_id}-mask", mask.format, mask.width, mask.height)
+            message["mask"] = attachment.as_dict()
+            frames.append(encode_frame(attachment, mask.data))
+        return request_id, [json.dumps(message), *frames]
+
+    def live_frame(self, seq: int, x: int, y: int, image: ImageData) -> list[Any]:
+        """A ``live_frame``: the dirty rectangle at (x, y) of ``image``'s size, then its pixels."""
+        attachment = Attachment(f"live-{seq}", image.format, image.width, image.height)
+        rect = {"x": x, "y": y, "width": image.width, "height": image.height}
+        message = {"type": "live_frame", "seq": seq, "rect": rect, "image": attachment.as_dict()}
+        return [json.dumps(message), encode_frame(attachment, image.data)]
+
+    def live_stop(self) -> tuple[str, str]:
+        request_id = self.next_request_id()
+        return request_id, json.dumps({"type": "live_stop", "request_id": request_id})
+
     # ---------------------------------------------------------------- reading events
 
     def receive_text(self, text: str) -> list[Event]:
@@ -233,7 +258,7 @@ def _announced_image(message: dict[str, Any]) -> dict[str, Any] | None:
     found: object = None
     if message.get("type") == "progress":
         found = message.get("preview")
-    elif message.get("type") == "result":
+    elif message.get("type") in ("result", "live_result"):
         layer = message.get("layer")
         found = layer.get("image") if isinstance(layer, dict) else None
     return found if isinstance(found, dict) else None

@@ -50,6 +50,8 @@ class FakeCanvas:
     on_paste: Any = None
     selections: list[SegmentMask] = field(default_factory=list)
     """Called inside ``paste`` (a host that runs queued events re-entrantly, like Krita's waitForDone)."""
+    live_updates: int = 0
+    """How often the one live layer was refilled."""
 
     @classmethod
     def photo(cls, width: int = 160, height: int = 120) -> FakeCanvas:
@@ -154,6 +156,22 @@ class FakeCanvas:
         handle.name = keep.name
         self.undo_steps.append("apply")
         return [handle]
+
+    # ---- the LiveCanvas contract (live painting)
+    def read_live(self, rect: Bounds) -> ImageData:
+        """The painting without the live layer (this fake's layers are never read back)."""
+        self.reads.append(("live", rect))
+        crop = self.background[rect.y : rect.y + rect.height, rect.x : rect.x + rect.width]
+        assert crop.shape[:2] == (rect.height, rect.width), "read outside the canvas"
+        return ImageData("rgba8", rect.width, rect.height, crop.tobytes())
+
+    def show_live(self, layer: NewLayer, handle: Any | None) -> Any:
+        """The one live layer, refilled in place: no undo step."""
+        self.live_updates += 1
+        return self.show_preview(layer, handle)
+
+    def remove_live(self, handle: Any) -> None:
+        self.layers.remove(handle)
 
     # ---- helpers for tests
     def walk(self, items: list[FakeLayer] | None = None) -> list[FakeLayer]:

@@ -156,6 +156,12 @@ def test_the_stdlib_client_builds_valid_messages() -> None:
             "image": Attachment("r12-image", "rgba8", 2, 2).as_dict(),
         },
     ]
+    live = {"prompt": "a red ball", "canvas": {"width": 10, "height": 10}, "selection": job["selection"]}
+    client_messages += [
+        json.loads(session.live_start(live, ImageData("gray8", 2, 2, bytes(4)))[1][0]),
+        json.loads(session.live_frame(3, 1, 2, ImageData("rgba8", 2, 2, bytes(16)))[0]),
+        json.loads(session.live_stop()[1]),
+    ]
     assert {m["type"] for m in client_messages} == CLIENT_TYPES
     for message in client_messages:
         errors = list(validator("ClientMessage").iter_errors(message))

@@ -29,6 +29,7 @@ from underpaint.canvas.controls import control_region
 from underpaint.daemon import auth
 from underpaint.daemon.config import Timeouts
 from underpaint.daemon.images import decode_attachment, encode_image
+from underpaint.daemon.live import LiveSession
 from underpaint.daemon.logs import sanitise
 from underpaint.daemon.manager import JobManager
 from underpaint.daemon.protocol import (
@@ -39,7 +40,7 @@ from underpaint.daemon.protocol import (
     RequestReceived,
     SubmitReceived,
 )
-from underpaint.daemon.records import Outgoing, to_wire_rect
+from underpaint.daemon.records import Outgoing, to_box, to_wire_rect
 from underpaint.errors import JobError
 from underpaint.library import styles
 from underpaint_protocol import messages as wire
@@ -88,6 +89,8 @@ def _coalescing_key(outgoing: Outgoing) -> tuple[str, str] | None:
     message = outgoing.message
     if isinstance(message, wire.Progress | wire.Queued):
         return message.type, message.job_id
+    if isinstance(message, wire.LiveResult):  # latest wins on the way out too
+        return message.type, message.session_id
     return None
 
 
@@ -114,6 +117,8 @@ class ClientHandler:
         self._dropped = False
         self._writing = True
         self._tasks: set[asyncio.Task[None]] = set()
+        self.live: LiveSession | None = None
+        """This connection's live session while one runs."""
 
     # ------------------------------------------------------------ reading
 
@@ -129,6 +134,7 @@ class ClientHandler:
         except ConnectionClosed:
             pass
         finally:
+            self._end_live("disconnected")  # frees the device at once; nobody is left to tell
             if self.client_id is not None:
                 self.context.manager.unsubscribe(self.client_id, self._sink)
                 log.info("%s disconnected", self.client_name)
@@ -233,6 +239,8 @@ class ClientHandler:
             elif isinstance(message, wire.LorasRequest):
                 loras = await asyncio.to_thread(manager.loras)  # reads file headers
                 self._reply(wire.LoraList(request_id=message.request_id, loras=loras))
+            elif isinstance(message, wire.LiveStop):
+                self._end_live("stopped", message.request_id)
             elif isinstance(message, wire.HistoryRequest):
                 entries = manager.history.recent(message.limit) if manager.history is not None else []
                 self._reply(wire.HistoryList(request_id=message.request_id, entries=entries))
@@ -264,6 +272,7 @@ class ClientHandler:
         except Exception:  # boundary: answer, log, and keep serving this client
             log.exception("could not interrogate for %s", self.client_name)
             message = "the daemon failed on this request; see its log"
+            assert isinstance(event.submit, wire.InterrogateRequest)
             self._reply(wire.Error(code="internal_error", message=message, request_id=event.submit.request_id))
 
     async def _interrogate(self, event: SubmitReceived) -> None:
@@ -294,6 +303,12 @@ class ClientHandler:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
+        if isinstance(event.submit, wire.LiveStart):
+            await self._live_start(event.submit, event)
+            return
+        if isinstance(event.submit, wire.LiveFrame):
+            await self._live_frame(event.submit, event)
+            return
         submit = event.submit
         limits = self.context.limits
         assert self.client_id is not None
@@ -323,6 +338,84 @@ class ClientHandler:
         position = self.context.manager.announce_position(job)
         if position is not None:
             self._reply(wire.Queued(job_id=job.id, position=position))
+
+    # ------------------------------------------------------------ live painting (daemon/live.py)
+
+    async def _decode(self, event: SubmitReceived, name: str) -> np.ndarray:
+        attachment, payload = event.frames[name]
+        limit = self.context.limits.max_upload_pixels
+        if attachment.format == "png":
+            return await asyncio.to_thread(decode_attachment, attachment, payload, name, limit)
+        return decode_attachment(attachment, payload, name, limit)
+
+    async def _live_start(self, start: wire.LiveStart, event: SubmitReceived) -> None:
+        assert self.client_id is not None
+        self._end_live("restarted")
+        try:
+            mask = await self._decode(event, "mask") if "mask" in event.frames else None
+            session = self.context.manager.start_live(self.client_id, start, mask, self._live_publish)
+        except JobError as error:
+            self._reply(
+                wire.Error(code=error.code, message=error.message, field=error.field, request_id=start.request_id)
+            )
+            return
+        self.live = session
+        region = to_wire_rect(session.region)
+        self.protocol.live_started(session.id, region)
+        generation = session.generation
+        self._reply(
+            wire.LiveStarted(
+                request_id=start.request_id,
+                session_id=session.id,
+                region=region,
+                work=to_wire_rect(session.plan.work),
+                model=session.model.id,
+                mode=generation.mode.value,
+                model_width=session.plan.model_width,
+                model_height=session.plan.model_height,
+                seed=generation.seed,
+                steps=generation.steps,
+                guidance=generation.guidance,
+                strength=generation.strength,
+            )
+        )
+
+    async def _live_frame(self, frame: wire.LiveFrame, event: SubmitReceived) -> None:
+        session, rules = self.live, self.protocol.live
+        assert session is not None and rules is not None  # the protocol passes frames only while live
+        try:
+            pixels = await self._decode(event, "image")
+        except JobError as error:
+            self._reply(wire.Error(code=error.code, message=error.message, field=error.field))
+            return
+        if self.live is not session:
+            return  # the session ended while a PNG was decoding
+        rules.accept(frame)
+        rect = to_box(frame.rect)
+        assert rect is not None
+        self.context.manager.live_frame(session, frame.seq, rect, pixels)
+
+    def _end_live(self, reason: str, request_id: str | None = None) -> None:
+        """End this connection's live session (if any) and answer ``live_stopped`` (unless disconnected)."""
+        session, self.live = self.live, None
+        self.protocol.live_ended()
+        if session is None:
+            return
+        stopped = self.context.manager.stop_live(session, reason, request_id)
+        if stopped is not None and reason != "disconnected":
+            self._reply(stopped)
+
+    def _live_publish(self, message: Any, pixels: np.ndarray | None) -> None:
+        """The session's events, from a worker thread: handed to the loop, for this connection only."""
+        self.context.manager.loop.call_soon_threadsafe(self._live_event, Outgoing(message, pixels))
+
+    def _live_event(self, outgoing: Outgoing) -> None:
+        message = outgoing.message
+        if isinstance(message, wire.LiveStopped) and self.live is not None and self.live.id == message.session_id:
+            session, self.live = self.live, None  # a frame failed: the session is over
+            self.protocol.live_ended()
+            self.context.manager.stop_live(session, "failed")  # stopped already: this only forgets it
+        self._put(outgoing)
 
     # ------------------------------------------------------------ the outgoing queue
 

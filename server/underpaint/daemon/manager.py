@@ -9,6 +9,7 @@ connection dropping, and a reconnecting client with the same id lists and fetche
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,9 +26,11 @@ import numpy as np
 from underpaint import canvas
 from underpaint.canvas.controls import control_region
 from underpaint.canvas.geometry import Box, Extents
+from underpaint.canvas.live import selection_over_upload
 from underpaint.canvas.plan import JobPlan
 from underpaint.canvas.region import SegmentInputs, plan_segment
 from underpaint.daemon import runner, upscaling
+from underpaint.daemon.live import LiveSession, LiveTurn
 from underpaint.daemon.outputs import OutputStore, owner_key
 from underpaint.daemon.queue import FairQueue
 from underpaint.daemon.records import (
@@ -40,7 +43,7 @@ from underpaint.daemon.records import (
     segment_inputs,
     to_box,
 )
-from underpaint.engines.base import Engine, JobCancelled, ModelInfo
+from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo
 from underpaint.engines.interrogate import Interrogation, Interrogator, crop_to_selection
 from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine, UpscalePlan, Upscaler
 from underpaint.errors import JobError
@@ -115,9 +118,11 @@ class JobManager:
         self.loop = loop
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._sinks: dict[str, set[Sink]] = {}
-        self._queues: dict[str, FairQueue[Job]] = {}
+        self._queues: dict[str, FairQueue[Job | LiveTurn]] = {}
         self._workers: list[threading.Thread] = []
         self._running: dict[str, Job] = {}
+        self.live_sessions: set[LiveSession] = set()
+        """Every live session running (one per connection at most)."""
         self.jobs_started = 0
         """How many jobs a worker has taken so far (tells the heap trimmer whether it was quiet)."""
         self._shutting_down = False
@@ -486,6 +491,122 @@ class JobManager:
                 return
             del self.jobs[oldest.id]
 
+    # ------------------------------------------------------------ live painting (daemon/live.py)
+
+    def start_live(
+        self,
+        client_id: str,
+        start: wire.LiveStart,
+        mask: np.ndarray | None,
+        publish: Callable[[Any, np.ndarray | None], None],
+    ) -> LiveSession:
+        """Plan a live session like a job (errors name ``live.*``); its frames then take turns on the
+        model's device. ``mask``: the soft selection over ``live.selection``. ``publish`` sends to the
+        starting connection only (callable from any thread)."""
+        live = start.live
+        if live.strength == 0:
+            raise JobError("invalid_value", "at strength 0 every frame would come back unchanged", "live.strength")
+        try:
+            info, _ = self.resolve_model(live.model)
+            mode = live.mode or ("img2img" if Mode.IMG2IMG in info.modes else "inpaint")
+            if mode not in wire.LIVE_MODES:
+                raise JobError("invalid_value", f"live painting runs {' or '.join(wire.LIVE_MODES)}", "job.mode")
+            spec = wire.JobSpec(
+                mode=mode,
+                model=live.model,
+                prompt=live.prompt,
+                negative_prompt=live.negative_prompt,
+                seed=live.seed,
+                steps=live.steps,
+                guidance=live.guidance,
+                strength=live.strength,
+                canvas=live.canvas,
+                selection=live.selection,
+                style=live.style,
+                loras=live.loras,
+                blend=wire.Blend(colour_match=False, prefill="none"),
+            )
+            plan, info, engine, strength, spec = self.plan(spec)[:5]
+        except JobError as error:
+            raise JobError(error.code, error.message, _live_field(error.field)) from None
+        selection = to_box(live.selection)
+        if mask is not None and (selection is None or mask.shape[:2] != (selection.height, selection.width)):
+            size = f"{selection.width}x{selection.height}" if selection is not None else "no selection"
+            raise JobError("size_mismatch", f"mask must cover live.selection exactly ({size})", "mask")
+        seed = spec.seed if spec.seed is not None else secrets.randbelow(2**32)
+        generation = GenerationInput(
+            mode=Mode(spec.mode),
+            model=info.id,
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            seed=seed,
+            steps=spec.steps or info.default_steps,
+            guidance=spec.guidance if spec.guidance is not None else info.default_guidance,
+            strength=strength,
+            width=plan.model_width,
+            height=plan.model_height,
+            image=None,
+            mask=None,
+            previews=False,
+            loras=tuple((ref.name, ref.weight) for ref in spec.loras or ()),
+        )
+        try:
+            resolved = engine.reproduction_params(generation)  # a few-step profile's steps and guidance
+        except JobError as error:
+            raise JobError(error.code, error.message, _live_field(error.field)) from None
+        generation = dataclasses.replace(
+            generation,
+            steps=int(resolved.get("steps", generation.steps)),
+            guidance=float(resolved.get("guidance", generation.guidance)),
+        )
+        words = " ".join(live.prompt.split())
+        session = LiveSession(
+            session_id=uuid.uuid4().hex,
+            owner=client_id,
+            model=info,
+            engine=engine,
+            plan=plan,
+            generation=generation,
+            mask=selection_over_upload(plan, mask),
+            publish=publish,
+            layer_name=f"Live: {words[:48]}" if words else f"Live ({info.id})",
+        )
+        self.live_sessions.add(session)
+        log.info(
+            "live session %s started: %s on %s, %dx%d region at model size %dx%d, from %s",
+            session.id[:8],
+            spec.mode,
+            info.id,
+            plan.upload.width,
+            plan.upload.height,
+            plan.model_width,
+            plan.model_height,
+            client_id[:8],
+        )
+        return session
+
+    def live_frame(self, session: LiveSession, seq: int, rect: Box, pixels: np.ndarray) -> None:
+        """Patch the session's copy; the newest frame waits for the session's next turn on its device."""
+        if session.patch(seq, rect, pixels):
+            self._queues[session.engine.device].put(session.turn)
+
+    def stop_live(self, session: LiveSession, reason: str, request_id: str | None = None) -> Any | None:
+        """End a session at once (nothing waiting runs; a running frame stops at its next step): the
+        ``live_stopped`` message, or None when it had ended already."""
+        self.live_sessions.discard(session)
+        self._queues[session.engine.device].remove(session.turn)
+        if not session.stop():
+            return None
+        log.info(
+            "live session %s %s: %d frames, %d results, %d dropped",
+            session.id[:8],
+            reason,
+            session.frames,
+            session.results,
+            session.dropped,
+        )
+        return session.stopped_message(reason, request_id)
+
     # ------------------------------------------------------------ cancel, list, fetch
 
     def _owned(self, client_id: str, job_id: str) -> Job:
@@ -554,6 +675,10 @@ class JobManager:
             if job is None:
                 return
             self.loop.call_soon_threadsafe(self._announce_positions, device)
+            if isinstance(job, LiveTurn):
+                if job.session.run_turn():  # another frame came: back in line, after the other clients
+                    queue.put(job)
+                continue
             if job.cancel.is_set():  # cancelled while this worker was taking it
                 self._finish_threadsafe(job, "cancelled", wire.Cancelled(job_id=job.id))
                 continue
@@ -627,8 +752,15 @@ class JobManager:
         """Stop every job (each ends as `failed` with `shutting_down`), wait for the workers, say what stopped."""
         self._shutting_down = True
         interrupted = []
+        for session in list(self.live_sessions):
+            stopped = self.stop_live(session, "shutting_down")
+            if stopped is not None:
+                session.publish(stopped, None)
+            interrupted.append(f"live session {session.id[:8]} ({session.frames} frames)")
         for queue in self._queues.values():
             for job in queue.close():
+                if isinstance(job, LiveTurn):
+                    continue
                 interrupted.append(f"job {job.id[:8]} ({job.spec.mode}, queued)")
                 self._finish_threadsafe(job, "failed", _shutting_down(job))
         for job in self.running():
@@ -638,6 +770,13 @@ class JobManager:
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         return interrupted
+
+
+def _live_field(field: str | None) -> str | None:
+    """A planning error's field as the live request names it (``job.selection`` -> ``live.selection``)."""
+    if field is not None and field.startswith("job."):
+        return "live." + field.removeprefix("job.")
+    return field
 
 
 def _segment_inputs_used(inputs: SegmentInputs) -> set[str]:

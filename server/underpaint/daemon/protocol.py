@@ -22,6 +22,10 @@ from underpaint_protocol.messages import (
     Error,
     Hello,
     InterrogateRequest,
+    LiveFrame,
+    LiveStart,
+    LiveStop,
+    Rect,
     Submit,
     client_message_adapter,
 )
@@ -108,11 +112,22 @@ def _protocol_error(error: ValidationError, request_id: str | None) -> ProtocolE
 
 
 def _expected_types() -> str:
-    return "hello, plan, submit, cancel, list_jobs, fetch, styles, history, loras, interrogate"
+    return (
+        "hello, plan, submit, cancel, list_jobs, fetch, styles, history, loras, interrogate, "
+        "live_start, live_frame, live_stop"
+    )
 
 
-def _owed_frames(request: Submit | InterrogateRequest) -> list[tuple[str, AttachmentRef]]:
-    """The frames a submit (or interrogate) announces, in the order they must follow it, named by their field."""
+FramedRequest = Submit | InterrogateRequest | LiveStart | LiveFrame
+"""A request followed by the binary frames it announces."""
+
+
+def _owed_frames(request: FramedRequest) -> list[tuple[str, AttachmentRef]]:
+    """The frames a request announces, in the order they must follow it, named by their field."""
+    if isinstance(request, LiveStart):
+        return [("mask", request.mask)] if request.mask is not None else []
+    if isinstance(request, LiveFrame):
+        return [("image", request.image)]
     owed = [(name, ref) for name, ref in (("image", request.image), ("mask", request.mask)) if ref]
     if isinstance(request, Submit):
         owed += [(f"controls.{index}", ref) for index, ref in enumerate(request.controls)]
@@ -156,9 +171,10 @@ class RequestReceived:
 
 @dataclass(frozen=True)
 class SubmitReceived:
-    """A submit (or interrogate) whose announced frames have all arrived, each checked against its declaration."""
+    """A request (submit, interrogate, live_start, live_frame) whose announced frames have all arrived,
+    each checked against its declaration; a ``live_frame`` also passed the session's rules (``LiveRules``)."""
 
-    submit: Submit | InterrogateRequest
+    submit: FramedRequest
     frames: dict[str, tuple[Attachment, memoryview]]
 
 
@@ -166,8 +182,54 @@ Event = Reply | HelloReceived | RequestReceived | SubmitReceived
 
 
 @dataclass
+class LiveRules:
+    """What a connection's live session allows: frames inside ``region``, the first covering it all,
+    ``seq`` increasing. Set by the shell once the manager started the session."""
+
+    session_id: str
+    region: Rect
+    last_seq: int = 0
+    covered: bool = False
+
+    def check(self, frame: LiveFrame) -> Error | None:
+        """The error for a frame that breaks the rules (naming its field), or None."""
+        region, rect = self.region, frame.rect
+        inside = (
+            rect.x >= region.x
+            and rect.y >= region.y
+            and rect.x + rect.width <= region.x + region.width
+            and rect.y + rect.height <= region.y + region.height
+        )
+        if frame.seq <= self.last_seq:
+            text = f"seq: {frame.seq} is not above the last frame's {self.last_seq}"
+            return Error(code="invalid_field", message=text, field="seq")
+        if not inside or rect.width == 0 or rect.height == 0:
+            text = f"rect {_rect(rect)} is not a non-empty part of the session's region {_rect(region)}"
+            return Error(code="invalid_field", message=f"rect: {text}", field="rect")
+        if not self.covered and (rect.width, rect.height) != (region.width, region.height):
+            text = f"the first frame must cover the whole region {_rect(region)}, not {_rect(rect)}"
+            return Error(code="invalid_field", message=f"rect: {text}", field="rect")
+        if (frame.image.width, frame.image.height) != (rect.width, rect.height):
+            text = f"image is {frame.image.width}x{frame.image.height} but rect is {rect.width}x{rect.height}"
+            return Error(code="size_mismatch", message=text, field="image")
+        return None
+
+    def accept(self, frame: LiveFrame) -> None:
+        """The shell took the frame (its pixels decoded and patched in): later frames must be newer."""
+        self.last_seq, self.covered = frame.seq, True
+
+
+def _request_id(request: FramedRequest) -> str | None:
+    return None if isinstance(request, LiveFrame) else request.request_id
+
+
+def _rect(rect: Rect) -> str:
+    return f"x={rect.x} y={rect.y} {rect.width}x{rect.height}"
+
+
+@dataclass
 class _PendingSubmit:
-    submit: Submit | InterrogateRequest
+    submit: FramedRequest
     expected: list[tuple[str, AttachmentRef]]
     frames: dict[str, tuple[Attachment, memoryview]] = field(default_factory=dict)
     failed: bool = False
@@ -180,10 +242,19 @@ class ConnectionProtocol:
         self.max_frame_bytes = max_frame_bytes
         self.greeted = False
         self._pending: _PendingSubmit | None = None
+        self.live: LiveRules | None = None
+        """The live session's rules while one runs on this connection."""
 
     def handshake_done(self) -> None:
         """Called by the shell once the hello was accepted (version and token checked)."""
         self.greeted = True
+
+    def live_started(self, session_id: str, region: Rect) -> None:
+        """Called by the shell once a live session runs: frames are checked against ``region`` from now on."""
+        self.live = LiveRules(session_id, region)
+
+    def live_ended(self) -> None:
+        self.live = None
 
     def receive_text(self, text: str) -> list[Event]:
         if self._pending is not None:
@@ -214,7 +285,22 @@ class ConnectionProtocol:
         if not self.greeted:
             first = Error(code="handshake_required", message="the first message must be hello", field="type")
             return [*events, Reply(first, close=True)]
-        if isinstance(message, Submit | InterrogateRequest):
+        if isinstance(message, LiveFrame | LiveStop) and self.live is None:
+            no_session = Error(
+                code="no_live_session",
+                message=f"{message.type} without a live session on this connection (send live_start first)",
+                field="type",
+                request_id=getattr(message, "request_id", None),
+            )
+            if isinstance(message, LiveFrame):  # its pixels follow: swallow them quietly
+                self._pending = _PendingSubmit(message, _owed_frames(message), failed=True)
+            return [*events, Reply(no_session)]
+        if isinstance(message, LiveFrame):
+            assert self.live is not None
+            broken = self.live.check(message)
+            self._pending = _PendingSubmit(message, _owed_frames(message), failed=broken is not None)
+            return [*events, Reply(broken)] if broken is not None else events
+        if isinstance(message, Submit | InterrogateRequest | LiveStart):
             if isinstance(message, Submit):
                 misaligned = _misaligned_attachments(message)
                 if misaligned is not None:
@@ -246,7 +332,7 @@ class ConnectionProtocol:
             return [Reply(first, close=True)]
         if pending is None:
             return [Reply(Error(code="unexpected_binary", message="binary frame without a submit announcing it"))]
-        request_id = pending.submit.request_id
+        request_id = _request_id(pending.submit)
         name, declared = pending.expected[len(pending.frames)]
         try:
             attachment, payload = decode_frame(data)
@@ -296,11 +382,13 @@ class ConnectionProtocol:
         assert pending is not None
         self._pending = None
         missing = [name for name, _ in pending.expected if name not in pending.frames]
+        request_id = _request_id(pending.submit)
+        what = f"live_frame {pending.submit.seq}" if isinstance(pending.submit, LiveFrame) else f"submit {request_id}"
         return Reply(
             Error(
                 code="invalid_field",
-                message=f"submit {pending.submit.request_id} is void: {reason} (missing {', '.join(missing)})",
+                message=f"{what} is void: {reason} (missing {', '.join(missing)})",
                 field=missing[0] if missing else None,
-                request_id=pending.submit.request_id,
+                request_id=request_id,
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -134,6 +134,34 @@ class JobCancelled(Exception):
     """Raised inside an engine when the job's cancel event is set; the daemon reports `cancelled`."""
 
 
+def no_progress(progress: StepProgress) -> None:
+    """Live frames report no steps: the frame's result is the only thing a host waits for."""
+
+
+class LiveModel:
+    """One live session's model: set up once (``Engine.open_live``), then ``frame`` per frame.
+
+    This default runs the engine's ordinary ``generate`` for each frame (engines whose setup costs
+    nothing, like the classical fill); an engine with per-session work to save (the diffusion engine:
+    pipeline, scheduler, prompt embeddings) returns its own subclass. Runs on a worker thread.
+    """
+
+    def __init__(self, engine: Engine, job: GenerationInput) -> None:
+        self.engine = engine
+        self.job = replace(job, previews=False)
+
+    def frame(self, image: np.ndarray, cancel: threading.Event) -> np.ndarray:
+        """The model's RGB uint8 picture for ``image`` (RGB uint8 at model size); raises
+        :class:`JobCancelled` when ``cancel`` is set, :class:`~underpaint.errors.JobError` on failure."""
+        frame_job = replace(self.job, image=image)
+        made = list(self.engine.generate(frame_job, 1, no_progress, cancel))  # all of it: the engine's lock ends
+        return made[0]
+
+    def params(self) -> dict[str, Any]:
+        """What the engine resolved for the session (steps, guidance, scheduler...)."""
+        return self.engine.reproduction_params(self.job)
+
+
 class Engine(ABC):
     """A way of turning a prepared job into pixels.
 
@@ -169,6 +197,10 @@ class Engine(ABC):
         without decoding the cancelled work. Failures the client can act on raise
         :class:`underpaint.errors.JobError`.
         """
+
+    def open_live(self, job: GenerationInput) -> LiveModel:
+        """Set up a live session (``job.image`` is a placeholder until the first frame); on a worker thread."""
+        return LiveModel(self, job)
 
     def loras(self) -> list[LoraInfo]:
         """The LoRAs jobs may name on this engine's models (engines without LoRA support: none)."""

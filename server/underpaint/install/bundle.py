@@ -28,6 +28,7 @@ CLIENT_MODULES = (
     "pnginfo.py",
     "library.py",
     "prompt_panel.py",
+    "live.py",
 )
 """The stdlib-only part of underpaint_protocol (no pydantic): what plugins import."""
 VENDOR_DIR = "vendor"

@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "66412615cbf4b0549576f8227744554fae36aba25441e1528c7f44d5a28f397b";
+export const SCHEMA_SHA256 = "5f1c411011e96057dd0e901b9669d1f8cea80b384af3ce995dad5ddbc30165d8";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -74,6 +74,7 @@ export const ERROR_CODES = {
   licence_refused: { meaning: "The model's licence tag forbids this use (e.g. non-commercial only); it is not run.", userText: "The model's licence does not allow this use (it is for non-commercial use only). Pick another model." },
   unsupported_control: { meaning: "The model has no ControlNet for this control kind, or no IP-Adapter for references.", userText: "The chosen model cannot use this kind of control layer or reference. Pick another kind or model (the model list says what each takes)." },
   too_many_controls: { meaning: "More control layers or reference images than the daemon's limits allow.", userText: "Too many control layers or references for one job. Turn some off." },
+  no_live_session: { meaning: "A live frame or stop arrived on a connection without a live session (send `live_start`).", userText: "Live painting is not running. Turn Live on again." },
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -340,6 +341,96 @@ export interface ListJobs {
   request_id?: string | null;
 }
 
+/** Changed pixels: the dirty rectangle ``rect`` (in canvas coordinates, inside the session's ``region``) and its pixels as the one frame that follows. The first frame must cover the whole region; ``seq`` increases with every frame of the session. */
+export interface LiveFrame {
+  type: "live_frame";
+  /** 1..9007199254740992 */
+  seq: number;
+  rect: Rect;
+  image: AttachmentRef;
+}
+
+/** The picture for frame ``seq`` (the newest the daemon had when the model started): a layer placed like ``result.layer`` that REPLACES the previous live result. Results come in ``seq`` order; a result not yet sent is replaced by a newer one. */
+export interface LiveResult {
+  type: "live_result";
+  session_id: string;
+  seq: number;
+  layer: Layer;
+  frames: number;
+  dropped: number;
+  latency_ms: number;
+}
+
+/** What a live session paints, held fixed for the whole session (start it again to change it). The region is the selection's bounds, or the whole canvas without one; the daemon plans it once (context, model size, masks) and keeps its own copy of those pixels, which frames patch. */
+export interface LiveSpec {
+  /** length 1..200, pattern ^[A-Za-z0-9_.:/+-]+$ */
+  model?: string | null;
+  mode?: Mode | null;
+  /** length 0..10000 (default "") */
+  prompt?: string;
+  /** length 0..10000 (default "") */
+  negative_prompt?: string;
+  /** 0..4294967295 */
+  seed?: number | null;
+  /** 1..200 */
+  steps?: number | null;
+  /** 0.0..30.0 */
+  guidance?: number | null;
+  /** 0.0..1.0 */
+  strength?: number | null;
+  canvas: Size;
+  selection?: Rect | null;
+  /** length 1..64, pattern ^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$ */
+  style?: string | null;
+  loras?: LoraRef[] | null;
+}
+
+/** Start this connection's live session (one per connection; a second start ends the first). */
+export interface LiveStart {
+  type: "live_start";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id: string;
+  live: LiveSpec;
+  mask?: AttachmentRef | null;
+}
+
+/** The live session runs: the host sends ``region`` whole as its first frame, then what changes. */
+export interface LiveStarted {
+  type: "live_started";
+  request_id: string;
+  session_id: string;
+  region: Rect;
+  work: Rect;
+  model: string;
+  mode: Mode;
+  model_width: number;
+  model_height: number;
+  seed: number;
+  steps: number;
+  guidance: number;
+  strength: number;
+}
+
+/** End this connection's live session now (a frame in the model is abandoned at its next step). */
+export interface LiveStop {
+  type: "live_stop";
+  /** length 1..64, pattern ^[A-Za-z0-9_.:-]+$ */
+  request_id?: string | null;
+}
+
+/** The live session ended: asked (``stopped``), replaced by a new start (``restarted``), or a frame failed (``failed``, with ``code`` and ``message``); the device is free again. */
+export interface LiveStopped {
+  type: "live_stopped";
+  session_id: string;
+  request_id?: string | null;
+  reason: "stopped" | "restarted" | "disconnected" | "failed" | "shutting_down";
+  frames: number;
+  results: number;
+  dropped: number;
+  code?: string | null;
+  message?: string | null;
+}
+
 export interface LoraDescription {
   name: string;
   triggers: string[];
@@ -590,15 +681,15 @@ export interface WorkerDescription {
 }
 
 /** Every client -> daemon message, told apart by `type`. */
-export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest | LorasRequest | InterrogateRequest;
+export type ClientMessage = Hello | PlanRequest | Submit | Cancel | ListJobs | Fetch | StylesRequest | HistoryRequest | LorasRequest | InterrogateRequest | LiveStart | LiveFrame | LiveStop;
 export type ClientMessageType = ClientMessage["type"];
-export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "history", "interrogate", "list_jobs", "loras", "plan", "styles", "submit"] as const;
+export const CLIENT_MESSAGE_TYPES = ["cancel", "fetch", "hello", "history", "interrogate", "list_jobs", "live_frame", "live_start", "live_stop", "loras", "plan", "styles", "submit"] as const;
 /** The ClientMessage whose `type` is T. */
 export type ClientMessageOf<T extends ClientMessageType> = Extract<ClientMessage, { type: T }>;
 
 /** Every daemon -> client message, told apart by `type`. */
-export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error | StyleList | HistoryList | LoraList | Interrogated;
+export type ServerMessage = Welcome | Planned | Accepted | Queued | Started | Progress | Result | Finished | Failed | Cancelled | Jobs | Error | StyleList | HistoryList | LoraList | Interrogated | LiveStarted | LiveResult | LiveStopped;
 export type ServerMessageType = ServerMessage["type"];
-export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "history_list", "interrogated", "jobs", "lora_list", "planned", "progress", "queued", "result", "started", "style_list", "welcome"] as const;
+export const SERVER_MESSAGE_TYPES = ["accepted", "cancelled", "error", "failed", "finished", "history_list", "interrogated", "jobs", "live_result", "live_started", "live_stopped", "lora_list", "planned", "progress", "queued", "result", "started", "style_list", "welcome"] as const;
 /** The ServerMessage whose `type` is T. */
 export type ServerMessageOf<T extends ServerMessageType> = Extract<ServerMessage, { type: T }>;
