@@ -3,7 +3,9 @@
 An upscale never holds its result whole. The upscaler runs over the uploaded region in overlapping
 tiles (``canvas.tiles``); finished output rows are cut into result tiles of at most
 ``RESULT_TILE_BYTES`` (full layer width, fixed height, so their count is known before the first one),
-each stored (``outputs``) and published as soon as it is complete. A refine-upscale first writes
+each stored (``outputs``) and published as soon as it is complete, by a thread beside the pass
+(``_Handoff``). An opaque upload runs the pass on RGB and gets its alpha per result tile. A
+refine-upscale first writes
 the upscaled rows to a raw file on disk, then runs the diffusion model as img2img over overlapping
 tiles of it at the model's native size (same prompt, seed per tile from the job's), blended the same
 way, and streams those rows out. Progress counts upscaler tiles plus diffusion steps of every tile.
