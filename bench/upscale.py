@@ -18,7 +18,7 @@ Run: python bench/upscale.py [--repeats N] [--size N] [--big N]
    classical upscaler and the tiny model; the client drops every tile as it arrives. Printed: the
    daemon's peak growth of anonymous memory during the job (RssAnon sampled every 50 ms, minus its
    value before; file pages such as torch's libraries are left out, they come and go with the page
-   cache), the stated bound of the pass (``daemon.upscaling.memory_bound``), and the result's size.
+   cache), the job's stated bound (``daemon.upscaling.memory_bound``), and the result's size.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def peak_memory(model: Path, big: int) -> None:
         print(
             f"   {label}: {count[0]} result tiles in {seconds:.1f} s; peak anonymous memory growth "
             f"{growth / 2**20:.0f} MiB (the upload: {upload / 2**20:.0f} MiB, twice while its frame is decoded; "
-            f"the pass's stated bound {memory_bound(up) / 2**20:.0f} MiB; tiles waiting to be sent: at most 64 MB)"
+            f"the job's stated bound {memory_bound(up) / 2**20:.0f} MiB; tiles waiting to be sent: at most 64 MB)"
         )
 
 
