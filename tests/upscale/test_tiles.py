@@ -16,7 +16,7 @@ from tests.canvas.helpers import photo, seam_ratio
 from tests.upscale import models
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.tiles import TiledPass
-from underpaint.engines.upscale import MARGIN, ClassicalUpscaler, SpandrelUpscaler, Upscaler, tile_process
+from underpaint.engines.upscale import MARGIN, ClassicalUpscaler, SpandrelUpscaler, Upscaler, opaque_rows, tile_process
 
 SEAM_THRESHOLD = 1.10
 """As tests/canvas/test_seam.py: at most 10% more edge energy on the tile borders than the untiled
@@ -32,8 +32,9 @@ def upscale(image: np.ndarray, upscaler: Upscaler, factor: float, tile: int) -> 
     def emit(row: int, rows: np.ndarray) -> None:
         out[row : row + rows.shape[0]] = rows
 
-    process = tile_process(upscaler, factor, tiled.scale_x, tiled.scale_y)
-    tiled.run(lambda box: image[box.y : box.bottom, box.x : box.right], process, emit)
+    opaque = bool((image[..., 3] == 255).all())
+    process = tile_process(upscaler, factor, tiled.scale_x, tiled.scale_y, opaque)
+    tiled.run(lambda box: image[box.y : box.bottom, box.x : box.right], process, opaque_rows(emit) if opaque else emit)
     return out, tiled
 
 
@@ -101,7 +102,7 @@ def test_the_seam_metric_catches_a_tile_step(picture: np.ndarray) -> None:
     height, width = picture.shape[:2]
     tiled = TiledPass(width, height, 2 * width, 2 * height, 40, margin=0)
     out = np.zeros_like(whole)
-    process = tile_process(upscaler, 2.0, 2.0, 2.0)
+    process = tile_process(upscaler, 2.0, 2.0, 2.0, opaque=False)
     counter = iter(range(100))
 
     def stepped(tile: np.ndarray, source: Box, target: Box) -> np.ndarray:
@@ -123,7 +124,11 @@ def test_a_model_pass_then_exact_resampling_gives_any_factor(picture: np.ndarray
     assert (compact.passes(3.0), compact.passes(1.5), compact.passes(2.0), compact.passes(4.0)) == (2, 1, 1, 2)
     out, _ = upscale(picture, compact, 1.5, tile=64)
     assert out.shape[:2] == (144, 192)
-    assert (out[..., 3] == 255).all()  # the alpha channel is scaled alongside
+    assert (out[..., 3] == 255).all()  # an opaque picture stays opaque (its alpha added to the finished rows)
+    half = picture.copy()
+    half[:, :64, 3] = 0
+    out, _ = upscale(half, compact, 1.5, tile=40)
+    assert (out[:, :90, 3] == 0).all() and (out[:, 102:, 3] == 255).all()  # the alpha scaled alongside
 
 
 BIG = """
@@ -143,7 +148,7 @@ out_w, out_h = round(width * factor), round(height * factor)
 tile = min(up.tile_for(factor, None), 32 * 1024 * 1024 // (4 * out_w * 4))
 plan = UpscalePlan(factor, up, Box(0, 0, width, height), Box(0, 0, out_w, out_h), Box(0, 0, out_w, out_h), tile, 128)
 tiled = TiledPass(width, height, out_w, out_h, tile, MARGIN)
-process = tile_process(up, factor, tiled.scale_x, tiled.scale_y)
+process = tile_process(up, factor, tiled.scale_x, tiled.scale_y, opaque=False)
 process(image[:64, :64], Box(0, 0, 64, 64), Box(0, 0, 200, 200))  # warm up OpenCV's buffers
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 rows = []

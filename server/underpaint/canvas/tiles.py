@@ -106,17 +106,28 @@ class TiledPass:
                 )
                 target = Box.from_edges(c0, r0, c1, r1)
                 out = np.asarray(process(read(source), source, target), np.float32)
+                if out.strides[1] != out.itemsize * out.shape[2]:  # pixels must lie side by side in a row
+                    out = np.ascontiguousarray(out)
                 if band is None:
                     channels = out.shape[2]
                     band = np.empty((f1 - r0, self.out_w, channels), np.uint8)
                     below = None if last_row else np.empty((r1 - f1, self.out_w, channels), np.float32)
                 wx = _ramp(c0, c1, out_xs[i], out_xs[i + 1], bx, i == 0, last_col)
-                out *= wy[:, None, None] * wx[None, :, None]
+                # the weights differ from 1 only in the strips blending with a neighbour: weigh just those
+                if j > 0:
+                    out[: 2 * by] *= wy[: 2 * by, None, None]
+                if not last_row:
+                    out[f1 - r0 :] *= wy[f1 - r0 :, None, None]
+                if i > 0:
+                    out[:, : 2 * bx] *= wx[None, : 2 * bx, None]
+                if not last_col:
+                    out[:, g1 - c0 :] *= wx[None, g1 - c0 :, None]
                 if left is not None:
                     out[:, : left.shape[1]] += left
                 if top is not None:
                     out[: top.shape[0], : g1 - c0] += top[:, c0:g1]
-                band[:, c0:g1] = np.clip(np.rint(out[: f1 - r0, : g1 - c0]), 0, 255)
+                # rounded and saturated into the band in one pass (what np.clip(np.rint(...)) gives)
+                cv2.add(out[: f1 - r0, : g1 - c0], 0, dst=band[:, c0:g1], dtype=cv2.CV_8U)  # type: ignore[call-overload]  # a scalar is fine
                 if below is not None:
                     below[:, c0:g1] = out[f1 - r0 :, : g1 - c0]
                 left = None if last_col else out[:, g1 - c0 :].copy()
@@ -145,8 +156,9 @@ def resample(
 ) -> np.ndarray:
     """The pixels of output box ``target`` from ``native``: ``source`` (input pixels) scaled by the
     model's ``native_scale``. Output pixel X samples input coordinate ``(X + 0.5) / scale - 0.5``, the
-    same for every tile, so tiles agree exactly; a whole-pixel shift is a crop, anything else Lanczos
-    (with an anti-alias blur first when it shrinks). float32 in, float32 out (values may ring past the range)."""
+    same for every tile, so tiles agree exactly; a whole-pixel shift is a crop (a view of ``native``),
+    anything else Lanczos (with an anti-alias blur first when it shrinks). float32 in, float32 out
+    (values may ring past the range)."""
     source_pixels: np.ndarray = np.asarray(native, np.float32)
     sx, sy = native_scale / scale_x, native_scale / scale_y
     tx = ((target.x + 0.5) / scale_x - source.x) * native_scale - 0.5
@@ -155,7 +167,7 @@ def resample(
         x, y = round(tx), round(ty)
         crop = source_pixels[y : y + target.height, x : x + target.width]
         if crop.shape[:2] == (target.height, target.width):
-            return crop.copy()
+            return crop
     if sx > 1 or sy > 1:  # shrinking: remove what the new grid cannot hold first
         sigma_x, sigma_y = 0.5 * math.sqrt(max(sx * sx - 1, 0.0)), 0.5 * math.sqrt(max(sy * sy - 1, 0.0))
         source_pixels = cv2.GaussianBlur(source_pixels, (0, 0), sigmaX=max(sigma_x, 1e-3), sigmaY=max(sigma_y, 1e-3))

@@ -3,7 +3,9 @@
 An upscale never holds its result whole. The upscaler runs over the uploaded region in overlapping
 tiles (``canvas.tiles``); finished output rows are cut into result tiles of at most
 ``RESULT_TILE_BYTES`` (full layer width, fixed height, so their count is known before the first one),
-each stored (``outputs``) and published as soon as it is complete. A refine-upscale first writes
+each stored (``outputs``) and published as soon as it is complete, by a thread beside the pass
+(``_Handoff``). An opaque upload runs the pass on RGB and gets its alpha per result tile. A
+refine-upscale first writes
 the upscaled rows to a raw file on disk, then runs the diffusion model as img2img over overlapping
 tiles of it at the model's native size (same prompt, seed per tile from the job's), blended the same
 way, and streams those rows out. Progress counts upscaler tiles plus diffusion steps of every tile.
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from underpaint.canvas.tiles import Cancelled, TiledPass, pass_memory
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, result_message
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, StepProgress
-from underpaint.engines.upscale import MARGIN, UpscalePlan, Upscaler, tile_process
+from underpaint.engines.upscale import MARGIN, UpscalePlan, Upscaler, opaque_rows, rgba, tile_process
 from underpaint.errors import JobError
 from underpaint.modes import Mode
 from underpaint_protocol import PROTOCOL_VERSION
@@ -111,18 +115,20 @@ def memory_bound(up: UpscalePlan, model_bytes: int = 0) -> int:
     """What an upscale holds beyond its upload, the model and the results waiting to be sent (those are
     bounded by the connection's event budget, 64 MB): the tiled pass's buffers (``tiles.pass_memory``)
     with one tile's working copies (input, native output, resampled, sharpened: float32 RGBA, a few
-    each) and one result tile being cut. For 4096x4096 -> 16384x16384 classical: about 100 MB, where
-    the result itself is 1 GiB."""
+    each), a result tile being cut (RGBA, and the RGB rows joined for it) and one being stored while the
+    pass goes on (``_Handoff``). For 4096x4096 -> 16384x16384 classical: about 115 MiB, where the result
+    itself is 1 GiB."""
     scale_x, scale_y = up.layer.width / up.region.width, up.layer.height / up.region.height
     tiled = TiledPass(up.region.width, up.region.height, up.layer.width, up.layer.height, up.tile, MARGIN)
     native = up.upscaler.scale ** up.upscaler.passes(up.factor)
     side_in = up.tile + 2 * MARGIN
     tile_bytes = 16 * side_in * side_in * (2 * native * native + 4 * scale_x * scale_y) + model_bytes
-    return pass_memory(tiled, 4, int(tile_bytes)) + 4 * up.layer.width * up.result_rows
+    return pass_memory(tiled, 4, int(tile_bytes)) + (4 + 3 + 4) * up.layer.width * up.result_rows
 
 
 class ResultTiles:
-    """Cuts finished output rows into result tiles of fixed height; stores and publishes each at once."""
+    """Cuts finished output rows (RGB of an opaque pass, or RGBA) into RGBA result tiles of fixed height,
+    each a new array (it never keeps a band alive); stores and publishes each at once."""
 
     def __init__(self, up: UpscalePlan, save: Callable[[int, int, np.ndarray], None]) -> None:
         self.up = up
@@ -142,7 +148,7 @@ class ResultTiles:
         ):
             block = np.concatenate(self.pending, axis=0) if len(self.pending) > 1 else self.pending[0]
             count = min(step, block.shape[0])
-            self.save(self.sent, self.next_row, np.ascontiguousarray(block[:count]))
+            self.save(self.sent, self.next_row, rgba(block[:count]))
             self.sent += 1
             self.next_row += count
             rest = block[count:]
@@ -181,7 +187,8 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
         raise JobError("region_mismatch", "the upscale needs the pixels of its region", "image")
     refine = job.plan.mode is Mode.REFINE_UPSCALE
     upscale_pass = TiledPass(up.region.width, up.region.height, up.layer.width, up.layer.height, up.tile, MARGIN)
-    process = tile_process(up.upscaler, up.factor, upscale_pass.scale_x, upscale_pass.scale_y)
+    opaque = bool(image[:, :, 3].min() == 255)
+    process = tile_process(up.upscaler, up.factor, upscale_pass.scale_x, upscale_pass.scale_y, opaque)
     refine_pass = _refine_pass(job) if refine else None
     progress = _Progress(job, publish, upscale_pass.tiles, refine_pass)
 
@@ -210,7 +217,8 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
         job.results = index + 1
         publish(result_message(stored), stored.pixels)
 
-    tiles = ResultTiles(up, save)
+    saver = _Handoff(save)
+    tiles = ResultTiles(up, saver)
 
     def read_region(box: Box) -> np.ndarray:
         return image[box.y : box.bottom, box.x : box.right]
@@ -221,14 +229,50 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
         else:
             disk = DiskImage(scratch, up.layer.width, up.layer.height)
             try:
-                upscale_pass.run(read_region, process, disk.write, job.cancel, progress.tile)
+                write = opaque_rows(disk.write) if opaque else disk.write
+                upscale_pass.run(read_region, process, write, job.cancel, progress.tile)
                 job.image = None  # the upload is no longer needed
                 refine_pass.pass_.run(disk.read, refine_pass.process(progress), tiles.emit, job.cancel)
             finally:
                 disk.close()
     except Cancelled:
         raise JobCancelled() from None
+    finally:
+        saver.close()
     return tiles.sent
+
+
+class _Handoff:
+    """Result tiles stored and published by a thread of their own while the pass computes on (writing a
+    tile to disk takes milliseconds to tens of them). One tile at most is with it: the next waits for it,
+    so memory grows by one result tile (``memory_bound``) and results still go out in order."""
+
+    def __init__(self, save: Callable[[int, int, np.ndarray], None]) -> None:
+        self.save = save
+        self.slot = threading.Semaphore(1)
+        self.error: BaseException | None = None
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="underpaint-results")
+
+    def __call__(self, index: int, row: int, pixels: np.ndarray) -> None:
+        self.slot.acquire()
+        if self.error is not None:  # storing the tile before failed (a full disk): stop the pass with it
+            self.slot.release()
+            raise self.error
+        self.thread.submit(self._save, index, row, pixels)
+
+    def _save(self, index: int, row: int, pixels: np.ndarray) -> None:
+        try:
+            self.save(index, row, pixels)
+        except BaseException as error:  # handed back to the pass, which raises it on the job's thread
+            self.error = error
+        finally:
+            self.slot.release()
+
+    def close(self) -> None:
+        """Wait for the tile being stored; raise what storing it raised."""
+        self.thread.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass
@@ -262,7 +306,8 @@ class _RefinePass:
                 mask=None,
                 previews=False,
             )
-            made = next(iter(engine.generate(generation, 1, progress.step, job.cancel)))
+            # read to its end, so that a remote stream is closed
+            [made] = list(engine.generate(generation, 1, progress.step, job.cancel))
             refined = resize_exact(made, source.width, source.height).astype(np.float32)
             out = np.concatenate([refined, tile[:, :, 3:].astype(np.float32)], axis=2)
             return out[target.y - source.y : target.bottom - source.y, target.x - source.x : target.right - source.x]

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.plan import ModelResolution
-from underpaint.canvas.tiles import Process, edge_aware_sharpen, resample
+from underpaint.canvas.tiles import Emit, Process, edge_aware_sharpen, resample
 from underpaint.engines.base import Engine, GenerationInput, ModelInfo, ProgressCallback
 from underpaint.errors import JobError
 from underpaint.modes import Mode
@@ -48,7 +49,7 @@ class Upscaler:
     """Edge-aware sharpening after the resampling (for the classical upscaler)."""
 
     def forward(self, rgb: np.ndarray) -> np.ndarray:
-        """(h, w, 3) float32 0-255 -> (h * scale, w * scale, 3) float32 0-255."""
+        """(h, w, 3) uint8 or float32 0-255 -> (h * scale, w * scale, 3) float32 0-255, rows contiguous."""
         return rgb
 
     def passes(self, factor: float) -> int:
@@ -84,7 +85,8 @@ class SpandrelUpscaler(Upscaler):
 
         parsed = parse_source(source)
         descriptor = load_descriptor(parsed.path)
-        if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.input_channels != 3:
+        channels = (descriptor.input_channels, descriptor.output_channels)
+        if not isinstance(descriptor, spandrel.ImageModelDescriptor) or channels != (3, 3):
             raise ValueError(f"{parsed.path.name}: {descriptor.architecture.name} is not an RGB image model")
         if descriptor.purpose not in ("SR", "Restoration"):
             raise ValueError(f"{parsed.path.name}: {descriptor.architecture.name} is a {descriptor.purpose} model")
@@ -105,21 +107,28 @@ class SpandrelUpscaler(Upscaler):
     def forward(self, rgb: np.ndarray) -> np.ndarray:
         import torch
 
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].div(255.0)
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+        image = pixels.to(self.device, torch.float32).div(255.0)  # a new tensor: the caller's array stays as it is
         with self.lock, torch.inference_mode():
-            out = self.descriptor(image.to(self.device))
-        return out[0].clamp(0, 1).mul(255.0).permute(1, 2, 0).float().cpu().numpy()
+            out = self.descriptor(image)[0].mul_(255.0).contiguous().cpu().numpy()
+        # planes to interleaved pixels (OpenCV does it several times faster than a strided copy); values
+        # past 0-255 stay: the tiled pass saturates when it rounds into uint8
+        return cv2.merge(list(out))
 
 
-def tile_process(upscaler: Upscaler, factor: float, scale_x: float, scale_y: float) -> Process:
+def tile_process(upscaler: Upscaler, factor: float, scale_x: float, scale_y: float, opaque: bool) -> Process:
     """The tiled pass's ``process`` for ``upscaler``: native passes on the RGB, exact resampling onto the
-    output grid, edge-aware sharpening (classical) and the alpha channel resampled alongside."""
+    output grid, edge-aware sharpening (classical) and the alpha channel resampled alongside. An
+    ``opaque`` image (every alpha 255, the usual flattened canvas) gets RGB tiles only, no alpha to carry:
+    :func:`opaque_rows` adds it to the finished uint8 rows, a quarter of the bytes of the float tiles."""
     passes = upscaler.passes(factor)
     native_scale = upscaler.scale**passes
     pad = math.ceil(3 * max(scale_x, scale_y)) + 2 if upscaler.sharpen else 0  # the sharpening's reach
 
     def process(tile: np.ndarray, source: Box, target: Box) -> np.ndarray:
-        rgb = tile[:, :, :3].astype(np.float32)
+        rgb = tile[:, :, :3]
+        if passes == 0:
+            rgb = rgb.astype(np.float32)
         for _ in range(passes):
             rgb = upscaler.forward(rgb)
         reach = Box.from_edges(
@@ -132,15 +141,28 @@ def tile_process(upscaler: Upscaler, factor: float, scale_x: float, scale_y: flo
         if upscaler.sharpen:
             out = edge_aware_sharpen(out, sigma=max(0.6, 0.5 * scale_x))
         out = out[target.y - reach.y : target.bottom - reach.y, target.x - reach.x : target.right - reach.x]
+        if opaque:
+            return out
         made = np.empty((target.height, target.width, 4), np.float32)
         made[:, :, :3] = out
-        if tile[:, :, 3].min() == 255:  # opaque (the usual flattened canvas): nothing to resample
-            made[:, :, 3] = 255.0
-        else:
-            made[:, :, 3:] = resample(tile[:, :, 3:].astype(np.float32), source, 1, target, scale_x, scale_y)
+        made[:, :, 3:] = resample(tile[:, :, 3:].astype(np.float32), source, 1, target, scale_x, scale_y)
         return made
 
     return process
+
+
+def rgba(rows: np.ndarray) -> np.ndarray:
+    """Finished rows as a new RGBA array: an opaque pass's RGB gets alpha 255."""
+    return cv2.cvtColor(rows, cv2.COLOR_RGB2RGBA) if rows.shape[2] == 3 else rows.copy()
+
+
+def opaque_rows(emit: Emit) -> Emit:
+    """``emit`` for the RGB rows of an opaque pass: the same rows as RGBA, alpha 255."""
+
+    def with_alpha(first_row: int, rows: np.ndarray) -> None:
+        emit(first_row, rgba(rows))
+
+    return with_alpha
 
 
 @dataclass(frozen=True)
@@ -171,14 +193,17 @@ class UpscaleEngine(Engine):
 
     name = "upscale"
 
-    def __init__(self, sources: list[str], device: str = "cpu") -> None:
+    def __init__(self, sources: list[str], device: str = "cpu", elsewhere: Sequence[Upscaler] = ()) -> None:
+        """``sources`` are loaded here; ``elsewhere`` are upscalers already made, whose passes run where
+        they say (``--workers ray``: on the replicas, and ``device`` is then the daemon's queue for them)."""
         self.upscalers: dict[str, Upscaler] = {CLASSICAL_UPSCALER: ClassicalUpscaler()}
         if sources:
             from underpaint.engines.diffusion.device import resolve_device
 
             self.device = resolve_device(device)
-        for source in sources:
-            upscaler = SpandrelUpscaler(source, self.device)
+        elif elsewhere:
+            self.device = device
+        for upscaler in [*(SpandrelUpscaler(source, self.device) for source in sources), *elsewhere]:
             if upscaler.id in self.upscalers:
                 raise ValueError(f"two upscalers are named {upscaler.id!r}")
             self.upscalers[upscaler.id] = upscaler

@@ -17,17 +17,28 @@ from typing import Any
 
 import ray
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from underpaint.engines.base import Engine
+from underpaint.engines.upscale import UpscaleEngine
 from underpaint.scaleout.board import WorkerBoard
-from underpaint.scaleout.remote import DEVICE, RemoteEngine
-from underpaint.scaleout.replica import EngineReplica, EngineSettings, Survey, WorkerStatus, survey
+from underpaint.scaleout.remote import DEVICE, RemoteEngine, RemoteUpscaler
+from underpaint.scaleout.replica import EngineEntry, EngineReplica, EngineSettings, Survey, WorkerStatus, survey
 from underpaint_protocol import messages as wire
 
 log = logging.getLogger("underpaint.scaleout")
 
 STATUS_SECONDS = 0.5
+
+
+def _engine(entry: EngineEntry, handle: DeploymentHandle) -> Engine:
+    """The daemon's engine for one engine of the replicas. Upscalers stay an ``UpscaleEngine`` in the
+    daemon (it plans and runs the tiled pass, the classical upscaler locally) whose models' passes run
+    on the replicas; every other engine is a ``RemoteEngine``."""
+    if entry.name == UpscaleEngine.name:
+        return UpscaleEngine([], DEVICE, [RemoteUpscaler(facts, handle) for facts in entry.upscalers])
+    return RemoteEngine(entry, handle)
 
 
 class ScaleoutError(RuntimeError):
@@ -87,7 +98,7 @@ class RayWorkers:
             ray_actor_options={"num_gpus": gpus_per_replica, "num_cpus": self.options.cpus_per_replica},
         )(EngineReplica)
         handle = serve.run(deployment.bind(self.settings, board), name=self.options.app, route_prefix=None)
-        self.engines = [RemoteEngine(entry, handle) for entry in first.engines]
+        self.engines = [_engine(entry, handle) for entry in first.engines]
         self._poller = threading.Thread(target=self._poll, args=(board,), name="underpaint-workers", daemon=True)
         self._poller.start()
         log.info("%d Ray replica(s) on %s", replicas, ", ".join(sorted({s.machine for s in found})))

@@ -9,6 +9,7 @@ is set (Ray stops a streaming call only on an explicit cancel, not when the resp
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from underpaint.canvas.plan import ModelResolution
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.upscale import Upscaler
 from underpaint.errors import JobError
-from underpaint.scaleout.replica import EngineEntry, Made, RemoteJob, Stopped
+from underpaint.scaleout.replica import EngineEntry, Made, RemoteJob, Stopped, UpscalerFacts
 
 DEVICE = "ray"
 """All remote engines share one device, hence one fair queue in the daemon."""
@@ -67,34 +69,57 @@ class RemoteEngine(Engine):
         response = cast(DeploymentResponseGenerator, handle.generate.remote(RemoteJob(job, batch_count)))
         _CANCELS.watch(cancel, response)
         try:
-            for item in response:
-                if isinstance(item, StepProgress):
-                    on_progress(item)
-                elif isinstance(item, Made):
-                    with self._lock:
-                        self._params[id(job)] = item.params
-                    yield item.image
-                elif isinstance(item, Stopped):
-                    if item.code == "cancelled":
-                        raise JobCancelled()
-                    raise JobError(item.code, item.message, item.field)
-        except RequestCancelledError:
-            raise JobCancelled() from None
-        except RayActorError as error:
-            if cancel.is_set():
-                raise JobCancelled() from None
-            raise JobError(
-                "worker_lost",
-                f"the Ray worker running this job stopped ({type(error).__name__}); submit the job again",
-            ) from None
-        except BackPressureError:
-            raise JobError("queue_full", "every Ray worker is busy and their queue is full; try again later") from None
-        except DeploymentUnavailableError as error:
-            raise JobError("worker_lost", f"no Ray worker is available: {error}") from None
+            with _ray_failures(cancel):
+                for item in response:
+                    if isinstance(item, StepProgress):
+                        on_progress(item)
+                    elif isinstance(item, Made):
+                        with self._lock:
+                            self._params[id(job)] = item.params
+                        yield item.image
+                    elif isinstance(item, Stopped):
+                        if item.code == "cancelled":
+                            raise JobCancelled()
+                        raise JobError(item.code, item.message, item.field)
         finally:
             _CANCELS.forget(response)
             with self._lock:
                 self._params.pop(id(job), None)
+
+
+class RemoteUpscaler(Upscaler):
+    """A super-resolution model on the replicas. The daemon runs the tiled pass (blending, result tiles,
+    storing) and sends each tile's native pass to a replica, one call per tile, preferring one with the
+    model warm; cancel is checked by the pass between tiles."""
+
+    def __init__(self, facts: UpscalerFacts, handle: DeploymentHandle) -> None:
+        self.id, self.family, self.licence = facts.id, facts.family, facts.licence
+        self.scale, self.default_tile = facts.scale, facts.default_tile
+        self._handle = handle.options(multiplexed_model_id=facts.id)
+
+    def forward(self, rgb: np.ndarray) -> np.ndarray:
+        with _ray_failures(None):
+            return cast(np.ndarray, self._handle.upscale_tile.remote(np.ascontiguousarray(rgb)).result())
+
+
+@contextlib.contextmanager
+def _ray_failures(cancel: threading.Event | None) -> Iterator[None]:
+    """Ray's failures of a call to a replica as the job's errors."""
+    try:
+        yield
+    except RequestCancelledError:
+        raise JobCancelled() from None
+    except RayActorError as error:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled() from None
+        raise JobError(
+            "worker_lost",
+            f"the Ray worker running this job stopped ({type(error).__name__}); submit the job again",
+        ) from None
+    except BackPressureError:
+        raise JobError("queue_full", "every Ray worker is busy and their queue is full; try again later") from None
+    except DeploymentUnavailableError as error:
+        raise JobError("worker_lost", f"no Ray worker is available: {error}") from None
 
 
 class _CancelWatch:

@@ -31,12 +31,15 @@ from ray import serve
 
 from underpaint.canvas.plan import ModelResolution
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, StepProgress
-from underpaint.engines.registry import build_engines
+from underpaint.engines.registry import RESTORE_SCHEME, SCHEME, UPSCALE_SCHEME, build_engines
+from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine
 from underpaint.errors import JobError
 
 log = logging.getLogger("underpaint.scaleout")
 
 HEARTBEAT_SECONDS = 1.0
+WEIGHT_SCHEMES = (SCHEME, UPSCALE_SCHEME, RESTORE_SCHEME)
+"""Model sources naming one weights file of a spandrel model, not a diffusion model."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,17 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
+class UpscalerFacts:
+    """A super-resolution model on the replicas, as the daemon's tiled pass needs to know it."""
+
+    id: str
+    family: str
+    licence: str
+    scale: int
+    default_tile: int
+
+
+@dataclass(frozen=True)
 class EngineEntry:
     """One engine as a machine offers it: what the daemon needs to plan jobs for it."""
 
@@ -70,6 +84,8 @@ class EngineEntry:
     uses_canvas_pipeline: bool
     models: tuple[ModelInfo, ...]
     resolutions: dict[str, ModelResolution]
+    upscalers: tuple[UpscalerFacts, ...] = ()
+    """The upscale engine's models with weights (the classical upscaler stays in the daemon)."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +114,23 @@ def survey(settings: EngineSettings) -> Survey:
             uses_canvas_pipeline=engine.uses_canvas_pipeline,
             models=tuple(replace_loaded(info) for info in engine.models()),
             resolutions={info.id: engine.resolution(info.id) for info in engine.models()},
+            upscalers=upscaler_facts(engine),
         )
         for engine in engines
     )
     for engine in engines:
         engine.close()
     return Survey(machine_name(), entries, default_model, ())
+
+
+def upscaler_facts(engine: Engine) -> tuple[UpscalerFacts, ...]:
+    if not isinstance(engine, UpscaleEngine):
+        return ()
+    return tuple(
+        UpscalerFacts(up.id, up.family, up.licence, up.scale, up.default_tile)
+        for up in engine.upscalers.values()
+        if up.id != CLASSICAL_UPSCALER
+    )
 
 
 def replace_loaded(info: ModelInfo) -> ModelInfo:
@@ -123,6 +150,13 @@ def missing_models(settings: EngineSettings) -> list[str]:
 
     missing = []
     for source in settings.models:
+        if source.startswith(WEIGHT_SCHEMES):  # erase:, upscale:, restore: name one weights file
+            from underpaint.engines.weights import parse_source as parse_weights  # torch only here
+
+            path = parse_weights(source.split(":", 1)[1]).path
+            if not path.is_file():
+                missing.append(f"{source} (no file {path} here)")
+            continue
         try:
             spec = parse_source(source)
             cached = spec.kind != "hub" or isinstance(try_to_load_from_cache(spec.location, "model_index.json"), str)
@@ -225,8 +259,9 @@ class EngineReplica:
         if shared.name == "diffusion":  # each warm diffusion model gets an engine of its own to stay loaded in
             from underpaint.engines.diffusion import DiffusionEngine
 
+            sources = [m for m in self.settings.models if not m.startswith(WEIGHT_SCHEMES)]
             engine: Engine = DiffusionEngine(
-                sources=list(self.settings.models) or ["tiny-random"],
+                sources=sources or ["tiny-random"],
                 models_dirs=[Path(p) for p in self.settings.models_dirs],
                 device=self.settings.device,
             )
@@ -259,6 +294,21 @@ class EngineReplica:
         self._stop.set()
         self._changed.set()
         self._jobs.shutdown(wait=False)
+
+    async def upscale_tile(self, rgb: np.ndarray) -> np.ndarray:
+        """One tile's native pass of an upscaler (the daemon runs the tiled pass and asks for each tile)."""
+        model = serve.get_multiplexed_model_id()
+        warm = await self.load(model)
+        engine = warm.engine
+        assert isinstance(engine, UpscaleEngine)
+        upscaler = engine.upscaler(model)
+        self.busy = True
+        self._changed.set()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._jobs, upscaler.forward, rgb)
+        finally:
+            self.busy = False
+            self._changed.set()
 
     async def generate(self, request: RemoteJob) -> AsyncIterator[StepProgress | Made | Stopped]:
         """Run one job, streaming progress and images; a cancelled call stops the engine within a step."""
