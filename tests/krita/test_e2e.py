@@ -439,6 +439,9 @@ def _daemon_layer(daemon: dict[str, Any], job_id: str) -> tuple[list[int], str]:
     whole = sidecars[0]["upscale"]["layer"]
     assert len(sidecars) == sidecars[0]["upscale"]["tiles"]
     layer = Image.new("RGBA", (whole["width"], whole["height"]))
+    deadline = time.monotonic() + 60  # the PNGs are written in the background, after each result
+    while not all(sidecar["png"].exists() for sidecar in sidecars) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for sidecar in sidecars:
         with Image.open(sidecar["png"]) as tile:
             layer.paste(tile.convert("RGBA"), (sidecar["x"] - whole["x"], sidecar["y"] - whole["y"]))
