@@ -49,7 +49,8 @@ class PromptTools(QtWidgets.QWidget):
         self.lora_weight.setSingleStep(0.1)
         self.lora_weight.setValue(LORA_WEIGHT)
         self.lora_weight.setToolTip("How strongly the LoRA applies")
-        self.lora_add = QtWidgets.QPushButton("Add")
+        self.lora_add = QtWidgets.QToolButton()  # a small button: the docker must fit a 300 px dock
+        self.lora_add.setText("+")
         self.lora_add.setToolTip("Add the LoRA (<lora:name:weight>) and its trigger words to the prompt")
         self.lora_add.clicked.connect(self._add_lora)
         self.describe_button = QtWidgets.QPushButton("Describe")
