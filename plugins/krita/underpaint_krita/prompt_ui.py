@@ -42,14 +42,16 @@ class PromptTools(QtWidgets.QWidget):
         self.recent_combo = _combo()
         self.recent_combo.setToolTip("A prompt you used recently (in any program): choose it to fill the fields")
         self.recent_combo.activated.connect(self._recent_chosen)
-        self.lora_combo = _combo()
+        self.lora_combo = _combo(3)  # narrow: its row also holds the weight and +, in a 300 px dock
         self.lora_combo.setToolTip("LoRAs in the daemon's models folders, with their trigger words")
         self.lora_weight = QtWidgets.QDoubleSpinBox()
         self.lora_weight.setRange(-4.0, 4.0)
+        self.lora_weight.setDecimals(1)
         self.lora_weight.setSingleStep(0.1)
         self.lora_weight.setValue(LORA_WEIGHT)
         self.lora_weight.setToolTip("How strongly the LoRA applies")
-        self.lora_add = QtWidgets.QPushButton("Add")
+        self.lora_add = QtWidgets.QToolButton()  # a small button: the docker must fit a 300 px dock
+        self.lora_add.setText("+")
         self.lora_add.setToolTip("Add the LoRA (<lora:name:weight>) and its trigger words to the prompt")
         self.lora_add.clicked.connect(self._add_lora)
         self.describe_button = QtWidgets.QPushButton("Describe")
@@ -148,10 +150,10 @@ class PromptTools(QtWidgets.QWidget):
                 self.on_fields()
 
 
-def _combo() -> Any:
+def _combo(characters: int = 6) -> Any:
     combo = QtWidgets.QComboBox()
     combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(6)
+    combo.setMinimumContentsLength(characters)
     return combo
 
 
