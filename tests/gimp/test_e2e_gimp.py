@@ -441,7 +441,8 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "report": str(panel_report),
                 "screenshot": str(screenshot),
                 "segment_box": SEGMENT_BOX,
-                "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100, "seed": CONTROL_SEED},
+                "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100}
+                | {"seed": CONTROL_SEED},
             }
         )
     )
