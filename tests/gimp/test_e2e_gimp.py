@@ -395,6 +395,8 @@ def xvfb() -> Iterator[str]:
 
 
 SEED = 3_000_000_061
+LIVE = {"model": "tiny-random", "select": [40, 40, 96, 64], "stroke": [60, 50, 20, 10]}
+"""The panel's Live on a selection; a dab painted on a layer of its own."""
 """Above 2^31: GIMP's int fields stop at 2^31-1, the daemon's seeds go to 2^32-1."""
 
 
@@ -438,6 +440,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "report": str(panel_report),
                 "screenshot": str(screenshot),
                 "segment_box": SEGMENT_BOX,
+                "live": LIVE,
             }
         )
     )
@@ -567,6 +570,9 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert segment["state"] == "finished" and not segment["error"], segment
     assert segment["wrong_px"] == 0 and 0 < segment["selected_px"] < SEGMENT_BOX[2] * SEGMENT_BOX[3], segment
 
+    # Live painting: one live layer on top refilled in place, a dab's frame, Apply, Live off
+    _live_painted(panel["live"])
+
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
     panel_report.unlink()
@@ -586,3 +592,32 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id != segment["job_id"]]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]
+
+
+def _live_painted(record: dict[str, Any]) -> None:
+    """The panel's Live toggle on a selection: the first picture in one live layer on top; a dab on a
+    layer of its own streams a frame of the dab's size, not the region's, and a newer picture lands in
+    the SAME layer; Apply adds one normal layer; Live off removes the live layer and every layer that
+    was there before is byte-identical."""
+    x, y, w, h = LIVE["select"]
+    started, first, stroke = record["started"], record["first"], record["stroke"]
+    assert started["region"] == {"x": x, "y": y, "width": w, "height": h}, started
+    assert started["model"] == "tiny-random" and started["seed"] == SEED
+    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == w * h * 4  # the whole region once
+    assert first["layers"][0].startswith("Live") and first["layers"][1:] == record["before"], "one layer, on top"
+    assert first["bounds"] == [x, y, w, h] and first["layer_sha256"] != "differs"
+    assert stroke["seq"] > first["seq"] and stroke["live_id"] == first["live_id"], "a newer picture, same layer"
+    assert stroke["layers"] == first["layers"]
+    assert stroke["layer_sha256"] not in ("differs", first["layer_sha256"])
+    sw, sh = LIVE["stroke"][2:]
+    sent = stroke["frames"] - first["frames"]
+    assert sent >= 1 and stroke["frame_bytes"] == sent * sw * sh * 4, stroke  # the dab's rectangle only
+    assert stroke["status"].startswith("Live: frame"), stroke["status"]
+    apply = record["apply"]
+    added = [name for name in apply["after"] if name not in apply["with_live"]]
+    assert len(added) == 1 and len(apply["after"]) == len(apply["with_live"]) + 1, apply
+    stopped = record["stopped"]
+    assert stopped["state"] == "off" and not stopped["note"] and not stopped["toggle"]
+    assert stopped["layers"] == [name for name in apply["after"] if not name.startswith("Live")]
+    assert stopped["originals_unchanged"], "the layers that were there before Live are untouched"
+    assert record["check_ms"], "the timer checked the painting"
