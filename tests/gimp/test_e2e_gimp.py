@@ -599,13 +599,16 @@ def _live_painted(record: dict[str, Any]) -> None:
     layer of its own streams a frame of the dab's size, not the region's, and a newer picture lands in
     the SAME layer; Apply adds one normal layer; Live off removes the live layer and every layer that
     was there before is byte-identical."""
-    x, y, w, h = LIVE["select"]
     started, first, stroke = record["started"], record["first"], record["stroke"]
-    assert started["region"] == {"x": x, "y": y, "width": w, "height": h}, started
-    assert started["model"] == "tiny-random" and started["seed"] == SEED
-    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == w * h * 4  # the whole region once
+    region = started["region"]  # the selection with the daemon's context around it
+    rx, ry, rw, rh = region["x"], region["y"], region["width"], region["height"]
+    x, y, w, h = LIVE["select"]
+    assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h, started
+    assert started["model"] == "tiny-random" and str(started["seed"]) == record["seed_field"], "the locked seed"
+    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == rw * rh * 4  # the whole region once
     assert first["layers"][0].startswith("Live") and first["layers"][1:] == record["before"], "one layer, on top"
-    assert first["bounds"] == [x, y, w, h] and first["layer_sha256"] != "differs"
+    lx, ly, lw, lh = first["bounds"]
+    assert rx <= lx and ry <= ly and lx + lw <= rx + rw and ly + lh <= ry + rh and first["layer_sha256"] != "differs"
     assert stroke["seq"] > first["seq"] and stroke["live_id"] == first["live_id"], "a newer picture, same layer"
     assert stroke["layers"] == first["layers"]
     assert stroke["layer_sha256"] not in ("differs", first["layer_sha256"])

@@ -444,13 +444,16 @@ def test_live_painting_updates_one_layer_applies_in_one_undo_step_and_stops(krit
     in the SAME layer; Apply adds one normal layer (one undo step); Live off removes the live layer
     and every layer that was there before is byte-identical."""
     record = krita_run["live"]
-    x, y, w, h = LIVE["select"]
     started, first, stroke = record["started"], record["first"], record["stroke"]
-    assert started["region"] == {"x": x, "y": y, "width": w, "height": h}, started
+    region = started["region"]  # the selection with the daemon's context around it
+    rx, ry, rw, rh = region["x"], region["y"], region["width"], region["height"]
+    x, y, w, h = LIVE["select"]
+    assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h, started
     assert started["model"] == "tiny-random" and started["seed"] == LIVE["seed"]
-    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == w * h * 4  # the whole region once
+    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == rw * rh * 4  # the whole region once
     (layer,) = first["live_layers"]
-    assert layer["bounds"] == [x, y, w, h] and first["layer_sha256"] != "differs"
+    lx, ly, lw, lh = layer["bounds"]
+    assert rx <= lx and ry <= ly and lx + lw <= rx + rw and ly + lh <= ry + rh and first["layer_sha256"] != "differs"
     assert stroke["seq"] > first["seq"] and stroke["key"] == first["key"], "a newer picture in the same layer"
     assert len(stroke["live_layers"]) == 1 and stroke["layer_sha256"] not in ("differs", first["layer_sha256"])
     sw, sh = LIVE["stroke"][2:]
@@ -461,7 +464,8 @@ def test_live_painting_updates_one_layer_applies_in_one_undo_step_and_stops(krit
     names = [n["name"] for n in apply["with_live"]]
     assert names[-1].startswith("Live") and names[:-1] == [n["name"] for n in record["before"]]
     added = [n for n in apply["after"] if n["name"] not in names]
-    assert len(added) == 1 and added[0]["bounds"] == [x, y, w, h] and "live" in added[0]["name"], apply["after"]
+    assert len(added) == 1 and added[0]["bounds"] == layer["bounds"] and "live" in added[0]["name"], apply["after"]
+    assert [n["name"] for n in apply["after"]][-1] == names[-1], "applied below the live layer, above the painting"
     assert apply["undo"]["after_undo"] == apply["with_live"], "one undo takes the applied layer away"
     assert apply["undo"]["after_redo"] == apply["after"]
     stopped = record["stopped"]

@@ -233,16 +233,19 @@ class KritaCanvas:
             doc.refreshProjection()
 
     def show_live(self, layer: NewLayer, handle: Any | None) -> Any:
-        """The one live layer on top of the image (adding it is Krita's one undo step); every later
-        result refills its pixels in place (pixel writes from a script are no undo step)."""
+        """The one live layer on top of the image (adding it is Krita's one undo step; the active layer
+        stays active); every later result refills its pixels in place (pixel writes from a script are
+        no undo step)."""
         doc = self.document()
         pixels = self.glue.to_qbytes(bgra_from(layer.image))
         if handle is None:
             handle = doc.createNode(layer.name, "paintlayer")
             handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
-            root = doc.rootNode()
+            root, active = doc.rootNode(), doc.activeNode()
             children = root.childNodes()
             root.addChildNode(handle, children[-1] if children else None)
+            if active is not None:  # strokes keep landing on the artist's layer, never on the live one
+                doc.setActiveNode(active)
         else:
             handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
         self.live_node = handle
