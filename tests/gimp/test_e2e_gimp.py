@@ -395,9 +395,9 @@ def xvfb() -> Iterator[str]:
 
 
 SEED = 3_000_000_061
+"""Above 2^31: GIMP's int fields stop at 2^31-1, the daemon's seeds go to 2^32-1."""
 LIVE = {"model": "tiny-random", "select": [40, 40, 96, 64], "stroke": [60, 50, 20, 10]}
 """The panel's Live on a selection; a dab painted on a layer of its own."""
-"""Above 2^31: GIMP's int fields stop at 2^31-1, the daemon's seeds go to 2^32-1."""
 
 
 @pytest.mark.parametrize("label", GIMP_LABELS)

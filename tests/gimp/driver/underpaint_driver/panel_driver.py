@@ -100,6 +100,8 @@ def drive(panel: Any, spec_path: str) -> None:
     started = time.monotonic()
     if spec.get("history_only"):  # a restarted GIMP: the history of the earlier session
         plan = ["connect", "history", "finish"]
+    elif spec.get("live_only"):  # the live scenario alone (a quick check of live painting)
+        plan = ["connect", "live_on", "live_first", "live_stroke", "live_off", "finish"]
     else:
         plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
         plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse"]
@@ -162,6 +164,11 @@ def drive(panel: Any, spec_path: str) -> None:
             live_record["before"] = [str(layer.get_name()) for layer in image.get_layers()]
             live_record["seed_field"] = panel.seed.get_text() if panel.seed_lock.get_active() else None
             panel.model.set_active_id(spec_live["model"])  # the other fields as the earlier steps left them
+            if spec.get("live_only"):
+                panel.seed_lock.set_active(True)
+                panel.seed.set_text(str(spec["seed"]))
+                panel.model_steps.set_active(False)
+                panel.steps.set_value(2)
             section.expander.set_expanded(True)
             section.toggle.set_active(True)  # the user's click
             if live.state != "starting":
