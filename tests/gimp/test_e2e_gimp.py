@@ -599,7 +599,7 @@ def _live_painted(record: dict[str, Any]) -> None:
     layer of its own streams a frame of the dab's size, not the region's, and a newer picture lands in
     the SAME layer; Apply adds one normal layer; Live off removes the live layer and every layer that
     was there before is byte-identical."""
-    started, first, stroke = record["started"], record["first"], record["stroke"]
+    started, first, stroke, apply = record["started"], record["first"], record["stroke"], record["apply"]
     region = started["region"]  # the selection with the daemon's context around it
     rx, ry, rw, rh = region["x"], region["y"], region["width"], region["height"]
     x, y, w, h = LIVE["select"]
@@ -607,6 +607,7 @@ def _live_painted(record: dict[str, Any]) -> None:
     assert started["model"] == "tiny-random" and str(started["seed"]) == record["seed_field"], "the locked seed"
     assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == rw * rh * 4  # the whole region once
     assert first["layers"][0].startswith("Live") and first["layers"][1:] == record["before"], "one layer, on top"
+    assert apply["after"][0] == first["layers"][0], "the live layer stays on top, the applied one below it"
     lx, ly, lw, lh = first["bounds"]
     assert rx <= lx and ry <= ly and lx + lw <= rx + rw and ly + lh <= ry + rh and first["layer_sha256"] != "differs"
     assert stroke["seq"] > first["seq"] and stroke["live_id"] == first["live_id"], "a newer picture, same layer"
@@ -616,11 +617,10 @@ def _live_painted(record: dict[str, Any]) -> None:
     sent = stroke["frames"] - first["frames"]
     assert sent >= 1 and stroke["frame_bytes"] == sent * sw * sh * 4, stroke  # the dab's rectangle only
     assert stroke["status"].startswith("Live: frame"), stroke["status"]
-    apply = record["apply"]
     added = [name for name in apply["after"] if name not in apply["with_live"]]
     assert len(added) == 1 and len(apply["after"]) == len(apply["with_live"]) + 1, apply
     stopped = record["stopped"]
     assert stopped["state"] == "off" and not stopped["note"] and not stopped["toggle"]
-    assert stopped["layers"] == [name for name in apply["after"] if not name.startswith("Live")]
+    assert stopped["layers"] == [name for name in apply["after"] if name != first["layers"][0]], "the live layer went"
     assert stopped["originals_unchanged"], "the layers that were there before Live are untouched"
     assert record["check_ms"], "the timer checked the painting"

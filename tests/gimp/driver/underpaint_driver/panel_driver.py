@@ -162,13 +162,13 @@ def drive(panel: Any, spec_path: str) -> None:
             image.set_selected_layers([strokes])
             stage["strokes"] = strokes
             live_record["before"] = [str(layer.get_name()) for layer in image.get_layers()]
-            live_record["seed_field"] = panel.seed.get_text() if panel.seed_lock.get_active() else None
             panel.model.set_active_id(spec_live["model"])  # the other fields as the earlier steps left them
             if spec.get("live_only"):
                 panel.seed_lock.set_active(True)
                 panel.seed.set_text(str(spec["seed"]))
                 panel.model_steps.set_active(False)
                 panel.steps.set_value(2)
+            live_record["seed_field"] = panel.seed.get_text() if panel.seed_lock.get_active() else None
             section.expander.set_expanded(True)
             section.toggle.set_active(True)  # the user's click
             if live.state != "starting":

@@ -561,6 +561,8 @@ class TestDriver(Extension):
                 if live.state == "off":
                     raise RuntimeError(f"Live ended: {live.note} error={dock.model.error}")
                 return
+            if live.handle is None:
+                raise RuntimeError(f"no live layer: {live.status()} error={dock.model.error}")
             self.doc.waitForDone()
             record["started"] = {k: v for k, v in live.started_message.items() if k != "type"}
             record["first"] = {
