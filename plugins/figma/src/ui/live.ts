@@ -76,6 +76,8 @@ export class LiveRun {
   latencyMs: number | null = null;
   /** The newest result's frame number. */
   shownSeq = 0;
+  /** The session's prompt (an applied result is named after it). */
+  prompt = "";
   private kept: Pixels | null = null;
   private waiting: Pixels | null = null;
 
@@ -90,6 +92,7 @@ export class LiveRun {
     Object.assign(this, { state: "starting", note: "", sessionId: null, started: null, region: null, seq: 0 });
     Object.assign(this, { framesSent: 0, bytesSent: 0, results: 0, dropped: 0, latencyMs: null, shownSeq: 0 });
     this.kept = null;
+    this.prompt = spec.prompt ?? "";
     let started: LiveStarted;
     try {
       started = await this.client.liveStart(spec);

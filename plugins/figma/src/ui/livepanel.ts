@@ -110,7 +110,11 @@ export function mountLive(before: Element, deps: LiveDeps): LivePanel {
     if (deps.daemon() !== null) arm();
   });
   apply.addEventListener("click", () => {
-    if (shown !== null) deps.toMain({ type: "live-apply", name: shown.name.replace(/^Live: /, "") || "Live" });
+    const run = panel.run;
+    if (shown === null || run === null) return;
+    // named as the Python hosts name an applied live result: the prompt's first words and the seed
+    const words = (run.prompt.split(/\s+/).join(" ").trim().slice(0, 48) || "Live").trim();
+    deps.toMain({ type: "live-apply", name: run.started ? `${words} [seed ${run.started.seed}]` : words });
   });
 
   function receive(event: SessionEvent): boolean {
