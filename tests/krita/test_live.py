@@ -74,3 +74,13 @@ def test_live_off_removes_the_layer() -> None:
     assert [n.name() for n in doc.rootNode().childNodes()] == ["Background", "Strokes"]
     assert canvas.live_node is None and doc.activeNode() is strokes
     assert canvas.read_live(Bounds(4, 2, 1, 1)).data == BLUE
+
+
+def test_a_result_shown_while_the_first_is_still_being_added_refills_the_same_layer() -> None:
+    """Krita runs queued callbacks inside its waits: a second result can arrive before the controller
+    holds the first one's handle; it must refill the one live layer, not make a second."""
+    doc, _strokes, canvas = setup()
+    first = canvas.show_live(live_layer(RED), None)
+    second = canvas.show_live(live_layer(GREEN), None)
+    assert second is first
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["Background", "Strokes", "Live: test"]

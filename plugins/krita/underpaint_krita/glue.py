@@ -238,8 +238,9 @@ class KritaCanvas:
         no undo step)."""
         doc = self.document()
         pixels = self.glue.to_qbytes(bgra_from(layer.image))
+        handle = handle if handle is not None else self.live_node  # Krita may run a result re-entrantly
         if handle is None:
-            handle = doc.createNode(layer.name, "paintlayer")
+            handle = self.live_node = doc.createNode(layer.name, "paintlayer")
             handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
             root, active = doc.rootNode(), doc.activeNode()
             children = root.childNodes()
