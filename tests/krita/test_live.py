@@ -84,3 +84,15 @@ def test_a_result_shown_while_the_first_is_still_being_added_refills_the_same_la
     second = canvas.show_live(live_layer(GREEN), None)
     assert second is first
     assert [n.name() for n in doc.rootNode().childNodes()] == ["Background", "Strokes", "Live: test"]
+
+
+def test_krita_activating_the_live_layer_is_undone_and_apply_lands_under_it() -> None:
+    """Krita makes a newly added layer active a moment later: the check gives the artist's layer
+    back, and an Apply while the live layer is active still lands under it, over the painting."""
+    doc, strokes, canvas = setup()
+    handle = canvas.show_live(live_layer(RED), None)
+    doc.setActiveNode(handle)  # what Krita does after the add
+    assert len(canvas.paste([NewLayer("live [seed 1]", ImageData("bgra8", 1, 1, GREEN), 0, 0)], None)) == 1
+    assert [n.name() for n in doc.rootNode().childNodes()] == ["Background", "Strokes", "live [seed 1]", "Live: test"]
+    canvas.keep_painting_active()
+    assert doc.activeNode() is strokes

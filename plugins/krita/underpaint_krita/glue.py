@@ -74,6 +74,9 @@ class KritaCanvas:
         self.name = name
         self.live_node: Any = None
         """The live layer while Live is on (``show_live`` made it)."""
+        self.painting_node: Any = None
+        """The layer that was active when the live layer came: Krita activates a new layer a moment
+        after it is added, and strokes must keep landing on the artist's layer."""
 
     def document(self) -> Any:
         for doc in self.glue.app.documents():
@@ -173,6 +176,9 @@ class KritaCanvas:
                 node.setVisible(False)
             nodes.append(node)
         parent, above = _insertion_point(doc)
+        live = self.live_node
+        if live is not None and above is not None and node_key(above) == node_key(live):
+            above = _below(parent, live)  # Apply lands under the live layer, over the painting
         if group is None:
             for node in nodes:
                 parent.addChildNode(node, above)
@@ -242,16 +248,26 @@ class KritaCanvas:
         if handle is None:
             handle = self.live_node = doc.createNode(layer.name, "paintlayer")
             handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
-            root, active = doc.rootNode(), doc.activeNode()
+            root, self.painting_node = doc.rootNode(), doc.activeNode()
             children = root.childNodes()
             root.addChildNode(handle, children[-1] if children else None)
-            if active is not None:  # strokes keep landing on the artist's layer, never on the live one
-                doc.setActiveNode(active)
+            self.keep_painting_active()
         else:
             handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
         self.live_node = handle
         doc.refreshProjection()
         return handle
+
+    def keep_painting_active(self) -> None:
+        """Give the artist's layer back when Krita made the live layer the active one (it does so a
+        moment after adding a layer); called right away and on every check while Live is on."""
+        live, painting = self.live_node, self.painting_node
+        if live is None or painting is None or painting.parentNode() is None:
+            return
+        doc = self.document()
+        active = doc.activeNode()
+        if active is not None and node_key(active) == node_key(live):
+            doc.setActiveNode(painting)
 
     def remove_live(self, handle: Any) -> None:
         """Live off: the live layer goes (the painting's active layer stays active)."""
@@ -281,6 +297,13 @@ class KritaCanvas:
         if active is not None and node_key(active) != live:
             pixels = bytes(active.pixelData(rect.x, rect.y, rect.width, rect.height))
         return tuple(layers), node_key(active) if active is not None else None, pixels
+
+
+def _below(parent: Any, node: Any) -> Any:
+    """The sibling right under ``node`` in ``parent`` (None when it is the bottom one)."""
+    keys = [node_key(child) for child in parent.childNodes()]
+    index = keys.index(node_key(node)) if node_key(node) in keys else 0
+    return parent.childNodes()[index - 1] if index > 0 else None
 
 
 def _step_off(doc: Any, node: Any) -> None:

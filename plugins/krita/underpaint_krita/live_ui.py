@@ -76,6 +76,7 @@ class LiveBox(QtWidgets.QGroupBox):
             return
         started = time.perf_counter()
         try:
+            live.canvas.keep_painting_active()
             probe = live.canvas.live_probe(live.region)
         except Exception:  # the document was closed (or a host API surprise): Live ends
             controller.stop_live()
