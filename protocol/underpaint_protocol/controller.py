@@ -1403,15 +1403,15 @@ class Controller:
             self._refuse(f"Could not read the image: {failure}")
             return False
         self._remove_live_layer()
-        self.live.starting(request, target)
-        session = self.live
+        session = self.live = LiveSession()  # an answer to an earlier start finds another session
+        session.starting(request, target)
         self._then(client.live_start(spec, mask), lambda done: self._live_started(client, session, done))
         self._show()
         return True
 
     def _live_started(self, client: UnderpaintClient, session: LiveSession, done: Future[Any]) -> None:
-        if session is not self.live or self.live.state != "starting":
-            return  # stopped (or restarted) meanwhile; the daemon's session ends with the next start or stop
+        if session is not self.live or session.state != "starting":
+            return  # stopped or started again meanwhile (the daemon ended that session then)
         error = done.exception()
         if error is not None:
             self.error = describe(error, self.url)

@@ -197,7 +197,7 @@ class LiveSession:
         return self.state in ("starting", "live")
 
     def starting(self, request: LiveRequest, canvas: Any) -> None:
-        self.__init__()  # type: ignore[misc]  # a fresh session: nothing carries over
+        """``live_start`` went out for ``request`` on ``canvas`` (a fresh session object each time)."""
         self.state, self.request, self.canvas = "starting", request, canvas
 
     def started(self, message: dict[str, Any]) -> Bounds:

@@ -12,7 +12,19 @@ from tests.daemon.conftest import greeted, hello, recv_json
 from underpaint.daemon.protocol import ConnectionProtocol, ProtocolError, Reply, parse_client_message
 from underpaint_protocol.session import ClientSession, SessionError
 
-MESSAGE_TYPES = ["hello", "plan", "submit", "cancel", "list_jobs", "fetch", "welcome", "bogus"]
+MESSAGE_TYPES = [
+    "hello",
+    "plan",
+    "submit",
+    "cancel",
+    "list_jobs",
+    "fetch",
+    "welcome",
+    "bogus",
+    "live_start",
+    "live_frame",
+    "live_stop",
+]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
@@ -33,6 +45,9 @@ message_like = st.fixed_dictionaries(
         ),
         "image": json_values,
         "region": json_values,
+        "seq": st.integers() | json_values,
+        "rect": st.fixed_dictionaries({k: st.integers(-5, 70) for k in ("x", "y", "width", "height")}) | json_values,
+        "live": json_values,
     },
 )
 texts = st.text(max_size=200) | message_like.map(json.dumps)
@@ -59,6 +74,23 @@ def test_connection_state_machine_never_raises(frames: list[tuple[str, object]])
     protocol = ConnectionProtocol(max_frame_bytes=1 << 20)
     protocol.receive_text(hello())
     protocol.handshake_done()
+    for kind, data in frames:
+        events = protocol.receive_text(data) if kind == "text" else protocol.receive_binary(data)  # type: ignore[arg-type]
+        for event in events:
+            if isinstance(event, Reply):
+                assert event.message.code and event.message.message
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(texts.map(lambda t: ("text", t)), binaries.map(lambda b: ("binary", b))), max_size=12))
+def test_live_frame_rules_never_raise(frames: list[tuple[str, object]]) -> None:
+    """The same with a live session running: frames checked against its region, or refused by name."""
+    from underpaint_protocol.messages import Rect
+
+    protocol = ConnectionProtocol(max_frame_bytes=1 << 20)
+    protocol.receive_text(hello())
+    protocol.handshake_done()
+    protocol.live_started("s", Rect(x=0, y=0, width=64, height=48))
     for kind, data in frames:
         events = protocol.receive_text(data) if kind == "text" else protocol.receive_binary(data)  # type: ignore[arg-type]
         for event in events:

@@ -54,6 +54,7 @@ def test_request_spec_covers_the_selection_or_the_whole_canvas() -> None:
 
 def test_session_sends_the_region_first_then_only_what_changed() -> None:
     session = LiveSession()
+    assert session.state == "off" and not session.active
     session.starting(LiveRequest(), canvas=None)
     assert session.state == "starting" and session.active
     region = session.started({"session_id": "s1", "region": {"x": 10, "y": 20, "width": 40, "height": 30}})

@@ -207,6 +207,33 @@ def test_queued_jobs_of_two_clients_take_turns(make_client, ray_daemon: RayDaemo
         assert greedy_events.wait_outcome(job, timeout=180).type == "finished"
 
 
+def test_live_painting_runs_its_frames_on_the_replicas(make_client) -> None:
+    """Each live frame is one call to a replica (the session's kept region, masks and turns stay in the daemon)."""
+    from underpaint_protocol.session import ImageData
+
+    client, events = make_client()
+    live = {"model": "tiny-random", "steps": 2, "seed": 4, "canvas": {"width": 160, "height": 120}}
+    started = client.live_start(live).result(timeout=30)
+    region = started["region"]
+    crop = np.ascontiguousarray(
+        CANVAS[region["y"] : region["y"] + region["height"], region["x"] : region["x"] + region["width"]]
+    )
+    client.live_frame(
+        1, region["x"], region["y"], ImageData("rgba8", region["width"], region["height"], crop.tobytes())
+    )
+    for seq in range(2, 16):
+        dab = np.full((8, 8, 4), 200, np.uint8)
+        client.live_frame(seq, 40 + seq, 50, ImageData("rgba8", 8, 8, dab.tobytes()))
+
+    def results() -> list[int]:
+        return [e.message["seq"] for e in events.events if e.type == "live_result"]
+
+    events.wait_for(lambda: 15 in results(), timeout=180)
+    stopped = client.live_stop().result(timeout=30)
+    assert results() == sorted(set(results())) and stopped["frames"] == 15
+    assert stopped["results"] + stopped["dropped"] == 15
+
+
 def test_a_replica_killed_mid_job_fails_that_job_clearly_and_the_next_one_runs(
     make_client, ray_daemon: RayDaemon
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from underpaint.canvas.composite import PixelLayer
@@ -33,6 +34,8 @@ class LivePlan:
     """uint8 composite alpha over ``trim`` (the layer's alpha, the same for every frame)."""
     trim: Box
     """The part of the work crop with non-zero alpha, in work-crop pixels: the layer's extent."""
+    clear: np.ndarray | None
+    """Where ``alpha`` is 0 (None when nowhere): the colour there is zeroed, as ``finish_job`` does."""
 
 
 def selection_over_upload(plan: JobPlan, mask: np.ndarray | None) -> np.ndarray | None:
@@ -63,7 +66,9 @@ def prepare_live(plan: JobPlan, mask: np.ndarray | None) -> LivePlan:
         trim = Box(0, 0, 0, 0)
     else:
         trim = Box.from_edges(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-    return LivePlan(plan, denoise, np.ascontiguousarray(alpha[trim.slices(Box(0, 0, work.width, work.height))]), trim)
+    cut = np.ascontiguousarray(alpha[trim.slices(Box(0, 0, work.width, work.height))])
+    clear = cut == 0
+    return LivePlan(plan, denoise, cut, trim, clear if clear.any() else None)
 
 
 def model_input(live: LivePlan, region: np.ndarray) -> np.ndarray:
@@ -76,8 +81,8 @@ def live_layer(live: LivePlan, generated: np.ndarray) -> PixelLayer:
     plan, trim = live.plan, live.trim
     work = plan.work
     back = resize_exact(generated, work.width, work.height)
-    pixels = np.empty((trim.height, trim.width, 4), np.uint8)
-    pixels[..., :3] = back[trim.slices(Box(0, 0, work.width, work.height))]
+    pixels = cv2.cvtColor(back[trim.slices(Box(0, 0, work.width, work.height))], cv2.COLOR_RGB2RGBA)
     pixels[..., 3] = live.alpha
-    pixels[live.alpha == 0] = 0  # colour under alpha 0 carries nothing; keep it deterministic
+    if live.clear is not None:
+        pixels[live.clear] = 0  # colour under alpha 0 carries nothing; keep it deterministic
     return PixelLayer(pixels, work.x + trim.x, work.y + trim.y, plan.new_canvas)

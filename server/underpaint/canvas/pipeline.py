@@ -104,10 +104,11 @@ def _model_image(plan: JobPlan, upload: np.ndarray) -> tuple[np.ndarray, np.ndar
         inside = np.zeros((plan.work.height, plan.work.width), np.uint8)
         inside[plan.upload.slices(plan.work)] = 255
         known = resize_exact(inside, mw, mh) == 255
-    rgb = np.ascontiguousarray(small[..., :3])
+    # cvtColor drops alpha ~10x faster than a strided numpy copy (a live frame pays this every time)
+    rgb = cv2.cvtColor(small, cv2.COLOR_RGBA2RGB) if small.shape[2] == 4 else np.ascontiguousarray(small)
     if small.shape[2] == 4:
         alpha = small[..., 3]
-        if (alpha != 255).any():
+        if alpha.min() != 255:
             # Transparent canvas areas show as mid grey to the model (approximate: done at model size).
             a = alpha.astype(np.float32)[..., None] / 255.0
             rgb = np.rint(rgb * a + 128.0 * (1.0 - a)).astype(np.uint8)

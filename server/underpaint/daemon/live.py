@@ -11,6 +11,7 @@ ordinary job of another client runs between two frames, and a session never runs
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from underpaint.canvas.plan import JobPlan
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, LiveModel, ModelInfo
 from underpaint.errors import JobError
 from underpaint_protocol import messages as wire
+
+log = logging.getLogger("underpaint.live")
 
 Publish = Callable[[Any, "np.ndarray | None"], None]
 """Send an event (and its image) to the session's connection; callable from any thread."""
@@ -140,10 +143,12 @@ class LiveSession:
         except JobCancelled:
             pass  # stopped: the stop already answered
         except JobError as error:
+            log.warning("live session %s failed: %s (%s)", self.id[:8], error.message, error.code)
             self._fail(error)
         except MemoryError:
             self._fail(JobError("out_of_memory", "the daemon ran out of memory"))
         except Exception as error:  # an engine bug must not kill the worker
+            log.exception("live session %s crashed", self.id[:8])
             self._fail(JobError("engine_failed", f"{type(error).__name__}: {error}"))
         with self._lock:
             self._running = False

@@ -9,6 +9,7 @@ connection dropping, and a reconnecting client with the same id lists and fetche
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import re
@@ -111,8 +112,6 @@ class JobManager:
         self._interrogations = 0
         self.engines = engines
         self.execute: Execute = execute or functools.partial(runner.execute, store=store)
-        self.in_process = execute is None
-        """False when another backend runs jobs (``--workers ray``): live painting is refused there."""
         self.default_model = default_model
         self.store = store
         self.limits = limits
@@ -504,14 +503,9 @@ class JobManager:
         """Plan a live session like a job (errors name ``live.*``); its frames then take turns on the
         model's device. ``mask``: the soft selection over ``live.selection``. ``publish`` sends to the
         starting connection only (callable from any thread)."""
-        if not self.in_process:
-            raise JobError(
-                "unsupported_mode",
-                "live painting runs on the daemon's own devices; this daemon runs jobs on Ray workers "
-                "(--workers ray), which live painting does not use yet",
-                "type",
-            )
         live = start.live
+        if live.strength == 0:
+            raise JobError("invalid_value", "at strength 0 every frame would come back unchanged", "live.strength")
         try:
             info, _ = self.resolve_model(live.model)
             mode = live.mode or ("img2img" if Mode.IMG2IMG in info.modes else "inpaint")
@@ -555,6 +549,15 @@ class JobManager:
             mask=None,
             previews=False,
             loras=tuple((ref.name, ref.weight) for ref in spec.loras or ()),
+        )
+        try:
+            resolved = engine.reproduction_params(generation)  # a few-step profile's steps and guidance
+        except JobError as error:
+            raise JobError(error.code, error.message, _live_field(error.field)) from None
+        generation = dataclasses.replace(
+            generation,
+            steps=int(resolved.get("steps", generation.steps)),
+            guidance=float(resolved.get("guidance", generation.guidance)),
         )
         words = " ".join(live.prompt.split())
         session = LiveSession(
@@ -750,7 +753,9 @@ class JobManager:
         self._shutting_down = True
         interrupted = []
         for session in list(self.live_sessions):
-            self.stop_live(session, "shutting_down")
+            stopped = self.stop_live(session, "shutting_down")
+            if stopped is not None:
+                session.publish(stopped, None)
             interrupted.append(f"live session {session.id[:8]} ({session.frames} frames)")
         for queue in self._queues.values():
             for job in queue.close():

@@ -134,7 +134,7 @@ class JobCancelled(Exception):
     """Raised inside an engine when the job's cancel event is set; the daemon reports `cancelled`."""
 
 
-def _no_progress(progress: StepProgress) -> None:
+def no_progress(progress: StepProgress) -> None:
     """Live frames report no steps: the frame's result is the only thing a host waits for."""
 
 
@@ -154,7 +154,7 @@ class LiveModel:
         """The model's RGB uint8 picture for ``image`` (RGB uint8 at model size); raises
         :class:`JobCancelled` when ``cancel`` is set, :class:`~underpaint.errors.JobError` on failure."""
         frame_job = replace(self.job, image=image)
-        made = list(self.engine.generate(frame_job, 1, _no_progress, cancel))  # all of it: the engine's lock ends
+        made = list(self.engine.generate(frame_job, 1, no_progress, cancel))  # all of it: the engine's lock ends
         return made[0]
 
     def params(self) -> dict[str, Any]:

@@ -21,10 +21,12 @@ from underpaint.engines.base import (
     Engine,
     GenerationInput,
     JobCancelled,
+    LiveModel,
     LoraInfo,
     ModelInfo,
     ProgressCallback,
     StepProgress,
+    no_progress,
 )
 from underpaint.engines.diffusion.controls import (
     REFERENCE_MODES,
@@ -207,6 +209,9 @@ class DiffusionEngine(Engine):
     def close(self) -> None:
         with self._lock:
             self._unload()
+
+    def open_live(self, job: GenerationInput) -> LiveModel:
+        return DiffusionLive(self, job)
 
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         return self.run_params(job).as_dict()
@@ -530,3 +535,78 @@ class DiffusionEngine(Engine):
         finally:
             if dtype != original:
                 vae.to(dtype=original)
+
+
+class DiffusionLive(LiveModel):
+    """A live session on a diffusion model: the pipeline, its arguments (mask, steps, guidance, the
+    few-step profile's clamps) and the prompt's embeddings are made once; a frame sets its image and
+    runs the steps. An ordinary job between two frames may load another model: the next frame then
+    sets the session up again (``setups`` counts it). With LoRAs the prompt is encoded per frame (their
+    text-encoder weights scale with the adapters the job switches on)."""
+
+    def __init__(self, engine: DiffusionEngine, job: GenerationInput) -> None:
+        super().__init__(engine, job)
+        self.diffusion = engine
+        self._loaded: LoadedModel | None = None
+        self._pipe: Any = None
+        self._kwargs: dict[str, Any] = {}
+        self._params: RunParams | None = None
+        self.setups = 0
+        spec = engine._spec(job.model)
+        if not spec.usable:
+            raise JobError("unsafe_model_format", " ".join(spec.notes), "job.model")
+
+    def _setup(self) -> None:
+        """Everything that does not change per frame (under the engine's lock)."""
+        engine, job = self.diffusion, self.job
+        spec = engine._spec(job.model)
+        loaded = engine._ensure_loaded(spec)
+        engine._set_loras(loaded, job.loras)
+        params = engine.run_params(job)
+        placeholder = replace(job, image=np.zeros((job.height, job.width, 3), np.uint8))
+        engine._check_inputs(placeholder, 1)
+        kind, kwargs = engine._call_kwargs(loaded, placeholder, params)
+        pipe = loaded.pipeline_for(kind, None)
+        if not job.loras:
+            kwargs.update(self._embeddings(pipe, loaded.spec.family, params.guidance))
+        self._loaded, self._pipe, self._kwargs, self._params = loaded, pipe, kwargs, params
+        self.setups += 1
+
+    def _embeddings(self, pipe: Any, family: str, guidance: float) -> dict[str, Any]:
+        """The prompt and negative prompt encoded once, as the pipeline would encode them per call."""
+        prompt, negative = self.job.prompt, self.job.negative_prompt or None
+        cfg = guidance > 1.0 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+        with torch.inference_mode():
+            if family == "sdxl":
+                embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                    prompt=prompt,
+                    device=pipe._execution_device,
+                    num_images_per_prompt=1,
+                    do_classifier_free_guidance=cfg,
+                    negative_prompt=negative,
+                )
+                extra = {"pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}
+            else:
+                embeds, negative_embeds = pipe.encode_prompt(prompt, pipe._execution_device, 1, cfg, negative)
+                extra = {}
+        encoded = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds, **extra}
+        return {"prompt": None, "negative_prompt": None, **encoded}
+
+    def frame(self, image: np.ndarray, cancel: threading.Event) -> np.ndarray:
+        engine = self.diffusion
+        frame_job = replace(self.job, image=image)
+        with engine._lock:
+            if self._loaded is None or engine._loaded is not self._loaded:
+                self._setup()
+            loaded, params = self._loaded, self._params
+            assert loaded is not None and params is not None
+            if self.job.loras or engine._adapters:
+                engine._set_loras(loaded, self.job.loras)  # another job may have switched adapters
+            kwargs = {**self._kwargs, "image": Image.fromarray(image)}
+            engine._use_adapter(self._pipe, frame_job, kwargs)  # off again if a job with a reference ran
+            engine._set_vae_tiling(self._pipe, loaded.spec, frame_job)
+            latents = engine._denoise(self._pipe, kwargs, frame_job, params, 0, 1, no_progress, cancel)
+            return engine._decode(self._pipe, latents)
+
+    def params(self) -> dict[str, Any]:
+        return self.diffusion.run_params(self.job).as_dict()
