@@ -76,6 +76,21 @@ class LiveRequest:
     style: str | None = None
     whole_canvas: bool = False
 
+    @classmethod
+    def like(cls, fields: Any) -> LiveRequest:
+        """The live settings from a host's Generate fields (a ``controller.Request``): the same prompt,
+        model, strength, seed, steps and style, so the Live toggle paints with what the panel shows."""
+        return cls(
+            prompt=fields.prompt,
+            negative_prompt=fields.negative_prompt,
+            strength=fields.strength,
+            seed=fields.seed,
+            model=fields.model,
+            steps=fields.steps,
+            guidance=fields.guidance,
+            style=fields.style,
+        )
+
     def spec(self, width: int, height: int, selection: Bounds | None) -> dict[str, Any]:
         """The ``live`` object of ``live_start`` (PROTOCOL.md section 12)."""
         live: dict[str, Any] = {

@@ -402,6 +402,8 @@ def xvfb() -> Iterator[str]:
 
 SEED = 3_000_000_061
 """Above 2^31: GIMP's int fields stop at 2^31-1, the daemon's seeds go to 2^32-1."""
+LIVE = {"model": "tiny-random", "select": [40, 40, 96, 64], "stroke": [60, 50, 20, 10]}
+"""The panel's Live on a selection; a dab painted on a layer of its own."""
 
 
 @pytest.mark.parametrize("label", GIMP_LABELS)
@@ -471,6 +473,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "a1111_png": str(a1111_png(tmp_path)),
                 "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100}
                 | {"seed": CONTROL_SEED},
+                "live": LIVE,
             }
         )
     )
@@ -643,6 +646,8 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert guided_params["controls"] == rows and guided_params["engine_params"]["controls"] == [CONTROL]
     assert plain["result_sha256"] != guided["result_sha256"], "the control layer changed the result"
     assert panel["control_rows_after_remove"] == 0
+    # Live painting: one live layer on top refilled in place, a dab's frame, Apply, Live off
+    _live_painted(panel["live"])
 
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
@@ -664,3 +669,35 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id not in later]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]
+
+
+def _live_painted(record: dict[str, Any]) -> None:
+    """The panel's Live toggle on a selection: the first picture in one live layer on top; a dab on a
+    layer of its own streams a frame of the dab's size, not the region's, and a newer picture lands in
+    the SAME layer; Apply adds one normal layer; Live off removes the live layer and every layer that
+    was there before is byte-identical."""
+    started, first, stroke, apply = record["started"], record["first"], record["stroke"], record["apply"]
+    region = started["region"]  # the selection with the daemon's context around it
+    rx, ry, rw, rh = region["x"], region["y"], region["width"], region["height"]
+    x, y, w, h = LIVE["select"]
+    assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h, started
+    assert started["model"] == "tiny-random" and str(started["seed"]) == record["seed_field"], "the locked seed"
+    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == rw * rh * 4  # the whole region once
+    assert first["layers"][0].startswith("Live") and first["layers"][1:] == record["before"], "one layer, on top"
+    assert apply["after"][0] == first["layers"][0], "the live layer stays on top, the applied one below it"
+    lx, ly, lw, lh = first["bounds"]
+    assert rx <= lx and ry <= ly and lx + lw <= rx + rw and ly + lh <= ry + rh and first["layer_sha256"] != "differs"
+    assert stroke["seq"] > first["seq"] and stroke["live_id"] == first["live_id"], "a newer picture, same layer"
+    assert stroke["layers"] == first["layers"]
+    assert stroke["layer_sha256"] not in ("differs", first["layer_sha256"])
+    sw, sh = LIVE["stroke"][2:]
+    sent = stroke["frames"] - first["frames"]
+    assert sent >= 1 and stroke["frame_bytes"] == sent * sw * sh * 4, stroke  # the dab's rectangle only
+    assert stroke["status"].startswith("Live: frame"), stroke["status"]
+    added = [name for name in apply["after"] if name not in apply["with_live"]]
+    assert len(added) == 1 and len(apply["after"]) == len(apply["with_live"]) + 1, apply
+    stopped = record["stopped"]
+    assert stopped["state"] == "off" and not stopped["note"] and not stopped["toggle"]
+    assert stopped["layers"] == [name for name in apply["after"] if name != first["layers"][0]], "the live layer went"
+    assert stopped["originals_unchanged"], "the layers that were there before Live are untouched"
+    assert record["check_ms"], "the timer checked the painting"

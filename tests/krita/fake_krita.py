@@ -75,6 +75,12 @@ class FakeNode:
     def setVisible(self, value: bool) -> None:
         self._visible = value
 
+    def opacity(self) -> int:
+        return 255
+
+    def blendingMode(self) -> str:
+        return "normal"
+
     def childNodes(self) -> list[FakeNode]:
         return list(self.children)
 

@@ -98,6 +98,16 @@ SEGMENT = {
     ],
 }
 
+LIVE = {  # last, on the upscaled document (2656 x 1728): the region is the selection, not the image
+    "model": "tiny-random",
+    "prompt": "live",
+    "steps": 2,
+    "strength": 50,
+    "seed": 5,
+    "select": [400, 300, 128, 96],
+    "stroke": [420, 320, 24, 12],
+}
+
 
 DRIVER = REPO_ROOT / "tests" / "krita" / "driver"
 
@@ -187,6 +197,7 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
                 "jobs": JOBS,
                 "segment": SEGMENT,
                 "library": library,
+                "live": LIVE,
                 "job_timeout": 150,
             }
         )
@@ -512,3 +523,41 @@ def test_from_png_fills_the_fields_from_ours_and_from_an_a1111_png(krita_run: di
     wanted = {"prompt": "styled cup", "negative": "", "seed": str(seed), "style": "Photograph", "error": ""}
     assert {key: ours[key] for key in wanted} == wanted, "what the user typed, its style and seed"
     assert theirs == {"prompt": "a red boat", "negative": "fog", "seed": "77", "steps": 12, "style": "", "error": ""}
+
+
+def test_live_painting_updates_one_layer_applies_in_one_undo_step_and_stops(krita_run: dict[str, Any]) -> None:
+    """The docker's Live toggle on a selection: the first picture in one live layer on top; a dab on
+    a layer of its own streams a frame of the dab's size, not the region's, and a newer picture lands
+    in the SAME layer; Apply adds one normal layer (one undo step); Live off removes the live layer
+    and every layer that was there before is byte-identical."""
+    record = krita_run["live"]
+    started, first, stroke = record["started"], record["first"], record["stroke"]
+    region = started["region"]  # the selection with the daemon's context around it
+    rx, ry, rw, rh = region["x"], region["y"], region["width"], region["height"]
+    x, y, w, h = LIVE["select"]
+    assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h, started
+    assert started["model"] == "tiny-random" and started["seed"] == LIVE["seed"]
+    assert first["seq"] == 1 and first["frames"] == 1 and first["bytes"] == rw * rh * 4  # the whole region once
+    (layer,) = first["live_layers"]
+    lx, ly, lw, lh = layer["bounds"]
+    assert rx <= lx and ry <= ly and lx + lw <= rx + rw and ly + lh <= ry + rh and first["layer_sha256"] != "differs"
+    assert stroke["seq"] > first["seq"] and stroke["key"] == first["key"], "a newer picture in the same layer"
+    assert len(stroke["live_layers"]) == 1 and stroke["layer_sha256"] not in ("differs", first["layer_sha256"])
+    sw, sh = LIVE["stroke"][2:]
+    sent = stroke["frames"] - first["frames"]
+    assert sent >= 1 and stroke["frame_bytes"] == sent * sw * sh * 4, stroke  # the dab's rectangle only
+    assert stroke["status"].startswith("Live: frame"), stroke["status"]
+    apply = record["apply"]
+    names = [n["name"] for n in apply["with_live"]]
+    assert names[-1].startswith("Live") and names[:-1] == [n["name"] for n in record["before"]]
+    added = [n for n in apply["after"] if n["name"] not in names]
+    assert len(added) == 1 and added[0]["bounds"] == layer["bounds"] and "live" in added[0]["name"], apply["after"]
+    assert [n["name"] for n in apply["after"]][-1] == names[-1], "applied below the live layer, above the painting"
+    assert apply["undo"]["after_undo"] == apply["with_live"], "one undo takes the applied layer away"
+    assert apply["undo"]["after_redo"] == apply["after"]
+    stopped = record["stopped"]
+    assert stopped["state"] == "off" and not stopped["note"] and not stopped["button_checked"]
+    kept = [n["name"] for n in apply["after"] if n["name"] != layer["name"]]
+    assert [n["name"] for n in stopped["after"]] == kept, "the live layer is gone, the applied one stays"
+    assert stopped["originals_unchanged"], "the layers that were there before Live are untouched"
+    assert record["check_ms"], "the timer checked the painting"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from underpaint_protocol.controller import Request
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.live import LiveRequest, LiveSession, crop, dirty_bounds
 from underpaint_protocol.session import ImageData
@@ -90,3 +91,24 @@ def test_session_shows_results_in_order_and_ignores_other_sessions() -> None:
     assert "frame 6" in session.status()
     session.stopped("gone")
     assert session.state == "off" and session.status() == "Live is off. gone"
+
+
+def test_live_settings_come_from_the_generate_fields() -> None:
+    """The hosts' Live toggle paints with what the panel shows (``LiveRequest.like`` a ``Request``);
+    the batch, the outpaint sides and the mode are Generate's own."""
+    fields = Request(prompt="a cat", negative_prompt="blur", strength=0.4, seed=9, batch=4, model="tiny-random")
+    fields.steps, fields.style, fields.mode, fields.extend = 3, "ink", "outpaint", (0, 0, 8, 0)
+    live = LiveRequest.like(fields)
+    assert live == LiveRequest(
+        prompt="a cat", negative_prompt="blur", strength=0.4, seed=9, model="tiny-random", steps=3, style="ink"
+    )
+    assert live.spec(64, 48, None) == {
+        "prompt": "a cat",
+        "negative_prompt": "blur",
+        "canvas": {"width": 64, "height": 48},
+        "strength": 0.4,
+        "seed": 9,
+        "model": "tiny-random",
+        "steps": 3,
+        "style": "ink",
+    }

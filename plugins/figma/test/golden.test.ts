@@ -85,13 +85,13 @@ describe("golden messages", () => {
     expect(out[2]).toEqual(frameBytes(mask.file));
   });
 
-  it("the session reads every golden daemon message, pairing the result with its png frame", () => {
+  it("the session reads every golden daemon message, pairing a result (and a live result) with its png frame", () => {
     for (const type of SERVER_MESSAGE_TYPES) {
       // a fresh session each: one that saw `finished` rightly drops a later `failed` for the same job
       const session = new ClientSession();
       const golden = message(type);
       const events = session.receiveText(JSON.stringify(golden));
-      if (golden.type === "result") {
+      if (golden.type === "result" || golden.type === "live_result") {
         expect(events).toEqual([]);
         const frame = frameFor(golden.layer.image.id);
         const [event] = session.receiveBinary(frameBytes(frame.file));

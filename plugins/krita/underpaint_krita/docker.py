@@ -11,6 +11,7 @@ from underpaint_protocol.panel import ignored_summary, model_label
 
 from .control_ui import GuidesBox
 from .glue import KritaGlue
+from .live_ui import LiveBox
 from .model import DockerModel, Settings
 from .prompt_ui import PromptTools
 from .qt import QByteArray, QObject, Qt, QtCore, QtGui, QTimer, QtWidgets, pyqtSignal
@@ -257,6 +258,8 @@ class UnderpaintDocker(DockWidget):
         form.addWidget(self.segment_box)
         self.upscale_box = UpscaleBox(m, guard_wheel)
         form.addWidget(self.upscale_box)
+        self.live_box = LiveBox(m)
+        form.addWidget(self.live_box)
 
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setRange(0, 1000)

@@ -73,6 +73,11 @@ class KritaCanvas:
         self.glue = glue
         self.key = key
         self.name = name
+        self.live_node: Any = None
+        """The live layer while Live is on (``show_live`` made it)."""
+        self.painting_node: Any = None
+        """The layer that was active when the live layer came: Krita activates a new layer a moment
+        after it is added, and strokes must keep landing on the artist's layer."""
 
     def document(self) -> Any:
         for doc in self.glue.app.documents():
@@ -222,6 +227,9 @@ class KritaCanvas:
                 node.setVisible(False)
             nodes.append(node)
         parent, above = _insertion_point(doc)
+        live = self.live_node
+        if live is not None and above is not None and node_key(above) == node_key(live):
+            above = _below(parent, live)  # Apply lands under the live layer, over the painting
         if group is None:
             for node in nodes:
                 parent.addChildNode(node, above)
@@ -263,6 +271,90 @@ class KritaCanvas:
         handle.setName(keep.name)
         doc.refreshProjection()
         return [handle]
+
+    # ---------------------------------------------------------------- live painting (underpaint_protocol.live)
+
+    def read_live(self, rect: Bounds) -> ImageData:
+        """The merged image over ``rect`` without the live layer: it is hidden while Krita recomposes
+        and read (visibility set from a script is no undo step), then shown again."""
+        node = self.live_node
+        if node is None or not node.visible():
+            return self.read_image(rect)
+        doc = self.document()
+        node.setVisible(False)
+        try:
+            doc.refreshProjection()
+            return self.read_image(rect)
+        finally:
+            node.setVisible(True)
+            doc.refreshProjection()
+
+    def show_live(self, layer: NewLayer, handle: Any | None) -> Any:
+        """The one live layer on top of the image (adding it is Krita's one undo step; the active layer
+        stays active); every later result refills its pixels in place (pixel writes from a script are
+        no undo step)."""
+        doc = self.document()
+        pixels = self.glue.to_qbytes(bgra_from(layer.image))
+        handle = handle if handle is not None else self.live_node  # Krita may run a result re-entrantly
+        if handle is None:
+            handle = self.live_node = doc.createNode(layer.name, "paintlayer")
+            handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
+            root, self.painting_node = doc.rootNode(), doc.activeNode()
+            children = root.childNodes()
+            root.addChildNode(handle, children[-1] if children else None)
+            self.keep_painting_active()
+        else:
+            handle.setPixelData(pixels, layer.x, layer.y, layer.image.width, layer.image.height)
+        self.live_node = handle
+        doc.refreshProjection()
+        return handle
+
+    def keep_painting_active(self) -> None:
+        """Give the artist's layer back when Krita made the live layer the active one (it does so a
+        moment after adding a layer); called right away and on every check while Live is on."""
+        live, painting = self.live_node, self.painting_node
+        if live is None or painting is None or painting.parentNode() is None:
+            return
+        doc = self.document()
+        active = doc.activeNode()
+        if active is not None and node_key(active) == node_key(live):
+            doc.setActiveNode(painting)
+
+    def remove_live(self, handle: Any) -> None:
+        """Live off: the live layer goes (the painting's active layer stays active)."""
+        self.live_node = None
+        doc = self.document()
+        _step_off(doc, handle)
+        handle.remove()
+        doc.refreshProjection()
+
+    def live_probe(self, rect: Bounds) -> tuple[Any, ...]:
+        """A cheap fingerprint of what the artist can change, to call ``feed_live`` only when it moved:
+        every layer's visibility, opacity and blending (the live layer left out) and the active
+        layer's own pixels over ``rect`` (no recomposing: a copy of one layer's tiles)."""
+        doc = self.document()
+        live = node_key(self.live_node) if self.live_node is not None else None
+        layers: list[tuple[Any, ...]] = []
+        stack = list(doc.rootNode().childNodes())
+        while stack:
+            node = stack.pop()
+            key = node_key(node)
+            if key == live:
+                continue
+            layers.append((key, bool(node.visible()), node.opacity(), node.blendingMode()))
+            stack.extend(node.childNodes())
+        active = doc.activeNode()
+        pixels = b""
+        if active is not None and node_key(active) != live:
+            pixels = bytes(active.pixelData(rect.x, rect.y, rect.width, rect.height))
+        return tuple(layers), node_key(active) if active is not None else None, pixels
+
+
+def _below(parent: Any, node: Any) -> Any:
+    """The sibling right under ``node`` in ``parent`` (None when it is the bottom one)."""
+    keys = [node_key(child) for child in parent.childNodes()]
+    index = keys.index(node_key(node)) if node_key(node) in keys else 0
+    return parent.childNodes()[index - 1] if index > 0 else None
 
 
 def _step_off(doc: Any, node: Any) -> None:

@@ -3,6 +3,7 @@
 import { SelectionError } from "../shared/geometry";
 import type { JobContext, MainToUi, Settings, UiToMain } from "../shared/messages";
 import { DEFAULT_PORT } from "../shared/protocol.gen";
+import { applyLive, endLive, showLive, startWatching } from "./live";
 import { placeResults } from "./place";
 import { dropPreviewNow, endPreview, reapplyResult, showPreview } from "./preview";
 import { placeMask } from "./segment";
@@ -108,6 +109,20 @@ async function handle(message: UiToMain): Promise<void> {
     case "notify":
       figma.notify(message.message, { error: message.error === true });
       return;
+    case "live-watch":
+    case "live-show":
+    case "live-apply":
+      try {
+        if (message.type === "live-watch") await startWatching((png, width, height) => post({ type: "live-pixels", png, width, height }));
+        else if (message.type === "live-show") post({ type: "live-shown", nodeId: showLive(message.layer) });
+        else post({ type: "live-applied", nodeId: applyLive(message.name) });
+      } catch (error) {
+        post({ type: "live-error", message: errorText(error) });
+      }
+      return;
+    case "live-end":
+      endLive();
+      return;
   }
 }
 
@@ -116,4 +131,7 @@ figma.ui.onmessage = (message: UiToMain) => {
   void handle(message);
 };
 figma.on("selectionchange", sendSelection);
-figma.on("close", dropPreviewNow);
+figma.on("close", () => {
+  dropPreviewNow();
+  endLive();
+});

@@ -50,6 +50,16 @@ export interface ResultItem {
   scaledFrom?: { width: number; height: number };
 }
 
+/** A live result to show in the one live node: placed at (x, y) of the watched node, in its pixels. */
+export interface LiveShow {
+  name: string;
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  png: Uint8Array;
+}
+
 export type UiToMain =
   | { type: "load-settings" }
   | { type: "save-settings"; settings: Partial<Settings> }
@@ -62,7 +72,14 @@ export type UiToMain =
   /** Remove the preview node; with `keep`, land those results as `place` does (Apply). */
   | { type: "end-preview"; keep?: { jobId: string; context: JobContext; prompt: string; results: ResultItem[] } }
   /** Land a history result over the selected image when it has the result's canvas proportions, else at the viewport's centre. */
-  | { type: "reapply"; jobId: string; item: ResultItem; canvas: { width: number; height: number }; mode: Mode };
+  | { type: "reapply"; jobId: string; item: ResultItem; canvas: { width: number; height: number }; mode: Mode }
+  /** Live on: watch the selected node and send its pixels (`live-pixels`) now and whenever they change. */
+  | { type: "live-watch" }
+  | { type: "live-show"; layer: LiveShow }
+  /** Copy the live node to a normal result node named `name` (one undo step). */
+  | { type: "live-apply"; name: string }
+  /** Live off: stop watching, remove the live node. */
+  | { type: "live-end" };
 
 export type MainToUi =
   | { type: "settings"; settings: Settings; pending: Record<string, JobContext> }
@@ -73,4 +90,8 @@ export type MainToUi =
   | { type: "placed"; jobId: string; nodeIds: string[]; notes: string[] }
   | { type: "place-error"; jobId: string; message: string }
   | { type: "preview-shown"; nodeId: string }
-  | { type: "preview-ended" };
+  | { type: "preview-ended" }
+  | { type: "live-pixels"; png: Uint8Array; width: number; height: number }
+  | { type: "live-shown"; nodeId: string }
+  | { type: "live-applied"; nodeId: string }
+  | { type: "live-error"; message: string };

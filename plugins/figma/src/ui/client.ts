@@ -16,6 +16,9 @@ import {
   type JobSpec,
   type JobSummary,
   type LoraDescription,
+  type LiveSpec,
+  type LiveStarted,
+  type LiveStopped,
   type Planned,
   RECONNECT_DELAYS,
   type Rect,
@@ -381,5 +384,22 @@ export class UnderpaintClient {
   interrogate(image: ImageData, mask?: ImageData | null, flavours?: number): Promise<Interrogated> {
     const [requestId, frames] = this.session.interrogate(image, mask, flavours);
     return this.request(requestId, "interrogated", frames);
+  }
+
+  /** Start this connection's live session (resolves to `live_started`); see ui/live.ts. */
+  liveStart(live: LiveSpec, mask?: ImageData | null): Promise<LiveStarted> {
+    const [requestId, frames] = this.session.liveStart(live, mask);
+    return this.request(requestId, "live_started", frames);
+  }
+
+  /** Send one live frame (no answer: results come as `live_result` events). */
+  liveFrame(seq: number, x: number, y: number, image: ImageData): void {
+    this.send(this.session.liveFrame(seq, x, y, image));
+  }
+
+  /** End the live session (resolves to `live_stopped`, or fails with `no_live_session`). */
+  liveStop(): Promise<LiveStopped> {
+    const [requestId, text] = this.session.liveStop();
+    return this.request(requestId, "live_stopped", [text]);
   }
 }

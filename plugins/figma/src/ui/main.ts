@@ -4,13 +4,14 @@ import { addGuides, guideFrames, guideProblem } from "../shared/guides";
 import { buildJob } from "../shared/job";
 import { segmentJob, segmentModels } from "../shared/segment";
 import type { JobContext, MainToUi, PreparedJob, ResultItem, Settings, UiToMain } from "../shared/messages";
-import { DEFAULT_PORT, GENERATE_MODES, type Mode, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
+import { DEFAULT_PORT, GENERATE_MODES, type LiveSpec, type Mode, type ServerMessageOf, type Welcome } from "../shared/protocol.gen";
 import { buildUpload } from "../shared/upload";
 import { type ConnectionState, DaemonError, UnderpaintClient } from "./client";
 import { describeError } from "./errors";
 import { ignoredFields, ignoredSummary, type ModelInfo, modelLabel, parseSeed, plan, progressText, strengthFraction } from "./fields";
 import type { ReusedFields } from "./history";
 import { cropPng, fitForFigma, randomClientId } from "./images";
+import { mountLive } from "./livepanel";
 import { ResultsPanel } from "./results";
 import { mountPrompts } from "./prompts";
 import { isEnded, JobRun } from "./run";
@@ -82,6 +83,30 @@ const guides = mountGuides($("guides-mount"), () => selectedNodes, () => chosenM
 /** The "Upscale and restore" section (ui/upscale.ts), before the progress bar. */
 const upscale = mountUpscale(ui.progress, (action) => void generate(false, undefined, action));
 
+/** The "Live painting" section (ui/livepanel.ts), after it. */
+const live = mountLive(ui.progress, {
+  toMain: (message) => toMain(message),
+  daemon: () => (client?.isConnected ? client : null),
+  spec: () => liveSpec(),
+  showError: (text) => showError({ code: "plugin", message: text }),
+});
+
+/** Live paints with the Generate fields; the seed is held for every frame (random when not locked). */
+function liveSpec(): LiveSpec {
+  let seed: number | null = null;
+  try {
+    seed = ui.seedLock.checked ? parseSeed(ui.seed.value) : null;
+  } catch {
+    seed = null;
+  }
+  const spec: LiveSpec = { canvas: { width: 1, height: 1 }, prompt: ui.prompt.value, negative_prompt: ui.negative.value };
+  if (ui.model.value) spec.model = ui.model.value;
+  if (!ui.strengthAuto.checked) spec.strength = strengthFraction(Number(ui.strength.value));
+  if (ui.steps.value.trim() !== "") spec.steps = Number(ui.steps.value);
+  if (seed !== null) spec.seed = seed;
+  return spec;
+}
+
 interface RunningJob {
   context: JobContext;
   prompt: string;
@@ -127,6 +152,7 @@ function setState(state: ConnectionState, text: string): void {
   ui.state.dataset.state = state;
   ui.stateText.textContent = text;
   updateButtons();
+  live.update();
 }
 
 /** A protocol error (worded from the generated table), or one of the plugin's own (`plugin`, `place_failed`). */
@@ -292,6 +318,7 @@ async function onEvent(event: SessionEvent): Promise<void> {
   const message = event.message;
   const jobId = event.jobId;
   const job = jobId ? jobs.get(jobId) : undefined;
+  if (live.receive(event)) return;
   if (job === undefined && results.receive(event)) return;
   const run = job?.run;
   if (run) run.receive(message);
@@ -551,7 +578,7 @@ async function generate(expand: boolean, segment?: { text: string | null }, acti
 
 window.addEventListener("message", (event: MessageEvent) => {
   const message = (event.data as { pluginMessage?: MainToUi } | null)?.pluginMessage;
-  if (!message) return;
+  if (!message || live.fromMain(message)) return;
   switch (message.type) {
     case "settings":
       settings = message.settings;

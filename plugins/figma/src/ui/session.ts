@@ -15,6 +15,9 @@ import {
   type JobSpec,
   type JobState,
   type JobSummary,
+  type LiveFrame,
+  type LiveSpec,
+  type LiveStart,
   PROTOCOL_VERSION,
   type Rect,
   type ResultFormat,
@@ -57,7 +60,7 @@ interface TrackedJob {
 
 function announcedImage(message: ServerMessage): AttachmentRef | null {
   if (message.type === "progress") return message.preview ?? null;
-  if (message.type === "result") return message.layer.image;
+  if (message.type === "result" || message.type === "live_result") return message.layer.image;
   return null;
 }
 
@@ -173,6 +176,35 @@ export class ClientSession {
     }
     if (flavours !== undefined) message.flavours = flavours;
     return [requestId, [text(message), ...frames]];
+  }
+
+  /** Start a live session (PROTOCOL.md section 12): the message, then the soft mask's frame if any. */
+  liveStart(live: LiveSpec, mask?: ImageData | null): [string, (string | Uint8Array)[]] {
+    const requestId = this.nextRequestId();
+    const message: LiveStart = { type: "live_start", request_id: requestId, live };
+    const frames: Uint8Array[] = [];
+    if (mask) {
+      message.mask = { id: `${requestId}-mask`, format: mask.format, width: mask.width, height: mask.height };
+      frames.push(encodeFrame(message.mask, mask.data));
+    }
+    return [requestId, [text(message), ...frames]];
+  }
+
+  /** One live frame: the dirty rectangle at (x, y) and its pixels as the frame that follows. */
+  liveFrame(seq: number, x: number, y: number, image: ImageData): (string | Uint8Array)[] {
+    const attachment = { id: `live-${seq}`, format: image.format, width: image.width, height: image.height };
+    const message: LiveFrame = {
+      type: "live_frame",
+      seq,
+      rect: { x, y, width: image.width, height: image.height },
+      image: attachment,
+    };
+    return [text(message), encodeFrame(attachment, image.data)];
+  }
+
+  liveStop(): [string, string] {
+    const requestId = this.nextRequestId();
+    return [requestId, text({ type: "live_stop", request_id: requestId })];
   }
 
   cancel(jobId: string): string {

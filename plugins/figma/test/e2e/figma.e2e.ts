@@ -1059,6 +1059,68 @@ describe("figma plugin against a real daemon", () => {
     await ui.uncheck("#land-directly");
   }, 540000);
 
+  it("paints live: the frame's pixels stream, results fill ONE node above it, a dab gives a newer one, Apply copies it, Live off removes it", async () => {
+    await page.evaluate(() => (window as any).select("Empty"));
+    await waitFor("txt2img summary", async () => (await sidebar()).selection.startsWith("txt2img"));
+    await ui.selectOption("#model", "tiny-random");
+    await ui.fill("#prompt", "live");
+    await ui.fill("#steps", "1");
+    await ui.check("#seed-lock");
+    await ui.fill("#seed", "5");
+    await ui.evaluate(() => ((document.getElementById("live-section") as HTMLDetailsElement).open = true));
+    await recordWire();
+    const undoBefore: number = await page.evaluate(() => (window as any).undoCommits());
+    const empty = await page.evaluate(() => (window as any).nodeState("Empty"));
+    await ui.click("#live-toggle");
+    const liveNodes = async (): Promise<any[]> =>
+      (await page.evaluate(() => (window as any).created())).filter((n: any) => n.name.startsWith("Live"));
+    const [first] = await waitFor("the live node", async () => ((await liveNodes()).length === 1 ? liveNodes() : null), 240000);
+    const started = (await received("live_started"))[0];
+    expect(started).toMatchObject({ region: { x: 0, y: 0, width: 64, height: 48 }, seed: 5, model: "tiny-random" });
+    const frames = async (): Promise<any[]> =>
+      ui.evaluate(() => (window as any).__wire.sent.filter((m: any) => m.text?.type === "live_frame").map((m: any) => m.text));
+    expect((await frames())[0]).toMatchObject({ seq: 1, rect: { x: 0, y: 0, width: 64, height: 48 } });
+    expect(first.siblings.indexOf(first.name)).toBe(first.siblings.indexOf("Empty") + 1); // right above the frame
+    expect([first.x, first.y]).toEqual([empty.x, empty.y]);
+    // the artist paints a dab: one frame of the dab's rectangle only, and a newer picture in the SAME node
+    await page.evaluate(() => (window as any).dab("Empty", 20, 10, 8, 6));
+    const newer = await waitFor(
+      "a newer live result",
+      async () => {
+        const results = await received("live_result");
+        return results.length > 0 && results.at(-1).seq >= 2 ? results.at(-1) : null;
+      },
+      240000,
+    );
+    const dabFrame = (await frames())[1];
+    expect(dabFrame).toMatchObject({ seq: 2, rect: { x: 20, y: 10, width: 8, height: 6 } });
+    expect(newer.session_id).toBe(started.session_id);
+    const [again] = await waitFor("the refilled live node", async () => {
+      const nodes = await liveNodes();
+      return nodes.length === 1 ? nodes : null;
+    });
+    expect(again.id).toBe(first.id);
+    await waitFor("the live status", async () => /^Live: frame \d+/.test((await ui.textContent("#live-status")) ?? ""));
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBe(undoBefore); // showing results: no undo steps
+    // Apply: a normal (unlocked) copy right below the live node, one undo step
+    await ui.click("#live-apply");
+    const applied = await waitFor("the applied copy", async () => {
+      const nodes = (await page.evaluate(() => (window as any).created())).filter((n: any) => n.name === "live [seed 5]");
+      return nodes.length === 1 ? nodes[0] : null;
+    });
+    expect([applied.x, applied.y, applied.width, applied.height]).toEqual([again.x, again.y, again.width, again.height]);
+    expect(await page.evaluate(() => (window as any).undoCommits())).toBe(undoBefore + 1);
+    // Live off: the live node goes, the session ends in the daemon, the frame keeps what the artist painted
+    await ui.click("#live-toggle");
+    await waitFor("the live node removed", async () => (await liveNodes()).length === 0);
+    await waitFor("live_stopped", async () => (await received("live_stopped")).length === 1);
+    expect(await ui.textContent("#live-status")).toBe("Live is off.");
+    expect(await page.evaluate(() => (window as any).nodeState("Empty"))).toEqual(empty);
+    expect(await page.evaluate(() => (window as any).nodeState("Dab"))).toMatchObject({ exists: true, visible: true });
+    await ui.uncheck("#seed-lock");
+    await ui.fill("#steps", "");
+  }, 600000);
+
   it("saves a screenshot of the sidebar at the size Figma opens it", async () => {
     const size = await page.evaluate(() => (window as any).fake.uiOptions.options);
     expect([size.width, size.height]).toEqual([340, 760]);

@@ -97,6 +97,11 @@ w.nodeState = (name: string) => {
   return { visible: node.visible, exists: !node.removed, x: node.x, y: node.y, width: node.width, height: node.height };
 };
 
+/** The artist paints: a small red rectangle inside the frame `name` (frame coordinates). */
+w.dab = (name: string, x: number, y: number, width: number, height: number) => {
+  fake.shape("RECTANGLE", "Dab", x, y, width, height, byName(name));
+};
+
 w.undoCommits = () => fake.undoCommits;
 w.pageNames = () => fake.page.children.map((n) => n.name);
 

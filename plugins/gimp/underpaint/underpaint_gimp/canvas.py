@@ -34,6 +34,8 @@ COMBINE = {
 class GimpCanvas:
     def __init__(self, image: Gimp.Image) -> None:
         self.image = image
+        self.live_layer: Any = None
+        """The live layer while Live is on (``show_live`` made it)."""
 
     def is_open(self) -> bool:
         return bool(self.image.is_valid())
@@ -232,6 +234,85 @@ class GimpCanvas:
             Gimp.displays_flush()
             return []
         return self.paste([keep], None)
+
+    # ---------------------------------------------------------------- live painting (underpaint_protocol.live)
+
+    def read_live(self, rect: Bounds) -> ImageData:
+        """The merged image over ``rect`` without the live layer: hidden (undo frozen: no undo step)
+        while GIMP makes the visible copy, then shown again."""
+        layer = self.live_layer
+        if layer is None or not layer.is_valid() or not layer.get_visible():
+            return self.read_image(rect)
+        self.image.undo_freeze()
+        try:
+            layer.set_visible(False)
+            try:
+                return self.read_image(rect)
+            finally:
+                layer.set_visible(True)
+        finally:
+            self.image.undo_thaw()
+
+    def show_live(self, layer: NewLayer, handle: Any | None) -> Any:
+        """The one live layer on top of the image, made with the undo stack frozen; every later result
+        is written into its pixels in place (a plug-in's buffer write is no undo step)."""
+        image = layer.image
+        if image.format != "rgba8":
+            raise UserError(f"expected an rgba8 result, got {image.format}")
+        fits = handle is not None and handle.is_valid()
+        place = (handle.get_width(), handle.get_height(), *handle.get_offsets()[1:]) if handle and fits else None
+        if handle and place == (image.width, image.height, layer.x, layer.y):  # the region is fixed: after the first
+            buffer = handle.get_buffer()
+            buffer.set(Gegl.Rectangle.new(0, 0, image.width, image.height), RGBA, bytes(image.data))
+            buffer.flush()
+            handle.update(0, 0, image.width, image.height)
+        else:
+            selected = [item for item in self.image.get_selected_layers() if item.is_valid()]
+            self.image.undo_freeze()
+            try:
+                if fits:
+                    self.image.remove_layer(handle)
+                handle = self._add_layer(layer, None, 0)
+            finally:
+                self.image.undo_thaw()
+                if selected:
+                    self.image.set_selected_layers(selected)
+        self.live_layer = handle
+        Gimp.displays_flush()
+        return handle
+
+    def remove_live(self, handle: Any) -> None:
+        """Live off: the live layer goes (it was never in the undo history)."""
+        self.live_layer = None
+        if handle is not None and handle.is_valid():
+            self.image.undo_freeze()
+            try:
+                self.image.remove_layer(handle)
+            finally:
+                self.image.undo_thaw()
+            Gimp.displays_flush()
+
+    def live_probe(self, rect: Bounds) -> tuple[Any, ...]:
+        """A cheap fingerprint of what the artist can change, to call ``feed_live`` only when it moved:
+        every layer's visibility, opacity and offsets (the live layer left out) and the selected
+        layers' own pixels over ``rect`` (no visible copy made)."""
+        live = self.live_layer.get_id() if self.live_layer is not None and self.live_layer.is_valid() else None
+        layers: list[tuple[Any, ...]] = []
+        stack = list(self.image.get_layers())
+        while stack:
+            item = stack.pop()
+            if item.get_id() == live:
+                continue
+            layers.append((item.get_id(), bool(item.get_visible()), item.get_opacity(), tuple(item.get_offsets()[1:])))
+            if item.is_group():
+                stack.extend(item.get_children())
+        pixels = []
+        for item in self.image.get_selected_layers():
+            if item.get_id() != live and not item.is_group():
+                _, ox, oy = item.get_offsets()
+                local = Bounds(rect.x - ox, rect.y - oy, rect.width, rect.height)
+                pixels.append(bytes(item.get_buffer().get(_rect(local), 1.0, RGBA, Gegl.AbyssPolicy.NONE)))
+        return tuple(layers), tuple(pixels)
 
     def _add_layer(self, item: NewLayer, parent: Any, position: int) -> Any:
         image = item.image

@@ -40,6 +40,7 @@ from underpaint_protocol.session import ImageData  # noqa: E402
 
 from .canvas import GimpCanvas  # noqa: E402
 from .guides_ui import GuidesSection  # noqa: E402
+from .live_ui import LiveSection  # noqa: E402
 from .model import ImageHost, make_controller  # noqa: E402
 from .prompt_ui import PromptSection  # noqa: E402
 from .segment_ui import SegmentSection  # noqa: E402
@@ -201,6 +202,8 @@ class Panel:
         box.pack_start(self.guides.expander, False, False, 0)
         self.upscale = UpscaleSection(self.controller, self.controller.generate, wheel_scrolls_past)
         box.pack_start(self.upscale.expander, False, False, 0)
+        self.live = LiveSection(self.controller, lambda: self.request(expand=False))
+        box.pack_start(self.live.expander, False, False, 0)
 
         self.mode_hint = Gtk.Label(label="", xalign=0, wrap=True)
         box.pack_start(self.mode_hint, False, False, 0)
@@ -454,6 +457,7 @@ class Panel:
         self._show_progress(controller)
         self.upscale.show(controller)
         self.prompt_library.show()
+        self.live.show(controller)
         self.cancel.set_sensitive(controller.busy)
         self._show_staged(controller)
         if controller.preview is not None and controller.preview is not self._preview:

@@ -6,8 +6,10 @@ Everything happens on the panel's GTK main loop, through its widgets: wait for t
 (server remembered in the settings file); measure the layout at the default size and save a
 screenshot; wheel over a field; pick a model and see which fields it ignores; Generate a long job
 and Cancel it while it runs; Generate with a locked seed above 2^31; set the Expand sides and click
-Expand with a random seed; the prompt library (save the prompt as a style, Generate with it, Prompt
-from image, Reuse parameters from PNGs); write a report and close the window.
+Expand with a random seed; Refine selection; an inpaint without and with a control layer; Live on a
+selection with a dab painted on a layer of its own, Apply, Live off; the prompt library (save the
+prompt as a style, Generate with it, Prompt from image, Reuse parameters from PNGs); write a report
+and close the window.
 """
 
 from __future__ import annotations
@@ -117,10 +119,13 @@ def drive(panel: Any, spec_path: str) -> None:
     started = time.monotonic()
     if spec.get("history_only"):  # a restarted GIMP: the history of the earlier session
         plan = ["connect", "history", "finish"]
+    elif spec.get("live_only"):  # the live scenario alone (a quick check of live painting)
+        plan = ["connect", "live_on", "live_first", "live_stroke", "live_off", "finish"]
     else:
         plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
         plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse"]
         plan += ["segment", "segment_wait", "control_off", "control_wait", "control_on", "control_wait"]
+        plan += ["live_on", "live_first", "live_stroke", "live_off"]
         plan += ["library", "style_saved", "style_wait", "describe", "described", "reuse_png", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
@@ -139,6 +144,113 @@ def drive(panel: Any, spec_path: str) -> None:
 
     def layer_names() -> list[str]:
         return [str(layer.get_name()) for layer in panel.canvas.image.get_layers()]
+
+    live_record: dict[str, Any] = {}
+
+    def digests() -> dict[int, str]:
+        image = panel.canvas.image
+        out = {}
+        for layer in image.get_layers():
+            w, h = layer.get_width(), layer.get_height()
+            data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)
+            out[layer.get_id()] = hashlib.sha256(bytes(data)).hexdigest()
+        return out
+
+    def live_layer_digest(live: Any) -> str:
+        layer, handle = live.layer, live.handle
+        w, h = handle.get_width(), handle.get_height()
+        data = bytes(handle.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+        return hashlib.sha256(data).hexdigest() if data == bytes(layer.image.data) else "differs"
+
+    def live_step(step: str) -> bool:
+        """Live on a selection: the first picture, a dab on a layer of its own, a newer picture in the
+        same layer, Apply (one undo step), Live off; False while waiting."""
+        image, section, live = panel.canvas.image, panel.live, panel.controller.live
+        spec_live = spec["live"]
+        if step == "live_on":
+            live_record["originals"] = digests()
+            image.select_rectangle(Gimp.ChannelOps.REPLACE, *spec_live["select"])
+            strokes = Gimp.Layer.new(
+                image,
+                "Strokes",
+                image.get_width(),
+                image.get_height(),
+                Gimp.ImageType.RGBA_IMAGE,
+                100.0,
+                Gimp.LayerMode.NORMAL,
+            )
+            image.insert_layer(strokes, None, 0)
+            image.set_selected_layers([strokes])
+            stage["strokes"] = strokes
+            live_record["before"] = [str(layer.get_name()) for layer in image.get_layers()]
+            panel.model.set_active_id(spec_live["model"])  # the other fields as the earlier steps left them
+            if spec.get("live_only"):
+                panel.seed_lock.set_active(True)
+                panel.seed.set_text(str(spec["seed"]))
+                panel.model_steps.set_active(False)
+                panel.steps.set_value(2)
+            live_record["seed_field"] = panel.seed.get_text() if panel.seed_lock.get_active() else None
+            section.expander.set_expanded(True)
+            section.toggle.set_active(True)  # the user's click
+            if live.state != "starting":
+                raise RuntimeError(f"Live did not start: {panel.controller.error}")
+            return True
+        if step == "live_first":
+            if live.layer is None:
+                if live.state == "off":
+                    raise RuntimeError(f"Live ended: {live.note} {panel.controller.error}")
+                return False
+            live_record["started"] = {k: v for k, v in live.started_message.items() if k != "type"}
+            live_record["first"] = {
+                "seq": live.layer.seq,
+                "frames": live.frames_sent,
+                "bytes": live.bytes_sent,
+                "layers": [str(layer.get_name()) for layer in image.get_layers()],
+                "live_id": live.handle.get_id(),
+                "bounds": [*live.handle.get_offsets()[1:], live.handle.get_width(), live.handle.get_height()],
+                "layer_sha256": live_layer_digest(live),
+            }
+            x, y, w, h = spec_live["stroke"]
+            strokes = stage["strokes"]
+            buffer = strokes.get_buffer()
+            buffer.set(Gegl.Rectangle.new(x, y, w, h), "R'G'B'A u8", bytes([220, 40, 40, 255]) * (w * h))
+            buffer.flush()
+            strokes.update(x, y, w, h)
+            return True
+        if step == "live_stroke":
+            first = live_record["first"]
+            if live.layer is None or live.layer.seq <= first["seq"] or live.frames_sent <= first["frames"]:
+                return False
+            live_record["stroke"] = {
+                "seq": live.layer.seq,
+                "frames": live.frames_sent,
+                "frame_bytes": live.bytes_sent - first["bytes"],
+                "layers": [str(layer.get_name()) for layer in image.get_layers()],
+                "live_id": live.handle.get_id(),
+                "layer_sha256": live_layer_digest(live),
+                "status": section.status.get_text(),
+            }
+            with_live = [str(layer.get_name()) for layer in image.get_layers()]
+            section.apply.clicked()
+            after = [str(layer.get_name()) for layer in image.get_layers()]
+            live_record["apply"] = {"with_live": with_live, "after": after}
+            section.toggle.set_active(False)  # Live off
+            live_record["check_ms"] = list(section.check_ms)
+            return True
+        if step == "live_off":
+            if live.state != "off" or live.handle is not None:
+                return False
+            now = digests()
+            live_record["stopped"] = {
+                "state": live.state,
+                "note": live.note,
+                "toggle": section.toggle.get_active(),
+                "layers": [str(layer.get_name()) for layer in image.get_layers()],
+                "originals_unchanged": all(now.get(k) == v for k, v in live_record["originals"].items()),
+            }
+            live_record.pop("originals")
+            report["live"] = live_record
+        return True
 
     def tick() -> bool:
         try:
@@ -469,6 +581,9 @@ def drive(panel: Any, spec_path: str) -> None:
                         }
                     )
                 report["reused_png"] = reused
+            elif step in ("live_on", "live_first", "live_stroke", "live_off"):
+                if not live_step(step):
+                    return True
             elif step == "finish":
                 finish()
                 return False

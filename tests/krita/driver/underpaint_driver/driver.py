@@ -60,6 +60,11 @@ def _find_last(node: Any, name: str) -> Any:
     return found
 
 
+def _key(node: Any) -> str:
+    uid = node.uniqueId()
+    return str(uid.toString()) if hasattr(uid, "toString") else str(uid)
+
+
 def _preview_name(root: Any) -> str:
     return next((n.name() for n in root.childNodes() if n.name().startswith("[preview")), "")
 
@@ -102,7 +107,7 @@ class TestDriver(Extension):
 
     def _tick_once(self) -> None:
         now = time.monotonic()
-        if self.last_tick and self.step in (self._wait_job,):
+        if self.last_tick and self.step in (self._wait_job, self._live_wait):
             self.max_gap = max(self.max_gap, now - self.last_tick)
         self.last_tick = now
         try:
@@ -199,6 +204,8 @@ class TestDriver(Extension):
                 self.report["segment"] = {}
                 self.segment_todo = list(segment["combine"])
                 self.step = self._segment_start
+            elif self.spec.get("live") and "live" not in self.report:
+                self.step = self._live_begin
             else:
                 self.step = self._library_start if self.spec.get("library") else self._undo_check
             return
@@ -602,6 +609,135 @@ class TestDriver(Extension):
             QtWidgets.QFileDialog.getOpenFileName = chooser
         self.report["reused_png"] = reused
         self.step = self._undo_check
+
+    # ---------------------------------------------------------------- live painting
+
+    def _live_begin(self) -> None:
+        """Select the live region, paint on a new layer of its own, click Live on."""
+        spec, dock = self.spec["live"], self.dock
+        ids = [str(dock.model_combo.itemData(i)) for i in range(dock.model_combo.count())]
+        dock.model_combo.setCurrentIndex(ids.index(spec["model"]))
+        dock.prompt_edit.setPlainText(spec["prompt"])
+        dock.steps_spin.setValue(int(spec.get("steps", 0)))
+        dock.strength_spin.setValue(int(spec["strength"]))
+        dock.seed_edit.setText(str(spec["seed"]))
+        selection = Selection()
+        selection.select(*spec["select"], 255)
+        self.doc.setSelection(selection)
+        self.live_originals = self._live_digests()
+        strokes = self.doc.createNode("Strokes", "paintlayer")
+        root = self.doc.rootNode()
+        root.addChildNode(strokes, root.childNodes()[-1])
+        self.doc.setActiveNode(strokes)
+        self.doc.waitForDone()
+        self.strokes = strokes
+        self.tree_before = _tree(self.doc.rootNode())
+        self.live_record: dict[str, Any] = {"before": self.tree_before}
+        dock.live_box.live_button.click()  # the user's code path
+        live = dock.model.controller.live
+        if live.state != "starting":
+            raise RuntimeError(f"Live did not start: {dock.model.error}")
+        self.live_phase = "first"
+        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.report["stage"] = "live first"
+        self._checkpoint()
+        self.step = self._live_wait
+
+    def _live_digests(self) -> dict[str, str]:
+        w, h = self.doc.width(), self.doc.height()
+        return {
+            node_key: hashlib.sha256(bytes(node.pixelData(0, 0, w, h))).hexdigest()
+            for node_key, node in self._layers().items()
+        }
+
+    def _layers(self) -> dict[str, Any]:
+        out, stack = {}, list(self.doc.rootNode().childNodes())
+        while stack:
+            node = stack.pop()
+            if not str(node.type()).endswith("mask"):
+                uid = node.uniqueId()
+                out[str(uid.toString()) if hasattr(uid, "toString") else str(uid)] = node
+            stack.extend(node.childNodes())
+        return out
+
+    def _live_layers(self) -> list[dict[str, Any]]:
+        return [n for n in _tree(self.doc.rootNode()) if n["name"].startswith("Live")]
+
+    def _live_wait(self) -> None:
+        """first result -> paint a stroke -> a newer result in the same layer -> Apply -> Live off."""
+        dock, record = self.dock, self.live_record
+        live = dock.model.controller.live
+        self._checkpoint()
+        if time.monotonic() > self.deadline:
+            raise RuntimeError(f"live stuck in {self.live_phase}: {live.status()} error={dock.model.error}")
+        if self.live_phase == "first":
+            if live.layer is None:
+                if live.state == "off":
+                    raise RuntimeError(f"Live ended: {live.note} error={dock.model.error}")
+                return
+            if live.handle is None or self._live_layer_digest(live) == "differs":
+                return  # the result is still being shown (Krita runs timers inside its waits)
+            self.doc.waitForDone()
+            record["started"] = {k: v for k, v in live.started_message.items() if k != "type"}
+            record["first"] = {
+                "seq": live.layer.seq,
+                "frames": live.frames_sent,
+                "bytes": live.bytes_sent,
+                "live_layers": self._live_layers(),
+                "key": _key(live.handle),
+                "layer_sha256": self._live_layer_digest(live),
+            }
+            x, y, w, h = self.spec["live"]["stroke"]
+            self.strokes.setPixelData(bytes([40, 40, 220, 255]) * (w * h), x, y, w, h)  # a red dab (BGRA)
+            self.doc.refreshProjection()
+            self.live_phase = "stroke"
+        elif self.live_phase == "stroke":
+            first = record["first"]
+            if live.layer is None or live.layer.seq <= first["seq"] or live.frames_sent <= first["frames"]:
+                return
+            if self._live_layer_digest(live) == "differs":
+                return  # the newer result is still being written into the layer
+            self.doc.waitForDone()
+            record["stroke"] = {
+                "seq": live.layer.seq,
+                "frames": live.frames_sent,
+                "frame_bytes": live.bytes_sent - first["bytes"],
+                "live_layers": self._live_layers(),
+                "key": _key(live.handle),
+                "layer_sha256": self._live_layer_digest(live),
+                "status": dock.live_box.status_label.text(),
+                "dropped": live.dropped,
+            }
+            with_live = _tree(self.doc.rootNode())
+            dock.live_box.apply_button.click()
+            self.doc.waitForDone()
+            after_apply = _tree(self.doc.rootNode())
+            record["apply"] = {"with_live": with_live, "after": after_apply, "undo": self._undo_redo()}
+            dock.live_box.live_button.click()  # Live off
+            record["check_ms"] = list(dock.live_box.check_ms)
+            self.live_phase = "stopping"
+        elif self.live_phase == "stopping":
+            if live.state != "off" or live.handle is not None:
+                return
+            self.doc.waitForDone()
+            now = self._live_digests()
+            record["stopped"] = {
+                "state": live.state,
+                "note": live.note,
+                "button_checked": dock.live_box.live_button.isChecked(),
+                "after": _tree(self.doc.rootNode()),
+                "originals_unchanged": all(now.get(k) == v for k, v in self.live_originals.items()),
+                "strokes_key": _key(self.strokes),
+            }
+            self.report["live"] = record
+            self.step = self._start_job  # what follows (the prompt library), else the undo check
+
+    def _live_layer_digest(self, live: Any) -> str:
+        layer = live.layer
+        if live.handle is None:
+            return "differs"
+        data = bytes(live.handle.pixelData(layer.x, layer.y, layer.image.width, layer.image.height))
+        return hashlib.sha256(data).hexdigest() if data == bytes(layer.image.data) else "differs"
 
     def _undo_redo(self) -> dict[str, Any]:
         app = Krita.instance()
