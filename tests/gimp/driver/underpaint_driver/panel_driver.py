@@ -191,9 +191,13 @@ def drive(panel: Any, spec_path: str) -> None:
                 panel.steps.set_value(2)
             live_record["seed_field"] = panel.seed.get_text() if panel.seed_lock.get_active() else None
             section.expander.set_expanded(True)
+            was_active = section.toggle.get_active()
             section.toggle.set_active(True)  # the user's click
             if live.state != "starting":
-                raise RuntimeError(f"Live did not start: {panel.controller.error}")
+                raise RuntimeError(
+                    f"Live did not start: state={live.state} note={live.note!r} toggle was active={was_active} "
+                    f"sensitive={section.toggle.get_sensitive()} error={panel.controller.error!r}"
+                )
             return True
         if step == "live_first":
             if live.layer is None:
