@@ -435,7 +435,7 @@ def styled_seed(daemon: Daemon, job_id: str) -> int:
     raise AssertionError(f"no sidecar of {job_id}")
 
 
-@pytest.mark.timeout(900)  # two GIMP launches and nine jobs: minutes on a loaded 2-core machine
+@pytest.mark.timeout(1200)  # two GIMP launches and a dozen jobs: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
     """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
@@ -486,7 +486,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         select=[200, 120, 150, 120],
         interactive=True,
         env=env,
-        timeout=480,
+        timeout=720,
     )
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())

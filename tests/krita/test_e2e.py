@@ -28,7 +28,7 @@ from tests.hosts import ARTIFACTS_DIR, KRITA_LABELS, REPO_ROOT, HostMissing, get
 from underpaint.engines.interrogate import terms
 from underpaint.install.krita import enable_in_kritarc, install
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.timeout(1200)]  # the first test of each Krita waits for its whole launch
 
 IMAGE = REPO_ROOT / "tests" / "data" / "coffee.jpg"  # 600 x 400
 SELECTION = [220, 130, 140, 110]
@@ -204,7 +204,7 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     )
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=600, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=900, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()
