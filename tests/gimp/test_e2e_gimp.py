@@ -442,7 +442,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "screenshot": str(screenshot),
                 "segment_box": SEGMENT_BOX,
                 "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100}
-                | {"seed": CONTROL_SEED},
+                | {"seed": CONTROL_SEED, "select": [250, 150, 48, 48]},
             }
         )
     )
