@@ -472,7 +472,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "describe_box": [250, 150, 120, 90],
                 "a1111_png": str(a1111_png(tmp_path)),
                 "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100}
-                | {"seed": CONTROL_SEED},
+                | {"seed": CONTROL_SEED, "select": [250, 150, 48, 48]},
                 "live": LIVE,
             }
         )

@@ -459,6 +459,7 @@ def drive(panel: Any, spec_path: str) -> None:
                 image = panel.canvas.image
                 if step == "control_off":
                     make_control_layer(image, spec["control"]["layer"])
+                    image.select_rectangle(Gimp.ChannelOps.REPLACE, *spec["control"]["select"])  # small: quick
                 section = panel.guides
                 section.expander.set_expanded(True)
                 panel.model.set_active_id(spec["model"])
