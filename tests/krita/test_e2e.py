@@ -298,7 +298,7 @@ def test_a_control_layer_guides_an_inpaint(krita_run: dict[str, Any]) -> None:
     assert krita_run["guide_rows"] == [
         [{"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": False}]
     ]
-    (plain,), (guided,) = off["params"], on["params"]
+    (plain,), (guided,) = off["guide_params"], on["guide_params"]
     assert plain["seed"] == guided["seed"] == 41 and plain["controls"] == []
     assert guided["controls"] == krita_run["guide_rows"][0]
     assert guided["engine_params"]["controls"] == [CONTROL]

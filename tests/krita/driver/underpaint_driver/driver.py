@@ -391,7 +391,7 @@ class TestDriver(Extension):
         if job.get("undo_check"):
             record["undo"] = self._undo_redo()
         record["merged_before"] = self.merged_before
-        record["params"] = [
+        record["guide_params"] = [
             {key: r.message["params"].get(key) for key in ("seed", "controls", "references", "engine_params")}
             for r in entry.results
         ]
