@@ -31,7 +31,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from tests.gimp.gimp_script import script
-from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, get_gimp, run_gimp_batch
+from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, daemon_png, get_gimp, run_gimp_batch
 from underpaint.engines.interrogate import terms
 from underpaint.install.gimp import install
 from underpaint_protocol.jobs import placement
@@ -175,7 +175,7 @@ def check_layers(report: dict[str, Any], daemon: Daemon, prompt: str, batch: int
             where.width,
             where.height,
         )
-        with Image.open(sidecar["png"]) as png:
+        with Image.open(daemon_png(sidecar["png"])) as png:
             expected = png.convert("RGBA").tobytes()
         assert layer["sha256"] == hashlib.sha256(expected).hexdigest(), "the layer holds the daemon's exact pixels"
     assert report["background_after"] == report["background_before"], "the original layer was modified"
@@ -276,12 +276,7 @@ def _segment_masks(daemon: Daemon, before: set[Path]) -> list[tuple[dict[str, An
         data = json.loads(path.read_text())
         if data["params"]["mode"] != "segment":
             continue
-        png = path.with_suffix(".png")
-        deadline = time.monotonic() + 30  # written in the background after the result
-        while not png.is_file():
-            assert time.monotonic() < deadline, f"no {png}"
-            time.sleep(0.2)
-        with Image.open(png) as image:
+        with Image.open(daemon_png(path.with_suffix(".png"))) as image:
             found.append((data, image.getchannel("A").tobytes()))
     return found
 
@@ -344,7 +339,7 @@ def joined_upscale(daemon: Daemon, since: set[Path]) -> tuple[tuple[int, int, in
     assert len(sidecars) == sidecars[0]["upscale"]["tiles"], "every tile of one job"
     layer = Image.new("RGBA", (whole["width"], whole["height"]))
     for item in sidecars:
-        with Image.open(item["png"]) as tile:
+        with Image.open(daemon_png(item["png"])) as tile:
             layer.paste(tile.convert("RGBA"), (item["x"] - whole["x"], item["y"] - whole["y"]))
     rect = (whole["x"], whole["y"], whole["width"], whole["height"])
     return rect, hashlib.sha256(layer.tobytes()).hexdigest()

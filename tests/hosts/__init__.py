@@ -6,6 +6,9 @@
 tests/hosts use `from . import ...`.) See tools/hosts/README.md.
 """
 
+import time
+from pathlib import Path
+
 from .discovery import (
     ALL_LABELS,
     GIMP_LABELS,
@@ -36,6 +39,17 @@ from .launch import (
 
 ARTIFACTS_DIR = REPO_ROOT / "artifacts"
 
+
+def daemon_png(path: Path, timeout: float = 60) -> Path:
+    """`path`, a PNG in the daemon's outputs folder, once it is there: the daemon writes the PNGs in
+    the background after each result (raw first), so a test may look before it has."""
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        assert time.monotonic() < deadline, f"the daemon never wrote {path}"
+        time.sleep(0.2)
+    return path
+
+
 __all__ = [
     "ALL_LABELS",
     "ARTIFACTS_DIR",
@@ -49,6 +63,7 @@ __all__ = [
     "HostRunError",
     "KritaHost",
     "cache_dir",
+    "daemon_png",
     "get_gimp",
     "get_host",
     "get_krita",

@@ -24,7 +24,16 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tests.hosts import ARTIFACTS_DIR, KRITA_LABELS, REPO_ROOT, HostMissing, get_krita, prepare_krita_home, run_krita
+from tests.hosts import (
+    ARTIFACTS_DIR,
+    KRITA_LABELS,
+    REPO_ROOT,
+    HostMissing,
+    daemon_png,
+    get_krita,
+    prepare_krita_home,
+    run_krita,
+)
 from underpaint.engines.interrogate import terms
 from underpaint.install.krita import enable_in_kritarc, install
 
@@ -450,11 +459,8 @@ def _daemon_layer(daemon: dict[str, Any], job_id: str) -> tuple[list[int], str]:
     whole = sidecars[0]["upscale"]["layer"]
     assert len(sidecars) == sidecars[0]["upscale"]["tiles"]
     layer = Image.new("RGBA", (whole["width"], whole["height"]))
-    deadline = time.monotonic() + 60  # the PNGs are written in the background, after each result
-    while not all(sidecar["png"].exists() for sidecar in sidecars) and time.monotonic() < deadline:
-        time.sleep(0.2)
     for sidecar in sidecars:
-        with Image.open(sidecar["png"]) as tile:
+        with Image.open(daemon_png(sidecar["png"])) as tile:
             layer.paste(tile.convert("RGBA"), (sidecar["x"] - whole["x"], sidecar["y"] - whole["y"]))
     r, g, b, a = layer.split()
     bgra = Image.merge("RGBA", (b, g, r, a)).tobytes()
