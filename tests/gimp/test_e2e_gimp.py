@@ -489,7 +489,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         artifact = REPO / "artifacts" / f"gimp-panel-{label}.png"
         artifact.parent.mkdir(exist_ok=True)
         shutil.copyfile(screenshot, artifact)
-    assert "error" not in panel, panel["error"]
+    assert "error" not in panel, f"{panel['error']}\n--- GIMP's output ---\n{report['_output'][-6000:]}"
     assert report["success"], report
     assert panel["server_shown"] == daemon.url
     assert any(state.startswith("Connected to") for state in panel["states"])

@@ -193,6 +193,7 @@ def drive(panel: Any, spec_path: str) -> None:
             section.expander.set_expanded(True)
             was_active = section.toggle.get_active()
             section.toggle.set_active(True)  # the user's click
+            live = panel.controller.live  # the session Live started (it replaces the one before)
             if live.state != "starting":
                 raise RuntimeError(
                     f"Live did not start: state={live.state} note={live.note!r} toggle was active={was_active} "
