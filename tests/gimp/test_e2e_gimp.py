@@ -573,10 +573,14 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     reapplied = panel["reapplied"]
     assert not reapplied["error"] and len(reapplied["after"]) == len(reapplied["before"]) + 1, reapplied
 
-    # GIMP now holds the applied result, the landed one and the re-applied one above the Background
+    # GIMP now holds the applied result, the landed one and the re-applied one above the Background, the
+    # styled job's layer (landed directly), and what live painting left: its Strokes layer and the applied picture
     assert report["canvas"] == [WIDTH, HEIGHT]
     names = [layer["name"] for layer in report["layers"]]
-    assert names[-1] == "Background" and len(names) == 5, names  # + the styled job's layer (landed directly)
+    live_apply = panel["live"]["apply"]
+    for name in ["Strokes", *(name for name in live_apply["after"] if name not in live_apply["with_live"])]:
+        names.remove(name)
+    assert names[-1] == "Background" and len(names) == 5, names
     assert sum(name.startswith(f"{prompt} [seed {SEED + 1}]") for name in names) == 2, names  # GIMP adds " #1"
     inpainted = [
         item
@@ -588,7 +592,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert [item["params"]["seed"] for item in inpainted] == [SEED, SEED + 1]
     assert {item["params"]["steps"] for item in inpainted} == {2}
     assert report["background_after"] == report["background_before"]
-    assert report["selected"] == ["Background"]
+    assert report["selected"] == ["Strokes"], "the layer the artist painted on while Live was on stays active"
     saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
     assert saved["prompt"] == "a red boat" and saved["expand_right"] == 64, "the panel remembers its settings"
     assert saved["style"] == "", "the style the panel chose last (the A1111 PNG had none)"
