@@ -123,6 +123,12 @@ def model_takes(model: dict[str, Any] | None) -> list[str]:
     return [take for take in REFERENCE_TAKES if take in offered]
 
 
+def kind_options(kinds: list[str], current: str) -> list[str]:
+    """What a row's kind picker lists: the model's kinds, plus the row's own when the model (changed
+    since) does not take it, so the row shows what it holds and the refusal can name it."""
+    return [*kinds, *([current] if current not in kinds else [])]
+
+
 def default_kind(layer_name: str, kinds: list[str]) -> str:
     """The kind a new row starts with: the one the layer's name says when the model takes it, else
     the model's first (else scribble, which the refusal then names)."""
@@ -217,6 +223,12 @@ class GuideFields:
             row for row in self.references if isinstance(row.layer, FileReference) or row.layer in present
         ]
         return len(self.controls) + len(self.references) != before
+
+    def layout(self, kinds: list[str], takes: list[str]) -> tuple[Any, ...]:
+        """What the rows' widgets are built from: a panel rebuilds them only when this changes (edits
+        show in their own widgets; rebuilding on every refresh would take the focus away)."""
+        rows = (tuple(c.layer for c in self.controls), tuple(r.layer for r in self.references))
+        return (*rows, tuple(kinds), tuple(takes))
 
     def guides(self) -> tuple[tuple[ControlLayer, ...], tuple[ReferenceImage, ...]]:
         """What Generate sends: every control row and every reference row, in the panel's order."""

@@ -25,6 +25,7 @@ from underpaint_protocol.guides_panel import (
     HostLayer,
     availability,
     fraction,
+    kind_options,
     layer_choices,
     model_kinds,
     model_takes,
@@ -178,9 +179,8 @@ class GuidesBox(QtWidgets.QGroupBox):
 
     def _show_rows(self, model: dict[str, Any] | None) -> None:
         kinds, takes = model_kinds(model), model_takes(model)
-        controls, references = self.fields.controls, self.fields.references
-        shown = (tuple(c.layer for c in controls), tuple(r.layer for r in references), tuple(kinds), tuple(takes))
-        if shown == self._shown:  # edits show in their own widgets: rebuilding would take the focus away
+        shown = self.fields.layout(kinds, takes)
+        if shown == self._shown:
             return
         self._shown = shown
         while self.rows.count():
@@ -202,7 +202,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid.setColumnStretch(3, 1)
         name = _name_label(self.fields.name(control))
         kind = self.guard(QtWidgets.QComboBox())
-        for value in [*kinds, *([control.kind] if control.kind not in kinds else [])]:
+        for value in kind_options(kinds, control.kind):
             kind.addItem(KIND_LABELS[value], value)
         kind.setCurrentIndex(kind.findData(control.kind))
         kind.currentIndexChanged.connect(lambda _: self._set_control(index, kind=str(kind.currentData())))

@@ -32,6 +32,7 @@ from underpaint_protocol.guides_panel import (  # noqa: E402
     HostLayer,
     availability,
     fraction,
+    kind_options,
     layer_choices,
     model_kinds,
     model_takes,
@@ -162,17 +163,16 @@ class GuidesSection:
 
     def _show_rows(self, model: dict[str, Any] | None) -> None:
         kinds, takes = model_kinds(model), model_takes(model)
-        controls, references = self.fields.controls, self.fields.references
-        shown = (tuple(c.layer for c in controls), tuple(r.layer for r in references), tuple(kinds), tuple(takes))
-        if shown == self._shown:  # edits show in their own widgets: rebuilding would take the focus away
+        shown = self.fields.layout(kinds, takes)
+        if shown == self._shown:
             return
         self._shown = shown
         for child in self.rows.get_children():
             self.rows.remove(child)
         self.row_widgets = []
-        for index, control in enumerate(controls):
+        for index, control in enumerate(self.fields.controls):
             self.rows.pack_start(self._control_row(index, control, kinds), False, False, 0)
-        for index, reference in enumerate(references):
+        for index, reference in enumerate(self.fields.references):
             self.rows.pack_start(self._reference_row(index, reference, takes), False, False, 0)
         self.rows.show_all()
 
@@ -191,7 +191,7 @@ class GuidesSection:
         frame = Gtk.Frame()
         grid = Gtk.Grid(column_spacing=6, row_spacing=2, margin=4)
         kind = Gtk.ComboBoxText(hexpand=True)
-        for value in [*kinds, *([control.kind] if control.kind not in kinds else [])]:
+        for value in kind_options(kinds, control.kind):
             kind.append(value, KIND_LABELS[value])
         kind.set_active_id(control.kind)
         kind.connect("changed", lambda combo: self._set_control(index, kind=str(combo.get_active_id())))
