@@ -250,3 +250,16 @@ def test_a_cli_result_made_under_a_plugins_client_id_is_in_that_plugins_history(
         assert (reused.seed, reused.mode, reused.extend) == (2**32 - 5, "outpaint", (8, 0, 0, 0))
     finally:
         controller.close()
+
+
+@pytest.mark.parametrize("scheme", ["upscale:", "restore:", "erase:"])
+def test_serve_takes_a_spandrel_models_file_by_its_scheme(scheme: str, tmp_path: Path) -> None:
+    """`--model upscale:FILE` names a file after its scheme; `.pth` is fine there (read with weights_only)."""
+    from underpaint.cli import _check_model_source
+    from underpaint.errors import StartupError
+
+    for name in ("x2.safetensors", "x4.pth"):
+        (tmp_path / name).write_bytes(b"weights")
+        _check_model_source(f"{scheme}{tmp_path / name}#allow_research")
+    with pytest.raises(StartupError, match="no such file"):
+        _check_model_source(f"{scheme}{tmp_path / 'missing.safetensors'}")

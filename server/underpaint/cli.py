@@ -320,9 +320,15 @@ WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 def _check_model_source(source: str) -> None:
     """Refuse a --model that cannot load, in one line, before anything starts: a pickle checkpoint
     (with how to convert it), a file or folder that is not there, a folder without weights."""
+    from underpaint.engines.registry import WEIGHT_SCHEMES
     from underpaint.errors import StartupError
 
     base = source.split("#", 1)[0]
+    scheme = next((scheme for scheme in WEIGHT_SCHEMES if base.startswith(scheme)), None)
+    if scheme is not None:  # a spandrel model's file: its loader reads .pth without running pickles
+        if not Path(base.removeprefix(scheme)).expanduser().is_file():
+            raise StartupError(f"--model {base}: no such file")
+        return
     path = Path(base).expanduser()
     suffix = path.suffix.lower()
     if not (base.startswith((".", "/", "~")) or suffix in WEIGHT_SUFFIXES or path.exists()):

@@ -17,13 +17,10 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,8 @@ from PIL import Image, PngImagePlugin
 
 from tests.gimp.gimp_script import script
 from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, daemon_png, get_gimp, run_gimp_batch
+from tests.hosts.daemon import CONTROL, free_port, host_daemon
+from tests.hosts.daemon import HostDaemon as Daemon
 from underpaint.engines.interrogate import terms
 from underpaint.install.gimp import install
 from underpaint_protocol.jobs import placement
@@ -41,58 +40,13 @@ pytestmark = pytest.mark.host
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "tests" / "data" / "coffee.jpg"
 WIDTH, HEIGHT = 600, 400
-CONTROL = "canny=tiny-random"
-"""The daemon's tiny random ControlNet (built in code) for the tiny-random model."""
 CONTROL_SEED = 41
-
-
-@dataclass
-class Daemon:
-    url: str
-    outputs: Path
-    log: Path
-
-    def sidecars(self, prompt: str) -> list[dict[str, Any]]:
-        found = []
-        for path in sorted(self.outputs.rglob("*.json")):
-            data = json.loads(path.read_text())
-            if data["params"].get("prompt") == prompt:  # upscale tiles carry no prompt
-                data["png"] = path.with_suffix(".png")
-                found.append(data)
-        return sorted(found, key=lambda item: item["index"])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    folder = tmp_path_factory.mktemp("daemon")
-    port = _free_port()
-    log = folder / "daemon.log"
-    argv = [sys.executable, "-m", "underpaint", "serve", "--port", str(port), "--outputs", str(folder / "outputs")]
-    argv += ["--token-file", str(folder / "token"), "--model", "tiny-random", "--interrogator", "tiny-random"]
-    argv += ["--control", CONTROL]
-    env = os.environ | {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data")}  # styles
-    with open(log, "w") as handle:
-        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while "listening on" not in log.read_text():
-            assert proc.poll() is None, f"the daemon exited:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"the daemon did not start:\n{log.read_text()}"
-            time.sleep(0.2)
-        yield Daemon(f"ws://127.0.0.1:{port}", folder / "outputs", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    with host_daemon(tmp_path_factory.mktemp("daemon")) as running:
+        yield running
 
 
 def gimp(label: str) -> GimpHost:
@@ -252,7 +206,7 @@ def test_img2img_tiny_random_whole_image(label: str, tmp_path: Path, daemon: Dae
 
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_daemon_down_is_an_error_status_with_a_message(label: str, tmp_path: Path) -> None:
-    url = f"ws://127.0.0.1:{_free_port()}"
+    url = f"ws://127.0.0.1:{free_port()}"
     report = run_procedure(label, tmp_path, "underpaint-inpaint", {"server": url}, select=[10, 10, 50, 50])
     assert not report["success"] and report["status"] == "execution-error"
     assert "underpaint serve" in report["_output"]

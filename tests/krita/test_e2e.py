@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from tests.hosts import (
     prepare_krita_home,
     run_krita,
 )
+from tests.hosts.daemon import CONTROL, HostDaemon, host_daemon
 from underpaint.engines.interrogate import terms
 from underpaint.install.krita import enable_in_kritarc, install
 
@@ -89,7 +87,6 @@ JOBS = [
     {"name": "expand", "model": "classical", "prompt": "more table", "seed": 3, "expand": [0, 0, 64, 32]},
 ]
 DESCRIBE_BOX = [300, 200, 240, 180]  # last: a selection in the upscaled document
-CONTROL = "canny=tiny-random"
 """The daemon's tiny random ControlNet (built in code) for the tiny-random model."""
 SEGMENT = {
     "box": [200, 110, 200, 160],  # a drawn box around the cup
@@ -128,62 +125,14 @@ def install_driver(pykrita: Path, kritarc: Path) -> None:
     enable_in_kritarc(kritarc, "underpaint_driver")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory):
-    """`underpaint serve --model tiny-random` on a free port, with its own token and outputs."""
-    folder = tmp_path_factory.mktemp("krita-daemon")
-    port = _free_port()
-    token_file = folder / "token"
-    with open(folder / "daemon.log", "w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "underpaint",
-                "serve",
-                "--port",
-                str(port),
-                "--outputs",
-                str(folder / "outputs"),
-                "--token-file",
-                str(token_file),
-                "--model",
-                "tiny-random",
-                "--interrogator",
-                "tiny-random",
-                "--control",
-                CONTROL,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=os.environ | {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data")},
-        )
-        deadline = time.monotonic() + 180  # importing torch on a loaded machine can take a minute
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise RuntimeError(f"daemon did not start: {(folder / 'daemon.log').read_text()}") from None
-                time.sleep(0.2)
-        yield {"url": f"ws://127.0.0.1:{port}", "token": token_file.read_text().strip(), "folder": folder}
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostDaemon]:
+    with host_daemon(tmp_path_factory.mktemp("krita-daemon")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module", params=KRITA_LABELS)
-def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_factory: pytest.TempPathFactory):
+def krita_run(request: pytest.FixtureRequest, daemon: HostDaemon, tmp_path_factory: pytest.TempPathFactory):
     label = request.param
     try:
         host = get_krita(label)
@@ -195,7 +144,7 @@ def krita_run(request: pytest.FixtureRequest, daemon: dict[str, Any], tmp_path_f
     install(dest=pykrita, kritarc=home / ".config" / "kritarc")
     install_driver(pykrita, home / ".config" / "kritarc")
     with open(home / ".config" / "kritarc", "a", encoding="utf-8") as rc:  # as Settings would have remembered
-        rc.write(f"\n[underpaint]\nurl={daemon['url']}\ntoken={daemon['token']}\n")
+        rc.write(f"\n[underpaint]\nurl={daemon.url}\ntoken={daemon.token}\n")
     spec = home / "spec.json"
     library = {"describe_box": DESCRIBE_BOX, "a1111_png": str(a1111_png(home))}
     spec.write_text(
@@ -335,7 +284,7 @@ def test_screenshot_saved(krita_run: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def krita_restart(krita_run: dict[str, Any], daemon: dict[str, Any]) -> dict[str, Any]:
+def krita_restart(krita_run: dict[str, Any], daemon: HostDaemon) -> dict[str, Any]:
     """The same Krita home started again (the client id it remembered), showing its history."""
     label, home = krita_run["_label"], Path(krita_run["_home"])
     host = get_krita(label)
@@ -445,13 +394,13 @@ def test_the_refined_selection_is_inpainted_like_any_selection(krita_run: dict[s
     assert layer["x"] <= mx + mw and layer["y"] <= my + mh and layer["x"] + layer["width"] >= mx
 
 
-def _daemon_layer(daemon: dict[str, Any], job_id: str) -> tuple[list[int], str]:
+def _daemon_layer(daemon: HostDaemon, job_id: str) -> tuple[list[int], str]:
     """The daemon's own result of an upscale, from its outputs folder: the tiles' PNGs joined at their
     placements (the sidecars), as the BGRA bytes Krita holds; returns the layer rect and its SHA-256."""
     sidecars = sorted(
         (
             json.loads(path.read_text()) | {"png": path.with_suffix(".png")}
-            for path in (daemon["folder"] / "outputs").rglob(f"{job_id}-*.json")
+            for path in (daemon.folder / "outputs").rglob(f"{job_id}-*.json")
         ),
         key=lambda sidecar: sidecar["index"],
     )
@@ -486,7 +435,7 @@ def _upscaled(job: dict[str, Any], size_before: list[int], factor: int) -> None:
 
 
 def test_upscale_scales_the_document_and_adds_one_full_size_layer(
-    krita_run: dict[str, Any], daemon: dict[str, Any]
+    krita_run: dict[str, Any], daemon: HostDaemon
 ) -> None:
     job = krita_run["jobs"]["upscale"]
     _upscaled(job, [664, 432], 2)
@@ -497,7 +446,7 @@ def test_upscale_scales_the_document_and_adds_one_full_size_layer(
 
 
 def test_a_region_upscale_lands_over_that_region_of_the_scaled_document(
-    krita_run: dict[str, Any], daemon: dict[str, Any]
+    krita_run: dict[str, Any], daemon: HostDaemon
 ) -> None:
     job = krita_run["jobs"]["upscale_region"]
     _upscaled(job, [1328, 864], 2)

@@ -18,6 +18,8 @@ SCHEME = "erase:"
 #: (engines.restore): ``upscale:PATH[#allow_research]``, ``restore:PATH[#allow_research]``.
 UPSCALE_SCHEME = "upscale:"
 RESTORE_SCHEME = "restore:"
+WEIGHT_SCHEMES = (SCHEME, UPSCALE_SCHEME, RESTORE_SCHEME)
+"""Model sources naming one weights file of a spandrel model, not a diffusion model."""
 
 ENGINE_NAMES = ("classical", "diffusion", "echo")
 

@@ -31,15 +31,13 @@ from ray import serve
 
 from underpaint.canvas.plan import ModelResolution
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, StepProgress
-from underpaint.engines.registry import RESTORE_SCHEME, SCHEME, UPSCALE_SCHEME, build_engines
+from underpaint.engines.registry import WEIGHT_SCHEMES, build_engines
 from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine
 from underpaint.errors import JobError
 
 log = logging.getLogger("underpaint.scaleout")
 
 HEARTBEAT_SECONDS = 1.0
-WEIGHT_SCHEMES = (SCHEME, UPSCALE_SCHEME, RESTORE_SCHEME)
-"""Model sources naming one weights file of a spandrel model, not a diffusion model."""
 
 
 @dataclass(frozen=True)
