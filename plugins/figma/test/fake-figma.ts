@@ -28,7 +28,7 @@ export class FakeNode {
   visible = true;
   locked = false;
   opacity = 1;
-  fills: Any[] = [];
+  private _fills: Any[] = [];
   strokes: Any[] = [];
   effects: Any[] = [];
   blendMode = "PASS_THROUGH";
@@ -47,6 +47,23 @@ export class FakeNode {
     this.id = `${nextId++}:${type.length}`;
     this.name = name ?? type.charAt(0) + type.slice(1).toLowerCase();
     fake.nodes.set(this.id, this);
+  }
+
+  get fills(): Any[] {
+    return this._fills;
+  }
+  set fills(fills: Any[]) {
+    this._fills = fills;
+    this.fake.changed(this, "PROPERTY_CHANGE", ["fills"]);
+  }
+
+  /** Only on the page node: Figma's PageNode.on("nodechange") (see FakeFigma.changed). */
+  on(event: string, handler: (change: Any) => void): void {
+    this.fake.pageListeners.push({ event, handler });
+  }
+  off(event: string, handler: (change: Any) => void): void {
+    const at = this.fake.pageListeners.findIndex((l) => l.event === event && l.handler === handler);
+    if (at >= 0) this.fake.pageListeners.splice(at, 1);
   }
 
   get width(): number {
@@ -134,8 +151,11 @@ export class FakeNode {
       child.parent.children.splice(at, 1);
       if (child.parent === this && at < index) index -= 1;
     }
+    const moved = child.parent !== null;
     this.children.splice(Math.max(0, Math.min(index, this.children.length)), 0, child);
     child.parent = this;
+    if (moved) this.fake.changed(child, "PROPERTY_CHANGE", ["parent"]);
+    else this.fake.changed(child, "CREATE");
   }
 
   remove(): void {
@@ -143,6 +163,7 @@ export class FakeNode {
     this.parent = null;
     this.removed = true;
     this.fake.nodes.delete(this.id);
+    this.fake.changed(this, "DELETE");
   }
 
   clone(): FakeNode {
@@ -213,6 +234,8 @@ export class FakeFigma {
   /** Where figma.ui.postMessage goes (the e2e host page forwards it into the iframe). */
   onUiMessage: (message: unknown) => void = () => {};
   private listeners = new Map<string, ((...args: Any[]) => void)[]>();
+  readonly pageListeners: { event: string; handler: (change: Any) => void }[] = [];
+  private pendingChanges: Any[] = [];
   readonly page: FakeNode;
   readonly figma: Any;
 
@@ -321,6 +344,20 @@ export class FakeFigma {
     node.fills = fills;
     this.page.appendChild(node);
     return node;
+  }
+
+  /** A node was created, removed or changed: Figma tells the page's "nodechange" listeners, batched
+   *  after the change (a microtask here), as NodeChangeEvent { nodeChanges }. */
+  changed(node: FakeNode, type: "CREATE" | "DELETE" | "PROPERTY_CHANGE", properties: string[] = []): void {
+    if (this.pageListeners.length === 0) return;
+    const change = type === "DELETE" ? { id: node.id, type, node: { id: node.id, removed: true, type: node.type } } : { id: node.id, type, node, properties };
+    if (this.pendingChanges.length === 0) {
+      queueMicrotask(() => {
+        const nodeChanges = this.pendingChanges.splice(0);
+        for (const { event, handler } of [...this.pageListeners]) if (event === "nodechange") handler({ nodeChanges });
+      });
+    }
+    this.pendingChanges.push(change);
   }
 
   /** Fire a figma.on() event ("selectionchange", "close"). */

@@ -23,24 +23,65 @@ async function solidPng(width: number, height: number, rgba: number[]): Promise<
 }
 
 describe("live painting on the main thread", () => {
-  it("sends the watched node's pixels at once, then only when they changed", async () => {
-    const { startWatching, CHECK_MS } = await import("../src/main/live");
-    const photo = fake.imageNode("Photo", await testImage(48, 32), 10, 20, 48, 32);
-    fake.page.selection = [photo] as any;
+  it("sends the watched node's pixels at once, then on the page's changes to it, only when they changed", async () => {
+    const { startWatching } = await import("../src/main/live");
+    const board = fake.frame("Board", 0, 0, 64, 48);
+    const photo = fake.imageNode("Photo", await testImage(48, 32), 10, 20, 48, 32, board);
+    const other = fake.imageNode("Other", await testImage(8, 8), 100, 100, 8, 8);
+    fake.page.selection = [board] as any;
     const sent: { png: Uint8Array; width: number; height: number }[] = [];
     await startWatching((png, width, height) => sent.push({ png, width, height }));
-    expect(sent.map((s) => [s.width, s.height])).toEqual([[48, 32]]);
-    await vi.advanceTimersByTimeAsync(CHECK_MS);
-    await vi.waitFor(() => expect(fake.exports.length).toBe(2)); // exported again: the same bytes
-    await vi.advanceTimersByTimeAsync(CHECK_MS);
-    await vi.waitFor(() => expect(fake.exports.length).toBe(3));
-    expect(sent).toHaveLength(1); // nothing changed: nothing sent
+    expect(sent.map((s) => [s.width, s.height])).toEqual([[64, 48]]);
+    expect(fake.exports).toHaveLength(1);
+    other.fills = [...other.fills]; // a change outside the frame: no export
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(fake.exports).toHaveLength(1);
+    photo.fills = [...photo.fills]; // inside, but the same pixels: exported, nothing sent
+    await vi.waitFor(() => expect(fake.exports).toHaveLength(2));
+    expect(sent).toHaveLength(1);
     const image = fake.figma.createImage(await solidPng(48, 32, [250, 0, 0, 255]));
     photo.fills = [{ type: "IMAGE", imageHash: image.hash, scaleMode: "FILL", visible: true }];
-    await vi.advanceTimersByTimeAsync(CHECK_MS);
     await vi.waitFor(() => expect(sent).toHaveLength(2));
     const now = await pixels(sent[1].png);
-    expect(Array.from(now.data.subarray(0, 4))).toEqual([250, 0, 0, 255]);
+    expect(Array.from(now.data.subarray(10 * 4 + 20 * 64 * 4, 10 * 4 + 20 * 64 * 4 + 4))).toEqual([250, 0, 0, 255]);
+    fake.shape("RECTANGLE", "Dab", 2, 2, 4, 4, board); // a dab painted into the frame
+    await vi.waitFor(() => expect(sent).toHaveLength(3));
+  });
+
+  it("exports once more when changes come during an export, never one per change", async () => {
+    const { startWatching } = await import("../src/main/live");
+    const board = fake.frame("Board", 0, 0, 32, 32);
+    fake.page.selection = [board] as any;
+    const sent: Uint8Array[] = [];
+    await startWatching((png) => sent.push(png));
+    for (let i = 0; i < 5; i++) fake.shape("RECTANGLE", `Dab ${i}`, i * 4, 2, 3, 3, board);
+    await vi.waitFor(() => expect(sent).toHaveLength(2));
+    await new Promise((done) => setTimeout(done, 20));
+    expect(fake.exports.length).toBeLessThanOrEqual(3); // the first, one for the batch, at most one more
+    expect(sent.length).toBeLessThanOrEqual(3);
+  });
+
+  it("still looks every SAFETY_MS for what Figma reports on no node of the frame", async () => {
+    const { startWatching, SAFETY_MS } = await import("../src/main/live");
+    const photo = fake.imageNode("Photo", await testImage(48, 32), 10, 20, 48, 32);
+    fake.page.selection = [photo] as any;
+    await startWatching(() => undefined);
+    await vi.advanceTimersByTimeAsync(SAFETY_MS);
+    await vi.waitFor(() => expect(fake.exports).toHaveLength(2));
+  });
+
+  it("stops listening when Live goes off", async () => {
+    const { startWatching, stopWatching } = await import("../src/main/live");
+    const board = fake.frame("Board", 0, 0, 32, 32);
+    fake.page.selection = [board] as any;
+    await startWatching(() => undefined);
+    expect(fake.pageListeners).toHaveLength(1);
+    stopWatching();
+    expect(fake.pageListeners).toHaveLength(0);
+    fake.shape("RECTANGLE", "Dab", 2, 2, 4, 4, board);
+    await new Promise((done) => setTimeout(done, 10));
+    expect(fake.exports).toHaveLength(1);
   });
 
   it("refuses anything but one node", async () => {

@@ -4,21 +4,28 @@
  * normal result node on Apply, remove it on Live off. The session (frames, sequence numbers, what
  * changed) is the UI's (ui/live.ts), where the websocket lives.
  *
- * Changes are found by polling: every CHECK_MS the watched node is exported (Figma renders off the
- * main thread, exportAsync never blocks it) and the bytes are compared with the last export; only a
- * changed export travels to the UI.
+ * Changes are found from the page's "nodechange" events: a change to the watched node or anything
+ * inside it (or a node removed or moved, which cannot say where it was) exports the node again (Figma
+ * renders off the main thread, exportAsync never blocks it) and compares the bytes with the last
+ * export; only a changed export travels to the UI. A change that arrives while an export runs asks for
+ * one more export after it (latest wins: never a backlog). What Figma reports on no node of the frame
+ * (a main component edited on another page, a style or variable changed) is caught by a slow check
+ * every SAFETY_MS.
  */
 
 import type { LiveShow } from "../shared/messages";
 
 const LIVE_KEY = "underpaint-live";
-export const CHECK_MS = 250;
+export const SAFETY_MS = 2000;
 
 interface Watch {
   node: SceneNode;
   last: Uint8Array | null;
   busy: boolean;
+  /** A change arrived while an export ran: export once more when it ends. */
+  again: boolean;
   timer: ReturnType<typeof setInterval>;
+  onChange: (event: NodeChangeEvent) => void;
 }
 
 let watch: Watch | null = null;
@@ -38,21 +45,38 @@ export async function startWatching(send: (png: Uint8Array, width: number, heigh
     throw new Error("Select one frame or image to paint live on.");
   }
   const node = selection[0];
-  const current: Watch = { node, last: null, busy: false, timer: setInterval(() => void check(current), CHECK_MS) };
+  const current: Watch = {
+    node,
+    last: null,
+    busy: false,
+    again: false,
+    timer: setInterval(() => void check(current), SAFETY_MS),
+    onChange: (event) => {
+      if (event.nodeChanges.some((change) => touches(node, change))) void check(current);
+    },
+  };
   watch = current;
+  figma.currentPage.on("nodechange", current.onChange);
   async function check(w: Watch): Promise<void> {
-    if (w.busy || watch !== w) return;
+    if (watch !== w) return;
+    if (w.busy) {
+      w.again = true;
+      return;
+    }
     if (w.node.removed) {
       stopWatching();
       return;
     }
     w.busy = true;
     try {
-      const png = await w.node.exportAsync({ format: "PNG", constraint: { type: "SCALE", value: 1 }, useAbsoluteBounds: true });
-      if (watch === w && !sameBytes(w.last, png)) {
-        w.last = png;
-        send(png, Math.round(w.node.width), Math.round(w.node.height));
-      }
+      do {
+        w.again = false;
+        const png = await w.node.exportAsync({ format: "PNG", constraint: { type: "SCALE", value: 1 }, useAbsoluteBounds: true });
+        if (watch === w && !sameBytes(w.last, png)) {
+          w.last = png;
+          send(png, Math.round(w.node.width), Math.round(w.node.height));
+        }
+      } while (w.again && watch === w && !w.node.removed);
     } finally {
       w.busy = false;
     }
@@ -60,9 +84,23 @@ export async function startWatching(send: (png: Uint8Array, width: number, heigh
   await check(current);
 }
 
+/** Whether `change` may have changed what `watched` looks like: a change to it or inside it, or a node
+ *  removed or moved (its old place is unknown). The plugin's own live node sits beside it: not inside. */
+export function touches(watched: SceneNode, change: NodeChange): boolean {
+  if (change.type === "DELETE") return true;
+  if (change.type === "PROPERTY_CHANGE" && change.properties.includes("parent")) return true;
+  for (let node: BaseNode | null = change.node as SceneNode; node !== null; node = node.parent) {
+    if (node.id === watched.id) return true;
+  }
+  return false;
+}
+
 /** Stop sending pixels (the live node stays until `endLive`). */
 export function stopWatching(): void {
-  if (watch !== null) clearInterval(watch.timer);
+  if (watch !== null) {
+    clearInterval(watch.timer);
+    figma.currentPage.off("nodechange", watch.onChange);
+  }
   watch = null;
 }
 
