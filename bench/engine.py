@@ -8,7 +8,8 @@
 
 Both use the same loaded pipeline object, the same steps and seed; rounds alternate. Also prints
 the cost of switching modes on a loaded model (diffusers ``from_pipe``: no reload).
-Targets: daemon/direct <= 1.05; mode switch < 50 ms. Run: ``python bench/engine.py``.
+Also the cost of the linear step preview against one step.
+Targets: daemon/direct <= 1.05; mode switch < 50 ms; a preview < 5% of a step. Run: ``python bench/engine.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from PIL import Image
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
 from underpaint.engines.diffusion import DiffusionEngine
+from underpaint.engines.diffusion.previews import LinearPreview
 from underpaint_protocol.client import UnderpaintClient
 from underpaint_protocol.session import Event, ImageData
 
@@ -158,6 +160,18 @@ def main() -> None:
             "mode switch on the loaded model (from_pipe, no reload): "
             + ", ".join(f"-> {kind} {ms:.1f} ms" for kind, ms in switches.items())
             + "   (target < 50 ms)"
+        )
+        preview = LinearPreview(loaded.spec.family)
+        latents = torch.randn(1, 4, SIZE // 8, SIZE // 8)
+        preview(latents)
+        started = time.perf_counter()
+        for _ in range(50):
+            preview(latents)
+        per_preview = (time.perf_counter() - started) / 50
+        per_step = direct_s / args.steps
+        print(
+            f"linear step preview {per_preview * 1000:.3f} ms = {per_preview / per_step:.2%} of one "
+            f"{SIZE}px step (the direct call's per-step time; target < 5%)"
         )
     finally:
         client.client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -63,24 +62,15 @@ def test_100_cancelled_jobs_leave_memory_where_it_started(tiny_models: TinyModel
     eng.close()
 
 
-def test_linear_preview_costs_under_5_percent_of_a_step(tiny_models: TinyModels) -> None:
-    eng = DiffusionEngine([str(tiny_models.sd15_folder)], [], device="cpu", previews="none")
-    job = make_job(Mode.INPAINT, "sd15-folder", size=512, steps=4)
-    run(eng, job)  # warm up
-    events: list[StepProgress] = []
-    start = time.perf_counter()
-    run(eng, job, progress=events)
-    per_step = (time.perf_counter() - start) / 4
+def test_linear_previews_show_the_latents_at_an_eighth_of_the_size() -> None:
+    """The step previews come from the latents alone (a linear map per channel: no VAE); what they
+    cost against a step is measured by bench/engine.py."""
     preview = LinearPreview("sd1")
-    latents = torch.randn(1, 4, 64, 64)
-    preview(latents)
-    start = time.perf_counter()
-    for _ in range(50):
-        image = preview(latents)
-    per_preview = (time.perf_counter() - start) / 50
-    print(f"512px step {per_step * 1000:.1f} ms (incl. decode share), linear preview {per_preview * 1000:.3f} ms")
-    assert image.shape == (64, 64, 3)
-    assert per_preview < 0.05 * per_step
+    flat = preview(torch.zeros(1, 4, 64, 48))
+    varied = preview(torch.randn(1, 4, 64, 48))
+    assert flat.shape == varied.shape == (64, 48, 3) and flat.dtype == np.uint8
+    assert len(np.unique(flat.reshape(-1, 3), axis=0)) == 1  # uniform latents: one colour
+    assert varied.std() > flat.std()
 
 
 def test_taesd_previews_from_a_configured_folder(tiny_models: TinyModels, tmp_path: Path) -> None:
