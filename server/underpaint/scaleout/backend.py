@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
@@ -39,6 +39,19 @@ def _engine(entry: EngineEntry, handle: DeploymentHandle) -> Engine:
     if entry.name == UpscaleEngine.name:
         return UpscaleEngine([], DEVICE, [RemoteUpscaler(facts, handle) for facts in entry.upscalers])
     return RemoteEngine(entry, handle)
+
+
+def _shared_loras(found: list[Survey]) -> tuple[EngineEntry, ...]:
+    """The first machine's engines offering only the LoRAs every machine has (a job may run on any);
+    the others are left out, named in the log."""
+    entries = []
+    for index, entry in enumerate(found[0].engines):
+        everywhere = set.intersection(*({lora.name for lora in s.engines[index].loras} for s in found))
+        for lora in entry.loras:
+            if lora.name not in everywhere:
+                log.warning("LoRA %s is not on every Ray machine: jobs cannot name it", lora.name)
+        entries.append(replace(entry, loras=tuple(lora for lora in entry.loras if lora.name in everywhere)))
+    return tuple(entries)
 
 
 class ScaleoutError(RuntimeError):
@@ -126,7 +139,7 @@ class RayWorkers:
         ids = {s.machine: sorted(info.id for entry in s.engines for info in entry.models) for s in found}
         if len({tuple(models) for models in ids.values()}) > 1:
             raise ScaleoutError(f"the machines offer different models: {ids}")
-        return found
+        return [replace(found[0], engines=_shared_loras(found)), *found[1:]]
 
     def _poll(self, board: object) -> None:
         while not self._stop.wait(STATUS_SECONDS):

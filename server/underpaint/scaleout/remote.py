@@ -21,7 +21,15 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    LoraInfo,
+    ModelInfo,
+    ProgressCallback,
+    StepProgress,
+)
 from underpaint.engines.upscale import Upscaler
 from underpaint.errors import JobError
 from underpaint.scaleout.replica import EngineEntry, Made, RemoteJob, Stopped, UpscalerFacts
@@ -37,6 +45,7 @@ class RemoteEngine(Engine):
         self.uses_canvas_pipeline = entry.uses_canvas_pipeline
         self._models = list(entry.models)
         self._resolutions = entry.resolutions
+        self._loras = list(entry.loras)
         self._handle = handle
         self._handles: dict[str, DeploymentHandle] = {}
         """One streaming handle per model, routed to replicas that have it warm."""
@@ -48,6 +57,10 @@ class RemoteEngine(Engine):
 
     def resolution(self, model: str) -> ModelResolution:
         return self._resolutions[model]
+
+    def loras(self) -> list[LoraInfo]:
+        """The LoRAs every machine of the cluster has, as the replicas' engines list them (read at start)."""
+        return list(self._loras)
 
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         """What the replica's engine resolved for ``job``: known once its first image has arrived."""

@@ -30,7 +30,7 @@ import ray
 from ray import serve
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, StepProgress
+from underpaint.engines.base import Engine, GenerationInput, JobCancelled, LoraInfo, ModelInfo, StepProgress
 from underpaint.engines.registry import RESTORE_SCHEME, SCHEME, UPSCALE_SCHEME, build_engines
 from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine
 from underpaint.errors import JobError
@@ -60,9 +60,12 @@ class EngineSettings:
     depth_model: str | None = None
 
     def build(self) -> tuple[list[Engine], str]:
-        guides = {"controls": list(self.controls), "adapters": list(self.adapters), "depth_model": self.depth_model}
         models_dirs = [Path(p) for p in self.models_dirs]
-        return build_engines(self.engine, list(self.models), models_dirs, self.device, guides=guides)
+        return build_engines(self.engine, list(self.models), models_dirs, self.device, guides=self.guides())
+
+    def guides(self) -> dict[str, Any]:
+        """The diffusion engine's control, reference and depth options, as ``build_engines`` takes them."""
+        return {"controls": list(self.controls), "adapters": list(self.adapters), "depth_model": self.depth_model}
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class EngineEntry:
     resolutions: dict[str, ModelResolution]
     upscalers: tuple[UpscalerFacts, ...] = ()
     """The upscale engine's models with weights (the classical upscaler stays in the daemon)."""
+    loras: tuple[LoraInfo, ...] = ()
+    """The LoRAs its jobs may name, from this machine's models folders (pickles listed as refused)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,7 @@ def survey(settings: EngineSettings) -> Survey:
             models=tuple(replace_loaded(info) for info in engine.models()),
             resolutions={info.id: engine.resolution(info.id) for info in engine.models()},
             upscalers=upscaler_facts(engine),
+            loras=tuple(engine.loras()),
         )
         for engine in engines
     )
@@ -264,6 +270,7 @@ class EngineReplica:
                 sources=sources or ["tiny-random"],
                 models_dirs=[Path(p) for p in self.settings.models_dirs],
                 device=self.settings.device,
+                **self.settings.guides(),
             )
             warm = _Warm(model, engine, True, self._evicted)
         else:
