@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.daemon.conftest import Recorder, client_maker, layer_array, photo_like, start_daemon, submit_job
-from tests.daemon.test_control_jobs import run_job, square_layer
+from tests.daemon.test_control_jobs import raw, region_of, run_job, square_layer
 from tests.daemon.test_loras import Evil, save_tiny_lora
 from tests.guides import TinyGuides, build_guides
 from tests.scaleout.conftest import RayDaemon, ray_daemon_with
@@ -162,3 +162,29 @@ def test_a_control_and_a_reference_on_ray_equal_the_local_daemons(on_ray: Client
     guided = run_job(ray_client, ray_events, referenced, canvas, None, [], [reference])
     assert not np.array_equal(guided, plain), "the reference did nothing on the replica"
     assert np.array_equal(guided, run_job(local_client, local_events, referenced, canvas, None, [], [reference]))
+
+
+def live_painting(clients: Clients) -> tuple[list[int], np.ndarray]:
+    """A live session of 12 frames (the region, then small dabs): the seqs answered, and the last picture."""
+    client, events = clients()
+    canvas = photo_like(W, H)
+    started = client.live_start(
+        {"model": "tiny-random", "prompt": "a house", "steps": 2, "seed": 4, "canvas": {"width": W, "height": H}}
+    ).result(timeout=60)
+    region = started["region"]
+    client.live_frame(1, region["x"], region["y"], raw(region_of(canvas, region)))
+    for seq in range(2, 13):
+        client.live_frame(seq, 20 + 2 * seq, 30, raw(np.full((8, 8, 4), 40 * (seq % 6), np.uint8)))
+    answered = lambda: [e for e in events.events if e.type == "live_result"]  # noqa: E731
+    events.wait_for(lambda: any(e.message["seq"] == 12 for e in answered()), timeout=600)
+    stopped = client.live_stop().result(timeout=60)
+    assert stopped["frames"] == 12 and stopped["results"] + stopped["dropped"] == 12
+    return [e.message["seq"] for e in answered()], layer_array(answered()[-1])
+
+
+def test_live_painting_on_ray_answers_in_order_as_the_local_daemon_does(on_ray: Clients, on_local: Clients) -> None:
+    seqs, last = live_painting(on_ray)
+    assert seqs == sorted(set(seqs)) and seqs[-1] == 12
+    local_seqs, local_last = live_painting(on_local)
+    assert local_seqs[-1] == 12
+    assert np.array_equal(last, local_last), "the last frame's picture differs from the local daemon's"

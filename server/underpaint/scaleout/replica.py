@@ -19,7 +19,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,15 @@ import ray
 from ray import serve
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, LoraInfo, ModelInfo, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    LiveModel,
+    LoraInfo,
+    ModelInfo,
+    StepProgress,
+)
 from underpaint.engines.registry import RESTORE_SCHEME, SCHEME, UPSCALE_SCHEME, build_engines
 from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine
 from underpaint.errors import JobError
@@ -38,6 +47,8 @@ from underpaint.errors import JobError
 log = logging.getLogger("underpaint.scaleout")
 
 HEARTBEAT_SECONDS = 1.0
+LIVE_SESSIONS = 4
+"""Live sessions a replica keeps set up; a frame of one it dropped sets it up again."""
 WEIGHT_SCHEMES = (SCHEME, UPSCALE_SCHEME, RESTORE_SCHEME)
 """Model sources naming one weights file of a spandrel model, not a diffusion model."""
 
@@ -183,6 +194,16 @@ class RemoteJob:
 
 
 @dataclass(frozen=True)
+class LiveFrame:
+    """One live frame: its session, the session's job (no image: each frame brings its own) and the
+    frame's picture at model size (RGB uint8)."""
+
+    session: str
+    generation: GenerationInput
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
 class Made:
     """One finished image, with what the engine resolved to make it (for the result's sidecar)."""
 
@@ -226,6 +247,8 @@ class _Warm:
 
 
 _END = object()
+Work = Callable[["_Warm", Callable[[Any], None], threading.Event], None]
+"""What a call runs on the engine's thread: with the warm model, a way to report items, the cancel event."""
 
 
 class EngineReplica:
@@ -252,6 +275,9 @@ class EngineReplica:
         self.machine = machine_name()
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="underpaint-job")
         """The engine's thread (one job at a time), kept from job to job."""
+        self._live: OrderedDict[str, LiveModel] = OrderedDict()
+        """Live sessions by id, least recently used first."""
+        self._live_lock = threading.RLock()  # an eviction may run on a thread that holds it (garbage collection)
         self._sequence = 0
         self._stop = threading.Event()
         self._changed = threading.Event()
@@ -282,6 +308,9 @@ class EngineReplica:
     def _evicted(self, model: str) -> None:
         if model in self.warm:
             self.warm.remove(model)
+        with self._live_lock:  # their live models hold the evicted model's pipeline
+            for session in [key for key, live in self._live.items() if live.job.model == model]:
+                del self._live[session]
 
     def _heartbeat(self) -> None:
         """Send the status every heartbeat and at once when it changed: from this thread only, so
@@ -319,6 +348,43 @@ class EngineReplica:
 
     async def generate(self, request: RemoteJob) -> AsyncIterator[StepProgress | Made | Stopped]:
         """Run one job, streaming progress and images; a cancelled call stops the engine within a step."""
+
+        def work(warm: _Warm, put: Callable[[Any], None], cancel: threading.Event) -> None:
+            engine = warm.engine
+            for image in engine.generate(request.generation, request.batch, put, cancel):
+                put(Made(np.ascontiguousarray(image), engine.reproduction_params(request.generation)))
+
+        async for item in self._run(work):
+            yield item
+
+    async def live_frame(self, request: LiveFrame) -> AsyncIterator[Made | Stopped]:
+        """One frame of a live session, from the session's live model on this replica (set up here on
+        the session's first frame on this replica: pipeline, prompt embeddings)."""
+
+        def work(warm: _Warm, put: Callable[[Any], None], cancel: threading.Event) -> None:
+            live = self._live_model(warm, request)
+            image = live.frame(request.image, cancel)
+            put(Made(np.ascontiguousarray(image), live.params()))
+
+        async for item in self._run(work):
+            yield item
+
+    def _live_model(self, warm: _Warm, request: LiveFrame) -> LiveModel:
+        """The session's live model, kept for its later frames (least recently used sessions go)."""
+        with self._live_lock:
+            live = self._live.get(request.session)
+        if live is None or live.engine is not warm.engine:  # new here, or its model was reloaded since
+            live = warm.engine.open_live(request.generation)
+        with self._live_lock:
+            self._live[request.session] = live
+            self._live.move_to_end(request.session)
+            while len(self._live) > LIVE_SESSIONS:
+                self._live.popitem(last=False)
+        return live
+
+    async def _run(self, work: Work) -> AsyncIterator[Any]:
+        """Run ``work`` on the engine's thread with the job's warm model, streaming what it reports; it
+        ends with ``Stopped`` when the engine fails or is cancelled (the call's cancel stops it)."""
         model = serve.get_multiplexed_model_id()
         try:
             warm = await self.load(model)
@@ -334,11 +400,9 @@ class EngineReplica:
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(items.put_nowait, item)
 
-        def work() -> None:
-            engine = warm.engine
+        def guarded() -> None:
             try:
-                for image in engine.generate(request.generation, request.batch, put, cancel):
-                    put(Made(np.ascontiguousarray(image), engine.reproduction_params(request.generation)))
+                work(warm, put, cancel)
             except JobCancelled:
                 put(Stopped("cancelled", "the job was cancelled"))
             except JobError as error:
@@ -346,14 +410,14 @@ class EngineReplica:
             except MemoryError:
                 put(Stopped("out_of_memory", f"{machine_name()} ran out of memory"))
             except Exception as error:  # an engine bug fails the job, not the replica
-                log.exception("a %s job crashed on this worker", request.generation.model)
+                log.exception("a %s job crashed on this worker", model)
                 put(Stopped("engine_failed", f"{type(error).__name__}: {error}"))
             finally:
                 put(_END)
 
         self.busy = True
         self._changed.set()
-        done = loop.run_in_executor(self._jobs, work)
+        done = loop.run_in_executor(self._jobs, guarded)
         try:
             while (item := await items.get()) is not _END:
                 yield item
