@@ -8,6 +8,7 @@ reference must change them. The tests share one deployment and run in file order
 from __future__ import annotations
 
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,18 @@ def test_a_lora_job_on_ray_equals_the_local_daemons(on_ray: Clients, on_local: C
     ink = txt2img(on_ray, loras=[{"name": "ink", "weight": 0.8}])  # switched on the warm model
     assert not np.array_equal(ink, film)
     assert np.array_equal(txt2img(on_ray), plain), "no LoRA: exactly the base model again"
+
+
+def test_a_lora_dropped_into_the_models_folder_is_offered_without_a_restart(
+    on_ray: Clients, settings: EngineSettings
+) -> None:
+    client, _ = on_ray()
+    save_tiny_lora(Path(settings.models_dirs[0]) / "Lora", "late", 3, {"modelspec.trigger_phrase": "late light"})
+    deadline = time.monotonic() + 120
+    while "late" not in {lora["name"] for lora in Library(client).loras().result(timeout=30)}:
+        assert time.monotonic() < deadline, "the replicas never reported the new LoRA"
+        time.sleep(0.5)
+    assert txt2img(on_ray, loras=[{"name": "late", "weight": 1.0}]).shape == (64, 64, 4)
 
 
 def test_unknown_and_pickled_loras_on_ray_are_refused_naming_the_field(

@@ -149,6 +149,17 @@ class RayWorkers:
                 if self._status:
                     log.warning("cannot reach the Ray workers' status: %s", error)
                 self._status = []
+            self._offer_loras(self._status)
+
+    def _offer_loras(self, statuses: list[WorkerStatus]) -> None:
+        """Each engine offers the LoRAs every replica heard from has now (a job may run on any)."""
+        if not statuses:
+            return  # nobody heard from: keep what was offered
+        for engine in self.engines:
+            if isinstance(engine, RemoteEngine):
+                lists = [dict(status.loras).get(engine.name, ()) for status in statuses]
+                everywhere = set.intersection(*({lora.name for lora in found} for found in lists))
+                engine.offer_loras([lora for lora in lists[0] if lora.name in everywhere])
 
     def workers(self) -> list[WorkerStatus]:
         """The replicas heard from in the last few seconds."""

@@ -63,8 +63,12 @@ class RemoteEngine(Engine):
         return self._resolutions[model]
 
     def loras(self) -> list[LoraInfo]:
-        """The LoRAs every machine of the cluster has, as the replicas' engines list them (read at start)."""
+        """The LoRAs every machine of the cluster has, as the replicas' engines list them."""
         return list(self._loras)
+
+    def offer_loras(self, loras: list[LoraInfo]) -> None:
+        """What the replicas reported last (from the status thread; the list is replaced, never changed)."""
+        self._loras = list(loras)
 
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         """What the replica's engine resolved for ``job``: known once its first image has arrived."""

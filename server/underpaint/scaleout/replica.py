@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,8 @@ from underpaint.errors import JobError
 log = logging.getLogger("underpaint.scaleout")
 
 HEARTBEAT_SECONDS = 1.0
+LORA_SECONDS = 5.0
+"""How often a replica lists its models folders' LoRAs again (file headers are read only when changed)."""
 LIVE_SESSIONS = 4
 """Live sessions a replica keeps set up; a frame of one it dropped sets it up again."""
 WEIGHT_SCHEMES = (SCHEME, UPSCALE_SCHEME, RESTORE_SCHEME)
@@ -220,6 +223,14 @@ class Stopped:
     field: str | None = None
 
 
+EngineLoras = tuple[tuple[str, tuple[LoraInfo, ...]], ...]
+"""Each engine's name with the LoRAs its jobs may name."""
+
+
+def engine_loras(engines: list[Engine]) -> EngineLoras:
+    return tuple((engine.name, tuple(engine.loras())) for engine in engines)
+
+
 @dataclass(frozen=True)
 class WorkerStatus:
     """One replica as ``welcome`` and ``underpaint workers`` show it."""
@@ -232,6 +243,8 @@ class WorkerStatus:
     pid: int
     sequence: int
     """Reports are numbered: the board keeps the newest even if an older one arrives later."""
+    loras: EngineLoras = ()
+    """The LoRAs this replica's machine has now, per engine (rescanned every ``LORA_SECONDS``)."""
 
 
 class _Warm:
@@ -315,14 +328,24 @@ class EngineReplica:
     def _heartbeat(self) -> None:
         """Send the status every heartbeat and at once when it changed: from this thread only, so
         a job's start and end never wait on a call to the board."""
+        loras, scanned = engine_loras(self.engines), time.monotonic()
         while True:
             self._changed.wait(HEARTBEAT_SECONDS)
             self._changed.clear()
             if self._stop.is_set():
                 return
             self._sequence += 1
+            if time.monotonic() - scanned >= LORA_SECONDS:  # a LoRA dropped into a models folder shows
+                loras, scanned = engine_loras(self.engines), time.monotonic()
             status = WorkerStatus(
-                self.replica, self.machine, self.device, tuple(self.warm), self.busy, os.getpid(), self._sequence
+                self.replica,
+                self.machine,
+                self.device,
+                tuple(self.warm),
+                self.busy,
+                os.getpid(),
+                self._sequence,
+                loras,
             )
             self.board.report.remote(status)
 
