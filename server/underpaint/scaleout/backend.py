@@ -20,7 +20,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from underpaint.engines.base import Engine
+from underpaint.engines.base import Engine, LoraInfo
 from underpaint.engines.upscale import UpscaleEngine
 from underpaint.scaleout.board import WorkerBoard
 from underpaint.scaleout.remote import DEVICE, RemoteEngine, RemoteUpscaler
@@ -41,16 +41,20 @@ def _engine(entry: EngineEntry, handle: DeploymentHandle) -> Engine:
     return RemoteEngine(entry, handle)
 
 
+def _everywhere(lists: list[tuple[LoraInfo, ...]]) -> tuple[LoraInfo, ...]:
+    """The LoRAs of the first list that every list has (a job may run on any replica)."""
+    names = set.intersection(*({lora.name for lora in found} for found in lists))
+    return tuple(lora for lora in lists[0] if lora.name in names)
+
+
 def _shared_loras(found: list[Survey]) -> tuple[EngineEntry, ...]:
-    """The first machine's engines offering only the LoRAs every machine has (a job may run on any);
-    the others are left out, named in the log."""
+    """The first machine's engines offering only the LoRAs every machine has; the others are named in the log."""
     entries = []
     for index, entry in enumerate(found[0].engines):
-        everywhere = set.intersection(*({lora.name for lora in s.engines[index].loras} for s in found))
-        for lora in entry.loras:
-            if lora.name not in everywhere:
-                log.warning("LoRA %s is not on every Ray machine: jobs cannot name it", lora.name)
-        entries.append(replace(entry, loras=tuple(lora for lora in entry.loras if lora.name in everywhere)))
+        shared = _everywhere([s.engines[index].loras for s in found])
+        for lora in set(entry.loras) - set(shared):
+            log.warning("LoRA %s is not on every Ray machine: jobs cannot name it", lora.name)
+        entries.append(replace(entry, loras=shared))
     return tuple(entries)
 
 
@@ -157,9 +161,7 @@ class RayWorkers:
             return  # nobody heard from: keep what was offered
         for engine in self.engines:
             if isinstance(engine, RemoteEngine):
-                lists = [dict(status.loras).get(engine.name, ()) for status in statuses]
-                everywhere = set.intersection(*({lora.name for lora in found} for found in lists))
-                engine.offer_loras([lora for lora in lists[0] if lora.name in everywhere])
+                engine.offer_loras(list(_everywhere([dict(status.loras).get(engine.name, ()) for status in statuses])))
 
     def workers(self) -> list[WorkerStatus]:
         """The replicas heard from in the last few seconds."""

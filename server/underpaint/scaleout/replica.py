@@ -228,6 +228,7 @@ EngineLoras = tuple[tuple[str, tuple[LoraInfo, ...]], ...]
 
 
 def engine_loras(engines: list[Engine]) -> EngineLoras:
+    """What the engines list now (the diffusion engine scans its models folders on each call)."""
     return tuple((engine.name, tuple(engine.loras())) for engine in engines)
 
 
@@ -243,7 +244,7 @@ class WorkerStatus:
     pid: int
     sequence: int
     """Reports are numbered: the board keeps the newest even if an older one arrives later."""
-    loras: EngineLoras = ()
+    loras: EngineLoras
     """The LoRAs this replica's machine has now, per engine (rescanned every ``LORA_SECONDS``)."""
 
 
