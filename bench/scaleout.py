@@ -7,12 +7,17 @@ Measured side by side in one run, through the real websocket daemon driven like 
   deployments side by side when the GPUs allow; prints jobs/s and the ratio (target >= 1.7x).
   Without a GPU the replicas get logical GPUs and share this machine's cores; on a GPU machine (or
   with --address, a cluster) it compares 1 replica with one per GPU.
+- upscale: tiles/s of a tiled x4 upscale (a random-weight Compact x4, the bench/upscale.py model), 1
+  replica vs 2 (one torch thread each), deployed side by side, best of two turns: one job at a time
+  (the daemon's tiled pass asks for its tiles one after another, so a second replica cannot speed up
+  a single job) and two jobs from two clients at once (one per replica).
 - overhead: the echo engine (returns its upload) at 512x512 and 4 MP, the in-process daemon vs the
   daemon on one Ray replica, interleaved; prints the median per job and the difference (target:
   under 10 ms added at 512x512; at 4 MP the pixels cross Ray's object store both ways), beside the
   floor: a bare Serve streaming call that carries the same pixels to a replica and back.
 
-Run: ``python bench/scaleout.py`` (needs ``underpaint[ray]`` and the diffusion extra).
+Run: ``python bench/scaleout.py [--only overhead|jobs|upscale]`` (needs ``underpaint[ray]`` and the
+diffusion extra).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 import ray
 from ray import serve
 from transfer import DaemonRoundTrip, photo
+from upscale import tiny_model
 
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
@@ -39,7 +45,7 @@ from underpaint.engines.echo import EchoEngine
 from underpaint.scaleout.backend import RayOptions, RayWorkers
 from underpaint.scaleout.replica import EngineSettings
 from underpaint_protocol.client import UnderpaintClient
-from underpaint_protocol.session import Event
+from underpaint_protocol.session import Event, ImageData
 
 TEMP = Path(tempfile.mkdtemp(prefix="underpaint-bench-scaleout-"))
 
@@ -159,6 +165,93 @@ def throughput(counts: list[int], jobs: int, steps: int, settings: EngineSetting
     return best
 
 
+class Upscales:
+    """One client that submits upscale jobs of one photo and waits for them; counts the tiles they ran."""
+
+    def __init__(self, url: str, model: str, size: int, tile: int) -> None:
+        self.job = {
+            "mode": "upscale",
+            "model": model,
+            "canvas": {"width": size, "height": size},
+            "upscale": {"factor": 4.0, "tile": tile},
+        }
+        self.region = {"x": 0, "y": 0, "width": size, "height": size}
+        self.pixels = ImageData("rgba8", size, size, photo(size, size).tobytes())
+        self.ended: dict[str, str] = {}
+        self.tiles: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.client = UnderpaintClient(url, client_name="bench", on_event=self._on_event, previews=False)
+        self.client.connect()
+
+    def _on_event(self, event: Event) -> None:
+        if event.job_id is None:
+            return
+        with self.lock:
+            if event.type == "progress":
+                self.tiles[event.job_id] = int(event.message["total"])
+            elif event.type in ("finished", "failed", "cancelled"):
+                self.ended[event.job_id] = event.type
+
+    def submit(self) -> str:
+        return str(self.client.submit(self.job, self.region, self.pixels, None).result(timeout=60)["job_id"])
+
+    def wait(self, job_id: str) -> int:
+        """The job's tiles, once it has finished."""
+        while True:
+            with self.lock:
+                ended = self.ended.get(job_id)
+            if ended:
+                break
+            time.sleep(0.005)
+        if ended != "finished":
+            raise RuntimeError(f"an upscale ended as {ended}")
+        return self.tiles[job_id]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def both(clients: list[Upscales]) -> int:
+    """One upscale from each client at once; the tiles they ran."""
+    ids = [(client, client.submit()) for client in clients]
+    return sum(client.wait(job_id) for client, job_id in ids)
+
+
+def upscale_rates(counts: list[int], size: int, tile: int, cpus: float) -> dict[int, tuple[float, float, float | None]]:
+    """Tiles/s for each replica count, deployed side by side: (one job at a time, two jobs at once, the
+    machine's idle CPUs during the best two-job turn)."""
+    model = tiny_model(TEMP)
+    settings = EngineSettings(engine="classical", models=(f"upscale:{model}",), device="cpu", torch_threads=1)
+    deployed = {}
+    for count in counts:
+        options = RayOptions(replicas=count, cpus_per_replica=cpus, app=f"bench-upscale-{count}")
+        thread, workers = start_ray_daemon(settings, options)
+        clients = [Upscales(thread.url, model.stem, size, tile) for _ in range(2)]
+        deployed[count] = (thread, workers, clients)
+        for _ in range(2):  # every replica loads the model (Serve waits a while for a warm one first)
+            both(clients)
+    best: dict[int, tuple[float, float, float | None]] = {count: (0.0, 0.0, None) for count in counts}
+    try:
+        for _ in range(2):
+            for count, (_, _, clients) in deployed.items():
+                started = time.perf_counter()
+                one = clients[0].wait(clients[0].submit()) / (time.perf_counter() - started)
+                started, before = time.perf_counter(), idle_cpus()
+                two = both(clients) / (time.perf_counter() - started)
+                after = idle_cpus()
+                idle = None if before is None or after is None else (after[0] - before[0]) / (after[1] - before[1])
+                if two <= best[count][1]:
+                    idle = best[count][2]
+                best[count] = (max(best[count][0], one), max(best[count][1], two), idle)
+    finally:
+        for thread, workers, clients in deployed.values():
+            for client in clients:
+                client.close()
+            thread.stop()
+            workers.close()
+    return best
+
+
 class Floor:
     """Ray Serve alone: a streaming call that sends the pixels to a replica and gets them back."""
 
@@ -212,10 +305,13 @@ def overhead(sizes: list[int], rounds: int, cpus: float) -> dict[int, dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", help="a Ray cluster to run on (default: a local one)")
+    parser.add_argument("--only", choices=["overhead", "jobs", "upscale"], help="run one part (default: all)")
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4, help="denoising steps per tiny-random job")
     parser.add_argument("--rounds", type=int, default=30, help="echo jobs per size and path")
     parser.add_argument("--device", default="auto", help="device the replicas run tiny-random on")
+    parser.add_argument("--upscale-size", type=int, default=256, help="side of the photo upscaled x4")
+    parser.add_argument("--tile", type=int, default=64, help="input pixels per upscale tile side")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logical = False
@@ -229,9 +325,32 @@ def main() -> None:
     gpus = int(ray.cluster_resources()["GPU"])
     cpus = min(1.0, ray.cluster_resources()["CPU"] / max(gpus, 1) / 2)  # logical: Ray does not pin cores
     print(f"Ray cluster: {gpus} {'logical ' if logical else ''}GPU(s), {ray.cluster_resources()['CPU']:.0f} CPU(s)")
+    many = 2 if logical else gpus
+    if args.only in (None, "overhead"):
+        print_overhead(overhead([512, 2048], args.rounds, cpus), args.rounds)
+    if args.only in (None, "jobs"):
+        settings = EngineSettings(engine="classical", models=("tiny-random",), device=args.device, torch_threads=1)
+        print_throughput(throughput([1, many], args.jobs, args.steps, settings, cpus), args.jobs, args.steps, many)
+    if args.only in (None, "upscale"):
+        rates = upscale_rates([1, many], args.upscale_size, args.tile, cpus)
+        side = args.upscale_size
+        print(f"\nupscale tiles/s, {side}x{side} x4 in tiles of {args.tile} px (Compact x4, random weights),")
+        print("  1 torch thread per replica, best of two turns, the deployments side by side")
+        print(f"  {'replicas':>8} {'one job at a time':>18} {'two jobs at once':>17} {'CPUs idle (two)':>16}")
+        for count in (1, many):
+            one, two, idle = rates[count]
+            idle_text = "?" if idle is None else f"{idle:.2f}"
+            print(f"  {count:>8} {one:>12.2f} tiles/s {two:>10.2f} tiles/s {idle_text:>16}")
+        print(
+            f"  ratio {many} vs 1: {rates[many][0] / rates[1][0]:.2f}x one job at a time (its tiles go one after"
+            f" another), {rates[many][1] / rates[1][1]:.2f}x two jobs at once"
+        )
+        print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    ray.shutdown()
 
-    medians = overhead([512, 2048], args.rounds, cpus)
-    print("\nper-job time, echo engine, median of", args.rounds, "(floor: a bare Serve streaming call with the pixels)")
+
+def print_overhead(medians: dict[int, dict[str, float]], rounds: int) -> None:
+    print("\nper-job time, echo engine, median of", rounds, "(floor: a bare Serve streaming call with the pixels)")
     print("(added beyond the floor: what the daemon's Ray path costs on top of Serve's own call)")
     print(f"{'size':>10} {'in-process':>12} {'Ray':>10} {'added':>10} {'Serve floor':>12} {'beyond floor':>13}")
     for side, m in medians.items():
@@ -242,10 +361,9 @@ def main() -> None:
         )
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-    settings = EngineSettings(engine="classical", models=("tiny-random",), device=args.device, torch_threads=1)
-    many = 2 if logical else gpus
-    rates = throughput([1, many], args.jobs, args.steps, settings, cpus)
-    print(f"\nthroughput, {args.jobs} tiny-random txt2img jobs, {args.steps} steps at 512x512, 1 torch thread each")
+
+def print_throughput(rates: dict[int, Rate], jobs: int, steps: int, many: int) -> None:
+    print(f"\nthroughput, {jobs} tiny-random txt2img jobs, {steps} steps at 512x512, 1 torch thread each")
     print("  (at once: jobs running on workers at the same time, on average; idle: the machine's idle CPUs")
     print("  meanwhile; with no idle CPU left a second replica on a shared machine cannot run any faster)")
     for count in (1, many):
@@ -257,7 +375,6 @@ def main() -> None:
         )
     print(f"  ratio {rates[many].jobs_per_second / rates[1].jobs_per_second:.2f}x (target >= 1.7x with 2)")
     print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    ray.shutdown()
 
 
 if __name__ == "__main__":

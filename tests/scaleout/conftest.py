@@ -6,6 +6,7 @@ module's tests; the tests are written in the order they run and each leaves the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,16 +45,24 @@ def ray_cluster() -> Iterator[None]:
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def ray_daemon(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayDaemon]:
-    tmp = tmp_path_factory.mktemp("ray-daemon")
-    settings = EngineSettings(engine="classical", models=("tiny-random",), device="cpu", max_models=2, torch_threads=1)
+@contextlib.contextmanager
+def ray_daemon_with(tmp: Path, settings: EngineSettings) -> Iterator[RayDaemon]:
+    """A daemon on a real socket whose engines run on two Serve replicas (half a CPU each)."""
     workers = RayWorkers(settings, RayOptions(cpus_per_replica=0.5)).start()
     config = DaemonConfig(port=0, token_file=tmp / "token", outputs=tmp / "outputs")
     thread = DaemonThread(Daemon(config, workers.engines, workers.default_model, workers=workers)).start()
-    yield RayDaemon(thread, workers, tmp / "outputs")
-    thread.stop()
-    workers.close()
+    try:
+        yield RayDaemon(thread, workers, tmp / "outputs")
+    finally:
+        thread.stop()
+        workers.close()
+
+
+@pytest.fixture(scope="module")
+def ray_daemon(ray_cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayDaemon]:
+    settings = EngineSettings(engine="classical", models=("tiny-random",), device="cpu", max_models=2, torch_threads=1)
+    with ray_daemon_with(tmp_path_factory.mktemp("ray-daemon"), settings) as running:
+        yield running
 
 
 @pytest.fixture

@@ -85,6 +85,26 @@ def test_an_upscale_runs_its_model_passes_on_a_replica(make_client, upscale_daem
     wait_workers(upscale_daemon.url, lambda ws: any("tiny-compact-x2" in w["models"] for w in ws))
 
 
+def test_tiles_that_cross_rays_object_store_are_blended_too(make_client, model_files) -> None:
+    """A tile's pass of hundreds of KB comes back as a read-only view of Ray's object store; the
+    tiled pass blends into it in place."""
+    client, events = make_client()
+    picture = photo_like(256, 192, seed=2)
+    job = {
+        "mode": "upscale",
+        "model": "tiny-compact-x2",
+        "canvas": {"width": 256, "height": 192},
+        "upscale": {"factor": 2.0, "tile": 128},
+    }
+    accepted = submit_job(client, job, picture)
+    outcome = events.wait_outcome(accepted["job_id"], 300)
+    assert outcome.type == "finished", outcome.message
+    results = sorted(events.of(accepted["job_id"], "result"), key=lambda r: r.message["index"])
+    joined = np.concatenate([layer_array(r) for r in results])
+    expected, _ = upscale(picture, SpandrelUpscaler(str(model_files["compact"]), "cpu"), 2.0, tile=128)
+    assert np.abs(joined.astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_a_classical_upscale_needs_no_replica(make_client) -> None:
     client, events = make_client()
     job = {"mode": "upscale", "canvas": {"width": 90, "height": 60}, "upscale": {"factor": 2.0}}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
@@ -20,7 +20,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from underpaint.engines.base import Engine
+from underpaint.engines.base import Engine, LoraInfo
 from underpaint.engines.upscale import UpscaleEngine
 from underpaint.scaleout.board import WorkerBoard
 from underpaint.scaleout.remote import DEVICE, RemoteEngine, RemoteUpscaler
@@ -39,6 +39,23 @@ def _engine(entry: EngineEntry, handle: DeploymentHandle) -> Engine:
     if entry.name == UpscaleEngine.name:
         return UpscaleEngine([], DEVICE, [RemoteUpscaler(facts, handle) for facts in entry.upscalers])
     return RemoteEngine(entry, handle)
+
+
+def _everywhere(lists: list[tuple[LoraInfo, ...]]) -> tuple[LoraInfo, ...]:
+    """The LoRAs of the first list that every list has (a job may run on any replica)."""
+    names = set.intersection(*({lora.name for lora in found} for found in lists))
+    return tuple(lora for lora in lists[0] if lora.name in names)
+
+
+def _shared_loras(found: list[Survey]) -> tuple[EngineEntry, ...]:
+    """The first machine's engines offering only the LoRAs every machine has; the others are named in the log."""
+    entries = []
+    for index, entry in enumerate(found[0].engines):
+        shared = _everywhere([s.engines[index].loras for s in found])
+        for lora in set(entry.loras) - set(shared):
+            log.warning("LoRA %s is not on every Ray machine: jobs cannot name it", lora.name)
+        entries.append(replace(entry, loras=shared))
+    return tuple(entries)
 
 
 class ScaleoutError(RuntimeError):
@@ -126,7 +143,7 @@ class RayWorkers:
         ids = {s.machine: sorted(info.id for entry in s.engines for info in entry.models) for s in found}
         if len({tuple(models) for models in ids.values()}) > 1:
             raise ScaleoutError(f"the machines offer different models: {ids}")
-        return found
+        return [replace(found[0], engines=_shared_loras(found)), *found[1:]]
 
     def _poll(self, board: object) -> None:
         while not self._stop.wait(STATUS_SECONDS):
@@ -136,6 +153,15 @@ class RayWorkers:
                 if self._status:
                     log.warning("cannot reach the Ray workers' status: %s", error)
                 self._status = []
+            self._offer_loras(self._status)
+
+    def _offer_loras(self, statuses: list[WorkerStatus]) -> None:
+        """Each engine offers the LoRAs every replica heard from has now (a job may run on any)."""
+        if not statuses:
+            return  # nobody heard from: keep what was offered
+        for engine in self.engines:
+            if isinstance(engine, RemoteEngine):
+                engine.offer_loras(list(_everywhere([dict(status.loras).get(engine.name, ()) for status in statuses])))
 
     def workers(self) -> list[WorkerStatus]:
         """The replicas heard from in the last few seconds."""

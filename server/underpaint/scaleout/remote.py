@@ -5,6 +5,7 @@ outputs folder and the fairness rules stay one code path: only the ``generate`` 
 streams the job to a replica (preferring one with the model warm), turns the stream back into
 progress callbacks and images, and ends the call with ``.cancel()`` when the job's cancel event
 is set (Ray stops a streaming call only on an explicit cancel, not when the response is dropped).
+Its live sessions (``RemoteLive``) send each frame the same way; the replica keeps the session set up.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, cast
 
 import numpy as np
@@ -21,10 +24,19 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    LiveModel,
+    LoraInfo,
+    ModelInfo,
+    ProgressCallback,
+    StepProgress,
+)
 from underpaint.engines.upscale import Upscaler
 from underpaint.errors import JobError
-from underpaint.scaleout.replica import EngineEntry, Made, RemoteJob, Stopped, UpscalerFacts
+from underpaint.scaleout.replica import EngineEntry, LiveFrame, Made, RemoteJob, Stopped, UpscalerFacts
 
 DEVICE = "ray"
 """All remote engines share one device, hence one fair queue in the daemon."""
@@ -37,6 +49,7 @@ class RemoteEngine(Engine):
         self.uses_canvas_pipeline = entry.uses_canvas_pipeline
         self._models = list(entry.models)
         self._resolutions = entry.resolutions
+        self._loras = list(entry.loras)
         self._handle = handle
         self._handles: dict[str, DeploymentHandle] = {}
         """One streaming handle per model, routed to replicas that have it warm."""
@@ -49,10 +62,25 @@ class RemoteEngine(Engine):
     def resolution(self, model: str) -> ModelResolution:
         return self._resolutions[model]
 
+    def loras(self) -> list[LoraInfo]:
+        """The LoRAs every machine of the cluster has, as the replicas' engines list them."""
+        return list(self._loras)
+
+    def offer_loras(self, loras: list[LoraInfo]) -> None:
+        """What the replicas reported last (from the status thread; the list is replaced, never changed)."""
+        self._loras = list(loras)
+
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         """What the replica's engine resolved for ``job``: known once its first image has arrived."""
         with self._lock:
             return dict(self._params.get(id(job), {}))
+
+    def handle_for(self, model: str) -> DeploymentHandle:
+        """The streaming handle for ``model``'s calls, routed to replicas that have it warm."""
+        handle = self._handles.get(model)
+        if handle is None:
+            handle = self._handles[model] = self._handle.options(stream=True, multiplexed_model_id=model)
+        return handle
 
     def generate(
         self,
@@ -63,28 +91,69 @@ class RemoteEngine(Engine):
     ) -> Iterator[np.ndarray]:
         if cancel.is_set():
             raise JobCancelled()
-        handle = self._handles.get(job.model)
-        if handle is None:
-            handle = self._handles[job.model] = self._handle.options(stream=True, multiplexed_model_id=job.model)
-        response = cast(DeploymentResponseGenerator, handle.generate.remote(RemoteJob(job, batch_count)))
-        _CANCELS.watch(cancel, response)
         try:
-            with _ray_failures(cancel):
-                for item in response:
-                    if isinstance(item, StepProgress):
-                        on_progress(item)
-                    elif isinstance(item, Made):
-                        with self._lock:
-                            self._params[id(job)] = item.params
-                        yield item.image
-                    elif isinstance(item, Stopped):
-                        if item.code == "cancelled":
-                            raise JobCancelled()
-                        raise JobError(item.code, item.message, item.field)
+            for item in _stream(self.handle_for(job.model), "generate", RemoteJob(job, batch_count), cancel):
+                if isinstance(item, StepProgress):
+                    on_progress(item)
+                else:
+                    with self._lock:
+                        self._params[id(job)] = item.params
+                    yield item.image
         finally:
-            _CANCELS.forget(response)
             with self._lock:
                 self._params.pop(id(job), None)
+
+    def open_live(self, job: GenerationInput) -> LiveModel:
+        return RemoteLive(self, job)
+
+
+class RemoteLive(LiveModel):
+    """A live session whose frames run on the replicas, one call each, tagged with the session's id: the
+    replica keeps the session's live model (``Engine.open_live``: pipeline, prompt embeddings) for its
+    later frames, and a frame routed to a replica without it sets it up there."""
+
+    def __init__(self, engine: RemoteEngine, job: GenerationInput) -> None:
+        super().__init__(engine, job)
+        self.session = uuid.uuid4().hex
+        self._handle = engine.handle_for(job.model)
+        self._job = replace(self.job, image=None)  # each frame carries its own picture
+        self._params: dict[str, Any] = {}
+
+    def frame(self, image: np.ndarray, cancel: threading.Event) -> np.ndarray:
+        if cancel.is_set():
+            raise JobCancelled()
+        made = [
+            item
+            for item in _stream(self._handle, "live_frame", LiveFrame(self.session, self._job, image), cancel)
+            if isinstance(item, Made)
+        ]
+        if not made:
+            raise JobError("worker_lost", "the Ray worker ended a live frame without its picture")
+        self._params = made[0].params
+        return made[0].image
+
+    def params(self) -> dict[str, Any]:
+        """What the replica's engine resolved for the session: known once a frame has come back."""
+        return dict(self._params)
+
+
+def _stream(
+    handle: DeploymentHandle, method: str, request: RemoteJob | LiveFrame, cancel: threading.Event
+) -> Iterator[StepProgress | Made]:
+    """What a replica streams for one call; its ``Stopped`` raised as the engine's error. The call is
+    cancelled (``.cancel()``) once ``cancel`` is set."""
+    response = cast(DeploymentResponseGenerator, getattr(handle, method).remote(request))
+    _CANCELS.watch(cancel, response)
+    try:
+        with _ray_failures(cancel):
+            for item in response:
+                if isinstance(item, Stopped):
+                    if item.code == "cancelled":
+                        raise JobCancelled()
+                    raise JobError(item.code, item.message, item.field)
+                yield item
+    finally:
+        _CANCELS.forget(response)
 
 
 class RemoteUpscaler(Upscaler):
@@ -98,8 +167,11 @@ class RemoteUpscaler(Upscaler):
         self._handle = handle.options(multiplexed_model_id=facts.id)
 
     def forward(self, rgb: np.ndarray) -> np.ndarray:
+        """The tile's pass on a replica. A large tile comes back read-only (a view of Ray's object
+        store), and the tiled pass weighs its blend bands in place: such a tile is copied."""
         with _ray_failures(None):
-            return cast(np.ndarray, self._handle.upscale_tile.remote(np.ascontiguousarray(rgb)).result())
+            made = cast(np.ndarray, self._handle.upscale_tile.remote(np.ascontiguousarray(rgb)).result())
+        return np.require(made, requirements="W")
 
 
 @contextlib.contextmanager

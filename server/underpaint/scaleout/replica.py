@@ -19,7 +19,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,15 @@ import ray
 from ray import serve
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    LiveModel,
+    LoraInfo,
+    ModelInfo,
+    StepProgress,
+)
 from underpaint.engines.registry import WEIGHT_SCHEMES, build_engines
 from underpaint.engines.upscale import CLASSICAL_UPSCALER, UpscaleEngine
 from underpaint.errors import JobError
@@ -38,6 +48,10 @@ from underpaint.errors import JobError
 log = logging.getLogger("underpaint.scaleout")
 
 HEARTBEAT_SECONDS = 1.0
+LORA_SECONDS = 5.0
+"""How often a replica lists its models folders' LoRAs again (file headers are read only when changed)."""
+LIVE_SESSIONS = 4
+"""Live sessions a replica keeps set up; a frame of one it dropped sets it up again."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +72,12 @@ class EngineSettings:
     depth_model: str | None = None
 
     def build(self) -> tuple[list[Engine], str]:
-        guides = {"controls": list(self.controls), "adapters": list(self.adapters), "depth_model": self.depth_model}
         models_dirs = [Path(p) for p in self.models_dirs]
-        return build_engines(self.engine, list(self.models), models_dirs, self.device, guides=guides)
+        return build_engines(self.engine, list(self.models), models_dirs, self.device, guides=self.guides())
+
+    def guides(self) -> dict[str, Any]:
+        """The diffusion engine's control, reference and depth options, as ``build_engines`` takes them."""
+        return {"controls": list(self.controls), "adapters": list(self.adapters), "depth_model": self.depth_model}
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,8 @@ class EngineEntry:
     resolutions: dict[str, ModelResolution]
     upscalers: tuple[UpscalerFacts, ...] = ()
     """The upscale engine's models with weights (the classical upscaler stays in the daemon)."""
+    loras: tuple[LoraInfo, ...] = ()
+    """The LoRAs its jobs may name, from this machine's models folders (pickles listed as refused)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,7 @@ def survey(settings: EngineSettings) -> Survey:
             models=tuple(replace_loaded(info) for info in engine.models()),
             resolutions={info.id: engine.resolution(info.id) for info in engine.models()},
             upscalers=upscaler_facts(engine),
+            loras=tuple(engine.loras()),
         )
         for engine in engines
     )
@@ -175,6 +195,16 @@ class RemoteJob:
 
 
 @dataclass(frozen=True)
+class LiveFrame:
+    """One live frame: its session, the session's job (no image: each frame brings its own) and the
+    frame's picture at model size (RGB uint8)."""
+
+    session: str
+    generation: GenerationInput
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
 class Made:
     """One finished image, with what the engine resolved to make it (for the result's sidecar)."""
 
@@ -191,6 +221,15 @@ class Stopped:
     field: str | None = None
 
 
+EngineLoras = tuple[tuple[str, tuple[LoraInfo, ...]], ...]
+"""Each engine's name with the LoRAs its jobs may name."""
+
+
+def engine_loras(engines: list[Engine]) -> EngineLoras:
+    """What the engines list now (the diffusion engine scans its models folders on each call)."""
+    return tuple((engine.name, tuple(engine.loras())) for engine in engines)
+
+
 @dataclass(frozen=True)
 class WorkerStatus:
     """One replica as ``welcome`` and ``underpaint workers`` show it."""
@@ -203,6 +242,8 @@ class WorkerStatus:
     pid: int
     sequence: int
     """Reports are numbered: the board keeps the newest even if an older one arrives later."""
+    loras: EngineLoras
+    """The LoRAs this replica's machine has now, per engine (rescanned every ``LORA_SECONDS``)."""
 
 
 class _Warm:
@@ -218,6 +259,8 @@ class _Warm:
 
 
 _END = object()
+Work = Callable[["_Warm", Callable[[Any], None], threading.Event], None]
+"""What a call runs on the engine's thread: with the warm model, a way to report items, the cancel event."""
 
 
 class EngineReplica:
@@ -244,6 +287,9 @@ class EngineReplica:
         self.machine = machine_name()
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="underpaint-job")
         """The engine's thread (one job at a time), kept from job to job."""
+        self._live: OrderedDict[str, LiveModel] = OrderedDict()
+        """Live sessions by id, least recently used first."""
+        self._live_lock = threading.RLock()  # an eviction may run on a thread that holds it (garbage collection)
         self._sequence = 0
         self._stop = threading.Event()
         self._changed = threading.Event()
@@ -262,6 +308,7 @@ class EngineReplica:
                 sources=sources or ["tiny-random"],
                 models_dirs=[Path(p) for p in self.settings.models_dirs],
                 device=self.settings.device,
+                **self.settings.guides(),
             )
             warm = _Warm(model, engine, True, self._evicted)
         else:
@@ -273,18 +320,31 @@ class EngineReplica:
     def _evicted(self, model: str) -> None:
         if model in self.warm:
             self.warm.remove(model)
+        with self._live_lock:  # their live models hold the evicted model's pipeline
+            for session in [key for key, live in self._live.items() if live.job.model == model]:
+                del self._live[session]
 
     def _heartbeat(self) -> None:
         """Send the status every heartbeat and at once when it changed: from this thread only, so
         a job's start and end never wait on a call to the board."""
+        loras, scanned = engine_loras(self.engines), time.monotonic()
         while True:
             self._changed.wait(HEARTBEAT_SECONDS)
             self._changed.clear()
             if self._stop.is_set():
                 return
             self._sequence += 1
+            if time.monotonic() - scanned >= LORA_SECONDS:  # a LoRA dropped into a models folder shows
+                loras, scanned = engine_loras(self.engines), time.monotonic()
             status = WorkerStatus(
-                self.replica, self.machine, self.device, tuple(self.warm), self.busy, os.getpid(), self._sequence
+                self.replica,
+                self.machine,
+                self.device,
+                tuple(self.warm),
+                self.busy,
+                os.getpid(),
+                self._sequence,
+                loras,
             )
             self.board.report.remote(status)
 
@@ -310,6 +370,43 @@ class EngineReplica:
 
     async def generate(self, request: RemoteJob) -> AsyncIterator[StepProgress | Made | Stopped]:
         """Run one job, streaming progress and images; a cancelled call stops the engine within a step."""
+
+        def work(warm: _Warm, put: Callable[[Any], None], cancel: threading.Event) -> None:
+            engine = warm.engine
+            for image in engine.generate(request.generation, request.batch, put, cancel):
+                put(Made(np.ascontiguousarray(image), engine.reproduction_params(request.generation)))
+
+        async for item in self._run(work):
+            yield item
+
+    async def live_frame(self, request: LiveFrame) -> AsyncIterator[Made | Stopped]:
+        """One frame of a live session, from the session's live model on this replica (set up here on
+        the session's first frame on this replica: pipeline, prompt embeddings)."""
+
+        def work(warm: _Warm, put: Callable[[Any], None], cancel: threading.Event) -> None:
+            live = self._live_model(warm, request)
+            image = live.frame(request.image, cancel)
+            put(Made(np.ascontiguousarray(image), live.params()))
+
+        async for item in self._run(work):
+            yield item
+
+    def _live_model(self, warm: _Warm, request: LiveFrame) -> LiveModel:
+        """The session's live model, kept for its later frames (least recently used sessions go)."""
+        with self._live_lock:
+            live = self._live.get(request.session)
+        if live is None or live.engine is not warm.engine:  # new here, or its model was reloaded since
+            live = warm.engine.open_live(request.generation)
+        with self._live_lock:
+            self._live[request.session] = live
+            self._live.move_to_end(request.session)
+            while len(self._live) > LIVE_SESSIONS:
+                self._live.popitem(last=False)
+        return live
+
+    async def _run(self, work: Work) -> AsyncIterator[Any]:
+        """Run ``work`` on the engine's thread with the job's warm model, streaming what it reports; it
+        ends with ``Stopped`` when the engine fails or is cancelled (the call's cancel stops it)."""
         model = serve.get_multiplexed_model_id()
         try:
             warm = await self.load(model)
@@ -325,11 +422,9 @@ class EngineReplica:
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(items.put_nowait, item)
 
-        def work() -> None:
-            engine = warm.engine
+        def guarded() -> None:
             try:
-                for image in engine.generate(request.generation, request.batch, put, cancel):
-                    put(Made(np.ascontiguousarray(image), engine.reproduction_params(request.generation)))
+                work(warm, put, cancel)
             except JobCancelled:
                 put(Stopped("cancelled", "the job was cancelled"))
             except JobError as error:
@@ -337,14 +432,14 @@ class EngineReplica:
             except MemoryError:
                 put(Stopped("out_of_memory", f"{machine_name()} ran out of memory"))
             except Exception as error:  # an engine bug fails the job, not the replica
-                log.exception("a %s job crashed on this worker", request.generation.model)
+                log.exception("a %s job crashed on this worker", model)
                 put(Stopped("engine_failed", f"{type(error).__name__}: {error}"))
             finally:
                 put(_END)
 
         self.busy = True
         self._changed.set()
-        done = loop.run_in_executor(self._jobs, work)
+        done = loop.run_in_executor(self._jobs, guarded)
         try:
             while (item := await items.get()) is not _END:
                 yield item
