@@ -191,3 +191,54 @@ def test_with_loras_the_prompt_is_encoded_once_and_again_only_after_a_job_switch
     assert np.array_equal(first, ordinary), "a live frame makes what the same job would"
     assert not np.array_equal(first, other[0]), "the other LoRA changes the picture (the test can fail)"
     assert (live.setups, live.encodes) == (1, 2)
+
+
+def test_a_fast_live_decoder_decodes_the_frames_and_live_started_names_it(tmp_path: Path) -> None:
+    """``--live-decoder tiny-random`` (a tiny random AutoencoderTiny): the session answers over a real
+    daemon, says which decoder it uses, and its frames are the fast decoder's, not the VAE's."""
+    import json
+
+    from tests.daemon.conftest import greeted, recv_json, start_daemon
+    from underpaint.engines.diffusion import DiffusionEngine
+    from underpaint_protocol.frames import Attachment, encode_frame
+
+    fast = DiffusionEngine(sources=["tiny-random"], device="cpu", live_decoders=["tiny-random"])
+    full = DiffusionEngine(sources=["tiny-random"], device="cpu")
+    assert (fast.live_decoder("tiny-random"), full.live_decoder("tiny-random")) == ("tiny-random", "vae")
+    job = GenerationInput(Mode.IMG2IMG, "tiny-random", "a red fox", "", 3, 2, 7.5, 0.5, 64, 64, None, None)
+    image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    by_fast = fast.open_live(job).frame(image, threading.Event())
+    by_full = full.open_live(job).frame(image, threading.Event())
+    assert by_fast.shape == by_full.shape == (64, 64, 3)
+    assert not np.array_equal(by_fast, by_full), "the fast decoder's picture is its own"
+    (ordinary,) = list(fast.generate(replace(job, image=image), 1, no_progress, threading.Event()))
+    assert np.array_equal(ordinary, by_full), "ordinary jobs keep the model's VAE"
+
+    daemon = start_daemon(tmp_path / "daemon", engines=[fast], default_model="tiny-random")
+    try:
+        connection = greeted(daemon.url)
+        live = {"canvas": {"width": 64, "height": 64}, "strength": 0.5, "steps": 2, "seed": 3}
+        connection.send(json.dumps({"type": "live_start", "request_id": "t", "live": live}))
+        started = recv_json(connection, timeout=60)
+        assert (started["type"], started["decoder"]) == ("live_started", "tiny-random"), started
+        attachment = Attachment("live-1", "rgba8", 64, 64)
+        rect = {"x": 0, "y": 0, "width": 64, "height": 64}
+        connection.send(json.dumps({"type": "live_frame", "seq": 1, "rect": rect, "image": attachment.as_dict()}))
+        connection.send(b"".join(bytes(part) for part in encode_frame(attachment, bytes(64 * 64 * 4))))
+        result = recv_json(connection, timeout=120)
+        assert (result["type"], result["seq"]) == ("live_result", 1), result
+        connection.close()
+    finally:
+        daemon.thread.stop()
+
+
+def test_a_live_decoder_source_is_checked_at_start() -> None:
+    from underpaint.engines.diffusion.live_decoder import parse_live_decoder
+
+    assert parse_live_decoder("madebyollin/taesdxl").family == "sdxl"
+    assert parse_live_decoder("madebyollin/taesd").family == "sd1"
+    assert parse_live_decoder("/models/my-decoder#family=sd2") == parse_live_decoder("/models/my-decoder#family=sd2")
+    assert parse_live_decoder("/models/my-decoder#family=sd2").location == "/models/my-decoder"
+    for bad, says in [("taesd.pt", "pickle"), ("taesd.safetensors", "folder"), ("#family=sd1", "SOURCE")]:
+        with pytest.raises(ValueError, match=says):
+            parse_live_decoder(bad)

@@ -47,6 +47,12 @@ from underpaint.engines.diffusion.device import (
     release_memory,
     resolve_device,
 )
+from underpaint.engines.diffusion.live_decoder import (
+    LiveDecoderSpec,
+    decoder_for,
+    load_live_decoder,
+    parse_live_decoder,
+)
 from underpaint.engines.diffusion.loading import LoadedModel, load_model
 from underpaint.engines.diffusion.loras import resolve, scan_loras
 from underpaint.engines.diffusion.preprocess import DepthEstimator, over_white, prepare_control
@@ -107,6 +113,8 @@ class DiffusionEngine(Engine):
             kinds configured for its family.
         adapters: IP-Adapter ``.safetensors`` files (with ``image_encoder/`` beside them), one per family.
         depth_model: a depth estimation model (HF id or folder) for ``depth`` controls with ``preprocess``.
+        live_decoders: fast latent decoders for live frames (``AutoencoderTiny``), one per family (see
+            ``live_decoder.parse_live_decoder``); a family without one decodes live frames with its VAE.
     """
 
     name = "diffusion"
@@ -122,6 +130,7 @@ class DiffusionEngine(Engine):
         controls: list[str] | None = None,
         adapters: list[str] | None = None,
         depth_model: str | None = None,
+        live_decoders: list[str] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -151,6 +160,12 @@ class DiffusionEngine(Engine):
         self._adapter_applied = False
         """Whether the loaded model's UNet carries the IP-Adapter's attention processors now."""
         self._depth = DepthEstimator(depth_model, self.device, self.dtype) if depth_model else None
+        self._live_decoder_specs: dict[Family, LiveDecoderSpec] = {}
+        for source in live_decoders or []:
+            decoder = parse_live_decoder(source)
+            self._live_decoder_specs[decoder.family] = decoder
+        self._live_decoders: dict[LiveDecoderSpec, Any] = {}
+        """Loaded fast decoders (small: kept once loaded)."""
         self.last_decode_redone = False
         """True when the last image's fp16 VAE decode gave NaN/black and was redone in fp32."""
 
@@ -214,6 +229,10 @@ class DiffusionEngine(Engine):
 
     def open_live(self, job: GenerationInput) -> LiveModel:
         return DiffusionLive(self, job)
+
+    def live_decoder(self, model: str) -> str | None:
+        spec = decoder_for(self._live_decoder_specs, self._spec(model).family)
+        return spec.location if spec is not None else "vae"
 
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         return self.run_params(job).as_dict()
@@ -513,10 +532,20 @@ class DiffusionEngine(Engine):
             raise JobCancelled()
         return latents
 
+    def _live_vae(self, family: Family) -> Any | None:
+        """The fast decoder configured for ``family``'s live frames, loaded on first use; None: none."""
+        spec = decoder_for(self._live_decoder_specs, family)
+        if spec is None:
+            return None
+        if spec not in self._live_decoders:
+            self._live_decoders[spec] = load_live_decoder(spec, self.device, self.dtype)
+        return self._live_decoders[spec]
+
     @torch.inference_mode()
-    def _decode(self, pipe: Any, latents: torch.Tensor) -> np.ndarray:
-        """VAE decode with a NaN/black guard: an fp16 overflow is redone in fp32, never returned."""
-        vae = pipe.vae
+    def _decode(self, pipe: Any, latents: torch.Tensor, vae: Any = None) -> np.ndarray:
+        """VAE decode (the pipeline's, or ``vae``) with a NaN/black guard: an fp16 overflow is redone
+        in fp32, never returned."""
+        vae = vae if vae is not None else pipe.vae
         self.last_decode_redone = False
         if not torch.isfinite(latents).all():
             raise JobError("generation_failed", "the model produced NaN latents; try --dtype bf16 or fp32")
@@ -546,10 +575,11 @@ class DiffusionEngine(Engine):
 class DiffusionLive(LiveModel):
     """A live session on a diffusion model: the pipeline, its arguments (mask, steps, guidance, the
     few-step profile's clamps), the prompt's embeddings (encoded with the session's LoRAs on), the
-    scheduler's timesteps and the pipeline's execution device are made once; a frame sets its image,
-    runs the steps and decodes. An ordinary job between two frames may load another model: the next
-    frame then sets the session up again (``setups`` counts it); one that switched LoRAs has them
-    switched back and the prompt encoded again (``encodes`` counts it)."""
+    scheduler's timesteps, the pipeline's execution device and the decoder (the fast one configured
+    for the family, else the VAE) are made once; a frame sets its image, runs the steps and decodes.
+    An ordinary job between two frames may load another model: the next frame then sets the session
+    up again (``setups`` counts it); one that switched LoRAs has them switched back and the prompt
+    encoded again (``encodes`` counts it)."""
 
     def __init__(self, engine: DiffusionEngine, job: GenerationInput) -> None:
         super().__init__(engine, job)
@@ -560,6 +590,8 @@ class DiffusionLive(LiveModel):
         self._params: RunParams | None = None
         self._scheduler: Any = None
         self._pipe_class: type | None = None
+        self._vae: Any = None
+        """The fast decoder for the session's frames (None: the model's VAE)."""
         self.setups = 0
         self.encodes = 0
         spec = engine._spec(job.model)
@@ -581,6 +613,7 @@ class DiffusionLive(LiveModel):
         self._encode()
         self._scheduler = session_scheduler(pipe.scheduler)
         self._pipe_class = fixed_device_pipeline(type(pipe), pipe._execution_device)
+        self._vae = engine._live_vae(loaded.spec.family)
         self.setups += 1
 
     def _encode(self) -> None:
@@ -625,7 +658,7 @@ class DiffusionLive(LiveModel):
             engine._set_vae_tiling(self._pipe, loaded.spec, frame_job)
             with self._session_pipe() as pipe:
                 latents = engine._denoise(pipe, kwargs, frame_job, params, 0, 1, no_progress, cancel)
-            return engine._decode(self._pipe, latents)
+            return engine._decode(self._pipe, latents, self._vae)
 
     @contextlib.contextmanager
     def _session_pipe(self) -> Iterator[Any]:
