@@ -40,12 +40,12 @@ def main() -> None:
     ).eval()
     pairs: dict[str, tuple[Any, Any]] = {
         "SD1.5 architecture": (sd_vae, AutoencoderTiny().eval()),
-        "tiny-random": (tiny.build_sd15(tiny.write_tokenizer(_scratch()), seed=0).vae.eval(), tiny.build_live_decoder()),
+        "tiny-random": (tiny.build_sd15(tiny.write_tokenizer(_scratch())).vae.eval(), tiny.build_live_decoder()),
     }
     engine = DiffusionEngine(sources=["tiny-random"], device="cpu")
     latents = torch.randn(1, 4, args.side // 8, args.side // 8)
     times: dict[tuple[str, str], list[float]] = {(name, which): [] for name in pairs for which in ("vae", "taesd")}
-    for name, (vae, fast) in pairs.items():  # warm-up: first calls allocate
+    for vae, fast in pairs.values():  # warm-up: first calls allocate
         engine._decode(None, latents, vae)
         engine._decode(None, latents, fast)
     for _ in range(args.rounds):
@@ -55,7 +55,8 @@ def main() -> None:
                 picture = engine._decode(None, latents, decoder)
                 times[(name, which)].append((time.perf_counter() - started) * 1000)
                 assert picture.shape == (args.side, args.side, 3), picture.shape
-    print(f"\ndecode of one {args.side}x{args.side} live frame on the CPU ({torch.get_num_threads()} threads), medians:")
+    threads = torch.get_num_threads()
+    print(f"\ndecode of one {args.side}x{args.side} live frame on the CPU ({threads} threads), medians:")
     for name in pairs:
         full, fast = statistics.median(times[(name, "vae")]), statistics.median(times[(name, "taesd")])
         print(f"  {name:18s}: VAE {full:8.1f} ms, TAESD {fast:7.1f} ms = {fast / full:6.1%} of the VAE's time")
