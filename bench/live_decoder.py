@@ -30,17 +30,19 @@ def main() -> None:
 
     print(f"load average before: {' '.join(f'{v:.1f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
     torch.manual_seed(0)
-    sd_vae = AutoencoderKL(
+    sd_vae: Any = AutoencoderKL(
         block_out_channels=[128, 256, 512, 512],
         down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4,
         latent_channels=4,
         layers_per_block=2,
         scaling_factor=0.18215,
-    ).eval()
+    )
+    taesd: Any = AutoencoderTiny()
+    tiny_pipe: Any = tiny.build_sd15(tiny.write_tokenizer(_scratch()))
     pairs: dict[str, tuple[Any, Any]] = {
-        "SD1.5 architecture": (sd_vae, AutoencoderTiny().eval()),
-        "tiny-random": (tiny.build_sd15(tiny.write_tokenizer(_scratch())).vae.eval(), tiny.build_live_decoder()),
+        "SD1.5 architecture": (sd_vae.eval(), taesd.eval()),
+        "tiny-random": (tiny_pipe.vae.eval(), tiny.build_live_decoder()),
     }
     engine = DiffusionEngine(sources=["tiny-random"], device="cpu")
     latents = torch.randn(1, 4, args.side // 8, args.side // 8)
