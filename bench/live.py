@@ -292,9 +292,10 @@ def main() -> None:
         full = frame_bytes(SIDE)
         print("\nbytes sent per frame (message + binary frame):")
         for size in (16, 64, SIDE):
-            sent = frame_bytes(size)
+            on_wire = frame_bytes(size)
             pixels = size * size / (SIDE * SIDE)
-            print(f"  {size:3d}x{size:<3d} {sent:8d} B = {sent / full:7.4f} of the full region (pixels: {pixels:.4f})")
+            share = on_wire / full
+            print(f"  {size:3d}x{size:<3d} {on_wire:8d} B = {share:7.4f} of the full region (pixels: {pixels:.4f})")
         live.client.close()
     finally:
         server.terminate()
