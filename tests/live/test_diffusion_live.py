@@ -242,3 +242,10 @@ def test_a_live_decoder_source_is_checked_at_start() -> None:
     for bad, says in [("taesd.pt", "pickle"), ("taesd.safetensors", "folder"), ("#family=sd1", "SOURCE")]:
         with pytest.raises(ValueError, match=says):
             parse_live_decoder(bad)
+
+
+def test_serve_refuses_a_pickled_live_decoder_in_one_line(tmp_path: Path) -> None:
+    from tests.daemon.test_startup import one_line, serve
+
+    line = one_line(serve(tmp_path, "--port", "0", "--engine", "diffusion", "--live-decoder", "taesd.pt"))
+    assert "taesd.pt" in line and "pickle" in line, line
