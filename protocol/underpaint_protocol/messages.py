@@ -713,6 +713,9 @@ class LiveStarted(Strict):
     steps: int
     guidance: float
     strength: float
+    decoder: str | None = None
+    """What decodes the frames from latents: ``vae`` (the model's own) or the fast decoder the daemon
+    was started with (``--live-decoder``); null for engines without latents (the classical fill)."""
 
 
 class LiveResult(Strict):

@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--models-dir", action="append", type=Path, default=[], help="folder of models to offer")
     serve.add_argument(
+        "--live-decoder",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="a fast latent decoder (TAESD, diffusers AutoencoderTiny) for live frames only: madebyollin/taesd "
+        "(SD1.5/SD2), madebyollin/taesdxl (SDXL), a diffusers folder or tiny-random; the family comes from the "
+        "name (xl: SDXL) or SOURCE#family=sd1|sd2|sdxl; one per family, repeatable",
+    )
+    serve.add_argument(
         "--segment-model",
         action="append",
         default=[],
@@ -234,7 +243,12 @@ def _serve(args: argparse.Namespace) -> int:
             args.models_dir,
             args.device,
             segment_models=args.segment_model,
-            guides={"controls": args.control, "adapters": args.ip_adapter, "depth_model": args.depth_model},
+            guides={
+                "controls": args.control,
+                "adapters": args.ip_adapter,
+                "depth_model": args.depth_model,
+                "live_decoders": args.live_decoder,
+            },
         )
         daemon = Daemon(config, engines, default_model, interrogator=_interrogator(args))
         run_forever(daemon)

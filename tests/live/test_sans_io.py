@@ -150,12 +150,61 @@ def test_the_newest_frame_wins_and_stale_ones_are_counted() -> None:
     assert engine.opened == 1
     engine.during = lambda: live.patch(4, Box(0, 0, 4, 4), rgba(4, 4, 50))  # a frame arrives mid-run
     assert live.patch(5, Box(0, 0, 4, 4), rgba(4, 4, 60))
-    assert live.run_turn(), "frame 4 came while 5 ran: another turn"
+    assert live.run_turn(lambda: False), "frame 4 came while 5 ran and another client waits: back in line"
     engine.during = None
     assert not live.run_turn()
     assert [message.seq for message, _ in published] == [3, 5, 4]
     assert (published[-1][0].frames, published[-1][0].dropped) == (5, 2)
     assert engine.opened == 1, "the session's model is set up once"
+
+
+def test_frames_run_back_to_back_while_nobody_else_waits() -> None:
+    engine = Recording()
+    live, published = session(engine)
+    arriving = iter(range(2, 5))
+
+    def stroke() -> None:  # a newer frame arrives during each model call, until frame 4
+        seq = next(arriving, None)
+        if seq is not None:
+            assert not live.patch(seq, Box(0, 0, 4, 4), rgba(4, 4, seq * 10)), "the running turn takes it"
+
+    engine.during = stroke
+    assert live.patch(1, Box(0, 0, 64, 48), rgba(48, 64, 1))
+    asked: list[bool] = []
+    assert not live.run_turn(lambda: asked.append(True) or True), "one turn ran every frame"
+    assert [message.seq for message, _ in published] == [1, 2, 3, 4]
+    assert len(asked) == 3, "asked whether another client waits before each frame after the first"
+    assert live.results == 4 and live.dropped == 0
+
+
+def test_results_are_finished_off_the_worker_while_the_next_frame_runs() -> None:
+    engine = Recording()
+    live, published = session(engine)
+    release = threading.Event()
+    finishing: list[str] = []
+    in_model: list[int] = []
+
+    def publish(message: Any, pixels: Any) -> None:  # the connection is slow to take frame 1's result
+        finishing.append(threading.current_thread().name)
+        if message.seq == 1:
+            release.wait(10)
+        published.append((message, pixels))
+
+    def during() -> None:
+        in_model.append(len(published))
+        if len(in_model) == 1:
+            live.patch(2, Box(0, 0, 4, 4), rgba(4, 4, 20))
+        else:
+            release.set()  # frame 2's model call runs while frame 1 still finishes
+
+    live.publish = publish
+    engine.during = during
+    live.patch(1, Box(0, 0, 64, 48), rgba(48, 64, 1))
+    assert not live.run_turn()
+    assert in_model == [0, 0], "frame 2 ran before frame 1's result had left"
+    assert [message.seq for message, _ in published] == [1, 2]
+    assert finishing[0].startswith("live-s1"), "frame 1 finished on the session's finisher thread"
+    assert finishing[1] == threading.current_thread().name, "nothing waited after frame 2: finished on the worker"
 
 
 def test_stop_ends_it_and_nothing_waiting_runs() -> None:

@@ -377,6 +377,7 @@ class ClientHandler:
                 steps=generation.steps,
                 guidance=generation.guidance,
                 strength=generation.strength,
+                decoder=session.engine.live_decoder(session.model.id),
             )
         )
 

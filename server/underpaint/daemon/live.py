@@ -1,12 +1,16 @@
-"""One live session: the kept copy of the region, the newest frame waiting, and one frame's run.
+"""One live session: the kept copy of the region, the newest frame waiting, and the frames' runs.
 
 A connection's live session lives here, between the event loop (``patch``, ``stop``) and a device's
 worker thread (``run_turn``). Latest wins: every frame patches the kept copy at once (no pixels are
 lost), and only the newest frame number waits for the model; a frame still waiting when a newer one
 arrives is counted as dropped. The session takes turns on its device like a client's jobs: it puts a
-``LiveTurn`` in the device's fair queue when a frame waits and none is queued or running, so an
-ordinary job of another client runs between two frames, and a session never runs two frames at once
-(results leave in frame order). No sockets: ``publish`` hands events to the connection.
+``LiveTurn`` in the device's fair queue when a frame waits and none is queued or running. A turn runs
+frames back to back while a newer one waits and no other client waits for the device (else it goes
+back in line, so an ordinary job of another client runs between two frames); a frame's result is
+scaled back, composited and published on the session's finisher thread while the next model call
+runs, so a stroke waits for at most the model call in progress, then its own frame. One frame in the
+model and one finishing at most: results leave in frame order, never a backlog. No sockets:
+``publish`` hands events to the connection.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -82,6 +87,10 @@ class LiveSession:
         self.results = 0
         self._live_plan: live_canvas.LivePlan | None = None
         self._model: LiveModel | None = None
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix=f"live-{session_id[:8]}")
+        """Scales back, composites and publishes a frame's result while the next frame's model runs
+        (one thread: results leave in frame order)."""
+        self._finishing: Future[None] | None = None
 
     # ------------------------------------------------------------ event loop side
 
@@ -109,6 +118,8 @@ class LiveSession:
                 return False
             self.stopped = True
             self._pending = None
+            if not self._running:  # a running turn shuts the finisher down when it ends
+                self._finisher.shutdown(wait=False)
         self.cancel.set()
         return True
 
@@ -126,47 +137,110 @@ class LiveSession:
 
     # ------------------------------------------------------------ worker side
 
-    def run_turn(self) -> bool:
-        """Run the newest frame (on a worker thread) and publish its result; True when another frame
-        arrived meanwhile and the caller must queue ``turn`` again. A failure ends the session with
-        ``live_stopped`` (reason ``failed``)."""
+    def run_turn(self, alone: Callable[[], bool] = lambda: True) -> bool:
+        """Run the newest frame (on a worker thread), and the next one at once while one waits and
+        ``alone()`` says nobody else waits for the device; True when a frame still waits and the
+        caller must queue ``turn`` again (after the other clients). When a newer frame waits, a
+        frame's result is scaled back, composited and published by the session's finisher thread
+        while the next frame's model call runs; the turn ends once its last result has left. A
+        failure ends the session with ``live_stopped`` (reason ``failed``)."""
+        try:
+            ran = False
+            while True:
+                if ran and self._waiting() and not alone():
+                    break  # another client's job runs first: back in line
+                taken = self._take()
+                if taken is None:
+                    self._settle()
+                    if self._waiting():
+                        continue  # came while the last result was finishing
+                    break
+                ran = True
+                if not self._run(*taken):
+                    break
+            self._settle()
+        finally:
+            with self._lock:
+                self._running = False
+                again = not self.stopped and self._pending is not None and not self._queued
+                self._queued = self._queued or again
+                if self.stopped:
+                    self._finisher.shutdown(wait=False)
+        return again
+
+    def _waiting(self) -> bool:
+        with self._lock:
+            return not self.stopped and self._pending is not None
+
+    def _take(self) -> tuple[int, float, np.ndarray] | None:
+        """The newest frame (its seq, arrival time and a copy of the kept region), or None."""
         with self._lock:
             self._queued = False
             if self.stopped or self._pending is None:
-                return False
+                return None
             seq, arrived = self._pending
             self._pending = None
             self._running = True
-            region = self._kept.copy()
+            return seq, arrived, self._kept.copy()
+
+    def _run(self, seq: int, arrived: float, region: np.ndarray) -> bool:
+        """One frame's model call, its result handed to the finisher; False when the session ended."""
         try:
-            self._frame(seq, arrived, region)
+            generated = self._generate(region)
         except JobCancelled:
-            pass  # stopped: the stop already answered
+            return False  # stopped: the stop already answered
         except JobError as error:
             log.warning("live session %s failed: %s (%s)", self.id[:8], error.message, error.code)
             self._fail(error)
+            return False
         except MemoryError:
             self._fail(JobError("out_of_memory", "the daemon ran out of memory"))
+            return False
         except Exception as error:  # an engine bug must not kill the worker
             log.exception("live session %s crashed", self.id[:8])
             self._fail(JobError("engine_failed", f"{type(error).__name__}: {error}"))
+            return False
+        self._settle()  # at most one result finishing while the next model call runs: no backlog
         with self._lock:
-            self._running = False
-            again = not self.stopped and self._pending is not None and not self._queued
-            self._queued = self._queued or again
-            return again
+            if self.stopped:
+                return False
+            if self._pending is not None:  # a newer frame waits: its model call starts at once
+                self._finishing = self._finisher.submit(self._finish, seq, arrived, generated)
+                return True
+        self._finish(seq, arrived, generated)  # nothing waits: no hand-over to pay for
+        return True
 
-    def _frame(self, seq: int, arrived: float, region: np.ndarray) -> None:
+    def _generate(self, region: np.ndarray) -> np.ndarray:
         if self._model is None:  # the session's one-time work, on the worker (a model may load)
             self._live_plan = live_canvas.prepare_live(self.plan, self._mask)
             self.generation = replace(self.generation, mask=self._live_plan.denoise)
             self._model = self.engine.open_live(self.generation)
-        live_plan = self._live_plan
-        assert live_plan is not None
-        generated = self._model.frame(live_canvas.model_input(live_plan, region), self.cancel)
+        assert self._live_plan is not None
+        generated = self._model.frame(live_canvas.model_input(self._live_plan, region), self.cancel)
         if self.cancel.is_set():
             raise JobCancelled()
-        layer = live_canvas.live_layer(live_plan, generated)
+        return generated
+
+    def _settle(self) -> None:
+        """Wait until the result handed to the finisher has left (or was dropped by a stop)."""
+        finishing, self._finishing = self._finishing, None
+        if finishing is not None:
+            finishing.result()
+
+    def _finish(self, seq: int, arrived: float, generated: np.ndarray) -> None:
+        """Scale the model's picture back, composite it and publish it (on the finisher thread while
+        the next frame runs, else on the worker)."""
+        live_plan = self._live_plan
+        assert live_plan is not None
+        try:
+            layer = live_canvas.live_layer(live_plan, generated)
+        except MemoryError:
+            self._fail(JobError("out_of_memory", "the daemon ran out of memory"))
+            return
+        except Exception as error:  # a bug must not leave the session half alive
+            log.exception("live session %s crashed", self.id[:8])
+            self._fail(JobError("engine_failed", f"{type(error).__name__}: {error}"))
+            return
         with self._lock:
             if self.stopped:
                 return

@@ -676,7 +676,8 @@ class JobManager:
                 return
             self.loop.call_soon_threadsafe(self._announce_positions, device)
             if isinstance(job, LiveTurn):
-                if job.session.run_turn():  # another frame came: back in line, after the other clients
+                # frames run back to back while nobody else waits; then back in line, after the others
+                if job.session.run_turn(lambda: len(queue) == 0):
                     queue.put(job)
                 continue
             if job.cancel.is_set():  # cancelled while this worker was taking it

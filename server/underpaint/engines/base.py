@@ -198,6 +198,11 @@ class Engine(ABC):
         :class:`underpaint.errors.JobError`.
         """
 
+    def live_decoder(self, model: str) -> str | None:
+        """What decodes ``model``'s live frames from latents: ``vae`` or a fast decoder's source; None
+        for engines without latents."""
+        return None
+
     def open_live(self, job: GenerationInput) -> LiveModel:
         """Set up a live session (``job.image`` is a placeholder until the first frame); on a worker thread."""
         return LiveModel(self, job)

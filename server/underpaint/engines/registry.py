@@ -41,7 +41,7 @@ def build_engines(
     pre-fill); the diffusion engine joins when asked for or when other models are named; ``echo`` is
     for diagnostics. ``refine`` (GrabCut) always selects objects; ``segment_models`` (SAM, SAM 2,
     CLIPSeg, ``CLIPSEG+SAM`` pairs, the tiny ones) join it. ``guides``: the diffusion engine's
-    ``controls``, ``adapters`` and ``depth_model``.
+    ``controls``, ``adapters``, ``depth_model`` and ``live_decoders``.
     """
     upscale_sources = [m.removeprefix(UPSCALE_SCHEME) for m in models if m.startswith(UPSCALE_SCHEME)]
     restore_sources = [m.removeprefix(RESTORE_SCHEME) for m in models if m.startswith(RESTORE_SCHEME)]

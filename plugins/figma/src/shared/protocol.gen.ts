@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "5f1c411011e96057dd0e901b9669d1f8cea80b384af3ce995dad5ddbc30165d8";
+export const SCHEMA_SHA256 = "0ac5bf8142e2babe8599e773324f5e55f7849284f46abc7790813a668303109c";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -409,6 +409,7 @@ export interface LiveStarted {
   steps: number;
   guidance: number;
   strength: number;
+  decoder?: string | null;
 }
 
 /** End this connection's live session now (a frame in the model is abandoned at its next step). */

@@ -47,6 +47,12 @@ from underpaint.engines.diffusion.device import (
     release_memory,
     resolve_device,
 )
+from underpaint.engines.diffusion.live_decoder import (
+    LiveDecoderSpec,
+    decoder_for,
+    load_live_decoder,
+    parse_live_decoder,
+)
 from underpaint.engines.diffusion.loading import LoadedModel, load_model
 from underpaint.engines.diffusion.loras import resolve, scan_loras
 from underpaint.engines.diffusion.preprocess import DepthEstimator, over_white, prepare_control
@@ -107,6 +113,8 @@ class DiffusionEngine(Engine):
             kinds configured for its family.
         adapters: IP-Adapter ``.safetensors`` files (with ``image_encoder/`` beside them), one per family.
         depth_model: a depth estimation model (HF id or folder) for ``depth`` controls with ``preprocess``.
+        live_decoders: fast latent decoders for live frames (``AutoencoderTiny``), one per family (see
+            ``live_decoder.parse_live_decoder``); a family without one decodes live frames with its VAE.
     """
 
     name = "diffusion"
@@ -122,6 +130,7 @@ class DiffusionEngine(Engine):
         controls: list[str] | None = None,
         adapters: list[str] | None = None,
         depth_model: str | None = None,
+        live_decoders: list[str] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = pick_dtype(self.device, dtype)
@@ -132,6 +141,8 @@ class DiffusionEngine(Engine):
         self._adapters: OrderedDict[str, str] = OrderedDict()
         """LoRA file -> peft adapter name, loaded on the current model (least recently used first)."""
         self._adapter_names = itertools.count()
+        self._active_loras: tuple[tuple[str, float], ...] | None = None
+        """The LoRAs ``_set_loras`` made active last (None: unknown, after a load)."""
         self._loaded: LoadedModel | None = None
         self._previewer: Previewer | None = None
         self._lock = threading.Lock()
@@ -149,6 +160,12 @@ class DiffusionEngine(Engine):
         self._adapter_applied = False
         """Whether the loaded model's UNet carries the IP-Adapter's attention processors now."""
         self._depth = DepthEstimator(depth_model, self.device, self.dtype) if depth_model else None
+        self._live_decoder_specs: dict[Family, LiveDecoderSpec] = {}
+        for source in live_decoders or []:
+            decoder = parse_live_decoder(source)
+            self._live_decoder_specs[decoder.family] = decoder
+        self._live_decoders: dict[LiveDecoderSpec, Any] = {}
+        """Loaded fast decoders (small: kept once loaded)."""
         self.last_decode_redone = False
         """True when the last image's fp16 VAE decode gave NaN/black and was redone in fp32."""
 
@@ -212,6 +229,10 @@ class DiffusionEngine(Engine):
 
     def open_live(self, job: GenerationInput) -> LiveModel:
         return DiffusionLive(self, job)
+
+    def live_decoder(self, model: str) -> str | None:
+        spec = decoder_for(self._live_decoder_specs, self._spec(model).family)
+        return spec.location if spec is not None else "vae"
 
     def reproduction_params(self, job: GenerationInput) -> dict[str, Any]:
         return self.run_params(job).as_dict()
@@ -328,9 +349,11 @@ class DiffusionEngine(Engine):
         before is switched on, not loaded again, and the base model is never reloaded. At most
         MAX_ADAPTERS stay loaded (least recently used go)."""
         pipe = loaded.base
+        self._active_loras = None  # until they are all on
         if not wanted:
             if self._adapters:
                 pipe.disable_lora()
+            self._active_loras = ()
             return
         found, pickles = scan_loras(self._lora_folders)
         chosen = resolve(list(wanted), found, pickles, "job.loras")
@@ -360,6 +383,7 @@ class DiffusionEngine(Engine):
             names.append(self._adapters[key])
         pipe.enable_lora()
         pipe.set_adapters(names, adapter_weights=[weight for _, weight in chosen])
+        self._active_loras = wanted
 
     def _unload(self) -> None:
         if self._loaded is None:
@@ -367,6 +391,7 @@ class DiffusionEngine(Engine):
         if self._adapters:  # the modules may be shared (tiny-random): leave them as they were loaded
             self._loaded.base.unload_lora_weights()
             self._adapters.clear()
+        self._active_loras = None
         self._loaded.pipes.clear()
         self._loaded = None
         self._adapter_applied = False
@@ -507,10 +532,20 @@ class DiffusionEngine(Engine):
             raise JobCancelled()
         return latents
 
+    def _live_vae(self, family: Family) -> Any | None:
+        """The fast decoder configured for ``family``'s live frames, loaded on first use; None: none."""
+        spec = decoder_for(self._live_decoder_specs, family)
+        if spec is None:
+            return None
+        if spec not in self._live_decoders:
+            self._live_decoders[spec] = load_live_decoder(spec, self.device, self.dtype)
+        return self._live_decoders[spec]
+
     @torch.inference_mode()
-    def _decode(self, pipe: Any, latents: torch.Tensor) -> np.ndarray:
-        """VAE decode with a NaN/black guard: an fp16 overflow is redone in fp32, never returned."""
-        vae = pipe.vae
+    def _decode(self, pipe: Any, latents: torch.Tensor, vae: Any = None) -> np.ndarray:
+        """VAE decode (the pipeline's, or ``vae``) with a NaN/black guard: an fp16 overflow is redone
+        in fp32, never returned."""
+        vae = vae if vae is not None else pipe.vae
         self.last_decode_redone = False
         if not torch.isfinite(latents).all():
             raise JobError("generation_failed", "the model produced NaN latents; try --dtype bf16 or fp32")
@@ -539,10 +574,12 @@ class DiffusionEngine(Engine):
 
 class DiffusionLive(LiveModel):
     """A live session on a diffusion model: the pipeline, its arguments (mask, steps, guidance, the
-    few-step profile's clamps) and the prompt's embeddings are made once; a frame sets its image and
-    runs the steps. An ordinary job between two frames may load another model: the next frame then
-    sets the session up again (``setups`` counts it). With LoRAs the prompt is encoded per frame (their
-    text-encoder weights scale with the adapters the job switches on)."""
+    few-step profile's clamps), the prompt's embeddings (encoded with the session's LoRAs on), the
+    scheduler's timesteps, the pipeline's execution device and the decoder (the fast one configured
+    for the family, else the VAE) are made once; a frame sets its image, runs the steps and decodes.
+    An ordinary job between two frames may load another model: the next frame then sets the session
+    up again (``setups`` counts it); one that switched LoRAs has them switched back and the prompt
+    encoded again (``encodes`` counts it)."""
 
     def __init__(self, engine: DiffusionEngine, job: GenerationInput) -> None:
         super().__init__(engine, job)
@@ -551,7 +588,12 @@ class DiffusionLive(LiveModel):
         self._pipe: Any = None
         self._kwargs: dict[str, Any] = {}
         self._params: RunParams | None = None
+        self._scheduler: Any = None
+        self._pipe_class: type | None = None
+        self._vae: Any = None
+        """The fast decoder for the session's frames (None: the model's VAE)."""
         self.setups = 0
+        self.encodes = 0
         spec = engine._spec(job.model)
         if not spec.usable:
             raise JobError("unsafe_model_format", " ".join(spec.notes), "job.model")
@@ -567,17 +609,22 @@ class DiffusionLive(LiveModel):
         engine._check_inputs(placeholder, 1)
         kind, kwargs = engine._call_kwargs(loaded, placeholder, params)
         pipe = loaded.pipeline_for(kind, None)
-        if not job.loras:
-            kwargs.update(self._embeddings(pipe, loaded.spec.family, params.guidance))
         self._loaded, self._pipe, self._kwargs, self._params = loaded, pipe, kwargs, params
+        self._encode()
+        self._scheduler = session_scheduler(pipe.scheduler)
+        self._pipe_class = fixed_device_pipeline(type(pipe), pipe._execution_device)
+        self._vae = engine._live_vae(loaded.spec.family)
         self.setups += 1
 
-    def _embeddings(self, pipe: Any, family: str, guidance: float) -> dict[str, Any]:
-        """The prompt and negative prompt encoded once, as the pipeline would encode them per call."""
+    def _encode(self) -> None:
+        """The prompt and negative prompt encoded once (with the session's LoRAs on), as the
+        pipeline would encode them per call."""
+        pipe, params = self._pipe, self._params
+        assert self._loaded is not None and params is not None
         prompt, negative = self.job.prompt, self.job.negative_prompt or None
-        cfg = guidance > 1.0 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
+        cfg = params.guidance > 1.0 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
         with torch.inference_mode():
-            if family == "sdxl":
+            if self._loaded.spec.family == "sdxl":
                 embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
                     prompt=prompt,
                     device=pipe._execution_device,
@@ -589,8 +636,10 @@ class DiffusionLive(LiveModel):
             else:
                 embeds, negative_embeds = pipe.encode_prompt(prompt, pipe._execution_device, 1, cfg, negative)
                 extra = {}
-        encoded = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds, **extra}
-        return {"prompt": None, "negative_prompt": None, **encoded}
+        self._kwargs.update(
+            prompt=None, negative_prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, **extra
+        )
+        self.encodes += 1
 
     def frame(self, image: np.ndarray, cancel: threading.Event) -> np.ndarray:
         engine = self.diffusion
@@ -598,15 +647,54 @@ class DiffusionLive(LiveModel):
         with engine._lock:
             if self._loaded is None or engine._loaded is not self._loaded:
                 self._setup()
+            elif engine._active_loras != self.job.loras:  # a job between two frames switched adapters
+                engine._set_loras(self._loaded, self.job.loras)
+                if self.job.loras:
+                    self._encode()
             loaded, params = self._loaded, self._params
             assert loaded is not None and params is not None
-            if self.job.loras or engine._adapters:
-                engine._set_loras(loaded, self.job.loras)  # another job may have switched adapters
             kwargs = {**self._kwargs, "image": Image.fromarray(image)}
             engine._use_adapter(self._pipe, frame_job, kwargs)  # off again if a job with a reference ran
             engine._set_vae_tiling(self._pipe, loaded.spec, frame_job)
-            latents = engine._denoise(self._pipe, kwargs, frame_job, params, 0, 1, no_progress, cancel)
-            return engine._decode(self._pipe, latents)
+            with self._session_pipe() as pipe:
+                latents = engine._denoise(pipe, kwargs, frame_job, params, 0, 1, no_progress, cancel)
+            return engine._decode(self._pipe, latents, self._vae)
+
+    @contextlib.contextmanager
+    def _session_pipe(self) -> Iterator[Any]:
+        """The shared pipeline with the session's scheduler and its fixed execution device for one
+        frame (the pipeline looks the device up per call by walking every module: 12 ms a frame on
+        tiny-random's 154), put back as it was afterwards for the jobs that share it."""
+        pipe = self._pipe
+        kept = pipe.__class__, pipe.__dict__["scheduler"]
+        pipe.__class__, pipe.__dict__["scheduler"] = self._pipe_class, self._scheduler
+        try:
+            yield pipe
+        finally:
+            pipe.__class__, pipe.__dict__["scheduler"] = kept
 
     def params(self) -> dict[str, Any]:
         return self.diffusion.run_params(self.job).as_dict()
+
+
+def session_scheduler(scheduler: Any) -> Any:
+    """A copy of ``scheduler`` whose ``set_timesteps`` runs once: later calls with the same arguments
+    (every frame of a live session asks for the same steps) restore the state it made."""
+    base = type(scheduler)
+
+    def set_timesteps(self: Any, *args: Any, **kwargs: Any) -> None:
+        key = repr((args, sorted(kwargs.items())))
+        if self.__dict__.get("_live_key") != key:
+            base.set_timesteps(self, *args, **kwargs)
+            self.__dict__["_live_state"] = {k: v for k, v in self.__dict__.items() if not k.startswith("_live_")}
+            self.__dict__["_live_key"] = key
+        for name, value in self.__dict__["_live_state"].items():
+            self.__dict__[name] = list(value) if isinstance(value, list) else value  # a step appends to lists
+
+    live: Any = type(f"Live{base.__name__}", (base,), {"set_timesteps": set_timesteps})
+    return live.from_config(scheduler.config)
+
+
+def fixed_device_pipeline(base: type, device: torch.device) -> type:
+    """``base`` whose ``_execution_device`` is ``device`` without a look-up (see ``_session_pipe``)."""
+    return type(base.__name__, (base,), {"_execution_device": property(lambda self: device)})

@@ -301,3 +301,18 @@ def build_depth_model(seed: int = 0) -> tuple[Any, Any]:
         image_std=[0.229, 0.224, 0.225],
     )
     return model, processor
+
+
+def build_live_decoder(seed: int = 0) -> Any:
+    """A tiny random ``AutoencoderTiny`` (TAESD's shape, tiny-random's 4 latent channels, scale factor 8):
+    the ``tiny-random`` fast live decoder."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
