@@ -287,6 +287,7 @@ def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
         controls=tuple(args.control),
         adapters=tuple(args.ip_adapter),
         depth_model=args.depth_model,
+        live_decoders=tuple(args.live_decoder),
     )
     workers = RayWorkers(settings, RayOptions(address=args.ray_address))
     try:

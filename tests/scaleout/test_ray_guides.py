@@ -40,7 +40,8 @@ def guides(tmp_path_factory: pytest.TempPathFactory) -> TinyGuides:
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory, guides: TinyGuides) -> EngineSettings:
-    """tiny-random with a canny ControlNet, an IP-Adapter, and a models folder holding two LoRAs and a pickle."""
+    """tiny-random with a canny ControlNet, an IP-Adapter, a fast live decoder, and a models folder holding
+    two LoRAs and a pickle."""
     models = tmp_path_factory.mktemp("models")
     loras = models / "Lora"
     loras.mkdir()
@@ -56,6 +57,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, guides: TinyGuides) -> En
         torch_threads=1,
         controls=("canny=tiny-random",),
         adapters=(str(guides.adapter_sd15),),
+        live_decoders=("tiny-random",),
     )
 
 
@@ -184,6 +186,7 @@ def live_painting(clients: Clients) -> tuple[list[int], np.ndarray]:
     started = client.live_start(
         {"model": "tiny-random", "prompt": "a house", "steps": 2, "seed": 4, "canvas": {"width": W, "height": H}}
     ).result(timeout=60)
+    assert started["decoder"] == "tiny-random"  # the fast live decoder, passed through to the replicas
     region = started["region"]
     client.live_frame(1, region["x"], region["y"], raw(region_of(canvas, region)))
     for seq in range(2, 13):

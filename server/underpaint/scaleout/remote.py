@@ -49,6 +49,7 @@ class RemoteEngine(Engine):
         self.uses_canvas_pipeline = entry.uses_canvas_pipeline
         self._models = list(entry.models)
         self._resolutions = entry.resolutions
+        self._live_decoders = entry.live_decoders
         self._loras = list(entry.loras)
         self._handle = handle
         self._handles: dict[str, DeploymentHandle] = {}
@@ -58,6 +59,9 @@ class RemoteEngine(Engine):
 
     def models(self) -> list[ModelInfo]:
         return list(self._models)
+
+    def live_decoder(self, model: str) -> str | None:
+        return self._live_decoders.get(model)
 
     def resolution(self, model: str) -> ModelResolution:
         return self._resolutions[model]

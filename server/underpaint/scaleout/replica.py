@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,22 @@ class EngineSettings:
     """ControlNets (``KIND=SOURCE``), IP-Adapters and the depth model, as ``serve`` takes them."""
     adapters: tuple[str, ...] = ()
     depth_model: str | None = None
+    live_decoders: tuple[str, ...] = ()
+    """Fast latent decoders for live frames (``serve --live-decoder``)."""
 
     def build(self) -> tuple[list[Engine], str]:
         models_dirs = [Path(p) for p in self.models_dirs]
         return build_engines(self.engine, list(self.models), models_dirs, self.device, guides=self.guides())
 
     def guides(self) -> dict[str, Any]:
-        """The diffusion engine's control, reference and depth options, as ``build_engines`` takes them."""
-        return {"controls": list(self.controls), "adapters": list(self.adapters), "depth_model": self.depth_model}
+        """The diffusion engine's control, reference, depth and live decoder options, as ``build_engines``
+        takes them."""
+        return {
+            "controls": list(self.controls),
+            "adapters": list(self.adapters),
+            "depth_model": self.depth_model,
+            "live_decoders": list(self.live_decoders),
+        }
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class EngineEntry:
     """The upscale engine's models with weights (the classical upscaler stays in the daemon)."""
     loras: tuple[LoraInfo, ...] = ()
     """The LoRAs its jobs may name, from this machine's models folders (pickles listed as refused)."""
+    live_decoders: dict[str, str | None] = field(default_factory=dict)
+    """Per model, what decodes its live frames (``Engine.live_decoder``)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ def survey(settings: EngineSettings) -> Survey:
             resolutions={info.id: engine.resolution(info.id) for info in engine.models()},
             upscalers=upscaler_facts(engine),
             loras=tuple(engine.loras()),
+            live_decoders={info.id: engine.live_decoder(info.id) for info in engine.models()},
         )
         for engine in engines
     )
