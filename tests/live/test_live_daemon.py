@@ -202,6 +202,39 @@ def test_stop_frees_the_device_at_once(running: RunningDaemon, make_client) -> N
     assert not [e for e in painter_events.events if e.type == "live_result"], "nothing runs after a stop"
 
 
+def test_a_result_finished_as_the_stop_came_does_not_follow_live_stopped(
+    running: RunningDaemon, make_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame's result is handed from the worker to the event loop; a stop handled in between ends
+    the session first, and the late result is not sent after ``live_stopped``."""
+    import threading
+
+    from underpaint.daemon.connection import ClientHandler
+    from underpaint_protocol import messages as wire
+
+    publishing, release = threading.Event(), threading.Event()
+    handed = ClientHandler._live_publish
+
+    def late(self: ClientHandler, message: Any, pixels: np.ndarray | None) -> None:
+        if isinstance(message, wire.LiveResult):
+            publishing.set()
+            release.wait(10)  # the worker is slow to hand it over: the stop gets in first
+        handed(self, message, pixels)
+
+    monkeypatch.setattr(ClientHandler, "_live_publish", late)
+    painter, events = make_client()
+    canvas = photo_like(WIDTH, HEIGHT)
+    started = painter.live_start({"model": PACED_MODEL, "canvas": {"width": WIDTH, "height": HEIGHT}}).result(10)
+    painter.live_frame(1, 0, 0, region_of(canvas, started["region"]))
+    assert publishing.wait(30), "the frame never finished"
+    stopped = painter.live_stop().result(timeout=5)
+    assert stopped["frames"] == 1
+    release.set()
+    time.sleep(0.5)
+    assert [e.type for e in events.events if e.type.startswith("live_")][-1] == "live_stopped"
+    assert not [e for e in events.events if e.type == "live_result"]
+
+
 def test_disconnect_ends_the_session(running: RunningDaemon) -> None:
     connection = greeted(running.url)
     live = {"model": PACED_MODEL, "steps": 40, "canvas": {"width": WIDTH, "height": HEIGHT}}

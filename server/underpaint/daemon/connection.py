@@ -412,6 +412,8 @@ class ClientHandler:
 
     def _live_event(self, outgoing: Outgoing) -> None:
         message = outgoing.message
+        if isinstance(message, wire.LiveResult) and (self.live is None or self.live.id != message.session_id):
+            return  # finished as the session stopped (or was replaced): nothing follows live_stopped
         if isinstance(message, wire.LiveStopped) and self.live is not None and self.live.id == message.session_id:
             session, self.live = self.live, None  # a frame failed: the session is over
             self.protocol.live_ended()
