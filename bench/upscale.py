@@ -5,12 +5,13 @@ Run: python bench/upscale.py [--repeats N] [--size N] [--big N]
 
 1. Overhead: an upscale of a ``--size`` square photo (default 512) by the model's native factor through
    a real daemon over a loopback socket (plan, upload, tiled pass with blending, result tiles stored and
-   sent) against the bare model call ``descriptor(tile)`` on exactly the daemon's input tiles (same
-   boxes, context included), interleaved, median of repeats after a warm-up round; wall time and this
+   sent) against the bare model call ``descriptor(tile)`` of the same loaded model (its layout as the
+   daemon loads it: channels-last for this architecture on the CPU) on exactly the daemon's input tiles
+   (``TiledPass.boxes``, context included), interleaved, median of repeats after a warm-up round; wall time and this
    process's CPU time (the daemon, its client and the direct calls share the process; CPU time is what
    other work on a shared machine disturbs least). Before each direct run the bench waits for the
    daemon's background PNG writer to finish, so neither side pays for it; its CPU time is printed
-   apart. Target: ratio <= 1.05. The model is a
+   apart; so is the direct call on spandrel's default layout. Target: ratio <= 1.05. The model is a
    Real-ESRGAN SRVGGNetCompact x4 with random weights (the realesr-general-x4v3 architecture with 16
    features and 4 convolutions, a quarter of its cost).
 2. Tiles per second of the daemon in (1).
@@ -33,13 +34,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from underpaint.canvas.geometry import Box
 from underpaint.canvas.tiles import TiledPass
 from underpaint.engines.upscale import MARGIN, SpandrelUpscaler
+from underpaint.engines.weights import load_descriptor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,24 +65,15 @@ def photo(size: int) -> np.ndarray:
     return np.dstack([rgb, np.full((size, size), 255, np.uint8)])
 
 
-def direct(upscaler: SpandrelUpscaler, image: np.ndarray, tile: int) -> tuple[float, float]:
-    """The model alone on the daemon's input tiles (the same boxes, context included): wall and CPU seconds."""
-    height, width = image.shape[:2]
-    tiled = TiledPass(width, height, width * upscaler.scale, height * upscaler.scale, tile, MARGIN)
-    xs, ys = tiled.cuts(width), tiled.cuts(height)
+def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> tuple[float, float]:
+    """The model alone on the daemon's input tiles (``TiledPass.boxes``: the same boxes, context
+    included): wall and CPU seconds."""
     started, cpu = time.perf_counter(), time.process_time()
-    for j in range(len(ys) - 1):
-        for i in range(len(xs) - 1):
-            box = Box.from_edges(
-                max(0, xs[i] - MARGIN),
-                max(0, ys[j] - MARGIN),
-                min(width, xs[i + 1] + MARGIN),
-                min(height, ys[j + 1] + MARGIN),
-            )
-            crop = image[box.y : box.bottom, box.x : box.right, :3]
-            tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255.0)
-            with torch.inference_mode():
-                upscaler.descriptor(tensor)
+    for box, _ in tiled.boxes():
+        crop = image[box.y : box.bottom, box.x : box.right, :3]
+        tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255.0)
+        with torch.inference_mode():
+            descriptor(tensor)
     return time.perf_counter() - started, time.process_time() - cpu
 
 
@@ -127,8 +120,11 @@ def overhead(model: Path, size: int, repeats: int) -> None:
             job = {"mode": "upscale", "model": model.stem, "canvas": {"width": size, "height": size}}
             job["upscale"] = {"factor": 4.0}
             tile = upscaler.tile_for(4.0, None)
-            direct(upscaler, image, tile)  # warm-up: torch's first calls, the allocator
-            daemon_times, daemon_cpu, direct_times, direct_cpu, png_cpu = [], [], [], [], []
+            tiled = TiledPass(size, size, size * upscaler.scale, size * upscaler.scale, tile, MARGIN)
+            plain = load_descriptor(model).eval()  # spandrel's own layout (the daemon's is channels-last)
+            direct(upscaler.descriptor, image, tiled)  # warm-up: torch's first calls, the allocator
+            direct(plain, image, tiled)
+            daemon_times, daemon_cpu, direct_times, direct_cpu, png_cpu, plain_times = [], [], [], [], [], []
             for _ in range(repeats + 1):
                 ended.clear()
                 started, cpu = time.perf_counter(), time.process_time()
@@ -139,9 +135,10 @@ def overhead(model: Path, size: int, repeats: int) -> None:
                 daemon_times.append(time.perf_counter() - started)
                 daemon_cpu.append(time.process_time() - cpu)
                 png_cpu.append(wait_for_pngs(folder / "outputs", results[0]))
-                wall, used = direct(upscaler, image, tile)
+                wall, used = direct(upscaler.descriptor, image, tiled)
                 direct_times.append(wall)
                 direct_cpu.append(used)
+                plain_times.append(direct(plain, image, tiled)[0])
             tiles = progress[-1]["total"]
         finally:
             client.close()
@@ -156,6 +153,11 @@ def overhead(model: Path, size: int, repeats: int) -> None:
     print(
         f"   CPU (this process, all threads; steadier than wall on a shared machine): daemon {through_cpu:.3f} s "
         f"(client included), direct {bare_cpu:.3f} s, ratio {through_cpu / bare_cpu:.3f}"
+    )
+    plain_wall = statistics.median(plain_times[1:])
+    print(
+        f"   the same calls on spandrel's default layout: {plain_wall:.3f} s (the daemon runs this architecture "
+        f"channels-last on the CPU: daemon / default-layout direct {through / plain_wall:.3f})"
     )
     print(
         f"   not in either: the background PNG conversion, {statistics.median(png_cpu[1:]):.3f} s CPU per job "

@@ -135,7 +135,8 @@ BIG = """
 import json, sys
 import numpy as np
 from underpaint.canvas.tiles import TiledPass
-from underpaint.daemon.upscaling import memory_bound
+import threading
+from underpaint.daemon.upscaling import Lookahead, memory_bound
 from underpaint.engines.upscale import MARGIN, ClassicalUpscaler, UpscalePlan, tile_process
 from underpaint.canvas.geometry import Box
 width, height, factor = 4096, int(sys.argv[1]), 4.0
@@ -158,7 +159,9 @@ with open("/proc/self/clear_refs", "w") as clear:
 before = status("VmRSS")
 rows = []
 read = lambda b: image[b.y:b.bottom, b.x:b.right]
-tiled.run(read, process, lambda y, r: rows.append((y, r.shape, int(r[..., :3].mean()))))
+ahead = Lookahead(tiled, read, process, threading.Event())  # the next tile made while one is blended
+tiled.run(read, ahead, lambda y, r: rows.append((y, r.shape, int(r[..., :3].mean()))))
+ahead.close()
 peak = status("VmHWM")
 print(json.dumps({"growth": peak - before, "bound": memory_bound(plan), "rows": sum(s[0] for _, s, _ in rows),
                   "width": rows[0][1][1], "output_bytes": out_w * out_h * 4}))

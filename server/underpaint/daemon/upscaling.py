@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from underpaint import __version__
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.plan import JobPlan, model_size
 from underpaint.canvas.resize import resize_exact
-from underpaint.canvas.tiles import Cancelled, TiledPass, pass_memory
+from underpaint.canvas.tiles import Cancelled, Process, TiledPass, pass_memory
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, result_message
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, StepProgress
@@ -115,15 +116,17 @@ def memory_bound(up: UpscalePlan, model_bytes: int = 0) -> int:
     """What an upscale holds beyond its upload, the model and the results waiting to be sent (those are
     bounded by the connection's event budget, 64 MB): the tiled pass's buffers (``tiles.pass_memory``)
     with one tile's working copies (input, native output, resampled, sharpened: float32 RGBA, a few
-    each), a result tile being cut (RGBA, and the RGB rows joined for it) and one being stored while the
-    pass goes on (``_Handoff``). For 4096x4096 -> 16384x16384 classical: about 115 MiB, where the result
+    each) and the output of the tile before it, blended while ``Lookahead`` makes this one, a result
+    tile being cut (RGBA, and the RGB rows joined for it) and one being stored while the pass goes on
+    (``_Handoff``). For 4096x4096 -> 16384x16384 classical: about 122 MiB, where the result
     itself is 1 GiB."""
     scale_x, scale_y = up.layer.width / up.region.width, up.layer.height / up.region.height
     tiled = TiledPass(up.region.width, up.region.height, up.layer.width, up.layer.height, up.tile, MARGIN)
     native = up.upscaler.scale ** up.upscaler.passes(up.factor)
     side_in = up.tile + 2 * MARGIN
     tile_bytes = 16 * side_in * side_in * (2 * native * native + 4 * scale_x * scale_y) + model_bytes
-    return pass_memory(tiled, 4, int(tile_bytes)) + (4 + 3 + 4) * up.layer.width * up.result_rows
+    ahead = 16 * side_in * side_in * scale_x * scale_y  # the tile being blended while the next one is made
+    return pass_memory(tiled, 4, int(tile_bytes + ahead)) + (4 + 3 + 4) * up.layer.width * up.result_rows
 
 
 class ResultTiles:
@@ -223,14 +226,15 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
     def read_region(box: Box) -> np.ndarray:
         return image[box.y : box.bottom, box.x : box.right]
 
+    ahead = Lookahead(upscale_pass, read_region, process, job.cancel)
     try:
         if refine_pass is None:
-            upscale_pass.run(read_region, process, tiles.emit, job.cancel, progress.tile)
+            upscale_pass.run(read_region, ahead, tiles.emit, job.cancel, progress.tile)
         else:
             disk = DiskImage(scratch, up.layer.width, up.layer.height)
             try:
                 write = opaque_rows(disk.write) if opaque else disk.write
-                upscale_pass.run(read_region, process, write, job.cancel, progress.tile)
+                upscale_pass.run(read_region, ahead, write, job.cancel, progress.tile)
                 job.image = None  # the upload is no longer needed
                 refine_pass.pass_.run(disk.read, refine_pass.process(progress), tiles.emit, job.cancel)
             finally:
@@ -238,8 +242,47 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
     except Cancelled:
         raise JobCancelled() from None
     finally:
+        ahead.close()
         saver.close()
     return tiles.sent
+
+
+class Lookahead:
+    """The tiled pass's ``process``, one tile ahead: while the pass blends tile k and hands out its rows,
+    a thread of its own runs the upscaler on tile k + 1 (the model on the accelerator or its threads, the
+    blending, storing and sending on the CPU beside it). At most two tiles' outputs are alive: the one
+    being blended and the next (``memory_bound``). Tiles come in the pass's order (``TiledPass.boxes``)."""
+
+    def __init__(
+        self, tiled: TiledPass, read: Callable[[Box], np.ndarray], process: Process, cancel: threading.Event
+    ) -> None:
+        self.boxes = iter(tiled.boxes())
+        self.read, self.process, self.cancel = read, process, cancel
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="underpaint-upscaler")
+        self.pending: deque[tuple[Box, Box, Future[np.ndarray]]] = deque()
+        self._submit_next()
+
+    def _submit_next(self) -> None:
+        boxes = next(self.boxes, None)
+        if boxes is not None:
+            self.pending.append((*boxes, self.thread.submit(self._run, *boxes)))
+
+    def _run(self, source: Box, target: Box) -> np.ndarray:
+        if self.cancel.is_set():  # the pass stops before this tile anyway
+            raise Cancelled()
+        return self.process(self.read(source), source, target)
+
+    def __call__(self, tile: np.ndarray, source: Box, target: Box) -> np.ndarray:
+        ahead_source, ahead_target, made = self.pending.popleft()
+        assert (ahead_source, ahead_target) == (source, target), "the pass takes its tiles in order"
+        self._submit_next()
+        return made.result()
+
+    def close(self) -> None:
+        """Drop the tile computed ahead (a cancelled or failed pass) and stop the thread."""
+        for _, _, made in self.pending:
+            made.cancel()
+        self.thread.shutdown(wait=True)
 
 
 class _Handoff:
