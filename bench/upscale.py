@@ -77,10 +77,11 @@ def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> tuple[float,
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def wait_for_pngs(outputs: Path, count: int) -> float:
-    """Wait until the background writer has turned ``count`` results into PNGs; its CPU seconds."""
+def wait_for_pngs(outputs: Path) -> float:
+    """Wait until the background writer has turned every raw result into PNGs (the tiles', and the
+    whole layer's it joins them into); its CPU seconds."""
     cpu = time.process_time()
-    while len(list(outputs.glob("*/*.png"))) < count:
+    while any(outputs.glob("*/*.rgba")):
         time.sleep(0.01)
     return time.process_time() - cpu
 
@@ -104,13 +105,10 @@ def overhead(model: Path, size: int, repeats: int) -> None:
         thread = DaemonThread(Daemon(config, engines, default)).start()
         ended = threading.Event()
         progress: list[dict] = []
-        results = [0]
 
         def on_event(event) -> None:
             if event.type == "progress":
                 progress.append(event.message)
-            elif event.type == "result":
-                results[0] += 1
             elif event.type in ("finished", "failed", "cancelled"):
                 ended.set()
 
@@ -134,7 +132,7 @@ def overhead(model: Path, size: int, repeats: int) -> None:
                 ended.wait(600)
                 daemon_times.append(time.perf_counter() - started)
                 daemon_cpu.append(time.process_time() - cpu)
-                png_cpu.append(wait_for_pngs(folder / "outputs", results[0]))
+                png_cpu.append(wait_for_pngs(folder / "outputs"))
                 wall, used = direct(upscaler.descriptor, image, tiled)
                 direct_times.append(wall)
                 direct_cpu.append(used)

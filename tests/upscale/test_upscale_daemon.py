@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,29 @@ def test_fetch_replays_every_tile_with_its_placement(make_client, daemon: Runnin
     ]
     for first, second in zip(live, [layer_array(r) for r in replayed], strict=True):
         assert np.array_equal(first, second)
+
+
+def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon: RunningDaemon) -> None:
+    """Beside its tiles (what fetch replays), an upscale is stored as one picture, <job>.png, joined by
+    the background writer; a PNG reader sees the whole layer and its parameters."""
+    from PIL import Image
+
+    from underpaint_protocol import pnginfo
+
+    client, events = make_client()
+    job = {"mode": "upscale", "canvas": {"width": 300, "height": 200}, "upscale": {"factor": 4.0}}
+    accepted = submit_job(client, job, photo_like(300, 200, seed=6))
+    assert events.wait_outcome(accepted["job_id"], 120).type == "finished"
+    results = sorted(events.of(accepted["job_id"], "result"), key=lambda r: r.message["index"])
+    assert len(results) == 4
+    joined = np.concatenate([layer_array(r) for r in results])
+    whole = Path(results[0].message["output"]).with_name(f"{accepted['job_id']}.png")
+    events.wait_for(whole.is_file, 60)
+    with Image.open(whole) as png:
+        assert png.size == (1200, 800) and png.mode == "RGBA"
+        assert np.array_equal(np.asarray(png), joined)
+    assert json.loads(pnginfo.read_text(whole.read_bytes())[pnginfo.OUR_KEY]) == results[0].message["params"]
+    assert all(Path(r.message["output"]).is_file() for r in results)  # the tiles stay, one PNG each
 
 
 def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make_client) -> None:
