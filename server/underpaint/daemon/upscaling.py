@@ -1,10 +1,11 @@
 """Upscale and refine-upscale jobs: planning from bounds, the tiled passes, results streamed as tiles.
 
 An upscale never holds its result whole. The upscaler runs over the uploaded region in overlapping
-tiles (``canvas.tiles``); finished output rows are cut into result tiles of at most
-``RESULT_TILE_BYTES`` (full layer width, fixed height, so their count is known before the first one),
-each stored (``outputs``) and published as soon as it is complete, by a thread beside the pass
-(``_Handoff``). An opaque upload runs the pass on RGB and gets its alpha per result tile. A
+tiles (``canvas.tiles``); each band of finished output rows the pass hands out is cut at once into
+result tiles of at most ``RESULT_TILE_BYTES`` (full layer width; the bands are known from the tiling,
+so the count is known before the first one), each stored (``outputs``) and published by a thread
+beside the pass (``_Handoff``), while the model runs on: after the last model tile only the last
+band is left to send. An opaque upload runs the pass on RGB and gets its alpha per result tile. A
 refine-upscale first writes
 the upscaled rows to a raw file on disk, then runs the diffusion model as img2img over overlapping
 tiles of it at the model's native size (same prompt, seed per tile from the job's), blended the same
@@ -13,6 +14,7 @@ way, and streams those rows out. Progress counts upscaler tiles plus diffusion s
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import threading
@@ -117,46 +119,37 @@ def memory_bound(up: UpscalePlan, model_bytes: int = 0) -> int:
     bounded by the connection's event budget, 64 MB): the tiled pass's buffers (``tiles.pass_memory``)
     with one tile's working copies (input, native output, resampled, sharpened: float32 RGBA, a few
     each) and the output of the tile before it, blended while ``Lookahead`` makes this one, a result
-    tile being cut (RGBA, and the RGB rows joined for it) and one being stored while the pass goes on
-    (``_Handoff``). For 4096x4096 -> 16384x16384 classical: about 122 MiB, where the result
-    itself is 1 GiB."""
+    tile being cut from a band (RGBA) and one being stored while the pass goes on (``_Handoff``). For
+    4096x4096 -> 16384x16384 classical: about 116 MiB, where the result itself is 1 GiB."""
     scale_x, scale_y = up.layer.width / up.region.width, up.layer.height / up.region.height
     tiled = TiledPass(up.region.width, up.region.height, up.layer.width, up.layer.height, up.tile, MARGIN)
     native = up.upscaler.scale ** up.upscaler.passes(up.factor)
     side_in = up.tile + 2 * MARGIN
     tile_bytes = 16 * side_in * side_in * (2 * native * native + 4 * scale_x * scale_y) + model_bytes
     ahead = 16 * side_in * side_in * scale_x * scale_y  # the tile being blended while the next one is made
-    return pass_memory(tiled, 4, int(tile_bytes + ahead)) + (4 + 3 + 4) * up.layer.width * up.result_rows
+    return pass_memory(tiled, 4, int(tile_bytes + ahead)) + (4 + 4) * up.layer.width * up.result_rows
 
 
 class ResultTiles:
-    """Cuts finished output rows (RGB of an opaque pass, or RGBA) into RGBA result tiles of fixed height,
-    each a new array (it never keeps a band alive); stores and publishes each at once."""
+    """Cuts each band of finished output rows (RGB of an opaque pass, or RGBA) into RGBA result tiles of
+    at most ``result_rows`` rows, each a new array (it never keeps a band alive), and stores and
+    publishes each at once. ``count`` is known from the emitting pass's bands before the first."""
 
-    def __init__(self, up: UpscalePlan, save: Callable[[int, int, np.ndarray], None]) -> None:
+    def __init__(self, up: UpscalePlan, emitting: TiledPass, save: Callable[[int, int, np.ndarray], None]) -> None:
         self.up = up
         self.save = save
-        self.pending: list[np.ndarray] = []
-        self.pending_rows = 0
+        edges = [*sorted({target.y for _, target in emitting.boxes()}), emitting.out_h]  # where bands start
+        self.count = sum(math.ceil((end - start) / up.result_rows) for start, end in itertools.pairwise(edges))
         self.next_row = 0
         self.sent = 0
 
     def emit(self, first_row: int, rows: np.ndarray) -> None:
-        assert first_row == self.next_row + self.pending_rows, "rows arrive in order"
-        self.pending.append(rows)
-        self.pending_rows += rows.shape[0]
-        step = self.up.result_rows
-        while self.pending_rows >= step or (
-            self.pending_rows and self.next_row + self.pending_rows == self.up.layer.height
-        ):
-            block = np.concatenate(self.pending, axis=0) if len(self.pending) > 1 else self.pending[0]
-            count = min(step, block.shape[0])
-            self.save(self.sent, self.next_row, rgba(block[:count]))
+        assert first_row == self.next_row, "rows arrive in order"
+        for start in range(0, rows.shape[0], self.up.result_rows):
+            piece = rows[start : start + self.up.result_rows]
+            self.save(self.sent, first_row + start, rgba(piece))
             self.sent += 1
-            self.next_row += count
-            rest = block[count:]
-            self.pending = [rest] if rest.shape[0] else []
-            self.pending_rows = rest.shape[0]
+        self.next_row = first_row + rows.shape[0]
 
 
 class DiskImage:
@@ -213,7 +206,7 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
                     "source": _rect(up.region),
                     "canvas": {"width": up.scaled.width, "height": up.scaled.height},
                     "layer": _rect(up.layer),
-                    "tiles": up.result_tiles,
+                    "tiles": tiles.count,
                 },
             )
         )
@@ -221,7 +214,7 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
         publish(result_message(stored), stored.pixels)
 
     saver = _Handoff(save)
-    tiles = ResultTiles(up, saver)
+    tiles = ResultTiles(up, upscale_pass if refine_pass is None else refine_pass.pass_, saver)
 
     def read_region(box: Box) -> np.ndarray:
         return image[box.y : box.bottom, box.x : box.right]

@@ -194,11 +194,7 @@ class UpscalePlan:
     tile: int
     """Input pixels per upscaler tile core."""
     result_rows: int
-    """Rows of the layer per result tile (the last one may be shorter)."""
-
-    @property
-    def result_tiles(self) -> int:
-        return math.ceil(self.layer.height / self.result_rows)
+    """Most rows of the layer per result tile."""
 
 
 class UpscaleEngine(Engine):
