@@ -5,14 +5,16 @@ Run: python bench/upscale.py [--repeats N] [--size N] [--big N]
 
 1. Overhead: an upscale of a ``--size`` square photo (default 512) by the model's native factor through
    a real daemon over a loopback socket (plan, upload, tiled pass with blending, result tiles stored and
-   sent) against the bare model call ``descriptor(tile)`` on exactly the daemon's input tiles (same
-   boxes, context included), interleaved, median of repeats after a warm-up round; wall time and this
-   process's CPU time (the daemon, its client and the direct calls share the process; CPU time is what
-   other work on a shared machine disturbs least). Before each direct run the bench waits for the
-   daemon's background PNG writer to finish, so neither side pays for it; its CPU time is printed
-   apart. Target: ratio <= 1.05. The model is a
-   Real-ESRGAN SRVGGNetCompact x4 with random weights (the realesr-general-x4v3 architecture with 16
-   features and 4 convolutions, a quarter of its cost).
+   sent) against the bare model call ``descriptor(tile)`` of the same loaded model (its layout as the
+   daemon loads it: channels-last for this architecture on the CPU) on exactly the daemon's input tiles
+   (``TiledPass.boxes``, context included) on a thread of its own like the daemon's, interleaved,
+   median of repeats after a warm-up round; wall time and this process's CPU time (the daemon, its
+   client and the direct calls share the process; CPU time is what other work on a shared machine
+   disturbs least). Before each direct run the bench waits for the daemon's background PNG writer to
+   finish, so neither side pays for it; its CPU time is printed apart; so is the direct call on
+   spandrel's default layout. Target: ratio <= 1.05. The model is a Real-ESRGAN SRVGGNetCompact x4
+   with random weights (the realesr-general-x4v3 architecture with 16 features and 4 convolutions, a
+   quarter of its cost).
 2. Tiles per second of the daemon in (1).
 3. Peak memory: ``--big`` (default 4096) squared x4 through a daemon in a separate process, for the
    classical upscaler and the tiny model; the client drops every tile as it arrives. Printed: the
@@ -32,14 +34,16 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from underpaint.canvas.geometry import Box
 from underpaint.canvas.tiles import TiledPass
 from underpaint.engines.upscale import MARGIN, SpandrelUpscaler
+from underpaint.engines.weights import load_descriptor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,31 +67,29 @@ def photo(size: int) -> np.ndarray:
     return np.dstack([rgb, np.full((size, size), 255, np.uint8)])
 
 
-def direct(upscaler: SpandrelUpscaler, image: np.ndarray, tile: int) -> tuple[float, float]:
-    """The model alone on the daemon's input tiles (the same boxes, context included): wall and CPU seconds."""
-    height, width = image.shape[:2]
-    tiled = TiledPass(width, height, width * upscaler.scale, height * upscaler.scale, tile, MARGIN)
-    xs, ys = tiled.cuts(width), tiled.cuts(height)
-    started, cpu = time.perf_counter(), time.process_time()
-    for j in range(len(ys) - 1):
-        for i in range(len(xs) - 1):
-            box = Box.from_edges(
-                max(0, xs[i] - MARGIN),
-                max(0, ys[j] - MARGIN),
-                min(width, xs[i + 1] + MARGIN),
-                min(height, ys[j + 1] + MARGIN),
-            )
+def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> tuple[float, float]:
+    """The model alone on the daemon's input tiles (``TiledPass.boxes``: the same boxes, context
+    included), on a thread of its own as the daemon's model calls are (on this 2-core machine under
+    load, the same calls on the main thread took about 3x the CPU time): wall and CPU seconds."""
+
+    def calls() -> None:
+        for box, _ in tiled.boxes():
             crop = image[box.y : box.bottom, box.x : box.right, :3]
             tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255.0)
             with torch.inference_mode():
-                upscaler.descriptor(tensor)
+                descriptor(tensor)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(calls).result()
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def wait_for_pngs(outputs: Path, count: int) -> float:
-    """Wait until the background writer has turned ``count`` results into PNGs; its CPU seconds."""
+def wait_for_pngs(outputs: Path) -> float:
+    """Wait until the background writer has turned every raw result into PNGs (the tiles', and the
+    whole layer's it joins them into); its CPU seconds."""
     cpu = time.process_time()
-    while len(list(outputs.glob("*/*.png"))) < count:
+    while any(outputs.glob("*/*.rgba")):
         time.sleep(0.01)
     return time.process_time() - cpu
 
@@ -111,13 +113,10 @@ def overhead(model: Path, size: int, repeats: int) -> None:
         thread = DaemonThread(Daemon(config, engines, default)).start()
         ended = threading.Event()
         progress: list[dict] = []
-        results = [0]
 
         def on_event(event) -> None:
             if event.type == "progress":
                 progress.append(event.message)
-            elif event.type == "result":
-                results[0] += 1
             elif event.type in ("finished", "failed", "cancelled"):
                 ended.set()
 
@@ -127,8 +126,11 @@ def overhead(model: Path, size: int, repeats: int) -> None:
             job = {"mode": "upscale", "model": model.stem, "canvas": {"width": size, "height": size}}
             job["upscale"] = {"factor": 4.0}
             tile = upscaler.tile_for(4.0, None)
-            direct(upscaler, image, tile)  # warm-up: torch's first calls, the allocator
-            daemon_times, daemon_cpu, direct_times, direct_cpu, png_cpu = [], [], [], [], []
+            tiled = TiledPass(size, size, size * upscaler.scale, size * upscaler.scale, tile, MARGIN)
+            plain = load_descriptor(model).eval()  # spandrel's own layout (the daemon's is channels-last)
+            direct(upscaler.descriptor, image, tiled)  # warm-up: torch's first calls, the allocator
+            direct(plain, image, tiled)
+            daemon_times, daemon_cpu, direct_times, direct_cpu, png_cpu, plain_times = [], [], [], [], [], []
             for _ in range(repeats + 1):
                 ended.clear()
                 started, cpu = time.perf_counter(), time.process_time()
@@ -138,10 +140,11 @@ def overhead(model: Path, size: int, repeats: int) -> None:
                 ended.wait(600)
                 daemon_times.append(time.perf_counter() - started)
                 daemon_cpu.append(time.process_time() - cpu)
-                png_cpu.append(wait_for_pngs(folder / "outputs", results[0]))
-                wall, used = direct(upscaler, image, tile)
+                png_cpu.append(wait_for_pngs(folder / "outputs"))
+                wall, used = direct(upscaler.descriptor, image, tiled)
                 direct_times.append(wall)
                 direct_cpu.append(used)
+                plain_times.append(direct(plain, image, tiled)[0])
             tiles = progress[-1]["total"]
         finally:
             client.close()
@@ -156,6 +159,11 @@ def overhead(model: Path, size: int, repeats: int) -> None:
     print(
         f"   CPU (this process, all threads; steadier than wall on a shared machine): daemon {through_cpu:.3f} s "
         f"(client included), direct {bare_cpu:.3f} s, ratio {through_cpu / bare_cpu:.3f}"
+    )
+    plain_wall = statistics.median(plain_times[1:])
+    print(
+        f"   the same calls on spandrel's default layout: {plain_wall:.3f} s (the daemon runs this architecture "
+        f"channels-last on the CPU: daemon / default-layout direct {through / plain_wall:.3f})"
     )
     print(
         f"   not in either: the background PNG conversion, {statistics.median(png_cpu[1:]):.3f} s CPU per job "

@@ -68,6 +68,30 @@ def restoreformer(folder: Path, name: str = "tiny-restoreformer") -> Path:
     return path
 
 
+def gfpgan(folder: Path, name: str = "random-gfpgan") -> Path:
+    """GFPGANv1Clean (GFPGAN 1.3/1.4, Apache-2.0) with random weights. spandrel detects it by two keys
+    but builds it at its one full size (512 px, 87M parameters) whatever the file holds, so this is
+    the real size, saved as float16 (170 MB instead of 350; spandrel casts it back when it loads)."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(5)
+    model = GFPGAN(
+        out_size=512,
+        num_style_feat=512,
+        channel_multiplier=2,
+        decoder_load_path=None,
+        fix_decoder=False,
+        num_mlp=8,
+        input_is_latent=True,
+        different_w=True,
+        narrow=1,
+        sft_half=True,
+    )
+    path = folder / f"{name}.safetensors"
+    save_file({key: value.half().contiguous() for key, value in model.state_dict().items()}, str(path))
+    return path
+
+
 class Payload:
     """Pickles to a call that writes a marker file: what a malicious checkpoint does."""
 
@@ -78,8 +102,8 @@ class Payload:
         return (Path.write_text, (self.marker, "pwned"))
 
 
-def malicious_pth(folder: Path, marker: Path) -> Path:
-    """A Real-ESRGAN-looking ``.pth`` whose unpickling would run code (write ``marker``)."""
-    path = folder / "RealESRGAN_x4plus.pth"
-    torch.save({"params_ema": {"conv_first.weight": Payload(marker)}}, path)
+def malicious_pth(folder: Path, marker: Path, name: str = "RealESRGAN_x4plus", key: str = "conv_first.weight") -> Path:
+    """A model-looking ``.pth`` (Real-ESRGAN by default) whose unpickling would run code (write ``marker``)."""
+    path = folder / f"{name}.pth"
+    torch.save({"params_ema": {key: Payload(marker)}}, path)
     return path

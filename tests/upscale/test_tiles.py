@@ -7,6 +7,7 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from tests.canvas.helpers import photo, seam_ratio
 from tests.upscale import models
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.tiles import TiledPass
+from underpaint.daemon.upscaling import Lookahead
 from underpaint.engines.upscale import MARGIN, ClassicalUpscaler, SpandrelUpscaler, Upscaler, opaque_rows, tile_process
 
 SEAM_THRESHOLD = 1.10
@@ -118,6 +120,39 @@ def test_the_seam_metric_catches_a_tile_step(picture: np.ndarray) -> None:
     assert seam_ratio(whole, out, board, np.full(board.shape, 255, np.uint8)) > SEAM_THRESHOLD
 
 
+def test_the_lookahead_gives_the_pass_the_same_tiles_and_hands_back_a_failure(picture: np.ndarray, upscalers) -> None:
+    """The daemon's pass computes the next tile on a thread of its own: same pixels as the plain pass,
+    at most one tile ahead, and a model that fails fails the pass (no hang)."""
+    compact = upscalers["compact"]
+    height, width = picture.shape[:2]
+    tiled = TiledPass(width, height, 2 * width, 2 * height, 40, MARGIN)
+    process = tile_process(compact, 2.0, 2.0, 2.0, opaque=False)
+    made: list[Box] = []
+
+    def counted(tile: np.ndarray, source: Box, target: Box) -> np.ndarray:
+        made.append(source)
+        if len(made) == 5:
+            raise RuntimeError("the model failed")
+        return process(tile, source, target)
+
+    def read(box: Box) -> np.ndarray:
+        return picture[box.y : box.bottom, box.x : box.right]
+
+    rows: list[tuple[int, np.ndarray]] = []
+    ahead = Lookahead(tiled, read, counted, threading.Event())
+    with pytest.raises(RuntimeError, match="the model failed"):
+        tiled.run(read, ahead, lambda row, band: rows.append((row, band)))
+    ahead.close()
+    assert len(rows) == 1  # the first tile row (4 tiles) finished, the fifth failed
+    assert len(made) in (5, 6)  # the sixth may have started: at most one tile ahead
+    again = Lookahead(tiled, read, process, threading.Event())
+    out = np.zeros((2 * height, 2 * width, 4), np.uint8)
+    tiled.run(read, again, lambda row, band: out.__setitem__(slice(row, row + band.shape[0]), band))
+    again.close()
+    plain, _ = upscale(picture, compact, 2.0, tile=40)
+    assert np.array_equal(out, plain)
+
+
 def test_a_model_pass_then_exact_resampling_gives_any_factor(picture: np.ndarray, upscalers) -> None:
     """A 2x model at x3 runs two passes (4x) and shrinks exactly; x1.5 one pass and shrinks."""
     compact = upscalers["compact"]
@@ -135,7 +170,8 @@ BIG = """
 import json, sys
 import numpy as np
 from underpaint.canvas.tiles import TiledPass
-from underpaint.daemon.upscaling import memory_bound
+import threading
+from underpaint.daemon.upscaling import Lookahead, memory_bound
 from underpaint.engines.upscale import MARGIN, ClassicalUpscaler, UpscalePlan, tile_process
 from underpaint.canvas.geometry import Box
 width, height, factor = 4096, int(sys.argv[1]), 4.0
@@ -158,7 +194,9 @@ with open("/proc/self/clear_refs", "w") as clear:
 before = status("VmRSS")
 rows = []
 read = lambda b: image[b.y:b.bottom, b.x:b.right]
-tiled.run(read, process, lambda y, r: rows.append((y, r.shape, int(r[..., :3].mean()))))
+ahead = Lookahead(tiled, read, process, threading.Event())  # the next tile made while one is blended
+tiled.run(read, ahead, lambda y, r: rows.append((y, r.shape, int(r[..., :3].mean()))))
+ahead.close()
 peak = status("VmHWM")
 print(json.dumps({"growth": peak - before, "bound": memory_bound(plan), "rows": sum(s[0] for _, s, _ in rows),
                   "width": rows[0][1][1], "output_bytes": out_w * out_h * 4}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,29 @@ def test_fetch_replays_every_tile_with_its_placement(make_client, daemon: Runnin
     ]
     for first, second in zip(live, [layer_array(r) for r in replayed], strict=True):
         assert np.array_equal(first, second)
+
+
+def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon: RunningDaemon) -> None:
+    """Beside its tiles (what fetch replays), an upscale is stored as one picture, <job>.png, joined by
+    the background writer; a PNG reader sees the whole layer and its parameters."""
+    from PIL import Image
+
+    from underpaint_protocol import pnginfo
+
+    client, events = make_client()
+    job = {"mode": "upscale", "canvas": {"width": 300, "height": 200}, "upscale": {"factor": 4.0}}
+    accepted = submit_job(client, job, photo_like(300, 200, seed=6))
+    assert events.wait_outcome(accepted["job_id"], 120).type == "finished"
+    results = sorted(events.of(accepted["job_id"], "result"), key=lambda r: r.message["index"])
+    assert len(results) == 4
+    joined = np.concatenate([layer_array(r) for r in results])
+    whole = Path(results[0].message["output"]).with_name(f"{accepted['job_id']}.png")
+    events.wait_for(whole.is_file, 60)
+    with Image.open(whole) as png:
+        assert png.size == (1200, 800) and png.mode == "RGBA"
+        assert np.array_equal(np.asarray(png), joined)
+    assert json.loads(pnginfo.read_text(whole.read_bytes())[pnginfo.OUR_KEY]) == results[0].message["params"]
+    assert all(Path(r.message["output"]).is_file() for r in results)  # the tiles stay, one PNG each
 
 
 def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make_client) -> None:
@@ -326,3 +350,61 @@ def test_cancel_stops_an_upscale_between_tiles(make_client) -> None:
     assert outcome.type == "cancelled", outcome.message
     total = events.of(accepted["job_id"], "progress")[-1].message["total"]
     assert len(events.of(accepted["job_id"], "progress")) < total  # it stopped before the last tile
+
+
+@pytest.fixture(scope="session")
+def gfpgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Full-size GFPGAN with random weights, made once per session (spandrel only builds it at 512 px)."""
+    return models.gfpgan(tmp_path_factory.mktemp("gfpgan"))
+
+
+@pytest.mark.slow
+def test_gfpgan_restores_the_face_region_over_the_socket_and_leaves_the_rest(tmp_path: Path, gfpgan_file) -> None:
+    """GFPGAN (Apache-2.0) runs without the research opt-in: the selection changes, the rest does not."""
+    engines, _ = build_engines("classical", [f"restore:{gfpgan_file}"], [], "cpu")
+    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
+    try:
+        maker = client_maker(running.url)
+        client, events = next(maker)()
+        listed = {m["id"]: m for m in client.welcome["models"]}["random-gfpgan"]
+        assert (listed["family"], listed["modes"], listed.get("refusal")) == ("GFPGAN", ["restore"], None)
+        picture = photo_like(240, 200, seed=11)
+        mask = np.zeros((200, 240), np.uint8)
+        mask[60:140, 80:160] = 255
+        job = {
+            "mode": "restore",
+            "model": "random-gfpgan",
+            "canvas": {"width": 240, "height": 200},
+            "selection": {"x": 80, "y": 60, "width": 80, "height": 80},
+        }
+        accepted = submit_job(client, job, picture, mask)
+        outcome = events.wait_outcome(accepted["job_id"], 600)
+        assert outcome.type == "finished", outcome.message
+        (result,) = events.of(accepted["job_id"], "result")
+        assert result.message["params"]["model"] == "random-gfpgan" and result.message.get("upscale") is None
+        layer = layer_array(result)
+        x, y = result.message["layer"]["x"], result.message["layer"]["y"]
+        pasted = picture.astype(np.float32)  # the layer composited over the canvas, as a host shows it
+        region = pasted[y : y + layer.shape[0], x : x + layer.shape[1]]
+        alpha = layer[..., 3:].astype(np.float32) / 255.0
+        region[..., :3] = layer[..., :3] * alpha + region[..., :3] * (1.0 - alpha)
+        change = np.abs(pasted[..., :3] - picture[..., :3]).max(axis=2)
+        assert change[70:130, 90:150].mean() > 20, "the face region is the model's output"
+        outside = np.ones((200, 240), bool)
+        outside[20:180, 40:200] = False  # the selection with room for its soft edge (grow 2 + feather 32)
+        assert change[outside].max() == 0, "nothing outside the selection changes"
+        alpha = np.zeros((200, 240), np.uint8)
+        alpha[y : y + layer.shape[0], x : x + layer.shape[1]] = layer[..., 3]
+        assert alpha[outside].max() == 0 and alpha[70:130, 90:150].min() == 255
+        for _ in maker:
+            pass
+    finally:
+        running.thread.stop()
+
+
+def test_a_malicious_pth_restore_model_is_refused_without_running_its_code(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    evil = models.malicious_pth(tmp_path, marker, name="GFPGANv1.4", key="toRGB.0.weight")
+    with pytest.raises(ValueError, match=r"GFPGANv1\.4\.pth"):
+        build_engines("classical", [f"restore:{evil}"], [], "cpu")
+    assert not marker.exists()

@@ -70,6 +70,33 @@ class TiledPass:
     def tiles(self) -> int:
         return (len(self.cuts(self.in_w)) - 1) * (len(self.cuts(self.in_h)) - 1)
 
+    def boxes(self) -> list[tuple[Box, Box]]:
+        """Every tile's input box (core plus context) and output box (core plus blend bands), in the
+        order :meth:`run` takes them (rows top to bottom, left to right): a caller can compute tiles
+        ahead of the pass."""
+        xs, ys = self.cuts(self.in_w), self.cuts(self.in_h)
+        out_xs = [round(x * self.scale_x) for x in xs]
+        out_ys = [round(y * self.scale_y) for y in ys]
+        bx, by = self.blend(out_xs, self.scale_x), self.blend(out_ys, self.scale_y)
+        return [
+            (
+                Box.from_edges(
+                    max(0, xs[i] - self.margin),
+                    max(0, ys[j] - self.margin),
+                    min(self.in_w, xs[i + 1] + self.margin),
+                    min(self.in_h, ys[j + 1] + self.margin),
+                ),
+                Box.from_edges(
+                    max(0, out_xs[i] - bx),
+                    max(0, out_ys[j] - by),
+                    min(self.out_w, out_xs[i + 1] + bx),
+                    min(self.out_h, out_ys[j + 1] + by),
+                ),
+            )
+            for j in range(len(ys) - 1)
+            for i in range(len(xs) - 1)
+        ]
+
     def run(
         self,
         read: Callable[[Box], np.ndarray],
@@ -83,10 +110,12 @@ class TiledPass:
         out_xs = [round(x * self.scale_x) for x in xs]
         out_ys = [round(y * self.scale_y) for y in ys]
         bx, by = self.blend(out_xs, self.scale_x), self.blend(out_ys, self.scale_y)
+        boxes = self.boxes()
+        columns = len(xs) - 1
         top: np.ndarray | None = None  # rows still blending with this tile row: the row above's share
         for j in range(len(ys) - 1):
             last_row = j == len(ys) - 2
-            r0, r1 = max(0, out_ys[j] - by), min(self.out_h, out_ys[j + 1] + by)
+            r0, r1 = boxes[j * columns][1].y, boxes[j * columns][1].bottom
             f1 = self.out_h if last_row else out_ys[j + 1] - by
             wy = _ramp(r0, r1, out_ys[j], out_ys[j + 1], by, j == 0, last_row)
             band: np.ndarray | None = None
@@ -96,15 +125,9 @@ class TiledPass:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 last_col = i == len(xs) - 2
-                c0, c1 = max(0, out_xs[i] - bx), min(self.out_w, out_xs[i + 1] + bx)
+                source, target = boxes[j * columns + i]
+                c0, c1 = target.x, target.right
                 g1 = self.out_w if last_col else out_xs[i + 1] - bx
-                source = Box.from_edges(
-                    max(0, xs[i] - self.margin),
-                    max(0, ys[j] - self.margin),
-                    min(self.in_w, xs[i + 1] + self.margin),
-                    min(self.in_h, ys[j + 1] + self.margin),
-                )
-                target = Box.from_edges(c0, r0, c1, r1)
                 out = np.asarray(process(read(source), source, target), np.float32)
                 if out.strides[1] != out.itemsize * out.shape[2]:  # pixels must lie side by side in a row
                     out = np.ascontiguousarray(out)

@@ -6,8 +6,11 @@ speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the si
 sidecar), and one background thread, at the lowest CPU priority, turns each into the PNG that
 ``output`` names (carrying its parameters as A1111's ``parameters`` text and our JSON, see
 ``underpaint_protocol.pnginfo``), then removes the raw file; raw files left by a crash are converted
-at the next start. Refetches read the disk (PNG or raw); only when outputs are off do results live
-in a bounded in-memory cache instead.
+at the next start. An upscale's result comes as tiles (one PNG each, what ``fetch`` replays); the
+writer also joins them, tile after tile as it converts them, into one PNG of the whole layer,
+``<job>.png`` (``_LayerPng``: rows filtered and deflated as they come, one tile in memory).
+Refetches read the disk (PNG or raw); only when outputs are off do results live in a bounded
+in-memory cache instead.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import json
 import logging
 import os
 import queue
+import struct
 import sys
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +96,8 @@ class OutputStore:
         self._compressor: threading.Thread | None = None
         self._spares: list[Path] = []
         self._spare_names = itertools.count()
+        self._layers: dict[str, _LayerPng] = {}
+        """Upscales being joined into one PNG, by job (the writer thread's own)."""
 
     def start(self) -> None:
         """Start the background PNG writer, first queueing raw files an earlier run left behind."""
@@ -103,7 +110,7 @@ class OutputStore:
         self._compressor = threading.Thread(target=self._compress_loop, name="outputs-png", daemon=True)
         self._compressor.start()
         if self.folder.is_dir():
-            for raw in sorted(self.folder.glob(f"*/*{RAW}")):
+            for raw in sorted(self.folder.glob(f"*/*{RAW}"), key=_in_order):
                 self._to_compress.put(raw)
 
     def stop(self) -> None:
@@ -112,6 +119,9 @@ class OutputStore:
             self._to_compress.put(None)
             self._compressor.join()
             self._compressor = None
+        for layer in self._layers.values():  # a job whose last tiles never came: its tiles stay
+            layer.abandon()
+        self._layers.clear()
 
     def save(self, result: StoredResult) -> StoredResult:
         """Persist (when a folder is set) and cache; returns the result with its output path.
@@ -142,11 +152,37 @@ class OutputStore:
             try:
                 pixels = _read_raw(raw)
                 if pixels is not None and pixels.size:
-                    params = json.loads(raw.with_suffix(".json").read_text(encoding="utf-8"))["params"]
-                    _write_atomically(raw.with_suffix(".png"), png_with_parameters(pixels, params))
+                    sidecar = json.loads(raw.with_suffix(".json").read_text(encoding="utf-8"))
+                    _write_atomically(raw.with_suffix(".png"), png_with_parameters(pixels, sidecar["params"]))
+                    if sidecar.get("upscale") is not None:
+                        self._join(raw.parent, sidecar, pixels)
                     self._retire(raw)
             except (OSError, ValueError, KeyError, cv2.error) as error:  # the raw file still answers fetch
                 log.warning("could not write %s: %s", raw.with_suffix(".png").name, error)
+
+    def _join(self, folder: Path, sidecar: dict[str, Any], pixels: np.ndarray) -> None:
+        """Add an upscale's result tile to the job's whole-layer PNG (tiles come in order, top to bottom)."""
+        job_id, index, upscale = str(sidecar["job_id"]), int(sidecar["index"]), sidecar["upscale"]
+        layer = self._layers.pop(job_id, None)
+        if index == 0:
+            if layer is not None:
+                layer.abandon()
+            width, height = int(upscale["layer"]["width"]), int(upscale["layer"]["height"])
+            layer = _LayerPng(folder / f"{job_id}.png", width, height, sidecar["params"])
+        if layer is None or layer.tiles != index:  # a tile missing (converted by an earlier run): no whole PNG
+            if layer is not None:
+                layer.abandon()
+            return
+        try:
+            layer.add(pixels)
+            if index + 1 == int(upscale["tiles"]):
+                layer.finish()
+                return
+        except (OSError, ValueError) as error:  # the tiles are there still; only the whole picture is not
+            log.warning("could not write %s: %s", layer.path.name, error)
+            layer.abandon()
+            return
+        self._layers[job_id] = layer
 
     def _write_raw(self, raw: Path, data: bytes | memoryview) -> None:
         """Write over a spare file when there is one (then rename it into place), else a new file."""
@@ -224,6 +260,63 @@ class OutputStore:
                     found.append(following)
                 return found
         return []
+
+
+class _LayerPng:
+    """One PNG written a band of rows at a time: each row filtered with PNG's ``Sub`` (a pixel minus
+    its left neighbour: vectorised) and deflated as png_bytes does (level 1, run-length strategy), so
+    what is in memory is the band, never the image."""
+
+    def __init__(self, path: Path, width: int, height: int, params: dict[str, Any]) -> None:
+        self.path, self.width, self.height = path, width, height
+        self.partial = path.with_name(path.name + ".partial")
+        self.file = open(self.partial, "wb")  # noqa: SIM115  # closed by finish or abandon
+        self.deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+        self.rows = self.tiles = 0
+        texts = {pnginfo.A1111_KEY: pnginfo.a1111_text(params), pnginfo.OUR_KEY: json.dumps(params, ensure_ascii=False)}
+        header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, not interlaced
+        self.file.write(pnginfo.SIGNATURE + _png_chunk(b"IHDR", header))
+        for key, value in texts.items():
+            self.file.write(pnginfo.text_chunk(key, value))
+
+    def add(self, rgba: np.ndarray) -> None:
+        rows, width = rgba.shape[0], rgba.shape[1]
+        if width != self.width or self.rows + rows > self.height:
+            raise ValueError(f"a {width}-wide band at row {self.rows} of a {self.width}x{self.height} PNG")
+        flat = rgba.reshape(rows, width * 4)
+        filtered = np.empty((rows, 1 + width * 4), np.uint8)
+        filtered[:, 0] = 1  # Sub
+        filtered[:, 1:5] = flat[:, :4]
+        np.subtract(flat[:, 4:], flat[:, :-4], out=filtered[:, 5:])  # uint8: wraps modulo 256, as PNG's
+        self._idat(self.deflate.compress(filtered.data))
+        self.rows += rows
+        self.tiles += 1
+
+    def finish(self) -> None:
+        if self.rows != self.height:
+            raise ValueError(f"{self.rows} of {self.height} rows")
+        self._idat(self.deflate.flush())
+        self.file.write(_png_chunk(b"IEND", b""))
+        self.file.close()
+        os.replace(self.partial, self.path)
+
+    def abandon(self) -> None:
+        self.file.close()
+        self.partial.unlink(missing_ok=True)
+
+    def _idat(self, data: bytes) -> None:
+        if data:
+            self.file.write(_png_chunk(b"IDAT", data))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _in_order(raw: Path) -> tuple[str, str, int]:
+    """Raw files by day, job and index as a number (``-10`` after ``-9``), the order they were written."""
+    job, _, index = raw.stem.rpartition("-")
+    return raw.parent.name, job, int(index) if index.isdigit() else -1
 
 
 def _yield_to_the_daemon() -> None:

@@ -1,10 +1,11 @@
 """Upscale and refine-upscale jobs: planning from bounds, the tiled passes, results streamed as tiles.
 
 An upscale never holds its result whole. The upscaler runs over the uploaded region in overlapping
-tiles (``canvas.tiles``); finished output rows are cut into result tiles of at most
-``RESULT_TILE_BYTES`` (full layer width, fixed height, so their count is known before the first one),
-each stored (``outputs``) and published as soon as it is complete, by a thread beside the pass
-(``_Handoff``). An opaque upload runs the pass on RGB and gets its alpha per result tile. A
+tiles (``canvas.tiles``); each band of finished output rows the pass hands out is cut at once into
+result tiles of at most ``RESULT_TILE_BYTES`` (full layer width; the bands are known from the tiling,
+so the count is known before the first one), each stored (``outputs``) and published by a thread
+beside the pass (``_Handoff``), while the model runs on: after the last model tile only the last
+band is left to send. An opaque upload runs the pass on RGB and gets its alpha per result tile. A
 refine-upscale first writes
 the upscaled rows to a raw file on disk, then runs the diffusion model as img2img over overlapping
 tiles of it at the model's native size (same prompt, seed per tile from the job's), blended the same
@@ -13,11 +14,13 @@ way, and streams those rows out. Progress counts upscaler tiles plus diffusion s
 
 from __future__ import annotations
 
+import itertools
 import math
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from underpaint import __version__
 from underpaint.canvas.geometry import Box
 from underpaint.canvas.plan import JobPlan, model_size
 from underpaint.canvas.resize import resize_exact
-from underpaint.canvas.tiles import Cancelled, TiledPass, pass_memory
+from underpaint.canvas.tiles import Cancelled, Process, TiledPass, pass_memory
 from underpaint.daemon.outputs import OutputStore, StoredResult, owner_key
 from underpaint.daemon.records import Job, Publish, result_message
 from underpaint.engines.base import Engine, GenerationInput, JobCancelled, StepProgress
@@ -115,45 +118,38 @@ def memory_bound(up: UpscalePlan, model_bytes: int = 0) -> int:
     """What an upscale holds beyond its upload, the model and the results waiting to be sent (those are
     bounded by the connection's event budget, 64 MB): the tiled pass's buffers (``tiles.pass_memory``)
     with one tile's working copies (input, native output, resampled, sharpened: float32 RGBA, a few
-    each), a result tile being cut (RGBA, and the RGB rows joined for it) and one being stored while the
-    pass goes on (``_Handoff``). For 4096x4096 -> 16384x16384 classical: about 115 MiB, where the result
-    itself is 1 GiB."""
+    each) and the output of the tile before it, blended while ``Lookahead`` makes this one, a result
+    tile being cut from a band (RGBA) and one being stored while the pass goes on (``_Handoff``). For
+    4096x4096 -> 16384x16384 classical: about 116 MiB, where the result itself is 1 GiB."""
     scale_x, scale_y = up.layer.width / up.region.width, up.layer.height / up.region.height
     tiled = TiledPass(up.region.width, up.region.height, up.layer.width, up.layer.height, up.tile, MARGIN)
     native = up.upscaler.scale ** up.upscaler.passes(up.factor)
     side_in = up.tile + 2 * MARGIN
     tile_bytes = 16 * side_in * side_in * (2 * native * native + 4 * scale_x * scale_y) + model_bytes
-    return pass_memory(tiled, 4, int(tile_bytes)) + (4 + 3 + 4) * up.layer.width * up.result_rows
+    ahead = 16 * side_in * side_in * scale_x * scale_y  # the tile being blended while the next one is made
+    return pass_memory(tiled, 4, int(tile_bytes + ahead)) + (4 + 4) * up.layer.width * up.result_rows
 
 
 class ResultTiles:
-    """Cuts finished output rows (RGB of an opaque pass, or RGBA) into RGBA result tiles of fixed height,
-    each a new array (it never keeps a band alive); stores and publishes each at once."""
+    """Cuts each band of finished output rows (RGB of an opaque pass, or RGBA) into RGBA result tiles of
+    at most ``result_rows`` rows, each a new array (it never keeps a band alive), and stores and
+    publishes each at once. ``count`` is known from the emitting pass's bands before the first."""
 
-    def __init__(self, up: UpscalePlan, save: Callable[[int, int, np.ndarray], None]) -> None:
+    def __init__(self, up: UpscalePlan, emitting: TiledPass, save: Callable[[int, int, np.ndarray], None]) -> None:
         self.up = up
         self.save = save
-        self.pending: list[np.ndarray] = []
-        self.pending_rows = 0
+        edges = [*sorted({target.y for _, target in emitting.boxes()}), emitting.out_h]  # where bands start
+        self.count = sum(math.ceil((end - start) / up.result_rows) for start, end in itertools.pairwise(edges))
         self.next_row = 0
         self.sent = 0
 
     def emit(self, first_row: int, rows: np.ndarray) -> None:
-        assert first_row == self.next_row + self.pending_rows, "rows arrive in order"
-        self.pending.append(rows)
-        self.pending_rows += rows.shape[0]
-        step = self.up.result_rows
-        while self.pending_rows >= step or (
-            self.pending_rows and self.next_row + self.pending_rows == self.up.layer.height
-        ):
-            block = np.concatenate(self.pending, axis=0) if len(self.pending) > 1 else self.pending[0]
-            count = min(step, block.shape[0])
-            self.save(self.sent, self.next_row, rgba(block[:count]))
+        assert first_row == self.next_row, "rows arrive in order"
+        for start in range(0, rows.shape[0], self.up.result_rows):
+            piece = rows[start : start + self.up.result_rows]
+            self.save(self.sent, first_row + start, rgba(piece))
             self.sent += 1
-            self.next_row += count
-            rest = block[count:]
-            self.pending = [rest] if rest.shape[0] else []
-            self.pending_rows = rest.shape[0]
+        self.next_row = first_row + rows.shape[0]
 
 
 class DiskImage:
@@ -210,7 +206,7 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
                     "source": _rect(up.region),
                     "canvas": {"width": up.scaled.width, "height": up.scaled.height},
                     "layer": _rect(up.layer),
-                    "tiles": up.result_tiles,
+                    "tiles": tiles.count,
                 },
             )
         )
@@ -218,19 +214,20 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
         publish(result_message(stored), stored.pixels)
 
     saver = _Handoff(save)
-    tiles = ResultTiles(up, saver)
+    tiles = ResultTiles(up, upscale_pass if refine_pass is None else refine_pass.pass_, saver)
 
     def read_region(box: Box) -> np.ndarray:
         return image[box.y : box.bottom, box.x : box.right]
 
+    ahead = Lookahead(upscale_pass, read_region, process, job.cancel)
     try:
         if refine_pass is None:
-            upscale_pass.run(read_region, process, tiles.emit, job.cancel, progress.tile)
+            upscale_pass.run(read_region, ahead, tiles.emit, job.cancel, progress.tile)
         else:
             disk = DiskImage(scratch, up.layer.width, up.layer.height)
             try:
                 write = opaque_rows(disk.write) if opaque else disk.write
-                upscale_pass.run(read_region, process, write, job.cancel, progress.tile)
+                upscale_pass.run(read_region, ahead, write, job.cancel, progress.tile)
                 job.image = None  # the upload is no longer needed
                 refine_pass.pass_.run(disk.read, refine_pass.process(progress), tiles.emit, job.cancel)
             finally:
@@ -238,8 +235,47 @@ def execute_upscale(job: Job, publish: Publish, store: OutputStore, scratch: Pat
     except Cancelled:
         raise JobCancelled() from None
     finally:
+        ahead.close()
         saver.close()
     return tiles.sent
+
+
+class Lookahead:
+    """The tiled pass's ``process``, one tile ahead: while the pass blends tile k and hands out its rows,
+    a thread of its own runs the upscaler on tile k + 1 (the model on the accelerator or its threads, the
+    blending, storing and sending on the CPU beside it). At most two tiles' outputs are alive: the one
+    being blended and the next (``memory_bound``). Tiles come in the pass's order (``TiledPass.boxes``)."""
+
+    def __init__(
+        self, tiled: TiledPass, read: Callable[[Box], np.ndarray], process: Process, cancel: threading.Event
+    ) -> None:
+        self.boxes = iter(tiled.boxes())
+        self.read, self.process, self.cancel = read, process, cancel
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="underpaint-upscaler")
+        self.pending: deque[tuple[Box, Box, Future[np.ndarray]]] = deque()
+        self._submit_next()
+
+    def _submit_next(self) -> None:
+        boxes = next(self.boxes, None)
+        if boxes is not None:
+            self.pending.append((*boxes, self.thread.submit(self._run, *boxes)))
+
+    def _run(self, source: Box, target: Box) -> np.ndarray:
+        if self.cancel.is_set():  # the pass stops before this tile anyway
+            raise Cancelled()
+        return self.process(self.read(source), source, target)
+
+    def __call__(self, tile: np.ndarray, source: Box, target: Box) -> np.ndarray:
+        ahead_source, ahead_target, made = self.pending.popleft()
+        assert (ahead_source, ahead_target) == (source, target), "the pass takes its tiles in order"
+        self._submit_next()
+        return made.result()
+
+    def close(self) -> None:
+        """Drop the tile computed ahead (a cancelled or failed pass) and stop the thread."""
+        for _, _, made in self.pending:
+            made.cancel()
+        self.thread.shutdown(wait=True)
 
 
 class _Handoff:
