@@ -120,7 +120,7 @@ def add_control_arguments(procedure: Gimp.Procedure) -> None:
     procedure.add_double_argument(
         "control-strength",
         "Control _strength",
-        "How strongly the control layer guides the job, 0..2",
+        f"How strongly the control layer guides the job, 0..{STRENGTH_MAX_PERCENT / 100:g}",
         0.0,
         STRENGTH_MAX_PERCENT / 100,
         1.0,
