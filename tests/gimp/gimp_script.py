@@ -1,6 +1,8 @@
 """The python-fu-eval script the end-to-end tests pipe into a real headless GIMP.
 
-It opens a photo, makes the selection a test asks for, calls one of the plug-in's PDB procedures
+It opens a photo, adds the hidden layers a test asks for (each from a PNG, named; an argument
+``{"layer": NAME}`` passes one to a procedure), makes the selection a test asks for, calls one of the
+plug-in's PDB procedures
 NON-INTERACTIVELY (exactly as a user's batch script would) -- or a list of ``calls``, each after an
 optional rectangle selection and followed by an optional dump of the selection's bytes -- and writes
 a JSON report of what GIMP then holds: the return status, the canvas size, the layer tree with
@@ -46,6 +48,14 @@ try:
     background = image.get_layers()[0]
     report["canvas_before"] = [image.get_width(), image.get_height()]
     report["background_before"] = pixels(background)
+    added = {}
+    for extra in P.get("layers") or []:  # hidden, on top; the active layer stays the Background
+        layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(extra["png"]))
+        layer.set_name(extra["name"])
+        image.insert_layer(layer, None, 0)
+        layer.set_visible(False)
+        added[extra["name"]] = layer
+    image.set_selected_layers([background])
     selection = P.get("select")
     if selection:
         x, y, w, h = selection
@@ -64,7 +74,7 @@ try:
         config.set_property("image", image)
         config.set_core_object_array("drawables", [background])
         for name, value in call["args"].items():
-            config.set_property(name, value)
+            config.set_property(name, added[value["layer"]] if isinstance(value, dict) else value)
         result = proc.run(config)
         status = result.index(0)
         report["status"] = getattr(status, "value_nick", str(status))

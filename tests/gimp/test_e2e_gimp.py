@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from PIL import Image, PngImagePlugin
 
 from tests.gimp.gimp_script import script
 from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, daemon_png, get_gimp, run_gimp_batch
-from tests.hosts.daemon import CONTROL, free_port, host_daemon
+from tests.hosts.daemon import CONTROL, LORA, LORA_TRIGGER, RESTORER, UPSCALER, free_port, host_daemon
 from tests.hosts.daemon import HostDaemon as Daemon
 from underpaint.engines.interrogate import terms
 from underpaint.install.gimp import install
@@ -76,6 +77,7 @@ def run_procedure(
     env: dict[str, str] | None = None,
     timeout: float = 90,
     calls: list[dict[str, Any]] | None = None,
+    layers: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     host = gimp(label)
     config_dir = tmp_path / "gimp"
@@ -91,6 +93,7 @@ def run_procedure(
         "interactive": interactive,
         "report": str(report_path),
         "calls": calls,
+        "layers": layers,
     }
     started = time.monotonic()
     # at least 240 s: GIMP starts slowly on a loaded machine
@@ -239,8 +242,10 @@ def _segment_masks(daemon: Daemon, before: set[Path]) -> list[tuple[dict[str, An
 def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tmp_path: Path, daemon: Daemon) -> None:
     """underpaint-segment on a rectangular selection (the drawn box), once per combine mode: GIMP's
     selection afterwards is the daemon's soft mask at its placement combined with the box by GIMP's own
-    operation; then underpaint-inpaint on the last (replace) selection lands a layer."""
+    operation; then underpaint-inpaint on the last (replace) selection lands a layer, and again with a
+    hidden layer of lines as the procedure's control layer (tiny-random's canny ControlNet)."""
     prompt = _prompt("segment-inpaint", label)
+    controlled = _prompt("pdb-control", label)
     before = set(daemon.outputs.rglob("*.json"))
     calls = [
         {
@@ -253,8 +258,12 @@ def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tm
     ]
     calls.append({"procedure": "underpaint-inpaint", "args": {"prompt": prompt, "seed": "5", "model": "classical"}})
     calls[-1]["args"]["server"] = daemon.url
-    report = run_procedure(label, tmp_path, "", {}, calls=calls)
-    assert [call["status"] for call in report["calls"]] == ["success"] * 5, report["calls"]
+    control_args = {"control-layer": {"layer": "control lines"}, "control-kind": "canny", "control-strength": 0.9}
+    args = {"prompt": controlled, "seed": str(CONTROL_SEED), "model": "tiny-random", "steps": 2, "server": daemon.url}
+    calls.append({"procedure": "underpaint-inpaint", "args": args | control_args})
+    lines = [{"name": "control lines", "png": str(control_lines(tmp_path / "lines.png"))}]
+    report = run_procedure(label, tmp_path, "", {}, calls=calls, layers=lines)
+    assert [call["status"] for call in report["calls"]] == ["success"] * 6, report["calls"]
     masks = _segment_masks(daemon, before)
     assert len(masks) == 4
     bx, by, bw, bh = SEGMENT_BOX
@@ -278,16 +287,38 @@ def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tm
     mx, my, mw, mh = masks[-1][0]["x"], masks[-1][0]["y"], masks[-1][0]["width"], masks[-1][0]["height"]
     assert mx <= selection["x"] and selection["x"] + selection["width"] <= mx + mw, "the object's selection"
     assert my <= selection["y"] and selection["y"] + selection["height"] <= my + mh
-    assert report["layers"][0]["name"] == sidecar["name"] and len(report["layers"]) == 2
+    (guided,) = daemon.sidecars(controlled)
+    assert guided["params"]["controls"] == [
+        {"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": True}
+    ], guided["params"]["controls"]
+    assert guided["params"]["engine_params"]["controls"] == [CONTROL], "the daemon ran its ControlNet"
+    names = [layer["name"] for layer in report["layers"]]
+    assert sorted(names) == sorted(["control lines", sidecar["name"], guided["name"], "Background"]), names
     assert report["background_after"] == report["background_before"]
+
+
+def control_lines(path: Path, step: int = 12) -> Path:
+    """White lines on transparent (an artist's sketch), the image's size: a canny control layer."""
+    image = Image.new("RGBA", (WIDTH, HEIGHT))
+    for x in range(0, WIDTH, step):
+        image.paste((255, 255, 255, 255), (x, 0, x + 1, HEIGHT))
+    for y in range(0, HEIGHT, step):
+        image.paste((255, 255, 255, 255), (0, y, WIDTH, y + 1))
+    image.save(path)
+    return path
+
+
+def _sidecars_since(daemon: Daemon, since: set[Path]) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(set(daemon.outputs.rglob("*.json")) - since):
+        found.append(json.loads(path.read_text()) | {"png": path.with_suffix(".png")})
+    return found
 
 
 def joined_upscale(daemon: Daemon, since: set[Path]) -> tuple[tuple[int, int, int, int], str]:
     """The daemon's own result of the one upscale stored after ``since``: its tiles' PNGs joined at their
     placements (the sidecars); returns the layer rect and the SHA-256 of its RGBA pixels."""
-    sidecars = []
-    for path in sorted(set(daemon.outputs.rglob("*.json")) - since):
-        sidecars.append(json.loads(path.read_text()) | {"png": path.with_suffix(".png")})
+    sidecars = _sidecars_since(daemon, since)
     assert sidecars and {item["params"]["mode"] for item in sidecars} == {"upscale"}, sidecars
     whole = sidecars[0]["upscale"]["layer"]
     assert len(sidecars) == sidecars[0]["upscale"]["tiles"], "every tile of one job"
@@ -300,21 +331,24 @@ def joined_upscale(daemon: Daemon, since: set[Path]) -> tuple[tuple[int, int, in
 
 
 @pytest.mark.parametrize(
-    ("label", "select", "layer"),
+    ("label", "select", "layer", "model"),
     [
-        (label, select, layer)
+        (label, select, layer, model)
         for label in GIMP_LABELS
-        for select, layer in ((None, (0, 0, 2 * WIDTH, 2 * HEIGHT)), ([250, 150, 120, 90], (500, 300, 240, 180)))
+        for select, layer, model in (
+            (None, (0, 0, 2 * WIDTH, 2 * HEIGHT), "classical-upscale"),
+            ([250, 150, 120, 90], (500, 300, 240, 180), UPSCALER),
+        )
     ],
 )
 def test_upscale_scales_the_image_then_adds_one_layer_over_what_it_scaled(
-    label: str, select: list[int] | None, layer: tuple[int, int, int, int], tmp_path: Path, daemon: Daemon
+    label: str, select: list[int] | None, layer: tuple[int, int, int, int], model: str, tmp_path: Path, daemon: Daemon
 ) -> None:
-    """underpaint-upscale (factor 2, the classical upscaler): the image scales to 1200x800 (every layer),
-    then ONE new layer holds the daemon's result, tile by tile: the whole image, or the selection's
-    region over that region of the scaled image."""
+    """underpaint-upscale (factor 2; the classical upscaler, or the tiny Compact 2x through spandrel):
+    the image scales to 1200x800 (every layer), then ONE new layer holds the daemon's result, tile by
+    tile: the whole image, or the selection's region over that region of the scaled image."""
     since = set(daemon.outputs.rglob("*.json"))
-    args = {"factor": 2.0, "model": "classical-upscale", "server": daemon.url}
+    args = {"factor": 2.0, "model": model, "server": daemon.url}
     report = run_procedure(label, tmp_path, "underpaint-upscale", args, select=select)
     assert report["success"], f"{report['status']}: {report['error']}\n{report['_output']}"
     assert report["canvas"] == [2 * WIDTH, 2 * HEIGHT]
@@ -322,6 +356,7 @@ def test_upscale_scales_the_image_then_adds_one_layer_over_what_it_scaled(
     assert [item["name"] for item in report["layers"]][1:] == ["Background"], report["layers"]
     top = report["layers"][0]
     rect, digest = joined_upscale(daemon, since)
+    assert {item["params"]["model"] for item in _sidecars_since(daemon, since)} == {model}
     assert (top["x"], top["y"], top["width"], top["height"]) == rect == layer
     assert top["sha256"] == digest, "the layer holds the daemon's exact pixels"
     assert report["selected"] == ["Background"], "the user's active layer stays active"
@@ -351,6 +386,15 @@ def xvfb() -> Iterator[str]:
 
 SEED = 3_000_000_061
 """Above 2^31: GIMP's int fields stop at 2^31-1, the daemon's seeds go to 2^32-1."""
+LORA_RUN = {"name": LORA, "weight": 0.8, "seed": 43, "prompt": "a teapot on a table"}
+"""An inpaint without, then with the LoRA picked in the prompt library (same seed)."""
+REFERENCE_RUN = {"layer": "reference picture", "seed": 47, "prompt": "a bowl of fruit"}
+"""An inpaint without, then with a hidden layer as a reference image (same seed)."""
+A1111_CHOSEN = "a blue kite\nNegative prompt: rain\nSteps: 9, Sampler: Euler a, CFG scale: 6, Seed: 78"
+"""The parameters of the PNG picked in "Reuse parameters…"'s file chooser."""
+RESTORE_RUN = {"model": RESTORER, "select": [80, 60, 96, 80]}
+REFINE_RUN = {"factor": 2.0, "upscaler": UPSCALER, "model": "tiny-random", "strength": 10, "prompt": "crisp detail"}
+"""Refine-upscale of the whole image; 10 %: two of tiny-random's 20 steps per tile (quick)."""
 LIVE = {"model": "tiny-random", "select": [40, 40, 96, 64], "stroke": [60, 50, 20, 10]}
 """The panel's Live on a selection; a dab painted on a layer of its own."""
 
@@ -366,25 +410,40 @@ def test_seed_above_2_to_the_31_round_trips_through_the_procedure(label: str, tm
     assert not bad["success"] and "between 0 and 4294967295" in (bad["error"] or ""), bad["error"]
 
 
-def a1111_png(folder: Path) -> Path:
+def a1111_png(
+    folder: Path,
+    name: str = "a1111.png",
+    parameters: str = "a red boat\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 77",
+) -> Path:
     """A PNG as A1111 saves it: its parameters in a ``parameters`` text chunk."""
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", "a red boat\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 5, Seed: 77")
-    path = folder / "a1111.png"
+    info.add_text("parameters", parameters)
+    path = folder / name
     Image.new("RGB", (8, 8)).save(path, "PNG", pnginfo=info)
     return path
 
 
+def job_sidecars(daemon: Daemon, job_id: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """The daemon's own sidecars of one job (every result or tile), each with its PNG, in index order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for path in daemon.outputs.rglob("*.json"):
+            data = json.loads(path.read_text())
+            if data.get("job_id") == job_id:
+                found.append(data | {"png": path.with_suffix(".png")})
+        if found or time.monotonic() > deadline:
+            assert found, f"no sidecar of {job_id}"
+            return sorted(found, key=lambda item: (item["index"], item.get("y", 0), item.get("x", 0)))
+        time.sleep(0.5)
+
+
 def styled_seed(daemon: Daemon, job_id: str) -> int:
     """The seed of a job's first result, from the daemon's own sidecar."""
-    for path in daemon.outputs.rglob("*.json"):
-        data = json.loads(path.read_text())
-        if data.get("job_id") == job_id:
-            return int(data["params"]["seed"])
-    raise AssertionError(f"no sidecar of {job_id}")
+    return int(job_sidecars(daemon, job_id)[0]["params"]["seed"])
 
 
-@pytest.mark.timeout(1200)  # two GIMP launches and a dozen jobs: minutes on a loaded 2-core machine
+@pytest.mark.timeout(1500)  # two GIMP launches and a dozen jobs: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("label", GIMP_LABELS)
 def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, xvfb: str) -> None:
     """The real panel (GTK, on a virtual display) driven through its widgets by tests/gimp/driver, a test
@@ -393,7 +452,9 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     fields the model ignores are disabled, Cancel cancels the running job (nothing pasted), a locked
     seed above 2^31 is used as typed, a random seed is shown once used; the prompt library saves the
     prompt as a style that then runs, fills the prompt from the image (the daemon's tiny interrogator)
-    and the fields from PNGs (ours, A1111's)."""
+    and the fields from PNGs (ours, A1111's; one picked in its file chooser); a LoRA from the picker
+    and a reference layer each change the result; Restore on a selection and Refine-upscale of the
+    whole image land where the daemon placed them."""
     config_dir = install_plugin(tmp_path)
     driver = config_dir / "GIMP" / "plug-ins" / "underpaint_driver"
     shutil.copytree(Path(__file__).parent / "driver" / "underpaint_driver", driver)
@@ -423,6 +484,12 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
                 "control": {"layer": "control lines", "kind": "canny", "strength": 90, "end": 100}
                 | {"seed": CONTROL_SEED, "select": [250, 150, 48, 48]},
                 "live": LIVE,
+                "guided_select": [250, 150, 48, 48],
+                "lora": LORA_RUN,
+                "reference": REFERENCE_RUN,
+                "a1111_dialog_png": str(a1111_png(tmp_path, "chosen.png", A1111_CHOSEN)),
+                "restore": RESTORE_RUN,
+                "refine_upscale": REFINE_RUN | {"source": str(tmp_path / "refine-source.png")},
             }
         )
     )
@@ -435,7 +502,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         select=[200, 120, 150, 120],
         interactive=True,
         env=env,
-        timeout=720,
+        timeout=900,
     )
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())
@@ -529,8 +596,9 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
 
     # GIMP now holds the applied result, the landed one and the re-applied one above the Background, the
     # styled job's layer (landed directly), and what live painting left: its Strokes layer and the applied picture
-    assert report["canvas"] == [WIDTH, HEIGHT]
-    names = [layer["name"] for layer in report["layers"]]
+    before_upscale = panel["before_upscale"]  # the image before Restore and Refine-upscale (below)
+    assert before_upscale["canvas"] == [WIDTH, HEIGHT]
+    names = list(before_upscale["layers"])
     live_apply = panel["live"]["apply"]
     for name in ["Strokes", *(name for name in live_apply["after"] if name not in live_apply["with_live"])]:
         names.remove(name)
@@ -545,8 +613,8 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     ]
     assert [item["params"]["seed"] for item in inpainted] == [SEED, SEED + 1]
     assert {item["params"]["steps"] for item in inpainted} == {2}
-    assert report["background_after"] == report["background_before"]
-    assert report["selected"] == ["Strokes"], "the layer the artist painted on while Live was on stays active"
+    assert before_upscale["background"] == report["background_before"]
+    assert before_upscale["selected"] == ["Strokes"], "the layer the artist painted on while Live was on stays active"
     saved = json.loads((config_dir / "GIMP" / "underpaint.json").read_text())
     assert saved["prompt"] == "a red boat" and saved["expand_right"] == 64, "the panel remembers its settings"
     assert saved["style"] == "", "the style the panel chose last (the A1111 PNG had none)"
@@ -601,6 +669,9 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert panel["control_rows_after_remove"] == 0
     # Live painting: one live layer on top refilled in place, a dab's frame, Apply, Live off
     _live_painted(panel["live"])
+    _lora_and_reference(panel, daemon)
+    _reused_through_the_file_chooser(panel["reused_dialog"], spec)
+    _restored_then_refine_upscaled(panel, report, daemon, tmp_path)
 
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
@@ -619,6 +690,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again
     later = {segment["job_id"], styled["job_id"], plain["job_id"], guided["job_id"]}
+    later |= {job["job_id"] for job in panel["jobs"].values()}
     earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id not in later]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]
@@ -654,3 +726,111 @@ def _live_painted(record: dict[str, Any]) -> None:
     assert stopped["layers"] == [name for name in apply["after"] if name != first["layers"][0]], "the live layer went"
     assert stopped["originals_unchanged"], "the layers that were there before Live are untouched"
     assert record["check_ms"], "the timer checked the painting"
+
+
+def _same_seed_pair(panel: dict[str, Any], daemon: Daemon, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The jobs ``key``_off and ``key``_on (one inpaint each, the same seed, from the same image): both
+    finished with one layer of the daemon's pixels that differ between the two; their sidecars' params."""
+    off, on = panel["jobs"][f"{key}_off"], panel["jobs"][f"{key}_on"]
+    for job in (off, on):
+        assert job["state"] == "finished" and job["mode"] == "inpaint", job
+        (layer,) = job["layers"]
+        assert layer["sha256"] == job["result_sha256"][0], "the layer holds the daemon's exact pixels"
+    assert off["merged_before"] == on["merged_before"], "both from the same image"
+    (off_params,), (on_params,) = (
+        [item["params"] for item in job_sidecars(daemon, job["job_id"])] for job in (off, on)
+    )
+    assert off_params["seed"] == on_params["seed"] and off_params["model"] == on_params["model"] == "tiny-random"
+    assert off["result_sha256"] != on["result_sha256"], f"the {key} changed nothing"
+    return off_params, on_params
+
+
+def _lora_and_reference(panel: dict[str, Any], daemon: Daemon) -> None:
+    """The prompt library's LoRA picker lists the daemon's LoRA with its trigger word; Add puts its tag
+    and trigger word into the prompt; the job names it and its weight. A hidden layer added as a
+    reference in the control section: the job lists it. Each against the same seed without."""
+    ((label, name),) = panel["lora_picker"]["rows"]  # its metadata's tags, most frequent first
+    assert name == LORA and label == f"{LORA} — {LORA_TRIGGER}, ink", panel["lora_picker"]
+    assert panel["lora_picker"]["add_sensitive"]
+    weight, words = LORA_RUN["weight"], f"{LORA_RUN['prompt']}, {LORA_TRIGGER}, ink"
+    assert panel["lora_prompt"] == f"{words} <lora:{LORA}:{weight:g}>", "Add put the tag and trigger words in"
+    plain, with_lora = _same_seed_pair(panel, daemon, "lora")
+    assert plain["loras"] == [] and with_lora["loras"] == [{"name": LORA, "weight": weight}], with_lora["loras"]
+    assert with_lora["prompt"] == words, "the tag became the job's LoRA"
+
+    rows = panel["reference_rows"]
+    assert len(rows) == 1 and rows[0]["weight"] == 0.6, rows
+    plain, referenced = _same_seed_pair(panel, daemon, "reference")
+    assert plain["references"] == [] and referenced["references"] == rows, referenced["references"]
+    assert plain["prompt"] == referenced["prompt"] == REFERENCE_RUN["prompt"]
+    assert panel["reference_rows_after_remove"] == 0
+
+
+def _reused_through_the_file_chooser(record: dict[str, Any], spec: Path) -> None:
+    """Reuse parameters…: the panel's own file chooser, the A1111 PNG picked in it, the fields filled."""
+    chooser = record.pop("chooser")
+    assert "error" not in chooser and chooser["chosen"] == json.loads(spec.read_text())["a1111_dialog_png"], chooser
+    assert chooser["title"] == "Reuse parameters from", chooser
+    assert record == {
+        "prompt": "a blue kite",
+        "negative": "rain",
+        "style": "",
+        "seed": "78",
+        "locked": True,
+        "steps": 9.0,
+    }, record
+
+
+def _restored_then_refine_upscaled(panel: dict[str, Any], report: dict[str, Any], daemon: Daemon, tmp: Path) -> None:
+    """The Upscale and restore section. Restore (tiny RestoreFormer) on a selection: one layer over the
+    selection's region where the daemon placed it, the merged image outside the selection unchanged.
+    Refine-upscale (tiny Compact 2x, then tiny-random at 10 %): the image scaled to 2x, one layer at
+    full size with the daemon's pixels; its tiles' sidecars say refine-upscale with the prompt and
+    strength; it differs from a plain upscale of the same image by the same upscaler."""
+    jobs = panel["jobs"]
+    restore = jobs["restore"]
+    assert restore["state"] == "finished" and restore["mode"] == "restore", restore
+    (layer,), (place,) = restore["layers"], restore["placed"]
+    assert layer["bounds"] == [place["x"], place["y"], place["width"], place["height"]], restore
+    assert layer["sha256"] == restore["result_sha256"][0], "the layer holds the daemon's exact pixels"
+    assert restore["canvas"] == [WIDTH, HEIGHT] and not place["grows"]
+    x, y, w, h = RESTORE_RUN["select"]
+    lx, ly, lw, lh = layer["bounds"]
+    assert lx <= x and ly <= y and x + w <= lx + lw and y + h <= ly + lh, "over the selection's region"
+    # the layer is soft-masked like an inpaint's: opaque over the selection, fading out in a band around it
+    # (the daemon's blend), and nothing outside the layer changed
+    assert restore["alpha"]["selection_min"] == 255 and restore["alpha"]["ring_max"] < 255, restore["alpha"]
+    changed = restore["rows_changed"]
+    assert changed["outside_layer"] == 0 and changed["inside_selection"] > 0, changed
+    sidecars = job_sidecars(daemon, restore["job_id"])
+    assert {item["params"]["mode"] for item in sidecars} == {"restore"}
+    assert {item["params"]["model"] for item in sidecars} == {RESTORER}
+
+    refine = jobs["refine_upscale"]
+    assert refine["state"] == "finished" and refine["mode"] == "refine_upscale", refine
+    factor = REFINE_RUN["factor"]
+    big = [int(WIDTH * factor), int(HEIGHT * factor)]
+    assert refine["canvas"] == big == report["canvas"] == report["background_size"], "the image was scaled"
+    (layer,) = refine["layers"]
+    assert layer["bounds"] == [0, 0, *big] and layer["sha256"] == refine["result_sha256"][0], refine
+    tiles = job_sidecars(daemon, refine["job_id"])
+    assert len(tiles) == tiles[0]["upscale"]["tiles"], "every tile of one job"
+    for tile in tiles:
+        params = tile["params"]
+        assert params["mode"] == "refine_upscale" and params["model"] == REFINE_RUN["model"], params
+        assert params["prompt"] == REFINE_RUN["prompt"] and params["strength"] == REFINE_RUN["strength"] / 100
+    final = [item["name"] for item in report["layers"]]
+    assert len(final) == len(panel["before_upscale"]["layers"]) + 2, final
+    assert {restore["layers"][0]["name"], layer["name"]} <= set(final), final
+    assert report["selected"] == ["Strokes"], "the active layer stays active"
+    # the same image upscaled plainly by the same upscaler (the CLI, against the same daemon)
+    plain = tmp / "plain-upscale.png"
+    command = [sys.executable, "-m", "underpaint", "generate", "upscale", "--server", daemon.url]
+    command += ["--token", daemon.token, "--image", str(tmp / "refine-source.png"), "--factor", str(factor)]
+    command += ["--model", UPSCALER, "--out", str(plain)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with Image.open(plain) as image:
+        assert image.size == tuple(big)
+        plain_sha = hashlib.sha256(image.convert("RGBA").tobytes()).hexdigest()
+    assert plain_sha != layer["sha256"], "the refine pass changed the upscale"

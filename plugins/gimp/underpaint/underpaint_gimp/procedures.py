@@ -21,6 +21,8 @@ from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 from underpaint_protocol.constants import DEFAULT_URL  # noqa: E402
 from underpaint_protocol.controller import Controller, Request, UserError, WorkQueue  # noqa: E402
+from underpaint_protocol.guides import CONTROL_KINDS, ControlLayer  # noqa: E402
+from underpaint_protocol.guides_panel import PREPROCESSED_KINDS, STRENGTH_MAX_PERCENT  # noqa: E402
 from underpaint_protocol.panel import SEED_MAX, parse_seed  # noqa: E402
 from underpaint_protocol.segment import SegmentRequest  # noqa: E402
 
@@ -94,7 +96,48 @@ def add_job_arguments(procedure: Gimp.Procedure, mode: str) -> None:
             procedure.add_int_argument(
                 side, f"_{side.title()}", f"Pixels to add on the {side}", 0, MAX_SIDE, default, RW
             )
+    add_control_arguments(procedure)
     add_connection_arguments(procedure)
+
+
+def add_control_arguments(procedure: Gimp.Procedure) -> None:
+    """One control layer for scripts (the panel takes several): a layer, what it shows, how strongly."""
+    procedure.add_drawable_argument(
+        "control-layer",
+        "_Control layer",
+        "A layer (hidden or not) whose own pixels guide the job through the model's ControlNet; none: no control",
+        True,
+        RW,
+    )
+    procedure.add_string_argument(
+        "control-kind",
+        "Control _kind",
+        f"What the control layer shows: {', '.join(CONTROL_KINDS)} (it is preprocessed as the panel does: "
+        f"{', '.join(PREPROCESSED_KINDS)} from a picture)",
+        "canny",
+        RW,
+    )
+    procedure.add_double_argument(
+        "control-strength",
+        "Control _strength",
+        f"How strongly the control layer guides the job, 0..{STRENGTH_MAX_PERCENT / 100:g}",
+        0.0,
+        STRENGTH_MAX_PERCENT / 100,
+        1.0,
+        RW,
+    )
+
+
+def controls_from_config(config: Any) -> tuple[ControlLayer, ...]:
+    """The control layer argument as the job's control (none when no layer is given)."""
+    layer = config.get_property("control-layer")
+    if layer is None:
+        return ()
+    kind = str(config.get_property("control-kind") or "").strip()
+    if kind not in CONTROL_KINDS:
+        raise UserError(f"control-kind: {kind!r} is not one of {', '.join(CONTROL_KINDS)}")
+    strength = float(config.get_property("control-strength"))
+    return (ControlLayer(layer.get_id(), kind, strength, preprocess=kind in PREPROCESSED_KINDS),)
 
 
 def add_connection_arguments(procedure: Gimp.Procedure) -> None:
@@ -129,6 +172,7 @@ def request_from_config(config: Any, mode: str) -> Request:
         extend=extend,
         steps=steps or None,
         guidance=None if guidance < 0 else guidance,
+        controls=controls_from_config(config),
     )
 
 

@@ -6,10 +6,11 @@ Everything happens on the panel's GTK main loop, through its widgets: wait for t
 (server remembered in the settings file); measure the layout at the default size and save a
 screenshot; wheel over a field; pick a model and see which fields it ignores; Generate a long job
 and Cancel it while it runs; Generate with a locked seed above 2^31; set the Expand sides and click
-Expand with a random seed; Refine selection; an inpaint without and with a control layer; Live on a
-selection with a dab painted on a layer of its own, Apply, Live off; the prompt library (save the
-prompt as a style, Generate with it, Prompt from image, Reuse parameters from PNGs); write a report
-and close the window.
+Expand with a random seed; Refine selection; an inpaint without and with a control layer, without and
+with the LoRA picked in the prompt library, without and with a reference layer; Live on a selection
+with a dab painted on a layer of its own, Apply, Live off; the prompt library (save the prompt as a
+style, Generate with it, Prompt from image, Reuse parameters… through its file chooser and from PNGs);
+Restore on a selection; Refine-upscale of the whole image; write a report and close the window.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import json
 import os
 import time
 import traceback
+from dataclasses import asdict
 from typing import Any
 
 import gi
 
 gi.require_version("Gdk", "3.0")
+gi.require_version("GdkPixbuf", "2.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Gimp", "3.0")
-from gi.repository import Gdk, Gegl, Gimp, GLib, Gtk  # noqa: E402
+from gi.repository import Gdk, GdkPixbuf, Gegl, Gimp, GLib, Gtk  # noqa: E402
+
+from underpaint_protocol.jobs import Bounds, placement  # noqa: E402
 
 
 def _bottom(widget: Gtk.Widget, window: Gtk.Window) -> int:
@@ -112,6 +117,68 @@ def make_control_layer(image: Any, name: str, step: int = 12) -> None:
     image.set_selected_layers(selected)
 
 
+def make_reference_layer(image: Any, name: str, side: int = 96) -> None:
+    """A hidden picture (red to blue across, a green band) on top, to pick as a reference; the user's
+    selected layers stay selected."""
+    pixels = bytearray()
+    for y in range(side):
+        for x in range(side):
+            band = 255 if side // 3 <= y < 2 * side // 3 else 0
+            pixels += bytes([255 * (side - x) // side, band, 255 * x // side, 255])
+    selected = list(image.get_selected_layers())
+    layer = Gimp.Layer.new(image, name, side, side, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    buffer = layer.get_buffer()
+    buffer.set(Gegl.Rectangle.new(0, 0, side, side), "R'G'B'A u8", bytes(pixels))
+    buffer.flush()
+    layer.set_visible(False)
+    image.set_selected_layers(selected)
+
+
+def layer_pixels(layer: Any) -> bytes:
+    w, h = layer.get_width(), layer.get_height()
+    return bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+
+
+def rgba(image: Any) -> bytes:
+    """A result's pixels as R'G'B'A bytes (what GIMP's layer holds)."""
+    data = bytearray(image.data)
+    if image.format == "bgra8":
+        data[0::4], data[2::4] = data[2::4], data[0::4]
+    elif image.format != "rgba8":
+        raise ValueError(f"a {image.format} result")
+    return bytes(data)
+
+
+def answer_file_chooser(path: str, record: dict[str, Any]) -> None:
+    """While the panel's modal file chooser runs (its own main loop), pick ``path`` in it as the user
+    would (the file in its folder, then Open); gives up with Cancel after 30 s."""
+    started = time.monotonic()
+
+    def poll() -> bool:
+        dialogs = [w for w in Gtk.Window.list_toplevels() if isinstance(w, Gtk.FileChooserDialog) and w.get_visible()]
+        late = time.monotonic() - started > 30
+        if not dialogs:
+            if late:
+                record["error"] = "no file chooser appeared"
+            return not late
+        dialog = dialogs[0]
+        if "title" not in record:
+            record["title"] = dialog.get_title()
+            dialog.set_filename(path)
+            return True
+        if dialog.get_filename() != path:
+            if late:
+                record["error"] = f"the chooser did not select {path}: {dialog.get_filename()}"
+                dialog.response(Gtk.ResponseType.CANCEL)
+            return not late
+        record["chosen"] = dialog.get_filename()
+        dialog.response(Gtk.ResponseType.ACCEPT)
+        return False
+
+    GLib.timeout_add(100, poll)
+
+
 def drive(panel: Any, spec_path: str) -> None:
     with open(spec_path) as handle:
         spec = json.load(handle)
@@ -125,8 +192,10 @@ def drive(panel: Any, spec_path: str) -> None:
         plan = ["connect", "layout", "shrink", "wheel", "fields", "cancel", "wait", "generate", "wait", "staged"]
         plan += ["step", "apply", "expand", "wait", "discard", "land", "wait", "history", "reuse"]
         plan += ["segment", "segment_wait", "control_off", "control_wait", "control_on", "control_wait"]
+        plan += ["lora_off", "job_wait", "lora_on", "job_wait", "reference_off", "job_wait", "reference_on", "job_wait"]
         plan += ["live_on", "live_first", "live_stroke", "live_off"]
-        plan += ["library", "style_saved", "style_wait", "describe", "described", "reuse_png", "finish"]
+        plan += ["library", "style_saved", "style_wait", "describe", "described", "reuse_dialog", "reuse_png"]
+        plan += ["restore", "job_wait", "refine_upscale", "job_wait", "finish"]
     stage = {"index": 0, "jobs": 0, "since": time.monotonic()}
 
     def record_state() -> None:
@@ -144,6 +213,110 @@ def drive(panel: Any, spec_path: str) -> None:
 
     def layer_names() -> list[str]:
         return [str(layer.get_name()) for layer in panel.canvas.image.get_layers()]
+
+    def fields() -> dict[str, Any]:
+        """The fields "reuse parameters" fills."""
+        return {
+            "prompt": panel.request(expand=False).prompt,
+            "negative": panel.negative.get_text(),
+            "style": panel.prompt_library.style.get_active_id(),
+            "seed": panel.seed.get_text(),
+            "locked": panel.seed_lock.get_active(),
+            "steps": None if panel.model_steps.get_active() else panel.steps.get_value(),
+        }
+
+    def merged() -> Any:
+        image = panel.canvas.image
+        return panel.canvas.read_image(Bounds(0, 0, image.get_width(), image.get_height()))
+
+    def guided_setup(prompt: str, seed: int) -> None:
+        """One small inpaint, the same each time: the selection, model, locked seed, one image, few steps."""
+        panel.canvas.image.select_rectangle(Gimp.ChannelOps.REPLACE, *spec["guided_select"])
+        panel.model.set_active_id(spec["model"])
+        panel.seed_lock.set_active(True)
+        panel.seed.set_text(str(seed))
+        panel.batch.set_value(1)
+        panel.model_steps.set_active(False)
+        panel.steps.set_value(spec["steps"])
+        panel.set_prompt(prompt)
+
+    def start_job(key: str, click: Any) -> None:
+        """Click a button that starts a job; ``job_wait`` records it under ``key``."""
+        panel._refresh()
+        stage["merged"] = hashlib.sha256(bytes(merged().data)).hexdigest()
+        stage["jobs"] = len(panel.controller.jobs)
+        stage["key"] = key
+        click()
+        if len(panel.controller.jobs) == stage["jobs"]:
+            raise RuntimeError(f"{key} made no job: {panel.controller.error}")
+
+    def job_settled(job: Any) -> None:
+        """Record the job (its results, where they were placed, the layers GIMP holds for them); the
+        LoRA and reference jobs' layers go again (the image as it was for the next job)."""
+        key, image = stage.pop("key"), panel.canvas.image
+        record: dict[str, Any] = {
+            "state": job.state,
+            "error": job.error or panel.controller.error,
+            "job_id": job.job_id,
+            "mode": job.mode,
+            "merged_before": stage["merged"],
+            "params": [r.message["params"] for r in job.results],
+            "placed": [asdict(placement(r.message, *job.size)) for r in job.results],
+            "result_sha256": [hashlib.sha256(rgba(r.image)).hexdigest() for r in job.results],
+            "layers": [
+                {
+                    "name": str(handle.get_name()),
+                    "bounds": [*handle.get_offsets()[1:], handle.get_width(), handle.get_height()],
+                    "sha256": hashlib.sha256(layer_pixels(handle)).hexdigest(),
+                }
+                for handle in job.handles
+                if handle.is_valid()
+            ],
+            "canvas": [image.get_width(), image.get_height()],
+            "names": layer_names(),
+        }
+        report.setdefault("jobs", {})[key] = record
+        if key.startswith(("lora", "reference")):
+            for handle in job.handles:
+                if handle.is_valid():
+                    image.remove_layer(handle)
+        if key == "reference_on":
+            section = panel.guides
+            while section.row_widgets:
+                section.row_widgets[0]["remove"].clicked()
+            report["reference_rows_after_remove"] = len(section.fields.references)
+            for layer in image.get_layers():
+                if layer.get_name() == spec["reference"]["layer"]:
+                    image.remove_layer(layer)
+        if key == "restore" and job.results:
+            record.update(restored(job.results[0], job.handles[0], stage.pop("merged_bytes"), merged().data))
+
+    def restored(result: Any, handle: Any, before: bytes, after: bytes) -> dict[str, Any]:
+        """Rows of the merged image that changed outside the result layer and inside the selection; the
+        layer's alpha over the selection and on its outermost ring (the soft edge beyond the selection)."""
+        _, lx, ly = handle.get_offsets()
+        lw, lh = handle.get_width(), handle.get_height()
+        x, y, w, h = spec["restore"]["select"]
+        width = panel.canvas.image.get_width()
+        outside = inside = 0
+        for row in range(panel.canvas.image.get_height()):
+            a = before[row * width * 4 : (row + 1) * width * 4]
+            b = after[row * width * 4 : (row + 1) * width * 4]
+            if ly <= row < ly + lh:
+                outside += a[: lx * 4] != b[: lx * 4] or a[(lx + lw) * 4 :] != b[(lx + lw) * 4 :]
+            else:
+                outside += a != b
+            if y <= row < y + h:
+                inside += a[x * 4 : (x + w) * 4] != b[x * 4 : (x + w) * 4]
+        alpha = rgba(result.image)[3::4]
+        rw, rh = result.image.width, result.image.height
+        ring = [alpha[i] for i in range(rw)] + [alpha[(rh - 1) * rw + i] for i in range(rw)]
+        ring += [alpha[j * rw] for j in range(rh)] + [alpha[j * rw + rw - 1] for j in range(rh)]
+        selected = [alpha[(j - ly) * rw + (i - lx)] for j in range(y, y + h) for i in range(x, x + w)]
+        return {
+            "rows_changed": {"outside_layer": outside, "inside_selection": inside},
+            "alpha": {"selection_min": min(selected), "ring_max": max(ring)},
+        }
 
     live_record: dict[str, Any] = {}
 
@@ -261,7 +434,7 @@ def drive(panel: Any, spec_path: str) -> None:
         try:
             record_state()
             step = plan[stage["index"]]
-            if time.monotonic() - stage["since"] > 150:  # generous: a loaded machine
+            if time.monotonic() - stage["since"] > 300:  # generous: tiny jobs take minutes on a loaded machine
                 report["error"] = f"stuck at {step}"
                 finish()
                 return False
@@ -483,11 +656,7 @@ def drive(panel: Any, spec_path: str) -> None:
                     report["control_rows"] = [c.job_item() for c in section.fields.controls]
                     report["control_hint"] = section.hint.get_text()
                 panel._refresh()
-                w, h = image.get_width(), image.get_height()
-                from underpaint_protocol.jobs import Bounds
-
-                merged = panel.canvas.read_image(Bounds(0, 0, w, h)).data
-                stage["merged"] = hashlib.sha256(bytes(merged)).hexdigest()
+                stage["merged"] = hashlib.sha256(bytes(merged().data)).hexdigest()
                 stage["jobs"] = len(panel.controller.jobs)
                 report.setdefault("control_plan", []).append(panel.mode_hint.get_text())
                 panel.generate.clicked()
@@ -575,26 +744,95 @@ def drive(panel: Any, spec_path: str) -> None:
                 section = panel.prompt_library
                 reused = []
                 for path in (report["styled"]["output"], spec["a1111_png"]):
-                    reused.append(
-                        {
-                            "ok": section.reuse_file(path),
-                            "prompt": panel.request(expand=False).prompt,
-                            "negative": panel.negative.get_text(),
-                            "style": section.style.get_active_id(),
-                            "seed": panel.seed.get_text(),
-                            "locked": panel.seed_lock.get_active(),
-                            "steps": None if panel.model_steps.get_active() else panel.steps.get_value(),
-                        }
-                    )
+                    reused.append({"ok": section.reuse_file(path), **fields()})
                 report["reused_png"] = reused
+            elif step in ("lora_off", "lora_on"):  # the same seed without, then with the picker's LoRA
+                lora = spec["lora"]
+                section = panel.prompt_library
+                section.expander.set_expanded(True)
+                if step == "lora_on":
+                    if not section.prompts.loras:
+                        return True
+                    report["lora_picker"] = {
+                        "rows": [[row[0], row[1]] for row in section.lora.get_model()],
+                        "add_sensitive": section.add_lora.get_sensitive(),
+                    }
+                guided_setup(lora["prompt"], lora["seed"])
+                if step == "lora_on":
+                    section.lora.set_active_id(lora["name"])
+                    section.lora_weight.set_value(lora["weight"])
+                    section.add_lora.clicked()
+                    report["lora_prompt"] = panel.request(expand=False).prompt
+                start_job(step, panel.generate.clicked)
+            elif step in ("reference_off", "reference_on"):  # the same seed without, then with a reference layer
+                reference = spec["reference"]
+                image = panel.canvas.image
+                if step == "reference_off":
+                    make_reference_layer(image, reference["layer"])
+                guided_setup(reference["prompt"], reference["seed"])
+                if step == "reference_on":
+                    section = panel.guides
+                    section.expander.set_expanded(True)
+                    section.refresh()
+                    names = [row[0] for row in section.layer.get_model()]
+                    section.layer.set_active(names.index(reference["layer"]))
+                    section.add_reference.clicked()
+                    report["reference_rows"] = [r.job_item() for r in section.fields.references]
+                start_job(step, panel.generate.clicked)
+            elif step == "restore":  # Restore on a selection with the restore model
+                image = panel.canvas.image
+                report["before_upscale"] = {
+                    "canvas": [image.get_width(), image.get_height()],
+                    "layers": layer_names(),
+                    "background": hashlib.sha256(layer_pixels(image.get_layers()[-1])).hexdigest(),
+                    "selected": [str(layer.get_name()) for layer in image.get_selected_layers()],
+                }
+                image.select_rectangle(Gimp.ChannelOps.REPLACE, *spec["restore"]["select"])
+                section = panel.upscale
+                section.expander.set_expanded(True)
+                section.combos["restorer"].set_active_id(spec["restore"]["model"])
+                stage["merged_bytes"] = merged().data
+                start_job(step, section.buttons["restore"].clicked)
+            elif step == "refine_upscale":  # Refine-upscale of the whole image
+                image = panel.canvas.image
+                Gimp.Selection.none(image)
+                upscale, section = spec["refine_upscale"], panel.upscale
+                section.factor.set_value(upscale["factor"])
+                section.combos["upscaler"].set_active_id(upscale["upscaler"])
+                section.combos["refiner"].set_active_id(upscale["model"])
+                section.strength.set_value(upscale["strength"])
+                section.prompt.set_text(upscale["prompt"])
+                source = merged()  # what the job reads: the test upscales it plainly to compare
+                GdkPixbuf.Pixbuf.new_from_bytes(
+                    GLib.Bytes.new(bytes(source.data)),
+                    GdkPixbuf.Colorspace.RGB,
+                    True,
+                    8,
+                    source.width,
+                    source.height,
+                    source.width * 4,
+                ).savev(upscale["source"], "png", [], [])
+                start_job(step, section.buttons["refine_upscale"].clicked)
+            elif step == "job_wait":
+                job = panel.controller.jobs[-1]
+                if not job.settled:
+                    return True
+                job_settled(job)
+            elif step == "reuse_dialog":  # Reuse parameters… through the panel's file chooser
+                chooser: dict[str, Any] = {}
+                answer_file_chooser(spec["a1111_dialog_png"], chooser)
+                panel.prompt_library.from_png.clicked()  # returns once the chooser is answered
+                report["reused_dialog"] = {"chooser": chooser, **fields()}
             elif step in ("live_on", "live_first", "live_stroke", "live_off"):
                 if not live_step(step):
                     return True
             elif step == "finish":
                 finish()
                 return False
+            now = time.monotonic()
+            report.setdefault("stage_seconds", []).append([step, round(now - stage["since"], 2)])  # what each costs
             stage["index"] += 1
-            stage["since"] = time.monotonic()
+            stage["since"] = now
             stage.pop("clicked", None)
         except Exception:
             report["error"] = traceback.format_exc()
