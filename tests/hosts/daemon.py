@@ -113,8 +113,11 @@ def serve_argv(folder: Path, port: int) -> list[str]:
 
 
 def daemon_env(folder: Path) -> dict[str, str]:
-    """The daemon keeps the user's styles and history in their config and data folders: the run's own."""
-    return os.environ | {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data")}
+    """The daemon keeps the user's styles and history in their config and data folders: the run's own.
+    Its torch uses one thread: the host under test needs the machine's other core (two busy-waiting
+    torch threads beside a host on two cores made tiny jobs take minutes)."""
+    own = {"XDG_CONFIG_HOME": str(folder / "config"), "XDG_DATA_HOME": str(folder / "data"), "OMP_NUM_THREADS": "1"}
+    return os.environ | own
 
 
 def free_port() -> int:
