@@ -3,7 +3,8 @@
 In plugins/figma: ``npm ci`` (only when node_modules is missing or package-lock.json changed),
 ``npm run build`` (typecheck + esbuild), ``npm test`` (vitest unit tests against a fake figma) and
 ``npm run test:e2e`` (the built sidebar in a sandboxed iframe in headless Debian chromium, against
-a real daemon started on a free port). Missing tools are failures, not skips: CI must have them.
+the daemon every host test drives, ``python -m tests.hosts.daemon FOLDER PORT`` on a free port).
+Missing tools are failures, not skips: CI must have them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 /**
  * End to end: the built ui.html in an <iframe sandbox="allow-scripts"> (origin "null", as in Figma) in
- * headless Debian chromium, code.js against the fake figma in the host page, and a real underpaint
- * daemon on a free port with the classical engine.
+ * headless Debian chromium, code.js against the fake figma in the host page, and the real underpaint
+ * daemon every host test drives (tests/hosts/daemon.py) on a free port.
  */
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -27,8 +27,12 @@ const dist = join(pluginDir, "dist");
 const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const python = process.env.UNDERPAINT_PYTHON ?? (existsSync(join(repo, ".venv/bin/python")) ? join(repo, ".venv/bin/python") : "python3");
 
-/** The daemon's tiny random ControlNet (built in code) for the tiny-random model. */
+/** What tests/hosts/daemon.py offers beside tiny-random: its ControlNet, LoRA (and its trigger word), upscaler and restorer. */
 const CONTROL = "canny=tiny-random";
+const LORA = "tiny-style";
+const LORA_TRIGGER = "inkwash";
+const UPSCALER = "tiny-compact-x2";
+const RESTORER = "tiny-restoreformer";
 let daemon: ChildProcess | undefined;
 let daemonLog = "";
 let http: Server | undefined;
@@ -89,6 +93,29 @@ async function sidebar(): Promise<{ state: string; stateText: string; error: str
       models: Array.from((document.getElementById("model") as HTMLSelectElement).options).map((o) => o.value),
     };
   });
+}
+
+/** The JSON sidecar the daemon wrote beside a result's PNG (its reproduction params). */
+function sidecar(result: { output: string }): any {
+  return JSON.parse(readFileSync(result.output.replace(/\.png$/, ".json"), "utf8"));
+}
+
+/** A node's image fill as decoded pixels, digested (host.ts): what "the picture differs" compares. */
+const pixelDigest = (key: string): Promise<string> => page.evaluate((k) => (window as any).pixelDigest(k), key);
+const alphaAt = (key: string, x: number, y: number): Promise<number> => page.evaluate(([k, px, py]) => (window as any).alphaAt(k, px, py), [key, x, y] as const);
+const undoCommits = (): Promise<number> => page.evaluate(() => (window as any).undoCommits());
+
+/** Click an upscale-section button; the node it adds (all tiles placed) and the job's result messages. */
+async function upscaleAction(button: string, what: string): Promise<{ node: any; results: any[]; submit: any }> {
+  const before = (await page.evaluate(() => (window as any).created())).length;
+  await recordWire();
+  await ui.click(button);
+  const node = await waitFor(what, async () => {
+    const nodes = await page.evaluate(() => (window as any).created());
+    return nodes.length > before ? nodes.at(-1) : null;
+  }, 300000);
+  expect((await sidebar()).error).toBe("");
+  return { node, results: await received("result"), submit: (await lastSubmit()).submit };
 }
 
 /** Forget what the injected recorder (inject.ts) saw so far. */
@@ -184,14 +211,9 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), "underpaint-figma-e2e-"));
   daemonPort = await freePort();
   const tokenFile = join(tmp, "token");
-  const outputs = join(tmp, "outputs");
-  const serve = ["-m", "underpaint", "serve", "--port", String(daemonPort), "--outputs", outputs, "--token-file", tokenFile, "--model", "tiny-random"];
-  daemon = spawn(python, [...serve, "--interrogator", "tiny-random", "--control", CONTROL], {
-    cwd: repo,
-    stdio: ["ignore", "pipe", "pipe"],
-    // the daemon keeps the user's styles and history in their folders: this run's own
-    env: { ...process.env, XDG_CONFIG_HOME: join(tmp, "config"), XDG_DATA_HOME: join(tmp, "data") },
-  });
+  // The one daemon every host test drives (tests/hosts/daemon.py): it builds its tiny models (LoRA,
+  // IP-Adapter, upscaler, restorer) in `tmp`, then serves with its outputs, token, styles and history there.
+  daemon = spawn(python, ["-m", "tests.hosts.daemon", tmp, String(daemonPort)], { cwd: repo, stdio: ["ignore", "pipe", "pipe"] });
   daemon.stdout!.on("data", (d) => (daemonLog += d));
   daemon.stderr!.on("data", (d) => (daemonLog += d));
   await waitFor("the daemon's port", async () => existsSync(tokenFile) && (await portOpen(daemonPort)), 300000);
@@ -723,6 +745,76 @@ describe("figma plugin against a real daemon", () => {
     expect(notes).toContain("4096");
   });
 
+  it("upscales with the spandrel model, refine-upscales with a prompt (one undo step, full size) and restores a selection", async () => {
+    await ui.selectOption("#scale", "1");
+    await page.evaluate(() => (window as any).select("Lone photo"));
+    await waitFor("img2img summary", async () => (await sidebar()).selection.includes("Lone photo"));
+    await ui.evaluate(() => ((document.getElementById("upscale-section") as HTMLDetailsElement).open = true));
+    await ui.fill("#upscale-factor", "2");
+    // Upscale with the tiny Real-ESRGAN Compact: one fill of twice the pixels over the image, one undo step
+    expect(await ui.locator("#upscale-upscaler option").allTextContents()).toContain(UPSCALER);
+    await ui.selectOption("#upscale-upscaler", UPSCALER);
+    let undo = await undoCommits();
+    const plain = await upscaleAction("#upscale-upscale", "the spandrel upscale node");
+    expect(plain.submit.job).toMatchObject({ mode: "upscale", model: UPSCALER, upscale: { factor: 2 } });
+    expect(plain.results[0].params).toMatchObject({ mode: "upscale", model: UPSCALER, upscale: { factor: 2, model: UPSCALER } });
+    expect([plain.node.x, plain.node.y, plain.node.width, plain.node.height]).toEqual([0, 0, 96, 64]);
+    expect(plain.node.pixels).toEqual({ width: 192, height: 128 });
+    expect(await undoCommits()).toBe(undo + 1);
+
+    // Refine-upscale: the same upscaler and factor, then tiny-random repaints at 40 % with the prompt
+    expect(await ui.locator("#upscale-refiner option").allTextContents()).toContain("tiny-random");
+    await ui.selectOption("#upscale-refiner", "tiny-random");
+    await ui.fill("#upscale-strength", "40");
+    await ui.fill("#upscale-prompt", "crisp refined photo");
+    undo = await undoCommits();
+    const refined = await upscaleAction("#upscale-refine_upscale", "the refine-upscale node");
+    expect(refined.submit.job).toMatchObject({
+      mode: "refine_upscale",
+      model: "tiny-random",
+      prompt: "crisp refined photo",
+      strength: 0.4,
+      upscale: { factor: 2, model: UPSCALER },
+    });
+    expect(await undoCommits()).toBe(undo + 1); // the whole layer, all its tiles: one step
+    expect([refined.node.x, refined.node.y, refined.node.width, refined.node.height]).toEqual([0, 0, 96, 64]);
+    expect(refined.node.pixels).toEqual({ width: 192, height: 128 }); // the full-size layer
+    expect(refined.results.length).toBe(refined.results[0].upscale.tiles);
+    expect(refined.results[0].upscale.layer).toEqual({ x: 0, y: 0, width: 192, height: 128 });
+    const side = sidecar(refined.results[0]);
+    expect(side.params).toMatchObject({ mode: "refine_upscale", model: "tiny-random", prompt: "crisp refined photo", strength: 0.4 });
+    expect(side.params.upscale).toMatchObject({ factor: 2, model: UPSCALER });
+    expect(await pixelDigest(refined.node.id)).not.toBe(await pixelDigest(plain.node.id)); // the refine pass painted
+
+    // Restore the ellipse's region of the photo: a layer over it, placed where the daemon says
+    await page.evaluate(() => {
+      for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true;
+      (window as any).select("Photo", "Mask");
+    });
+    await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+    expect(await ui.locator("#upscale-restorer option").allTextContents()).toContain(RESTORER);
+    await ui.selectOption("#upscale-restorer", RESTORER);
+    const photo = await pixelDigest("Photo");
+    undo = await undoCommits();
+    const restored = await upscaleAction("#upscale-restore", "the restored node");
+    expect(restored.submit.job).toMatchObject({ mode: "restore", model: RESTORER, selection: { x: 80, y: 50, width: 64, height: 48 } });
+    const result = restored.results.at(-1);
+    const layer = result.layer;
+    expect(result.params).toMatchObject({ mode: "restore", model: RESTORER });
+    expect(sidecar(result).params).toMatchObject({ mode: "restore", model: RESTORER });
+    expect(restored.node.parent).toBe("Board");
+    expect([restored.node.x, restored.node.y, restored.node.width, restored.node.height]).toEqual([40 + layer.x, 60 + layer.y, layer.width, layer.height]);
+    expect(restored.node.pixels).toEqual({ width: layer.width, height: layer.height });
+    // over the ellipse (image pixels 80..144 x 50..98), on the image
+    expect([layer.x <= 80, layer.y <= 50, layer.x + layer.width >= 144, layer.y + layer.height >= 98]).toEqual([true, true, true, true]);
+    expect(layer.x >= 0 && layer.y >= 0 && layer.x + layer.width <= 256 && layer.y + layer.height <= 192).toBe(true);
+    // outside the selection the layer is clear and the photo untouched; inside, the restored pixels
+    expect(await alphaAt(restored.node.id, 0, 0)).toBe(0);
+    expect(await alphaAt(restored.node.id, 112 - layer.x, 74 - layer.y)).toBeGreaterThan(200);
+    expect(await pixelDigest("Photo")).toBe(photo);
+    expect(await undoCommits()).toBe(undo + 1);
+  }, 600000);
+
   it("Refine selection turns a drawn box into a mask node over the image, which then inpaints", async () => {
     await page.evaluate(() => (window as any).select("Object photo", "Drawn box"));
     await waitFor("the selection summary", async () => (await sidebar()).selection.includes("Object photo"));
@@ -984,7 +1076,51 @@ describe("figma plugin against a real daemon", () => {
     await ui.fill("#steps", "");
     await ui.fill("#negative", "");
   }, 300000);
-  it("a node picked as a control layer guides an inpaint: the job carries it, and the same seed without it differs", async () => {
+
+  it("a LoRA from the picker: listed with its trigger word, added to the prompt, its weight in the sidecar; the same seed without it differs", async () => {
+    await ui.check("#land-directly");
+    await ui.selectOption("#model", "tiny-random");
+    await ui.selectOption("#style", "");
+    // listed with its trigger words, the most frequent training tag first
+    await waitFor("the daemon's LoRAs", async () => (await ui.locator("#lora option").allTextContents()).some((label) => label.startsWith(`${LORA} — ${LORA_TRIGGER}`)));
+    await ui.check("#seed-lock");
+    await ui.fill("#seed", "43");
+    await ui.fill("#steps", "2");
+    await ui.fill("#batch", "1");
+    const runs: { submit: any; result: any; digest: string }[] = [];
+    for (const withLora of [false, true]) {
+      await ui.fill("#prompt", `a ball, ${LORA_TRIGGER}`); // the trigger word both times: only the LoRA differs
+      if (withLora) {
+        await ui.selectOption("#lora", LORA);
+        await ui.fill("#lora-weight", "0.7");
+        await ui.click("#lora-add");
+        expect(await ui.inputValue("#prompt")).toBe(`a ball, ${LORA_TRIGGER} <lora:${LORA}:0.7>`);
+      }
+      await page.evaluate(() => {
+        for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true; // a landing hid it
+        (window as any).select("Photo", "Mask");
+      });
+      await waitFor("the inpaint summary", async () => (await sidebar()).selection.startsWith("Inpaint"));
+      await recordWire();
+      await ui.click("#generate");
+      const result = await waitFor("the result", async () => (await received("result")).at(-1), 240000);
+      const node = await waitFor("its node", async () =>
+        (await page.evaluate(() => (window as any).created())).find((n: any) => n.name === result.layer.name),
+      );
+      runs.push({ submit: (await lastSubmit()).submit, result, digest: await pixelDigest(node.id) });
+      await page.evaluate((id) => (window as any).fake.nodes.get(id).remove(), node.id);
+    }
+    const [plain, styled] = runs;
+    expect(styled.submit.job.prompt).toBe(`a ball, ${LORA_TRIGGER} <lora:${LORA}:0.7>`);
+    expect(plain.result.params.loras).toEqual([]);
+    expect(sidecar(styled.result).params).toMatchObject({ seed: 43, prompt: `a ball, ${LORA_TRIGGER}`, loras: [{ name: LORA, weight: 0.7 }] });
+    expect(sidecar(plain.result).params).toMatchObject({ seed: 43, prompt: `a ball, ${LORA_TRIGGER}`, loras: [] });
+    expect(styled.digest).not.toBe(plain.digest); // the LoRA changed the picture
+    await ui.fill("#prompt", "");
+    await ui.uncheck("#seed-lock");
+    await ui.fill("#steps", "");
+  }, 540000);
+  it("a node picked as a control layer, and a node as a reference, guide an inpaint: the job carries each, and the same seed without them differs", async () => {
     // a hidden node of white lines over the photo, picked in the sidebar's section
     await page.evaluate(() => {
       const fake = (window as any).fake;
@@ -1001,25 +1137,27 @@ describe("figma plugin against a real daemon", () => {
     await ui.fill("#steps", "2");
     await ui.fill("#batch", "1");
     await ui.selectOption("#scale", "1");
-    const digest = (name: string): Promise<string> =>
-      page.evaluate(async (n) => {
-        const fake = (window as any).fake;
-        const node = [...fake.nodes.values()].find((item: any) => item.name === n && !item.removed);
-        const fill = node.fills.find((f: any) => f.type === "IMAGE");
-        const hash = await crypto.subtle.digest("SHA-256", fake.images.get(fill.imageHash).bytes);
-        return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("");
-      }, name);
     const runs: { submit: any; frames: any[]; image: string; result: any; digest: string }[] = [];
-    for (const guided of [false, true]) {
-      if (guided) {
+    for (const guide of ["none", "control", "reference"] as const) {
+      if (guide === "control") {
         await page.evaluate(() => (window as any).select("Control lines"));
         await waitFor("the node to add", async () => (await ui.getAttribute("#guides-add-control", "title"))?.includes('"Control lines"'));
         await ui.click("#guides-section > summary");
-        expect(await ui.textContent("#guides-hint")).toBe("tiny-random takes control layers: canny edges; no references.");
+        expect(await ui.textContent("#guides-hint")).toBe("tiny-random takes control layers: canny edges; references.");
         await ui.click("#guides-add-control");
         await ui.selectOption("#guide-kind-0", "canny");
         await ui.fill("#guide-strength-0", "90");
         await ui.uncheck("#guide-preprocess-0"); // the lines are the canny input as they are
+      }
+      if (guide === "reference") {
+        // the control goes; another image becomes the reference
+        await ui.click("#guide-remove-0");
+        await page.evaluate(() => (window as any).select("Object photo"));
+        await waitFor("the node to add", async () => (await ui.getAttribute("#guides-add-reference", "title"))?.includes('"Object photo"'));
+        await ui.click("#guides-add-reference");
+        expect(await ui.textContent("#guides-rows")).toContain("Reference: Object photo");
+        await ui.selectOption("#reference-take-0", "both");
+        await ui.fill("#reference-weight-0", "80");
       }
       await page.evaluate(() => {
         for (const node of (window as any).fake.nodes.values()) if (node.name === "Mask") node.visible = true; // a landing hid it
@@ -1035,29 +1173,38 @@ describe("figma plugin against a real daemon", () => {
       );
       const { submit, frames } = await lastSubmit();
       const image = Array.from(await framePayload(0)).join(",");
-      runs.push({ submit, frames, image, result, digest: await digest(node.name) });
-      await page.evaluate((name) => (window as any).fake.nodes.forEach((n: any) => n.name === name && n.remove()), node.name);
+      runs.push({ submit, frames, image, result, digest: await pixelDigest(node.id) });
+      await page.evaluate((id) => (window as any).fake.nodes.get(id).remove(), node.id);
     }
-    const [plain, guided] = runs;
+    const [plain, guided, referenced] = runs;
     expect(plain.submit.job.controls).toBeUndefined();
+    expect(plain.submit.job.references).toBeUndefined();
     expect(guided.submit.job.controls).toEqual([{ kind: "canny", strength: 0.9, start: 0, end: 1, preprocess: false }]);
     // the control frame follows the image and mask, cut to the planned control rectangle
     expect(guided.frames.map((f) => f.header.id)).toEqual([guided.submit.image.id, guided.submit.mask.id, guided.submit.controls[0].id]);
     expect([guided.submit.controls[0].width, guided.submit.controls[0].height]).toEqual([guided.submit.region.width, guided.submit.region.height]);
-    expect(plain.image).toBe(guided.image); // both started from the same pixels
-    expect(plain.result.params.seed).toBe(41);
-    expect(guided.result.params.seed).toBe(41);
+    expect(plain.image).toBe(guided.image); // all started from the same pixels
+    expect(plain.image).toBe(referenced.image);
+    for (const run of runs) expect(run.result.params.seed).toBe(41);
     expect(plain.result.params.controls).toEqual([]);
     expect(guided.result.params.controls).toEqual(guided.submit.job.controls);
     expect(guided.result.params.engine_params.controls).toEqual([CONTROL]);
     expect(plain.digest).not.toBe(guided.digest); // the control layer changed the result
-    await ui.click("#guide-remove-0");
+    // the reference: the whole node (160 x 120 px) after the image and mask, listed in the sidecar
+    expect(referenced.submit.job.controls).toBeUndefined();
+    expect(referenced.submit.job.references).toEqual([{ take: "both", weight: 0.8 }]);
+    expect(referenced.frames.map((f) => f.header.id)).toEqual([referenced.submit.image.id, referenced.submit.mask.id, referenced.submit.references[0].id]);
+    expect([referenced.submit.references[0].width, referenced.submit.references[0].height]).toEqual([160, 120]);
+    expect(sidecar(referenced.result).params).toMatchObject({ seed: 41, references: [{ take: "both", weight: 0.8 }], controls: [] });
+    expect(sidecar(plain.result).params.references).toEqual([]);
+    expect(referenced.digest).not.toBe(plain.digest); // the reference changed the result
+    await ui.click("#reference-remove-0");
     expect(await ui.locator("#guides-rows > *").count()).toBe(0);
     await ui.click("#guides-section > summary");
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
     await ui.uncheck("#land-directly");
-  }, 540000);
+  }, 720000);
 
   it("paints live: the frame's pixels stream, results fill ONE node above it, a dab gives a newer one, Apply copies it, Live off removes it", async () => {
     await page.evaluate(() => (window as any).select("Empty"));

@@ -139,3 +139,22 @@ w.fillAlpha = async (name: string, x: number, y: number) => {
   const decoded = await decodePng(fake.images.get(fill.imageHash)!.bytes);
   return decoded.data[(y * decoded.width + x) * 4 + 3];
 };
+
+/** A node by id, else by name (the plugin's result nodes share names). */
+const byIdOrName = (key: string): FakeNode => fake.nodes.get(key) ?? byName(key);
+
+/** SHA-256 of a node's decoded image-fill pixels (RGBA) with its size: equal pictures, equal digests. */
+w.pixelDigest = async (key: string) => {
+  const fill = byIdOrName(key).fills.find((f) => f.type === "IMAGE");
+  const decoded = await decodePng(fake.images.get(fill.imageHash)!.bytes);
+  const hash = await crypto.subtle.digest("SHA-256", new Uint8Array(decoded.data));
+  const hex = Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${decoded.width}x${decoded.height}:${hex}`;
+};
+
+/** The alpha of a node's image fill (by id or name) at a pixel of that image. */
+w.alphaAt = async (key: string, x: number, y: number) => {
+  const fill = byIdOrName(key).fills.find((f) => f.type === "IMAGE");
+  const decoded = await decodePng(fake.images.get(fill.imageHash)!.bytes);
+  return decoded.data[(y * decoded.width + x) * 4 + 3];
+};
