@@ -152,7 +152,16 @@ JOBS = [
         "prompt": "referenced",
         "steps": 2,
         "seed": 61,
-        "references": [{"layer": "reference picture"}, {"file": str(REFERENCE_FILE)}],
+        "references": [{"layer": "reference picture"}],
+        "undo_after": 1,
+    },
+    {  # the daemon takes one reference at a time
+        "name": "reference_file",
+        "model": "tiny-random",
+        "prompt": "referenced",
+        "steps": 2,
+        "seed": 61,
+        "references": [{"file": str(REFERENCE_FILE)}],
         "undo_after": 1,
     },
     {
@@ -669,19 +678,25 @@ def test_a_lora_from_the_picker_is_named_in_the_sidecar_and_changes_the_result(
 def test_a_reference_layer_and_file_are_listed_in_the_sidecar_and_change_the_result(
     krita_run: dict[str, Any], daemon: HostDaemon
 ) -> None:
-    (rows,) = krita_run["reference_rows"]
-    assert len(rows["weights"]) == 2 and not rows["error"], rows
-    off, on = krita_run["jobs"]["reference_off"], krita_run["jobs"]["reference"]
-    _layer_matches_result(on)
-    assert on["merged_before"] == off["merged_before"] == off["merged_after_undo"]
-    (sidecar,) = _sidecars(daemon, on["job_id"])
-    references = sidecar["params"]["references"]
-    assert [ref["weight"] for ref in references] == rows["weights"], references
-    (plain,), (guided,) = off["guide_params"], on["guide_params"]
-    assert plain["references"] == [] and guided["references"] == references
-    assert plain["seed"] == guided["seed"] == 61
-    assert on["pasted"][0]["sha256"] != off["pasted"][0]["sha256"], "the references changed the result"
-    assert on["rows_after_remove"] == 0
+    """A layer, then an image file (a JPEG, converted by the docker) as the reference of an inpaint:
+    each listed in its sidecar, each changing the same-seed result, each differently."""
+    rows = krita_run["reference_rows"]
+    assert len(rows) == 2 and all(len(row["weights"]) == 1 and not row["error"] for row in rows), rows
+    off = krita_run["jobs"]["reference_off"]
+    digests = {off["pasted"][0]["sha256"]}
+    for name, row in zip(("reference", "reference_file"), rows, strict=True):
+        on = krita_run["jobs"][name]
+        _layer_matches_result(on)
+        assert on["merged_before"] == off["merged_before"] == off["merged_after_undo"]
+        (sidecar,) = _sidecars(daemon, on["job_id"])
+        references = sidecar["params"]["references"]
+        assert [ref["weight"] for ref in references] == row["weights"], references
+        (plain,), (guided,) = off["guide_params"], on["guide_params"]
+        assert plain["references"] == [] and guided["references"] == references
+        assert plain["seed"] == guided["seed"] == 61
+        assert on["rows_after_remove"] == 0
+        digests.add(on["pasted"][0]["sha256"])
+    assert len(digests) == 3, "each reference changed the result, and differently"
 
 
 def test_restore_lands_over_the_selection_and_leaves_the_rest_untouched(

@@ -214,6 +214,8 @@ class TestDriver(Extension):
         if job.get("upscale"):
             self._start_upscale(job)
             return
+        if not self._layers_made(job):
+            return
         styles = dock.prompt_tools.style_combo
         names = [str(styles.itemData(i) or "") for i in range(styles.count())]
         if job.get("style", "") not in names:  # the daemon's styles arrive after connecting
@@ -251,8 +253,6 @@ class TestDriver(Extension):
         self.report.setdefault("highlight_before", {})[job["name"]] = dock.queue_list.currentRow()
         if job.get("control_layer"):
             self._make_control_layer(job["control_layer"])
-        for layer in job.get("make_layers") or []:
-            self._make_layer(layer)
         if job.get("shown_copy"):
             self._shown_copy(job["shown_copy"])
         self._set_controls(job.get("controls") or [])
@@ -289,9 +289,32 @@ class TestDriver(Extension):
         self.doc.rootNode().addChildNode(node, None)
         self.doc.waitForDone()
 
-    def _make_layer(self, spec: dict[str, Any]) -> None:
-        """A hidden layer on top, as the artist makes one: a group holding a paint layer of lines, a
-        vector layer of shapes (an SVG), or a paint layer holding a picture (a reference)."""
+    def _layers_made(self, job: dict[str, Any]) -> bool:
+        """The job's ``make_layers`` made (on its first tick) and hidden; a vector layer is drawn
+        visible and hidden once Krita has rendered its shapes (on later ticks), as an artist draws
+        a sketch and then hides it."""
+        if not job.get("_made"):
+            job["_made"] = True
+            self.rendering = [self._make_layer(layer) for layer in job.get("make_layers") or []]
+            self.render_deadline = time.monotonic() + 60
+        while self.rendering:
+            node = self.rendering[0]
+            if node.visible():
+                w, h = self.doc.width(), self.doc.height()
+                if not any(bytes(node.projectionPixelData(0, 0, w, h))[3::4]):
+                    if time.monotonic() > self.render_deadline:
+                        raise RuntimeError(f"Krita never rendered the layer {node.name()}")
+                    return False
+                node.setVisible(False)
+            self.rendering.pop(0)
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        return True
+
+    def _make_layer(self, spec: dict[str, Any]) -> Any:
+        """A layer on top, as the artist makes one: a group holding a paint layer of lines, a vector
+        layer of shapes (an SVG; left visible until rendered), or a paint layer holding a picture (a
+        reference); hidden."""
         doc, root = self.doc, self.doc.rootNode()
         if spec["kind"] == "group":
             node = doc.createGroupLayer(spec["name"])
@@ -300,7 +323,10 @@ class TestDriver(Extension):
         elif spec["kind"] == "vector":
             node = doc.createVectorLayer(spec["name"])
             root.addChildNode(node, None)
-            node.addShapesFromSvg(spec["svg"])
+            shapes = node.addShapesFromSvg(spec["svg"])
+            self.report.setdefault("vector_shapes", []).append(len(shapes or []))
+            doc.refreshProjection()
+            return node
         else:
             x, y, w, h = spec["rect"]
             pixels = bytes(  # a picture: colour bands that change across and down (BGRA)
@@ -312,6 +338,7 @@ class TestDriver(Extension):
         node.setVisible(False)
         doc.refreshProjection()
         doc.waitForDone()
+        return node
 
     def _shown_copy(self, spec: dict[str, Any]) -> None:
         """A hidden paint layer holding what Krita shows for the top-level layer ``spec["of"]``: the
