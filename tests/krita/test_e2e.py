@@ -258,10 +258,11 @@ def krita_run(request: pytest.FixtureRequest, daemon: HostDaemon, tmp_path_facto
         rc.write(f"\n[underpaint]\nurl={daemon.url}\ntoken={daemon.token}\n")
     spec = home / "spec.json"
     library = {"describe_box": DESCRIBE_BOX, "a1111_png": str(a1111_png(home))}
+    image = shutil.copy2(IMAGE, home / IMAGE.name)  # Krita autosaves beside the file: never in the clone
     spec.write_text(
         json.dumps(
             {
-                "image": str(IMAGE),
+                "image": str(image),
                 "selection": SELECTION,
                 "jobs": JOBS,
                 "segment": SEGMENT,
@@ -399,7 +400,8 @@ def krita_restart(krita_run: dict[str, Any], daemon: HostDaemon) -> dict[str, An
     label, home = krita_run["_label"], Path(krita_run["_home"])
     host = get_krita(label)
     spec = home / "spec-history.json"
-    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": [], "history_only": True}))
+    history = {"image": str(home / IMAGE.name), "selection": SELECTION, "jobs": [], "history_only": True}
+    spec.write_text(json.dumps(history))
     run = run_krita(
         host,
         home,
