@@ -56,7 +56,6 @@ class FakeNode:
         self.pixels: dict[tuple[int, int], bytes] = {}  # (x, y) -> BGRA
         self.writes = 0
         self.shape_list: list[FakeShape] = []  # a vector layer's shapes, in points (1/72 inch)
-        self.projection: dict[tuple[int, int], bytes] = {}  # a group's pixels as Krita last rendered them
 
     def shapes(self) -> list[FakeShape]:
         return list(self.shape_list)
@@ -120,12 +119,6 @@ class FakeNode:
     def pixelData(self, x: int, y: int, w: int, h: int) -> bytes:
         empty = b"\0\0\0\0"
         return b"".join(self.pixels.get((x + col, y + row), empty) for row in range(h) for col in range(w))
-
-    def projectionPixelData(self, x: int, y: int, w: int, h: int) -> bytes:
-        """A paint layer's own pixels; a group's as last rendered (Krita renders only what is shown)."""
-        source = self.pixels if self._type == "paintlayer" else self.projection
-        empty = b"\0\0\0\0"
-        return b"".join(source.get((x + col, y + row), empty) for row in range(h) for col in range(w))
 
     def bounds(self) -> FakeRect:
         points = [p for p, v in self.pixels.items() if v[3]]
@@ -257,14 +250,7 @@ class FakeDocument:
         self.on_wait()  # the real one may run queued Qt events re-entrantly
 
     def refreshProjection(self) -> None:
-        """Each shown group rendered again: its shown paint layers, the top one's pixel where they
-        overlap (enough for opaque strokes); a hidden group keeps what it last showed."""
-        for node in self.root.walk():
-            if node.type() == "grouplayer" and self._shown(node):
-                node.projection = {}
-                for child in node.walk():
-                    if child.type() == "paintlayer" and self._shown(child):
-                        node.projection.update(child.pixels)
+        pass
 
     def attached(self, node: FakeNode | None) -> bool:
         while node is not None:

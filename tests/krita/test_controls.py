@@ -61,21 +61,6 @@ def test_a_hidden_layer_is_read_over_the_rectangle_as_its_own_pixels() -> None:
         canvas.read_layer_region(key, Bounds(0, 0, 2, 2))
 
 
-def test_a_hidden_group_is_read_as_krita_shows_it_and_stays_hidden() -> None:
-    """Krita renders only what is shown: a hidden group (or vector layer) is shown while the glue
-    reads it, so the control gets the group's pixels, not an empty or stale projection."""
-    app, doc = sketched()
-    group = doc.root.children[-1]
-    group.setVisible(False)
-    group.children[0].setVisible(True)  # the sketch shows inside the hidden group
-    doc.refreshProjection()
-    assert group.projectionPixelData(0, 5, 16, 1) == bytes(64), "never rendered while hidden"
-    canvas = KritaGlue(app).active_canvas()
-    image = canvas.read_layer_region(node_key(group), Bounds(0, 5, 16, 1))
-    assert image.data == bytes(12) + WHITE * 10 + bytes(12)
-    assert not group.visible() and group.children[0].visible(), "visibility as the artist left it"
-
-
 def test_an_empty_reference_layer_is_refused_with_what_to_do() -> None:
     app, doc = sketched()
     empty = doc.createNode("empty", "paintlayer")

@@ -155,38 +155,12 @@ class KritaCanvas:
         """One layer's own pixels over ``rect`` (hidden or not): a paint layer's pixels, any other
         layer's projection (a group's merged children, a vector or file layer's rendering)."""
         node = self._node(layer)
-        doc = self.document()
-        doc.waitForDone()
-        if str(node.type()) == "paintlayer":
-            data = bytes(node.pixelData(rect.x, rect.y, rect.width, rect.height))
-        else:
-            data = self._rendered(doc, node, rect)
+        self.document().waitForDone()
+        read = node.pixelData if str(node.type()) == "paintlayer" else node.projectionPixelData
+        data = bytes(read(rect.x, rect.y, rect.width, rect.height))
         if len(data) != rect.width * rect.height * 4:
             raise UserError(f"Krita returned {len(data)} bytes for a {rect.width}x{rect.height} layer region")
         return ImageData("bgra8", rect.width, rect.height, data)
-
-    def _rendered(self, doc: Any, node: Any, rect: Bounds) -> bytes:
-        """A group, vector or file layer's projection over ``rect`` as Krita shows it. Krita renders
-        only what is visible (a sketch layer kept hidden has an empty or stale projection), so the
-        layer and its hidden groups are shown while Krita recomposes and the pixels are read, then
-        hidden again (visibility set from a script is no undo step)."""
-        hidden, parent = [], node
-        while parent is not None and parent.parentNode() is not None:  # up to the root
-            if not parent.visible():
-                hidden.append(parent)
-            parent = parent.parentNode()
-        if not hidden:
-            return bytes(node.projectionPixelData(rect.x, rect.y, rect.width, rect.height))
-        for each in hidden:
-            each.setVisible(True)
-        try:
-            doc.refreshProjection()
-            doc.waitForDone()
-            return bytes(node.projectionPixelData(rect.x, rect.y, rect.width, rect.height))
-        finally:
-            for each in hidden:
-                each.setVisible(False)
-            doc.refreshProjection()
 
     def read_layer(self, layer: str | FileReference) -> ImageData:
         """A reference image: a file as it is, or a layer over its own bounds."""
