@@ -267,7 +267,7 @@ class TestDriver(Extension):
         if len(dock.model.jobs) == before:
             raise RuntimeError(f"Generate made no job: {dock.model.error}")
         self.entry = dock.model.jobs[-1]
-        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.deadline = time.monotonic() + float(job.get("timeout", self.spec.get("job_timeout", 40)))
         self.report["stage"] = f"job {job['name']}"
         self._checkpoint()
         self.step = self._wait_job
@@ -456,18 +456,19 @@ class TestDriver(Extension):
         if len(self.dock.model.jobs) == before:
             raise RuntimeError(f"Upscale made no job: {self.dock.model.error}")
         self.entry = self.dock.model.jobs[-1]
-        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.deadline = time.monotonic() + float(job.get("timeout", self.spec.get("job_timeout", 40)))
         self.report["stage"] = f"job {job['name']}"
         self._checkpoint()
         self.step = self._wait_job
 
-    def _restored(self, select: list[int]) -> dict[str, int]:
-        """How many pixels of the image Krita shows changed, outside and inside the selected rectangle."""
+    def _restored(self, select: list[int], band: int) -> dict[str, int]:
+        """How many pixels of the image Krita shows changed: inside the selected rectangle, outside it,
+        and farther than ``band`` px from it (the soft mask's ramp may reach a little outside)."""
         self.doc.waitForDone()
         w, h = self.doc.width(), self.doc.height()
         after = bytes(self.doc.pixelData(0, 0, w, h))
         x, y, sw, sh = select
-        outside = inside = 0
+        outside = inside = beyond = 0
         for row in range(h):
             old, new = self.full_before[row * w * 4 : (row + 1) * w * 4], after[row * w * 4 : (row + 1) * w * 4]
             if old == new:
@@ -476,9 +477,11 @@ class TestDriver(Extension):
                 if old[col * 4 : col * 4 + 4] != new[col * 4 : col * 4 + 4]:
                     if x <= col < x + sw and y <= row < y + sh:
                         inside += 1
-                    else:
-                        outside += 1
-        return {"outside_changed_px": outside, "inside_changed_px": inside}
+                        continue
+                    outside += 1
+                    if not (x - band <= col < x + sw + band and y - band <= row < y + sh + band):
+                        beyond += 1
+        return {"outside_changed_px": outside, "inside_changed_px": inside, "beyond_band_changed_px": beyond}
 
     def _undo_upscale(self) -> dict[str, Any]:
         """Two undos: the result layer goes, then the document's scaling; two redos bring both back."""
@@ -571,7 +574,7 @@ class TestDriver(Extension):
             self.doc.waitForDone()
         action = (job.get("upscale") or {}).get("action", "upscale")
         if job.get("upscale") and action == "restore":
-            record["restored"] = self._restored(job["upscale"]["select"])
+            record["restored"] = self._restored(job["upscale"]["select"], int(job["upscale"]["band"]))
         elif job.get("upscale"):
             record["size_before"] = self.size_before
             record["undo_upscale"] = self._undo_upscale()
