@@ -2,10 +2,12 @@
 
 The plugin is installed with ``underpaint.install.krita.install(dest=...)`` into the isolated pykrita
 folder. Beside it the test installs a second plugin, tests/krita/driver (the shipped plugin has no test
-code), which, when UNDERPAINT_KRITA_TEST names a spec, opens tests/data/coffee.jpg, selects a rectangle and
-clicks the docker's own Generate / Expand buttons: a classical inpaint, a tiny-random inpaint with a
-batch of 2 (one group, one undo step), and a classical Expand (outpaint). A host that is not
-provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
+code), which, when UNDERPAINT_KRITA_TEST names a spec, opens a copy of tests/data/coffee.jpg, selects a
+rectangle and clicks the docker's own buttons: inpaints (classical, tiny-random batches, previews,
+cancel), control layers (a paint, group and vector layer), a LoRA from the picker, references (a layer,
+a file), styles, Expand, Refine selection, Restore, the spandrel upscaler, Refine-upscale, the classical
+upscales, Live, Describe and From PNG, all in one launch per Krita against tests/hosts/daemon.py. A
+host that is not provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
 """
 
 from __future__ import annotations
