@@ -2,10 +2,12 @@
 
 The plugin is installed with ``underpaint.install.krita.install(dest=...)`` into the isolated pykrita
 folder. Beside it the test installs a second plugin, tests/krita/driver (the shipped plugin has no test
-code), which, when UNDERPAINT_KRITA_TEST names a spec, opens tests/data/coffee.jpg, selects a rectangle and
-clicks the docker's own Generate / Expand buttons: a classical inpaint, a tiny-random inpaint with a
-batch of 2 (one group, one undo step), and a classical Expand (outpaint). A host that is not
-provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
+code), which, when UNDERPAINT_KRITA_TEST names a spec, opens a copy of tests/data/coffee.jpg, selects a
+rectangle and clicks the docker's own buttons: inpaints (classical, tiny-random batches, previews,
+cancel), control layers (a paint, group and vector layer), a LoRA from the picker, references (a layer,
+a file), styles, Expand, Refine selection, Restore, the spandrel upscaler, Refine-upscale, the classical
+upscales, Live, Describe and From PNG, all in one launch per Krita against tests/hosts/daemon.py. A
+host that is not provisioned FAILS naming tools/hosts/provision.sh; these tests never skip.
 """
 
 from __future__ import annotations
@@ -31,14 +33,25 @@ from tests.hosts import (
     prepare_krita_home,
     run_krita,
 )
-from tests.hosts.daemon import CONTROL, HostDaemon, host_daemon
+from tests.hosts.daemon import CONTROL, LORA, LORA_TRIGGER, RESTORER, UPSCALER, HostDaemon, host_daemon
 from underpaint.engines.interrogate import terms
 from underpaint.install.krita import enable_in_kritarc, install
 
-pytestmark = [pytest.mark.host, pytest.mark.timeout(1200)]  # the first test of each Krita waits for its whole launch
+pytestmark = [pytest.mark.host, pytest.mark.timeout(1800)]  # the first test of each Krita waits for its whole launch
 
 IMAGE = REPO_ROOT / "tests" / "data" / "coffee.jpg"  # 600 x 400
 SELECTION = [220, 130, 140, 110]
+CONTROL_ROW = {"layer": "control lines", "kind": "canny", "strength": 90, "start": 0, "end": 100}
+VECTOR_SVG = (  # white outlines over the selection and its context, as an artist would draw them
+    '<svg xmlns="http://www.w3.org/2000/svg" width="600" height="400" viewBox="0 0 600 400">'
+    '<g fill="none" stroke="#ffffff" stroke-width="4">'
+    '<rect x="150" y="80" width="300" height="240"/><circle cx="290" cy="185" r="60"/>'
+    '<path d="M 150 80 L 450 320 M 450 80 L 150 320"/></g></svg>'
+)
+RESTORE_SELECTION = [260, 140, 120, 120]
+RESTORE_BAND = 32
+"""Pixels around the selection the restore's soft mask may reach (its outward ramp, ~14 px here)."""
+REFERENCE_FILE = REPO_ROOT / "tests" / "data" / "chelsea.jpg"
 JOBS = [
     {"name": "classical", "model": "classical", "prompt": "clean table", "seed": 7},
     {
@@ -72,7 +85,88 @@ JOBS = [
         "steps": 2,
         "seed": 41,
         "control_layer": {"name": "control lines", "step": 12},
-        "undo_after": True,
+        "undo_after": 1,
+    },
+    # Krita's other layer kinds as control layers (hidden, as a sketch usually is), same seed as
+    # control_off: a group holding the same lines as "control lines" (its pixels are those lines), a
+    # vector layer, and a paint layer holding what Krita shows for that vector layer
+    {
+        "name": "control_group",
+        "model": "tiny-random",
+        "prompt": "guided",
+        "steps": 2,
+        "seed": 41,
+        "make_layers": [
+            {"kind": "group", "name": "control group", "child": "group lines", "step": 12},
+            {"kind": "vector", "name": "control vector", "svg": VECTOR_SVG},
+        ],
+        "controls": [CONTROL_ROW | {"layer": "control group"}],
+        "undo_after": 1,
+    },
+    {
+        "name": "control_vector",
+        "model": "tiny-random",
+        "prompt": "guided",
+        "steps": 2,
+        "seed": 41,
+        "controls": [CONTROL_ROW | {"layer": "control vector"}],
+        "undo_after": 1,
+    },
+    {
+        "name": "control_vector_shown",
+        "model": "tiny-random",
+        "prompt": "guided",
+        "steps": 2,
+        "seed": 41,
+        "shown_copy": {"of": "control vector", "name": "vector shown"},
+        "controls": [CONTROL_ROW | {"layer": "vector shown"}],
+        "undo_after": 1,
+    },
+    # the LoRA from the picker (it adds its tag and trigger word), and the same prompt and seed without it
+    {
+        "name": "lora_off",
+        "model": "tiny-random",
+        "prompt": f"ink cup, {LORA_TRIGGER}",
+        "steps": 2,
+        "seed": 51,
+        "undo_after": 1,
+    },
+    {
+        "name": "lora",
+        "model": "tiny-random",
+        "prompt": "ink cup",
+        "steps": 2,
+        "seed": 51,
+        "lora": {"name": LORA, "weight": 1.0},
+        "undo_after": 1,
+    },
+    # references: a layer and an image file, and the same seed without them
+    {
+        "name": "reference_off",
+        "model": "tiny-random",
+        "prompt": "referenced",
+        "steps": 2,
+        "seed": 61,
+        "make_layers": [{"kind": "picture", "name": "reference picture", "rect": [20, 20, 96, 96]}],
+        "undo_after": 1,
+    },
+    {
+        "name": "reference",
+        "model": "tiny-random",
+        "prompt": "referenced",
+        "steps": 2,
+        "seed": 61,
+        "references": [{"layer": "reference picture"}],
+        "undo_after": 1,
+    },
+    {  # the daemon takes one reference at a time
+        "name": "reference_file",
+        "model": "tiny-random",
+        "prompt": "referenced",
+        "steps": 2,
+        "seed": 61,
+        "references": [{"file": str(REFERENCE_FILE)}],
+        "undo_after": 1,
     },
     {
         "name": "control",
@@ -80,7 +174,7 @@ JOBS = [
         "prompt": "guided",
         "steps": 2,
         "seed": 41,
-        "controls": [{"layer": "control lines", "kind": "canny", "strength": 90, "start": 0, "end": 100}],
+        "controls": [CONTROL_ROW],
         "drop_control_layer": "control lines",
     },
     {"name": "styled", "model": "classical", "prompt": "styled cup", "seed": 8, "style": "Photograph"},
@@ -95,6 +189,28 @@ SEGMENT = {
     "inpaint": {"name": "segment_inpaint", "model": "classical", "prompt": "no cup", "seed": 9},
     # last, after selecting: an upscale scales the document (664x432 after the expand)
     "then": [
+        # restore on a selection; the spandrel upscaler, then refine-upscale (each undone after: the
+        # document is back to 664x432 for the classical upscale)
+        {
+            "name": "restore",
+            "model": RESTORER,
+            "upscale": {"action": "restore", "select": RESTORE_SELECTION, "band": RESTORE_BAND},
+            "undo_after": 1,
+        },
+        {"name": "upscale_model", "model": UPSCALER, "upscale": {"factor": 2}, "undo_after": 2},
+        {
+            "name": "refine",
+            "model": "tiny-random",
+            "upscale": {
+                "action": "refine_upscale",
+                "factor": 2,
+                "upscaler": UPSCALER,
+                "strength": 10,  # two of tiny-random's 20 steps on each of 12 tiles
+                "prompt": "crisp ceramic",
+            },
+            "undo_after": 2,
+            "timeout": 600,  # 12 tiles of 512 px: minutes on a loaded 2-core machine
+        },
         {"name": "upscale", "model": "classical-upscale", "upscale": {"factor": 2}},
         {
             "name": "upscale_region",
@@ -147,22 +263,23 @@ def krita_run(request: pytest.FixtureRequest, daemon: HostDaemon, tmp_path_facto
         rc.write(f"\n[underpaint]\nurl={daemon.url}\ntoken={daemon.token}\n")
     spec = home / "spec.json"
     library = {"describe_box": DESCRIBE_BOX, "a1111_png": str(a1111_png(home))}
+    image = shutil.copy2(IMAGE, home / IMAGE.name)  # Krita autosaves beside the file: never in the clone
     spec.write_text(
         json.dumps(
             {
-                "image": str(IMAGE),
+                "image": str(image),
                 "selection": SELECTION,
                 "jobs": JOBS,
                 "segment": SEGMENT,
                 "library": library,
                 "live": LIVE,
-                "job_timeout": 150,
+                "job_timeout": 300,
             }
         )
     )
     shot = ARTIFACTS_DIR / f"{label}.png"
     started = time.monotonic()
-    run = run_krita(host, home, timeout=900, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
+    run = run_krita(host, home, timeout=1500, env={"UNDERPAINT_KRITA_TEST": str(spec)}, screenshot=shot)
     report = run.report or {}
     report["_elapsed"] = time.monotonic() - started
     report["_host"] = host.describe()
@@ -253,12 +370,11 @@ def test_a_control_layer_guides_an_inpaint(krita_run: dict[str, Any]) -> None:
     assert off["mode"] == on["mode"] == "inpaint"
     _layer_matches_result(on)
     assert off["state"] == "finished" and off["merged_before"] == on["merged_before"], "the same image both times"
-    assert krita_run["guide_rows"] == [
-        [{"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": False}]
-    ]
+    row = {"kind": "canny", "strength": 0.9, "start": 0.0, "end": 1.0, "preprocess": False}
+    assert krita_run["guide_rows"] == [[row]] * 4, "one row each: the group, the vector, its copy, the lines"
     (plain,), (guided,) = off["guide_params"], on["guide_params"]
     assert plain["seed"] == guided["seed"] == 41 and plain["controls"] == []
-    assert guided["controls"] == krita_run["guide_rows"][0]
+    assert guided["controls"] == [row]
     assert guided["engine_params"]["controls"] == [CONTROL]
     assert off["pasted"][0]["sha256"] != on["pasted"][0]["sha256"], "the control layer changed the result"
     assert "canny" in on["guides_hint"] and on["rows_after_remove"] == 0
@@ -289,7 +405,8 @@ def krita_restart(krita_run: dict[str, Any], daemon: HostDaemon) -> dict[str, An
     label, home = krita_run["_label"], Path(krita_run["_home"])
     host = get_krita(label)
     spec = home / "spec-history.json"
-    spec.write_text(json.dumps({"image": str(IMAGE), "selection": SELECTION, "jobs": [], "history_only": True}))
+    history = {"image": str(home / IMAGE.name), "selection": SELECTION, "jobs": [], "history_only": True}
+    spec.write_text(json.dumps(history))
     run = run_krita(
         host,
         home,
@@ -416,9 +533,9 @@ def _daemon_layer(daemon: HostDaemon, job_id: str) -> tuple[list[int], str]:
     return [whole["x"], whole["y"], whole["width"], whole["height"]], hashlib.sha256(bgra).hexdigest()
 
 
-def _upscaled(job: dict[str, Any], size_before: list[int], factor: int) -> None:
+def _upscaled(job: dict[str, Any], size_before: list[int], factor: int, mode: str = "upscale") -> None:
     """The document scaled by ``factor`` once (one undo step), the result one new layer above."""
-    assert job["mode"] == "upscale" and job["state"] == "finished", job
+    assert job["mode"] == mode and job["state"] == "finished", job
     assert job["size_before"] == size_before
     assert job["doc_size"] == [size_before[0] * factor, size_before[1] * factor]
     (pasted,) = job["pasted"]
@@ -516,3 +633,128 @@ def test_live_painting_updates_one_layer_applies_in_one_undo_step_and_stops(krit
     assert [n["name"] for n in stopped["after"]] == kept, "the live layer is gone, the applied one stays"
     assert stopped["originals_unchanged"], "the layers that were there before Live are untouched"
     assert record["check_ms"], "the timer checked the painting"
+
+
+def _sidecars(daemon: HostDaemon, job_id: str) -> list[dict[str, Any]]:
+    """The daemon's sidecars of one job's results (its outputs folder), in result order."""
+    found = [json.loads(path.read_text()) for path in daemon.outputs.rglob(f"{job_id}-*.json")]
+    assert found, f"no sidecar of {job_id}"
+    return sorted(found, key=lambda sidecar: sidecar["index"])
+
+
+def test_krita_layer_kinds_as_control_layers_give_the_control_what_krita_shows(krita_run: dict[str, Any]) -> None:
+    """A hidden group and a hidden vector layer picked as control layers: the group (holding the same
+    lines as the paint layer "control lines") gives the very result of that paint layer, the vector
+    layer the very result of a paint layer holding what Krita shows for it; each differs from no
+    control at all (same seed, same image)."""
+    jobs = krita_run["jobs"]
+    off, lines = jobs["control_off"], jobs["control"]
+    group, vector, shown = jobs["control_group"], jobs["control_vector"], jobs["control_vector_shown"]
+    for job in (group, vector, shown):
+        _layer_matches_result(job)
+        assert job["merged_before"] == off["merged_before"], "the same image each time"
+        assert job["merged_after_undo"] == off["merged_before"], "the result undone after"
+        ((params,),) = [job["guide_params"]]
+        assert params["seed"] == 41 and params["engine_params"]["controls"] == [CONTROL]
+    digest = {name: job["pasted"][0]["sha256"] for name, job in jobs.items() if name.startswith("control")}
+    assert krita_run["shown"]["control vector"] > 1000, "Krita drew the vector shapes"
+    assert digest["control_group"] == digest["control"], "the group's pixels are what the control got"
+    assert digest["control_vector"] == digest["control_vector_shown"], "what Krita shows for the vector layer"
+    assert len({digest["control_off"], digest["control"], digest["control_vector"]}) == 3, "each control changes it"
+    assert lines["guides_hint"] and group["rows_after_remove"] == vector["rows_after_remove"] == 0
+
+
+def test_a_lora_from_the_picker_is_named_in_the_sidecar_and_changes_the_result(
+    krita_run: dict[str, Any], daemon: HostDaemon
+) -> None:
+    picker = krita_run["lora_picker"]
+    rows = {row.split(" — ")[0]: row.split(" — ")[-1].split(", ") for row in picker["rows"]}
+    assert LORA_TRIGGER in rows[LORA] and picker["enabled"], "the picker shows the LoRA with its trigger word"
+    assert picker["prompt"] == f"ink cup, {LORA_TRIGGER} <lora:{LORA}:1>", "the picker adds its tag and trigger"
+    off, on = krita_run["jobs"]["lora_off"], krita_run["jobs"]["lora"]
+    _layer_matches_result(on)
+    assert on["merged_before"] == off["merged_before"] == off["merged_after_undo"]
+    (sidecar,) = _sidecars(daemon, on["job_id"])
+    assert sidecar["params"]["loras"] == [{"name": LORA, "weight": 1.0}], sidecar["params"]
+    assert on["params"]["loras"] == sidecar["params"]["loras"] and off["params"]["loras"] == []
+    assert on["params"]["prompt"] == off["params"]["prompt"] == f"ink cup, {LORA_TRIGGER}", "the same words ran"
+    assert on["params"]["seed"] == off["params"]["seed"] == 51
+    assert on["pasted"][0]["sha256"] != off["pasted"][0]["sha256"], "the LoRA changed the result"
+
+
+def test_a_reference_layer_and_file_are_listed_in_the_sidecar_and_change_the_result(
+    krita_run: dict[str, Any], daemon: HostDaemon
+) -> None:
+    """A layer, then an image file (a JPEG, converted by the docker) as the reference of an inpaint:
+    each listed in its sidecar, each changing the same-seed result, each differently."""
+    rows = krita_run["reference_rows"]
+    assert len(rows) == 2 and all(len(row["weights"]) == 1 and not row["error"] for row in rows), rows
+    off = krita_run["jobs"]["reference_off"]
+    digests = {off["pasted"][0]["sha256"]}
+    for name, row in zip(("reference", "reference_file"), rows, strict=True):
+        on = krita_run["jobs"][name]
+        _layer_matches_result(on)
+        assert on["merged_before"] == off["merged_before"] == off["merged_after_undo"]
+        (sidecar,) = _sidecars(daemon, on["job_id"])
+        references = sidecar["params"]["references"]
+        assert [ref["weight"] for ref in references] == row["weights"], references
+        (plain,), (guided,) = off["guide_params"], on["guide_params"]
+        assert plain["references"] == [] and guided["references"] == references
+        assert plain["seed"] == guided["seed"] == 61
+        assert on["rows_after_remove"] == 0
+        digests.add(on["pasted"][0]["sha256"])
+    assert len(digests) == 3, "each reference changed the result, and differently"
+
+
+def test_restore_lands_over_the_selection_and_leaves_the_rest_untouched(
+    krita_run: dict[str, Any], daemon: HostDaemon
+) -> None:
+    job = krita_run["jobs"]["restore"]
+    assert job["mode"] == "restore"
+    _layer_matches_result(job)
+    x, y, w, h = RESTORE_SELECTION
+    layer = job["results"][0]["layer"]
+    assert layer["x"] <= x and layer["y"] <= y and layer["x"] + layer["width"] >= x + w
+    assert layer["y"] + layer["height"] >= y + h, "the layer covers the selection"
+    restored = job["restored"]
+    assert restored["beyond_band_changed_px"] == 0, restored  # the soft mask's ramp only, nothing farther
+    assert restored["inside_changed_px"] == w * h, "the restorer replaced the selected pixels"
+    (sidecar,) = _sidecars(daemon, job["job_id"])
+    assert sidecar["params"]["mode"] == "restore" and sidecar["params"]["model"] == RESTORER
+    assert job["merged_after_undo"] == job["merged_before"]
+
+
+def test_the_spandrel_upscaler_scales_the_document_and_adds_its_result(
+    krita_run: dict[str, Any], daemon: HostDaemon
+) -> None:
+    job = krita_run["jobs"]["upscale_model"]
+    _upscaled(job, [664, 432], 2)
+    rect, digest = _daemon_layer(daemon, job["job_id"])
+    (pasted,) = job["pasted"]
+    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [0, 0, 1328, 864]
+    assert pasted["sha256"] == digest
+    assert _sidecars(daemon, job["job_id"])[0]["params"]["upscale"]["model"] == UPSCALER
+    classical = krita_run["jobs"]["upscale"]
+    assert classical["merged_before"] == job["merged_before"] == job["merged_after_undo"], "the same image"
+    assert pasted["sha256"] != classical["pasted"][0]["sha256"], "the model, not the classical upscaler"
+
+
+def test_refine_upscale_scales_the_document_and_repaints_the_upscale(
+    krita_run: dict[str, Any], daemon: HostDaemon
+) -> None:
+    """The section's Refine-upscale: the upscaler, tiny-random, a strength and a prompt: the document
+    scaled in one undo step, the result at full size, its sidecars saying what ran; not the plain
+    upscale by the same model and factor."""
+    job, plain = krita_run["jobs"]["refine"], krita_run["jobs"]["upscale_model"]
+    _upscaled(job, [664, 432], 2, mode="refine_upscale")
+    rect, digest = _daemon_layer(daemon, job["job_id"])
+    (pasted,) = job["pasted"]
+    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [0, 0, 1328, 864]
+    assert pasted["sha256"] == digest
+    for sidecar in _sidecars(daemon, job["job_id"]):
+        params = sidecar["params"]
+        assert params["mode"] == "refine_upscale" and params["model"] == "tiny-random", params
+        assert params["prompt"] == "crisp ceramic" and params["strength"] == 0.1, params
+        assert params["upscale"]["model"] == UPSCALER and params["upscale"]["factor"] == 2
+    assert job["merged_before"] == plain["merged_before"] and job["merged_after_undo"] == job["merged_before"]
+    assert pasted["sha256"] != plain["pasted"][0]["sha256"], "the refine pass repainted the upscale"

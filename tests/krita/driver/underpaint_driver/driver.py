@@ -214,6 +214,8 @@ class TestDriver(Extension):
         if job.get("upscale"):
             self._start_upscale(job)
             return
+        if not self._layers_made(job):
+            return
         styles = dock.prompt_tools.style_combo
         names = [str(styles.itemData(i) or "") for i in range(styles.count())]
         if job.get("style", "") not in names:  # the daemon's styles arrive after connecting
@@ -221,6 +223,12 @@ class TestDriver(Extension):
                 raise RuntimeError(f"no style {job.get('style')!r} in {names}")
             return
         styles.setCurrentIndex(names.index(job.get("style", "")))  # the user's pick
+        lora = job.get("lora")
+        loras = dock.prompt_tools.lora_combo
+        if lora and loras.findData(lora["name"]) < 0:  # the daemon's LoRA list arrives after connecting
+            if time.monotonic() > self.deadline:
+                raise RuntimeError(f"no LoRA {lora['name']!r} in the picker")
+            return
         ids = [str(dock.model_combo.itemData(i)) for i in range(dock.model_combo.count())]
         dock.model_combo.setCurrentIndex(ids.index(job["model"]))
         dock.prompt_edit.setPlainText(job.get("prompt", ""))
@@ -229,6 +237,8 @@ class TestDriver(Extension):
         dock.batch_spin.setValue(int(job.get("batch", 1)))
         dock.strength_spin.setValue(int(job.get("strength", 100)))
         dock.seed_edit.setText(str(job.get("seed", 1)))  # typing a number locks it
+        if lora:
+            self._pick_lora(lora)
         dock.direct_check.setChecked(not job.get("preview"))
         expand = job.get("expand")
         for spin, value in zip(dock.extend_spins, expand or (0, 0, 0, 0), strict=True):
@@ -243,7 +253,10 @@ class TestDriver(Extension):
         self.report.setdefault("highlight_before", {})[job["name"]] = dock.queue_list.currentRow()
         if job.get("control_layer"):
             self._make_control_layer(job["control_layer"])
+        if job.get("shown_copy"):
+            self._shown_copy(job["shown_copy"])
         self._set_controls(job.get("controls") or [])
+        self._set_references(job.get("references") or [])
         self.doc.waitForDone()
         w, h = self.doc.width(), self.doc.height()
         self.merged_before = hashlib.sha256(bytes(self.doc.pixelData(0, 0, w, h))).hexdigest()
@@ -254,22 +267,141 @@ class TestDriver(Extension):
         if len(dock.model.jobs) == before:
             raise RuntimeError(f"Generate made no job: {dock.model.error}")
         self.entry = dock.model.jobs[-1]
-        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.deadline = time.monotonic() + float(job.get("timeout", self.spec.get("job_timeout", 40)))
         self.report["stage"] = f"job {job['name']}"
         self._checkpoint()
         self.step = self._wait_job
 
-    def _make_control_layer(self, spec: dict[str, Any]) -> None:
-        """A hidden paint layer of white lines on transparent (the artist's sketch), on top."""
-        w, h, step = self.doc.width(), self.doc.height(), int(spec.get("step", 16))
+    def _lines(self, name: str, step: int) -> Any:
+        """A paint layer (not yet in the image) of white lines every ``step`` px on transparent."""
+        w, h = self.doc.width(), self.doc.height()
         white, clear = b"\xff\xff\xff\xff", b"\0\0\0\0"
         lines = b"".join(white if x % step == 0 else clear for x in range(w))
         rows = [white * w if y % step == 0 else lines for y in range(h)]
-        node = self.doc.createNode(spec["name"], "paintlayer")
+        node = self.doc.createNode(name, "paintlayer")
         node.setPixelData(QByteArray(b"".join(rows)), 0, 0, w, h)
+        return node
+
+    def _make_control_layer(self, spec: dict[str, Any]) -> None:
+        """A hidden paint layer of white lines on transparent (the artist's sketch), on top."""
+        node = self._lines(spec["name"], int(spec.get("step", 16)))
         node.setVisible(False)
         self.doc.rootNode().addChildNode(node, None)
         self.doc.waitForDone()
+
+    def _layers_made(self, job: dict[str, Any]) -> bool:
+        """The job's ``make_layers`` made (on its first tick) and hidden; a vector layer is drawn
+        visible and hidden once Krita has rendered its shapes (on later ticks), as an artist draws
+        a sketch and then hides it."""
+        if not job.get("_made"):
+            job["_made"] = True
+            self.rendering = [self._make_layer(layer) for layer in job.get("make_layers") or []]
+            self.render_deadline = time.monotonic() + 60
+        while self.rendering:
+            node = self.rendering[0]
+            if node.visible():
+                w, h = self.doc.width(), self.doc.height()
+                if not any(bytes(node.projectionPixelData(0, 0, w, h))[3::4]):
+                    if time.monotonic() > self.render_deadline:
+                        raise RuntimeError(f"Krita never rendered the layer {node.name()}")
+                    return False
+                node.setVisible(False)
+            self.rendering.pop(0)
+        self.doc.refreshProjection()
+        self.doc.waitForDone()
+        return True
+
+    def _make_layer(self, spec: dict[str, Any]) -> Any:
+        """A layer on top, as the artist makes one: a group holding a paint layer of lines, a vector
+        layer of shapes (an SVG; left visible until rendered), or a paint layer holding a picture (a
+        reference); hidden."""
+        doc, root = self.doc, self.doc.rootNode()
+        if spec["kind"] == "group":
+            node = doc.createGroupLayer(spec["name"])
+            node.addChildNode(self._lines(spec["child"], int(spec["step"])), None)
+            root.addChildNode(node, None)
+        elif spec["kind"] == "vector":
+            node = doc.createVectorLayer(spec["name"])
+            root.addChildNode(node, None)
+            shapes = node.addShapesFromSvg(spec["svg"])
+            self.report.setdefault("vector_shapes", []).append(len(shapes or []))
+            doc.refreshProjection()
+            return node
+        else:
+            x, y, w, h = spec["rect"]
+            pixels = bytes(  # a picture: colour bands that change across and down (BGRA)
+                value for row in range(h) for col in range(w) for value in ((col * 5) % 256, (row * 7) % 256, 200, 255)
+            )
+            node = doc.createNode(spec["name"], "paintlayer")
+            node.setPixelData(QByteArray(pixels), x, y, w, h)
+            root.addChildNode(node, None)
+        node.setVisible(False)
+        doc.refreshProjection()
+        doc.waitForDone()
+        return node
+
+    def _shown_copy(self, spec: dict[str, Any]) -> None:
+        """A hidden paint layer holding what Krita shows for the top-level layer ``spec["of"]``: the
+        image composed with only that layer visible (Krita's own rendering, not the layer API the
+        plugin reads)."""
+        doc, root = self.doc, self.doc.rootNode()
+        w, h = doc.width(), doc.height()
+        target = _find(root, spec["of"])
+        shown = {_key(node): bool(node.visible()) for node in root.childNodes()}
+        for node in root.childNodes():
+            node.setVisible(_key(node) == _key(target))
+        doc.refreshProjection()
+        doc.waitForDone()
+        pixels = bytes(doc.pixelData(0, 0, w, h))
+        for node in root.childNodes():
+            node.setVisible(shown[_key(node)])
+        doc.refreshProjection()
+        doc.waitForDone()
+        self.report.setdefault("shown", {})[spec["of"]] = sum(1 for alpha in pixels[3::4] if alpha)
+        copy = doc.createNode(spec["name"], "paintlayer")
+        copy.setPixelData(QByteArray(pixels), 0, 0, w, h)
+        copy.setVisible(False)
+        root.addChildNode(copy, None)
+        doc.waitForDone()
+
+    def _pick_lora(self, lora: dict[str, Any]) -> None:
+        """The LoRA picker: choose the LoRA, its weight, click + (its tag and trigger words join the prompt)."""
+        tools = self.dock.prompt_tools
+        combo = tools.lora_combo
+        combo.setCurrentIndex(combo.findData(lora["name"]))
+        tools.lora_weight.setValue(float(lora["weight"]))
+        tools.lora_add.click()
+        self.report.setdefault("lora_picker", {}).update(
+            {
+                "rows": [combo.itemText(i) for i in range(combo.count())],
+                "enabled": tools.lora_add.isEnabled(),
+                "prompt": self.dock.prompt_edit.toPlainText(),
+            }
+        )
+
+    def _set_references(self, references: list[dict[str, Any]]) -> None:
+        """Each reference through the section's widgets: a layer picked and Add reference, or an image
+        file through the file button (the file dialog's answer is the only thing given)."""
+        if not references:
+            return
+        box = self.dock.guides_box
+        chooser = QtWidgets.QFileDialog.getOpenFileName
+        try:
+            for reference in references:
+                box.refresh(True)
+                if "file" in reference:
+                    path = reference["file"]
+                    QtWidgets.QFileDialog.getOpenFileName = staticmethod(lambda *_args, _path=path, **_kw: (_path, ""))
+                    box.file_button.click()
+                else:
+                    names = [box.layer_combo.itemText(i) for i in range(box.layer_combo.count())]
+                    box.layer_combo.setCurrentIndex(names.index(reference["layer"]))
+                    box.add_reference_button.click()
+                box.refresh(True)
+        finally:
+            QtWidgets.QFileDialog.getOpenFileName = chooser
+        rows = [r.weight for r in self.dock.model.guides.references]
+        self.report.setdefault("reference_rows", []).append({"weights": rows, "error": self.dock.model.error})
 
     def _set_controls(self, controls: list[dict[str, Any]]) -> None:
         """Each control row through the section's widgets: pick the layer, Add control layer, then
@@ -295,9 +427,17 @@ class TestDriver(Extension):
         """The docker's Upscale and restore section: factor, upscaler, the selection (or none), its button."""
         box = self.dock.upscale_box
         spec = job["upscale"]
-        box.factor_spin.setValue(float(spec["factor"]))
-        combo = box.combos["upscaler"]
-        combo.setCurrentIndex([str(combo.itemData(i)) for i in range(combo.count())].index(job["model"]))
+        action = spec.get("action", "upscale")
+        if "factor" in spec:
+            box.factor_spin.setValue(float(spec["factor"]))
+        role = {"upscale": "upscaler", "refine_upscale": "refiner", "restore": "restorer"}[action]
+        picks = {role: job["model"]} | ({"upscaler": spec["upscaler"]} if "upscaler" in spec else {})
+        for which, model_id in picks.items():
+            combo = box.combos[which]
+            combo.setCurrentIndex([str(combo.itemData(i)) for i in range(combo.count())].index(model_id))
+        if action == "refine_upscale":
+            box.strength_spin.setValue(int(spec["strength"]))
+            box.prompt_edit.setText(spec["prompt"])
         region = spec.get("select")
         if region:
             selection = Selection()
@@ -308,16 +448,40 @@ class TestDriver(Extension):
         self.doc.waitForDone()
         self.tree_before = _tree(self.doc.rootNode())
         self.size_before = [self.doc.width(), self.doc.height()]
+        self.merged_before = hashlib.sha256(bytes(self.doc.pixelData(0, 0, *self.size_before))).hexdigest()
+        self.full_before = bytes(self.doc.pixelData(0, 0, *self.size_before)) if action == "restore" else b""
         before = len(self.dock.model.jobs)
         self.clicked_at = time.monotonic()
-        box.buttons[spec.get("action", "upscale")].click()  # the user's code path
+        box.buttons[action].click()  # the user's code path
         if len(self.dock.model.jobs) == before:
             raise RuntimeError(f"Upscale made no job: {self.dock.model.error}")
         self.entry = self.dock.model.jobs[-1]
-        self.deadline = time.monotonic() + float(self.spec.get("job_timeout", 40))
+        self.deadline = time.monotonic() + float(job.get("timeout", self.spec.get("job_timeout", 40)))
         self.report["stage"] = f"job {job['name']}"
         self._checkpoint()
         self.step = self._wait_job
+
+    def _restored(self, select: list[int], band: int) -> dict[str, int]:
+        """How many pixels of the image Krita shows changed: inside the selected rectangle, outside it,
+        and farther than ``band`` px from it (the soft mask's ramp may reach a little outside)."""
+        self.doc.waitForDone()
+        w, h = self.doc.width(), self.doc.height()
+        after = bytes(self.doc.pixelData(0, 0, w, h))
+        x, y, sw, sh = select
+        outside = inside = beyond = 0
+        for row in range(h):
+            old, new = self.full_before[row * w * 4 : (row + 1) * w * 4], after[row * w * 4 : (row + 1) * w * 4]
+            if old == new:
+                continue
+            for col in range(w):
+                if old[col * 4 : col * 4 + 4] != new[col * 4 : col * 4 + 4]:
+                    if x <= col < x + sw and y <= row < y + sh:
+                        inside += 1
+                        continue
+                    outside += 1
+                    if not (x - band <= col < x + sw + band and y - band <= row < y + sh + band):
+                        beyond += 1
+        return {"outside_changed_px": outside, "inside_changed_px": inside, "beyond_band_changed_px": beyond}
 
     def _undo_upscale(self) -> dict[str, Any]:
         """Two undos: the result layer goes, then the document's scaling; two redos bring both back."""
@@ -371,11 +535,13 @@ class TestDriver(Extension):
             "pasted": pasted,
             "readback_sha256": readback,
             "doc_size": [self.doc.width(), self.doc.height()],
+            "job_id": entry.job_id,
         }
         record = self.report["jobs"][job["name"]]
         if entry.results:
             params = entry.results[0].message["params"]
-            record["params"] = {key: params.get(key) for key in ("prompt", "style", "user_prompt", "seed")}
+            keys = ("mode", "model", "prompt", "style", "user_prompt", "seed", "strength", "loras", "upscale")
+            record["params"] = {key: params.get(key) for key in keys}
             record["output"] = entry.results[0].message.get("output")
         if entry.results:
             canvas = entry.results[0].message["canvas"]
@@ -395,23 +561,29 @@ class TestDriver(Extension):
             {key: r.message["params"].get(key) for key in ("seed", "controls", "references", "engine_params")}
             for r in entry.results
         ]
-        if job.get("controls"):
+        if job.get("controls") or job.get("references"):
             box = self.dock.guides_box
             record["guides_hint"] = box.hint.text()
             while box.row_widgets:  # the rows go, as the artist removes them
                 box.row_widgets[0]["remove"].click()
                 box.refresh(True)
-            record["rows_after_remove"] = len(self.dock.model.guides.controls)
-        if job.get("undo_after"):  # the image as it was, for the next job to start from
-            Krita.instance().action("edit_undo").trigger()
-            self.doc.waitForDone()
+            guides = self.dock.model.guides
+            record["rows_after_remove"] = len(guides.controls) + len(guides.references)
         if job.get("drop_control_layer"):
             _find(self.doc.rootNode(), job["drop_control_layer"]).remove()
             self.doc.waitForDone()
-        if job.get("upscale"):
+        action = (job.get("upscale") or {}).get("action", "upscale")
+        if job.get("upscale") and action == "restore":
+            record["restored"] = self._restored(job["upscale"]["select"], int(job["upscale"]["band"]))
+        elif job.get("upscale"):
             record["size_before"] = self.size_before
-            record["job_id"] = entry.job_id
             record["undo_upscale"] = self._undo_upscale()
+        for _ in range(int(job.get("undo_after", 0))):  # the image as it was, for the next job to start from
+            Krita.instance().action("edit_undo").trigger()
+            self.doc.waitForDone()
+        if job.get("undo_after"):
+            w, h = self.doc.width(), self.doc.height()
+            record["merged_after_undo"] = hashlib.sha256(bytes(self.doc.pixelData(0, 0, w, h))).hexdigest()
         self.job_index += 1
         self.step = self._start_job
 
