@@ -63,6 +63,8 @@ from underpaint.modes import Mode
 
 MAX_STEPS = 500
 MAX_ADAPTERS = 4
+_ADAPTER_NAMES = itertools.count()
+"""Adapter names unique in the process: engines built on tiny-random share its modules."""
 """Job LoRAs kept loaded on the model at once (each costs its own weights in memory)."""
 
 
@@ -140,7 +142,6 @@ class DiffusionEngine(Engine):
         self._lora_folders = [Path(p) for p in models_dirs or []]
         self._adapters: OrderedDict[str, str] = OrderedDict()
         """LoRA file -> peft adapter name, loaded on the current model (least recently used first)."""
-        self._adapter_names = itertools.count()
         self._active_loras: tuple[tuple[str, float], ...] | None = None
         """The LoRAs ``_set_loras`` made active last (None: unknown, after a load)."""
         self._loaded: LoadedModel | None = None
@@ -351,7 +352,7 @@ class DiffusionEngine(Engine):
         pipe = loaded.base
         self._active_loras = None  # until they are all on
         if not wanted:
-            if self._adapters:
+            if self._adapters or getattr(pipe.unet, "peft_config", None):  # shared modules: another engine's
                 pipe.disable_lora()
             self._active_loras = ()
             return
@@ -368,7 +369,7 @@ class DiffusionEngine(Engine):
                     : max(0, len(self._adapters) + 1 - MAX_ADAPTERS)
                 ]:
                     pipe.delete_adapters(self._adapters.pop(old))
-                name = f"job_lora_{next(self._adapter_names)}"
+                name = f"job_lora_{next(_ADAPTER_NAMES)}"
                 try:
                     pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
                 except (ValueError, KeyError, RuntimeError, ImportError) as error:
