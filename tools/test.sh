@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the whole test suite needs on a Debian 12 or 13 machine, then runs it:
 # the Python environment (torch's CPU build), the real hosts the plugin tests drive, lint and types.
-# Usage: tools/test.sh [pytest arguments]     (as root, or with sudo for the system packages;
-# with arguments, one pytest run of exactly those)
+# Usage: tools/test.sh [pytest arguments]     (as root, or with sudo for the system packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,22 +28,4 @@ fi
 .venv/bin/mypy
 # pytest also builds the Figma bundle and the wheel, installs the wheel in a fresh venv and installs
 # the Krita, GIMP and Figma plugins from it (tests/test_wheel.py).
-if [ "$#" -gt 0 ]; then  # a focused run: exactly the arguments given
-    exec .venv/bin/python -m pytest "$@"
-fi
-# The whole suite in two halves side by side: the real hosts (Krita, GIMP, Chromium: mostly waiting on
-# the hosts and their GUI loops; with everything that builds the Figma bundle, so one process owns
-# plugins/figma) and the rest. Each half has its own temporary folder; the hosts' output follows.
-HOST_TESTS=(tests/hosts tests/krita/test_e2e.py tests/gimp/test_e2e_gimp.py tests/figma tests/test_wheel.py)
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-.venv/bin/python -m pytest --basetemp "$scratch/hosts" "${HOST_TESTS[@]}" > "$scratch/hosts.log" 2>&1 &
-hosts=$!
-rest=0
-.venv/bin/python -m pytest --basetemp "$scratch/rest" $(printf -- '--ignore=%s ' "${HOST_TESTS[@]}") || rest=$?
-hosts_status=0
-wait "$hosts" || hosts_status=$?
-echo "==================== the real hosts (Krita, GIMP, Chromium) and the wheel ===================="
-cat "$scratch/hosts.log"
-echo "pytest exit status: the rest $rest, the hosts $hosts_status"
-[ "$rest" -eq 0 ] && [ "$hosts_status" -eq 0 ]
+.venv/bin/python -m pytest "$@"
