@@ -1480,14 +1480,25 @@ class Controller:
         live = self.live
         if event.type == "live_result" and event.image is not None:
             layer = live.result(event.message, event.image)
-            if layer is None or live.canvas is None:
+            canvas = live.canvas
+            if layer is None or canvas is None:
                 return
+            before = live.handle
             try:
-                live.handle = live.canvas.show_live(NewLayer(layer.name, layer.image, layer.x, layer.y), live.handle)
+                handle = canvas.show_live(NewLayer(layer.name, layer.image, layer.x, layer.y), before)
             except Exception as failure:  # the image was closed under us, or a host API surprise
                 self.error = f"Could not show the live result: {failure}"
                 self.stop_live()
                 return
+            if live is not self.live or live.state == "off":
+                # Live went off (or started again) while the host showed the result: hosts run events
+                # inside their waits, so the user's stop can come in there. The stop removed the layer
+                # it knew of; a layer made by this call is removed here.
+                if handle is not before:
+                    with contextlib.suppress(Exception):
+                        canvas.remove_live(handle)
+                return
+            live.handle = handle
             self._show()
         elif event.type == "live_stopped" and event.message.get("session_id") == live.session_id:
             reason = str(event.message.get("reason"))

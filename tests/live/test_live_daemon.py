@@ -382,3 +382,38 @@ def test_the_controller_follows_the_newest_start(running: RunningDaemon) -> None
     controller.stop_live()
     assert controller.live.state == "off"
     controller.close()
+
+
+@pytest.mark.parametrize("stop_at", [1, 2], ids=["while-the-layer-is-made", "while-it-is-refilled"])
+def test_live_off_while_the_host_shows_a_result_leaves_no_live_layer(running: RunningDaemon, stop_at: int) -> None:
+    """Krita runs timers and clicks inside its own waits (``refreshProjection``), so Live off can come
+    in while ``show_live`` is still running: the session ends with no live layer left behind."""
+    from tests.protocol.fake_host import FakeCanvas, FakeHost
+    from underpaint_protocol.controller import Controller, WorkQueue
+    from underpaint_protocol.jobs import Bounds
+    from underpaint_protocol.live import LiveRequest
+
+    class StopsInsideShow(FakeCanvas):
+        controller: Controller | None = None
+
+        def show_live(self, layer: Any, handle: Any | None) -> Any:
+            shown = super().show_live(layer, handle)
+            if self.live_updates == stop_at and self.controller is not None:
+                self.controller.stop_live()  # the user's click, delivered inside the host's wait
+                work.run_until(lambda: False, 1.0)  # and the daemon's live_stopped with it
+            return shown
+
+    work = WorkQueue()
+    canvas = StopsInsideShow.photo(WIDTH, HEIGHT)
+    controller = canvas.controller = Controller(FakeHost(canvas), work.post, client_name="pytest-live")
+    controller.connect(running.url)
+    assert work.run_until(lambda: controller.connected, 10)
+    assert controller.start_live(LiveRequest(prompt="fox", model=PACED_MODEL, steps=1, seed=5))
+    if stop_at == 2:
+        assert work.run_until(lambda: controller.live.results >= 1, 20), controller.live.status()
+        controller.feed_live(Bounds(0, 0, 8, 8))
+    assert work.run_until(lambda: controller.live.state == "off", 20), controller.live.status()
+    work.run_until(lambda: False, 0.5)  # anything still on its way lands now
+    assert controller.live.handle is None
+    assert [layer.name for layer in canvas.layers] == ["Background"]
+    controller.close()
