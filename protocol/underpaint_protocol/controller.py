@@ -61,7 +61,7 @@ from underpaint_protocol.segment import (
 )
 from underpaint_protocol.segment import problem as segment_problem
 from underpaint_protocol.session import Event, ImageData
-from underpaint_protocol.upscale import UPSCALE_MODES, TileSet, UpscaleRequest
+from underpaint_protocol.upscale import UPSCALE_MODES, TileLanding, TileSet, UpscaleRequest, tile_text
 
 CONNECTION_STATES = ("disconnected", "connecting", "connected", "reconnecting", "refused")
 """``refused``: something answered but retrying cannot help (token, protocol, another program)."""
@@ -146,6 +146,24 @@ class ScalableCanvas(Canvas, Protocol):
     def scale(self, width: int, height: int) -> None:
         """Scale the whole image (every layer, selection and guides) to ``width`` x ``height`` as one
         undo step; the upscale's result layer is pasted over it next."""
+
+
+@runtime_checkable
+class TileCanvas(ScalableCanvas, Protocol):
+    """A canvas that takes an upscale's result tiles as they arrive, into one layer kept out of the image
+    until the last tile: the client then holds one tile at a time, never the whole layer (a 16384 x
+    16384 result is 1 GiB of RGBA). Without it the controller joins the tiles first (``TileSet``)."""
+
+    def begin_layer(self, name: str, rect: Bounds) -> Any:
+        """A new empty layer covering ``rect`` of the SCALED canvas, not in the image yet (no undo step);
+        returns its handle."""
+
+    def paste_tile(self, handle: Any, tile: NewLayer) -> None:
+        """Write one tile's pixels into the layer, at (``tile.x``, ``tile.y``) of the scaled canvas."""
+
+    def end_layer(self, handle: Any, keep: bool) -> list[Any]:
+        """``keep``: add the filled layer above the active layer (one undo step; the document is already
+        scaled) and return its handle; else drop it (a cancelled or failed job), leaving no trace."""
 
 
 class Host(Protocol):
@@ -269,7 +287,12 @@ class Job:
     """Where the old canvas's top-left landed when an outpaint grew it."""
     pasting: bool = False
     tiles: TileSet = field(default_factory=TileSet)
-    """An upscale's tiles until the whole layer is here (then it becomes one of ``results``)."""
+    """An upscale's tiles until the whole layer is here (then it becomes one of ``results``): for a
+    canvas that is no ``TileCanvas``."""
+    landing: TileLanding | None = None
+    """An upscale going into a ``TileCanvas``'s layer tile by tile (its pixels never join ``results``)."""
+    tile_progress: dict[str, Any] | None = None
+    """The last ``progress.tile`` of an upscale: which tile of which pass."""
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
     segment: SegmentRequest | None = None
@@ -313,12 +336,14 @@ class Job:
             return f"{self.mode}: queued (position {self.position})" if self.position else f"{self.mode}: queued"
         if self.state == "running":
             image = f", image {len(self.results) + 1} of {self.batch}" if self.batch > 1 else ""
+            if self.tile_progress is not None:
+                return f"{self.mode}: {tile_text(self.tile_progress, self.mode)}"
             unit = "tile" if self.mode == "upscale" else "step"
             return f"{self.mode}: {unit} {self.step} of {self.total}{image}" if self.total else f"{self.mode}: running"
         if self.state == "finished" and self.segment is not None:
             return f"{self.mode}: done, selection {self.segment.combine}" + (f" ({self.note})" if self.note else "")
         if self.state == "finished":
-            count = len(self.pasted)
+            count = len(self.pasted) + (1 if self.landing is not None and self.landing.landed else 0)
             return f"{self.mode}: done, {count} layer{'s' if count != 1 else ''}" + (
                 f" ({self.note})" if self.note else ""
             )
@@ -330,7 +355,10 @@ class Job:
         """The progress line: step count, "image k of n", elapsed time; "done" after success."""
         elapsed = elapsed_text((self.ended if self.ended is not None else now or time.monotonic()) - self.started)
         if self.state == "running":
-            parts = [f"step {self.step} of {self.total}" if self.total else "starting"]
+            if self.tile_progress is not None:
+                parts = [tile_text(self.tile_progress, self.mode)]
+            else:
+                parts = [f"step {self.step} of {self.total}" if self.total else "starting"]
             if self.batch > 1:
                 parts.append(f"image {min(len(self.results) + 1, self.batch)} of {self.batch}")
             return ", ".join(parts) + f", {elapsed}"
@@ -1036,11 +1064,14 @@ class Controller:
         elif kind == "progress":
             job.state = "running"
             job.step, job.total = int(message.get("step", 0)), int(message.get("total", 0))
+            job.tile_progress = message.get("tile") or None
             self.progress = (job.step, job.total)
             if event.image is not None:
                 self.preview = event.image
         elif kind == "result" and event.image is not None:
-            if message.get("upscale"):
+            if message.get("upscale") and isinstance(job.canvas, TileCanvas):
+                self._land_tile(job, message, event.image)
+            elif message.get("upscale"):
                 if not job.tiles.add(message, event.image):
                     self._after(job)
                     return
@@ -1056,6 +1087,11 @@ class Controller:
                 return
             job.state = "finished"
             job.ended = time.monotonic()
+            landing = job.landing
+            if landing is not None and not landing.ended and not landing.complete:  # not every tile came
+                self._drop_landing(job)
+                job.note = "not pasted"
+                self.error = "Not every tile of the upscale arrived; the result was not pasted."
             self._paste(job)
         elif kind == "failed":
             self._fail(job, user_text(str(message.get("code")), str(message.get("message", "")), message.get("field")))
@@ -1073,6 +1109,8 @@ class Controller:
         job.note = note or job.note
         if state != "finished":
             job.applied = len(job.results)  # nothing of a cancelled or failed job is pasted
+            if job.landing is not None:
+                self._drop_landing(job)
         self._after(job)
 
     def _fail(self, job: Job, text: str) -> None:
@@ -1111,6 +1149,63 @@ class Controller:
                 job.applied += len(todo)
         finally:
             job.pasting = False
+
+    def _land_tile(self, job: Job, message: dict[str, Any], image: ImageData) -> None:
+        """One upscale tile straight into the host's layer (``TileCanvas``); after the last one the
+        document is scaled and the layer joins it. Before the last tile the image is left as it is, so a
+        cancel or failure on the way leaves no trace (the unfinished layer is dropped)."""
+        if job.cancel_requested:
+            self._drop_landing(job)
+            return
+        if job.landing is not None and job.landing.ended:
+            return  # landed already, or given up on with a message
+        canvas = job.canvas
+        assert isinstance(canvas, TileCanvas)
+        upscale, layer = message["upscale"], message["layer"]
+        whole = Bounds(*(int(upscale["layer"][key]) for key in ("x", "y", "width", "height")))
+        name = str(layer.get("name") or job.mode)
+
+        def land() -> None:
+            if not canvas.is_open():
+                raise CanvasClosed("closed")
+            if canvas.size() != job.size:
+                raise UserError(
+                    f"The image was resized while the upscale ran ({job.size[0]}x{job.size[1]} -> "
+                    f"{canvas.size()[0]}x{canvas.size()[1]}); the result was not pasted."
+                )
+            landing = job.landing
+            if landing is None:
+                handle = canvas.begin_layer(name, whole)
+                count = int(upscale["tiles"])
+                landing = job.landing = TileLanding(handle, name, whole.x, whole.y, whole.width, whole.height, count)
+            if not landing.add(int(message["index"])):
+                return  # a repeat (a replay after a reconnect)
+            canvas.paste_tile(landing.handle, NewLayer(name, image, int(layer["x"]), int(layer["y"])))
+            if not landing.complete:
+                return
+            canvas.scale(int(upscale["canvas"]["width"]), int(upscale["canvas"]["height"]))
+            job.grown, landing.ended = True, True
+            job.handles += canvas.end_layer(landing.handle, keep=True)
+            landing.landed = True
+
+        job.pasting = True  # a host call may run queued events (Krita's waitForDone): none lands twice
+        try:
+            landed = self._guarded(job, [], land)
+        finally:
+            job.pasting = False
+        if not landed:
+            self._drop_landing(job)  # the message says why
+
+    def _drop_landing(self, job: Job) -> None:
+        """Drop an upscale layer that will not be finished (cancel, failure, a paste that failed); the
+        job's later tiles are ignored."""
+        landing, canvas = job.landing, job.canvas
+        if landing is None:
+            job.landing = TileLanding(None, "", 0, 0, 0, 0, 0, ended=True)
+        elif not landing.ended and isinstance(canvas, TileCanvas):
+            landing.ended = True
+            with contextlib.suppress(Exception):  # the image may be gone; the layer goes with it
+                canvas.end_layer(landing.handle, keep=False)
 
     def _select(self, job: Job) -> None:
         """A segment job's mask becomes the host's selection (the newest result, once)."""
@@ -1172,10 +1267,12 @@ class Controller:
         job.handles += job.canvas.paste(layers, group)
         job.pasted += layers
 
-    def _guarded(self, job: Job, todo: list[Result], work: Callable[[], object]) -> None:
-        """Run a host call that lands results; any failure becomes a message, never a traceback."""
+    def _guarded(self, job: Job, todo: list[Result], work: Callable[[], object]) -> bool:
+        """Run a host call that lands results; any failure becomes a message, never a traceback.
+        Returns whether it succeeded."""
         try:
             work()
+            return True
         except CanvasClosed:
             outputs = [str(r.message["output"]) for r in todo if r.message.get("output")]
             where = f" They are saved in {', '.join(outputs)}." if outputs else ""
@@ -1187,6 +1284,7 @@ class Controller:
         except Exception as error:  # a host API surprise: a message, never a traceback dialog
             job.note = "not pasted"
             self.error = f"Could not paste the result: {error}"
+        return False
 
     # ---------------------------------------------------------------- preview, then apply
 

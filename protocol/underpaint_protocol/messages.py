@@ -551,12 +551,32 @@ class Started(Strict):
     job_id: str
 
 
+class TileProgress(Strict):
+    """Where a tiled job (upscale, refine_upscale) is, for a line like "refining tile 3 of 12, step 2
+    of 4": ``step``/``total`` of ``Progress`` count work units of the whole job, which mix tiles and
+    diffusion steps."""
+
+    stage: Literal["upscale", "refine"]
+    """``upscale``: the upscaler's pass; ``refine``: refine-upscale's diffusion pass after it."""
+    index: Annotated[int, Field(ge=1)]
+    """The tile this progress is about, 1 .. ``count`` (``upscale``: the tile just done; ``refine``:
+    the tile being refined)."""
+    count: Annotated[int, Field(ge=1)]
+    """Tiles in this stage."""
+    step: Annotated[int, Field(ge=1)] | None = None
+    """``refine``: the diffusion step of this tile just done (1 .. ``steps``)."""
+    steps: Annotated[int, Field(ge=1)] | None = None
+    """``refine``: diffusion steps per tile."""
+
+
 class Progress(Strict):
     type: Literal["progress"] = "progress"
     job_id: str
     step: int
     total: int
     preview: AttachmentRef | None = None
+    tile: TileProgress | None = None
+    """Upscale modes only: which tile of which pass (absent from other modes and older daemons)."""
 
 
 class Layer(Strict):

@@ -9,12 +9,14 @@ How a host asks (through ``controller.Controller.generate``)::
 
 Without a selection the whole canvas is scaled, with one its bounding box. What comes back: one or
 more ``result`` messages (tiles) each carrying ``upscale`` (see ``messages.UpscaleResult``): the scaled
-canvas size, the whole layer's rectangle in the scaled canvas, and how many tiles make it.
-:class:`TileSet` collects them and :func:`assemble` joins them into one layer image, so the
+canvas size, the whole layer's rectangle in the scaled canvas, and how many tiles make it. The
 controller lands an upscale as: scale the document to ``upscale.canvas`` (``ScalableCanvas.scale``,
-one undo step), then paste ONE layer at ``upscale.layer`` -- the whole image for a whole-canvas
-upscale, the scaled region for a selection. ``restore`` results are ordinary results (a layer over
-the selection, soft-masked), landed like an inpaint. Standard library only.
+one undo step), then ONE layer at ``upscale.layer`` -- the whole image for a whole-canvas upscale,
+the scaled region for a selection. A ``controller.TileCanvas`` (Krita, GIMP) takes each tile into
+that layer as it arrives (:class:`TileLanding` counts them), so the client holds one tile; for any
+other canvas :class:`TileSet` collects them and :func:`assemble` joins them (the whole layer).
+``restore`` results are ordinary results (a layer over the selection, soft-masked), landed like an
+inpaint. Standard library only.
 """
 
 from __future__ import annotations
@@ -82,6 +84,48 @@ class TileSet:
         message = {**first, "index": 0, "layer": {**first["layer"], **_rect(whole)}}
         self.tiles.clear()
         return message, image
+
+
+@dataclass
+class TileLanding:
+    """An upscale layer a host fills tile by tile (``controller.TileCanvas``): which tiles are in, and
+    the layer once it joined the image (its pixels are only in the host)."""
+
+    handle: Any
+    """The host's layer, made with ``TileCanvas.begin_layer``."""
+    name: str
+    x: int
+    y: int
+    width: int
+    height: int
+    """The whole layer in the scaled canvas."""
+    count: int
+    seen: set[int] = field(default_factory=set)
+    ended: bool = False
+    """Landed, or dropped (cancel, failure): later tiles are ignored."""
+    landed: bool = False
+    """The layer is in the image."""
+
+    def add(self, index: int) -> bool:
+        """Count tile ``index`` in; False for a repeat (a replay after a reconnect)."""
+        if index in self.seen:
+            return False
+        self.seen.add(index)
+        return True
+
+    @property
+    def complete(self) -> bool:
+        return len(self.seen) >= self.count
+
+
+def tile_text(tile: dict[str, Any], mode: str) -> str:
+    """The artist's words for an upscale's ``progress.tile``: "tile 3 of 12" (upscale), "upscaling tile
+    3 of 12" then "refining tile 2 of 6, step 2 of 4" (refine_upscale)."""
+    where = f"tile {tile.get('index')} of {tile.get('count')}"
+    if tile.get("stage") == "refine":
+        steps = f", step {tile['step']} of {tile['steps']}" if tile.get("step") and tile.get("steps") else ""
+        return f"refining {where}{steps}"
+    return f"upscaling {where}" if mode == "refine_upscale" else where
 
 
 def assemble(tiles: list[tuple[dict[str, Any], ImageData]], whole: dict[str, Any]) -> ImageData:

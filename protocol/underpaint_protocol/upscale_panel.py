@@ -21,6 +21,7 @@ LABELS = {
     "upscaler": "Upscaler",
     "refiner": "Refine with",
     "strength": "Strength",
+    "steps": "Steps",
     "prompt": "Prompt",
     "restorer": "Restorer",
 }
@@ -31,6 +32,7 @@ TIPS = {
     "restore": "Restore the faces in the selection",
     "factor": "How many times larger: 2, 3, 4 or any number up to 16",
     "strength": "How much the refine pass repaints: low keeps the upscale, 100% paints anew",
+    "steps": "Diffusion steps of the refine pass (the strength runs that share of them); 0: the model's default",
 }
 FACTOR_MIN, FACTOR_MAX, FACTOR_DEFAULT = 1.0, 16.0, 2.0
 """The protocol's bounds for ``job.upscale.factor``."""
@@ -56,8 +58,9 @@ def upscale_request(
     strength_percent: float = REFINE_STRENGTH_DEFAULT,
     prompt: str = "",
     seed: int | None = None,
+    steps: int | None = None,
 ) -> Request:
-    """The controller request of one button. None models: the daemon's default for the mode."""
+    """The controller request of one button. None models (and ``steps`` None or 0): the daemon's default."""
     if action == "upscale":
         return Request(mode="upscale", model=upscaler or None, strength=None, upscale=UpscaleRequest(factor))
     if action == "refine_upscale":
@@ -67,6 +70,7 @@ def upscale_request(
             prompt=prompt,
             strength=strength_fraction(strength_percent),
             seed=seed,
+            steps=steps or None,
             upscale=UpscaleRequest(factor, model=upscaler or None),
         )
     if action == "restore":

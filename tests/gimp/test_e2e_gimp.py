@@ -320,6 +320,12 @@ def joined_upscale(daemon: Daemon, since: set[Path]) -> tuple[tuple[int, int, in
     placements (the sidecars); returns the layer rect and the SHA-256 of its RGBA pixels."""
     sidecars = _sidecars_since(daemon, since)
     assert sidecars and {item["params"]["mode"] for item in sidecars} == {"upscale"}, sidecars
+    return joined_tiles(sidecars)
+
+
+def joined_tiles(sidecars: list[dict[str, Any]]) -> tuple[tuple[int, int, int, int], str]:
+    """One upscale's tiles (their sidecars, each with its PNG) joined at their placements; returns the
+    layer rect and the SHA-256 of its RGBA pixels."""
     whole = sidecars[0]["upscale"]["layer"]
     assert len(sidecars) == sidecars[0]["upscale"]["tiles"], "every tile of one job"
     layer = Image.new("RGBA", (whole["width"], whole["height"]))
@@ -812,9 +818,9 @@ def _restored_then_refine_upscaled(panel: dict[str, Any], report: dict[str, Any]
     big = [int(WIDTH * factor), int(HEIGHT * factor)]
     assert refine["canvas"] == big == report["canvas"] == report["background_size"], "the image was scaled"
     (layer,) = refine["layers"]
-    assert layer["bounds"] == [0, 0, *big] and layer["sha256"] == refine["result_sha256"][0], refine
     tiles = job_sidecars(daemon, refine["job_id"])
-    assert len(tiles) == tiles[0]["upscale"]["tiles"], "every tile of one job"
+    rect, digest = joined_tiles(tiles)  # the tiles went into GIMP's layer one by one: none kept in the panel
+    assert layer["bounds"] == [0, 0, *big] == list(rect) and layer["sha256"] == digest, refine
     for tile in tiles:
         params = tile["params"]
         assert params["mode"] == "refine_upscale" and params["model"] == REFINE_RUN["model"], params

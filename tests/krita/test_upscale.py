@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from underpaint_krita.glue import SCALE_FILTER, KritaGlue
 from underpaint_krita.model import DockerModel, Settings
 
@@ -130,6 +131,40 @@ def test_a_whole_canvas_upscale_scales_the_document_then_adds_one_full_size_laye
     assert [node.pixelData(0, row, 1, 1)[0] for row in range(8)] == [0, 0, 1, 1, 1, 2, 2, 2]
 
 
+def test_tiles_go_into_one_detached_layer_and_the_document_scales_after_the_last() -> None:
+    """Each tile is written into Krita's layer as it arrives (the client holds one tile, never the
+    whole layer); the document is untouched until the last tile, so a cancel on the way leaves no trace."""
+    app, doc = photo(6, 4)
+    model, client = docker(app)
+    job = model.controller.generate(upscale_request("upscale", factor=2, upscaler="classical"))
+    assert job is not None
+    client.plans[-1].set_result({"type": "planned", "upload": {"x": 0, "y": 0, "width": 6, "height": 4}})
+    client.submits[-1][5]()
+    client.submits[-1][4].set_result({"type": "accepted", "job_id": "u1", "seed": 0})
+    first, second, third = tiles("u1", (0, 0, 12, 8), (12, 8), 3)
+    client.event(*second)
+    client.event(*second)  # a repeat (a replay after a reconnect) changes nothing
+    client.event(*first)
+    assert (doc.width(), doc.height()) == (6, 4) and doc.undo_steps == [] and len(doc.root.children) == 1
+    assert job.tiles.tiles == {} and job.results == [], "nothing of the layer is held in the client"
+    client.event(*third)
+    assert (doc.width(), doc.height()) == (12, 8) and [kind for kind, _ in doc.undo_steps] == ["scale", "add"]
+    client.event({"type": "finished", "job_id": "u1", "results": 3})
+    assert job.settled and job.describe() == "upscale: done, 1 layer" and model.error == ""
+
+    job = model.controller.generate(upscale_request("upscale", factor=2, upscaler="classical"))
+    assert job is not None
+    client.plans[-1].set_result({"type": "planned", "upload": {"x": 0, "y": 0, "width": 12, "height": 8}})
+    client.submits[-1][5]()
+    client.submits[-1][4].set_result({"type": "accepted", "job_id": "u2", "seed": 0})
+    first, *_ = tiles("u2", (0, 0, 24, 16), (24, 16), 3)
+    client.event(*first)
+    model.controller.cancel(job)
+    client.event({"type": "cancelled", "job_id": "u2"})
+    assert job.state == "cancelled" and (doc.width(), doc.height()) == (12, 8)
+    assert len(doc.root.children) == 2 and len(doc.undo_steps) == 2, "the half-filled layer never joined"
+
+
 def test_a_region_upscale_lands_over_that_region_of_the_scaled_document() -> None:
     app, doc = photo(8, 6)
     doc.select_rect(2, 1, 3, 2)
@@ -175,7 +210,12 @@ def test_the_docker_upscales_a_document_through_a_real_daemon(tmp_path: Path) ->
         node = doc.root.children[-1]
         bounds = node.bounds()
         assert (bounds.x(), bounds.y(), bounds.width(), bounds.height()) == (0, 0, 96, 64)
-        (result,) = job.results
-        assert node.pixelData(0, 0, 96, 64) == bytes(result.image.data)  # bgra8, as the docker asks
+        assert job.results == [], "the tiles went into Krita's layer one by one; none is kept"
+        outputs = tmp_path / "outputs"
+        ui.run_until(lambda: any(outputs.rglob(f"{job.job_id}.png")), 30)  # the daemon's picture of the layer
+        with Image.open(next(outputs.rglob(f"{job.job_id}.png"))) as png:
+            r, g, b, a = png.convert("RGBA").split()
+            expected = Image.merge("RGBA", (b, g, r, a)).tobytes()  # bgra8, as the docker asks
+        assert node.pixelData(0, 0, 96, 64) == expected
     finally:
         thread.stop()

@@ -200,3 +200,43 @@ class FakeHost:
         self.shown += 1
         if not self.states or self.states[-1] != (controller.connection, controller.status):
             self.states.append((controller.connection, controller.status))
+
+
+@dataclass
+class TilingCanvas(FakeCanvas):
+    """A canvas that scales (nearest pixel: placement checks only) and takes an upscale tile by tile
+    (``controller.TileCanvas``), like the Krita and GIMP glue: a detached layer until the last tile."""
+
+    detached: list[FakeLayer] = field(default_factory=list)
+    """Layers begun and not yet added or dropped."""
+    largest_tile: int = 0
+    """The most bytes one paste_tile got: what the client held at once."""
+
+    def scale(self, width: int, height: int) -> None:
+        self.undo_steps.append("scale")
+        for layer in self.walk():
+            rows = np.arange(round(layer.height * height / self.height)) * self.height // height
+            cols = np.arange(round(layer.width * width / self.width)) * self.width // width
+            layer.pixels = layer.pixels[rows][:, cols]
+            layer.x, layer.y = layer.x * width // self.width, layer.y * height // self.height
+        self.width, self.height = width, height
+
+    def begin_layer(self, name: str, rect: Bounds) -> Any:
+        layer = FakeLayer(name, rect.x, rect.y, np.zeros((rect.height, rect.width, 4), np.uint8))
+        self.detached.append(layer)
+        return layer
+
+    def paste_tile(self, handle: Any, tile: NewLayer) -> None:
+        image = tile.image
+        self.largest_tile = max(self.largest_tile, len(image.data))
+        pixels = np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.width, 4)
+        x, y = tile.x - handle.x, tile.y - handle.y
+        handle.pixels[y : y + image.height, x : x + image.width] = pixels
+
+    def end_layer(self, handle: Any, keep: bool) -> list[Any]:
+        self.detached.remove(handle)
+        if not keep:
+            return []
+        self.layers.insert(0, handle)
+        self.undo_steps.append("paste")
+        return [handle]

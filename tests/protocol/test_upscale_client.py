@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 
+from tests.protocol.fake_host import TilingCanvas
+from tests.protocol.test_controller import planned, scripted
+from underpaint_protocol.controller import Request
 from underpaint_protocol.jobs import build_job
 from underpaint_protocol.session import ImageData
-from underpaint_protocol.upscale import TileSet, UpscaleRequest, assemble, scaled_size
+from underpaint_protocol.upscale import TileSet, UpscaleRequest, assemble, scaled_size, tile_text
 
 
 def _tile(index: int, tiles: int, x: int, y: int, width: int, height: int, whole: dict[str, int]) -> tuple:
@@ -58,3 +64,82 @@ def test_the_job_carries_the_upscale_object() -> None:
     job = build_job(100, 80, None, mode="upscale", upscale=UpscaleRequest(2.5, tile=256).as_dict())
     assert job["upscale"] == {"factor": 2.5, "tile": 256}
     assert scaled_size(101, 3, 2.5) == (252, 8)
+
+
+def test_progress_names_the_tile_and_the_step_within_it() -> None:
+    """A refine-upscale's work units mix tiles and diffusion steps: the line says which tile of which
+    pass, and the step within the tile; without ``tile`` (another mode) it stays "step k of n"."""
+    controller, client, _ = scripted(TilingCanvas.photo())
+    controller.welcome = {**controller.welcome, "models": [{"id": "sd", "modes": ["refine_upscale"]}]}
+    job = controller.generate(Request(mode="refine_upscale", model="sd", upscale=UpscaleRequest(2.0)))
+    assert job is not None, controller.error
+    planned(client, 0, 0, 0, 160, 120)
+    client.submits[0][4].set_result({"type": "accepted", "job_id": "j1", "seed": 1})
+    tile = {"stage": "upscale", "index": 2, "count": 4}
+    client.event({"type": "progress", "job_id": "j1", "step": 2, "total": 28, "tile": tile})
+    assert job.describe() == "refine_upscale: upscaling tile 2 of 4"
+    tile = {"stage": "refine", "index": 3, "count": 6, "step": 2, "steps": 4}
+    client.event({"type": "progress", "job_id": "j1", "step": 14, "total": 28, "tile": tile})
+    assert job.describe() == "refine_upscale: refining tile 3 of 6, step 2 of 4"
+    assert job.progress_text(job.started + 5).startswith("refining tile 3 of 6, step 2 of 4, 5 s")
+    assert controller.progress == (14, 28), "the bar still runs over the whole job's units"
+    assert tile_text({"stage": "upscale", "index": 1, "count": 9}, "upscale") == "tile 1 of 9"
+
+
+def _upscale_job(canvas: TilingCanvas, job_id: str) -> tuple[Any, Any, Any]:
+    controller, client, _ = scripted(canvas)
+    controller.welcome = {**controller.welcome, "models": [{"id": "up", "modes": ["upscale"]}]}
+    job = controller.generate(Request(mode="upscale", model="up", strength=None, upscale=UpscaleRequest(2.0)))
+    assert job is not None, controller.error
+    planned(client, 0, 0, 0, canvas.width, canvas.height)
+    client.submits[0][4].set_result({"type": "accepted", "job_id": job_id, "seed": 1})
+    return controller, client, job
+
+
+def _bands(job_id: str, width: int, height: int, count: int) -> list[tuple[dict[str, Any], ImageData]]:
+    whole = {"x": 0, "y": 0, "width": width, "height": height}
+    out = []
+    for index in range(count):
+        top, bottom = height * index // count, height * (index + 1) // count
+        message, image = _tile(index, count, 0, top, width, bottom - top, whole)
+        message["job_id"] = job_id
+        message["upscale"]["canvas"] = {"width": width, "height": height}
+        out.append((message, image))
+    return out
+
+
+def test_a_tile_canvas_gets_each_tile_as_it_comes_and_the_layer_after_the_last() -> None:
+    canvas = TilingCanvas.photo(20, 15)
+    controller, client, job = _upscale_job(canvas, "u1")
+    bands = _bands("u1", 40, 30, 3)
+    for message, image in bands:
+        assert canvas.size() == (20, 15) and canvas.undo_steps == []
+        client.event(message, image)
+    assert canvas.size() == (40, 30) and canvas.undo_steps == ["scale", "paste"] and not canvas.detached
+    assert canvas.largest_tile == max(len(image.data) for _, image in bands), "one tile at a time"
+    joined = np.concatenate([np.frombuffer(bytes(i.data), np.uint8).reshape(i.height, i.width, 4) for _, i in bands])
+    assert np.array_equal(canvas.layers[0].pixels, joined) and canvas.layers[0].name == "up"
+    client.event({"type": "finished", "job_id": "u1", "results": 3})
+    assert job.settled and job.results == [] and job.describe() == "upscale: done, 1 layer" and not controller.error
+
+
+def test_an_upscale_that_cannot_land_leaves_the_image_as_it_was() -> None:
+    canvas = TilingCanvas.photo(20, 15)
+    controller, client, job = _upscale_job(canvas, "u1")
+    first, second, third = _bands("u1", 40, 30, 3)
+    client.event(*first)
+    assert len(canvas.detached) == 1
+    canvas.width = 21  # the artist resized the image meanwhile
+    client.event(*second)
+    assert not canvas.detached and "resized" in controller.error and job.note == "not pasted"
+    canvas.width = 20
+    client.event(*third)  # later tiles are ignored
+    client.event({"type": "finished", "job_id": "u1", "results": 3})
+    assert canvas.undo_steps == [] and not canvas.detached and len(canvas.layers) == 1 and "resized" in controller.error
+
+    canvas = TilingCanvas.photo(20, 15)
+    controller, client, job = _upscale_job(canvas, "u2")
+    first, *_ = _bands("u2", 40, 30, 3)
+    client.event(*first)
+    client.event({"type": "finished", "job_id": "u2", "results": 3})  # the rest never came
+    assert canvas.undo_steps == [] and not canvas.detached and "Not every tile" in controller.error

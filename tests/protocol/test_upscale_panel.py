@@ -42,6 +42,9 @@ def test_each_button_sends_its_mode_with_only_what_it_uses() -> None:
     assert (refine.mode, refine.model, refine.upscale) == ("refine_upscale", "sd", UpscaleRequest(2.0, "classical"))
     assert (refine.strength, refine.prompt, refine.seed) == (0.25, "fur", 9)
     assert upscale_request("refine_upscale").strength == REFINE_STRENGTH_DEFAULT / 100
+    assert upscale_request("refine_upscale", steps=12).steps == 12
+    assert upscale_request("refine_upscale", steps=0).steps is None, "0: the model's default"
+    assert upscale_request("upscale", steps=12).steps is None, "no diffusion pass to set"
     restore = upscale_request("restore", restorer="GFPGANv1.4", factor=4)
     assert (restore.mode, restore.model, restore.upscale, restore.strength) == ("restore", "GFPGANv1.4", None, None)
     assert upscale_request("upscale").model is None  # no choice: the daemon's default

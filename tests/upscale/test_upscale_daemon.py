@@ -205,6 +205,13 @@ def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make
     steps = [p.message for p in events.of(accepted["job_id"], "progress")]
     assert steps[-1]["step"] == steps[-1]["total"] and steps[-1]["total"] > 2
     assert [s["step"] for s in steps] == sorted(s["step"] for s in steps)
+    # each event says which tile of which pass: the upscaler's tiles, then each refine tile's steps
+    upscaled = [s["tile"] for s in steps if s["tile"]["stage"] == "upscale"]
+    assert [t["index"] for t in upscaled] == list(range(1, upscaled[0]["count"] + 1))
+    refined = [(t["index"], t["step"]) for s in steps if (t := s["tile"])["stage"] == "refine"]
+    count, per_tile = steps[-1]["tile"]["count"], steps[-1]["tile"]["steps"]
+    assert refined == [(tile, step) for tile in range(1, count + 1) for step in range(1, per_tile + 1)]
+    assert steps[-1]["total"] == len(upscaled) + count * per_tile
 
 
 def expect_error(client: Any, job: dict[str, Any]) -> DaemonError:

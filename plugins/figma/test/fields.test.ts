@@ -33,6 +33,7 @@ describe("panel fields (the same rules as underpaint_protocol/panel.py)", () => 
   it("shows progress with steps, image k of n and elapsed time", () => {
     expect(progressText(3, 20, 1, 4, 65)).toBe("step 3 of 20, image 2 of 4, 1:05");
     expect(progressText(0, 0, 0, 1, 2)).toBe("starting, 2 s");
+    expect(progressText(26, 40, 0, 1, 3, "step", "refining tile 3 of 6, step 2 of 4")).toBe("refining tile 3 of 6, step 2 of 4, 3 s");
     expect(elapsedText(3723)).toBe("1:02:03");
   });
   it("says in one line which fields the model does not use, worded as panel.ignored_summary", () => {

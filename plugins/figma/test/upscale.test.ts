@@ -11,6 +11,7 @@ import {
   LABELS,
   modelsFor,
   REFINE_STRENGTH_DEFAULT,
+  tileText,
   upscaleJob,
   upscalePlacement,
 } from "../src/shared/upscale";
@@ -58,6 +59,16 @@ describe("fitTiles", () => {
   });
 });
 
+describe("tileText", () => {
+  it("says which tile of which pass, and the step within a refine tile, like the Python hosts", () => {
+    expect(tileText({ stage: "upscale", index: 3, count: 12 }, "upscale")).toBe("tile 3 of 12");
+    expect(tileText({ stage: "upscale", index: 3, count: 12 }, "refine_upscale")).toBe("upscaling tile 3 of 12");
+    expect(tileText({ stage: "refine", index: 3, count: 6, step: 2, steps: 4 }, "refine_upscale")).toBe("refining tile 3 of 6, step 2 of 4");
+    const python = readFileSync(resolve(__dirname, "../../../protocol/underpaint_protocol/upscale.py"), "utf8");
+    for (const words of ['"refining {where}', '", step {tile[', '"upscaling {where}"', '"tile {tile.get(']) expect(python).toContain(words);
+  });
+});
+
 describe("upscalePlacement", () => {
   it("a whole-image upscale covers the image it scales; a region's lands over that region", () => {
     const placement = { parentId: "0:1", x: 40, y: 30, scale: 1 };
@@ -70,7 +81,7 @@ describe("upscalePlacement", () => {
 });
 
 describe("the section's jobs", () => {
-  const form = { factor: 2, upscaler: "classical", refiner: "tiny-random", restorer: "GFPGANv1.4", strength: 25, prompt: "fur" };
+  const form = { factor: 2, upscaler: "classical", refiner: "tiny-random", restorer: "GFPGANv1.4", strength: 25, steps: null, prompt: "fur" };
   const whole = { mode: "img2img" as const, canvas: { width: 160, height: 120 } };
   const region = { mode: "inpaint" as const, canvas: { width: 160, height: 120 }, selection: { x: 10, y: 20, width: 30, height: 40 } };
   const base = { mode: "img2img" as const, canvas: whole.canvas, prompt: "p", negative_prompt: "", batch: 3, seed: 7 };
@@ -97,6 +108,9 @@ describe("the section's jobs", () => {
       seed: 7,
       upscale: { factor: 2, model: "classical" },
     });
+    expect(upscaleJob(base, whole, "refine_upscale", form).steps).toBeUndefined(); // the model's default
+    expect(upscaleJob(base, whole, "refine_upscale", { ...form, steps: 12 })).toMatchObject({ steps: 12 });
+    expect(upscaleJob(base, whole, "upscale", { ...form, steps: 12 }).steps).toBeUndefined();
     expect(upscaleJob(base, region, "restore", form)).toMatchObject({ mode: "restore", model: "GFPGANv1.4", selection: region.selection });
     expect(upscaleJob(base, region, "restore", form).upscale).toBeUndefined();
     expect(() => upscaleJob(base, whole, "restore", form)).toThrow(/draw a shape over the face/);

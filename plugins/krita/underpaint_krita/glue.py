@@ -226,10 +226,7 @@ class KritaCanvas:
             if not item.visible:
                 node.setVisible(False)
             nodes.append(node)
-        parent, above = _insertion_point(doc)
-        live = self.live_node
-        if live is not None and above is not None and node_key(above) == node_key(live):
-            above = _below(parent, live)  # Apply lands under the live layer, over the painting
+        parent, above = self._insertion_point(doc)
         if group is None:
             for node in nodes:
                 parent.addChildNode(node, above)
@@ -242,6 +239,37 @@ class KritaCanvas:
             parent.addChildNode(folder, above)
         doc.refreshProjection()
         return nodes
+
+    def _insertion_point(self, doc: Any) -> tuple[Any, Any]:
+        """(parent, above): right above the active layer, but under the live layer (Apply lands over
+        the painting)."""
+        parent, above = _insertion_point(doc)
+        live = self.live_node
+        if live is not None and above is not None and node_key(above) == node_key(live):
+            above = _below(parent, live)
+        return parent, above
+
+    def begin_layer(self, name: str, rect: Bounds) -> Any:
+        """An upscale's paint layer, made outside the image: Krita records nothing until it is added,
+        and keeps its pixels in its own tiled (swappable) memory, not in Python."""
+        return self.document().createNode(name, "paintlayer")
+
+    def paste_tile(self, handle: Any, tile: NewLayer) -> None:
+        """One tile into the detached layer (a paint device has no bounds: the document is scaled only
+        after the last tile)."""
+        image = tile.image
+        handle.setPixelData(self.glue.to_qbytes(bgra_from(image)), tile.x, tile.y, image.width, image.height)
+
+    def end_layer(self, handle: Any, keep: bool) -> list[Any]:
+        """Keep: the filled layer joins the image above the active layer (one undo step, like a paste).
+        Drop: it was never added, so there is nothing to undo; Krita frees it with its last reference."""
+        if not keep:
+            return []
+        doc = self.document()
+        parent, above = self._insertion_point(doc)
+        parent.addChildNode(handle, above)
+        doc.refreshProjection()
+        return [handle]
 
     def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
         """The one preview layer: made right above the active layer the first time (Krita records

@@ -1,5 +1,5 @@
 """The docker's "Upscale and restore" section: factor, upscaler, the refine pass (model, strength,
-prompt), the restorer, and the Upscale / Refine-upscale / Restore buttons.
+steps, prompt), the restorer, and the Upscale / Refine-upscale / Restore buttons.
 
 Widgets only: the labels, model lists and requests are ``underpaint_protocol.upscale_panel``'s, the
 job (scale the document in one undo step, then one layer over the scaled image) the shared
@@ -67,6 +67,12 @@ class UpscaleBox(QtWidgets.QGroupBox):
         self.strength_spin.setValue(int(_number(settings.get("refine_strength", ""), REFINE_STRENGTH_DEFAULT)))
         self.strength_spin.setToolTip(TIPS["strength"])
         self.strength_spin.setMinimumWidth(0)
+        self.steps_spin = guard(QtWidgets.QSpinBox())
+        self.steps_spin.setRange(0, 150)
+        self.steps_spin.setSpecialValueText("model default")
+        self.steps_spin.setValue(int(_number(settings.get("refine_steps", ""), 0)))
+        self.steps_spin.setToolTip(TIPS["steps"])
+        self.steps_spin.setMinimumWidth(0)
         self.prompt_edit = QtWidgets.QLineEdit()
         self.prompt_edit.setPlaceholderText("Prompt for every tile")
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
@@ -85,6 +91,7 @@ class UpscaleBox(QtWidgets.QGroupBox):
             (None, self.upscale_button),
             (LABELS["refiner"], self.combos["refiner"]),
             (LABELS["strength"], self.strength_spin),
+            (LABELS["steps"], self.steps_spin),
             (LABELS["prompt"], self.prompt_edit),
             (None, self.refine_button),
             (LABELS["restorer"], self.combos["restorer"]),
@@ -116,6 +123,7 @@ class UpscaleBox(QtWidgets.QGroupBox):
         settings = self.model.settings
         settings.set("upscale_factor", f"{self.factor_spin.value():g}")
         settings.set("refine_strength", str(self.strength_spin.value()))
+        settings.set("refine_steps", str(self.steps_spin.value()))
         chosen = {role: str(self.combos[role].currentData() or "") or None for role in ROLES}
         return upscale_request(
             action,
@@ -125,6 +133,7 @@ class UpscaleBox(QtWidgets.QGroupBox):
             restorer=chosen["restorer"],
             strength_percent=self.strength_spin.value(),
             prompt=self.prompt_edit.text().strip(),
+            steps=self.steps_spin.value(),
         )
 
     def run(self, action: str) -> Any:

@@ -365,7 +365,8 @@ def _refine_pass(job: Job) -> _RefinePass:
 
 
 class _Progress:
-    """One step counter over the whole job: upscaler tiles, then every diffusion step of every tile."""
+    """One step counter over the whole job: upscaler tiles, then every diffusion step of every tile;
+    each event also says which tile of which pass (``TileProgress``), for the artist's progress line."""
 
     def __init__(self, job: Job, publish: Publish, tiles: int, refine: _RefinePass | None) -> None:
         self.job, self.publish = job, publish
@@ -382,7 +383,8 @@ class _Progress:
 
     def tile(self) -> None:
         self.done += 1
-        self.publish(wire.Progress(job_id=self.job.id, step=self.done, total=self.total))
+        where = wire.TileProgress(stage="upscale", index=self.done, count=self.upscale_tiles)
+        self.publish(wire.Progress(job_id=self.job.id, step=self.done, total=self.total, tile=where))
 
     def step(self, progress: StepProgress) -> None:
         """A diffusion step of the current refine tile (the engine counts 1..its total per tile)."""
@@ -391,7 +393,14 @@ class _Progress:
         self.within = progress.step
         self.per_tile = max(self.per_tile, progress.total)
         step = self.upscale_tiles + self.refined * self.per_tile + progress.step
-        self.publish(wire.Progress(job_id=self.job.id, step=min(step, self.total), total=self.total))
+        where = wire.TileProgress(
+            stage="refine",
+            index=min(self.refined + 1, self.refine_tiles),
+            count=self.refine_tiles,
+            step=progress.step,
+            steps=progress.total,
+        )
+        self.publish(wire.Progress(job_id=self.job.id, step=min(step, self.total), total=self.total, tile=where))
 
 
 def _params(job: Job) -> dict[str, Any]:

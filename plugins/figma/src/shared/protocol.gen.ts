@@ -2,7 +2,7 @@
 // from protocol/schema.json. Do not edit: change the Python definitions and regenerate both.
 
 /** SHA-256 of the protocol/schema.json this file was generated from (checked by the tests). */
-export const SCHEMA_SHA256 = "0ac5bf8142e2babe8599e773324f5e55f7849284f46abc7790813a668303109c";
+export const SCHEMA_SHA256 = "f85842e10df6335d3bd5881f3c331f681a6ec3e29c8fcb9989f4b99825bb2110";
 
 export const PROTOCOL_VERSION = 1;
 export const DEFAULT_HOST = "127.0.0.1";
@@ -515,6 +515,7 @@ export interface Progress {
   step: number;
   total: number;
   preview?: AttachmentRef | null;
+  tile?: TileProgress | null;
 }
 
 export interface Queued {
@@ -634,6 +635,19 @@ export interface Submit {
   mask?: AttachmentRef | null;
   controls?: AttachmentRef[];
   references?: AttachmentRef[];
+}
+
+/** Where a tiled job (upscale, refine_upscale) is, for a line like "refining tile 3 of 12, step 2 of 4": ``step``/``total`` of ``Progress`` count work units of the whole job, which mix tiles and diffusion steps. */
+export interface TileProgress {
+  stage: "upscale" | "refine";
+  /** 1.. */
+  index: number;
+  /** 1.. */
+  count: number;
+  /** 1.. */
+  step?: number | null;
+  /** 1.. */
+  steps?: number | null;
 }
 
 /** How an upscale result lands: the document SCALES (never grows) and big layers come in tiles. ``Result.canvas`` is the scaled canvas, ``Rect(0, 0, canvas.width, canvas.height)``; ``Result.layer`` is one tile of the whole layer ``layer``, placed in scaled-canvas coordinates, and ``Result.index`` is the tile's number (0 .. ``tiles`` - 1). A host scales its document to ``canvas`` first (once, one undo step), then pastes the tiles into one layer at ``layer`` (or reassembles them first). */

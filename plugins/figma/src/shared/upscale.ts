@@ -6,7 +6,7 @@
  */
 
 import { type Box, fitImageSize, type JobGeometry, MAX_IMAGE_SIDE, type Placement, type Size } from "./geometry";
-import type { JobSpec, ModelDescription } from "./protocol.gen";
+import type { JobSpec, ModelDescription, TileProgress } from "./protocol.gen";
 
 /** The three buttons (their protocol modes), labels and tips: the mirror of underpaint_protocol/upscale_panel.py. */
 export type UpscaleAction = "upscale" | "refine_upscale" | "restore";
@@ -21,6 +21,7 @@ export const LABELS = {
   upscaler: "Upscaler",
   refiner: "Refine with",
   strength: "Strength",
+  steps: "Steps",
   prompt: "Prompt",
   restorer: "Restorer",
 } as const;
@@ -44,6 +45,8 @@ export interface UpscaleForm {
   restorer: string;
   /** 0-100 % */
   strength: number;
+  /** Diffusion steps of the refine pass; null: the model's default. */
+  steps: number | null;
   prompt: string;
 }
 
@@ -72,9 +75,20 @@ export function upscaleJob(base: JobSpec, geometry: JobGeometry, action: Upscale
   if (form.refiner) job.model = form.refiner;
   job.prompt = form.prompt;
   job.strength = Math.min(1, Math.max(0, form.strength / 100));
+  if (form.steps !== null && Number.isFinite(form.steps) && form.steps >= 1) job.steps = Math.round(form.steps);
   if (base.seed !== undefined) job.seed = base.seed;
   job.upscale = form.upscaler ? { factor, model: form.upscaler } : { factor };
   return job;
+}
+
+/**
+ * The artist's words for an upscale's `progress.tile`: "tile 3 of 12" (upscale), "upscaling tile 3 of 12"
+ * then "refining tile 2 of 6, step 2 of 4" (refine_upscale); the mirror of underpaint_protocol/upscale.py.
+ */
+export function tileText(tile: TileProgress, mode: string): string {
+  const where = `tile ${tile.index} of ${tile.count}`;
+  if (tile.stage === "refine") return `refining ${where}${tile.step && tile.steps ? `, step ${tile.step} of ${tile.steps}` : ""}`;
+  return mode === "refine_upscale" ? `upscaling ${where}` : where;
 }
 
 /** The document size after an upscale, as the daemon computes it (`round(side * factor)`). */

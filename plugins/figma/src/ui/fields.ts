@@ -81,10 +81,13 @@ export function elapsedText(seconds: number): string {
   return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}:${secs}`;
 }
 
-/** The progress line while running: step count, "image k of n" for a batch, elapsed time. */
-/** `unit`: "tile" for an upscale (its work comes tile by tile), else "step". */
-export function progressText(step: number, total: number, results: number, batch: number, seconds: number, unit = "step"): string {
-  const parts = [total ? `${unit} ${step} of ${total}` : "starting"];
+/**
+ * The progress line while running: step count, "image k of n" for a batch, elapsed time. `unit`: "tile"
+ * for an upscale (its work comes tile by tile), else "step"; `where`: an upscale's words for its
+ * `progress.tile` ("refining tile 3 of 6, step 2 of 4"), said instead of the count.
+ */
+export function progressText(step: number, total: number, results: number, batch: number, seconds: number, unit = "step", where: string | null = null): string {
+  const parts = [where ?? (total ? `${unit} ${step} of ${total}` : "starting")];
   if (batch > 1) parts.push(`image ${Math.min(results + 1, batch)} of ${batch}`);
   return `${parts.join(", ")}, ${elapsedText(seconds)}`;
 }

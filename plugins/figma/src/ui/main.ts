@@ -16,9 +16,9 @@ import { ResultsPanel } from "./results";
 import { mountPrompts } from "./prompts";
 import { isEnded, JobRun } from "./run";
 import type { SessionEvent } from "./session";
-import { ACTIONS, scaledSize, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
+import { ACTIONS, scaledSize, tileText, type UpscaleAction, upscaleJob, upscalePlacement } from "../shared/upscale";
 import { mountGuides } from "./guides";
-import { assembleTiles, mountUpscale, type Tile } from "./upscale";
+import { mountUpscale, TileFill } from "./upscale";
 
 declare const __VERSION__: string;
 const VERSION = typeof __VERSION__ === "string" ? __VERSION__ : "dev";
@@ -113,8 +113,8 @@ interface RunningJob {
   results: ResultItem[];
   /** This session's run of the job; absent for jobs adopted from an earlier session. */
   run?: JobRun;
-  /** An upscale's tiles until the whole layer is here. */
-  tiles?: Tile[];
+  /** An upscale's fill, drawn tile by tile until the whole layer is here. */
+  fill?: TileFill;
 }
 
 const DEFAULT_ADDRESS = `ws://localhost:${DEFAULT_PORT}`;
@@ -342,7 +342,8 @@ async function onEvent(event: SessionEvent): Promise<void> {
       if (isCurrent && !run?.cancelRequested) {
         const done = job?.results.length ?? 0;
         const unit = currentMode === "upscale" ? "tile" : "step";
-        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000, unit);
+        const where = message.tile ? tileText(message.tile, currentMode) : null;
+        const text = progressText(message.step, message.total, done, batchSize, (Date.now() - startedAt) / 1000, unit, where);
         setStatus(text[0].toUpperCase() + text.slice(1), message.step, message.total);
         if (currentMode in ACTIONS) upscale.say(`${currentMode}: ${text}`);
       }
@@ -354,13 +355,13 @@ async function onEvent(event: SessionEvent): Promise<void> {
     case "result": {
       if (!job || !event.image || (run && !run.placesResults)) return;
       if (message.upscale) {
-        // one tile of the layer: kept (as PNG) until all are here, then drawn into one fill
+        // one tile of the layer: drawn into the one fill at once, not kept
         const tile = message.layer;
-        job.tiles = [...(job.tiles ?? []).filter((t) => t.x !== tile.x || t.y !== tile.y), { ...tile, png: event.image.data.slice() }];
-        if (job.tiles.length < message.upscale.tiles) return;
         const whole = message.upscale.layer;
-        const fill = await assembleTiles(whole, job.tiles);
-        job.tiles = undefined;
+        job.fill ??= new TileFill(whole, message.upscale.tiles);
+        if (!(await job.fill.add(message.index, { ...tile, png: event.image.data }))) return;
+        const fill = await job.fill.finish();
+        job.fill = undefined;
         job.results.push({ index: 0, name: tile.name, ...whole, png: fill.png, scaledFrom: fill.scaledFrom });
         if (jobId === current?.jobId) {
           shownJob = jobId ?? null;

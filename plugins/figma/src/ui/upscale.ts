@@ -31,33 +31,65 @@ export interface Assembled extends Size {
 }
 
 /**
- * One PNG for the whole result layer `layer` (scaled-canvas pixels) from its tiles. Each tile is
- * decoded straight to its size in the fill, so memory stays at the fill's size (at most 4096 x 4096),
- * never the daemon's full result.
+ * The ONE image fill of an upscale's result layer `layer` (scaled-canvas pixels), drawn tile by tile as
+ * the tiles arrive: each is decoded straight to its size in the fill and let go, so what is held is the
+ * fill (at most 4096 x 4096) and the tile being drawn, never the daemon's full result nor its tiles.
  */
-export async function assembleTiles(layer: Box, tiles: Tile[]): Promise<Assembled> {
-  const fit = fitTiles(layer, tiles);
-  if (tiles.length === 1 && !fit.scaled) return { png: tiles[0].png, width: fit.width, height: fit.height };
-  const canvas = new OffscreenCanvas(fit.width, fit.height);
-  const context = canvas.getContext("2d");
-  if (context === null) throw new Error("no 2d canvas to join the upscale's tiles with");
-  for (const [index, tile] of tiles.entries()) {
-    const rect = fit.rects[index];
-    if (rect.width <= 0 || rect.height <= 0) continue;
-    const bitmap = await createImageBitmap(new Blob([tile.png as BlobPart], { type: "image/png" }), {
-      resizeWidth: rect.width,
-      resizeHeight: rect.height,
-      resizeQuality: "high",
-      premultiplyAlpha: "none",
-      colorSpaceConversion: "none",
-    });
-    context.drawImage(bitmap, rect.x, rect.y);
-    bitmap.close();
+export class TileFill {
+  private readonly fit: Size & { scaled: boolean };
+  private canvas: OffscreenCanvas | null = null;
+  private only: Uint8Array | null = null;
+  private readonly seen = new Set<number>();
+  private drawn = 0;
+
+  constructor(
+    private readonly layer: Box,
+    private readonly count: number,
+  ) {
+    this.fit = fitTiles(layer, []);
   }
-  const blob = await canvas.convertToBlob({ type: "image/png" });
-  const png = new Uint8Array(await blob.arrayBuffer());
-  const scaledFrom = fit.scaled ? { width: layer.width, height: layer.height } : undefined;
-  return { png, width: fit.width, height: fit.height, scaledFrom };
+
+  /** Draw tile `index` (repeats ignored); true once every tile of the layer is drawn. */
+  async add(index: number, tile: Tile): Promise<boolean> {
+    if (this.seen.has(index)) return false;
+    this.seen.add(index);
+    if (this.count === 1 && !this.fit.scaled) {
+      this.only = tile.png.slice(); // the whole layer already, at its size: no decoding
+    } else {
+      const [rect] = fitTiles(this.layer, [tile]).rects;
+      const blob = new Blob([tile.png as BlobPart], { type: "image/png" });
+      if (rect.width > 0 && rect.height > 0) {
+        const bitmap = await createImageBitmap(blob, {
+          resizeWidth: rect.width,
+          resizeHeight: rect.height,
+          resizeQuality: "high",
+          premultiplyAlpha: "none",
+          colorSpaceConversion: "none",
+        });
+        this.context().drawImage(bitmap, rect.x, rect.y);
+        bitmap.close();
+      }
+    }
+    this.drawn += 1;
+    return this.drawn === this.count;
+  }
+
+  /** The fill as one PNG, and the daemon's size when Figma's limit made it smaller. */
+  async finish(): Promise<Assembled> {
+    const { width, height, scaled } = this.fit;
+    const scaledFrom = scaled ? { width: this.layer.width, height: this.layer.height } : undefined;
+    if (this.only !== null) return { png: this.only, width, height, scaledFrom };
+    const blob = await this.context().canvas.convertToBlob({ type: "image/png" });
+    this.canvas = null;
+    return { png: new Uint8Array(await blob.arrayBuffer()), width, height, scaledFrom };
+  }
+
+  private context(): OffscreenCanvasRenderingContext2D {
+    this.canvas ??= new OffscreenCanvas(this.fit.width, this.fit.height);
+    const context = this.canvas.getContext("2d");
+    if (context === null) throw new Error("no 2d canvas to draw the upscale's tiles in");
+    return context;
+  }
 }
 
 export interface UpscaleSection {
@@ -109,6 +141,15 @@ export function mountUpscale(before: Element, onAction: (action: UpscaleAction) 
     value: String(REFINE_STRENGTH_DEFAULT),
     title: "How much the refine pass repaints: low keeps the upscale, 100% paints anew",
   });
+  const steps = Object.assign(document.createElement("input"), {
+    id: "upscale-steps",
+    type: "number",
+    min: "1",
+    max: "150",
+    step: "1",
+    placeholder: "model default",
+    title: "Diffusion steps of the refine pass (of which the strength runs); empty: the model's default",
+  });
   const prompt = Object.assign(document.createElement("input"), { id: "upscale-prompt", type: "text", placeholder: "prompt for every tile" });
   const buttons = {} as Record<UpscaleAction, HTMLButtonElement>;
   for (const action of Object.keys(ACTIONS) as UpscaleAction[]) {
@@ -124,6 +165,7 @@ export function mountUpscale(before: Element, onAction: (action: UpscaleAction) 
     buttons.upscale,
     field(LABELS.refiner, lists.refiner),
     field(`${LABELS.strength} (%)`, strength),
+    field(LABELS.steps, steps),
     field(LABELS.prompt, prompt),
     buttons.refine_upscale,
     field(LABELS.restorer, lists.restorer),
@@ -157,6 +199,7 @@ export function mountUpscale(before: Element, onAction: (action: UpscaleAction) 
       refiner: lists.refiner.value,
       restorer: lists.restorer.value,
       strength: Number(strength.value),
+      steps: steps.value.trim() === "" ? null : Number(steps.value),
       prompt: prompt.value,
     }),
     say(text) {

@@ -202,6 +202,50 @@ class GimpCanvas:
         Gimp.displays_flush()
         return made
 
+    def begin_layer(self, name: str, rect: Bounds) -> Any:
+        """An upscale's layer, made in GIMP's core and not inserted yet: GIMP records nothing until it
+        is, and keeps its pixels (this process holds one tile at a time)."""
+        layer = Gimp.Layer.new(
+            self.image, name, rect.width, rect.height, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
+        )
+        return layer, rect
+
+    def paste_tile(self, handle: Any, tile: NewLayer) -> None:
+        """One tile into the layer's buffer, flushed to GIMP at once; the buffer is let go after each tile
+        so its cached tiles leave this process."""
+        layer, rect = handle
+        image = tile.image
+        if image.format != "rgba8":
+            raise UserError(f"expected an rgba8 result, got {image.format}")
+        buffer = layer.get_buffer()
+        place = Gegl.Rectangle.new(tile.x - rect.x, tile.y - rect.y, image.width, image.height)
+        buffer.set(place, RGBA, bytes(image.data))
+        buffer.flush()
+
+    def end_layer(self, handle: Any, keep: bool) -> list[Any]:
+        """Keep: the filled layer goes in above the selected layer (one undo group, like a paste).
+        Drop: it is deleted from GIMP's core (it was never in the image)."""
+        layer, rect = handle
+        if not keep:
+            if layer.is_valid():
+                layer.delete()
+            return []
+        selected = list(self.image.get_selected_layers())
+        anchor = selected[0] if selected else None
+        parent, position = (anchor.get_parent(), int(self.image.get_item_position(anchor))) if anchor else (None, 0)
+        self.image.undo_group_start()
+        try:
+            self.image.insert_layer(layer, parent, position)
+            layer.set_offsets(rect.x, rect.y)
+        finally:
+            self.image.undo_group_end()
+            kept = [item for item in selected if item.is_valid()]
+            if kept:
+                self.image.set_selected_layers(kept)
+        layer.update(0, 0, rect.width, rect.height)
+        Gimp.displays_flush()
+        return [layer]
+
     def show_preview(self, layer: NewLayer, handle: Any | None) -> Any:
         """The one preview layer, right above the active layer; stepping through a batch replaces it.
         The undo stack is frozen meanwhile: looking at results leaves no undo step."""

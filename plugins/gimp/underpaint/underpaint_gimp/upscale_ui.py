@@ -1,5 +1,5 @@
 """The panel's "Upscale and restore" section (GTK 3): factor, upscaler, the refine pass (model,
-strength, prompt), the restorer, and the Upscale / Refine-upscale / Restore buttons.
+strength, steps, prompt), the restorer, and the Upscale / Refine-upscale / Restore buttons.
 
 Widgets only: labels, model lists and requests are ``underpaint_protocol.upscale_panel``'s; the job
 (the image scaled in one undo group, then one layer over it) the shared controller's and
@@ -63,6 +63,10 @@ class UpscaleSection:
         strength_row = Gtk.Box(spacing=4)
         strength_row.pack_start(self.strength, True, True, 0)
         strength_row.pack_start(Gtk.Label(label="%"), False, False, 0)
+        self.steps = Gtk.SpinButton.new_with_range(0, 150, 1)
+        self.steps.set_value(0)
+        self.steps.set_tooltip_text(TIPS["steps"])
+        guard(self.steps)
         self.prompt = Gtk.Entry(placeholder_text="prompt for every tile", hexpand=True)
         self.buttons: dict[str, Gtk.Button] = {}
         for action, label in ACTIONS.items():
@@ -76,6 +80,7 @@ class UpscaleSection:
             (None, self.buttons["upscale"]),
             (LABELS["refiner"], self.combos["refiner"]),
             (LABELS["strength"], strength_row),
+            (LABELS["steps"], self.steps),
             (LABELS["prompt"], self.prompt),
             (None, self.buttons["refine_upscale"]),
             (LABELS["restorer"], self.combos["restorer"]),
@@ -102,6 +107,7 @@ class UpscaleSection:
             restorer=chosen["restorer"],
             strength_percent=float(self.strength.get_value()),
             prompt=self.prompt.get_text().strip(),
+            steps=int(self.steps.get_value()),
         )
 
     def run(self, action: str) -> None:

@@ -522,6 +522,21 @@ class TestDriver(Extension):
             pasted.append(
                 {"name": item.name, "x": item.x, "y": item.y, "width": width, "height": height, "sha256": digest}
             )
+        landing = entry.landing
+        if landing is not None and landing.landed:  # an upscale: its tiles went into Krita's layer one by one
+            node = _find_last(self.doc.rootNode(), landing.name)
+            rect = (landing.x, landing.y, landing.width, landing.height)
+            readback.append(hashlib.sha256(bytes(node.pixelData(*rect)) if node else b"").hexdigest())
+            pasted.append(
+                {
+                    "name": landing.name,
+                    "x": landing.x,
+                    "y": landing.y,
+                    "width": landing.width,
+                    "height": landing.height,
+                    "sha256": None,
+                }
+            )  # the plugin never held the whole layer
         self.report.setdefault("jobs", {})[job["name"]] = {
             "state": entry.state,
             "mode": entry.mode,
