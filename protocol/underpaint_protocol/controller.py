@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os.path
 import queue
 import threading
 import time
@@ -1188,9 +1189,11 @@ class Controller:
             job.handles += canvas.end_layer(landing.handle, keep=True)
             landing.landed = True
 
+        output = message.get("output")  # the daemon also keeps the whole layer as <job_id>.png beside the tiles
+        saved = {**message, "output": os.path.join(os.path.dirname(output), f"{job.job_id}.png")} if output else {}
         job.pasting = True  # a host call may run queued events (Krita's waitForDone): none lands twice
         try:
-            landed = self._guarded(job, [], land)
+            landed = self._guarded(job, [Result(saved, image)], land)
         finally:
             job.pasting = False
         if not landed:

@@ -143,3 +143,13 @@ def test_an_upscale_that_cannot_land_leaves_the_image_as_it_was() -> None:
     client.event(*first)
     client.event({"type": "finished", "job_id": "u2", "results": 3})  # the rest never came
     assert canvas.undo_steps == [] and not canvas.detached and "Not every tile" in controller.error
+
+
+def test_an_upscale_for_a_closed_image_says_where_the_daemon_saved_it() -> None:
+    canvas = TilingCanvas.photo(20, 15)
+    controller, client, job = _upscale_job(canvas, "u1")
+    first, *_ = _bands("u1", 40, 30, 3)
+    canvas.open = False
+    client.event({**first[0], "output": "/out/2026-12-02/u1-0.png"}, first[1])
+    assert "They are saved in /out/2026-12-02/u1.png" in controller.error and job.note == "image closed"
+    assert not canvas.detached

@@ -766,6 +766,7 @@ describe("figma plugin against a real daemon", () => {
     expect(await ui.locator("#upscale-refiner option").allTextContents()).toContain("tiny-random");
     await ui.selectOption("#upscale-refiner", "tiny-random");
     await ui.fill("#upscale-strength", "40");
+    await ui.fill("#upscale-steps", "10");
     await ui.fill("#upscale-prompt", "crisp refined photo");
     undo = await undoCommits();
     const refined = await upscaleAction("#upscale-refine_upscale", "the refine-upscale node");
@@ -774,15 +775,22 @@ describe("figma plugin against a real daemon", () => {
       model: "tiny-random",
       prompt: "crisp refined photo",
       strength: 0.4,
+      steps: 10,
       upscale: { factor: 2, model: UPSCALER },
     });
+    // the progress line names the tile and the step within it, as the daemon's progress.tile says
+    const last = (await received("progress")).at(-1);
+    expect(last.tile).toMatchObject({ stage: "refine", index: last.tile.count, step: last.tile.steps });
+    expect(await ui.locator("#upscale-progress").textContent()).toContain(
+      `refine_upscale: refining tile ${last.tile.count} of ${last.tile.count}, step ${last.tile.steps} of ${last.tile.steps}`,
+    );
     expect(await undoCommits()).toBe(undo + 1); // the whole layer, all its tiles: one step
     expect([refined.node.x, refined.node.y, refined.node.width, refined.node.height]).toEqual([0, 0, 96, 64]);
     expect(refined.node.pixels).toEqual({ width: 192, height: 128 }); // the full-size layer
     expect(refined.results.length).toBe(refined.results[0].upscale.tiles);
     expect(refined.results[0].upscale.layer).toEqual({ x: 0, y: 0, width: 192, height: 128 });
     const side = sidecar(refined.results[0]);
-    expect(side.params).toMatchObject({ mode: "refine_upscale", model: "tiny-random", prompt: "crisp refined photo", strength: 0.4 });
+    expect(side.params).toMatchObject({ mode: "refine_upscale", model: "tiny-random", prompt: "crisp refined photo", strength: 0.4, steps: 10 });
     expect(side.params.upscale).toMatchObject({ factor: 2, model: UPSCALER });
     expect(await pixelDigest(refined.node.id)).not.toBe(await pixelDigest(plain.node.id)); // the refine pass painted
 
