@@ -399,8 +399,15 @@ REFERENCE_RUN = {"layer": "reference picture", "seed": 47, "prompt": "a bowl of 
 A1111_CHOSEN = "a blue kite\nNegative prompt: rain\nSteps: 9, Sampler: Euler a, CFG scale: 6, Seed: 78"
 """The parameters of the PNG picked in "Reuse parameters…"'s file chooser."""
 RESTORE_RUN = {"model": RESTORER, "select": [80, 60, 96, 80]}
-REFINE_RUN = {"factor": 2.0, "upscaler": UPSCALER, "model": "tiny-random", "strength": 10, "prompt": "crisp detail"}
-"""Refine-upscale of the whole image; 10 %: two of tiny-random's 20 steps per tile (quick)."""
+REFINE_RUN = {
+    "factor": 2.0,
+    "upscaler": UPSCALER,
+    "model": "tiny-random",
+    "strength": 10,
+    "steps": 10,
+    "prompt": "crisp detail",
+}
+"""Refine-upscale of the whole image; 10 % of the section's 10 steps: one step per tile (quick)."""
 LIVE = {"model": "tiny-random", "select": [40, 40, 96, 64], "stroke": [60, 50, 20, 10]}
 """The panel's Live on a selection; a dab painted on a layer of its own."""
 
@@ -825,6 +832,7 @@ def _restored_then_refine_upscaled(panel: dict[str, Any], report: dict[str, Any]
         params = tile["params"]
         assert params["mode"] == "refine_upscale" and params["model"] == REFINE_RUN["model"], params
         assert params["prompt"] == REFINE_RUN["prompt"] and params["strength"] == REFINE_RUN["strength"] / 100
+        assert params["steps"] == REFINE_RUN["steps"], "the section's Steps field"
     final = [item["name"] for item in report["layers"]]
     assert len(final) == len(panel["before_upscale"]["layers"]) + 2, final
     assert {restore["layers"][0]["name"], layer["name"]} <= set(final), final

@@ -205,7 +205,8 @@ SEGMENT = {
                 "action": "refine_upscale",
                 "factor": 2,
                 "upscaler": UPSCALER,
-                "strength": 10,  # two of tiny-random's 20 steps on each of 12 tiles
+                "strength": 10,  # one of the 10 steps set in the section, on each of 12 tiles
+                "steps": 10,
                 "prompt": "crisp ceramic",
             },
             "undo_after": 2,
@@ -754,7 +755,7 @@ def test_refine_upscale_scales_the_document_and_repaints_the_upscale(
     for sidecar in _sidecars(daemon, job["job_id"]):
         params = sidecar["params"]
         assert params["mode"] == "refine_upscale" and params["model"] == "tiny-random", params
-        assert params["prompt"] == "crisp ceramic" and params["strength"] == 0.1, params
+        assert params["prompt"] == "crisp ceramic" and params["strength"] == 0.1 and params["steps"] == 10, params
         assert params["upscale"]["model"] == UPSCALER and params["upscale"]["factor"] == 2
     assert job["merged_before"] == plain["merged_before"] and job["merged_after_undo"] == job["merged_before"]
     assert job["readback_sha256"] != plain["readback_sha256"], "the refine pass repainted the upscale"

@@ -61,6 +61,7 @@ def add_arguments(procedure: Gimp.Procedure, mode: str) -> None:
         procedure.add_string_argument(
             "seed", "S_eed", f"A whole number 0..{SEED_MAX}; empty or 'random': a new random seed", "random", RW
         )
+        procedure.add_int_argument("steps", "Ste_ps", TIPS["steps"], 0, 150, 0, RW)
 
 
 def request_from_config(config: Any, mode: str) -> Request:
@@ -84,4 +85,5 @@ def request_from_config(config: Any, mode: str) -> Request:
         strength_percent=float(get("strength")) * 100,
         prompt=str(get("prompt") or ""),
         seed=seed,
+        steps=int(get("steps")),
     )

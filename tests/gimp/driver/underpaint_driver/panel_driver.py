@@ -801,6 +801,7 @@ def drive(panel: Any, spec_path: str) -> None:
                 section.combos["upscaler"].set_active_id(upscale["upscaler"])
                 section.combos["refiner"].set_active_id(upscale["model"])
                 section.strength.set_value(upscale["strength"])
+                section.steps.set_value(upscale["steps"])
                 section.prompt.set_text(upscale["prompt"])
                 source = merged()  # what the job reads: the test upscales it plainly to compare
                 GdkPixbuf.Pixbuf.new_from_bytes(

@@ -437,6 +437,7 @@ class TestDriver(Extension):
             combo.setCurrentIndex([str(combo.itemData(i)) for i in range(combo.count())].index(model_id))
         if action == "refine_upscale":
             box.strength_spin.setValue(int(spec["strength"]))
+            box.steps_spin.setValue(int(spec.get("steps", 0)))
             box.prompt_edit.setText(spec["prompt"])
         region = spec.get("select")
         if region:
