@@ -41,10 +41,13 @@ from underpaint_protocol import pnginfo
 log = logging.getLogger("underpaint.outputs")
 RAW = ".rgba"
 SPARE_FOLDER = ".spare"
-SPARES = 2
+SPARES = 8
 """Converted raw files kept (in ``<outputs>/.spare``) to be overwritten by the next results: writing
 over a file's blocks costs a copy into the page cache, while a new 16 MB file here took 3-130 ms to
-allocate (the filesystem frees and discards the blocks of every deleted one)."""
+allocate (the filesystem frees and discards the blocks of every deleted one; a 5.6 MB upscale result
+tile: 15 ms of CPU new, 0.5 ms over a spare). Eight cover the result tiles of an upscale up to a
+4096x4096 layer (at most 8 MiB each: 64 MiB of disk), all written before the writer, which gets only
+CPU time the job leaves, frees any."""
 
 
 @dataclass(frozen=True)
