@@ -1,24 +1,26 @@
-"""Upscale benchmark: the daemon against calling the spandrel model directly on the same tiles, tiles per
-second, and the daemon's peak memory for 4096x4096 -> 16384x16384.
+"""Upscale benchmark: the daemon against calling the spandrel model directly on the same tiles, where
+the difference goes, tiles per second, and the daemon's peak memory for 4096x4096 -> 16384x16384.
 
-Run: python bench/upscale.py [--repeats N] [--size N] [--big N]
+Run: python bench/upscale.py [--repeats N] [--size N] [--big N] [--kinds compact esrgan] [--threads N]
 
-1. Overhead: an upscale of a ``--size`` square photo (default 512) by the model's native factor through
-   a real daemon over a loopback socket (plan, upload, tiled pass with blending, result tiles stored and
-   sent) against the bare model call ``descriptor(tile)`` of the same loaded model (its layout as the
-   daemon loads it: channels-last for this architecture on the CPU) on exactly the daemon's input tiles
-   (``TiledPass.boxes``, context included) on a thread of its own like the daemon's, interleaved,
-   median of repeats after a warm-up round; wall time and this process's CPU time (the daemon, its
-   client and the direct calls share the process; CPU time is what other work on a shared machine
-   disturbs least). Before each direct run the bench waits for the daemon's background PNG writer to
-   finish, so neither side pays for it; its CPU time is printed apart; so is the direct call on
-   spandrel's default layout. Target: ratio <= 1.05. The model is a Real-ESRGAN SRVGGNetCompact x4
-   with random weights (the realesr-general-x4v3 architecture with 16 features and 4 convolutions, a
-   quarter of its cost).
+1. Overhead, for each model kind (``KINDS``, random weights): an upscale of a ``--size`` square photo
+   (default 512) by the model's native factor (x4) through a real daemon over a loopback socket (plan,
+   upload, tiled pass with blending, result tiles stored and sent, the client receiving them) against
+   the bare model call ``descriptor(tile)`` of the same loaded model (its layout as the daemon loads it:
+   channels-last for these architectures on the CPU) on exactly the daemon's input tiles
+   (``TiledPass.boxes``, context included) on a thread of its own like the daemon's. Between them, the
+   breakdown: the daemon's upscale step itself (``execute_upscale`` on a job made in this process, no
+   socket) with its results kept in memory, then stored on disk as the daemon stores them. Every stage
+   runs once per round, rounds interleaved, median of ``--repeats`` after a warm-up round; wall time and
+   this process's CPU time (everything shares the process). Before the next stage the bench waits for
+   the background PNG writer, so no stage pays for another's PNGs; its CPU time is printed apart; so
+   are the direct calls on spandrel's default layout. Target: daemon / direct <= 1.05. ``--threads``
+   sets torch's threads for both sides (torch's default: one per core; on a machine shared with other
+   work, threads that wait for each other at every operation make both sides' times swing severalfold).
 2. Tiles per second of the daemon in (1).
 3. Peak memory: ``--big`` (default 4096) squared x4 through a daemon in a separate process, for the
-   classical upscaler and the tiny model; the client drops every tile as it arrives. Printed: the
-   daemon's peak growth of anonymous memory during the job (RssAnon sampled every 50 ms, minus its
+   classical upscaler and the tiny Compact model; the client drops every tile as it arrives. Printed:
+   the daemon's peak growth of anonymous memory during the job (RssAnon sampled every 50 ms, minus its
    value before; file pages such as torch's libraries are left out, they come and go with the page
    cache), the job's stated bound (``daemon.upscaling.memory_bound``), and the result's size.
 """
@@ -26,6 +28,7 @@ Run: python bench/upscale.py [--repeats N] [--size N] [--big N]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -34,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,19 +47,29 @@ import numpy as np
 import torch
 
 from underpaint.canvas.tiles import TiledPass
-from underpaint.engines.upscale import MARGIN, SpandrelUpscaler
+from underpaint.engines.upscale import CHANNELS_LAST, MARGIN, SpandrelUpscaler, Upscaler
 from underpaint.engines.weights import load_descriptor
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_model(folder: Path) -> Path:
+KINDS = {
+    "compact": "Real-ESRGAN SRVGGNetCompact x4 (16 features, 4 convolutions: a quarter of realesr-general-x4v3)",
+    "esrgan": "ESRGAN RRDBNet x4 (8 filters, 1 block)",
+}
+"""The model kinds of part 1, random weights: the cheapest per pixel (where the daemon's own work weighs
+most) and a heavier one."""
+
+
+def tiny_model(folder: Path, kind: str = "compact") -> Path:
     from safetensors.torch import save_file
     from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(0)
-    path = folder / "bench-compact-x4.safetensors"
-    save_file(Compact(num_feat=16, num_conv=4, upscale=4).state_dict(), str(path))
+    path = folder / f"bench-{kind}-x4.safetensors"
+    model = Compact(num_feat=16, num_conv=4, upscale=4) if kind == "compact" else ESRGAN(num_filters=8, num_blocks=1)
+    save_file(model.state_dict(), str(path))
     return path
 
 
@@ -67,10 +82,30 @@ def photo(size: int) -> np.ndarray:
     return np.dstack([rgb, np.full((size, size), 255, np.uint8)])
 
 
-def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> tuple[float, float]:
+def writer_cpu() -> float:
+    """CPU seconds so far of the outputs' background PNG writers in this process (threads named
+    ``outputs-png``), from the kernel's per-thread accounting."""
+    used = 0
+    for thread in threading.enumerate():
+        if thread.name == "outputs-png" and thread.native_id is not None:
+            with contextlib.suppress(FileNotFoundError):  # it ended
+                used += int(Path(f"/proc/self/task/{thread.native_id}/schedstat").read_text().split()[0])
+    return used / 1e9
+
+
+def timed(run: Callable[[], object]) -> tuple[float, float, float]:
+    """Wall seconds of ``run``, and CPU seconds of this process (all threads) in them: besides the PNG
+    writer, and the writer's."""
+    started, cpu, writer = time.perf_counter(), time.process_time(), writer_cpu()
+    run()
+    wall, writing = time.perf_counter() - started, writer_cpu() - writer
+    return wall, time.process_time() - cpu - writing, writing
+
+
+def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> None:
     """The model alone on the daemon's input tiles (``TiledPass.boxes``: the same boxes, context
     included), on a thread of its own as the daemon's model calls are (on this 2-core machine under
-    load, the same calls on the main thread took about 3x the CPU time): wall and CPU seconds."""
+    load, the same calls on the main thread took about 3x the CPU time)."""
 
     def calls() -> None:
         for box, _ in tiled.boxes():
@@ -79,38 +114,79 @@ def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> tuple[float,
             with torch.inference_mode():
                 descriptor(tensor)
 
-    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=1) as thread:
         thread.submit(calls).result()
-    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def wait_for_pngs(outputs: Path) -> float:
     """Wait until the background writer has turned every raw result into PNGs (the tiles', and the
-    whole layer's it joins them into); its CPU seconds."""
-    cpu = time.process_time()
+    whole layer's it joins them into); its CPU seconds meanwhile."""
+    writer = writer_cpu()
     while any(outputs.glob("*/*.rgba")):
         time.sleep(0.01)
-    return time.process_time() - cpu
+    return writer_cpu() - writer
 
 
-def overhead(model: Path, size: int, repeats: int) -> None:
+def in_process(engine: Any, upscaler: Upscaler, spec: Any, image: np.ndarray, store: Any) -> None:
+    """The daemon's upscale step itself (``execute_upscale``) on a job made here: no socket, no
+    client, events dropped; ``store`` in memory or on disk."""
+    from underpaint.daemon.records import Job
+    from underpaint.daemon.upscaling import execute_upscale, plan_upscale
+    from underpaint_protocol.messages import Limits
+
+    plan, up = plan_upscale(spec, upscaler, Limits())
+    info = next(model for model in engine.models() if model.id == upscaler.id)
+    job = Job(
+        id=uuid.uuid4().hex,
+        owner="bench",
+        spec=spec,
+        model=info,
+        engine=engine,
+        plan=plan,
+        seed=0,
+        steps=1,
+        guidance=0.0,
+        strength=1.0,
+        image=image,
+        mask=None,
+        upscale=up,
+    )
+    execute_upscale(job, lambda *_: None, store, Path(tempfile.gettempdir()))
+
+
+STAGES = ("daemon", "direct", "pass", "stored", "default layout")
+
+
+def overhead(kind: str, model: Path, size: int, repeats: int) -> None:
+    """Part 1 for one model kind: the daemon job, then the same work stage by stage, interleaved."""
     from underpaint.daemon.config import DaemonConfig
+    from underpaint.daemon.outputs import OutputStore
     from underpaint.daemon.server import Daemon, DaemonThread
     from underpaint.engines.registry import build_engines
+    from underpaint.engines.upscale import UpscaleEngine
     from underpaint_protocol.client import UnderpaintClient
-    from underpaint_protocol.messages import Limits
+    from underpaint_protocol.messages import JobSpec, Limits, Size, UpscaleSpec
     from underpaint_protocol.session import ImageData
 
-    upscaler = SpandrelUpscaler(str(model), "cpu")
+    spec = JobSpec(
+        mode="upscale", model=model.stem, canvas=Size(width=size, height=size), upscale=UpscaleSpec(factor=4.0)
+    )
+    engine = UpscaleEngine([str(model)], "cpu")
+    upscaler = engine.upscaler(model.stem)
+    assert isinstance(upscaler, SpandrelUpscaler)
     image = photo(size)
+    tile = upscaler.tile_for(4.0, None)
+    tiled = TiledPass(size, size, size * upscaler.scale, size * upscaler.scale, tile, MARGIN)
+    plain = load_descriptor(model).eval()  # spandrel's own layout (channels-last where the daemon uses it)
     with tempfile.TemporaryDirectory() as tmp:
-        engines, default = build_engines("classical", [f"upscale:{model}"], [], "cpu")
         folder = Path(tmp)
+        engines, default = build_engines("classical", [f"upscale:{model}"], [], "cpu")
         config = DaemonConfig(
             host="127.0.0.1", port=0, token_file=folder / "token", outputs=folder / "outputs", limits=Limits()
         )
         thread = DaemonThread(Daemon(config, engines, default)).start()
+        memory, disk = OutputStore(None, 0), OutputStore(folder / "stored", 1 << 30)
+        disk.start()
         ended = threading.Event()
         progress: list[dict] = []
 
@@ -122,55 +198,71 @@ def overhead(model: Path, size: int, repeats: int) -> None:
 
         client = UnderpaintClient(thread.url, token=thread.daemon.token, client_name="bench", on_event=on_event)
         client.connect(timeout=30)
+        job = spec.model_dump(exclude_none=True)
+
+        def through_daemon() -> None:
+            ended.clear()
+            client.plan(job).result(timeout=30)
+            data = ImageData("rgba8", size, size, image.tobytes())
+            client.submit(job, {"x": 0, "y": 0, "width": size, "height": size}, data, None).result(timeout=60)
+            ended.wait(600)
+
+        runs: dict[str, Callable[[], None]] = {
+            "daemon": through_daemon,
+            "direct": lambda: direct(upscaler.descriptor, image, tiled),
+            "pass": lambda: in_process(engine, upscaler, spec, image, memory),
+            "stored": lambda: in_process(engine, upscaler, spec, image, disk),
+            "default layout": lambda: direct(plain, image, tiled),
+        }
+        times: dict[str, list[tuple[float, float, float]]] = {stage: [] for stage in STAGES}
+        png_cpu: list[float] = []
         try:
-            job = {"mode": "upscale", "model": model.stem, "canvas": {"width": size, "height": size}}
-            job["upscale"] = {"factor": 4.0}
-            tile = upscaler.tile_for(4.0, None)
-            tiled = TiledPass(size, size, size * upscaler.scale, size * upscaler.scale, tile, MARGIN)
-            plain = load_descriptor(model).eval()  # spandrel's own layout (the daemon's is channels-last)
-            direct(upscaler.descriptor, image, tiled)  # warm-up: torch's first calls, the allocator
-            direct(plain, image, tiled)
-            daemon_times, daemon_cpu, direct_times, direct_cpu, png_cpu, plain_times = [], [], [], [], [], []
-            for _ in range(repeats + 1):
-                ended.clear()
-                started, cpu = time.perf_counter(), time.process_time()
-                client.plan(job).result(timeout=30)
-                data = ImageData("rgba8", size, size, image.tobytes())
-                client.submit(job, {"x": 0, "y": 0, "width": size, "height": size}, data, None).result(timeout=60)
-                ended.wait(600)
-                daemon_times.append(time.perf_counter() - started)
-                daemon_cpu.append(time.process_time() - cpu)
-                png_cpu.append(wait_for_pngs(folder / "outputs"))
-                wall, used = direct(upscaler.descriptor, image, tiled)
-                direct_times.append(wall)
-                direct_cpu.append(used)
-                plain_times.append(direct(plain, image, tiled)[0])
+            for _ in range(repeats + 1):  # the first round is a warm-up (torch's first calls, the allocator)
+                for stage in STAGES:
+                    times[stage].append(timed(runs[stage]))
+                    if stage in ("daemon", "stored"):  # neither side pays for the PNGs of another
+                        later = wait_for_pngs(folder / ("outputs" if stage == "daemon" else "stored"))
+                        png_cpu.append(times[stage][-1][2] + later)
             tiles = progress[-1]["total"]
         finally:
             client.close()
             thread.stop()
-    # the first daemon job is a warm-up (the pass's buffers, the outputs folder)
-    through, bare = statistics.median(daemon_times[1:]), statistics.median(direct_times[1:])
-    through_cpu, bare_cpu = statistics.median(daemon_cpu[1:]), statistics.median(direct_cpu[1:])
-    print(f"1. overhead, {size}x{size} x4 with a Compact x4 (random weights), {tiles} model tiles of {tile} px:")
+            disk.stop()
+    wall = {stage: statistics.median(t[0] for t in runs_[1:]) for stage, runs_ in times.items()}
+    cpu = {stage: statistics.median(t[1] for t in runs_[1:]) for stage, runs_ in times.items()}
+    print(f"1. {kind}: {KINDS[kind]}, random weights; {size}x{size} x4, {tiles} model tiles of {tile} px")
     print(
-        f"   wall: daemon {through:.3f} s, direct model calls {bare:.3f} s, ratio {through / bare:.3f} (target <= 1.05)"
+        "   wall / CPU seconds (CPU: this process's threads but the PNG writer's; steadier than wall on a shared "
+        "machine):"
+    )
+    rows = (
+        ("direct", "the model calls alone", "direct"),
+        ("pass", "the upscale step, results kept in memory (scale, blend, result tiles)", "direct"),
+        ("stored", "the upscale step, results stored raw on disk", "pass"),
+        ("daemon", "the daemon job (plan, upload, queue, socket, client)", "stored"),
+    )
+    for stage, label, before in rows:
+        added = "" if stage == before else f"  (+{wall[stage] - wall[before]:.3f} / +{cpu[stage] - cpu[before]:.3f})"
+        print(f"   {label}: {wall[stage]:.3f} / {cpu[stage]:.3f}{added}")
+    rounds = list(zip(times["daemon"][1:], times["direct"][1:], strict=True))
+    wall_ratio, cpu_ratio = (statistics.median(d[k] / m[k] for d, m in rounds) for k in (0, 1))
+    print(
+        f"   daemon / direct: wall {wall['daemon'] / wall['direct']:.3f}, CPU {cpu['daemon'] / cpu['direct']:.3f} "
+        f"(target <= 1.05); median of the rounds' own ratios (steadier when the load drifts): wall "
+        f"{wall_ratio:.3f}, CPU {cpu_ratio:.3f}"
     )
     print(
-        f"   CPU (this process, all threads; steadier than wall on a shared machine): daemon {through_cpu:.3f} s "
-        f"(client included), direct {bare_cpu:.3f} s, ratio {through_cpu / bare_cpu:.3f}"
-    )
-    plain_wall = statistics.median(plain_times[1:])
-    print(
-        f"   the same calls on spandrel's default layout: {plain_wall:.3f} s (the daemon runs this architecture "
-        f"channels-last on the CPU: daemon / default-layout direct {through / plain_wall:.3f})"
+        f"   the direct calls on spandrel's default layout: {wall['default layout']:.3f} / {cpu['default layout']:.3f} "
+        f"(the daemon runs {upscaler.family} "
+        f"{'channels-last' if upscaler.descriptor.architecture.id in CHANNELS_LAST else 'as spandrel does'})"
     )
     print(
-        f"   not in either: the background PNG conversion, {statistics.median(png_cpu[1:]):.3f} s CPU per job "
-        "(waited for after each job, lowest priority)"
+        f"   not in either: the background PNG writer, {statistics.median(png_cpu[2:]):.3f} s CPU per job "
+        f"(lowest priority; during the daemon job {statistics.median(t[2] for t in times['daemon'][1:]):.3f}, "
+        "the rest waited for after it)"
     )
-    megapixels = size * size * 16 / through / 1e6
-    print(f"2. daemon: {tiles / through:.2f} model tiles per second ({megapixels:.1f} MP/s of output)")
+    megapixels = size * size * 16 / wall["daemon"] / 1e6
+    print(f"2. {kind}, daemon: {tiles / wall['daemon']:.2f} model tiles per second ({megapixels:.1f} MP/s of output)")
 
 
 DAEMON = """
@@ -274,13 +366,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--big", type=int, default=4096)
+    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
+    parser.add_argument("--threads", type=int, help="torch's threads, for both sides (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_model(Path(tmp))
-        overhead(model, args.size, args.repeats)
+        for kind in args.kinds:
+            overhead(kind, tiny_model(Path(tmp), kind), args.size, args.repeats)
         if args.big:  # 0: the overhead only
-            peak_memory(model, args.big)
+            peak_memory(tiny_model(Path(tmp), "compact"), args.big)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -163,7 +163,7 @@ def test_fetch_replays_every_tile_with_its_placement(make_client, daemon: Runnin
 
 def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon: RunningDaemon) -> None:
     """Beside its tiles (what fetch replays), an upscale is stored as one picture, <job>.png, joined by
-    the background writer; a PNG reader sees the whole layer and its parameters."""
+    the background writer; a PNG reader sees the whole layer and each tile, with their parameters."""
     from PIL import Image
 
     from underpaint_protocol import pnginfo
@@ -181,7 +181,10 @@ def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon:
         assert png.size == (1200, 800) and png.mode == "RGBA"
         assert np.array_equal(np.asarray(png), joined)
     assert json.loads(pnginfo.read_text(whole.read_bytes())[pnginfo.OUR_KEY]) == results[0].message["params"]
-    assert all(Path(r.message["output"]).is_file() for r in results)  # the tiles stay, one PNG each
+    for result in results:  # the tiles stay, one PNG each (deflated once with the whole layer's)
+        with Image.open(result.message["output"]) as png:
+            assert np.array_equal(np.asarray(png), layer_array(result))
+            assert json.loads(png.text[pnginfo.OUR_KEY]) == result.message["params"]
 
 
 def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make_client) -> None:

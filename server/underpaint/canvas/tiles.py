@@ -135,22 +135,25 @@ class TiledPass:
                     channels = out.shape[2]
                     band = np.empty((f1 - r0, self.out_w, channels), np.uint8)
                     below = None if last_row else np.empty((r1 - f1, self.out_w, channels), np.float32)
-                wx = _ramp(c0, c1, out_xs[i], out_xs[i + 1], bx, i == 0, last_col)
+                # every channel of a pixel gets its column's weight: one row of weights per pixel row
+                wx = np.repeat(_ramp(c0, c1, out_xs[i], out_xs[i + 1], bx, i == 0, last_col), channels)
                 # the weights differ from 1 only in the strips blending with a neighbour: weigh just those
                 if j > 0:
-                    out[: 2 * by] *= wy[: 2 * by, None, None]
+                    _weigh(out[: 2 * by], wy[: 2 * by, None])
                 if not last_row:
-                    out[f1 - r0 :] *= wy[f1 - r0 :, None, None]
+                    _weigh(out[f1 - r0 :], wy[f1 - r0 :, None])
                 if i > 0:
-                    out[:, : 2 * bx] *= wx[None, : 2 * bx, None]
+                    _weigh(out[:, : 2 * bx], wx[None, : 2 * bx * channels])
                 if not last_col:
-                    out[:, g1 - c0 :] *= wx[None, g1 - c0 :, None]
+                    _weigh(out[:, g1 - c0 :], wx[None, (g1 - c0) * channels :])
                 if left is not None:
                     out[:, : left.shape[1]] += left
                 if top is not None:
                     out[: top.shape[0], : g1 - c0] += top[:, c0:g1]
-                # rounded and saturated into the band in one pass (what np.clip(np.rint(...)) gives)
-                cv2.add(out[: f1 - r0, : g1 - c0], 0, dst=band[:, c0:g1], dtype=cv2.CV_8U)  # type: ignore[call-overload]  # a scalar is fine
+                # rounded and saturated into the band in one pass (what np.clip(np.rint(...)) gives);
+                # addWeighted's float-to-uint8 path is vectorised: ~20x faster than cv2.add with a scalar
+                core = out[: f1 - r0, : g1 - c0]
+                cv2.addWeighted(core, 1.0, core, 0.0, 0.0, dst=band[:, c0:g1], dtype=cv2.CV_8U)
                 if below is not None:
                     below[:, c0:g1] = out[f1 - r0 :, : g1 - c0]
                 left = None if last_col else out[:, g1 - c0 :].copy()
@@ -159,6 +162,15 @@ class TiledPass:
             assert band is not None
             emit(r0, band)
             top = below
+
+
+def _weigh(pixels: np.ndarray, weights: np.ndarray) -> None:
+    """Multiply (h, w, C) pixels lying side by side in each row, in place, by weights per row (h, 1) or
+    per row element (1, w * C): as (h, w * C) rows, since numpy broadcasting a weight over the C
+    channels alone runs about 10x slower."""
+    rows = pixels.view()
+    rows.shape = (pixels.shape[0], pixels.shape[1] * pixels.shape[2])  # raises rather than copies
+    np.multiply(rows, weights, out=rows)
 
 
 def _ramp(start: int, end: int, cut0: int, cut1: int, blend: int, first: bool, last: bool) -> np.ndarray:
