@@ -244,8 +244,7 @@ class TestDriver(Extension):
         for spin, value in zip(dock.extend_spins, expand or (0, 0, 0, 0), strict=True):
             spin.setValue(int(value))
         if expand:
-            Krita.instance().action("deselect").trigger()
-            self.doc.waitForDone()
+            self._deselect()
             self.report["selection_after_deselect"] = self.doc.selection() is not None
         if job.get("cancel"):  # a finished row highlighted, as in the artist's report
             dock.queue_list.setCurrentRow(dock.queue_list.count() - 1)
@@ -445,7 +444,7 @@ class TestDriver(Extension):
             selection.select(*region, 255)
             self.doc.setSelection(selection)
         else:
-            Krita.instance().action("deselect").trigger()
+            self._deselect()
         self.doc.waitForDone()
         self.tree_before = _tree(self.doc.rootNode())
         self.size_before = [self.doc.width(), self.doc.height()]
@@ -487,13 +486,35 @@ class TestDriver(Extension):
     def _undo_upscale(self) -> dict[str, Any]:
         """Two undos: the result layer goes, then the document's scaling; two redos bring both back."""
         app = Krita.instance()
+
+        def state() -> dict[str, Any]:
+            names = [n["name"] for n in _tree(self.doc.rootNode()) if not n["type"].endswith("mask")]
+            return {"size": [self.doc.width(), self.doc.height()], "layers": names}
+
         states = []
         for action in ("edit_undo", "edit_undo", "edit_redo", "edit_redo"):
+            was = state()
             app.action(action).trigger()
-            self.doc.waitForDone()
-            names = [n["name"] for n in _tree(self.doc.rootNode()) if not n["type"].endswith("mask")]
-            states.append({"size": [self.doc.width(), self.doc.height()], "layers": names})
+            self._settle(lambda was=was: state() != was)  # each of these four changes something
+            states.append(state())
         return {"states": states}
+
+    def _deselect(self) -> None:
+        """Select > Deselect, as the artist does; Krita applies it as a stroke, a moment later."""
+        Krita.instance().action("deselect").trigger()
+        if not self._settle(lambda: self.doc.selection() is None):
+            raise RuntimeError("Deselect left a selection")
+
+    def _settle(self, done: Any, timeout: float = 10.0) -> bool:
+        """Let Krita finish what an action started (its strokes and the signals after them) until
+        ``done()``; False when it did not happen within ``timeout`` seconds (the check then fails)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.doc.waitForDone()
+            QtWidgets.QApplication.processEvents()
+            if done() or time.monotonic() > deadline:
+                return bool(done())
+            time.sleep(0.02)
 
     def _wait_job(self) -> None:
         entry = self.entry
