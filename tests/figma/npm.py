@@ -5,6 +5,7 @@ Missing tools are failures, never skips: CI must have them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -46,8 +47,11 @@ def run(args: list[str], timeout: int) -> str:
     return output
 
 
+@functools.cache
 def build_plugin() -> str:
-    """``npm ci`` when node_modules is missing or stale, then ``npm run build`` (typecheck + bundle)."""
+    """``npm ci`` when node_modules is missing or stale, then ``npm run build`` (typecheck + bundle);
+    once per test run (the Figma tests and the wheel test both need the bundle; the sources do not
+    change during a run). A failed build is not remembered: the next caller fails again."""
     npm = require_npm()
     lock = hashlib.sha256((PLUGIN / "package-lock.json").read_bytes()).hexdigest()
     if not STAMP.is_file() or STAMP.read_text().strip() != lock:

@@ -1,12 +1,14 @@
 """The python-fu-eval script the end-to-end tests pipe into a real headless GIMP.
 
-It opens a photo, adds the hidden layers a test asks for (each from a PNG, named; an argument
-``{"layer": NAME}`` passes one to a procedure), makes the selection a test asks for, calls one of the
-plug-in's PDB procedures
-NON-INTERACTIVELY (exactly as a user's batch script would) -- or a list of ``calls``, each after an
-optional rectangle selection and followed by an optional dump of the selection's bytes -- and writes
-a JSON report of what GIMP then holds: the return status, the canvas size, the layer tree with
-offsets and sizes, a hash of every layer's pixels, and the original layer's pixels before and after.
+One GIMP launch runs a list of ``scenarios`` (GIMP starts slowly: one launch for many scenarios).
+Each opens the photo afresh, adds the hidden layers it asks for (each from a PNG, named; an argument
+``{"layer": NAME}`` passes one to a procedure), makes its selection, calls the plug-in's PDB
+procedures NON-INTERACTIVELY (exactly as a user's batch script would) -- a list of ``calls``, each
+after an optional rectangle selection and followed by an optional dump of the selection's bytes --
+and writes its own JSON report of what GIMP then holds: each call's return status, the canvas size,
+the layer tree with offsets and sizes, a hash of every layer's pixels, the original layer's pixels
+before and after, and the wall-clock times it started and ended (the daemon's sidecars written in
+between are its results). A scenario that raises reports its traceback; the next one still runs.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ import json
 from typing import Any
 
 TEMPLATE = r"""
-import gi, hashlib, json, traceback
+import gi, hashlib, json, os, time, traceback
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gio
 
 P = json.loads(__PARAMS__)
-report = {"stage": "start"}
 
 
 def pixels(layer):
@@ -43,28 +44,29 @@ def tree(items):
     return out
 
 
-try:
+def run(S, report):
     image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(P["photo"]))
+    report["image"] = image
     background = image.get_layers()[0]
     report["canvas_before"] = [image.get_width(), image.get_height()]
     report["background_before"] = pixels(background)
     added = {}
-    for extra in P.get("layers") or []:  # hidden, on top; the active layer stays the Background
+    for extra in S.get("layers") or []:  # hidden, on top; the active layer stays the Background
         layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(extra["png"]))
         layer.set_name(extra["name"])
         image.insert_layer(layer, None, 0)
         layer.set_visible(False)
         added[extra["name"]] = layer
     image.set_selected_layers([background])
-    selection = P.get("select")
+    selection = S.get("select")
     if selection:
         x, y, w, h = selection
         image.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, w, h)
-        if P.get("feather"):
-            Gimp.Selection.feather(image, float(P["feather"]))
+        if S.get("feather"):
+            Gimp.Selection.feather(image, float(S["feather"]))
     report["stage"] = "call"
     report["calls"] = []
-    for call in P.get("calls") or [{"procedure": P["procedure"], "args": P["args"]}]:
+    for call in S["calls"]:
         if call.get("select"):
             image.select_rectangle(Gimp.ChannelOps.REPLACE, *call["select"])
         proc = Gimp.get_pdb().lookup_procedure(call["procedure"])
@@ -95,14 +97,26 @@ try:
     report["background_offsets"] = [bx, by]
     report["background_size"] = [background.get_width(), background.get_height()]
     report["stage"] = "done"
-except Exception:
-    report["exception"] = traceback.format_exc()
-with open(P["report"] + ".tmp", "w") as handle:
-    json.dump(report, handle)
-import os
-os.replace(P["report"] + ".tmp", P["report"])
+
+
+for S in P["scenarios"]:
+    report = {"stage": "start", "started": time.time()}
+    try:
+        run(S, report)
+    except Exception:
+        report["exception"] = traceback.format_exc()
+    image = report.pop("image", None)
+    if image is not None:
+        image.delete()  # the next scenario starts from the photo again
+    report["ended"] = time.time()
+    with open(S["report"] + ".tmp", "w") as handle:
+        json.dump(report, handle)
+    os.replace(S["report"] + ".tmp", S["report"])
 """
 
 
-def script(params: dict[str, Any]) -> str:
+def script(photo: str, scenarios: list[dict[str, Any]], *, interactive: bool = False) -> str:
+    """The script that runs ``scenarios`` (each: ``report`` path, ``calls``; optional ``select``,
+    ``feather``, ``layers``) one after the other on ``photo``."""
+    params = {"photo": photo, "scenarios": scenarios, "interactive": interactive}
     return TEMPLATE.replace("__PARAMS__", repr(json.dumps(params)))

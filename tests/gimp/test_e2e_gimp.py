@@ -2,7 +2,9 @@
 
 The plug-in is installed with ``underpaint.install.gimp.install(dest=...)`` into an isolated GIMP
 config folder's plug-ins; a python-fu-eval script opens tests/data/coffee.jpg and calls the
-plug-in's PDB procedures non-interactively. The daemon is ``python -m underpaint serve`` with the
+plug-in's PDB procedures non-interactively. Every PDB scenario below runs in ONE GIMP launch per
+version (the first test of that version waits for it: GIMP starts slowly); each test then checks its
+own scenario's report. The daemon is ``python -m underpaint serve`` with the
 classical engine and the random-weight ``tiny-random`` diffusion model. Checks: every result layer
 sits exactly where the daemon placed it (the daemon's own sidecar JSON next to each saved output)
 with the daemon's exact pixels, batches are grouped, outpaint grew the canvas once, and the original
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +31,21 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from tests.gimp.gimp_script import script
-from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, daemon_png, get_gimp, run_gimp_batch
+from tests.hosts import GIMP_LABELS, GimpHost, HostMissing, HostRunError, daemon_png, get_gimp, run_gimp_batch
 from tests.hosts.daemon import CONTROL, LORA, LORA_TRIGGER, RESTORER, UPSCALER, free_port, host_daemon
 from tests.hosts.daemon import HostDaemon as Daemon
 from underpaint.engines.interrogate import terms
 from underpaint.install.gimp import install
 from underpaint_protocol.jobs import placement
 
-pytestmark = pytest.mark.host
+pytestmark = [pytest.mark.host, pytest.mark.timeout(1500)]  # the first PDB test of a GIMP waits for all
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "tests" / "data" / "coffee.jpg"
 WIDTH, HEIGHT = 600, 400
 CONTROL_SEED = 41
+GIMP_START = 240
+"""Seconds a GIMP launch may take beyond its jobs: GIMP starts slowly on a loaded machine."""
 
 
 @pytest.fixture(scope="module")
@@ -65,45 +69,92 @@ def install_plugin(tmp_path: Path) -> Path:
     return config_dir
 
 
-def run_procedure(
-    label: str,
-    tmp_path: Path,
-    procedure: str,
-    args: dict[str, Any],
-    select: list[int] | None = None,
-    feather: int = 0,
-    *,
-    interactive: bool = False,
-    env: dict[str, str] | None = None,
-    timeout: float = 90,
-    calls: list[dict[str, Any]] | None = None,
-    layers: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
-    host = gimp(label)
-    config_dir = tmp_path / "gimp"
-    if not (config_dir / "GIMP" / "plug-ins" / "underpaint").is_dir():
-        install_plugin(tmp_path)
+def run_panel(label: str, tmp_path: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """The test plug-in's ``underpaint-panel-test`` procedure, interactively, on an ellipse selection;
+    GIMP's report of the image afterwards."""
     report_path = tmp_path / "report.json"
-    params = {
-        "photo": str(PHOTO),
-        "procedure": procedure,
-        "args": args,
-        "select": select,
-        "feather": feather,
-        "interactive": interactive,
-        "report": str(report_path),
-        "calls": calls,
-        "layers": layers,
-    }
-    started = time.monotonic()
-    # at least 240 s: GIMP starts slowly on a loaded machine
-    run = run_gimp_batch(host, script(params), config_dir=config_dir, timeout=max(timeout, 240), env=env)
+    report_path.unlink(missing_ok=True)
+    scenario = {"report": str(report_path), "select": [200, 120, 150, 120], "calls": []}
+    scenario["calls"].append({"procedure": "underpaint-panel-test", "args": {}})
+    text = script(str(PHOTO), [scenario], interactive=True)
+    run = run_gimp_batch(gimp(label), text, config_dir=tmp_path / "gimp", timeout=timeout, env=env)
     assert report_path.is_file(), f"GIMP wrote no report\n{run.output()}"
-    report = json.loads(report_path.read_text())
-    report["_output"] = run.output()
-    report["_seconds"] = time.monotonic() - started
+    report = json.loads(report_path.read_text()) | {"_output": run.output()}
     assert "exception" not in report, f"{report['exception']}\n{run.output()}"
     return report
+
+
+Build = Callable[[str, Path, Daemon], dict[str, Any]]
+PDB_SCENARIOS: dict[str, Build] = {}
+"""Every PDB scenario by name: (GIMP label, its own folder, the daemon) -> what the script runs (its
+``calls``, optional ``select``/``feather``/``layers``) plus what its test needs to know (``prompt``...)."""
+PDB_SECONDS = 900
+"""How long all PDB scenarios of one GIMP may take (a dozen jobs; minutes on a loaded 2-core machine)."""
+
+
+def pdb_scenario(build: Build) -> Build:
+    PDB_SCENARIOS[build.__name__.lstrip("_")] = build
+    return build
+
+
+class PdbRuns:
+    """Runs every PDB scenario in one GIMP launch per version, on the first test that asks for one of
+    them; each test gets its own scenario's report (a scenario that failed fails its test only)."""
+
+    def __init__(self, folder: Path, daemon: Daemon) -> None:
+        self.folder, self.daemon = folder, daemon
+        self.launches: dict[str, tuple[dict[str, dict[str, Any]], str, int | None]] = {}
+
+    def launch(self, label: str) -> tuple[dict[str, dict[str, Any]], str, int | None]:
+        """Each scenario (with its report path), GIMP's output and its exit status (None: timed out)."""
+        if label not in self.launches:
+            folder = self.folder / label
+            install_plugin(folder)
+            specs = {}
+            for name, build in PDB_SCENARIOS.items():
+                (folder / name).mkdir()
+                specs[name] = build(label, folder / name, self.daemon) | {"report": str(folder / f"{name}.json")}
+            text = script(str(PHOTO), list(specs.values()))
+            try:
+                run = run_gimp_batch(
+                    gimp(label), text, config_dir=folder / "gimp", timeout=PDB_SECONDS + GIMP_START, check=False
+                )
+                self.launches[label] = (specs, run.output(), run.returncode)
+            except HostRunError as error:  # timed out: the scenarios that reported still count
+                self.launches[label] = (specs, str(error), None)
+        return self.launches[label]
+
+    def __call__(self, label: str, name: str) -> dict[str, Any]:
+        """The report of scenario ``name`` in GIMP ``label``, over its spec's fields, with GIMP's output."""
+        specs, output, returncode = self.launch(label)
+        spec = specs[name]
+        path = Path(spec["report"])
+        assert path.is_file(), f"GIMP (exit status {returncode}) wrote no report for {name}\n{output}"
+        report = spec | json.loads(path.read_text()) | {"_output": output}  # GIMP's "calls" and "layers" win
+        assert "exception" not in report, f"{report['exception']}\n{output}"
+        return report
+
+
+@pytest.fixture(scope="module")
+def pdb(tmp_path_factory: pytest.TempPathFactory, daemon: Daemon) -> PdbRuns:
+    return PdbRuns(tmp_path_factory.mktemp("gimp-pdb"), daemon)
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_one_launch_runs_every_pdb_scenario_and_gimp_quits_cleanly(label: str, pdb: PdbRuns) -> None:
+    specs, output, returncode = pdb.launch(label)
+    missing = [name for name, spec in specs.items() if not Path(spec["report"]).is_file()]
+    assert returncode == 0 and not missing, f"exit status {returncode}, no report for {missing}\n{output}"
+
+
+def _sidecars_of(daemon: Daemon, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The daemon's sidecars written while the scenario of ``report`` ran, oldest first, each with its
+    PNG (the daemon writes a result's sidecar before it tells the client; scenarios run one by one)."""
+    found = []
+    for path in daemon.outputs.rglob("*.json"):
+        if report["started"] <= path.stat().st_mtime <= report["ended"]:
+            found.append((path.stat().st_mtime_ns, path))
+    return [json.loads(path.read_text()) | {"png": path.with_suffix(".png")} for _, path in sorted(found)]
 
 
 def check_layers(report: dict[str, Any], daemon: Daemon, prompt: str, batch: int) -> list[dict[str, Any]]:
@@ -145,18 +196,21 @@ def _prompt(kind: str, label: str) -> str:
     return f"{kind} {label} {uuid.uuid4().hex[:6]}"
 
 
-@pytest.mark.parametrize("label", GIMP_LABELS)
-def test_inpaint_classical_soft_selection(label: str, tmp_path: Path, daemon: Daemon) -> None:
+def _call(procedure: str, daemon: Daemon, **args: Any) -> dict[str, Any]:
+    return {"procedure": procedure, "args": args | {"server": daemon.url}}
+
+
+@pdb_scenario
+def _inpaint_classical(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
     prompt = _prompt("inpaint-classical", label)
-    report = run_procedure(
-        label,
-        tmp_path,
-        "underpaint-inpaint",
-        {"prompt": prompt, "seed": "11", "model": "classical", "server": daemon.url},
-        select=[250, 150, 120, 90],
-        feather=16,
-    )
-    (sidecar,) = check_layers(report, daemon, prompt, 1)
+    call = _call("underpaint-inpaint", daemon, prompt=prompt, seed="11", model="classical")
+    return {"prompt": prompt, "select": [250, 150, 120, 90], "feather": 16, "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_inpaint_classical_soft_selection(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    report = pdb(label, "inpaint_classical")
+    (sidecar,) = check_layers(report, daemon, report["prompt"], 1)
     selection = sidecar["params"]["selection"]
     # feathering grows the soft selection's bounds past the ellipse's box
     assert selection["x"] < 250 and selection["x"] + selection["width"] > 370
@@ -164,56 +218,83 @@ def test_inpaint_classical_soft_selection(label: str, tmp_path: Path, daemon: Da
     assert report["background_offsets"] == [0, 0]
 
 
-@pytest.mark.parametrize("label", GIMP_LABELS)
-def test_outpaint_classical_batch_grows_the_canvas_once(label: str, tmp_path: Path, daemon: Daemon) -> None:
+@pdb_scenario
+def _outpaint_classical(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
     prompt = _prompt("outpaint-classical", label)
-    args = {"prompt": prompt, "seed": "21", "batch": 2, "model": "classical", "server": daemon.url}
-    args |= {"left": 64, "top": 0, "right": 96, "bottom": 32}
-    report = run_procedure(label, tmp_path, "underpaint-outpaint", args)
-    sidecars = check_layers(report, daemon, prompt, 2)
+    grow = {"left": 64, "top": 0, "right": 96, "bottom": 32}
+    call = _call("underpaint-outpaint", daemon, prompt=prompt, seed="21", batch=2, model="classical", **grow)
+    return {"prompt": prompt, "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_outpaint_classical_batch_grows_the_canvas_once(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    report = pdb(label, "outpaint_classical")
+    sidecars = check_layers(report, daemon, report["prompt"], 2)
     assert report["canvas"] == [WIDTH + 160, HEIGHT + 32]
     assert report["background_offsets"] == [64, 0]
     assert {item["params"]["mode"] for item in sidecars} == {"outpaint"}
 
 
-@pytest.mark.parametrize("label", GIMP_LABELS)
-def test_inpaint_tiny_random_batch(label: str, tmp_path: Path, daemon: Daemon) -> None:
+@pdb_scenario
+def _inpaint_tiny(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
     prompt = _prompt("inpaint-tiny", label)
-    args = {"prompt": prompt, "seed": "31", "batch": 2, "model": "tiny-random", "steps": 2, "server": daemon.url}
-    report = run_procedure(label, tmp_path, "underpaint-inpaint", args, select=[80, 60, 100, 100])
-    sidecars = check_layers(report, daemon, prompt, 2)
+    call = _call("underpaint-inpaint", daemon, prompt=prompt, seed="31", batch=2, model="tiny-random", steps=2)
+    return {"prompt": prompt, "select": [80, 60, 100, 100], "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_inpaint_tiny_random_batch(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    report = pdb(label, "inpaint_tiny")
+    sidecars = check_layers(report, daemon, report["prompt"], 2)
     assert [item["params"]["seed"] for item in sidecars] == [31, 32]
     assert {item["params"]["model"] for item in sidecars} == {"tiny-random"}
     assert report["canvas"] == [WIDTH, HEIGHT]
 
 
-@pytest.mark.parametrize("label", GIMP_LABELS)
-def test_outpaint_tiny_random(label: str, tmp_path: Path, daemon: Daemon) -> None:
+@pdb_scenario
+def _outpaint_tiny(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
     prompt = _prompt("outpaint-tiny", label)
-    args = {"prompt": prompt, "seed": "41", "model": "tiny-random", "steps": 2, "server": daemon.url}
-    args |= {"left": 0, "top": 48, "right": 0, "bottom": 0}
-    report = run_procedure(label, tmp_path, "underpaint-outpaint", args)
-    check_layers(report, daemon, prompt, 1)
+    grow = {"left": 0, "top": 48, "right": 0, "bottom": 0}
+    call = _call("underpaint-outpaint", daemon, prompt=prompt, seed="41", model="tiny-random", steps=2, **grow)
+    return {"prompt": prompt, "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_outpaint_tiny_random(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    report = pdb(label, "outpaint_tiny")
+    check_layers(report, daemon, report["prompt"], 1)
     assert report["canvas"] == [WIDTH, HEIGHT + 48]
     assert report["background_offsets"] == [0, 48]
 
 
-@pytest.mark.parametrize("label", GIMP_LABELS)
-def test_img2img_tiny_random_whole_image(label: str, tmp_path: Path, daemon: Daemon) -> None:
+@pdb_scenario
+def _img2img_tiny(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
     prompt = _prompt("img2img-tiny", label)
-    args = {"prompt": prompt, "seed": "51", "model": "tiny-random", "steps": 2, "strength": 0.5, "server": daemon.url}
-    report = run_procedure(label, tmp_path, "underpaint-img2img", args)
-    (sidecar,) = check_layers(report, daemon, prompt, 1)
+    call = _call("underpaint-img2img", daemon, prompt=prompt, seed="51", model="tiny-random", steps=2, strength=0.5)
+    return {"prompt": prompt, "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_img2img_tiny_random_whole_image(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    report = pdb(label, "img2img_tiny")
+    (sidecar,) = check_layers(report, daemon, report["prompt"], 1)
     assert sidecar["params"]["mode"] == "img2img" and sidecar["params"]["selection"] is None
 
 
+@pdb_scenario
+def _daemon_down(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
+    port = free_port()
+    call = {"procedure": "underpaint-inpaint", "args": {"server": f"ws://127.0.0.1:{port}"}}
+    return {"port": port, "select": [10, 10, 50, 50], "calls": [call]}
+
+
 @pytest.mark.parametrize("label", GIMP_LABELS)
-def test_daemon_down_is_an_error_status_with_a_message(label: str, tmp_path: Path) -> None:
-    url = f"ws://127.0.0.1:{free_port()}"
-    report = run_procedure(label, tmp_path, "underpaint-inpaint", {"server": url}, select=[10, 10, 50, 50])
+def test_daemon_down_is_an_error_status_with_a_message(label: str, pdb: PdbRuns) -> None:
+    report = pdb(label, "daemon_down")
     assert not report["success"] and report["status"] == "execution-error"
-    assert "underpaint serve" in report["_output"]
-    assert "underpaint serve" in (report["error"] or ""), report["error"]  # the caller gets the message too
+    hint = f"underpaint serve --port {report['port']}"  # this scenario's port: not another scenario's output
+    assert hint in report["_output"]
+    assert hint in (report["error"] or ""), report["error"]  # the caller gets the message too
     assert len(report["layers"]) == 1 and report["background_after"] == report["background_before"]
 
 
@@ -226,45 +307,44 @@ COMBINE = {
 }
 
 
-def _segment_masks(daemon: Daemon, before: set[Path]) -> list[tuple[dict[str, Any], bytes]]:
-    """The segment results stored since ``before``, oldest first: (sidecar, the mask = the PNG's alpha)."""
+def _segment_masks(daemon: Daemon, report: dict[str, Any]) -> list[tuple[dict[str, Any], bytes]]:
+    """The segment results of the scenario of ``report``, oldest first: (sidecar, the mask = the PNG's alpha)."""
     found = []
-    for path in sorted(set(daemon.outputs.rglob("*.json")) - before, key=lambda item: item.stat().st_mtime_ns):
-        data = json.loads(path.read_text())
+    for data in _sidecars_of(daemon, report):
         if data["params"]["mode"] != "segment":
             continue
-        with Image.open(daemon_png(path.with_suffix(".png"))) as image:
+        with Image.open(daemon_png(data["png"])) as image:
             found.append((data, image.getchannel("A").tobytes()))
     return found
 
 
+@pdb_scenario
+def _segment_then_inpaint(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
+    prompt = _prompt("segment-inpaint", label)
+    controlled = _prompt("pdb-control", label)
+    calls = [
+        _call("underpaint-segment", daemon, combine=combine, model="refine")
+        | {"select": SEGMENT_BOX, "selection_out": str(folder / f"selection-{combine}.bin")}
+        for combine in COMBINE
+    ]
+    calls.append(_call("underpaint-inpaint", daemon, prompt=prompt, seed="5", model="classical"))
+    control_args = {"control-layer": {"layer": "control lines"}, "control-kind": "canny", "control-strength": 0.9}
+    args = {"prompt": controlled, "seed": str(CONTROL_SEED), "model": "tiny-random", "steps": 2}
+    calls.append(_call("underpaint-inpaint", daemon, **args, **control_args))
+    lines = [{"name": "control lines", "png": str(control_lines(folder / "lines.png"))}]
+    return {"prompt": prompt, "controlled": controlled, "folder": str(folder), "calls": calls, "layers": lines}
+
+
 @pytest.mark.parametrize("label", GIMP_LABELS)
-def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tmp_path: Path, daemon: Daemon) -> None:
+def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
     """underpaint-segment on a rectangular selection (the drawn box), once per combine mode: GIMP's
     selection afterwards is the daemon's soft mask at its placement combined with the box by GIMP's own
     operation; then underpaint-inpaint on the last (replace) selection lands a layer, and again with a
     hidden layer of lines as the procedure's control layer (tiny-random's canny ControlNet)."""
-    prompt = _prompt("segment-inpaint", label)
-    controlled = _prompt("pdb-control", label)
-    before = set(daemon.outputs.rglob("*.json"))
-    calls = [
-        {
-            "select": SEGMENT_BOX,
-            "procedure": "underpaint-segment",
-            "args": {"combine": combine, "model": "refine", "server": daemon.url},
-            "selection_out": str(tmp_path / f"selection-{combine}.bin"),
-        }
-        for combine in COMBINE
-    ]
-    calls.append({"procedure": "underpaint-inpaint", "args": {"prompt": prompt, "seed": "5", "model": "classical"}})
-    calls[-1]["args"]["server"] = daemon.url
-    control_args = {"control-layer": {"layer": "control lines"}, "control-kind": "canny", "control-strength": 0.9}
-    args = {"prompt": controlled, "seed": str(CONTROL_SEED), "model": "tiny-random", "steps": 2, "server": daemon.url}
-    calls.append({"procedure": "underpaint-inpaint", "args": args | control_args})
-    lines = [{"name": "control lines", "png": str(control_lines(tmp_path / "lines.png"))}]
-    report = run_procedure(label, tmp_path, "", {}, calls=calls, layers=lines)
+    report = pdb(label, "segment_then_inpaint")
+    prompt, controlled, folder = report["prompt"], report["controlled"], Path(report["folder"])
     assert [call["status"] for call in report["calls"]] == ["success"] * 6, report["calls"]
-    masks = _segment_masks(daemon, before)
+    masks = _segment_masks(daemon, report)
     assert len(masks) == 4
     bx, by, bw, bh = SEGMENT_BOX
     for (combine, rule), (sidecar, mask) in zip(COMBINE.items(), masks, strict=True):
@@ -272,7 +352,7 @@ def test_segment_a_drawn_box_by_each_combine_mode_then_inpaint_it(label: str, tm
         assert sidecar["canvas"] == {"x": 0, "y": 0, "width": WIDTH, "height": HEIGHT}
         assert 0 < sum(1 for v in mask if v > 127) < 0.95 * bw * bh, "an object inside the box, not the box"
         assert any(0 < v < 255 for v in mask), "soft edges"
-        got = (tmp_path / f"selection-{combine}.bin").read_bytes()
+        got = (folder / f"selection-{combine}.bin").read_bytes()
         wrong = 0
         for y in range(HEIGHT):
             for x in range(WIDTH):
@@ -308,17 +388,10 @@ def control_lines(path: Path, step: int = 12) -> Path:
     return path
 
 
-def _sidecars_since(daemon: Daemon, since: set[Path]) -> list[dict[str, Any]]:
-    found = []
-    for path in sorted(set(daemon.outputs.rglob("*.json")) - since):
-        found.append(json.loads(path.read_text()) | {"png": path.with_suffix(".png")})
-    return found
-
-
-def joined_upscale(daemon: Daemon, since: set[Path]) -> tuple[tuple[int, int, int, int], str]:
-    """The daemon's own result of the one upscale stored after ``since``: its tiles' PNGs joined at their
-    placements (the sidecars); returns the layer rect and the SHA-256 of its RGBA pixels."""
-    sidecars = _sidecars_since(daemon, since)
+def joined_upscale(daemon: Daemon, report: dict[str, Any]) -> tuple[tuple[int, int, int, int], str]:
+    """The daemon's own result of the one upscale of the scenario of ``report``: its tiles' PNGs joined
+    at their placements (the sidecars); returns the layer rect and the SHA-256 of its RGBA pixels."""
+    sidecars = _sidecars_of(daemon, report)
     assert sidecars and {item["params"]["mode"] for item in sidecars} == {"upscale"}, sidecars
     return joined_tiles(sidecars)
 
@@ -336,33 +409,40 @@ def joined_tiles(sidecars: list[dict[str, Any]]) -> tuple[tuple[int, int, int, i
     return rect, hashlib.sha256(layer.tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize(
-    ("label", "select", "layer", "model"),
-    [
-        (label, select, layer, model)
-        for label in GIMP_LABELS
-        for select, layer, model in (
-            (None, (0, 0, 2 * WIDTH, 2 * HEIGHT), "classical-upscale"),
-            ([250, 150, 120, 90], (500, 300, 240, 180), UPSCALER),
-        )
-    ],
-)
+UPSCALES = {  # scenario: (selection, the new layer's rect, upscaler)
+    "upscale_whole": (None, (0, 0, 2 * WIDTH, 2 * HEIGHT), "classical-upscale"),
+    "upscale_selection": ([250, 150, 120, 90], (500, 300, 240, 180), UPSCALER),
+}
+
+
+@pdb_scenario
+def _upscale_whole(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
+    select, _, model = UPSCALES["upscale_whole"]
+    return {"select": select, "calls": [_call("underpaint-upscale", daemon, factor=2.0, model=model)]}
+
+
+@pdb_scenario
+def _upscale_selection(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
+    select, _, model = UPSCALES["upscale_selection"]
+    return {"select": select, "calls": [_call("underpaint-upscale", daemon, factor=2.0, model=model)]}
+
+
+@pytest.mark.parametrize(("label", "name"), [(label, name) for label in GIMP_LABELS for name in UPSCALES])
 def test_upscale_scales_the_image_then_adds_one_layer_over_what_it_scaled(
-    label: str, select: list[int] | None, layer: tuple[int, int, int, int], model: str, tmp_path: Path, daemon: Daemon
+    label: str, name: str, pdb: PdbRuns, daemon: Daemon
 ) -> None:
     """underpaint-upscale (factor 2; the classical upscaler, or the tiny Compact 2x through spandrel):
     the image scales to 1200x800 (every layer), then ONE new layer holds the daemon's result, tile by
     tile: the whole image, or the selection's region over that region of the scaled image."""
-    since = set(daemon.outputs.rglob("*.json"))
-    args = {"factor": 2.0, "model": model, "server": daemon.url}
-    report = run_procedure(label, tmp_path, "underpaint-upscale", args, select=select)
+    _, layer, model = UPSCALES[name]
+    report = pdb(label, name)
     assert report["success"], f"{report['status']}: {report['error']}\n{report['_output']}"
     assert report["canvas"] == [2 * WIDTH, 2 * HEIGHT]
     assert report["background_size"] == [2 * WIDTH, 2 * HEIGHT] and report["background_offsets"] == [0, 0]
     assert [item["name"] for item in report["layers"]][1:] == ["Background"], report["layers"]
     top = report["layers"][0]
-    rect, digest = joined_upscale(daemon, since)
-    assert {item["params"]["model"] for item in _sidecars_since(daemon, since)} == {model}
+    rect, digest = joined_upscale(daemon, report)
+    assert {item["params"]["model"] for item in _sidecars_of(daemon, report)} == {model}
     assert (top["x"], top["y"], top["width"], top["height"]) == rect == layer
     assert top["sha256"] == digest, "the layer holds the daemon's exact pixels"
     assert report["selected"] == ["Background"], "the user's active layer stays active"
@@ -412,14 +492,25 @@ LIVE = {"model": "tiny-random", "select": [40, 40, 96, 64], "stroke": [60, 50, 2
 """The panel's Live on a selection; a dab painted on a layer of its own."""
 
 
-@pytest.mark.parametrize("label", GIMP_LABELS)
-def test_seed_above_2_to_the_31_round_trips_through_the_procedure(label: str, tmp_path: Path, daemon: Daemon) -> None:
+@pdb_scenario
+def _seed(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
     prompt = _prompt("seed", label)
-    args = {"prompt": prompt, "seed": str(SEED), "batch": 2, "model": "classical", "server": daemon.url}
-    report = run_procedure(label, tmp_path, "underpaint-inpaint", args, select=[40, 40, 60, 60])
-    sidecars = check_layers(report, daemon, prompt, 2)
+    call = _call("underpaint-inpaint", daemon, prompt=prompt, seed=str(SEED), batch=2, model="classical")
+    return {"prompt": prompt, "select": [40, 40, 60, 60], "calls": [call]}
+
+
+@pdb_scenario
+def _seed_too_big(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
+    call = _call("underpaint-inpaint", daemon, prompt=_prompt("seed", label), seed="4294967296", model="classical")
+    return {"select": [40, 40, 60, 60], "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_seed_above_2_to_the_31_round_trips_through_the_procedure(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    report = pdb(label, "seed")
+    sidecars = check_layers(report, daemon, report["prompt"], 2)
     assert [item["params"]["seed"] for item in sidecars] == [SEED, SEED + 1]
-    bad = run_procedure(label, tmp_path, "underpaint-inpaint", {**args, "seed": "4294967296"}, select=[40, 40, 60, 60])
+    bad = pdb(label, "seed_too_big")
     assert not bad["success"] and "between 0 and 4294967295" in (bad["error"] or ""), bad["error"]
 
 
@@ -507,16 +598,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
         )
     )
     env = {"DISPLAY": xvfb, "UNDERPAINT_PANEL_TEST": str(spec)}
-    report = run_procedure(
-        label,
-        tmp_path,
-        "underpaint-panel-test",
-        {},
-        select=[200, 120, 150, 120],
-        interactive=True,
-        env=env,
-        timeout=900,
-    )
+    report = run_panel(label, tmp_path, env, timeout=900)
     assert panel_report.is_file(), f"the panel wrote no report\n{report['_output']}"
     panel = json.loads(panel_report.read_text())
     if screenshot.is_file():
@@ -689,16 +771,7 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     # GIMP restarted: the new panel shows the earlier session's results
     spec.write_text(json.dumps({"history_only": True, "history_at_least": 3, "report": str(panel_report)}))
     panel_report.unlink()
-    again = run_procedure(
-        label,
-        tmp_path,
-        "underpaint-panel-test",
-        {},
-        select=[200, 120, 150, 120],
-        interactive=True,
-        env=env,
-        timeout=180,
-    )
+    again = run_panel(label, tmp_path, env, timeout=240)
     restarted = json.loads(panel_report.read_text())
     assert "error" not in restarted, restarted["error"]
     assert again["success"], again

@@ -534,11 +534,14 @@ def _daemon_layer(daemon: HostDaemon, job_id: str) -> tuple[list[int], str]:
     return [whole["x"], whole["y"], whole["width"], whole["height"]], hashlib.sha256(bgra).hexdigest()
 
 
-def _upscaled(job: dict[str, Any], size_before: list[int], factor: int, mode: str = "upscale") -> None:
-    """The document scaled by ``factor`` once (one undo step), the result one new layer above."""
+def _upscaled(
+    job: dict[str, Any], daemon: HostDaemon, size_before: list[int], rect: list[int], mode: str = "upscale"
+) -> None:
+    """The document scaled by 2 once (one undo step), the result one new layer above at ``rect`` holding
+    the daemon's result, tile by tile."""
     assert job["mode"] == mode and job["state"] == "finished", job
     assert job["size_before"] == size_before
-    assert job["doc_size"] == [size_before[0] * factor, size_before[1] * factor]
+    assert job["doc_size"] == [size_before[0] * 2, size_before[1] * 2]
     (pasted,) = job["pasted"]
     names = [n["name"] for n in job["layers"] if not n["type"].endswith("mask")]
     before = [n["name"] for n in job["tree_before"] if not n["type"].endswith("mask")]
@@ -550,28 +553,23 @@ def _upscaled(job: dict[str, Any], size_before: list[int], factor: int, mode: st
     # undo: the layer goes, then the scaling; redo: the scaling, then the layer
     assert [state["size"] for state in undo] == [job["doc_size"], size_before, job["doc_size"], job["doc_size"]]
     assert [state["layers"] for state in undo] == [before, before, before, names]
+    daemon_rect, digest = _daemon_layer(daemon, job["job_id"])
+    assert daemon_rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == rect
+    assert job["readback_sha256"] == [digest], "Krita's layer holds the daemon's result, tile by tile"
 
 
 def test_upscale_scales_the_document_and_adds_one_full_size_layer(
     krita_run: dict[str, Any], daemon: HostDaemon
 ) -> None:
     job = krita_run["jobs"]["upscale"]
-    _upscaled(job, [664, 432], 2)
-    rect, digest = _daemon_layer(daemon, job["job_id"])
-    (pasted,) = job["pasted"]
-    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [0, 0, 1328, 864]
-    assert job["readback_sha256"] == [digest], "Krita's layer holds the daemon's result, tile by tile"
+    _upscaled(job, daemon, [664, 432], [0, 0, 1328, 864])
 
 
 def test_a_region_upscale_lands_over_that_region_of_the_scaled_document(
     krita_run: dict[str, Any], daemon: HostDaemon
 ) -> None:
     job = krita_run["jobs"]["upscale_region"]
-    _upscaled(job, [1328, 864], 2)
-    rect, digest = _daemon_layer(daemon, job["job_id"])
-    (pasted,) = job["pasted"]
-    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [880, 520, 560, 440]
-    assert job["readback_sha256"] == [digest]
+    _upscaled(job, daemon, [1328, 864], [880, 520, 560, 440])
 
 
 def test_a_style_picked_in_the_docker_runs_and_its_params_show_the_resolved_prompt(krita_run: dict[str, Any]) -> None:
@@ -729,11 +727,7 @@ def test_the_spandrel_upscaler_scales_the_document_and_adds_its_result(
     krita_run: dict[str, Any], daemon: HostDaemon
 ) -> None:
     job = krita_run["jobs"]["upscale_model"]
-    _upscaled(job, [664, 432], 2)
-    rect, digest = _daemon_layer(daemon, job["job_id"])
-    (pasted,) = job["pasted"]
-    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [0, 0, 1328, 864]
-    assert job["readback_sha256"] == [digest]
+    _upscaled(job, daemon, [664, 432], [0, 0, 1328, 864])
     assert _sidecars(daemon, job["job_id"])[0]["params"]["upscale"]["model"] == UPSCALER
     classical = krita_run["jobs"]["upscale"]
     assert classical["merged_before"] == job["merged_before"] == job["merged_after_undo"], "the same image"
@@ -747,11 +741,7 @@ def test_refine_upscale_scales_the_document_and_repaints_the_upscale(
     scaled in one undo step, the result at full size, its sidecars saying what ran; not the plain
     upscale by the same model and factor."""
     job, plain = krita_run["jobs"]["refine"], krita_run["jobs"]["upscale_model"]
-    _upscaled(job, [664, 432], 2, mode="refine_upscale")
-    rect, digest = _daemon_layer(daemon, job["job_id"])
-    (pasted,) = job["pasted"]
-    assert rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == [0, 0, 1328, 864]
-    assert job["readback_sha256"] == [digest]
+    _upscaled(job, daemon, [664, 432], [0, 0, 1328, 864], mode="refine_upscale")
     for sidecar in _sidecars(daemon, job["job_id"]):
         params = sidecar["params"]
         assert params["mode"] == "refine_upscale" and params["model"] == "tiny-random", params

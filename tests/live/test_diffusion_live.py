@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,11 +75,8 @@ def test_a_job_loading_another_model_between_frames_sets_the_session_up_again(tm
 
 def test_a_few_step_model_runs_live_at_its_profile(tmp_path: Path) -> None:
     """A turbo-profile model: live_started reports (and frames run) its steps and guidance, whatever was asked."""
-    import json
-
-    from tests.daemon.conftest import greeted, recv_json, start_daemon
+    from tests.daemon.conftest import start_daemon
     from underpaint.engines.diffusion import DiffusionEngine, tiny
-    from underpaint_protocol.frames import Attachment, encode_frame
 
     folder = tmp_path / "turbo"
     tiny.build_sd15(tiny.write_tokenizer(tmp_path / "tok"), seed=2).save_pretrained(str(folder))
@@ -85,20 +84,30 @@ def test_a_few_step_model_runs_live_at_its_profile(tmp_path: Path) -> None:
     (model,) = [info.id for info in engine.models()]
     daemon = start_daemon(tmp_path / "daemon", engines=[engine], default_model=model)
     try:
-        connection = greeted(daemon.url)
-        live = {"steps": 30, "guidance": 7.0, "canvas": {"width": 64, "height": 64}}
-        connection.send(json.dumps({"type": "live_start", "request_id": "t", "live": live}))
-        started = recv_json(connection, timeout=60)
+        started = _first_live_frame(daemon.url, {"steps": 30, "guidance": 7.0})
         assert (started["type"], started["steps"], started["guidance"]) == ("live_started", 4, 0.0), started
-        attachment = Attachment("live-1", "rgba8", 64, 64)
-        rect = {"x": 0, "y": 0, "width": 64, "height": 64}
-        connection.send(json.dumps({"type": "live_frame", "seq": 1, "rect": rect, "image": attachment.as_dict()}))
-        connection.send(b"".join(bytes(part) for part in encode_frame(attachment, bytes(64 * 64 * 4))))
-        result = recv_json(connection, timeout=120)
-        assert (result["type"], result["seq"]) == ("live_result", 1), result
-        connection.close()
     finally:
         daemon.thread.stop()
+
+
+def _first_live_frame(url: str, live: dict[str, object]) -> dict[str, Any]:
+    """Starts a live session of ``live`` on a 64x64 canvas at the daemon at ``url``, sends one blank
+    frame, checks its result comes; returns the ``live_started`` message."""
+    from tests.daemon.conftest import greeted, recv_json
+    from underpaint_protocol.frames import Attachment, encode_frame
+
+    connection = greeted(url)
+    live = live | {"canvas": {"width": 64, "height": 64}}
+    connection.send(json.dumps({"type": "live_start", "request_id": "t", "live": live}))
+    started = recv_json(connection, timeout=60)
+    attachment = Attachment("live-1", "rgba8", 64, 64)
+    rect = {"x": 0, "y": 0, "width": 64, "height": 64}
+    connection.send(json.dumps({"type": "live_frame", "seq": 1, "rect": rect, "image": attachment.as_dict()}))
+    connection.send(b"".join(bytes(part) for part in encode_frame(attachment, bytes(64 * 64 * 4))))
+    result = recv_json(connection, timeout=120)
+    assert (result["type"], result["seq"]) == ("live_result", 1), result
+    connection.close()
+    return started
 
 
 @pytest.mark.parametrize("few_step", ["none", "lcm", "turbo"])
@@ -196,11 +205,8 @@ def test_with_loras_the_prompt_is_encoded_once_and_again_only_after_a_job_switch
 def test_a_fast_live_decoder_decodes_the_frames_and_live_started_names_it(tmp_path: Path) -> None:
     """``--live-decoder tiny-random`` (a tiny random AutoencoderTiny): the session answers over a real
     daemon, says which decoder it uses, and its frames are the fast decoder's, not the VAE's."""
-    import json
-
-    from tests.daemon.conftest import greeted, recv_json, start_daemon
+    from tests.daemon.conftest import start_daemon
     from underpaint.engines.diffusion import DiffusionEngine
-    from underpaint_protocol.frames import Attachment, encode_frame
 
     fast = DiffusionEngine(sources=["tiny-random"], device="cpu", live_decoders=["tiny-random"])
     full = DiffusionEngine(sources=["tiny-random"], device="cpu")
@@ -216,18 +222,8 @@ def test_a_fast_live_decoder_decodes_the_frames_and_live_started_names_it(tmp_pa
 
     daemon = start_daemon(tmp_path / "daemon", engines=[fast], default_model="tiny-random")
     try:
-        connection = greeted(daemon.url)
-        live = {"canvas": {"width": 64, "height": 64}, "strength": 0.5, "steps": 2, "seed": 3}
-        connection.send(json.dumps({"type": "live_start", "request_id": "t", "live": live}))
-        started = recv_json(connection, timeout=60)
+        started = _first_live_frame(daemon.url, {"strength": 0.5, "steps": 2, "seed": 3})
         assert (started["type"], started["decoder"]) == ("live_started", "tiny-random"), started
-        attachment = Attachment("live-1", "rgba8", 64, 64)
-        rect = {"x": 0, "y": 0, "width": 64, "height": 64}
-        connection.send(json.dumps({"type": "live_frame", "seq": 1, "rect": rect, "image": attachment.as_dict()}))
-        connection.send(b"".join(bytes(part) for part in encode_frame(attachment, bytes(64 * 64 * 4))))
-        result = recv_json(connection, timeout=120)
-        assert (result["type"], result["seq"]) == ("live_result", 1), result
-        connection.close()
     finally:
         daemon.thread.stop()
 

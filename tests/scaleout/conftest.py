@@ -1,7 +1,9 @@
-"""One real local Ray cluster (two logical GPUs on this CPU machine) and one daemon on it per module.
+"""One real local Ray cluster (two logical GPUs on this CPU machine) for this folder, one daemon on it per module.
 
-Ray and Serve take tens of seconds to start here, so the cluster and the deployment are shared by a
-module's tests; the tests are written in the order they run and each leaves the workers idle.
+Ray and Serve take tens of seconds to start here, so the cluster is shared by every module here (each
+module's deployment, under its own Serve application, is taken down again when the module ends) and
+the deployment by a module's tests; the tests are written in the order they run and each leaves the
+workers idle.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class RayDaemon:
         return self.thread.url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[None]:
     from ray import serve
 
