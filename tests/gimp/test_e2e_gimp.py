@@ -448,6 +448,36 @@ def test_upscale_scales_the_image_then_adds_one_layer_over_what_it_scaled(
     assert report["selected"] == ["Background"], "the user's active layer stays active"
 
 
+REFINE_PDB = {"factor": 2.0, "model": "tiny-random", "upscaler": UPSCALER, "prompt": "crisp glaze", "strength": 0.1}
+"""underpaint-refine-upscale of a selection; 10 % of 10 steps: one refine step per tile."""
+
+
+@pdb_scenario
+def _refine_upscale_selection(label: str, folder: Path, daemon: Daemon) -> dict[str, Any]:
+    call = _call("underpaint-refine-upscale", daemon, seed="7", steps=10, **REFINE_PDB)
+    return {"select": [250, 150, 120, 90], "calls": [call]}
+
+
+@pytest.mark.parametrize("label", GIMP_LABELS)
+def test_refine_upscale_procedure_takes_its_steps_and_lands_one_layer(label: str, pdb: PdbRuns, daemon: Daemon) -> None:
+    """underpaint-refine-upscale with every argument (steps too): the image scales to 1200x800, one
+    layer over the selection's scaled region holds the daemon's refined tiles; their sidecars say what ran."""
+    report = pdb(label, "refine_upscale_selection")
+    assert report["success"], f"{report['status']}: {report['error']}\n{report['_output']}"
+    assert report["canvas"] == [2 * WIDTH, 2 * HEIGHT]
+    assert [item["name"] for item in report["layers"]][1:] == ["Background"], report["layers"]
+    sidecars = _sidecars_of(daemon, report)
+    for params in (item["params"] for item in sidecars):
+        assert params["mode"] == "refine_upscale" and params["model"] == REFINE_PDB["model"], params
+        assert params["steps"] == 10 and params["strength"] == REFINE_PDB["strength"], params
+        assert params["prompt"] == REFINE_PDB["prompt"] and params["seed"] == 7, params
+        assert params["upscale"]["model"] == UPSCALER and params["upscale"]["factor"] == 2, params
+    top = report["layers"][0]
+    rect, digest = joined_tiles(sidecars)
+    assert (top["x"], top["y"], top["width"], top["height"]) == rect == (500, 300, 240, 180)
+    assert top["sha256"] == digest, "the layer holds the daemon's exact pixels"
+
+
 @pytest.fixture
 def xvfb() -> Iterator[str]:
     """A private X display on this machine; a GIMP root sees it through the shared /tmp/.X11-unix."""
