@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -297,6 +297,28 @@ thread.stop()
 """
 
 
+@contextlib.contextmanager
+def daemon_process(*weights: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    """A daemon (the classical engines plus ``weights``, e.g. ``upscale:FILE``) in a process of its own,
+    so its memory and this process's are measured apart; yields it and its hello (url, token, memory).
+    Lines on its stdin: ``status`` answers its memory now and at its peak; leaving the block stops it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        child = subprocess.Popen(
+            [sys.executable, "-c", DAEMON, tmp, *weights],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert child.stdout is not None and child.stdin is not None
+        try:
+            yield child, json.loads(child.stdout.readline())
+        finally:
+            child.stdin.write("quit\n")
+            child.stdin.flush()
+            child.wait(60)
+
+
 def peak_memory(model: Path, big: int) -> None:
     from underpaint.daemon.upscaling import memory_bound, plan_upscale
     from underpaint.engines.upscale import ClassicalUpscaler
@@ -317,16 +339,8 @@ def peak_memory(model: Path, big: int) -> None:
             mode="upscale", model=model_id, canvas=Size(width=big, height=big), upscale=UpscaleSpec(factor=4.0)
         )
         _, up = plan_upscale(spec, upscaler, Limits())
-        with tempfile.TemporaryDirectory() as tmp:
-            child = subprocess.Popen(
-                [sys.executable, "-c", DAEMON, tmp, f"upscale:{model}"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
+        with daemon_process(f"upscale:{model}") as (child, hello):
             assert child.stdout is not None and child.stdin is not None
-            hello = json.loads(child.stdout.readline())
             done = threading.Event()
             count = [0]
 
@@ -349,9 +363,6 @@ def peak_memory(model: Path, big: int) -> None:
             child.stdin.flush()
             after = json.loads(child.stdout.readline())
             client.close()
-            child.stdin.write("quit\n")
-            child.stdin.flush()
-            child.wait(60)
         growth = after["peak_anon"] - hello["RssAnon"]
         upload = big * big * 4
         print(

@@ -18,38 +18,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from upscale import daemon_process  # bench/upscale.py, beside this file
 
 from underpaint_protocol.controller import Controller, NewLayer, Request, WorkQueue
 from underpaint_protocol.jobs import Bounds
 from underpaint_protocol.session import ImageData
 from underpaint_protocol.upscale import UpscaleRequest
-
-ROOT = Path(__file__).resolve().parents[1]
-DAEMON = """
-import json, sys
-from pathlib import Path
-from underpaint.daemon.config import DaemonConfig
-from underpaint.daemon.server import Daemon, DaemonThread
-from underpaint.engines.registry import build_engines
-folder = Path(sys.argv[1])
-engines, default = build_engines("classical", [], [], "cpu")
-config = DaemonConfig(host="127.0.0.1", port=0, token_file=folder / "token", outputs=folder / "outputs")
-thread = DaemonThread(Daemon(config, engines, default)).start()
-print(json.dumps({"url": thread.url, "token": thread.daemon.token}), flush=True)
-sys.stdin.readline()
-thread.stop()
-"""
 
 
 class JoiningCanvas:
@@ -149,16 +129,7 @@ def main() -> None:
         f"classical upscale {args.size}x{args.size} x{args.factor:g} -> {side}x{side} "
         f"(the layer: {side * side * 4 / 2**20:.0f} MiB RGBA), landed by the controller:"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        daemon = subprocess.Popen(
-            [sys.executable, "-c", DAEMON, tmp],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        assert daemon.stdout is not None and daemon.stdin is not None
-        hello = json.loads(daemon.stdout.readline())
+    with daemon_process() as (_, hello):
         tracemalloc.start()
         try:
             peaks, digests = {}, {}
@@ -171,9 +142,6 @@ def main() -> None:
                 )
         finally:
             tracemalloc.stop()
-            daemon.stdin.write("quit\n")
-            daemon.stdin.flush()
-            daemon.wait(60)
     assert digests["tile by tile"] == digests["joined"], "the same pixels either way"
     print(f"   ratio tile by tile / joined: {peaks['tile by tile'] / peaks['joined']:.3f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
