@@ -549,10 +549,13 @@ def _upscaled(
     node = [n for n in job["layers"] if n["name"] == pasted["name"]][-1]  # the top one of that name
     assert node["bounds"] == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]]
     assert pasted["sha256"] is None, "the plugin pasted tile by tile, never holding the whole layer"
-    undo = job["undo_upscale"]["states"]
-    # undo: the layer goes, then the scaling; redo: the scaling, then the layer
-    assert [state["size"] for state in undo] == [job["doc_size"], size_before, job["doc_size"], job["doc_size"]]
-    assert [state["layers"] for state in undo] == [before, before, before, names]
+    undo, steps = job["undo_upscale"]["states"], job["undo_upscale"]["steps"]
+    # undo: the layer goes, then the scaling; redo: the scaling, then the layer (Krita's own names for them)
+    labels = ["Undo Add Layer", "Undo Scale Image", "Redo Scale Image", "Redo Add Layer"]
+    assert [step["label"] for step in steps] == labels, steps
+    sizes = [job["doc_size"], size_before, job["doc_size"], job["doc_size"]]
+    assert [state["size"] for state in undo] == sizes, steps
+    assert [state["layers"] for state in undo] == [before, before, before, names], steps
     daemon_rect, digest = _daemon_layer(daemon, job["job_id"])
     assert daemon_rect == [pasted["x"], pasted["y"], pasted["width"], pasted["height"]] == rect
     assert job["readback_sha256"] == [digest], "Krita's layer holds the daemon's result, tile by tile"
