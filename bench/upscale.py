@@ -1,7 +1,7 @@
 """Upscale benchmark: the daemon against calling the spandrel model directly on the same tiles, where
 the difference goes, tiles per second, and the daemon's peak memory for 4096x4096 -> 16384x16384.
 
-Run: python bench/upscale.py [--repeats N] [--size N] [--big N] [--kinds compact esrgan] [--threads N]
+Run: python bench/upscale.py [--repeats N] [--size N] [--big N] [--kinds compact esrgan general] [--threads N]
 
 1. Overhead, for each model kind (``KINDS``, random weights): an upscale of a ``--size`` square photo
    (default 512) by the model's native factor (x4) through a real daemon over a loopback socket (plan,
@@ -14,7 +14,10 @@ Run: python bench/upscale.py [--repeats N] [--size N] [--big N] [--kinds compact
    runs once per round, rounds interleaved, median of ``--repeats`` after a warm-up round; wall time and
    this process's CPU time (everything shares the process). Before the next stage the bench waits for
    the background PNG writer, so no stage pays for another's PNGs; its CPU time is printed apart; so
-   are the direct calls on spandrel's default layout. Target: daemon / direct <= 1.05. ``--threads``
+   are the direct calls on spandrel's default layout. Target: daemon / direct <= 1.05. Also against the
+   direct calls whose outputs are made 8-bit pixels (what a script must add to get an image; the
+   daemon cannot do less than that, and for a model as cheap as ``compact`` that floor alone shows).
+   ``--threads``
    sets torch's threads for both sides (torch's default: one per core; on a machine shared with other
    work, threads that wait for each other at every operation make both sides' times swing severalfold).
 2. Tiles per second of the daemon in (1).
@@ -54,11 +57,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 KINDS = {
-    "compact": "Real-ESRGAN SRVGGNetCompact x4 (16 features, 4 convolutions: a quarter of realesr-general-x4v3)",
+    "compact": "Real-ESRGAN SRVGGNetCompact x4 (16 features, 4 convolutions; realesr-general-x4v3 has 64 and 32)",
     "esrgan": "ESRGAN RRDBNet x4 (8 filters, 1 block)",
+    "general": "Real-ESRGAN SRVGGNetCompact x4 (64 features, 32 convolutions: realesr-general-x4v3's size)",
 }
 """The model kinds of part 1, random weights: the cheapest per pixel (where the daemon's own work weighs
-most) and a heavier one."""
+most), a heavier one, and the size of the smallest Real-ESRGAN model artists use (``general``: minutes
+per round on one CPU thread at 512 px, so not in the default ``--kinds``; try ``--size 256``)."""
+DEFAULT_KINDS = ["compact", "esrgan"]
 
 
 def tiny_model(folder: Path, kind: str = "compact") -> Path:
@@ -68,7 +74,12 @@ def tiny_model(folder: Path, kind: str = "compact") -> Path:
 
     torch.manual_seed(0)
     path = folder / f"bench-{kind}-x4.safetensors"
-    model = Compact(num_feat=16, num_conv=4, upscale=4) if kind == "compact" else ESRGAN(num_filters=8, num_blocks=1)
+    models = {
+        "compact": lambda: Compact(num_feat=16, num_conv=4, upscale=4),
+        "esrgan": lambda: ESRGAN(num_filters=8, num_blocks=1),
+        "general": lambda: Compact(num_feat=64, num_conv=32, upscale=4),
+    }
+    model = models[kind]()
     save_file(model.state_dict(), str(path))
     return path
 
@@ -102,17 +113,20 @@ def timed(run: Callable[[], object]) -> tuple[float, float, float]:
     return wall, time.process_time() - cpu - writing, writing
 
 
-def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass) -> None:
+def direct(descriptor: Any, image: np.ndarray, tiled: TiledPass, to_pixels: bool = False) -> None:
     """The model alone on the daemon's input tiles (``TiledPass.boxes``: the same boxes, context
     included), on a thread of its own as the daemon's model calls are (on this 2-core machine under
-    load, the same calls on the main thread took about 3x the CPU time)."""
+    load, the same calls on the main thread took about 3x the CPU time). ``to_pixels``: each output
+    also made 8-bit RGB pixels as a script calling spandrel does to save it (clamp, x255, round)."""
 
     def calls() -> None:
         for box, _ in tiled.boxes():
             crop = image[box.y : box.bottom, box.x : box.right, :3]
             tensor = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255.0)
             with torch.inference_mode():
-                descriptor(tensor)
+                out = descriptor(tensor)
+                if to_pixels:
+                    out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
 
     with ThreadPoolExecutor(max_workers=1) as thread:
         thread.submit(calls).result()
@@ -154,7 +168,7 @@ def in_process(engine: Any, upscaler: Upscaler, spec: Any, image: np.ndarray, st
     execute_upscale(job, lambda *_: None, store, Path(tempfile.gettempdir()))
 
 
-STAGES = ("daemon", "direct", "pass", "stored", "default layout")
+STAGES = ("daemon", "direct", "to pixels", "pass", "stored", "default layout")
 
 
 def overhead(kind: str, model: Path, size: int, repeats: int) -> None:
@@ -212,6 +226,7 @@ def overhead(kind: str, model: Path, size: int, repeats: int) -> None:
             "direct": lambda: direct(upscaler.descriptor, image, tiled),
             "pass": lambda: in_process(engine, upscaler, spec, image, memory),
             "stored": lambda: in_process(engine, upscaler, spec, image, disk),
+            "to pixels": lambda: direct(upscaler.descriptor, image, tiled, to_pixels=True),
             "default layout": lambda: direct(plain, image, tiled),
         }
         times: dict[str, list[tuple[float, float, float]]] = {stage: [] for stage in STAGES}
@@ -237,6 +252,7 @@ def overhead(kind: str, model: Path, size: int, repeats: int) -> None:
     )
     rows = (
         ("direct", "the model calls alone", "direct"),
+        ("to pixels", "the model calls, each output made 8-bit RGB pixels (clamp, x255, round)", "direct"),
         ("pass", "the upscale step, results kept in memory (scale, blend, result tiles)", "direct"),
         ("stored", "the upscale step, results stored raw on disk", "pass"),
         ("daemon", "the daemon job (plan, upload, queue, socket, client)", "stored"),
@@ -244,13 +260,14 @@ def overhead(kind: str, model: Path, size: int, repeats: int) -> None:
     for stage, label, before in rows:
         added = "" if stage == before else f"  (+{wall[stage] - wall[before]:.3f} / +{cpu[stage] - cpu[before]:.3f})"
         print(f"   {label}: {wall[stage]:.3f} / {cpu[stage]:.3f}{added}")
-    rounds = list(zip(times["daemon"][1:], times["direct"][1:], strict=True))
-    wall_ratio, cpu_ratio = (statistics.median(d[k] / m[k] for d, m in rounds) for k in (0, 1))
-    print(
-        f"   daemon / direct: wall {wall['daemon'] / wall['direct']:.3f}, CPU {cpu['daemon'] / cpu['direct']:.3f} "
-        f"(target <= 1.05); median of the rounds' own ratios (steadier when the load drifts): wall "
-        f"{wall_ratio:.3f}, CPU {cpu_ratio:.3f}"
-    )
+    for against, label in (("direct", "direct"), ("to pixels", "direct calls made 8-bit pixels")):
+        rounds = list(zip(times["daemon"][1:], times[against][1:], strict=True))
+        wall_ratio, cpu_ratio = (statistics.median(d[k] / m[k] for d, m in rounds) for k in (0, 1))
+        print(
+            f"   daemon / {label}: wall {wall['daemon'] / wall[against]:.3f}, CPU "
+            f"{cpu['daemon'] / cpu[against]:.3f} (target <= 1.05); median of the rounds' own ratios (steadier "
+            f"when the load drifts): wall {wall_ratio:.3f}, CPU {cpu_ratio:.3f}"
+        )
     print(
         f"   the direct calls on spandrel's default layout: {wall['default layout']:.3f} / {cpu['default layout']:.3f} "
         f"(the daemon runs {upscaler.family} "
@@ -377,7 +394,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--big", type=int, default=4096)
-    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
+    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=DEFAULT_KINDS)
     parser.add_argument("--threads", type=int, help="torch's threads, for both sides (default: torch's own)")
     args = parser.parse_args()
     if args.threads:
