@@ -976,14 +976,13 @@ class TestDriver(Extension):
         return hashlib.sha256(data).hexdigest() if data == bytes(layer.image.data) else "differs"
 
     def _undo_redo(self) -> dict[str, Any]:
-        app = Krita.instance()
+        """One undo and one redo of what was just added or removed, each waited for (``_undo_step``)."""
         before = _tree(self.doc.rootNode())
-        app.action("edit_undo").trigger()
-        self.doc.waitForDone()
+        undo = self._undo_step("edit_undo")
         after_undo = _tree(self.doc.rootNode())
-        app.action("edit_redo").trigger()
-        self.doc.waitForDone()
-        return {"before": before, "after_undo": after_undo, "after_redo": _tree(self.doc.rootNode())}
+        redo = self._undo_step("edit_redo")
+        after_redo = _tree(self.doc.rootNode())
+        return {"before": before, "after_undo": after_undo, "after_redo": after_redo, "steps": [undo, redo]}
 
     def _originals_unchanged(self) -> bool:
         """Each original layer's pixels, where the original canvas now sits, are byte-identical."""
