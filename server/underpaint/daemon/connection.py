@@ -64,7 +64,8 @@ class ConnectionContext:
     welcome: Callable[[str], wire.Welcome]
     timeouts: Timeouts
     outgoing_bytes: int
-    """Budget of queued, unsent bytes per connection; beyond it the peer is too slow and is dropped."""
+    """Budget of queued, unsent bytes per connection; beyond it the peer is too slow and is dropped.
+    One result larger than the whole budget may wait besides (a 4096 x 4096 RGBA layer is 64 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ class ClientHandler:
         self._queue: deque[_Slot] = deque()
         self._coalescing: dict[tuple[str, str], _Slot] = {}
         self._queued_bytes = 0
+        self._large: _Slot | None = None
+        """The one waiting item larger than the whole budget, not counted in ``_queued_bytes``."""
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -444,14 +447,22 @@ class ClientHandler:
             self._queued_bytes += size - slot.size
             slot.item, slot.size = item, size
             return
-        if self._queue and self._queued_bytes + size > self.context.outgoing_bytes:
-            self._drop(f"more than {self.context.outgoing_bytes // 2**20} MB of events waiting to be read")
+        budget = self.context.outgoing_bytes
+        large = key is None and size > budget  # a result no budget would hold: it waits alone
+        if large and self._large is not None:
+            self._drop("a second result larger than the event budget waits behind the first")
+            return
+        if not large and self._queue and self._queued_bytes + size > budget:
+            self._drop(f"more than {budget // 2**20} MB of events waiting to be read")
             return
         slot = _Slot(item, size)
         if key is not None:
             self._coalescing[key] = slot
         self._queue.append(slot)
-        self._queued_bytes += size
+        if large:
+            self._large = slot
+        else:
+            self._queued_bytes += size
         self._idle.clear()
         self._wake.set()
 
@@ -464,6 +475,7 @@ class ClientHandler:
         self._queue.clear()
         self._coalescing.clear()
         self._queued_bytes = 0
+        self._large = None
         self._idle.set()
         self._space.set()
         self._wake.set()
@@ -491,7 +503,10 @@ class ClientHandler:
                 key = _coalescing_key(item)
                 if key is not None and self._coalescing.get(key) is slot:
                     del self._coalescing[key]
-            self._queued_bytes -= slot.size
+            if slot is self._large:
+                self._large = None
+            else:
+                self._queued_bytes -= slot.size
             self._space.set()
             if isinstance(item, _Close):
                 if item.code:
