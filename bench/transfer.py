@@ -17,8 +17,9 @@ Each server runs in its own process. Prints medians and the ratios the targets a
 Then the PNG writer alone (``--png``, in this process, thread CPU time): one upscale result tile
 (2048x1024 RGBA, 8 MiB) of a photograph, of a 4x upscaled photograph and of flat art, encoded for its
 own PNG and the whole layer's as the writer does now (``outputs._Band``: libpng's adaptive row
-filters, ``pngrows``) and as it did before (every row ``Sub``, run-length deflate), beside OpenCV's
-PNG (libpng, what ``png_bytes`` writes), interleaved: sizes and CPU side by side.
+filters, ``pngrows``; every result now) and as it did before (every row ``Sub``, run-length
+deflate), beside OpenCV's PNG (libpng, what ``png_bytes`` writes, and the writer before for results
+other than upscale tiles), interleaved: sizes and CPU side by side.
 Run: ``python bench/transfer.py`` (both), ``--sizes ''`` (the PNG writer only), ``--png 0`` (no PNGs).
 """
 

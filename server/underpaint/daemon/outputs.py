@@ -4,12 +4,13 @@ A host that crashes or a socket that drops must lose nothing, so each result is 
 JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out. At wire
 speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the size is in the
 sidecar), and one background thread, on CPU time nothing else wants (``_yield_to_the_daemon``),
-turns each into the PNG that ``output`` names (carrying its parameters as A1111's ``parameters``
-text and our JSON, see ``underpaint_protocol.pnginfo``), then removes the raw file; raw files left
-by a crash are converted at the next start. An upscale's result comes as tiles (one PNG each, what
-``fetch`` replays); the writer also joins them, tile after tile as it converts them, into one PNG of
-the whole layer, ``<job>.png`` (``_LayerPng``: one tile in memory), filtering its rows as libpng
-does (``pngrows``) and deflating each tile once for both (``_Band``).
+turns each into the PNG that ``output`` names (``_Band``: rows filtered as libpng's default does,
+``pngrows``, deflated at level 1; carrying its parameters as A1111's ``parameters`` text and our
+JSON, see ``underpaint_protocol.pnginfo``), then removes the raw file; raw files left by a crash are
+converted at the next start. An upscale's result comes as tiles (one PNG each, what ``fetch``
+replays); the writer also joins them, tile after tile as it converts them, into one PNG of the whole
+layer, ``<job>.png`` (``_LayerPng``: one tile in memory), from the same deflated bytes as each
+tile's own PNG.
 Refetches read the disk (PNG or raw); only when outputs are off do results live in a bounded
 in-memory cache instead.
 """
@@ -36,7 +37,6 @@ import cv2
 import numpy as np
 
 from underpaint.daemon import pngrows
-from underpaint.daemon.images import png_bytes
 from underpaint_protocol import pnginfo
 
 log = logging.getLogger("underpaint.outputs")
@@ -158,12 +158,10 @@ class OutputStore:
                 pixels = _read_raw(raw)
                 if pixels is not None and pixels.size:
                     sidecar = json.loads(raw.with_suffix(".json").read_text(encoding="utf-8"))
+                    band = _Band(pixels)
+                    _write_atomically(raw.with_suffix(".png"), band.png(sidecar["params"]))
                     if sidecar.get("upscale") is not None:  # a tile of a layer: deflated once for both PNGs
-                        band = _Band(pixels)
-                        _write_atomically(raw.with_suffix(".png"), band.png(sidecar["params"]))
                         self._join(raw.parent, sidecar, band)
-                    else:
-                        _write_atomically(raw.with_suffix(".png"), png_with_parameters(pixels, sidecar["params"]))
                     self._retire(raw)
             except (OSError, ValueError, KeyError, cv2.error) as error:  # the raw file still answers fetch
                 log.warning("could not write %s: %s", raw.with_suffix(".png").name, error)
@@ -293,7 +291,8 @@ class _Band:
         """Inflated bytes: what the layer's Adler-32 needs besides ``adler``."""
 
     def png(self, params: dict[str, Any]) -> bytes:
-        """The band as a PNG of its own, carrying ``params`` as png_with_parameters does."""
+        """The band as a PNG of its own that carries what made it: A1111's ``parameters`` text (read by
+        the tools the community uses) and our own JSON (every reproduction parameter), ``_png_head``."""
         end = self.FINAL_BLOCK + struct.pack(">I", self.adler)
         head = _png_head(self.width, self.height, self.channels, params)
         return b"".join((head, _png_chunk(b"IDAT", self.ZLIB_HEADER), self.idat, _png_chunk(b"IDAT", end), _IEND))
@@ -379,13 +378,6 @@ def _yield_to_the_daemon() -> None:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             except OSError as error:
                 log.debug("could not lower the PNG writer's priority: %s", error)
-
-
-def png_with_parameters(pixels: np.ndarray, params: dict[str, Any]) -> bytes:
-    """The result as a PNG that carries what made it: A1111's ``parameters`` text (read by the
-    tools the community uses) and our own JSON (every reproduction parameter)."""
-    texts = {pnginfo.A1111_KEY: pnginfo.a1111_text(params), pnginfo.OUR_KEY: json.dumps(params, ensure_ascii=False)}
-    return pnginfo.with_text(png_bytes(pixels), texts)
 
 
 def _read_png(path: Path) -> np.ndarray | None:
