@@ -75,7 +75,7 @@ def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     that is not), the choice as bit masks: no byte-wise branching."""
     to_a, to_b = cv2.absdiff(b, c), cv2.absdiff(a, c)  # |p - a| = |b - c|, |p - b| = |a - c|
     to_c = cv2.convertScaleAbs(cv2.add(cv2.subtract(a, c, dtype=cv2.CV_16S), cv2.subtract(b, c, dtype=cv2.CV_16S)))
-    take_a = cv2.bitwise_and(cv2.compare(to_a, to_b, cv2.CMP_LE), cv2.compare(to_a, to_c, cv2.CMP_LE))
+    take_a = cv2.compare(to_a, cv2.min(to_b, to_c), cv2.CMP_LE)
     take_b = cv2.compare(to_b, to_c, cv2.CMP_LE)
     predicted: np.ndarray = np.bitwise_xor(b, c)
     predicted &= take_b
