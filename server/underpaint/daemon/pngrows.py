@@ -71,8 +71,8 @@ def _candidates(rows: np.ndarray, above: np.ndarray, channels: int, out: np.ndar
 
 def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Paeth's predictor: whichever of left (a), up (b), upper-left (c) is nearest a + b - c, ties in
-    that order. Distances in int16, then saturated to bytes (a distance over 255 loses to any other
-    that is not), the choice as bit masks: no byte-wise branching."""
+    that order. Two distances are byte differences; |p - c| is summed in int16, then saturated to a
+    byte (a distance over 255 loses to any other that is not); the choice as bit masks: no branching."""
     to_a, to_b = cv2.absdiff(b, c), cv2.absdiff(a, c)  # |p - a| = |b - c|, |p - b| = |a - c|
     to_c = cv2.convertScaleAbs(cv2.add(cv2.subtract(a, c, dtype=cv2.CV_16S), cv2.subtract(b, c, dtype=cv2.CV_16S)))
     take_a = cv2.compare(to_a, cv2.min(to_b, to_c), cv2.CMP_LE)
