@@ -13,7 +13,14 @@ For 1, 4 and 16 megapixel RGBA images, measured side by side, interleaved, in on
 
 Each server runs in its own process. Prints medians and the ratios the targets are about
 (daemon/floor <= 1.5 and durable/floor <= 1.5 at 4 MP; peer/daemon >= 20 at 4 MP).
-Run: ``python bench/transfer.py``.
+
+Then the PNG writer alone (``--png``, in this process, thread CPU time): one upscale result tile
+(2048x1024 RGBA, 8 MiB) of a photograph, of a 4x upscaled photograph and of flat art, encoded for its
+own PNG and the whole layer's as the writer does now (``outputs._Band``: libpng's adaptive row
+filters, ``pngrows``; every result now) and as it did before (every row ``Sub``, run-length
+deflate), beside OpenCV's PNG (libpng, what ``png_bytes`` writes, and the writer before for results
+other than upscale tiles), interleaved: sizes and CPU side by side.
+Run: ``python bench/transfer.py`` (both), ``--sizes ''`` (the PNG writer only), ``--png 0`` (no PNGs).
 """
 
 from __future__ import annotations
@@ -26,18 +33,23 @@ import json
 import os
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 from websockets.asyncio.server import ServerConnection
 from websockets.sync.client import ClientConnection, connect
 
+from underpaint.daemon.images import png_bytes
+from underpaint.daemon.outputs import _Band, _png_chunk
 from underpaint_protocol.session import Event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +67,87 @@ def photo(width: int, height: int) -> np.ndarray:
     with Image.open(ROOT / "tests" / "data" / "coffee.jpg") as file:
         rgb = np.asarray(file.convert("RGB").resize((width, height), Image.Resampling.BICUBIC))
     return np.ascontiguousarray(np.dstack([rgb, np.full((height, width), 255, np.uint8)]))
+
+
+def upscaled_photo(width: int, height: int) -> np.ndarray:
+    """The photograph at a quarter of the size, upscaled 4x (Lanczos): smooth, as upscale results are."""
+    small = photo(width // 4, height // 4)
+    return np.ascontiguousarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LANCZOS4))
+
+
+def flat_art(width: int, height: int) -> np.ndarray:
+    """Flat colours with anti-aliased shapes and text: a drawing, a diagram, a UI."""
+    rng = np.random.default_rng(1)
+    art = np.full((height, width, 4), (236, 232, 220, 255), np.uint8)
+    for _ in range(60):
+        colour = (*(int(v) for v in rng.integers(0, 256, 3)), 255)
+        x, y, size = (int(v) for v in (rng.integers(0, width), rng.integers(0, height), rng.integers(20, 300)))
+        if rng.random() < 0.5:
+            cv2.circle(art, (x, y), size // 2, colour, -1, cv2.LINE_AA)
+        else:
+            cv2.rectangle(art, (x, y), (x + size, y + size // 2), colour, -1, cv2.LINE_AA)
+        cv2.putText(art, "underpaint", (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (20, 20, 20, 255), 2, cv2.LINE_AA)
+    return art
+
+
+class SubFilteredBand:
+    """What the PNG writer did before (ad79798): every row ``Sub``, run-length deflate, the Adler-32
+    read once for the tile's PNG and once more for the layer's, the segment framed once for each."""
+
+    def __init__(self, rgba: np.ndarray) -> None:
+        height, width = rgba.shape[:2]
+        flat = rgba.reshape(height, width * 4)
+        self.filtered = np.empty((height, 1 + width * 4), np.uint8)
+        self.filtered[:, 0] = 1
+        self.filtered[:, 1:5] = flat[:, :4]
+        np.subtract(flat[:, 4:], flat[:, :-4], out=self.filtered[:, 5:])
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+        self.segment = deflate.compress(self.filtered.data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+    def both(self) -> tuple[int, int]:
+        """The tile PNG's IDAT chunk and the layer's piece, as the writer framed them: their sizes."""
+        checksum = struct.pack(">I", zlib.adler32(self.filtered.data))
+        tile = _png_chunk(b"IDAT", _Band.ZLIB_HEADER + self.segment + _Band.FINAL_BLOCK + checksum)
+        zlib.adler32(self.filtered.data, 1)
+        return len(tile), len(_png_chunk(b"IDAT", self.segment))
+
+
+def png_writer(repeats: int) -> None:
+    """Each way of writing a result tile's PNG, interleaved: median thread CPU and size."""
+    width, height = 2048, 1024
+    print(f"\nPNG writer: one {width}x{height} RGBA result tile, its PNG and its piece of the layer's PNG")
+    print("(median thread CPU of interleaved rounds; sizes of the tile's PNG)\n")
+    print(
+        f"{'image':>15}  {'before (Sub)':>20}  {'now (adaptive)':>20}  {'OpenCV (libpng)':>20}"
+        f"  {'size now/before':>15}  {'CPU now/before':>14}  {'size now/OpenCV':>15}"
+    )
+    params = {"mode": "upscale"}
+
+    def before(pixels: np.ndarray) -> int:
+        return SubFilteredBand(pixels).both()[0]
+
+    def now(pixels: np.ndarray) -> int:
+        return len(_Band(pixels).png(params))
+
+    def opencv(pixels: np.ndarray) -> int:
+        return len(png_bytes(pixels))
+
+    for name, make in (("photograph", photo), ("upscaled photo", upscaled_photo), ("flat art", flat_art)):
+        pixels = make(width, height)
+        cpu: dict[str, list[float]] = {"before": [], "now": [], "opencv": []}
+        size: dict[str, int] = {}
+        for _ in range(repeats):
+            for key, encode in (("before", before), ("now", now), ("opencv", opencv)):
+                started = time.thread_time()
+                size[key] = encode(pixels)
+                cpu[key].append(time.thread_time() - started)
+        was, new, lib = (statistics.median(cpu[key]) for key in ("before", "now", "opencv"))
+        print(
+            f"{name:>15}  {size['before'] / 1e6:>5.2f} MB {was * 1000:>6.1f} ms  {size['now'] / 1e6:>5.2f} MB"
+            f" {new * 1000:>6.1f} ms  {size['opencv'] / 1e6:>5.2f} MB {lib * 1000:>6.1f} ms"
+            f"  {size['now'] / size['before']:>14.2f}x  {new / was:>13.2f}x  {size['now'] / size['opencv']:>14.2f}x",
+            flush=True,
+        )
 
 
 # ------------------------------------------------------------------ servers (run as subprocesses)
@@ -170,7 +263,8 @@ class DaemonRoundTrip:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1,4,16", help="megapixels to measure (of 1, 4, 16)")
+    parser.add_argument("--sizes", default="1,4,16", help="megapixels to measure (of 1, 4, 16; '' for none)")
+    parser.add_argument("--png", type=int, default=9, help="interleaved rounds of the PNG writer part (0: none)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per size (16 MP: at most 3)")
     parser.add_argument("--serve", choices=["echo", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -181,6 +275,15 @@ def main() -> None:
     if args.serve == "peer":
         asyncio.run(serve_base64_png(args.port))
         return
+    print(f"underpaint transfer benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    if args.sizes:
+        round_trips([int(size) for size in args.sizes.split(",")], args.repeats)
+    if args.png:
+        png_writer(args.png)
+
+
+def round_trips(sizes: list[int], repeats: int) -> None:
+    """The round trip table: every path side by side for each size."""
 
     ports = {name: free_port() for name in ("floor", "daemon", "durable", "peer")}
     scratch = Path(tempfile.mkdtemp())
@@ -204,14 +307,13 @@ def main() -> None:
     durable = DaemonRoundTrip(urls["durable"])
     floor_socket = connect(urls["floor"], compression=None, max_size=None)
     peer_socket = connect(urls["peer"], compression=None, max_size=None)
-    print(f"underpaint transfer benchmark: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     print("round trip of one RGBA image (median of interleaved rounds; lower is better)\n")
     print(
         f"{'image':>7}  {'floor (raw echo)':>17}  {'daemon (no-op job)':>19}  {'durable (outputs on)':>21}"
         f"  {'peer (b64 PNG JSON)':>20}  {'daemon/floor':>12}  {'durable/floor':>13}  {'peer/daemon':>11}"
     )
     try:
-        for megapixels in (int(size) for size in args.sizes.split(",")):
+        for megapixels in sizes:
             width, height = SIZES[megapixels]
             pixels = photo(width, height)
             frame = pixels.tobytes()
@@ -219,8 +321,7 @@ def main() -> None:
             round_trip_floor(floor_socket, frame)  # warm up every path once
             daemon(pixels)
             durable(pixels)
-            repeats = min(args.repeats, 3) if megapixels >= 16 else args.repeats
-            for _ in range(repeats):
+            for _ in range(min(repeats, 3) if megapixels >= 16 else repeats):
                 times["floor"].append(round_trip_floor(floor_socket, frame))
                 times["daemon"].append(daemon(pixels))
                 times["durable"].append(durable(pixels))

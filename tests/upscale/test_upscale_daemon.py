@@ -180,6 +180,7 @@ def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon:
     with Image.open(whole) as png:
         assert png.size == (1200, 800) and png.mode == "RGBA"
         assert np.array_equal(np.asarray(png), joined)
+    assert np.array_equal(cv2.cvtColor(cv2.imread(str(whole), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA), joined)
     assert json.loads(pnginfo.read_text(whole.read_bytes())[pnginfo.OUR_KEY]) == results[0].message["params"]
     for result in results:  # the tiles stay, one PNG each (deflated once with the whole layer's)
         with Image.open(result.message["output"]) as png:

@@ -4,12 +4,13 @@ A host that crashes or a socket that drops must lose nothing, so each result is 
 JSON sidecar (placement, canvas and every parameter) before its ``result`` event goes out. At wire
 speed: the pixels are first written uncompressed (``<job>-<index>.rgba``, the size is in the
 sidecar), and one background thread, on CPU time nothing else wants (``_yield_to_the_daemon``),
-turns each into the PNG that ``output`` names (carrying its parameters as A1111's ``parameters``
-text and our JSON, see ``underpaint_protocol.pnginfo``), then removes the raw file; raw files left
-by a crash are converted at the next start. An upscale's result comes as tiles (one PNG each, what
-``fetch`` replays); the writer also joins them, tile after tile as it converts them, into one PNG of
-the whole layer, ``<job>.png`` (``_LayerPng``: one tile in memory), deflating each tile once for
-both (``_Band``).
+turns each into the PNG that ``output`` names (``_Band``: rows filtered as libpng's default does,
+``pngrows``, deflated at level 1; carrying its parameters as A1111's ``parameters`` text and our
+JSON, see ``underpaint_protocol.pnginfo``), then removes the raw file; raw files left by a crash are
+converted at the next start. An upscale's result comes as tiles (one PNG each, what ``fetch``
+replays); the writer also joins them, tile after tile as it converts them, into one PNG of the whole
+layer, ``<job>.png`` (``_LayerPng``: one tile in memory), from the same deflated bytes as each
+tile's own PNG.
 Refetches read the disk (PNG or raw); only when outputs are off do results live in a bounded
 in-memory cache instead.
 """
@@ -35,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from underpaint.daemon.images import png_bytes
+from underpaint.daemon import pngrows
 from underpaint_protocol import pnginfo
 
 log = logging.getLogger("underpaint.outputs")
@@ -157,12 +158,10 @@ class OutputStore:
                 pixels = _read_raw(raw)
                 if pixels is not None and pixels.size:
                     sidecar = json.loads(raw.with_suffix(".json").read_text(encoding="utf-8"))
+                    band = _Band(pixels)
+                    _write_atomically(raw.with_suffix(".png"), band.png(sidecar["params"]))
                     if sidecar.get("upscale") is not None:  # a tile of a layer: deflated once for both PNGs
-                        band = _Band(pixels)
-                        _write_atomically(raw.with_suffix(".png"), band.png(sidecar["params"]))
                         self._join(raw.parent, sidecar, band)
-                    else:
-                        _write_atomically(raw.with_suffix(".png"), png_with_parameters(pixels, sidecar["params"]))
                     self._retire(raw)
             except (OSError, ValueError, KeyError, cv2.error) as error:  # the raw file still answers fetch
                 log.warning("could not write %s: %s", raw.with_suffix(".png").name, error)
@@ -175,7 +174,7 @@ class OutputStore:
             if layer is not None:
                 layer.abandon()
             width, height = int(upscale["layer"]["width"]), int(upscale["layer"]["height"])
-            layer = _LayerPng(folder / f"{job_id}.png", width, height, sidecar["params"])
+            layer = _LayerPng(folder / f"{job_id}.png", width, height, band.channels, sidecar["params"])
         if layer is None or layer.tiles != index:  # a tile missing (converted by an earlier run): no whole PNG
             if layer is not None:
                 layer.abandon()
@@ -270,58 +269,61 @@ class OutputStore:
 
 
 class _Band:
-    """A band of RGBA rows deflated once for two PNGs: each row filtered with PNG's ``Sub`` (a pixel
-    minus its left neighbour: vectorised) and deflated as png_bytes does (level 1, run-length
-    strategy) by a deflater of its own, ending byte-aligned (``Z_SYNC_FLUSH``), so the segment refers
-    to nothing before it: with a zlib header, an empty final block and its Adler-32 it is the IDAT data
-    of the band's own PNG (an upscale's result tile), and it is also the next piece of the whole
-    layer's stream (``_LayerPng``). Deflating each tile once for both halves the writer's work."""
+    """A band of rows deflated once for two PNGs: the rows filtered as libpng filters them
+    (``pngrows``: its first row only with filters that need no row above, so its bytes mean the same
+    pixels under any row) and deflated by a deflater of its own at level 1 (its strategy from
+    ``pngrows.deflate_strategy``), ending byte-aligned (``Z_SYNC_FLUSH``), so the segment refers to
+    nothing before it. In an IDAT chunk of its own it is
+    both the image data of the band's own PNG (an upscale's result tile: with a chunk holding the zlib
+    header before it and one holding an empty final block and the Adler-32 after it) and the next
+    chunk of the whole layer's PNG (``_LayerPng``): deflated, checksummed and framed once for both."""
 
     ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, fastest level (FCHECK makes it a multiple of 31)
     FINAL_BLOCK = b"\x03\x00"  # an empty final block (fixed Huffman): ends a stream of sync-flushed pieces
 
-    def __init__(self, rgba: np.ndarray) -> None:
-        self.height, self.width = rgba.shape[0], rgba.shape[1]
-        flat = rgba.reshape(self.height, self.width * 4)
-        self.filtered = np.empty((self.height, 1 + self.width * 4), np.uint8)
-        self.filtered[:, 0] = 1  # Sub
-        self.filtered[:, 1:5] = flat[:, :4]
-        np.subtract(flat[:, 4:], flat[:, :-4], out=self.filtered[:, 5:])  # uint8: wraps modulo 256, as PNG's
-        deflate = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_RLE)  # raw deflate: no header, no checksum
-        self.segment = deflate.compress(self.filtered.data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.height, self.width, self.channels = pixels.shape
+        scanlines = pngrows.filter_rows(pixels)
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -15, 9, pngrows.deflate_strategy(scanlines))  # raw deflate
+        self.idat = _png_chunk(b"IDAT", deflate.compress(scanlines.data) + deflate.flush(zlib.Z_SYNC_FLUSH))
+        self.adler = zlib.adler32(scanlines.data)
+        self.size = scanlines.nbytes
+        """Inflated bytes: what the layer's Adler-32 needs besides ``adler``."""
 
     def png(self, params: dict[str, Any]) -> bytes:
-        """The band as a PNG of its own, carrying ``params`` as png_with_parameters does."""
-        checksum = struct.pack(">I", zlib.adler32(self.filtered.data))
-        stream = self.ZLIB_HEADER + self.segment + self.FINAL_BLOCK + checksum
-        return _png_head(self.width, self.height, params) + _png_chunk(b"IDAT", stream) + _png_chunk(b"IEND", b"")
+        """The band as a PNG of its own that carries what made it: A1111's ``parameters`` text (read by
+        the tools the community uses) and our own JSON (every reproduction parameter), ``_png_head``."""
+        end = self.FINAL_BLOCK + struct.pack(">I", self.adler)
+        head = _png_head(self.width, self.height, self.channels, params)
+        return b"".join((head, _png_chunk(b"IDAT", self.ZLIB_HEADER), self.idat, _png_chunk(b"IDAT", end), _IEND))
 
 
 class _LayerPng:
-    """One PNG written a band of rows at a time from each band's own deflated segment (``_Band``), so
+    """One PNG written a band of rows at a time from each band's own IDAT chunk (``_Band``), so
     what is in memory is the band, never the image."""
 
-    def __init__(self, path: Path, width: int, height: int, params: dict[str, Any]) -> None:
-        self.path, self.width, self.height = path, width, height
+    def __init__(self, path: Path, width: int, height: int, channels: int, params: dict[str, Any]) -> None:
+        self.path, self.width, self.height, self.channels = path, width, height, channels
         self.partial = path.with_name(path.name + ".partial")
         self.file = open(self.partial, "wb")  # noqa: SIM115  # closed by finish or abandon
         self.adler = zlib.adler32(b"")
         self.rows = self.tiles = 0
-        self.file.write(_png_head(width, height, params))
+        self.file.write(_png_head(width, height, channels, params) + _png_chunk(b"IDAT", _Band.ZLIB_HEADER))
 
     def add(self, band: _Band) -> None:
-        if band.width != self.width or self.rows + band.height > self.height:
-            raise ValueError(f"a {band.width}-wide band at row {self.rows} of a {self.width}x{self.height} PNG")
-        self.file.write(_png_chunk(b"IDAT", (_Band.ZLIB_HEADER if self.rows == 0 else b"") + band.segment))
-        self.adler = zlib.adler32(band.filtered.data, self.adler)
+        if band.width != self.width or band.channels != self.channels or self.rows + band.height > self.height:
+            raise ValueError(
+                f"a {band.width}x{band.channels} band at row {self.rows} of a {self.width}x{self.height} PNG"
+            )
+        self.file.write(band.idat)
+        self.adler = _adler32_combine(self.adler, band.adler, band.size)
         self.rows += band.height
         self.tiles += 1
 
     def finish(self) -> None:
         if self.rows != self.height:
             raise ValueError(f"{self.rows} of {self.height} rows")
-        self.file.write(_png_chunk(b"IDAT", _Band.FINAL_BLOCK + struct.pack(">I", self.adler)))
-        self.file.write(_png_chunk(b"IEND", b""))
+        self.file.write(_png_chunk(b"IDAT", _Band.FINAL_BLOCK + struct.pack(">I", self.adler)) + _IEND)
         self.file.close()
         os.replace(self.partial, self.path)
 
@@ -330,15 +332,30 @@ class _LayerPng:
         self.partial.unlink(missing_ok=True)
 
 
-def _png_head(width: int, height: int, params: dict[str, Any]) -> bytes:
-    """Signature, header (8-bit RGBA, not interlaced) and the parameter texts of a PNG written here."""
+def _adler32_combine(first: int, second: int, second_size: int) -> int:
+    """The Adler-32 of two pieces of data from each one's (zlib's adler32_combine, which Python's
+    zlib module does not offer): the layer's checksum without reading its bands' bytes twice."""
+    base = 65521
+    remainder = second_size % base
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % base
+    high = (remainder * (first & 0xFFFF) + (first >> 16) + (second >> 16) - remainder) % base
+    return low | high << 16
+
+
+def _png_head(width: int, height: int, channels: int, params: dict[str, Any]) -> bytes:
+    """Signature, header (8-bit RGB or RGBA, not interlaced) and the parameter texts of a PNG written here."""
     texts = {pnginfo.A1111_KEY: pnginfo.a1111_text(params), pnginfo.OUR_KEY: json.dumps(params, ensure_ascii=False)}
-    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0))
     return pnginfo.SIGNATURE + header + b"".join(pnginfo.text_chunk(key, value) for key, value in texts.items())
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))))
+
+
+_IEND = _png_chunk(b"IEND", b"")
+_COLOUR_TYPES = {3: 2, 4: 6}
+"""PNG's colour type by channels: truecolour, truecolour with alpha."""
 
 
 def _in_order(raw: Path) -> tuple[str, str, int]:
@@ -361,13 +378,6 @@ def _yield_to_the_daemon() -> None:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             except OSError as error:
                 log.debug("could not lower the PNG writer's priority: %s", error)
-
-
-def png_with_parameters(pixels: np.ndarray, params: dict[str, Any]) -> bytes:
-    """The result as a PNG that carries what made it: A1111's ``parameters`` text (read by the
-    tools the community uses) and our own JSON (every reproduction parameter)."""
-    texts = {pnginfo.A1111_KEY: pnginfo.a1111_text(params), pnginfo.OUR_KEY: json.dumps(params, ensure_ascii=False)}
-    return pnginfo.with_text(png_bytes(pixels), texts)
 
 
 def _read_png(path: Path) -> np.ndarray | None:
