@@ -1566,10 +1566,9 @@ class Controller:
                     if landing.ended or not landing.add(int(message["index"])):
                         return
                     canvas.paste_tile(landing.handle, NewLayer(restream.name, image, x, y))
-                    if landing.complete:
-                        landing.ended = True  # a host call may run queued events: nothing lands twice
+                    if landing.complete:  # a host call may run queued events (the end): say it landed first
+                        landing.ended = restream.landed = landing.landed = True
                         canvas.end_layer(landing.handle, keep=True)
-                        restream.landed = landing.landed = True
                 elif not restream.landed and restream.tiles.add(message, image):
                     _, whole = restream.tiles.assemble()
                     restream.landed = True

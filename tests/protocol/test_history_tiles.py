@@ -173,6 +173,26 @@ def test_reapply_of_a_region_upscale_lands_at_its_region_or_top_left() -> None:
         assert canvas.undo_steps == ["paste"] and canvas.size() == size and not controller.error
 
 
+def test_the_end_of_the_stream_handled_inside_the_last_host_call_lands_once() -> None:
+    """Krita runs queued events inside its calls: ``finished`` may be handled while the layer joins."""
+    canvas = TilingCanvas.photo(400, 300)
+    controller, client, _fetching, item = _history(canvas)
+    bands = _bands_with_params("u1")
+    controller.fetch_history(item)
+    _replay(client, bands)
+    end_layer = canvas.end_layer
+
+    def ending_inside(handle: Any, keep: bool) -> list[Any]:
+        client.event({"type": "finished", "job_id": "u1", "results": 3})
+        return end_layer(handle, keep)
+
+    canvas.end_layer = ending_inside  # type: ignore[method-assign]
+    controller.reapply(item)
+    for band in bands:
+        client.event(*band)
+    assert canvas.undo_steps == ["paste"] and not canvas.detached and not controller.error and not item.fetching
+
+
 @pytest.mark.parametrize("end", ["lost", "failed", "error", "missing", "closed"])
 def test_a_reapply_that_breaks_off_leaves_nothing_behind(end: str) -> None:
     canvas = TilingCanvas.photo(400, 300)
