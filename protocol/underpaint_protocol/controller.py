@@ -256,6 +256,8 @@ class HistoryItem:
     """A fetch of this job is under way: for the thumbnails, or a re-apply streaming an upscale."""
     partial: TileThumbnail | None = None
     """An upscale's thumbnail while its tiles arrive."""
+    reapplying: str = ""
+    """While a re-apply streams an upscale: "re-applying tile k of n", for the row."""
 
     @property
     def job_id(self) -> str:
@@ -265,8 +267,10 @@ class HistoryItem:
         """A history row: mode, model, prompt, seed."""
         prompt = (str(self.summary.get("prompt") or "") or "(no prompt)").replace("\n", " ")[:40]
         seed = self.results[0].seed if self.results else None
-        return f"{self.summary.get('mode')} · {self.summary.get('model')} · {prompt}" + (
-            f" · seed {seed}" if seed is not None else ""
+        return (
+            f"{self.summary.get('mode')} · {self.summary.get('model')} · {prompt}"
+            + (f" · seed {seed}" if seed is not None else "")
+            + (f" · {self.reapplying}" if self.reapplying else "")
         )
 
 
@@ -484,6 +488,8 @@ class Restream:
     tiles: TileSet = field(default_factory=TileSet)
     """The tiles to join, for a canvas that is no ``TileCanvas``."""
     landed: bool = False
+    dropped: bool = False
+    """Given up (the image closed, a host call failed): the rest of the stream is let pass."""
 
 
 class Controller:
@@ -1472,7 +1478,7 @@ class Controller:
         return True
 
     def _fetch_ended(self, item: HistoryItem) -> None:
-        item.fetching = False
+        item.fetching, item.reapplying = False, ""
         self._fetching.pop(item.job_id, None)
 
     def _fetches_lost(self) -> None:
@@ -1544,6 +1550,7 @@ class Controller:
             handle = canvas.begin_layer(name, rect)
             restream.landing = TileLanding(handle, name, rect.x, rect.y, rect.width, rect.height, count)
         self.error = ""
+        item.reapplying = "re-applying…"
         if not self._fetch(client, item, functools.partial(self._restreamed, restream)):
             self._restream_dropped(restream, "")
 
@@ -1551,9 +1558,13 @@ class Controller:
         """One event of a re-apply's stream: a tile into the layer (or the joined set), or its end."""
         item, canvas, landing = restream.item, restream.canvas, restream.landing
         if event is None:
-            self._restream_dropped(
-                restream, "The connection to the daemon was lost while re-applying; nothing was pasted."
-            )
+            if not restream.landed and not restream.dropped:
+                self._restream_dropped(
+                    restream, "The connection to the daemon was lost while re-applying; nothing was pasted."
+                )
+            self._fetch_ended(item)
+        elif event.type == "result" and restream.dropped:
+            pass  # the rest of a stream given up: let it pass, so that a new Re-apply gets only its own
         elif event.type == "result" and event.image is not None and event.message.get("upscale"):
             message, image = event.message, event.image
             tile = message["layer"]
@@ -1566,10 +1577,15 @@ class Controller:
                     if landing.ended or not landing.add(int(message["index"])):
                         return
                     canvas.paste_tile(landing.handle, NewLayer(restream.name, image, x, y))
+                    item.reapplying = f"re-applying tile {len(landing.seen)} of {landing.count}"
                     if landing.complete:  # a host call may run queued events (the end): say it landed first
                         landing.ended = restream.landed = landing.landed = True
                         canvas.end_layer(landing.handle, keep=True)
-                elif not restream.landed and restream.tiles.add(message, image):
+                elif restream.landed:
+                    return
+                elif not restream.tiles.add(message, image):
+                    item.reapplying = f"re-applying tile {len(restream.tiles.tiles)} of {restream.tiles.count}"
+                else:
                     _, whole = restream.tiles.assemble()
                     restream.landed = True
                     canvas.paste([NewLayer(restream.name, whole, restream.rect.x, restream.rect.y)], None)
@@ -1578,25 +1594,22 @@ class Controller:
             except Exception as error:  # a host API surprise: a message, never a traceback dialog
                 self._restream_dropped(restream, f"Could not paste the result: {error}")
         elif event.type in TERMINAL_STATES or event.type == "error":
-            if restream.landed:
-                self._fetch_ended(item)
-            elif event.type == "error":  # the daemon's message is the error (see _on_event)
-                self._restream_dropped(restream, "")
-            else:
-                self._restream_dropped(restream, "Not every tile of the upscale arrived; nothing was pasted.")
+            if not restream.landed and not restream.dropped:  # an error: the daemon's message says why
+                why = "" if event.type == "error" else "Not every tile of the upscale arrived; nothing was pasted."
+                self._restream_dropped(restream, why)
+            self._fetch_ended(item)
         self._show()
 
     def _restream_dropped(self, restream: Restream, why: str) -> None:
-        """A re-apply that cannot finish: its unfinished layer goes (it never joined the image)."""
+        """A re-apply that cannot finish: its unfinished layer goes (it never joined the image); the
+        fetch ends with the stream (its end, or the connection's)."""
         landing, canvas = restream.landing, restream.canvas
         if landing is not None and not landing.ended and isinstance(canvas, TileCanvas):
             landing.ended = True
             with contextlib.suppress(Exception):  # the image may be gone; the layer goes with it
                 canvas.end_layer(landing.handle, keep=False)
         restream.tiles.tiles.clear()
-        restream.tiles.count = None
-        if restream.item.job_id in self._fetching:
-            self._fetch_ended(restream.item)
+        restream.dropped, restream.item.reapplying = True, ""
         if why:
             self.error = why
 

@@ -217,10 +217,37 @@ def test_a_reapply_that_breaks_off_leaves_nothing_behind(end: str) -> None:
         canvas.open = False
         client.event(*bands[1])
         assert "closed" in controller.error
-    assert not canvas.detached and canvas.undo_steps == [] and len(canvas.layers) == 1
-    assert not item.fetching and controller.error
+    assert not canvas.detached and canvas.undo_steps == [] and len(canvas.layers) == 1 and controller.error
+    assert item.fetching == (end == "closed"), "the rest of a stream given up is let pass first"
     client.event(*bands[2])  # a straggler finds nothing to land in
+    client.event({"type": "finished", "job_id": "u1", "results": 3})
     assert not canvas.detached and canvas.undo_steps == [] and item.results[0].thumbnail_only
+    assert not item.fetching and "re-applying" not in item.label()
+
+
+def test_a_reapply_after_one_given_up_gets_only_its_own_stream() -> None:
+    canvas = TilingCanvas.photo(400, 300)
+    controller, client, fetching, item = _history(canvas)
+    bands = _bands_with_params("u1")
+    controller.fetch_history(item)
+    _replay(client, bands)
+    canvas.open = False
+    controller.reapply(item)
+    client.event(*bands[0])  # the image was closed: given up
+    assert "closed" in controller.error and not canvas.detached
+    canvas.open = True
+    controller.reapply(item)
+    assert "being fetched already" in controller.error, "refused until the first stream has passed"
+    client.event(*bands[1])
+    client.event(*bands[2])
+    client.event({"type": "finished", "job_id": "u1", "results": 3})
+    controller.reapply(item)
+    assert not controller.error and item.label().endswith("re-applying…")
+    client.event(*bands[0])
+    assert item.label().endswith("re-applying tile 1 of 3")
+    _replay(client, bands, order=(1, 2))
+    assert fetching.fetches == ["u1"] * 3 and canvas.undo_steps == ["paste"] and not controller.error
+    assert np.array_equal(canvas.layers[0].pixels, _joined(bands)) and "re-applying" not in item.label()
 
 
 def test_a_thumbnail_fetch_cut_off_can_be_fetched_again() -> None:
