@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os.path
 import queue
 import threading
 import time
@@ -62,7 +61,15 @@ from underpaint_protocol.segment import (
 )
 from underpaint_protocol.segment import problem as segment_problem
 from underpaint_protocol.session import Event, ImageData
-from underpaint_protocol.upscale import UPSCALE_MODES, TileLanding, TileSet, UpscaleRequest, tile_text
+from underpaint_protocol.upscale import (
+    UPSCALE_MODES,
+    TileLanding,
+    TileSet,
+    TileThumbnail,
+    UpscaleRequest,
+    tile_text,
+    whole_message,
+)
 
 CONNECTION_STATES = ("disconnected", "connecting", "connected", "reconnecting", "refused")
 """``refused``: something answered but retrying cannot help (token, protocol, another program)."""
@@ -163,8 +170,9 @@ class TileCanvas(ScalableCanvas, Protocol):
         """Write one tile's pixels into the layer, at (``tile.x``, ``tile.y``) of the scaled canvas."""
 
     def end_layer(self, handle: Any, keep: bool) -> list[Any]:
-        """``keep``: add the filled layer above the active layer (one undo step; the document is already
-        scaled) and return its handle; else drop it (a cancelled or failed job), leaving no trace."""
+        """``keep``: add the filled layer above the active layer as one undo step (a job has scaled the
+        document just before; a history re-apply scales nothing) and return its handle; else drop it
+        (a cancelled or failed job, a lost re-apply), leaving no trace."""
 
 
 class Host(Protocol):
@@ -206,6 +214,9 @@ class Request:
 class Result:
     message: dict[str, Any]
     image: ImageData
+    thumbnail_only: bool = False
+    """``image`` is only a thumbnail: a history upscale's layer is never held whole in the client;
+    ``Controller.reapply`` streams its tiles from the daemon again."""
 
     @property
     def seed(self) -> int | None:
@@ -242,7 +253,11 @@ class HistoryItem:
     results: list[Result] = field(default_factory=list)
     thumbnails: list[ImageData] = field(default_factory=list)
     fetching: bool = False
-    tiles: TileSet = field(default_factory=TileSet)
+    """A fetch of this job is under way: for the thumbnails, or a re-apply streaming an upscale."""
+    partial: TileThumbnail | None = None
+    """An upscale's thumbnail while its tiles arrive."""
+    reapplying: str = ""
+    """While a re-apply streams an upscale: "re-applying tile k of n", for the row."""
 
     @property
     def job_id(self) -> str:
@@ -252,8 +267,10 @@ class HistoryItem:
         """A history row: mode, model, prompt, seed."""
         prompt = (str(self.summary.get("prompt") or "") or "(no prompt)").replace("\n", " ")[:40]
         seed = self.results[0].seed if self.results else None
-        return f"{self.summary.get('mode')} · {self.summary.get('model')} · {prompt}" + (
-            f" · seed {seed}" if seed is not None else ""
+        return (
+            f"{self.summary.get('mode')} · {self.summary.get('model')} · {prompt}"
+            + (f" · seed {seed}" if seed is not None else "")
+            + (f" · {self.reapplying}" if self.reapplying else "")
         )
 
 
@@ -454,6 +471,27 @@ def _refuses_for_good(error: BaseException) -> bool:
 # ---------------------------------------------------------------------------------- controller
 
 
+@dataclass
+class Restream:
+    """A history upscale re-applied: its tiles streamed from the daemon again into one layer of
+    ``canvas`` (a ``TileCanvas``), or joined first for a canvas that is none."""
+
+    item: HistoryItem
+    canvas: Canvas
+    name: str
+    rect: Bounds
+    """Where the whole layer lands in the canvas."""
+    shift: tuple[int, int]
+    """Added to each tile's position (scaled-canvas coordinates) to land it in ``rect``."""
+    landing: TileLanding | None = None
+    """The ``TileCanvas`` layer the tiles go into."""
+    tiles: TileSet = field(default_factory=TileSet)
+    """The tiles to join, for a canvas that is no ``TileCanvas``."""
+    landed: bool = False
+    dropped: bool = False
+    """Given up (the image closed, a host call failed): the rest of the stream is let pass."""
+
+
 class Controller:
     def __init__(
         self,
@@ -500,7 +538,8 @@ class Controller:
         self._tickets = 0
         self.staged: Staged | None = None
         self.history: list[HistoryItem] = []
-        self._fetching: dict[str, HistoryItem] = {}
+        self._fetching: dict[str, Callable[[Event | None], None]] = {}
+        """Job id -> what takes the events of a history fetch (None: the connection was lost)."""
         self.live = LiveSession()
         """Live painting (``start_live``, ``feed_live``, ``apply_live``, ``stop_live``; see ``live.py``)."""
 
@@ -618,6 +657,7 @@ class Controller:
         self.token = (token if token is not None else self.token).strip()
         self._generation += 1
         generation = self._generation
+        self._fetches_lost()
         old, self.client = self.client, None
         self.error = ""
         problem = address_problem(self.url)
@@ -706,12 +746,14 @@ class Controller:
             self._welcome(self.client.welcome or self.welcome)
         elif state == "reconnecting":
             self._live_ended("The connection to the daemon was lost; turn Live on again.")
+            self._fetches_lost()
             self._set_connection(
                 "reconnecting",
                 "Lost the connection to the daemon; reconnecting. Running jobs go on in the daemon and their "
                 "results arrive when it is back.",
             )
         else:
+            self._fetches_lost()
             self._set_connection(
                 "reconnecting", f"The daemon at {self.url} is not reachable; retrying. {start_hint(self.url)}"
             )
@@ -723,6 +765,7 @@ class Controller:
     def close(self) -> None:
         """The host is going away: drop the connection without waiting on the UI thread."""
         self._live_ended("")
+        self._fetches_lost()
         self._generation += 1
         client, self.client = self.client, None
         if client is not None:
@@ -1033,7 +1076,7 @@ class Controller:
         if event.type == "error":
             message = event.message
             if message.get("job_id") in self._fetching:
-                self._fetched(self._fetching[str(message["job_id"])], event)
+                self._fetching[str(message["job_id"])](event)
                 self.error = user_text(str(message.get("code")), str(message.get("message", "")), None)
                 self._show()
                 return
@@ -1045,7 +1088,7 @@ class Controller:
         if job_id is None:
             return
         if job_id in self._fetching:
-            self._fetched(self._fetching[job_id], event)
+            self._fetching[job_id](event)
             return
         job = self._by_id.get(job_id)
         if job is not None:
@@ -1189,8 +1232,7 @@ class Controller:
             job.handles += canvas.end_layer(landing.handle, keep=True)
             landing.landed = True
 
-        output = message.get("output")  # the daemon also keeps the whole layer as <job_id>.png beside the tiles
-        saved = {**message, "output": os.path.join(os.path.dirname(output), f"{job.job_id}.png")} if output else {}
+        saved = whole_message(message)  # its output: the daemon's picture of the whole layer
         job.pasting = True  # a host call may run queued events (Krita's waitForDone): none lands twice
         try:
             landed = self._guarded(job, [Result(saved, image)], land)
@@ -1412,38 +1454,70 @@ class Controller:
         self._show()
 
     def fetch_history(self, item: HistoryItem) -> None:
-        """Get ``item``'s results (pixels, thumbnails, parameters) from the daemon, once."""
+        """Get ``item``'s results (pixels, thumbnails, parameters) from the daemon, once. An upscale's
+        tiles only pass through, each scaled into the thumbnail (``TileThumbnail``): its result keeps
+        the message and the thumbnail (``Result.thumbnail_only``), never the layer."""
         client = self.client
         if client is None or item.results or item.fetching:
             return
+        self._fetch(client, item, functools.partial(self._fetched, item))
+        self._show()
+
+    def _fetch(self, client: UnderpaintClient, item: HistoryItem, take: Callable[[Event | None], None]) -> bool:
+        """Ask for ``item``'s results again, their events going to ``take``; False (``error`` says why)
+        when the request could not be sent."""
         item.fetching = True
-        self._fetching[item.job_id] = item
+        self._fetching[item.job_id] = take
         try:
             client.fetch(item.job_id, replay=True)
         except NotConnected as error:
-            item.fetching = False
             self._fetching.pop(item.job_id, None)
+            item.fetching = False
             self.error = describe(error, self.url)
-        self._show()
+            return False
+        return True
 
-    def _fetched(self, item: HistoryItem, event: Event) -> None:
-        if event.type == "result" and event.image is not None:
+    def _fetch_ended(self, item: HistoryItem) -> None:
+        item.fetching, item.reapplying = False, ""
+        self._fetching.pop(item.job_id, None)
+
+    def _fetches_lost(self) -> None:
+        """The connection dropped (or is replaced): the fetches under way end; their events will not come."""
+        for take in list(self._fetching.values()):
+            take(None)
+
+    def _fetched(self, item: HistoryItem, event: Event | None) -> None:
+        if event is None:  # lost: what came is dropped, so that the item can be fetched again
+            item.results, item.thumbnails, item.partial = [], [], None
+            self._fetch_ended(item)
+        elif event.type == "result" and event.image is not None:
             message, image = event.message, event.image
             if message.get("upscale"):
-                if not item.tiles.add(message, image):
+                upscale, tile = message["upscale"], message["layer"]
+                whole = upscale["layer"]
+                if item.partial is None:
+                    size = int(whole["width"]), int(whole["height"])
+                    item.partial = TileThumbnail(image.format, *size, int(upscale["tiles"]))
+                x, y = int(tile["x"]) - int(whole["x"]), int(tile["y"]) - int(whole["y"])
+                if not item.partial.add(int(message["index"]), x, y, image):
                     return
-                message, image = item.tiles.assemble()
-            item.results.append(Result(message, image))
-            item.thumbnails.append(thumbnail(image))
+                small, item.partial = item.partial.image, None
+                item.results.append(Result(whole_message(message), small, thumbnail_only=True))
+                item.thumbnails.append(small)
+            else:
+                item.results.append(Result(message, image))
+                item.thumbnails.append(thumbnail(image))
         elif event.type in TERMINAL_STATES or event.type == "error":
-            item.fetching = False
-            self._fetching.pop(item.job_id, None)
+            item.partial = None
+            self._fetch_ended(item)
             item.results.sort(key=lambda r: int(r.message.get("index", 0)))
         self._show()
 
     def reapply(self, item: HistoryItem, index: int = 0) -> None:
         """Paste one fetched history result into the active image as a layer (one undo step), where it
-        was made when the image has that size, else at the top-left."""
+        was made when the image has that size, else at the top-left. An upscale's layer is streamed
+        from the daemon again, tile by tile, into a ``TileCanvas`` layer (joined first for another
+        canvas); the image is not scaled, and nothing is left if the stream breaks off."""
         try:
             if index >= len(item.results):
                 raise UserError("That result is not loaded yet; wait for its thumbnail.")
@@ -1453,12 +1527,91 @@ class Controller:
             place = placement(result.message, width, height)
             x, y = (place.x, place.y) if not place.grows else (0, 0)
             name = str(result.message["layer"].get("name") or item.summary.get("prompt") or "underpaint")
-            canvas.paste([NewLayer(name, result.image, x, y)], None)
+            if result.thumbnail_only:
+                self._restream(item, canvas, name, Bounds(x, y, place.width, place.height), result.message)
+            else:
+                canvas.paste([NewLayer(name, result.image, x, y)], None)
         except UserError as error:
             self.error = str(error)
         except Exception as error:  # a host API surprise: a message, never a traceback dialog
             self.error = f"Could not paste the result: {error}"
         self._show()
+
+    def _restream(self, item: HistoryItem, canvas: Canvas, name: str, rect: Bounds, message: dict[str, Any]) -> None:
+        client = self.client
+        if client is None or self.connection != "connected":
+            raise UserError(f"Not connected to the daemon, which keeps this upscale's pixels. {self.status}")
+        if item.fetching:
+            raise UserError("This result is being fetched already; wait for it.")
+        layer = message["layer"]
+        restream = Restream(item, canvas, name, rect, (rect.x - int(layer["x"]), rect.y - int(layer["y"])))
+        if isinstance(canvas, TileCanvas):
+            count = int(message["upscale"]["tiles"])
+            handle = canvas.begin_layer(name, rect)
+            restream.landing = TileLanding(handle, name, rect.x, rect.y, rect.width, rect.height, count)
+        self.error = ""
+        item.reapplying = "re-applying…"
+        if not self._fetch(client, item, functools.partial(self._restreamed, restream)):
+            self._restream_dropped(restream, "")
+
+    def _restreamed(self, restream: Restream, event: Event | None) -> None:
+        """One event of a re-apply's stream: a tile into the layer (or the joined set), or its end."""
+        item, canvas, landing = restream.item, restream.canvas, restream.landing
+        if event is None:
+            if not restream.landed and not restream.dropped:
+                self._restream_dropped(
+                    restream, "The connection to the daemon was lost while re-applying; nothing was pasted."
+                )
+            self._fetch_ended(item)
+        elif event.type == "result" and restream.dropped:
+            pass  # the rest of a stream given up: let it pass, so that a new Re-apply gets only its own
+        elif event.type == "result" and event.image is not None and event.message.get("upscale"):
+            message, image = event.message, event.image
+            tile = message["layer"]
+            x, y = int(tile["x"]) + restream.shift[0], int(tile["y"]) + restream.shift[1]
+            try:
+                if not canvas.is_open():
+                    raise CanvasClosed("The image was closed while re-applying; nothing was pasted.")
+                if landing is not None:
+                    assert isinstance(canvas, TileCanvas)  # a landing is begun only in one
+                    if landing.ended or not landing.add(int(message["index"])):
+                        return
+                    canvas.paste_tile(landing.handle, NewLayer(restream.name, image, x, y))
+                    item.reapplying = f"re-applying tile {len(landing.seen)} of {landing.count}"
+                    if landing.complete:  # a host call may run queued events (the end): say it landed first
+                        landing.ended = restream.landed = landing.landed = True
+                        canvas.end_layer(landing.handle, keep=True)
+                elif restream.landed:
+                    return
+                elif not restream.tiles.add(message, image):
+                    item.reapplying = f"re-applying tile {len(restream.tiles.tiles)} of {restream.tiles.count}"
+                else:
+                    _, whole = restream.tiles.assemble()
+                    restream.landed = True
+                    canvas.paste([NewLayer(restream.name, whole, restream.rect.x, restream.rect.y)], None)
+            except UserError as error:
+                self._restream_dropped(restream, str(error))
+            except Exception as error:  # a host API surprise: a message, never a traceback dialog
+                self._restream_dropped(restream, f"Could not paste the result: {error}")
+        elif event.type in TERMINAL_STATES or event.type == "error":
+            if not restream.landed and not restream.dropped:  # an error: the daemon's message says why
+                why = "" if event.type == "error" else "Not every tile of the upscale arrived; nothing was pasted."
+                self._restream_dropped(restream, why)
+            self._fetch_ended(item)
+        self._show()
+
+    def _restream_dropped(self, restream: Restream, why: str) -> None:
+        """A re-apply that cannot finish: its unfinished layer goes (it never joined the image); the
+        fetch ends with the stream (its end, or the connection's)."""
+        landing, canvas = restream.landing, restream.canvas
+        if landing is not None and not landing.ended and isinstance(canvas, TileCanvas):
+            landing.ended = True
+            with contextlib.suppress(Exception):  # the image may be gone; the layer goes with it
+                canvas.end_layer(landing.handle, keep=False)
+        restream.tiles.tiles.clear()
+        restream.dropped, restream.item.reapplying = True, ""
+        if why:
+            self.error = why
 
     @staticmethod
     def reuse(result: Result) -> Request:

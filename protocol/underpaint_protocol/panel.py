@@ -102,23 +102,30 @@ def elapsed_text(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+def thumbnail_samples(width: int, height: int, longest: int = 96) -> tuple[list[int], list[int]]:
+    """The source columns and rows (nearest pixel) a ``width`` x ``height`` image's thumbnail takes, so
+    that a thumbnail made tile by tile (``upscale.TileThumbnail``) is exactly ``thumbnail``'s."""
+    scale = max(1.0, max(width, height) / max(1, longest))
+    columns = [min(width - 1, int(x * scale)) for x in range(max(1, int(width / scale)))]
+    rows = [min(height - 1, int(y * scale)) for y in range(max(1, int(height / scale)))]
+    return columns, rows
+
+
 def thumbnail(image: ImageData, longest: int = 96) -> ImageData:
     """``image`` scaled down (nearest pixel) so its longest side is at most ``longest``; same format.
 
     History lists draw many of these; a daemon result can be 8k pixels wide."""
-    channels = 1 if image.format == "gray8" else 4
-    scale = max(image.width, image.height) / max(1, longest)
-    if scale <= 1:
+    if max(image.width, image.height) <= longest:
         return image
-    width, height = max(1, int(image.width / scale)), max(1, int(image.height / scale))
+    channels = 1 if image.format == "gray8" else 4
+    columns, rows = thumbnail_samples(image.width, image.height, longest)
     source = memoryview(bytes(image.data))
     row_bytes = image.width * channels
-    columns = [min(image.width - 1, int(x * scale)) * channels for x in range(width)]
-    out = bytearray(width * height * channels)
+    out = bytearray(len(columns) * len(rows) * channels)
     at = 0
-    for y in range(height):
-        row = min(image.height - 1, int(y * scale)) * row_bytes
-        for column in columns:
-            out[at : at + channels] = source[row + column : row + column + channels]
+    for y in rows:
+        row = y * row_bytes
+        for x in columns:
+            out[at : at + channels] = source[row + x * channels : row + x * channels + channels]
             at += channels
-    return ImageData(image.format, width, height, bytes(out))
+    return ImageData(image.format, len(columns), len(rows), bytes(out))

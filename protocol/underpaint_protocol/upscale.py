@@ -14,16 +14,21 @@ controller lands an upscale as: scale the document to ``upscale.canvas`` (``Scal
 one undo step), then ONE layer at ``upscale.layer`` -- the whole image for a whole-canvas upscale,
 the scaled region for a selection. A ``controller.TileCanvas`` (Krita, GIMP) takes each tile into
 that layer as it arrives (:class:`TileLanding` counts them), so the client holds one tile; for any
-other canvas :class:`TileSet` collects them and :func:`assemble` joins them (the whole layer).
+other canvas :class:`TileSet` collects them and :func:`assemble` joins them (the whole layer). The
+history keeps no upscale's pixels: :class:`TileThumbnail` scales each tile into the thumbnail as it
+arrives, and a re-apply streams the tiles from the daemon again into a ``TileCanvas`` layer.
 ``restore`` results are ordinary results (a layer over the selection, soft-masked), landed like an
 inpaint. Standard library only.
 """
 
 from __future__ import annotations
 
+import bisect
+import os.path
 from dataclasses import dataclass, field
 from typing import Any
 
+from underpaint_protocol.panel import thumbnail_samples
 from underpaint_protocol.session import ImageData
 
 UPSCALE_MODES = ("upscale", "refine_upscale")
@@ -79,11 +84,62 @@ class TileSet:
         if not self.complete:
             raise ValueError(f"{len(self.tiles)} of {self.count} tiles arrived")
         first = self.tiles[min(self.tiles)][0]
-        whole = first["upscale"]["layer"]
-        image = assemble([(m["layer"], img) for m, img in self.tiles.values()], whole)
-        message = {**first, "index": 0, "layer": {**first["layer"], **_rect(whole)}}
+        image = assemble([(m["layer"], img) for m, img in self.tiles.values()], first["upscale"]["layer"])
         self.tiles.clear()
-        return message, image
+        return whole_message(first), image
+
+
+def whole_message(tile: dict[str, Any]) -> dict[str, Any]:
+    """The ``result`` message of a whole upscale layer, from any one of its tiles': ``layer`` widened
+    to the whole layer, ``index`` 0, and ``output`` naming the daemon's picture of the whole layer
+    (``<job_id>.png`` beside the tiles)."""
+    message = {**tile, "index": 0, "layer": {**tile["layer"], **_rect(tile["upscale"]["layer"])}}
+    output, job_id = tile.get("output"), tile.get("job_id")
+    if output and job_id:
+        message["output"] = os.path.join(os.path.dirname(str(output)), f"{job_id}.png")
+    return message
+
+
+class TileThumbnail:
+    """The history thumbnail of an upscale layer made from its tiles as they arrive (any order, repeats
+    ignored): each tile gives the thumbnail's pixels that fall in it and is let go, so the client holds
+    one tile and the thumbnail, never the layer. Pixel for pixel ``panel.thumbnail`` of the joined layer."""
+
+    def __init__(self, image_format: str, width: int, height: int, count: int, longest: int = 96) -> None:
+        if image_format not in RAW_BYTES:
+            raise ValueError(f"tiles can be scaled down only as rgba8 or bgra8, not {image_format}")
+        self.format, self.count = image_format, count
+        self.columns, self.rows = thumbnail_samples(width, height, longest)
+        self.data = bytearray(len(self.columns) * len(self.rows) * RAW_BYTES[image_format])
+        self.seen: set[int] = set()
+
+    def add(self, index: int, x: int, y: int, image: ImageData) -> bool:
+        """Take tile ``index`` at (``x``, ``y``) of the layer; True when it was the last one missing."""
+        if image.format != self.format:
+            raise ValueError(f"a {image.format} tile in a {self.format} layer")
+        if index in self.seen:
+            return False
+        self.seen.add(index)
+        depth = RAW_BYTES[self.format]
+        source = memoryview(image.data).cast("B")
+        first, last = bisect.bisect_left(self.columns, x), bisect.bisect_left(self.columns, x + image.width)
+        out_row = len(self.columns) * depth
+        for out_y in range(bisect.bisect_left(self.rows, y), bisect.bisect_left(self.rows, y + image.height)):
+            row = (self.rows[out_y] - y) * image.width
+            at = out_y * out_row + first * depth
+            for column in self.columns[first:last]:
+                start = (row + column - x) * depth
+                self.data[at : at + depth] = source[start : start + depth]
+                at += depth
+        return self.complete
+
+    @property
+    def complete(self) -> bool:
+        return len(self.seen) >= self.count
+
+    @property
+    def image(self) -> ImageData:
+        return ImageData(self.format, len(self.columns), len(self.rows), bytes(self.data))
 
 
 @dataclass

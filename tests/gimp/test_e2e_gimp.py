@@ -810,6 +810,16 @@ def test_panel_generate_then_expand(label: str, tmp_path: Path, daemon: Daemon, 
     earlier = [job_id for job_id in restarted["history"]["job_ids"] if job_id not in later]
     assert earlier[:3] == history["job_ids"], restarted["history"]
     assert restarted["history"]["client_id"] == history["client_id"]
+    # the refine-upscale from the history: its thumbnail made tile by tile, Re-apply streams its tiles
+    # again into one new layer at the top-left of this (unscaled) image, the image not scaled
+    upscaled = restarted["history_upscale"]
+    refine = panel["jobs"]["refine_upscale"]
+    assert upscaled["job_id"] == refine["job_id"] and upscaled["thumbnail_only"] and not upscaled["error"], upscaled
+    assert max(upscaled["thumbnail"]) == 96 and upscaled["canvas"] == upscaled["canvas_before"], upscaled
+    (layer,) = upscaled["new_layers"]
+    rect, digest = joined_tiles(job_sidecars(daemon, refine["job_id"]))
+    assert layer["bounds"] == [0, 0, rect[2], rect[3]] and layer["sha256"] == digest, (layer, rect)
+    assert layer["name"] == refine["layers"][0]["name"], (layer, refine["layers"])
 
 
 def _live_painted(record: dict[str, Any]) -> None:

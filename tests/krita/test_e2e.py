@@ -481,6 +481,20 @@ def test_history_after_a_restart_reapplies_and_reuses(krita_restart: dict[str, A
     assert history["seed_field"] == str(history["seed"]) and history["prompt_field"]
 
 
+def test_history_reapplies_an_upscale_streamed_into_one_layer(krita_restart: dict[str, Any]) -> None:
+    """The region upscale from the history onto the original 600x400 image: its thumbnail made tile by
+    tile, its tiles streamed again into one new layer at the top-left (the image has another size),
+    the document not scaled."""
+    upscaled = krita_restart["history_upscale"]
+    assert upscaled["icon"] and upscaled["thumbnail_only"] and max(upscaled["thumbnail"]) == 96, upscaled
+    assert not upscaled["error"] and upscaled["doc_size"] == [600, 400]
+    layer = upscaled["layer"]
+    new = [n for n in upscaled["after"] if n["name"] not in {m["name"] for m in upscaled["before"]}]
+    assert len(upscaled["after"]) == len(upscaled["before"]) + 1 and len(new) == 1, new
+    assert new[0]["name"] == layer["name"] and new[0]["type"] == "paintlayer"
+    assert new[0]["bounds"] == [0, 0, layer["width"], layer["height"]], (new, layer)
+
+
 def test_the_wheel_over_an_unfocused_field_changes_nothing(krita_run: dict[str, Any]) -> None:
     wheel = krita_run["wheel"]
     assert not wheel["focused"] and wheel["after"] == wheel["before"] == 100, wheel

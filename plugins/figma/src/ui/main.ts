@@ -308,6 +308,7 @@ function connect(): void {
       } else if (state === "connected" && ui.error.dataset.code === "unauthorized") {
         showError(null);
       }
+      if (state !== "connected") results.lost();
       if (state !== "connected" && currentJobId() !== null) setStatus("Waiting for the daemon to come back…");
     },
   });
@@ -319,7 +320,7 @@ async function onEvent(event: SessionEvent): Promise<void> {
   const jobId = event.jobId;
   const job = jobId ? jobs.get(jobId) : undefined;
   if (live.receive(event)) return;
-  if (job === undefined && results.receive(event)) return;
+  if (job === undefined && (await results.receive(event))) return;
   const run = job?.run;
   if (run) run.receive(message);
   const isCurrent = jobId !== undefined && jobId === currentJobId();

@@ -7,10 +7,11 @@
 
 import type { JobContext, ResultItem, UiToMain } from "../shared/messages";
 import type { JobSummary } from "../shared/protocol.gen";
-import { History, type HistoryItem, historyLabel, type ReusedFields, reuseFields } from "./history";
+import { History, type HistoryItem, historyLabel, reapplied, type ReusedFields, reuseFields } from "./history";
 import { fitForFigma } from "./images";
 import type { SessionEvent } from "./session";
 import { Staging } from "./staging";
+import { TileFill } from "./upscale";
 
 export interface ResultsHost {
   toMain(message: UiToMain): void;
@@ -29,7 +30,8 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 
 export class ResultsPanel {
   readonly staging = new Staging();
-  readonly history = new History();
+  /** An upscale's tiles are drawn into one fill within Figma's limit as they arrive, never kept. */
+  readonly history = new History((layer, count) => new TileFill(layer, count));
   landDirectly = false;
   private readonly urls = new Map<string, string>();
   private readonly el = {
@@ -134,11 +136,17 @@ export class ResultsPanel {
   }
 
   /** Events of a history fetch (true: handled here, not a job of this sidebar's). */
-  receive(event: SessionEvent): boolean {
+  async receive(event: SessionEvent): Promise<boolean> {
     if (!this.history.fetching(event.jobId)) return false;
-    this.history.receive(event);
+    await this.history.receive(event);
     this.drawHistory();
     return true;
+  }
+
+  /** The connection dropped: fetches under way end (the next refresh fetches those items again). */
+  lost(): void {
+    this.history.lost();
+    this.drawHistory();
   }
 
   private url(jobId: string, png: Uint8Array): string {
@@ -216,16 +224,8 @@ export class ResultsPanel {
   private async reapply(item: HistoryItem): Promise<void> {
     const result = item.results[0];
     if (!result) return;
-    const layer = result.message.layer;
     const fitted = await fitForFigma(result.png, result.width, result.height);
-    const made = result.message.params.canvas as { width?: number; height?: number } | undefined;
-    const canvas = made?.width && made?.height ? { width: made.width, height: made.height } : result.message.canvas;
-    this.host.toMain({
-      type: "reapply",
-      jobId: item.summary.job_id,
-      mode: item.summary.mode,
-      canvas: { width: canvas.width, height: canvas.height },
-      item: { index: 0, name: layer.name, x: layer.x, y: layer.y, width: layer.width, height: layer.height, png: fitted.png, scaledFrom: fitted.scaledFrom },
-    });
+    const { item: placed, canvas } = reapplied(result, fitted.png, fitted.scaledFrom);
+    this.host.toMain({ type: "reapply", jobId: item.summary.job_id, mode: item.summary.mode, canvas, item: placed });
   }
 }

@@ -1009,6 +1009,20 @@ describe("figma plugin against a real daemon", () => {
     await ui.click("#discard");
     await ui.uncheck("#seed-lock");
     await ui.fill("#steps", "");
+    // an upscale's row (the newest classical one: the 4200 px wide layer): the fetch's tiles drawn into
+    // one fill within Figma's limit; re-applied as one node of the scaled canvas's pixels
+    const upscaled = ui.locator("#history li", { hasText: "upscale · classical-upscale" }).first();
+    await waitFor("the upscale's thumbnail", async () => (await upscaled.locator("img.thumb").count()) === 1, 60000);
+    expect(await upscaled.textContent()).not.toContain("images");
+    const before = (await page.evaluate(() => (window as any).created())).length;
+    await upscaled.locator("button.reapply").click();
+    const again = await waitFor("the re-applied upscale", async () => {
+      const nodes = await page.evaluate(() => (window as any).created());
+      return nodes.length > before ? nodes.at(-1) : null;
+    }, 60000);
+    expect((await page.evaluate(() => (window as any).created())).length).toBe(before + 1);
+    expect([again.width, again.height]).toEqual([4200, 120]);
+    expect(again.pixels).toEqual({ width: 4096, height: fitImageSize(4200, 120).height });
   }, 540000);
 
   it("prompt library: a style saved in the sidebar runs, Prompt from image fills the prompt, Reuse parameters reads PNGs", async () => {

@@ -89,7 +89,7 @@ class Panel:
         self.store = store
         self._models_of: int | None = None  # id() of the welcome the model list was filled from
         self._preview: ImageData | None = None
-        self._history_shown: list[tuple[str, int]] = []
+        self._history_shown: list[tuple[str, int, str]] = []
         self._settled = 0  # how many of the controller's jobs had settled at the last redraw
         self._connection = ""
         self._fetched: set[str] = set()  # history rows whose results were asked for (once each)
@@ -498,7 +498,7 @@ class Panel:
             if item.job_id not in self._fetched:
                 self._fetched.add(item.job_id)
                 controller.fetch_history(item)
-        shown = [(item.job_id, len(item.thumbnails)) for item in controller.history]
+        shown = [(item.job_id, len(item.thumbnails), item.label()) for item in controller.history]  # progress too
         if shown == self._history_shown:
             return
         self._history_shown = shown

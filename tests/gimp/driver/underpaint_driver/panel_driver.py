@@ -135,6 +135,9 @@ def make_reference_layer(image: Any, name: str, side: int = 96) -> None:
     image.set_selected_layers(selected)
 
 
+UPSCALE_MODES = ("upscale", "refine_upscale")
+
+
 def layer_pixels(layer: Any) -> bytes:
     w, h = layer.get_width(), layer.get_height()
     return bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
@@ -185,7 +188,7 @@ def drive(panel: Any, spec_path: str) -> None:
     report: dict[str, Any] = {"steps": [], "states": []}
     started = time.monotonic()
     if spec.get("history_only"):  # a restarted GIMP: the history of the earlier session
-        plan = ["connect", "history", "finish"]
+        plan = ["connect", "history", "history_upscale", "history_reapplied", "finish"]
     elif spec.get("live_only"):  # the live scenario alone (a quick check of live painting)
         plan = ["connect", "live_on", "live_first", "live_stroke", "live_off", "finish"]
     else:
@@ -827,6 +830,35 @@ def drive(panel: Any, spec_path: str) -> None:
             elif step in ("live_on", "live_first", "live_stroke", "live_off"):
                 if not live_step(step):
                     return True
+            elif step == "history_upscale":  # the newest upscale of the history, re-applied: streamed again
+                upscaled = next(item for item in panel.controller.history if item.summary.get("mode") in UPSCALE_MODES)
+                stage["upscaled"], stage["layers"] = upscaled, layer_names()
+                stage["canvas"] = [panel.canvas.image.get_width(), panel.canvas.image.get_height()]
+                panel.controller.reapply(upscaled)
+            elif step == "history_reapplied":
+                upscaled, image = stage["upscaled"], panel.canvas.image
+                if upscaled.fetching:  # the tiles stream in
+                    return True
+                result = upscaled.results[0]
+                report["history_upscale"] = {
+                    "job_id": upscaled.job_id,
+                    "mode": upscaled.summary.get("mode"),
+                    "thumbnail_only": result.thumbnail_only,
+                    "thumbnail": [result.image.width, result.image.height],
+                    "error": panel.controller.error,
+                    "canvas_before": stage.pop("canvas"),
+                    "canvas": [image.get_width(), image.get_height()],
+                    "new_layers": [
+                        {
+                            "name": str(layer.get_name()),
+                            "bounds": [*layer.get_offsets()[1:], layer.get_width(), layer.get_height()],
+                            "sha256": hashlib.sha256(layer_pixels(layer)).hexdigest(),
+                        }
+                        for layer in image.get_layers()
+                        if layer.get_name() not in stage["layers"]
+                    ],
+                    "layers": layer_names(),
+                }
             elif step == "finish":
                 finish()
                 return False

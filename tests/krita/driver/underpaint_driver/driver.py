@@ -797,6 +797,42 @@ class TestDriver(Extension):
             "client_id_kept": bool(model.controller.client_id),
             "outputs_enabled": dock.outputs_button.isEnabled(),
         }
+        self.step = self._history_upscale
+
+    def _history_upscale(self) -> None:
+        """The newest classical upscale of the history: its thumbnail made tile by tile, then Re-apply
+        streams its tiles from the daemon again into one new layer (the document is not scaled)."""
+        dock, model = self.dock, self.dock.model
+        row = next(i for i, h in enumerate(model.history) if h.summary.get("mode") == "upscale")
+        item = model.history[row]
+        if not item.results:
+            if dock.history_list.currentRow() != row:
+                dock.history_list.setCurrentRow(row)  # the user's click: fetches it
+            if time.monotonic() > self.deadline + 60:
+                raise RuntimeError(f"the upscale's history item never fetched: {model.error}")
+            return
+        if not getattr(self, "upscale_reapplied", False):
+            self.upscale_reapplied = True
+            self.upscale_before = _tree(self.doc.rootNode())
+            dock.reapply_button.click()
+            return
+        if item.fetching:  # the tiles are streaming in
+            if time.monotonic() > self.deadline + 120:
+                raise RuntimeError(f"the upscale's re-apply never ended: {model.error}")
+            return
+        self.doc.waitForDone()
+        result = item.results[0]
+        self.report["history_upscale"] = {
+            "icon": not dock.history_list.item(row).icon().isNull(),
+            "thumbnail_only": result.thumbnail_only,
+            "thumbnail": [result.image.width, result.image.height],
+            "layer": {key: result.message["layer"][key] for key in ("name", "x", "y", "width", "height")},
+            "tiles": result.message["upscale"]["tiles"],
+            "error": model.error,
+            "before": self.upscale_before,
+            "after": _tree(self.doc.rootNode()),
+            "doc_size": [self.doc.width(), self.doc.height()],
+        }
         self.step = self._undo_check
 
     def _library_start(self) -> None:
