@@ -102,6 +102,10 @@ def test_generate_inpaint_writes_composite_and_layer(served, tmp_path: Path) -> 
     assert np.array_equal(out[~covered], photo[~covered])  # untouched outside the layer
     assert not np.array_equal(out[101:180, 233:311], photo[101:180, 233:311])  # the hole was filled
     assert placement["params"]["seed"] == 5
+    # the daemon's PNG comes from its background writer, which runs on idle CPU only
+    deadline = time.monotonic() + 60
+    while not list(outputs.glob("*/*.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert list(outputs.glob("*/*.png")) and list(outputs.glob("*/*.json"))
 
 
