@@ -492,7 +492,10 @@ class TestDriver(Extension):
         return {"states": states, "steps": steps}
 
     def _undo_state(self) -> dict[str, Any]:
-        names = [n["name"] for n in _tree(self.doc.rootNode()) if not n["type"].endswith("mask")]
+        """The size and the top-level layers' names: read while Krita undoes, when ``childNodes()`` may
+        hold a None for a node on its way in or out (seen in Krita 5 under load)."""
+        nodes = [n for n in self.doc.rootNode().childNodes() if n is not None]
+        names = [n.name() for n in nodes if not str(n.type()).endswith("mask")]
         return {"size": [self.doc.width(), self.doc.height()], "layers": names}
 
     def _undo_step(self, name: str) -> dict[str, Any]:
