@@ -27,6 +27,8 @@ UPSCALE_MODES = ("upscale", "refine_upscale", "restore")
 def _tree(node: Any) -> list[dict[str, Any]]:
     out = []
     for child in node.childNodes():
+        if child is None:  # a node on its way in or out while Krita still applies a stroke
+            continue
         bounds = child.bounds()
         out.append(
             {
