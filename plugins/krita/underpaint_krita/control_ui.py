@@ -25,11 +25,11 @@ from underpaint_protocol.guides_panel import (
     HostLayer,
     availability,
     fraction,
-    kind_options,
     layer_choices,
     model_kinds,
     model_takes,
     percent,
+    row_options,
 )
 
 from .model import DockerModel
@@ -202,7 +202,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid.setColumnStretch(3, 1)
         name = _name_label(self.fields.name(control))
         kind = self.guard(QtWidgets.QComboBox())
-        for value in kind_options(kinds, control.kind):
+        for value in row_options(kinds, control.kind):
             kind.addItem(KIND_LABELS[value], value)
         kind.setCurrentIndex(kind.findData(control.kind))
         kind.currentIndexChanged.connect(lambda _: self._set_control(index, kind=str(kind.currentData())))
@@ -244,7 +244,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid.setColumnStretch(1, 1)
         name = _name_label(f"{LABELS['reference']}: {self.fields.name(reference)}")
         take = self.guard(QtWidgets.QComboBox())
-        for value in [*takes, *([reference.take] if reference.take not in takes else [])]:
+        for value in row_options(takes, reference.take):
             take.addItem(TAKE_LABELS[value], value)
         take.setCurrentIndex(take.findData(reference.take))
         take.currentIndexChanged.connect(lambda _: self._set_reference(index, take=str(take.currentData())))
