@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.daemon.conftest import RunningDaemon, client_maker, layer_array, photo_like, start_daemon, submit_job
+from tests.daemon.conftest import (
+    Recorder,
+    RunningDaemon,
+    client_maker,
+    layer_array,
+    photo_like,
+    start_daemon,
+    submit_job,
+)
 from tests.protocol.fake_host import FakeCanvas
 from tests.protocol.test_controller import Live
 from tests.upscale import models
@@ -29,7 +38,7 @@ from tests.upscale.test_tiles import upscale
 from underpaint.engines.registry import build_engines
 from underpaint.engines.upscale import ClassicalUpscaler
 from underpaint.engines.weights import UnsafeWeights, load_state_dict
-from underpaint_protocol.client import DaemonError
+from underpaint_protocol.client import DaemonError, UnderpaintClient
 from underpaint_protocol.controller import Request
 from underpaint_protocol.messages import Limits
 from underpaint_protocol.upscale import UpscaleRequest
@@ -208,6 +217,20 @@ def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make
     assert steps[-1]["total"] == len(upscaled) + count * per_tile
 
 
+@contextmanager
+def restore_daemon(tmp_path: Path, source: str) -> Iterator[tuple[UnderpaintClient, Recorder]]:
+    """A daemon serving only the restoration model ``source`` (default limits), and a client of it."""
+    engines, _ = build_engines("classical", [source], [], "cpu")
+    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
+    try:
+        maker = client_maker(running.url)
+        yield next(maker)()
+        for _ in maker:
+            pass
+    finally:
+        running.thread.stop()
+
+
 def expect_error(client: Any, job: dict[str, Any]) -> DaemonError:
     with pytest.raises(DaemonError) as caught:
         client.plan(job).result(timeout=10)
@@ -268,11 +291,7 @@ def test_bad_upscale_requests_get_errors_naming_the_field(make_client, change, c
 
 
 def test_restore_with_the_research_opt_in_changes_only_the_selection(tmp_path: Path, model_files) -> None:
-    engines, _ = build_engines("classical", [f"restore:{model_files['restoreformer']}#allow_research"], [], "cpu")
-    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
-    try:
-        maker = client_maker(running.url)
-        client, events = next(maker)()
+    with restore_daemon(tmp_path, f"restore:{model_files['restoreformer']}#allow_research") as (client, events):
         job, picture, mask = restore_job(None)
         accepted = submit_job(client, job, picture, mask)
         outcome = events.wait_outcome(accepted["job_id"], 300)
@@ -282,10 +301,6 @@ def test_restore_with_the_research_opt_in_changes_only_the_selection(tmp_path: P
         alpha = alpha_on_canvas(result, 200, 160)
         assert alpha[60:100, 80:120].min() == 255  # the selection is replaced
         assert alpha[:10].max() == 0 and alpha[150:].max() == 0 and alpha[:, :20].max() == 0  # far outside: nothing
-        for _ in maker:
-            pass
-    finally:
-        running.thread.stop()
 
 
 def test_a_malicious_pth_upscaler_is_refused_without_running_its_code(tmp_path: Path) -> None:
@@ -352,11 +367,7 @@ def gfpgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_gfpgan_restores_the_face_region_over_the_socket_and_leaves_the_rest(tmp_path: Path, gfpgan_file) -> None:
     """GFPGAN (Apache-2.0) runs without the research opt-in: the selection changes, the rest does not."""
-    engines, _ = build_engines("classical", [f"restore:{gfpgan_file}"], [], "cpu")
-    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
-    try:
-        maker = client_maker(running.url)
-        client, events = next(maker)()
+    with restore_daemon(tmp_path, f"restore:{gfpgan_file}") as (client, events):
         listed = {m["id"]: m for m in client.welcome["models"]}["random-gfpgan"]
         assert (listed["family"], listed["modes"], listed.get("refusal")) == ("GFPGAN", ["restore"], None)
         picture = photo_like(240, 200, seed=11)
@@ -386,10 +397,6 @@ def test_gfpgan_restores_the_face_region_over_the_socket_and_leaves_the_rest(tmp
         assert change[outside].max() == 0, "nothing outside the selection changes"
         alpha = alpha_on_canvas(result, 240, 200)
         assert alpha[outside].max() == 0 and alpha[70:130, 90:150].min() == 255
-        for _ in maker:
-            pass
-    finally:
-        running.thread.stop()
 
 
 def test_a_malicious_pth_restore_model_is_refused_without_running_its_code(tmp_path: Path) -> None:
