@@ -16,7 +16,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep the library chatter out of the figures
@@ -25,54 +24,12 @@ os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 import cv2
 import numpy as np
 import torch
-from engine import SELECTION, SIZE, DaemonJob, photo, selection_mask  # bench/engine.py, beside this file
+from engine import SELECTION, SIZE, DaemonJob, direct, photo, selection_mask  # bench/engine.py, beside this file
 from PIL import Image
 
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
 from underpaint.engines.diffusion import DiffusionEngine
-from underpaint_protocol.session import ImageData
-
-
-class ControlJob(DaemonJob):
-    """``DaemonJob`` with an optional control layer read over ``planned.control``."""
-
-    def run_control(
-        self, canvas: np.ndarray, mask: np.ndarray, control: np.ndarray | None, steps: int, seed: int
-    ) -> float:
-        job = {
-            "mode": "inpaint",
-            "model": "tiny-random",
-            "prompt": "an astronaut",
-            "steps": steps,
-            "seed": seed,
-            "canvas": {"width": SIZE, "height": SIZE},
-            "selection": SELECTION,
-        }
-        if control is not None:
-            job["controls"] = [{"kind": "canny"}]
-        self.done.clear()
-        started = time.perf_counter()
-        planned = self.client.plan(job).result(timeout=60)
-        up = planned["upload"]
-        rows, cols = slice(up["y"], up["y"] + up["height"]), slice(up["x"], up["x"] + up["width"])
-        controls = []
-        if control is not None:
-            c = planned["control"]
-            layer = np.ascontiguousarray(control[c["y"] : c["y"] + c["height"], c["x"] : c["x"] + c["width"]])
-            controls.append(ImageData("rgba8", c["width"], c["height"], layer.tobytes()))
-        self.client.submit(
-            job,
-            up,
-            ImageData("rgba8", up["width"], up["height"], np.ascontiguousarray(canvas[rows, cols]).tobytes()),
-            ImageData("gray8", up["width"], up["height"], np.ascontiguousarray(mask[rows, cols]).tobytes()),
-            controls=controls,
-        ).result(timeout=60)
-        if not self.done.wait(600):
-            raise RuntimeError("the daemon job did not finish")
-        elapsed = time.perf_counter() - started
-        assert self.outcome["type"] == "finished", self.outcome
-        return elapsed
 
 
 def main() -> None:
@@ -87,10 +44,10 @@ def main() -> None:
     canvas, mask = photo(), selection_mask()
     edges = cv2.Canny(cv2.cvtColor(canvas[..., :3], cv2.COLOR_RGB2GRAY), 100, 200)
     control = np.ascontiguousarray(np.dstack([edges, edges, edges, np.full_like(edges, 255)]))
-    client = ControlJob(daemon.url)
+    client = DaemonJob(daemon.url)
     try:
-        client.run_control(canvas, mask, control, 2, 0)  # loads the model and the ControlNet, warms every path
-        client.run_control(canvas, mask, None, 2, 0)
+        client.run(canvas, mask, 2, 0, control)  # loads the model and the ControlNet, warms every path
+        client.run(canvas, mask, 2, 0)
         loaded = engine.loaded
         assert loaded is not None
         (controlnet,) = engine._controlnets.values()
@@ -100,33 +57,14 @@ def main() -> None:
         print(
             f"inpaint, canvas {SIZE}x{SIZE}, selection {SELECTION['width']}x{SELECTION['height']}, {args.steps} steps"
         )
-        image, mask_image = Image.fromarray(canvas[..., :3]), Image.fromarray(mask)
-        control_image = Image.fromarray(control[..., :3])
-
-        def direct(seed: int, with_control: bool) -> float:
-            extra = {"control_image": control_image} if with_control else {}
-            started = time.perf_counter()
-            out = (control_pipe if with_control else plain_pipe)(
-                prompt="an astronaut",
-                image=image,
-                mask_image=mask_image,
-                width=SIZE,
-                height=SIZE,
-                num_inference_steps=args.steps,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                **extra,
-            ).images[0]
-            elapsed = time.perf_counter() - started
-            assert out.size == (SIZE, SIZE)
-            return elapsed
-
-        direct(0, True)
+        with_control = {"control_image": Image.fromarray(control[..., :3])}
+        direct(control_pipe, canvas, mask, args.steps, 0, **with_control)
         times: dict[str, list[float]] = {key: [] for key in ("direct", "daemon", "direct-none", "daemon-none")}
         for round_index in range(args.repeats):
-            times["direct"].append(direct(round_index, True))
-            times["daemon"].append(client.run_control(canvas, mask, control, args.steps, round_index))
-            times["direct-none"].append(direct(round_index, False))
-            times["daemon-none"].append(client.run_control(canvas, mask, None, args.steps, round_index))
+            times["direct"].append(direct(control_pipe, canvas, mask, args.steps, round_index, **with_control))
+            times["daemon"].append(client.run(canvas, mask, args.steps, round_index, control))
+            times["direct-none"].append(direct(plain_pipe, canvas, mask, args.steps, round_index))
+            times["daemon-none"].append(client.run(canvas, mask, args.steps, round_index))
         median = {key: statistics.median(values) for key, values in times.items()}
         print(f"direct ControlNet call     {median['direct']:8.3f} s   (median of {args.repeats})")
         print(f"through the daemon         {median['daemon']:8.3f} s")

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # keep the library chatter out of the figures
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
@@ -68,7 +69,11 @@ class DaemonJob:
             self.outcome = event.message
             self.done.set()
 
-    def run(self, canvas: np.ndarray, mask: np.ndarray, steps: int, seed: int) -> float:
+    def run(
+        self, canvas: np.ndarray, mask: np.ndarray, steps: int, seed: int, control: np.ndarray | None = None
+    ) -> float:
+        """One inpaint job over the socket, timed from plan to outcome; ``control``: a canny control layer
+        on the canvas, uploaded as ``planned.control`` asks."""
         job = {
             "mode": "inpaint",
             "model": "tiny-random",
@@ -78,17 +83,25 @@ class DaemonJob:
             "canvas": {"width": SIZE, "height": SIZE},
             "selection": SELECTION,
         }
+        if control is not None:
+            job["controls"] = [{"kind": "canny"}]
         self.done.clear()
         started = time.perf_counter()
         planned = self.client.plan(job).result(timeout=60)
         up = planned["upload"]
         rows, cols = slice(up["y"], up["y"] + up["height"]), slice(up["x"], up["x"] + up["width"])
         region, region_mask = np.ascontiguousarray(canvas[rows, cols]), np.ascontiguousarray(mask[rows, cols])
+        controls = []
+        if control is not None:
+            c = planned["control"]
+            layer = np.ascontiguousarray(control[c["y"] : c["y"] + c["height"], c["x"] : c["x"] + c["width"]])
+            controls.append(ImageData("rgba8", c["width"], c["height"], layer.tobytes()))
         self.client.submit(
             job,
             up,
             ImageData("rgba8", up["width"], up["height"], region.tobytes()),
             ImageData("gray8", up["width"], up["height"], region_mask.tobytes()),
+            controls=controls,
         ).result(timeout=60)
         if not self.done.wait(600):
             raise RuntimeError("the daemon job did not finish")
@@ -96,6 +109,25 @@ class DaemonJob:
         assert self.outcome["type"] == "finished", self.outcome
         self.model_size = (planned["model_width"], planned["model_height"])
         return elapsed
+
+
+def direct(pipe: Any, canvas: np.ndarray, mask: np.ndarray, steps: int, seed: int, **extra: Any) -> float:
+    """The diffusers pipeline called the plain way (PIL in, PIL out), timed: what the daemon is held to."""
+    image, mask_image = Image.fromarray(canvas[..., :3]), Image.fromarray(mask)
+    started = time.perf_counter()
+    out = pipe(
+        prompt="an astronaut",
+        image=image,
+        mask_image=mask_image,
+        width=SIZE,
+        height=SIZE,
+        num_inference_steps=steps,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        **extra,
+    ).images[0]
+    elapsed = time.perf_counter() - started
+    assert out.size == (SIZE, SIZE)
+    return elapsed
 
 
 def main() -> None:
@@ -121,27 +153,10 @@ def main() -> None:
             f"model size {client.model_size[0]}x{client.model_size[1]}, {args.steps} steps, previews on"
         )
         pipe = loaded.pipeline_for("inpaint")
-        image, mask_image = Image.fromarray(canvas[..., :3]), Image.fromarray(mask)
-
-        def direct(seed: int) -> float:
-            started = time.perf_counter()
-            out = pipe(
-                prompt="an astronaut",
-                image=image,
-                mask_image=mask_image,
-                width=SIZE,
-                height=SIZE,
-                num_inference_steps=args.steps,
-                generator=torch.Generator("cpu").manual_seed(seed),
-            ).images[0]
-            elapsed = time.perf_counter() - started
-            assert out.size == (SIZE, SIZE)
-            return elapsed
-
-        direct(0)
+        direct(pipe, canvas, mask, args.steps, 0)
         times: dict[str, list[float]] = {"direct": [], "daemon": []}
         for round_index in range(args.repeats):
-            times["direct"].append(direct(round_index))
+            times["direct"].append(direct(pipe, canvas, mask, args.steps, round_index))
             client.previews = 0
             times["daemon"].append(client.run(canvas, mask, args.steps, round_index))
             previews = client.previews

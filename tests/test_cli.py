@@ -225,7 +225,7 @@ def test_a_cli_result_made_under_a_plugins_client_id_is_in_that_plugins_history(
     """The history a panel shows comes from the daemon: a result the CLI made under the panel's client
     id (while the panel was closed) is listed, fetched with its seed (above 2^31), and reusable."""
     from tests.protocol.fake_host import FakeCanvas, FakeHost
-    from underpaint.daemon.config import config_dir
+    from underpaint.folders import config_dir
     from underpaint_protocol.controller import Controller, WorkQueue
 
     url, outputs, _ = served

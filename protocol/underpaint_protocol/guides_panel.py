@@ -123,10 +123,10 @@ def model_takes(model: dict[str, Any] | None) -> list[str]:
     return [take for take in REFERENCE_TAKES if take in offered]
 
 
-def kind_options(kinds: list[str], current: str) -> list[str]:
-    """What a row's kind picker lists: the model's kinds, plus the row's own when the model (changed
-    since) does not take it, so the row shows what it holds and the refusal can name it."""
-    return [*kinds, *([current] if current not in kinds else [])]
+def row_options(offered: list[str], current: str) -> list[str]:
+    """What a row's kind (or take) picker lists: what the model offers, plus the row's own when the
+    model (changed since) does not take it, so the row shows what it holds and the refusal can name it."""
+    return [*offered, *([current] if current not in offered else [])]
 
 
 def default_kind(layer_name: str, kinds: list[str]) -> str:

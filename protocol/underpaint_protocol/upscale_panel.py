@@ -1,5 +1,5 @@
-"""What every panel shows alike for Upscale, Refine-upscale and Restore: the labels, which models each
-action lists, the factor's range, the refine strength's default, and the request each button sends.
+"""What every panel shows alike for Upscale, Refine-upscale and Restore: the labels and rows, which
+models each action lists, the fields' ranges and defaults, and the request each button sends.
 
 The Krita docker, the GIMP panel and procedures use it; the Figma sidebar mirrors it in
 ``src/ui/upscale.ts`` (its vitest reads this file's labels). Standard library only; Python 3.10+.
@@ -34,12 +34,37 @@ TIPS = {
     "strength": "How much the refine pass repaints: low keeps the upscale, 100% paints anew",
     "steps": "Diffusion steps of the refine pass (the strength runs that share of them); 0: the model's default",
 }
+PLACEHOLDERS = {"prompt": "prompt for every tile", "steps": "model default"}
+"""What an empty prompt field and a steps field at 0 show, where the toolkit can."""
 FACTOR_MIN, FACTOR_MAX, FACTOR_DEFAULT = 1.0, 16.0, 2.0
 """The protocol's bounds for ``job.upscale.factor``."""
+FACTOR_STEP, FACTOR_DECIMALS = 0.5, 2
 REFINE_STRENGTH_DEFAULT = 30
 """Percent: a hires-fix pass keeps most of the upscale."""
+STRENGTH_MIN, STRENGTH_MAX = 1, 100
+"""The refine strength field's percent range (0 would repaint nothing)."""
+STEPS_MAX = 150
+"""The refine steps field's top; 0, its default, leaves the steps to the model."""
 MODEL_MODES = {"upscaler": "upscale", "refiner": "refine_upscale", "restorer": "restore"}
 """Which mode a model must list in ``welcome`` to appear in each of the panel's model lists."""
+ROLES = tuple(MODEL_MODES)
+"""The panel's model lists."""
+ACTION_ROLE = {mode: role for role, mode in MODEL_MODES.items()}
+"""The model list each button runs with: it is enabled while that list has a model."""
+ROWS = (
+    "factor",
+    "upscaler",
+    "upscale",
+    "refiner",
+    "strength",
+    "steps",
+    "prompt",
+    "refine_upscale",
+    "restorer",
+    "restore",
+)
+"""The section top to bottom: a field captioned ``LABELS[key]``, or (an ``ACTIONS`` key) a button as wide
+as the section."""
 
 
 def models_for(models: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:

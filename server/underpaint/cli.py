@@ -219,10 +219,11 @@ def _add_guide_sources(command: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from underpaint.daemon.config import DaemonConfig, config_dir, data_dir
+    from underpaint.daemon.config import DaemonConfig
     from underpaint.daemon.server import Daemon, run_forever
     from underpaint.engines.registry import build_engines
     from underpaint.errors import JobError, StartupError
+    from underpaint.folders import config_dir, data_dir
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
@@ -304,7 +305,7 @@ def _serve_on_ray(args: argparse.Namespace, config: DaemonConfig) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from underpaint.daemon.config import config_dir
+    from underpaint.folders import config_dir
     from underpaint_protocol.client import DaemonError, NotConnected, UnderpaintClient
 
     token_file = config_dir() / "token"
@@ -403,7 +404,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     from underpaint.daemon.auth import load_or_create_token
-    from underpaint.daemon.config import config_dir
+    from underpaint.folders import config_dir
 
     print(load_or_create_token(args.token_file or config_dir() / "token"))
     return 0

@@ -213,7 +213,7 @@ def run_to_settled(controller: Controller, work: WorkQueue, job: Job | None) -> 
 def token_of(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
-    from underpaint.daemon.config import config_dir
+    from underpaint.folders import config_dir
 
     path = config_dir() / "token"
     return path.read_text(encoding="utf-8").strip() if path.is_file() else ""

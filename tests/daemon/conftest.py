@@ -125,6 +125,30 @@ def make_client(daemon: RunningDaemon) -> Iterator[Callable[..., tuple[Underpain
     yield from client_maker(daemon.url)
 
 
+@pytest.fixture(scope="module")
+def diffusion_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
+    """A daemon serving the classical fill and the built-in tiny-random diffusion model (the default),
+    one per test module: the whole stack, no weights."""
+    from underpaint.engines.diffusion import DiffusionEngine
+
+    engines = [ClassicalEngine(), DiffusionEngine(sources=["tiny-random"], device="cpu")]
+    running = start_daemon(
+        tmp_path_factory.mktemp("diffusion-daemon"), limits=Limits(), engines=engines, default_model="tiny-random"
+    )
+    yield running.thread
+    running.thread.stop()
+
+
+@pytest.fixture
+def diffusion_client(diffusion_daemon: DaemonThread) -> Iterator[tuple[UnderpaintClient, Recorder]]:
+    """A connected client of ``diffusion_daemon`` and its events."""
+    recorder = Recorder()
+    connected = UnderpaintClient(diffusion_daemon.url, client_name="pytest", on_event=recorder)
+    connected.connect()
+    yield connected, recorder
+    connected.close()
+
+
 def raw_connect(url: str, origin: str | None = None) -> ClientConnection:
     headers = {"Origin": origin} if origin is not None else None
     return connect(url, compression=None, max_size=None, additional_headers=headers, open_timeout=5)

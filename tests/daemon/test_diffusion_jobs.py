@@ -2,50 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.daemon.conftest import Recorder, layer_array, photo_like, start_daemon, submit_job
+from tests.daemon.conftest import layer_array, photo_like, submit_job
 from tests.daemon.test_jobs import rect_mask
-from underpaint.daemon.server import DaemonThread
-from underpaint.engines.classical import ClassicalEngine
-from underpaint_protocol.client import UnderpaintClient
-from underpaint_protocol.messages import Limits
 
 
-@pytest.fixture(scope="module")
-def diffusion_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
-    from underpaint.engines.diffusion import DiffusionEngine
-
-    tmp = tmp_path_factory.mktemp("diffusion-daemon")
-    engines = [ClassicalEngine(), DiffusionEngine(sources=["tiny-random"], device="cpu")]
-    running = start_daemon(tmp, limits=Limits(), engines=engines, default_model="tiny-random")
-    yield running.thread
-    running.thread.stop()
-
-
-@pytest.fixture
-def client(diffusion_daemon: DaemonThread) -> Iterator[tuple[UnderpaintClient, Recorder]]:
-    recorder = Recorder()
-    connected = UnderpaintClient(diffusion_daemon.url, client_name="pytest", on_event=recorder)
-    connected.connect()
-    yield connected, recorder
-    connected.close()
-
-
-def test_welcome_lists_tiny_random_as_a_diffusion_model(client) -> None:
-    connected, _ = client
+def test_welcome_lists_tiny_random_as_a_diffusion_model(diffusion_client) -> None:
+    connected, _ = diffusion_client
     models = {m["id"]: m for m in connected.welcome["models"]}
     assert models["tiny-random"]["engine"] == "diffusion"
     assert set(models["tiny-random"]["modes"]) == {"txt2img", "img2img", "inpaint", "outpaint", "refine_upscale"}
     assert connected.welcome["default_model"] == "tiny-random"
 
 
-def test_inpaint_on_tiny_random_through_the_daemon(client) -> None:
-    connected, events = client
+def test_inpaint_on_tiny_random_through_the_daemon(diffusion_client) -> None:
+    connected, events = diffusion_client
     canvas = photo_like(160, 120)
     job = {
         "mode": "inpaint",
@@ -73,8 +47,8 @@ def test_inpaint_on_tiny_random_through_the_daemon(client) -> None:
     assert engine_params["model"] == "tiny-random"
 
 
-def test_txt2img_and_cancel_on_tiny_random(client) -> None:
-    connected, events = client
+def test_txt2img_and_cancel_on_tiny_random(diffusion_client) -> None:
+    connected, events = diffusion_client
     job = {"mode": "txt2img", "prompt": "noise", "steps": 40, "canvas": {"width": 64, "height": 64}}
     accepted = submit_job(connected, job, None)
     events.wait_for(lambda: bool(events.of(accepted["job_id"], "progress")), timeout=120)
@@ -89,8 +63,8 @@ def test_txt2img_and_cancel_on_tiny_random(client) -> None:
     assert np.all(layer_array(result)[..., 3] == 255)
 
 
-def test_results_are_reproducible_from_their_params(client, tmp_path: Path) -> None:
-    connected, events = client
+def test_results_are_reproducible_from_their_params(diffusion_client, tmp_path: Path) -> None:
+    connected, events = diffusion_client
     job = {
         "mode": "txt2img",
         "prompt": "same",

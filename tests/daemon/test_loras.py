@@ -15,21 +15,12 @@ import numpy as np
 import pytest
 
 from tests.daemon.conftest import Recorder, layer_array, start_daemon, submit_job
+from tests.pickles import Payload
 from underpaint.daemon.server import DaemonThread
 from underpaint_protocol import pnginfo
 from underpaint_protocol.client import DaemonError, UnderpaintClient
 from underpaint_protocol.library import Library
 from underpaint_protocol.messages import Limits
-
-
-class Evil:
-    """Unpickling this creates ``marker``: proof that a pickle was opened."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (self.marker,))
 
 
 @dataclass
@@ -78,7 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     save_tiny_lora(models, "ink", 7, {"ss_tag_frequency": json.dumps(tags)})
     save_file({"weight": torch.zeros(2, 2)}, str(models / "not-a-lora.safetensors"))
     marker = tmp / "pickle-was-opened"
-    (models / "evil.pt").write_bytes(pickle.dumps(Evil(marker)))
+    (models / "evil.pt").write_bytes(pickle.dumps(Payload(marker)))
     engine = DiffusionEngine(sources=["tiny-random"], models_dirs=[tmp / "models"], device="cpu")
     running = start_daemon(tmp, limits=Limits(), engines=[ClassicalEngine(), engine], default_model="tiny-random")
     yield Served(running.thread, marker, engine)

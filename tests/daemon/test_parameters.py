@@ -7,19 +7,15 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from tests.daemon.conftest import Recorder, layer_array, start_daemon, submit_job, wait_until
+from tests.daemon.conftest import layer_array, submit_job, wait_until
 from underpaint.daemon.server import DaemonThread
-from underpaint.engines.classical import ClassicalEngine
 from underpaint_protocol import pnginfo
-from underpaint_protocol.client import UnderpaintClient
-from underpaint_protocol.messages import Limits
 
 A1111_SAMPLE = (
     "masterpiece, a lighthouse on a cliff, <lora:film:0.7>\n"
@@ -132,34 +128,14 @@ def test_a_deflate_bomb_is_not_inflated() -> None:
 # ---------------------------------------------------------------- through a real daemon
 
 
-@pytest.fixture(scope="module")
-def diffusion_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
-    from underpaint.engines.diffusion import DiffusionEngine
-
-    tmp = tmp_path_factory.mktemp("parameters-daemon")
-    engines = [ClassicalEngine(), DiffusionEngine(sources=["tiny-random"], device="cpu")]
-    running = start_daemon(tmp, limits=Limits(), engines=engines, default_model="tiny-random")
-    yield running.thread
-    running.thread.stop()
-
-
-@pytest.fixture
-def client(diffusion_daemon: DaemonThread) -> Iterator[tuple[UnderpaintClient, Recorder]]:
-    recorder = Recorder()
-    connected = UnderpaintClient(diffusion_daemon.url, client_name="pytest", on_event=recorder)
-    connected.connect()
-    yield connected, recorder
-    connected.close()
-
-
 def saved_png(output: str) -> Path:
     path = Path(output)
     wait_until(lambda: path.is_file(), 30, lambda: f"{path} was never written")
     return path
 
 
-def test_saved_png_carries_a1111_parameters_and_our_json(client) -> None:
-    connected, events = client
+def test_saved_png_carries_a1111_parameters_and_our_json(diffusion_client) -> None:
+    connected, events = diffusion_client
     job = {
         "mode": "txt2img",
         "prompt": "a café at dusk ☕",
@@ -197,8 +173,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_generate_from_our_png_makes_the_same_image(client, diffusion_daemon: DaemonThread, tmp_path: Path) -> None:
-    connected, events = client
+def test_generate_from_our_png_makes_the_same_image(
+    diffusion_client, diffusion_daemon: DaemonThread, tmp_path: Path
+) -> None:
+    connected, events = diffusion_client
     job = {"mode": "txt2img", "prompt": "round trip", "steps": 2, "seed": 7, "canvas": {"width": 64, "height": 64}}
     accepted = submit_job(connected, job, None)
     assert events.wait_outcome(accepted["job_id"], timeout=120).type == "finished"

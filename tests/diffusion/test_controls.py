@@ -14,6 +14,7 @@ import pytest
 
 from tests.diffusion.conftest import TinyModels, make_job, run
 from tests.guides import TinyGuides, build_guides
+from tests.pickles import Payload
 from underpaint.engines.base import ControlInput, ReferenceInput
 from underpaint.engines.diffusion import DiffusionEngine
 from underpaint.engines.diffusion.controls import parse_control_source
@@ -184,14 +185,10 @@ def test_a_reference_image_changes_the_result(engine: DiffusionEngine, family: s
 def test_pickled_controlnets_are_refused_without_being_opened(tmp_path: Path, guides: TinyGuides) -> None:
     marker = tmp_path / "pwned"
 
-    class Payload:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
-            return (open, (str(marker), "w"))
-
     folder = tmp_path / "evil-controlnet"
     folder.mkdir()
     (folder / "config.json").write_text((guides.canny_folder / "config.json").read_text())
-    (folder / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    (folder / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps(Payload(marker)))
     with pytest.raises(ValueError, match="pickle"):
         parse_control_source(f"canny={tmp_path / 'evil.pth'}")
     engine = DiffusionEngine(sources=["tiny-random"], device="cpu", previews="none", controls=[f"canny={folder}"])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.pickles import Payload
 from underpaint.engines.diffusion import tiny
 from underpaint.engines.diffusion.preprocess import DepthEstimator, canny, lines, prepare_control, soft_edges
 from underpaint.errors import JobError
@@ -76,15 +77,11 @@ def test_a_pickled_depth_model_is_refused(tmp_path: Path) -> None:
 
     marker = tmp_path / "pwned"
 
-    class Payload:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
-            return (open, (str(marker), "w"))
-
     model, processor = tiny.build_depth_model()
     folder = tmp_path / "depth-pickle"
     model.config.save_pretrained(str(folder))
     processor.save_pretrained(str(folder))
-    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload(marker)))
     estimator = DepthEstimator(str(folder), "cpu", torch.float32)
     with pytest.raises(JobError) as refused:
         estimator(np.zeros((32, 32, 3), np.uint8))

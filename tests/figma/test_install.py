@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from underpaint.folders import data_dir
 from underpaint.install import figma
 from underpaint.install.bundle import InstallError
 
@@ -52,9 +53,9 @@ def test_an_unbuilt_plugin_says_how_to_build_it(bundle: Path, tmp_path: Path) ->
 
 def test_default_folder_per_platform(tmp_path: Path) -> None:
     home = tmp_path
-    assert figma.data_dir("linux", {}, home) == home / ".local/share/underpaint"
-    assert figma.data_dir("linux", {"XDG_DATA_HOME": "/x"}, home) == Path("/x/underpaint")
-    assert figma.data_dir("darwin", {}, home) == home / "Library/Application Support/underpaint"
-    assert figma.data_dir("win32", {"APPDATA": "C:/Users/a/AppData/Roaming"}, home) == Path(
+    assert data_dir("linux", {}, home) == home / ".local/share/underpaint"
+    assert data_dir("linux", {"XDG_DATA_HOME": "/x"}, home) == Path("/x/underpaint")
+    assert data_dir("darwin", {}, home) == home / "Library/Application Support/underpaint"
+    assert data_dir("win32", {"APPDATA": "C:/Users/a/AppData/Roaming"}, home) == Path(
         "C:/Users/a/AppData/Roaming/underpaint"
     )

@@ -15,6 +15,7 @@ import torch
 
 from tests.daemon.conftest import Recorder, layer_array, photo_like, submit_job
 from tests.daemon.test_jobs import rect_mask
+from tests.pickles import Payload
 from underpaint.canvas import BlendSettings, Box, plan_job, prepare_job
 from underpaint.canvas import fill as canvas_fill
 from underpaint.daemon.config import DaemonConfig
@@ -38,16 +39,6 @@ def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "random-lama.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
-
-
-class Payload:
-    """Pickles to a call that writes a marker file: what a malicious checkpoint does."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "pwned"))
 
 
 def test_malicious_pickle_does_not_run(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from underpaint_protocol.guides_panel import (
     model_takes,
     percent,
     png_size,
+    row_options,
 )
 
 MODEL = {"id": "sd15", "control_kinds": ["scribble", "depth", "canny"], "reference_modes": ["style", "both"]}
@@ -41,6 +42,14 @@ def tiny_png(width: int, height: int) -> bytes:
 def test_every_kind_and_take_has_a_label() -> None:
     assert set(KIND_LABELS) == set(get_args(messages.ControlKind))
     assert set(TAKE_LABELS) == set(get_args(messages.ReferenceMode))
+
+
+def test_a_rows_picker_keeps_the_rows_own_choice_when_the_model_no_longer_offers_it() -> None:
+    kinds, takes = model_kinds(MODEL), model_takes(MODEL)
+    assert row_options(kinds, "depth") == ["scribble", "canny", "depth"]
+    assert row_options(kinds, "pose") == ["scribble", "canny", "depth", "pose"]
+    assert row_options(takes, "composition") == ["style", "both", "composition"]
+    assert row_options([], "both") == ["both"]  # a model without an IP-Adapter: the row still shows its take
 
 
 def test_offered_layers_hold_pixels_and_are_not_the_preview() -> None:

@@ -6,8 +6,12 @@ import pytest
 
 from underpaint_protocol.upscale import UpscaleRequest
 from underpaint_protocol.upscale_panel import (
+    ACTION_ROLE,
     ACTIONS,
+    LABELS,
     REFINE_STRENGTH_DEFAULT,
+    ROLES,
+    ROWS,
     models_for,
     upscale_request,
 )
@@ -54,3 +58,11 @@ def test_each_button_sends_its_mode_with_only_what_it_uses() -> None:
 
 def test_the_buttons_read_the_same_everywhere() -> None:
     assert ACTIONS == {"upscale": "Upscale", "refine_upscale": "Refine-upscale", "restore": "Restore"}
+
+
+def test_every_field_and_button_has_one_row_and_each_button_its_model_list() -> None:
+    """What the hosts build their sections from: a row a field (with its caption) or a button."""
+    assert sorted(ROWS) == sorted([*(key for key in LABELS if key != "section"), *ACTIONS])
+    assert ROWS.index("upscaler") < ROWS.index("upscale") < ROWS.index("refiner") < ROWS.index("refine_upscale")
+    assert ACTION_ROLE == {"upscale": "upscaler", "refine_upscale": "refiner", "restore": "restorer"}
+    assert set(ROLES) == set(ACTION_ROLE.values())

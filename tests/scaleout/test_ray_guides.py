@@ -18,8 +18,9 @@ import pytest
 
 from tests.daemon.conftest import Recorder, client_maker, layer_array, photo_like, start_daemon, submit_job
 from tests.daemon.test_control_jobs import raw, region_of, run_job, square_layer
-from tests.daemon.test_loras import Evil, save_tiny_lora
+from tests.daemon.test_loras import save_tiny_lora
 from tests.guides import TinyGuides, build_guides
+from tests.pickles import Payload
 from tests.scaleout.conftest import RayDaemon, ray_daemon_with
 from underpaint.daemon.server import DaemonThread
 from underpaint.scaleout.replica import EngineSettings
@@ -47,7 +48,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, guides: TinyGuides) -> En
     loras.mkdir()
     save_tiny_lora(loras, "film", 42, {"modelspec.trigger_phrase": "filmic, grainy"})
     save_tiny_lora(loras, "ink", 7, {})
-    (loras / "evil.pt").write_bytes(pickle.dumps(Evil(models / "pickle-was-opened")))
+    (loras / "evil.pt").write_bytes(pickle.dumps(Payload(models / "pickle-was-opened")))
     return EngineSettings(
         engine="classical",
         models=("tiny-random",),

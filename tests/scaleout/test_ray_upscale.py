@@ -16,6 +16,16 @@ import pytest
 from tests.daemon.conftest import client_maker, layer_array, photo_like, submit_job
 from tests.scaleout.conftest import RayDaemon, wait_workers
 from tests.upscale import models
+from tests.upscale.jobs import (
+    REGION_LAYER,
+    REGION_UPSCALE,
+    alpha_on_canvas,
+    model_region_upscale,
+    refine_upscale_job,
+    region_picture,
+    restore_job,
+    tiles_in_order,
+)
 from tests.upscale.test_tiles import upscale
 from underpaint.daemon.config import DaemonConfig
 from underpaint.daemon.server import Daemon, DaemonThread
@@ -61,24 +71,15 @@ def test_an_upscale_runs_its_model_passes_on_a_replica(make_client, upscale_daem
     models_by_id = {m["id"]: m for m in client.welcome["models"]}
     assert models_by_id["tiny-compact-x2"]["modes"] == ["upscale"]
     assert models_by_id["tiny-restoreformer"]["modes"] == ["restore"]
-    picture = photo_like(160, 120, seed=5)
-    job = {
-        "mode": "upscale",
-        "model": "tiny-compact-x2",
-        "canvas": {"width": 160, "height": 120},
-        "selection": {"x": 21, "y": 10, "width": 75, "height": 61},
-        "upscale": {"factor": 3.0, "tile": 64},
-    }
-    accepted = submit_job(client, job, picture)
+    picture = region_picture()
+    accepted = submit_job(client, REGION_UPSCALE, picture)
     outcome = events.wait_outcome(accepted["job_id"], 300)
     assert outcome.type == "finished", outcome.message
-    results = sorted(events.of(accepted["job_id"], "result"), key=lambda r: r.message["index"])
-    assert results[0].message["upscale"]["layer"] == {"x": 63, "y": 30, "width": 225, "height": 183}
+    results, joined = tiles_in_order(events, accepted["job_id"])
+    assert results[0].message["upscale"]["layer"] == REGION_LAYER
     progress = [p.message["step"] for p in events.of(accepted["job_id"], "progress")]
     assert progress == list(range(1, len(progress) + 1)) and len(progress) >= 2  # one step per tile
-    joined = np.concatenate([layer_array(r) for r in results])
-    local = SpandrelUpscaler(str(model_files["compact"]), "cpu")
-    expected, _ = upscale(np.ascontiguousarray(picture[10:71, 21:96]), local, 3.0, tile=64)
+    expected = model_region_upscale(picture, model_files["compact"])
     difference = np.abs(joined.astype(int) - expected.astype(int)).max()
     assert difference <= 1, f"the replicas' passes differ from the model run here by {difference}"
     # the model ran on a replica: one of them reports it warm (the status follows within a heartbeat)
@@ -99,8 +100,7 @@ def test_tiles_that_cross_rays_object_store_are_blended_too(make_client, model_f
     accepted = submit_job(client, job, picture)
     outcome = events.wait_outcome(accepted["job_id"], 300)
     assert outcome.type == "finished", outcome.message
-    results = sorted(events.of(accepted["job_id"], "result"), key=lambda r: r.message["index"])
-    joined = np.concatenate([layer_array(r) for r in results])
+    _, joined = tiles_in_order(events, accepted["job_id"])
     expected, _ = upscale(picture, SpandrelUpscaler(str(model_files["compact"]), "cpu"), 2.0, tile=128)
     assert np.abs(joined.astype(int) - expected.astype(int)).max() <= 1
 
@@ -117,17 +117,8 @@ def test_a_classical_upscale_needs_no_replica(make_client) -> None:
 
 def test_refine_upscale_runs_the_upscaler_and_the_diffusion_tiles_on_replicas(make_client) -> None:
     client, events = make_client()
-    job = {
-        "mode": "refine_upscale",
-        "model": "tiny-random",
-        "prompt": "a lighthouse",
-        "steps": 4,
-        "strength": 0.5,
-        "seed": 9,
-        "canvas": {"width": 96, "height": 64},
-        "upscale": {"factor": 2.0, "model": "tiny-compact-x2"},
-    }
-    accepted = submit_job(client, job, photo_like(96, 64, seed=3))
+    job, picture = refine_upscale_job("tiny-compact-x2")
+    accepted = submit_job(client, job, picture)
     outcome = events.wait_outcome(accepted["job_id"], 300)
     assert outcome.type == "finished", outcome.message
     (result,) = events.of(accepted["job_id"], "result")
@@ -140,22 +131,12 @@ def test_refine_upscale_runs_the_upscaler_and_the_diffusion_tiles_on_replicas(ma
 
 def test_restore_runs_on_a_replica_and_changes_only_the_selection(make_client) -> None:
     client, events = make_client()
-    mask = np.zeros((160, 200), np.uint8)
-    mask[50:110, 70:130] = 255
-    job = {
-        "mode": "restore",
-        "model": "tiny-restoreformer",
-        "canvas": {"width": 200, "height": 160},
-        "selection": {"x": 70, "y": 50, "width": 60, "height": 60},
-    }
-    accepted = submit_job(client, job, photo_like(200, 160, seed=7), mask)
+    job, picture, mask = restore_job("tiny-restoreformer")
+    accepted = submit_job(client, job, picture, mask)
     outcome = events.wait_outcome(accepted["job_id"], 300)
     assert outcome.type == "finished", outcome.message
     (result,) = events.of(accepted["job_id"], "result")
-    layer = layer_array(result)
-    x, y = result.message["layer"]["x"], result.message["layer"]["y"]
-    alpha = np.zeros((160, 200), np.uint8)
-    alpha[y : y + layer.shape[0], x : x + layer.shape[1]] = layer[..., 3]
+    alpha = alpha_on_canvas(result, 200, 160)
     assert alpha[60:100, 80:120].min() == 255 and alpha[:10].max() == 0
 
 

@@ -25,6 +25,7 @@ from tests.daemon.conftest import (
     wait_until,
 )
 from tests.daemon.engines import PACED_MODEL, PacedEngine
+from tests.pickles import Payload
 from tests.protocol.fake_host import FakeCanvas, FakeHost
 from tests.segment.scenes import composite, iou
 from underpaint.engines.classical import ClassicalEngine
@@ -271,23 +272,13 @@ def test_the_controller_turns_the_answer_into_the_selection(segment_daemon: Runn
         controller.close()
 
 
-class _Payload:
-    """Unpickling this creates ``marker``: proof that a pickle ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (self.marker,))
-
-
 @pytest.mark.parametrize("with_other_safetensors", [False, True])
 def test_pickle_checkpoints_are_refused(tmp_path: Path, make_client: MakeClient, with_other_safetensors: bool) -> None:
     folder = tmp_path / "evil-sam"
     folder.mkdir()
     marker = tmp_path / "pwned"
     (folder / "config.json").write_text('{"model_type": "sam"}')
-    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload(marker)))
     if with_other_safetensors:  # the pre-check passes; transformers itself must not read the pickle
         from safetensors.numpy import save_file
 

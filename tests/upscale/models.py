@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from tests.pickles import Payload
+
 
 def compact_x2(folder: Path, name: str = "tiny-compact-x2") -> Path:
     """Real-ESRGAN's SRVGGNetCompact, 2x, 8 features (cheap: the tests' workhorse)."""
@@ -90,16 +92,6 @@ def gfpgan(folder: Path, name: str = "random-gfpgan") -> Path:
     path = folder / f"{name}.safetensors"
     save_file({key: value.half().contiguous() for key, value in model.state_dict().items()}, str(path))
     return path
-
-
-class Payload:
-    """Pickles to a call that writes a marker file: what a malicious checkpoint does."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "pwned"))
 
 
 def malicious_pth(folder: Path, marker: Path, name: str = "RealESRGAN_x4plus", key: str = "conv_first.weight") -> Path:

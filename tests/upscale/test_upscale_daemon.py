@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,33 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.daemon.conftest import RunningDaemon, client_maker, layer_array, photo_like, start_daemon, submit_job
+from tests.daemon.conftest import (
+    Recorder,
+    RunningDaemon,
+    client_maker,
+    layer_array,
+    photo_like,
+    start_daemon,
+    submit_job,
+)
 from tests.protocol.fake_host import FakeCanvas
 from tests.protocol.test_controller import Live
 from tests.upscale import models
+from tests.upscale.jobs import (
+    REGION_LAYER,
+    REGION_UPSCALE,
+    alpha_on_canvas,
+    model_region_upscale,
+    refine_upscale_job,
+    region_picture,
+    restore_job,
+    tiles_in_order,
+)
 from tests.upscale.test_tiles import upscale
 from underpaint.engines.registry import build_engines
-from underpaint.engines.upscale import ClassicalUpscaler, SpandrelUpscaler
+from underpaint.engines.upscale import ClassicalUpscaler
 from underpaint.engines.weights import UnsafeWeights, load_state_dict
-from underpaint_protocol.client import DaemonError
+from underpaint_protocol.client import DaemonError, UnderpaintClient
 from underpaint_protocol.controller import Request
 from underpaint_protocol.messages import Limits
 from underpaint_protocol.upscale import UpscaleRequest
@@ -113,14 +132,7 @@ def test_whole_canvas_upscale_scales_the_document_and_lands_the_joined_tiles(dae
 
 def test_region_upscale_with_a_model_lands_over_the_scaled_region(make_client, model_files) -> None:
     client, events = make_client()
-    picture = photo_like(160, 120, seed=5)
-    job = {
-        "mode": "upscale",
-        "model": "tiny-compact-x2",
-        "canvas": {"width": 160, "height": 120},
-        "selection": {"x": 21, "y": 10, "width": 75, "height": 61},
-        "upscale": {"factor": 3.0, "tile": 64},
-    }
+    picture, job = region_picture(), REGION_UPSCALE
     planned = client.plan(job).result(timeout=10)
     assert planned["upload"] == {"x": 21, "y": 10, "width": 75, "height": 61}
     assert planned["canvas"] == {"x": 0, "y": 0, "width": 480, "height": 360}
@@ -129,16 +141,14 @@ def test_region_upscale_with_a_model_lands_over_the_scaled_region(make_client, m
     assert outcome.type == "finished", outcome.message
     results = events.of(accepted["job_id"], "result")
     assert outcome.message["results"] == len(results) == results[0].message["upscale"]["tiles"]
-    whole = results[0].message["upscale"]["layer"]
-    assert whole == {"x": 63, "y": 30, "width": 225, "height": 183}
+    assert results[0].message["upscale"]["layer"] == REGION_LAYER
     progress = events.of(accepted["job_id"], "progress")
     assert [p.message["step"] for p in progress] == list(range(1, progress[-1].message["total"] + 1))
-    joined = np.concatenate([layer_array(r) for r in sorted(results, key=lambda r: r.message["index"])])
+    ordered, joined = tiles_in_order(events, accepted["job_id"])
     assert joined.shape == (183, 225, 4)
-    rows = [r.message["layer"]["y"] for r in sorted(results, key=lambda r: r.message["index"])]
+    rows = [r.message["layer"]["y"] for r in ordered]
     assert rows == sorted(rows) and rows[0] == 30
-    compact = SpandrelUpscaler(str(model_files["compact"]), "cpu")
-    expected, _ = upscale(np.ascontiguousarray(picture[10:71, 21:96]), compact, 3.0, tile=64)
+    expected = model_region_upscale(picture, model_files["compact"])
     assert np.array_equal(joined, expected), "the daemon's tiles are the model's tiled upscale of the region"
 
 
@@ -172,9 +182,8 @@ def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon:
     job = {"mode": "upscale", "canvas": {"width": 300, "height": 200}, "upscale": {"factor": 4.0}}
     accepted = submit_job(client, job, photo_like(300, 200, seed=6))
     assert events.wait_outcome(accepted["job_id"], 120).type == "finished"
-    results = sorted(events.of(accepted["job_id"], "result"), key=lambda r: r.message["index"])
+    results, joined = tiles_in_order(events, accepted["job_id"])
     assert len(results) == 4
-    joined = np.concatenate([layer_array(r) for r in results])
     whole = Path(results[0].message["output"]).with_name(f"{accepted['job_id']}.png")
     events.wait_for(whole.is_file, 60)
     with Image.open(whole) as png:
@@ -190,17 +199,8 @@ def test_the_outputs_folder_gets_the_whole_layer_as_one_png(make_client, daemon:
 
 def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make_client) -> None:
     client, events = make_client()
-    job = {
-        "mode": "refine_upscale",
-        "model": "tiny-random",
-        "prompt": "a lighthouse",
-        "steps": 4,
-        "strength": 0.5,
-        "seed": 9,
-        "canvas": {"width": 96, "height": 64},
-        "upscale": {"factor": 2.0, "model": "classical-upscale"},
-    }
-    accepted = submit_job(client, job, photo_like(96, 64, seed=3))
+    job, picture = refine_upscale_job("classical-upscale")
+    accepted = submit_job(client, job, picture)
     outcome = events.wait_outcome(accepted["job_id"], 300)
     assert outcome.type == "finished", outcome.message
     results = events.of(accepted["job_id"], "result")
@@ -216,6 +216,20 @@ def test_refine_upscale_runs_diffusion_over_tiles_with_progress_across_them(make
     count, per_tile = steps[-1]["tile"]["count"], steps[-1]["tile"]["steps"]
     assert refined == [(tile, step) for tile in range(1, count + 1) for step in range(1, per_tile + 1)]
     assert steps[-1]["total"] == len(upscaled) + count * per_tile
+
+
+@contextmanager
+def restore_daemon(tmp_path: Path, source: str) -> Iterator[tuple[UnderpaintClient, Recorder]]:
+    """A daemon serving only the restoration model ``source`` (default limits), and a client of it."""
+    engines, _ = build_engines("classical", [source], [], "cpu")
+    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
+    try:
+        maker = client_maker(running.url)
+        yield next(maker)()
+        for _ in maker:
+            pass
+    finally:
+        running.thread.stop()
 
 
 def expect_error(client: Any, job: dict[str, Any]) -> DaemonError:
@@ -278,34 +292,16 @@ def test_bad_upscale_requests_get_errors_naming_the_field(make_client, change, c
 
 
 def test_restore_with_the_research_opt_in_changes_only_the_selection(tmp_path: Path, model_files) -> None:
-    engines, _ = build_engines("classical", [f"restore:{model_files['restoreformer']}#allow_research"], [], "cpu")
-    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
-    try:
-        maker = client_maker(running.url)
-        client, events = next(maker)()
-        picture = photo_like(200, 160, seed=7)
-        mask = np.zeros((160, 200), np.uint8)
-        mask[50:110, 70:130] = 255
-        job = {
-            "mode": "restore",
-            "canvas": {"width": 200, "height": 160},
-            "selection": {"x": 70, "y": 50, "width": 60, "height": 60},
-        }
+    with restore_daemon(tmp_path, f"restore:{model_files['restoreformer']}#allow_research") as (client, events):
+        job, picture, mask = restore_job(None)
         accepted = submit_job(client, job, picture, mask)
         outcome = events.wait_outcome(accepted["job_id"], 300)
         assert outcome.type == "finished", outcome.message
         (result,) = events.of(accepted["job_id"], "result")
         assert result.message.get("upscale") is None and result.message["params"]["model"] == "tiny-restoreformer"
-        layer = layer_array(result)
-        x, y = result.message["layer"]["x"], result.message["layer"]["y"]
-        alpha = np.zeros((160, 200), np.uint8)
-        alpha[y : y + layer.shape[0], x : x + layer.shape[1]] = layer[..., 3]
+        alpha = alpha_on_canvas(result, 200, 160)
         assert alpha[60:100, 80:120].min() == 255  # the selection is replaced
         assert alpha[:10].max() == 0 and alpha[150:].max() == 0 and alpha[:, :20].max() == 0  # far outside: nothing
-        for _ in maker:
-            pass
-    finally:
-        running.thread.stop()
 
 
 def test_a_malicious_pth_upscaler_is_refused_without_running_its_code(tmp_path: Path) -> None:
@@ -372,11 +368,7 @@ def gfpgan_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_gfpgan_restores_the_face_region_over_the_socket_and_leaves_the_rest(tmp_path: Path, gfpgan_file) -> None:
     """GFPGAN (Apache-2.0) runs without the research opt-in: the selection changes, the rest does not."""
-    engines, _ = build_engines("classical", [f"restore:{gfpgan_file}"], [], "cpu")
-    running = start_daemon(tmp_path, limits=Limits(), engines=engines)
-    try:
-        maker = client_maker(running.url)
-        client, events = next(maker)()
+    with restore_daemon(tmp_path, f"restore:{gfpgan_file}") as (client, events):
         listed = {m["id"]: m for m in client.welcome["models"]}["random-gfpgan"]
         assert (listed["family"], listed["modes"], listed.get("refusal")) == ("GFPGAN", ["restore"], None)
         picture = photo_like(240, 200, seed=11)
@@ -404,13 +396,8 @@ def test_gfpgan_restores_the_face_region_over_the_socket_and_leaves_the_rest(tmp
         outside = np.ones((200, 240), bool)
         outside[20:180, 40:200] = False  # the selection with room for its soft edge (grow 2 + feather 32)
         assert change[outside].max() == 0, "nothing outside the selection changes"
-        alpha = np.zeros((200, 240), np.uint8)
-        alpha[y : y + layer.shape[0], x : x + layer.shape[1]] = layer[..., 3]
+        alpha = alpha_on_canvas(result, 240, 200)
         assert alpha[outside].max() == 0 and alpha[70:130, 90:150].min() == 255
-        for _ in maker:
-            pass
-    finally:
-        running.thread.stop()
 
 
 def test_a_malicious_pth_restore_model_is_refused_without_running_its_code(tmp_path: Path) -> None:

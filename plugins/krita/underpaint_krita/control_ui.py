@@ -25,11 +25,11 @@ from underpaint_protocol.guides_panel import (
     HostLayer,
     availability,
     fraction,
-    kind_options,
     layer_choices,
     model_kinds,
     model_takes,
     percent,
+    row_options,
 )
 
 from .model import DockerModel
@@ -92,10 +92,10 @@ class GuidesBox(QtWidgets.QGroupBox):
         pick.addWidget(self.layer_combo, 0, 1, 1, 2)
         self.add_control_button = QtWidgets.QPushButton(LABELS["add_control"])
         self.add_control_button.setToolTip(TIPS["add_control"])
-        self.add_control_button.clicked.connect(self.add_control)
+        self.add_control_button.clicked.connect(lambda: self._add(self.fields.add_control))
         self.add_reference_button = QtWidgets.QPushButton(LABELS["add_reference"])
         self.add_reference_button.setToolTip(TIPS["add_reference"])
-        self.add_reference_button.clicked.connect(self.add_reference)
+        self.add_reference_button.clicked.connect(lambda: self._add(self.fields.add_reference))
         pick.addWidget(self.add_control_button, 1, 0, 1, 2)
         pick.addWidget(self.add_reference_button, 1, 2)
         self.file_button = QtWidgets.QPushButton(LABELS["reference_file"])
@@ -122,16 +122,11 @@ class GuidesBox(QtWidgets.QGroupBox):
     def _model(self) -> dict[str, Any] | None:
         return self.model.controller.model_info(self.model.model_id or None)
 
-    def add_control(self) -> None:
+    def _add(self, add: Callable[[HostLayer, dict[str, Any] | None], object]) -> None:
+        """An Add button: a row for the chosen layer (``GuideFields.add_control`` or ``add_reference``)."""
         layer = self._chosen()
         if layer is not None:
-            self.fields.add_control(layer, self._model())
-            self._changed()
-
-    def add_reference(self) -> None:
-        layer = self._chosen()
-        if layer is not None:
-            self.fields.add_reference(layer, self._model())
+            add(layer, self._model())
             self._changed()
 
     def _reference_file(self) -> None:
@@ -202,7 +197,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid.setColumnStretch(3, 1)
         name = _name_label(self.fields.name(control))
         kind = self.guard(QtWidgets.QComboBox())
-        for value in kind_options(kinds, control.kind):
+        for value in row_options(kinds, control.kind):
             kind.addItem(KIND_LABELS[value], value)
         kind.setCurrentIndex(kind.findData(control.kind))
         kind.currentIndexChanged.connect(lambda _: self._set_control(index, kind=str(kind.currentData())))
@@ -244,7 +239,7 @@ class GuidesBox(QtWidgets.QGroupBox):
         grid.setColumnStretch(1, 1)
         name = _name_label(f"{LABELS['reference']}: {self.fields.name(reference)}")
         take = self.guard(QtWidgets.QComboBox())
-        for value in [*takes, *([reference.take] if reference.take not in takes else [])]:
+        for value in row_options(takes, reference.take):
             take.addItem(TAKE_LABELS[value], value)
         take.setCurrentIndex(take.findData(reference.take))
         take.currentIndexChanged.connect(lambda _: self._set_reference(index, take=str(take.currentData())))

@@ -13,12 +13,21 @@ from typing import Any
 
 from underpaint_protocol.panel import model_label
 from underpaint_protocol.upscale_panel import (
+    ACTION_ROLE,
     ACTIONS,
+    FACTOR_DECIMALS,
     FACTOR_DEFAULT,
     FACTOR_MAX,
     FACTOR_MIN,
+    FACTOR_STEP,
     LABELS,
+    PLACEHOLDERS,
     REFINE_STRENGTH_DEFAULT,
+    ROLES,
+    ROWS,
+    STEPS_MAX,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
     TIPS,
     models_for,
     upscale_request,
@@ -26,8 +35,6 @@ from underpaint_protocol.upscale_panel import (
 
 from .model import DockerModel
 from .qt import Qt, QtWidgets
-
-ROLES = ("upscaler", "refiner", "restorer")
 
 
 def _number(text: str, default: float) -> float:
@@ -48,8 +55,8 @@ class UpscaleBox(QtWidgets.QGroupBox):
         grid.setColumnStretch(1, 1)
         self.factor_spin = guard(QtWidgets.QDoubleSpinBox())
         self.factor_spin.setRange(FACTOR_MIN, FACTOR_MAX)
-        self.factor_spin.setDecimals(2)
-        self.factor_spin.setSingleStep(0.5)
+        self.factor_spin.setDecimals(FACTOR_DECIMALS)
+        self.factor_spin.setSingleStep(FACTOR_STEP)
         self.factor_spin.setSuffix(" ×")
         self.factor_spin.setValue(_number(settings.get("upscale_factor", ""), FACTOR_DEFAULT))
         self.factor_spin.setToolTip(TIPS["factor"])
@@ -62,19 +69,19 @@ class UpscaleBox(QtWidgets.QGroupBox):
             combo.currentIndexChanged.connect(lambda _index, role=role: self._chosen(role))
             self.combos[role] = combo
         self.strength_spin = guard(QtWidgets.QSpinBox())
-        self.strength_spin.setRange(1, 100)
+        self.strength_spin.setRange(STRENGTH_MIN, STRENGTH_MAX)
         self.strength_spin.setSuffix(" %")
         self.strength_spin.setValue(int(_number(settings.get("refine_strength", ""), REFINE_STRENGTH_DEFAULT)))
         self.strength_spin.setToolTip(TIPS["strength"])
         self.strength_spin.setMinimumWidth(0)
         self.steps_spin = guard(QtWidgets.QSpinBox())
-        self.steps_spin.setRange(0, 150)
-        self.steps_spin.setSpecialValueText("model default")
+        self.steps_spin.setRange(0, STEPS_MAX)
+        self.steps_spin.setSpecialValueText(PLACEHOLDERS["steps"])
         self.steps_spin.setValue(int(_number(settings.get("refine_steps", ""), 0)))
         self.steps_spin.setToolTip(TIPS["steps"])
         self.steps_spin.setMinimumWidth(0)
         self.prompt_edit = QtWidgets.QLineEdit()
-        self.prompt_edit.setPlaceholderText("Prompt for every tile")
+        self.prompt_edit.setPlaceholderText(PLACEHOLDERS["prompt"])
         self.buttons: dict[str, QtWidgets.QPushButton] = {}
         for action, label in ACTIONS.items():
             button = QtWidgets.QPushButton(label)
@@ -85,31 +92,27 @@ class UpscaleBox(QtWidgets.QGroupBox):
         self.refine_button = self.buttons["refine_upscale"]
         self.restore_button = self.buttons["restore"]
 
-        rows: list[tuple[str | None, Any]] = [
-            (LABELS["factor"], self.factor_spin),
-            (LABELS["upscaler"], self.combos["upscaler"]),
-            (None, self.upscale_button),
-            (LABELS["refiner"], self.combos["refiner"]),
-            (LABELS["strength"], self.strength_spin),
-            (LABELS["steps"], self.steps_spin),
-            (LABELS["prompt"], self.prompt_edit),
-            (None, self.refine_button),
-            (LABELS["restorer"], self.combos["restorer"]),
-            (None, self.restore_button),
-        ]
-        for row, (caption, widget) in enumerate(rows):
-            if caption is None:
-                grid.addWidget(widget, row, 0, 1, 2)
+        fields = {
+            "factor": self.factor_spin,
+            **self.combos,
+            "strength": self.strength_spin,
+            "steps": self.steps_spin,
+            "prompt": self.prompt_edit,
+            **self.buttons,
+        }
+        for row, key in enumerate(ROWS):
+            if key in ACTIONS:
+                grid.addWidget(fields[key], row, 0, 1, 2)
             else:
-                title = QtWidgets.QLabel(caption)
-                title.setBuddy(widget)
+                title = QtWidgets.QLabel(LABELS[key])
+                title.setBuddy(fields[key])
                 grid.addWidget(title, row, 0)
-                grid.addWidget(widget, row, 1)
+                grid.addWidget(fields[key], row, 1)
         self.progress_label = QtWidgets.QLabel()
         self.progress_label.setWordWrap(True)
         self.progress_label.setMinimumWidth(0)
         self.progress_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
-        grid.addWidget(self.progress_label, len(rows), 0, 1, 2)
+        grid.addWidget(self.progress_label, len(ROWS), 0, 1, 2)
         self._filling = False
         model.subscribe(self.refresh)
         self.refresh()
@@ -162,8 +165,7 @@ class UpscaleBox(QtWidgets.QGroupBox):
             self._filling = False
         connected = self.model.connection == "connected"
         for action, button in self.buttons.items():
-            role = "restorer" if action == "restore" else "refiner" if action == "refine_upscale" else "upscaler"
-            button.setEnabled(connected and self.combos[role].count() > 0)
+            button.setEnabled(connected and self.combos[ACTION_ROLE[action]].count() > 0)
         job = self.model.controller.current
         text = job.describe() if job is not None and job.mode in ACTIONS else ""
         self.progress_label.setText(text)

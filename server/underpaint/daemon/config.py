@@ -1,30 +1,13 @@
-"""Daemon settings and where underpaint keeps its files on each platform."""
+"""Daemon settings (where underpaint keeps its files: `underpaint.folders`)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from underpaint.folders import config_dir, data_dir
 from underpaint_protocol import DEFAULT_PORT
 from underpaint_protocol.messages import Limits
-
-
-def config_dir() -> Path:
-    """The per-user config folder (token lives here)."""
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "underpaint"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "underpaint"
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "underpaint"
-
-
-def data_dir() -> Path:
-    """The per-user data folder (generated outputs live here by default)."""
-    if sys.platform in ("win32", "darwin"):
-        return config_dir()
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "underpaint"
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from underpaint.canvas.plan import ModelResolution
+from underpaint.errors import JobError
 from underpaint.modes import Mode
 
 
@@ -220,3 +221,42 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing
         """Free what the engine holds (models, GPU memory)."""
+
+
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Loaded = TypeVar("Loaded", bound=_Named)
+
+
+def by_id(models: Iterable[Loaded], kind: str) -> dict[str, Loaded]:
+    """An engine's loaded weight files by model id: two files of one id would make a job's choice
+    ambiguous, so that is a start-up error naming ``kind`` (e.g. "restoration model")."""
+    loaded: dict[str, Loaded] = {}
+    for model in models:
+        if model.id in loaded:
+            raise ValueError(f"two {kind}s are named {model.id!r}")
+        loaded[model.id] = model
+    return loaded
+
+
+def named(loaded: Mapping[str, Loaded], model: str, kind: str) -> Loaded:
+    """The loaded model a job names, or the client's ``unknown_model`` error on ``job.model``."""
+    if model not in loaded:
+        raise JobError("unknown_model", f"no {kind} {model!r}", "job.model")
+    return loaded[model]
+
+
+def fill_input(job: GenerationInput, engine: str) -> tuple[np.ndarray, np.ndarray]:
+    """The image and mask of a fill engine's job (no mask: all of it), which only inpaint and outpaint
+    have; other modes are refused pointing at the diffusion engine (``engine`` says which refuses)."""
+    if job.mode not in (Mode.INPAINT, Mode.OUTPAINT) or job.image is None:
+        raise JobError(
+            "unsupported_mode",
+            f"{job.mode.value} needs a diffusion model; {engine} only fills selections",
+            "job.mode",
+        )
+    mask = job.mask if job.mask is not None else np.full(job.image.shape[:2], 255, np.uint8)
+    return job.image, mask

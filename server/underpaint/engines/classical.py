@@ -22,8 +22,8 @@ from underpaint.engines.base import (
     ModelInfo,
     ProgressCallback,
     StepProgress,
+    fill_input,
 )
-from underpaint.errors import JobError
 from underpaint.modes import Mode
 
 CLASSICAL_MODEL = "classical"
@@ -58,18 +58,12 @@ class ClassicalEngine(Engine):
         on_progress: ProgressCallback,
         cancel: threading.Event,
     ) -> Iterator[np.ndarray]:
-        if job.mode not in (Mode.INPAINT, Mode.OUTPAINT) or job.image is None:
-            raise JobError(
-                "unsupported_mode",
-                f"{job.mode.value} needs a diffusion model; the classical engine only fills selections",
-                "job.mode",
-            )
-        mask = job.mask if job.mask is not None else np.full(job.image.shape[:2], 255, np.uint8)
+        image, mask = fill_input(job, "the classical engine")
         for index in range(batch_count):
             if cancel.is_set():
                 raise JobCancelled()
             try:
-                filled = content_aware_fill(job.image, mask, seed=job.seed + index, cancel=cancel)
+                filled = content_aware_fill(image, mask, seed=job.seed + index, cancel=cancel)
             except FillCancelled:
                 raise JobCancelled() from None
             on_progress(StepProgress(step=index + 1, total=batch_count))

@@ -16,7 +16,17 @@ import numpy as np
 import torch
 
 from underpaint.canvas.plan import ModelResolution
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    ModelInfo,
+    ProgressCallback,
+    StepProgress,
+    by_id,
+    fill_input,
+    named,
+)
 from underpaint.engines.diffusion.device import resolve_device
 from underpaint.engines.weights import (
     ALLOW_RESEARCH,
@@ -26,7 +36,6 @@ from underpaint.engines.weights import (
     parse_source,
     permissive,
 )
-from underpaint.errors import JobError
 from underpaint.modes import Mode
 
 #: Native working size: LaMa was trained at 256-512 px and is fully convolutional; larger crops are
@@ -78,12 +87,8 @@ class LearnedFillEngine(Engine):
 
     def __init__(self, sources: list[str], device: str = "auto") -> None:
         self.device = resolve_device(device)
-        self.loaded: dict[str, LearnedFillModel] = {}
-        for text in sources:
-            model = LearnedFillModel(parse_source(text), self.device)
-            if model.id in self.loaded:
-                raise ValueError(f"two learned fill models are named {model.id!r}")
-            self.loaded[model.id] = model
+        models = (LearnedFillModel(parse_source(text), self.device) for text in sources)
+        self.loaded = by_id(models, "learned fill model")
 
     def models(self) -> list[ModelInfo]:
         return [
@@ -101,13 +106,8 @@ class LearnedFillEngine(Engine):
             for model in self.loaded.values()
         ]
 
-    def _model(self, model: str) -> LearnedFillModel:
-        if model not in self.loaded:
-            raise JobError("unknown_model", f"no learned fill model {model!r}", "job.model")
-        return self.loaded[model]
-
     def resolution(self, model: str) -> ModelResolution:
-        m = self._model(model)
+        m = named(self.loaded, model, "learned fill model")
         return ModelResolution(PIXEL_BUDGET, multiple=m.multiple, min_side=m.minimum, upscale_small=False)
 
     def prefill(self, image_rgb: np.ndarray, unknown: np.ndarray) -> np.ndarray:
@@ -121,20 +121,14 @@ class LearnedFillEngine(Engine):
         on_progress: ProgressCallback,
         cancel: threading.Event,
     ) -> Iterator[np.ndarray]:
-        if job.mode not in (Mode.INPAINT, Mode.OUTPAINT) or job.image is None:
-            raise JobError(
-                "unsupported_mode",
-                f"{job.mode.value} needs a diffusion model; a learned fill model only fills selections",
-                "job.mode",
-            )
-        model = self._model(job.model)
-        mask = job.mask if job.mask is not None else np.full(job.image.shape[:2], 255, np.uint8)
+        image, mask = fill_input(job, "a learned fill model")
+        model = named(self.loaded, job.model, "learned fill model")
         filled: np.ndarray | None = None
         for index in range(batch_count):
             if cancel.is_set():
                 raise JobCancelled()
             if filled is None:  # deterministic: every batch item is the same fill
-                filled = model.fill(job.image, hole_of(mask))
+                filled = model.fill(image, hole_of(mask))
             on_progress(StepProgress(step=index + 1, total=batch_count))
             yield filled
 

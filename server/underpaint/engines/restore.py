@@ -17,7 +17,16 @@ import numpy as np
 
 from underpaint.canvas.plan import ModelResolution
 from underpaint.canvas.resize import resize_exact
-from underpaint.engines.base import Engine, GenerationInput, JobCancelled, ModelInfo, ProgressCallback, StepProgress
+from underpaint.engines.base import (
+    Engine,
+    GenerationInput,
+    JobCancelled,
+    ModelInfo,
+    ProgressCallback,
+    StepProgress,
+    by_id,
+    named,
+)
 from underpaint.engines.diffusion.device import resolve_device
 from underpaint.engines.weights import ALLOW_RESEARCH, licence_of, load_descriptor, parse_source, permissive
 from underpaint.errors import JobError
@@ -69,12 +78,7 @@ class RestoreEngine(Engine):
 
     def __init__(self, sources: list[str], device: str = "auto") -> None:
         self.device = resolve_device(device)
-        self.loaded: dict[str, RestoreModel] = {}
-        for source in sources:
-            model = RestoreModel(source, self.device)
-            if model.id in self.loaded:
-                raise ValueError(f"two restoration models are named {model.id!r}")
-            self.loaded[model.id] = model
+        self.loaded = by_id((RestoreModel(source, self.device) for source in sources), "restoration model")
 
     def models(self) -> list[ModelInfo]:
         return [
@@ -92,13 +96,8 @@ class RestoreEngine(Engine):
             for model in self.loaded.values()
         ]
 
-    def _model(self, model: str) -> RestoreModel:
-        if model not in self.loaded:
-            raise JobError("unknown_model", f"no restoration model {model!r}", "job.model")
-        return self.loaded[model]
-
     def resolution(self, model: str) -> ModelResolution:
-        size = self._model(model).size
+        size = named(self.loaded, model, "restoration model").size
         return ModelResolution(size * size, multiple=8, min_side=64, max_side=size * 2)
 
     def generate(
@@ -106,7 +105,7 @@ class RestoreEngine(Engine):
     ) -> Iterator[np.ndarray]:
         if job.mode is not Mode.RESTORE or job.image is None:
             raise JobError("unsupported_mode", f"a face restoration model cannot {job.mode.value}", "job.mode")
-        model = self._model(job.model)
+        model = named(self.loaded, job.model, "restoration model")
         if model.refusal is not None:
             raise JobError("licence_refused", model.refusal, "job.model")
         restored: np.ndarray | None = None

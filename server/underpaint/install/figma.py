@@ -9,29 +9,16 @@ in plugins/figma) to a stable folder and prints the manifest's path. No Node.js 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+from underpaint.folders import data_dir
 from underpaint.install.bundle import InstallError, plugin_source, zip_folder
 
 BUNDLE = ("manifest.json", "code.js", "ui.html")
 """The files of the built plugin; the manifest names the other two."""
 FOLDER = "figma-plugin"
-
-
-def data_dir(platform: str | None = None, env: dict[str, str] | None = None, home: Path | None = None) -> Path:
-    """underpaint's per-user data folder on this OS, where the Figma bundle goes by default."""
-    platform = platform or sys.platform
-    env = dict(os.environ) if env is None else env
-    home = home or Path.home()
-    if platform == "win32":
-        return Path(env.get("APPDATA") or home / "AppData" / "Roaming") / "underpaint"
-    if platform == "darwin":
-        return home / "Library" / "Application Support" / "underpaint"
-    return Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "underpaint"
 
 
 def built_bundle() -> Path:

@@ -13,8 +13,10 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+from underpaint.folders import app_data_root
 from underpaint.install.bundle import InstallError, copy_plugin, plugin_source, zip_folder
 
 NAME = "underpaint_krita"
@@ -24,35 +26,33 @@ MIN_VERSION = (5, 1)
 """Older Kritas ship a Python below 3.10 (Windows/macOS bundles) or predate the API the plugin uses."""
 
 
-def resource_dir(platform: str | None = None, env: dict[str, str] | None = None, home: Path | None = None) -> Path:
+def _flatpak(platform: str | None, env: Mapping[str, str] | None, home: Path | None) -> Path | None:
+    """Krita's Flatpak folder on Linux when that is the Krita in use (it exists, a native one does not)."""
+    if (platform or sys.platform) in ("win32", "darwin"):
+        return None
+    flatpak = (home or Path.home()) / ".var" / "app" / "org.kde.krita"
+    native = app_data_root(platform, env, home) / "krita"
+    return flatpak if flatpak.is_dir() and not native.is_dir() else None
+
+
+def resource_dir(platform: str | None = None, env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
     """Krita's per-user resource folder on this OS."""
-    platform = platform or sys.platform
-    env = dict(os.environ) if env is None else env
-    home = home or Path.home()
-    if platform == "win32":
-        return Path(env.get("APPDATA") or home / "AppData" / "Roaming") / "krita"
-    if platform == "darwin":
-        return home / "Library" / "Application Support" / "krita"
-    flatpak = home / ".var" / "app" / "org.kde.krita"
-    native = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "krita"
-    if flatpak.is_dir() and not native.is_dir():
-        return flatpak / "data" / "krita"
-    return native
+    flatpak = _flatpak(platform, env, home)
+    return flatpak / "data" / "krita" if flatpak else app_data_root(platform, env, home) / "krita"
 
 
-def kritarc_path(platform: str | None = None, env: dict[str, str] | None = None, home: Path | None = None) -> Path:
+def kritarc_path(platform: str | None = None, env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
     """Where Krita keeps its settings (kritarc) on this OS."""
+    flatpak = _flatpak(platform, env, home)
+    if flatpak:
+        return flatpak / "config" / "kritarc"
     platform = platform or sys.platform
-    env = dict(os.environ) if env is None else env
+    env = os.environ if env is None else env
     home = home or Path.home()
     if platform == "win32":
         return Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local") / "kritarc"
     if platform == "darwin":
         return home / "Library" / "Preferences" / "kritarc"
-    flatpak = home / ".var" / "app" / "org.kde.krita"
-    native_data = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share") / "krita"
-    if flatpak.is_dir() and not native_data.is_dir():
-        return flatpak / "config" / "kritarc"
     return Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kritarc"
 
 

@@ -6,6 +6,8 @@ Implements the shared controller's ``Canvas`` for one ``Gimp.Image``. Only calle
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gi
@@ -250,16 +252,14 @@ class GimpCanvas:
         """The one preview layer, right above the active layer; stepping through a batch replaces it.
         The undo stack is frozen meanwhile: looking at results leaves no undo step."""
         selected = [item for item in self.image.get_selected_layers() if item.is_valid()]
-        self.image.undo_freeze()
         try:
-            if handle is not None and handle.is_valid():
-                self.image.remove_layer(handle)
-            anchor = selected[0] if selected else None
-            parent = anchor.get_parent() if anchor else None
-            position = int(self.image.get_item_position(anchor)) if anchor else 0
-            handle = self._add_layer(layer, parent, position)
+            with self._unrecorded():
+                self._remove_unrecorded(handle)
+                anchor = selected[0] if selected else None
+                parent = anchor.get_parent() if anchor else None
+                position = int(self.image.get_item_position(anchor)) if anchor else 0
+                handle = self._add_layer(layer, parent, position)
         finally:
-            self.image.undo_thaw()
             if selected:
                 self.image.set_selected_layers(selected)
         Gimp.displays_flush()
@@ -268,12 +268,7 @@ class GimpCanvas:
     def end_preview(self, handle: Any, keep: NewLayer | None) -> list[Any]:
         """Discard: the preview layer goes (it was never in the undo history, so nothing to undo).
         Apply: the kept result is pasted where the preview was: one undo step."""
-        if handle is not None and handle.is_valid():
-            self.image.undo_freeze()
-            try:
-                self.image.remove_layer(handle)
-            finally:
-                self.image.undo_thaw()
+        self._remove_unrecorded(handle)
         if keep is None:
             Gimp.displays_flush()
             return []
@@ -287,15 +282,12 @@ class GimpCanvas:
         layer = self.live_layer
         if layer is None or not layer.is_valid() or not layer.get_visible():
             return self.read_image(rect)
-        self.image.undo_freeze()
-        try:
+        with self._unrecorded():
             layer.set_visible(False)
             try:
                 return self.read_image(rect)
             finally:
                 layer.set_visible(True)
-        finally:
-            self.image.undo_thaw()
 
     def show_live(self, layer: NewLayer, handle: Any | None) -> Any:
         """The one live layer on top of the image, made with the undo stack frozen; every later result
@@ -312,13 +304,11 @@ class GimpCanvas:
             handle.update(0, 0, image.width, image.height)
         else:
             selected = [item for item in self.image.get_selected_layers() if item.is_valid()]
-            self.image.undo_freeze()
             try:
-                if fits:
-                    self.image.remove_layer(handle)
-                handle = self._add_layer(layer, None, 0)
+                with self._unrecorded():
+                    self._remove_unrecorded(handle)
+                    handle = self._add_layer(layer, None, 0)
             finally:
-                self.image.undo_thaw()
                 if selected:
                     self.image.set_selected_layers(selected)
         self.live_layer = handle
@@ -328,12 +318,7 @@ class GimpCanvas:
     def remove_live(self, handle: Any) -> None:
         """Live off: the live layer goes (it was never in the undo history)."""
         self.live_layer = None
-        if handle is not None and handle.is_valid():
-            self.image.undo_freeze()
-            try:
-                self.image.remove_layer(handle)
-            finally:
-                self.image.undo_thaw()
+        if self._remove_unrecorded(handle):
             Gimp.displays_flush()
 
     def live_probe(self, rect: Bounds) -> tuple[Any, ...]:
@@ -357,6 +342,25 @@ class GimpCanvas:
                 local = Bounds(rect.x - ox, rect.y - oy, rect.width, rect.height)
                 pixels.append(bytes(item.get_buffer().get(_rect(local), 1.0, RGBA, Gegl.AbyssPolicy.NONE)))
         return tuple(layers), tuple(pixels)
+
+    @contextmanager
+    def _unrecorded(self) -> Iterator[None]:
+        """What happens inside leaves no undo step (GIMP counts nested freezes): the preview and live
+        layers come and go outside the history."""
+        self.image.undo_freeze()
+        try:
+            yield
+        finally:
+            self.image.undo_thaw()
+
+    def _remove_unrecorded(self, handle: Any) -> bool:
+        """Remove a layer that was never in the undo history (a preview, the live layer) if it is still
+        there; True when it was."""
+        if handle is None or not handle.is_valid():
+            return False
+        with self._unrecorded():
+            self.image.remove_layer(handle)
+        return True
 
     def _add_layer(self, item: NewLayer, parent: Any, position: int) -> Any:
         image = item.image

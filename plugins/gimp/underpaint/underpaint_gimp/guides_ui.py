@@ -32,11 +32,11 @@ from underpaint_protocol.guides_panel import (  # noqa: E402
     HostLayer,
     availability,
     fraction,
-    kind_options,
     layer_choices,
     model_kinds,
     model_takes,
     percent,
+    row_options,
 )
 
 
@@ -191,7 +191,7 @@ class GuidesSection:
         frame = Gtk.Frame()
         grid = Gtk.Grid(column_spacing=6, row_spacing=2, margin=4)
         kind = Gtk.ComboBoxText(hexpand=True)
-        for value in kind_options(kinds, control.kind):
+        for value in row_options(kinds, control.kind):
             kind.append(value, KIND_LABELS[value])
         kind.set_active_id(control.kind)
         kind.connect("changed", lambda combo: self._set_control(index, kind=str(combo.get_active_id())))
@@ -230,7 +230,7 @@ class GuidesSection:
         frame = Gtk.Frame()
         grid = Gtk.Grid(column_spacing=6, row_spacing=2, margin=4)
         take = Gtk.ComboBoxText(hexpand=True)
-        for value in [*takes, *([reference.take] if reference.take not in takes else [])]:
+        for value in row_options(takes, reference.take):
             take.append(value, TAKE_LABELS[value])
         take.set_active_id(reference.take)
         take.connect("changed", lambda combo: self._set_reference(index, take=str(combo.get_active_id())))

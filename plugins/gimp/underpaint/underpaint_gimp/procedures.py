@@ -267,11 +267,6 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 "(inside: inpaint, none: img2img/txt2img), Expand outpaints. Needs `underpaint serve`.",
                 name,
             )
-            procedure.set_sensitivity_mask(
-                Gimp.ProcedureSensitivityMask.DRAWABLE
-                | Gimp.ProcedureSensitivityMask.DRAWABLES
-                | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
-            )
         elif name == SEGMENT:
             procedure = Gimp.ImageProcedure.new(
                 self, name, Gimp.PDBProcType.PLUGIN, lambda p, m, i, d, c, data: run_job(p, m, i, c, "segment"), None
@@ -284,11 +279,6 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 "selection with the underpaint daemon, combined with the current selection by replace, add, "
                 "subtract or intersect (one undo step). Runs to completion; scriptable non-interactively.",
                 name,
-            )
-            procedure.set_sensitivity_mask(
-                Gimp.ProcedureSensitivityMask.DRAWABLE
-                | Gimp.ProcedureSensitivityMask.DRAWABLES
-                | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
             )
             add_segment_arguments(procedure, RW)
             add_connection_arguments(procedure)
@@ -307,16 +297,16 @@ class UnderpaintPlugIn(Gimp.PlugIn):
                 "completion; scriptable non-interactively.",
                 name,
             )
-            procedure.set_sensitivity_mask(
-                Gimp.ProcedureSensitivityMask.DRAWABLE
-                | Gimp.ProcedureSensitivityMask.DRAWABLES
-                | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
-            )
             if name in MODES:
                 add_job_arguments(procedure, mode)
             else:
                 upscale.add_arguments(procedure, mode)
                 add_connection_arguments(procedure)
+        procedure.set_sensitivity_mask(  # every procedure: with or without drawables selected
+            Gimp.ProcedureSensitivityMask.DRAWABLE
+            | Gimp.ProcedureSensitivityMask.DRAWABLES
+            | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
+        )
         procedure.set_image_types("RGB*")
         procedure.add_menu_path(MENU)
         procedure.set_attribution("underpaint", "underpaint contributors", "2026")

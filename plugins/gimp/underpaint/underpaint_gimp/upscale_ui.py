@@ -19,19 +19,25 @@ from gi.repository import Gtk  # noqa: E402
 from underpaint_protocol.controller import Controller  # noqa: E402
 from underpaint_protocol.panel import model_label  # noqa: E402
 from underpaint_protocol.upscale_panel import (  # noqa: E402
+    ACTION_ROLE,
     ACTIONS,
+    FACTOR_DECIMALS,
     FACTOR_DEFAULT,
     FACTOR_MAX,
     FACTOR_MIN,
+    FACTOR_STEP,
     LABELS,
+    PLACEHOLDERS,
     REFINE_STRENGTH_DEFAULT,
+    ROLES,
+    ROWS,
+    STEPS_MAX,
+    STRENGTH_MAX,
+    STRENGTH_MIN,
     TIPS,
     models_for,
     upscale_request,
 )
-
-ROLES = ("upscaler", "refiner", "restorer")
-ROLE_OF = {"upscale": "upscaler", "refine_upscale": "refiner", "restore": "restorer"}
 
 
 class UpscaleSection:
@@ -43,8 +49,8 @@ class UpscaleSection:
         self.start = start
         self.expander = Gtk.Expander(label=LABELS["section"])
         grid = Gtk.Grid(column_spacing=6, row_spacing=4, margin_top=2)
-        self.factor = Gtk.SpinButton.new_with_range(FACTOR_MIN, FACTOR_MAX, 0.5)
-        self.factor.set_digits(2)
+        self.factor = Gtk.SpinButton.new_with_range(FACTOR_MIN, FACTOR_MAX, FACTOR_STEP)
+        self.factor.set_digits(FACTOR_DECIMALS)
         self.factor.set_value(FACTOR_DEFAULT)
         self.factor.set_tooltip_text(TIPS["factor"])
         guard(self.factor)
@@ -56,44 +62,40 @@ class UpscaleSection:
             combo = Gtk.ComboBoxText(hexpand=True)
             guard(combo)
             self.combos[role] = combo
-        self.strength = Gtk.SpinButton.new_with_range(1, 100, 5)
+        self.strength = Gtk.SpinButton.new_with_range(STRENGTH_MIN, STRENGTH_MAX, 5)
         self.strength.set_value(REFINE_STRENGTH_DEFAULT)
         self.strength.set_tooltip_text(TIPS["strength"])
         guard(self.strength)
         strength_row = Gtk.Box(spacing=4)
         strength_row.pack_start(self.strength, True, True, 0)
         strength_row.pack_start(Gtk.Label(label="%"), False, False, 0)
-        self.steps = Gtk.SpinButton.new_with_range(0, 150, 1)
+        self.steps = Gtk.SpinButton.new_with_range(0, STEPS_MAX, 1)
         self.steps.set_value(0)
         self.steps.set_tooltip_text(TIPS["steps"])
         guard(self.steps)
-        self.prompt = Gtk.Entry(placeholder_text="prompt for every tile", hexpand=True)
+        self.prompt = Gtk.Entry(placeholder_text=PLACEHOLDERS["prompt"], hexpand=True)
         self.buttons: dict[str, Gtk.Button] = {}
         for action, label in ACTIONS.items():
             button = Gtk.Button(label=label)
             button.set_tooltip_text(TIPS[action])
             button.connect("clicked", lambda _button, action=action: self.run(action))
             self.buttons[action] = button
-        rows: list[tuple[str | None, Gtk.Widget]] = [
-            (LABELS["factor"], factor_row),
-            (LABELS["upscaler"], self.combos["upscaler"]),
-            (None, self.buttons["upscale"]),
-            (LABELS["refiner"], self.combos["refiner"]),
-            (LABELS["strength"], strength_row),
-            (LABELS["steps"], self.steps),
-            (LABELS["prompt"], self.prompt),
-            (None, self.buttons["refine_upscale"]),
-            (LABELS["restorer"], self.combos["restorer"]),
-            (None, self.buttons["restore"]),
-        ]
-        for row, (caption, widget) in enumerate(rows):
-            if caption is None:
-                grid.attach(widget, 0, row, 2, 1)
+        fields: dict[str, Gtk.Widget] = {
+            "factor": factor_row,
+            **self.combos,
+            "strength": strength_row,
+            "steps": self.steps,
+            "prompt": self.prompt,
+            **self.buttons,
+        }
+        for row, key in enumerate(ROWS):
+            if key in ACTIONS:
+                grid.attach(fields[key], 0, row, 2, 1)
             else:
-                grid.attach(Gtk.Label(label=caption, xalign=0), 0, row, 1, 1)
-                grid.attach(widget, 1, row, 1, 1)
+                grid.attach(Gtk.Label(label=LABELS[key], xalign=0), 0, row, 1, 1)
+                grid.attach(fields[key], 1, row, 1, 1)
         self.progress = Gtk.Label(label="", xalign=0, wrap=True)
-        grid.attach(self.progress, 0, len(rows), 2, 1)
+        grid.attach(self.progress, 0, len(ROWS), 2, 1)
         self.expander.add(grid)
         self._models_of: int | None = None
 
@@ -129,6 +131,6 @@ class UpscaleSection:
                 elif ids:
                     combo.set_active(0)
         for action, button in self.buttons.items():
-            button.set_sensitive(controller.connected and self.combos[ROLE_OF[action]].get_active_id() is not None)
+            button.set_sensitive(controller.connected and self.combos[ACTION_ROLE[action]].get_active_id() is not None)
         job = controller.current
         self.progress.set_text(job.describe() if job is not None and job.mode in ACTIONS else "")

@@ -10,7 +10,6 @@ safetensors. Loaded ControlNets stay in memory, shared by every mode's pipeline.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, get_args
 
 import torch
 
-from underpaint.engines.diffusion.registry import PICKLE_SUFFIXES, TINY_ID, Family
+from underpaint.engines.diffusion.registry import PICKLE_SUFFIXES, TINY_ID, Family, read_json
 from underpaint.errors import JobError
 from underpaint_protocol.messages import ControlKind
 
@@ -45,13 +44,6 @@ class AdapterSpec:
     family: Family
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def _family_of_config(config: dict) -> Family:
     if config.get("addition_embed_type") == "text_time":
         return "sdxl"
@@ -64,7 +56,7 @@ def _hub_config(repo: str) -> dict:
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo, "config.json")
-    return _read_json(Path(cached)) if isinstance(cached, str) else {}
+    return read_json(Path(cached)) if isinstance(cached, str) else {}
 
 
 def parse_control_source(source: str) -> ControlSpec:
@@ -81,11 +73,11 @@ def parse_control_source(source: str) -> ControlSpec:
     if location == TINY_ID:
         family = "sd1"
     elif path.suffix.lower() == ".safetensors":
-        family = _family_of_config(_read_json(path.with_name(path.stem + ".config") / "config.json"))
+        family = _family_of_config(read_json(path.with_name(path.stem + ".config") / "config.json"))
         if family == "unknown":
             family = _family_of_single_file(path)
     elif path.is_dir():
-        family = _family_of_config(_read_json(path / "config.json"))
+        family = _family_of_config(read_json(path / "config.json"))
     else:
         family = _family_of_config(_hub_config(location))
         if family == "unknown":  # not downloaded yet: the names lllyasviel/diffusers use say it

@@ -149,8 +149,8 @@ def few_step_from_folder(folder: Path) -> FewStep | None:
     Only unambiguous markers count: an LCM scheduler or pipeline class. (Trailing timestep spacing alone
     is not enough: zero-terminal-SNR models use it at 30+ steps.)
     """
-    index = _read_json(folder / "model_index.json")
-    sched = _read_json(folder / "scheduler" / "scheduler_config.json")
+    index = read_json(folder / "model_index.json")
+    sched = read_json(folder / "scheduler" / "scheduler_config.json")
     scheduler_class = sched.get("_class_name") or (index.get("scheduler") or [None, None])[-1]
     if scheduler_class == "LCMScheduler" or "LatentConsistency" in str(index.get("_class_name", "")):
         return replace(FEW_STEP["lcm"], source="config")
@@ -258,7 +258,8 @@ def model_info(spec: ModelSpec, loaded: bool = False) -> ModelInfo:
 # --- reading what a model is, without loading it ------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """A model's JSON config file as a dict; a missing or unreadable one reads as empty."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -267,9 +268,9 @@ def _read_json(path: Path) -> dict:
 
 def describe_folder(folder: Path) -> tuple[Family, bool, bool]:
     """(family, 9-channel unet, v-prediction) from a diffusers folder's json files."""
-    index = _read_json(folder / "model_index.json")
-    unet = _read_json(folder / "unet" / "config.json")
-    sched = _read_json(folder / "scheduler" / "scheduler_config.json")
+    index = read_json(folder / "model_index.json")
+    unet = read_json(folder / "unet" / "config.json")
+    sched = read_json(folder / "scheduler" / "scheduler_config.json")
     family: Family
     if "XL" in str(index.get("_class_name", "")) or "text_encoder_2" in index:
         family = "sdxl"
