@@ -67,6 +67,13 @@ class ScriptedClient:
     def cancel(self, job_id: str) -> None:
         self.cancels.append(job_id)
 
+    def request(self, message: dict[str, Any], expected: str) -> Future[Any]:
+        """A prompt-library request (a docker asks for the styles once connected): answered as a
+        daemon with no styles and no history answers."""
+        future: Future[Any] = Future()
+        future.set_result({"type": expected, "styles": [], "entries": []})
+        return future
+
     def event(self, message: dict[str, Any], image: ImageData | None = None) -> None:
         self.on_event(Event(message, image))
 
