@@ -75,6 +75,16 @@ def test_thumbnails_are_downscaled_client_side_keeping_the_format() -> None:
     assert thumbnail(tiny, 96) is tiny
 
 
+def test_a_thumbnail_reads_every_kind_of_buffer_a_result_arrives_in() -> None:
+    """bytes, bytearray, a flat memoryview (a frame's payload) and an image-shaped one (a numpy array's)."""
+    import numpy as np
+
+    array = np.arange(300 * 150 * 4, dtype=np.uint32).astype(np.uint8).reshape(150, 300, 4)
+    expected = thumbnail(ImageData("rgba8", 300, 150, array.tobytes()), 96)
+    for data in (bytearray(array.tobytes()), memoryview(array.tobytes()), memoryview(array)):
+        assert thumbnail(ImageData("rgba8", 300, 150, data), 96) == expected
+
+
 # ------------------------------------------------------------------------------------------ controller
 
 
