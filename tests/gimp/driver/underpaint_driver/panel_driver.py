@@ -563,7 +563,8 @@ def drive(panel: Any, spec_path: str) -> None:
                     panel.history_expander.set_expanded(True)
                 history = panel.controller.history
                 wanted = spec.get("history_at_least", 3)
-                if len(history) < wanted or not all(item.thumbnails for item in history[:wanted]):
+                # thumbnails in and their fetches ended (a Re-apply while one runs is refused)
+                if len(history) < wanted or not all(item.thumbnails and not item.fetching for item in history[:wanted]):
                     return True
                 rows = panel.history.get_children()
                 report["history"] = {
